@@ -1,0 +1,50 @@
+#include "attention/attention.h"
+
+#include "absl/strings/str_cat.h"
+#include "attention/params_builder.h"
+#include "factory/status_macros.h"
+
+namespace dilated {
+
+absl::Status Attention::CheckOptions(const TensorView& q,
+                                     const ForwardOptions& options) const {
+  if (options.training && config_.dropout > 0.0) {
+    return absl::UnimplementedError(absl::StrCat(
+        "dropout ", config_.dropout, " with training=true is not implemented "
+        "by '", name_, "'; set dropout to 0 or training to false"));
+  }
+  if (q.device.type == DeviceType::kCpu && options.stream != nullptr) {
+    return absl::InvalidArgumentError(
+        "options.stream must be null for CPU tensors");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Attention::Forward(const TensorView& q, const TensorView& k,
+                                const TensorView& v, const TensorView& out,
+                                const ForwardOptions& options,
+                                const TensorView* lse) {
+  DA_ASSIGN_OR_RETURN(
+      kernels::ForwardParams params,
+      MakeForwardParams(config_, q, k, v, out, lse, options.is_causal));
+  DA_RETURN_IF_ERROR(CheckOptions(q, options));
+  return DoForward(params, q.device, options.stream);
+}
+
+absl::Status Attention::Backward(const TensorView& q, const TensorView& k,
+                                 const TensorView& v, const TensorView& out,
+                                 const TensorView& lse,
+                                 const TensorView& grad_out,
+                                 const TensorView& grad_q,
+                                 const TensorView& grad_k,
+                                 const TensorView& grad_v,
+                                 const ForwardOptions& options) {
+  DA_ASSIGN_OR_RETURN(
+      kernels::BackwardParams params,
+      MakeBackwardParams(config_, q, k, v, out, lse, grad_out, grad_q, grad_k,
+                         grad_v, options.is_causal));
+  DA_RETURN_IF_ERROR(CheckOptions(q, options));
+  return DoBackward(params, q.device, options.stream);
+}
+
+}  // namespace dilated

@@ -1,0 +1,93 @@
+// File: attention.h
+//
+// The Attention interface: dilated attention (ARCHITECTURE.md section 1) over
+// q, k, v of shape [batch, seq, heads, head_dim], forward and backward.
+// Implementations are created by name through the factory (registry.h):
+//
+//   dilated::AttentionConfig config;  // segments {2048, 4096, 8192}, rates {1, 2, 4}
+//   absl::StatusOr<std::unique_ptr<dilated::Attention>> attention =
+//       dilated::CreateAttention("improved", config);
+//   if (!attention.ok()) return attention.status();
+//   DA_RETURN_IF_ERROR((*attention)->Forward(q, k, v, out, {.is_causal = true}));
+//
+// Every check on the tensors (rank, shapes, dtypes, devices, strides,
+// divisibility of the sequence by each segment length, heads >= groups) is
+// made here, once, before any implementation runs, and reported as
+// InvalidArgument naming the tensor or field and the value.
+
+#ifndef ATTENTION_ATTENTION_H_
+#define ATTENTION_ATTENTION_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "attention/config.h"
+#include "attention/tensor.h"
+#include "kernels/dilated_params.h"
+
+namespace dilated {
+
+struct ForwardOptions {
+  // Each selected position attends only to selected positions at or before it.
+  bool is_causal = false;
+  // Training mode; with config.dropout > 0 this would apply dropout, which is
+  // not implemented yet and is refused (Unimplemented), never skipped.
+  bool training = false;
+  // The cudaStream_t to run on for CUDA tensors (null: the default stream).
+  // Must be null for CPU tensors.
+  void* stream = nullptr;
+};
+
+class Attention {
+ public:
+  virtual ~Attention() = default;
+  Attention(const Attention&) = delete;
+  Attention& operator=(const Attention&) = delete;
+
+  // Returns the name this implementation is registered under.
+  const std::string& name() const { return name_; }
+  // Returns the configuration it was created with.
+  const AttentionConfig& config() const { return config_; }
+
+  // Writes the dilated attention of q, k, v into `out` (same shape, dtype and
+  // device as q; every element is written, unselected rows with zero). When
+  // `lse` is not null it receives the float32 log-sum-exp of every row, shape
+  // [batch, heads, seq] with a contiguous last axis (-inf where unselected),
+  // which Backward needs.
+  absl::Status Forward(const TensorView& q, const TensorView& k,
+                       const TensorView& v, const TensorView& out,
+                       const ForwardOptions& options = {},
+                       const TensorView* lse = nullptr);
+
+  // Writes the gradients of a loss L with respect to q, k and v into grad_q,
+  // grad_k and grad_v (same shape, dtype and device as q; fully overwritten),
+  // given grad_out = dL/d(out) and the `out` and `lse` that Forward produced
+  // for the same inputs and options.
+  absl::Status Backward(const TensorView& q, const TensorView& k,
+                        const TensorView& v, const TensorView& out,
+                        const TensorView& lse, const TensorView& grad_out,
+                        const TensorView& grad_q, const TensorView& grad_k,
+                        const TensorView& grad_v,
+                        const ForwardOptions& options = {});
+
+ protected:
+  Attention(std::string name, AttentionConfig config)
+      : name_(std::move(name)), config_(std::move(config)) {}
+
+ private:
+  // Run with validated parameters on `device`.
+  virtual absl::Status DoForward(const kernels::ForwardParams& params,
+                                 const Device& device, void* stream) = 0;
+  virtual absl::Status DoBackward(const kernels::BackwardParams& params,
+                                  const Device& device, void* stream) = 0;
+
+  absl::Status CheckOptions(const TensorView& q,
+                            const ForwardOptions& options) const;
+
+  std::string name_;
+  AttentionConfig config_;
+};
+
+}  // namespace dilated
+
+#endif  // ATTENTION_ATTENTION_H_

@@ -1,0 +1,46 @@
+// File: config.h
+//
+// The configuration of a dilated attention: the (segment length, dilation
+// rate) pairs, the softmax scale and dropout. Validate() checks everything
+// that can be checked without tensors; the tensor-dependent rules (every
+// segment length divides the sequence length, heads >= groups) are checked at
+// Forward time.
+//
+//   dilated::AttentionConfig config;
+//   config.segment_lengths = {2048, 4096, 8192};
+//   config.dilation_rates = {1, 2, 4};
+//   absl::Status status = config.Validate();
+
+#ifndef ATTENTION_CONFIG_H_
+#define ATTENTION_CONFIG_H_
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace dilated {
+
+struct AttentionConfig {
+  // Segment length of every group; each must be positive.
+  std::vector<int64_t> segment_lengths = {2048, 4096, 8192};
+  // Dilation rate of every group; same length as segment_lengths, positive.
+  std::vector<int64_t> dilation_rates = {1, 2, 4};
+  // Multiplies q.k before the softmax; 1/sqrt(head_dim) when unset.
+  std::optional<double> softmax_scale;
+  // Attention-probability dropout in [0, 1). Forward calls with training=true
+  // and dropout > 0 are refused until dropout is implemented; it is never
+  // silently skipped.
+  double dropout = 0.0;
+
+  // Returns OK, or InvalidArgument naming the field and the value at fault.
+  absl::Status Validate() const;
+
+  // Returns the number of (segment, rate) groups.
+  int num_groups() const { return static_cast<int>(segment_lengths.size()); }
+};
+
+}  // namespace dilated
+
+#endif  // ATTENTION_CONFIG_H_

@@ -1,0 +1,45 @@
+// File: kernel_attention.h
+//
+// KernelAttention: an Attention that runs the backend registered for its name
+// and the tensors' device (backend_registry.h). "standard" and "improved" are
+// KernelAttentions with a fixed backend name; "auto" takes, per call, the
+// highest-priority backend registered for the device.
+
+#ifndef ATTENTION_KERNEL_ATTENTION_H_
+#define ATTENTION_KERNEL_ATTENTION_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "attention/attention.h"
+#include "attention/backend_registry.h"
+
+namespace dilated {
+
+class KernelAttention : public Attention {
+ public:
+  // Runs the backend registered as `backend_name`; when it is nullopt, the
+  // best backend for each call's device.
+  KernelAttention(std::string name, AttentionConfig config,
+                  std::optional<std::string> backend_name);
+
+ private:
+  absl::Status DoForward(const kernels::ForwardParams& params,
+                         const Device& device, void* stream) override;
+  absl::Status DoBackward(const kernels::BackwardParams& params,
+                          const Device& device, void* stream) override;
+
+  absl::StatusOr<Backend> Resolve(const Device& device) const;
+
+  std::optional<std::string> backend_name_;
+};
+
+// Returns a creator for the factory that makes a KernelAttention running the
+// backend `name`.
+std::unique_ptr<Attention> MakeKernelAttention(const std::string& name,
+                                               const AttentionConfig& config);
+
+}  // namespace dilated
+
+#endif  // ATTENTION_KERNEL_ATTENTION_H_

@@ -1,0 +1,61 @@
+// File: registry.h
+//
+// The factory of attention implementations: every implementation registers a
+// creator under its name ("standard", "improved", "auto", ...) and users create
+// one by name.
+//
+//   absl::StatusOr<std::unique_ptr<dilated::Attention>> attention =
+//       dilated::CreateAttention("standard", config);
+//
+// Registration is static: a library that registers must be linked with
+// alwayslink = 1 (Bazel) or its registration is dropped by the linker.
+
+#ifndef ATTENTION_REGISTRY_H_
+#define ATTENTION_REGISTRY_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "attention/attention.h"
+#include "attention/config.h"
+#include "factory/registry.h"
+#include "factory/status_macros.h"
+
+namespace dilated {
+
+using AttentionRegistry = factory::Registry<Attention, const AttentionConfig&>;
+
+// Returns the process-wide registry (leaky singleton).
+AttentionRegistry& GlobalAttentionRegistry();
+
+// Returns a new implementation registered under `name`, InvalidArgument if
+// `config` fails Validate(), or NotFound listing the registered names.
+absl::StatusOr<std::unique_ptr<Attention>> CreateAttention(
+    absl::string_view name, const AttentionConfig& config);
+
+// Returns the registered names, sorted.
+std::vector<std::string> RegisteredAttentionNames();
+
+namespace internal {
+struct AttentionRegistration {
+  AttentionRegistration(absl::string_view name,
+                        AttentionRegistry::Creator creator, const char* file,
+                        int line) {
+    GlobalAttentionRegistry().Register(name, std::move(creator), file, line);
+  }
+};
+}  // namespace internal
+
+// Registers `creator`, a callable (const AttentionConfig&) ->
+// absl::StatusOr<std::unique_ptr<Attention>>, under `name`.
+#define DA_REGISTER_ATTENTION(name, creator)                                   \
+  static const ::dilated::internal::AttentionRegistration DA_INTERNAL_CONCAT( \
+      da_attention_registration_, __COUNTER__)(name, creator, __FILE__,        \
+                                               __LINE__)
+
+}  // namespace dilated
+
+#endif  // ATTENTION_REGISTRY_H_
