@@ -1,0 +1,81 @@
+// File: tensor.h
+//
+// Tensor: an owning, row-major host tensor of float32, float16 or bfloat16,
+// the activations that flow between the layers of a model. Layers read and
+// write it through float32 rows (compute and accumulation are float32; the
+// storage type is the caller's).
+//
+//   dilated::models::Tensor x = dilated::models::Tensor::Zeros(
+//       dilated::DType::kFloat32, {2, 4096, 768});
+//   float* row = x.MutableFloat32() + 5 * 768;  // float32 only
+//   dilated::TensorView view = x.View();        // for the attention API
+
+#ifndef MODELS_TENSOR_H_
+#define MODELS_TENSOR_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "attention/tensor.h"
+
+namespace dilated {
+namespace models {
+
+class Tensor {
+ public:
+  // An empty float32 tensor of shape [0].
+  Tensor();
+
+  // Returns a tensor of `shape` filled with zeros.
+  // REQUIRES: every extent is >= 0 and shape.size() <= TensorView::kMaxRank.
+  static Tensor Zeros(DType dtype, std::vector<int64_t> shape);
+
+  // Returns a float32 tensor of `shape` holding `values` (row-major).
+  // REQUIRES: values.size() is the product of `shape`.
+  static Tensor FromFloat32(std::vector<int64_t> shape,
+                            const std::vector<float>& values);
+
+  // Returns a copy of the CPU tensor `view` (any strides), or InvalidArgument
+  // when it is not on the CPU or has a null data pointer.
+  static absl::StatusOr<Tensor> CopyOf(const TensorView& view);
+
+  DType dtype() const { return dtype_; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  int rank() const { return static_cast<int>(shape_.size()); }
+  // Returns extent `axis`; negative axes count from the end.
+  int64_t dim(int axis) const;
+  int64_t NumElements() const { return num_elements_; }
+  // Returns the shape as "[2, 64, 768]".
+  std::string ShapeString() const;
+
+  const void* data() const { return storage_.data(); }
+  void* mutable_data() { return storage_.data(); }
+  // REQUIRES: dtype() == kFloat32.
+  const float* Float32() const;
+  float* MutableFloat32();
+
+  // Returns a row-major CPU view of the whole tensor.
+  TensorView View() const;
+
+  // Returns every element converted to float32, row-major.
+  std::vector<float> ToFloat32() const;
+
+  // Overwrites every element with `values` rounded to dtype().
+  // REQUIRES: values.size() == NumElements().
+  void AssignFromFloat32(const std::vector<float>& values);
+
+ private:
+  DType dtype_ = DType::kFloat32;
+  std::vector<int64_t> shape_;
+  int64_t num_elements_ = 0;
+  // The elements, in 4-byte words so that float32 data is aligned; 16-bit
+  // types use the first half of the words' bytes.
+  std::vector<float> storage_;
+};
+
+}  // namespace models
+}  // namespace dilated
+
+#endif  // MODELS_TENSOR_H_
