@@ -64,10 +64,11 @@ void MultiheadDilatedAttention::AppendParameters(
   q_proj_.AppendParameters(prefix + "q_proj.", out);
   k_proj_.AppendParameters(prefix + "k_proj.", out);
   v_proj_.AppendParameters(prefix + "v_proj.", out);
+  // Upstream registers norm before out_proj, the fork q_ln/k_ln after it.
+  if (norm_.has_value()) norm_->AppendParameters(prefix + "norm.", out);
   out_proj_.AppendParameters(prefix + "out_proj.", out);
   if (q_ln_.has_value()) q_ln_->AppendParameters(prefix + "q_ln.", out);
   if (k_ln_.has_value()) k_ln_->AppendParameters(prefix + "k_ln.", out);
-  if (norm_.has_value()) norm_->AppendParameters(prefix + "norm.", out);
 }
 
 absl::StatusOr<Tensor> MultiheadDilatedAttention::DoForward(
