@@ -1,10 +1,13 @@
 #include "io/safetensors.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <new>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -205,8 +208,11 @@ absl::Status Annotate(const absl::Status& status, const std::string& path,
   return absl::Status(status.code(), absl::StrCat(where, status.message()));
 }
 
+// Returns an 8-byte-aligned buffer of at least `bytes` bytes, or null when
+// memory is exhausted.
 std::unique_ptr<uint64_t[]> AlignedBuffer(int64_t bytes) {
-  return std::unique_ptr<uint64_t[]>(new uint64_t[(bytes + 7) / 8 + 1]);
+  return std::unique_ptr<uint64_t[]>(new (std::nothrow)
+                                         uint64_t[(bytes + 7) / 8 + 1]);
 }
 
 }  // namespace
@@ -331,17 +337,19 @@ absl::StatusOr<TensorView> SafetensorsFile::View(absl::string_view name) const {
 }
 
 absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
+  struct stat file_status;
+  if (stat(path.c_str(), &file_status) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open '", path, "'"));
+  }
+  if (!S_ISREG(file_status.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", path, "' is not a regular file"));
+  }
   std::ifstream stream(path, std::ios::binary);
   if (!stream) {
     return absl::ErrnoToStatus(errno, absl::StrCat("cannot open '", path, "'"));
   }
-  stream.seekg(0, std::ios::end);
-  const int64_t file_size = static_cast<int64_t>(stream.tellg());
-  stream.seekg(0, std::ios::beg);
-  if (file_size < 0 || !stream) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", path, "' is not a readable regular file"));
-  }
+  const int64_t file_size = static_cast<int64_t>(file_status.st_size);
   if (file_size < 8) {
     return absl::DataLossError(
         absl::StrCat("'", path, "' is ", file_size,
@@ -350,8 +358,9 @@ absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
   unsigned char length_bytes[8];
   stream.read(reinterpret_cast<char*>(length_bytes), 8);
   uint64_t header_length = 0;
-  for (int i = 7; i >= 0; --i)
+  for (int i = 7; i >= 0; --i) {
     header_length = header_length << 8 | length_bytes[i];
+  }
   if (header_length > static_cast<uint64_t>(file_size - 8)) {
     return absl::DataLossError(absl::StrCat(
         "'", path, "': header length ", header_length, " exceeds the ",
@@ -396,6 +405,10 @@ absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
   DA_RETURN_IF_ERROR(Annotate(CheckLayout(std::move(layout), data_size), path));
 
   std::unique_ptr<uint64_t[]> data = AlignedBuffer(data_size);
+  if (data == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "'", path, "': cannot allocate ", data_size, " bytes for the data"));
+  }
   char* base = reinterpret_cast<char*>(data.get());
   stream.read(base, static_cast<std::streamsize>(data_size));
   if (!stream) {
@@ -412,6 +425,11 @@ absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
     tensor.data = base + entry.begin;
     if (entry.begin % SafetensorsDTypeSize(entry.dtype) != 0) {
       std::unique_ptr<uint64_t[]> copy = AlignedBuffer(tensor.byte_size);
+      if (copy == nullptr) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("'", path, "': cannot allocate ", tensor.byte_size,
+                         " bytes for tensor '", tensor.name, "'"));
+      }
       std::memcpy(copy.get(), tensor.data, tensor.byte_size);
       tensor.data = copy.get();
       file.buffers_.push_back(std::move(copy));

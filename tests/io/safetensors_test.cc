@@ -201,6 +201,11 @@ TEST(SafetensorsTest, RejectsAMissingFile) {
   ExpectRejected(path, absl::StatusCode::kNotFound, {"cannot open"});
 }
 
+TEST(SafetensorsTest, RejectsADirectory) {
+  ExpectRejected(testing::TempDir(), absl::StatusCode::kInvalidArgument,
+                 {"not a regular file"});
+}
+
 TEST(SafetensorsTest, RejectsAFileShorterThanEightBytes) {
   const std::string path = TempPath("short.safetensors");
   WriteBytes(path, "abcde");
