@@ -47,6 +47,20 @@ absl::StatusOr<SafetensorsDType> ParseDType(absl::string_view name) {
 // Returns "object", "array", "string", ... for error messages.
 std::string JsonTypeName(const Json& value) { return value.type_name(); }
 
+// Returns `text` with every byte outside printable ASCII written as \xNN, so
+// that a message quoting a corrupt file stays one line of valid text.
+std::string Printable(absl::string_view text) {
+  std::string result;
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c < 0x7f) {
+      result.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&result, "\\x", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  return result;
+}
+
 // Returns `value` as JSON text, cut to a length that fits in a message.
 std::string Brief(const Json& value) {
   constexpr size_t kMaxLength = 60;
@@ -205,7 +219,8 @@ absl::Status Annotate(const absl::Status& status, const std::string& path,
   const std::string where =
       name.empty() ? absl::StrCat("'", path, "': ")
                    : absl::StrCat("'", path, "': tensor '", name, "': ");
-  return absl::Status(status.code(), absl::StrCat(where, status.message()));
+  return absl::Status(status.code(),
+                      Printable(absl::StrCat(where, status.message())));
 }
 
 // Returns an 8-byte-aligned buffer of at least `bytes` bytes, or null when
@@ -297,8 +312,8 @@ absl::StatusOr<const SafetensorsTensor*> SafetensorsFile::Find(
   std::vector<std::string> names;
   for (const SafetensorsTensor& tensor : tensors_) names.push_back(tensor.name);
   return absl::NotFoundError(absl::StrCat(
-      "'", path_, "' has no tensor '", name,
-      "' (it has: ", names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
+      "'", path_, "' has no tensor '", name, "' (it has: ",
+      names.empty() ? "none" : Printable(absl::StrJoin(names, ", ")), ")"));
 }
 
 absl::StatusOr<TensorView> SafetensorsFile::View(absl::string_view name) const {
@@ -377,8 +392,8 @@ absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
   try {
     json = Json::parse(header);
   } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", path, "': header is not valid JSON: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", path, "': header is not valid JSON: ", Printable(e.what())));
   }
   if (!json.is_object()) {
     return absl::InvalidArgumentError(

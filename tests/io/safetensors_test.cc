@@ -230,6 +230,19 @@ TEST(SafetensorsTest, RejectsMalformedJson) {
                  absl::StatusCode::kInvalidArgument, {"not valid JSON"});
 }
 
+TEST(SafetensorsTest, QuotesCorruptBytesAsPrintableText) {
+  const std::string path =
+      WriteRaw("corrupt_bytes.safetensors", "{\"q\xaa\n\": {", 0);
+  absl::StatusOr<SafetensorsFile> file = ReadSafetensors(path);
+  ASSERT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string message(file.status().message());
+  EXPECT_THAT(message, HasSubstr("not valid JSON"));
+  for (char c : message) {
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f)
+        << static_cast<int>(c) << " in " << message;
+  }
+}
+
 TEST(SafetensorsTest, RejectsAHeaderThatIsNotAnObject) {
   ExpectRejected(WriteRaw("array.safetensors", "[1, 2]", 0),
                  absl::StatusCode::kInvalidArgument,
