@@ -12,6 +12,10 @@ namespace dilated {
 namespace models {
 namespace {
 
+// Errors list this many problems, then count the rest: a checkpoint of another
+// model would otherwise yield hundreds.
+constexpr size_t kMaxReportedProblems = 8;
+
 bool IsIgnored(const std::string& name, const LoadOptions& options) {
   for (const std::string& prefix : options.ignored_prefixes) {
     if (absl::StartsWith(name, prefix)) return true;
@@ -90,11 +94,16 @@ absl::Status LoadStateDict(const ParameterSource& source, Module* module,
       absl::StatusOr<std::vector<int64_t>> shape = source.Shape(name);
       problems.push_back(absl::StrCat(
           "unexpected tensor '", name, "' (shape ",
-          shape.ok() ? ShapeString(*shape) : std::string("unknown"),
-          ") that the module does not have"));
+          shape.ok() ? ShapeString(*shape) : std::string("unknown"), ")"));
     }
   }
   if (!problems.empty()) {
+    const size_t total = problems.size();
+    if (total > kMaxReportedProblems) {
+      problems.resize(kMaxReportedProblems);
+      problems.push_back(
+          absl::StrCat("and ", total - kMaxReportedProblems, " more"));
+    }
     return absl::InvalidArgumentError(
         absl::StrCat("the state dict does not match the module: ",
                      absl::StrJoin(problems, "; ")));

@@ -77,8 +77,9 @@ struct LoadOptions {
 };
 
 // Copies every parameter of `module` from the tensor of the same name in
-// `source`. Returns InvalidArgument, naming every tensor at fault with its
-// shape and the shape the module expects, when `source` lacks a parameter
+// `source`. Returns InvalidArgument, naming the tensors at fault (the first
+// eight, then a count) with their shapes and the shapes the module expects,
+// when `source` lacks a parameter
 // (missing), holds a tensor the module does not have (unexpected) or holds a
 // parameter with a different shape (mis-shaped); `module` is then unchanged.
 // Errors of `source` while reading (e.g. an element type it cannot convert)

@@ -232,6 +232,18 @@ TEST_F(LoadStateDictTest, EveryProblemIsReportedAndNothingIsLoaded) {
   }
 }
 
+TEST_F(LoadStateDictTest, LongReportsListEightProblemsThenCount) {
+  ParameterMap renamed;
+  for (const auto& [name, tensor] : state_.tensors()) {
+    renamed.Set("encoder.layers.0." + name, tensor);
+  }
+  // 22 missing and 22 unexpected tensors.
+  const absl::Status status = LoadStateDict(renamed, layer_.get());
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("missing tensor 'norm1.weight'"));
+  EXPECT_THAT(status.message(), HasSubstr("; and 36 more"));
+}
+
 TEST_F(LoadStateDictTest, IgnoredPrefixesAreNotUnexpected) {
   state_.Set("input.x", Parameter::Filled({1, 4, 8}, 0.0f));
   EXPECT_EQ(LoadStateDict(state_, layer_.get()).code(),

@@ -1,0 +1,287 @@
+// Runs the run_model binary as a user would: on the model golden files (its
+// output must match PyTorch's) and on bad command lines, weights and inputs
+// (it must exit non-zero with one clear line on stderr).
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "io/safetensors.h"
+
+namespace dilated {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kBinary[] = "tools/run_model";
+constexpr char kDir[] = "tests/data/models/";
+
+struct ToolResult {
+  int exit_code = -1;
+  std::string error;  // Everything the tool wrote to stderr.
+};
+
+std::string TempPath(const std::string& name) {
+  return ::testing::TempDir() + "/" + name;
+}
+
+std::string ShellQuote(const std::string& text) {
+  return absl::StrCat("'", absl::StrReplaceAll(text, {{"'", "'\\''"}}), "'");
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream stream(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(stream),
+                     std::istreambuf_iterator<char>());
+}
+
+ToolResult RunTool(const std::vector<std::string>& args) {
+  const std::string stderr_path = TempPath("stderr.txt");
+  std::vector<std::string> quoted = {kBinary};
+  for (const std::string& arg : args) quoted.push_back(ShellQuote(arg));
+  const std::string command =
+      absl::StrCat(absl::StrJoin(quoted, " "), " >/dev/null 2>", stderr_path);
+  const int status = std::system(command.c_str());
+  ToolResult result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.error = ReadAll(stderr_path);
+  return result;
+}
+
+void ExpectOneLineError(const ToolResult& result,
+                        const std::vector<std::string>& parts) {
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_EQ(std::count(result.error.begin(), result.error.end(), '\n'), 1)
+      << result.error;
+  EXPECT_TRUE(absl::StartsWith(result.error, "run_model: ")) << result.error;
+  for (const std::string& part : parts) {
+    EXPECT_THAT(result.error, HasSubstr(part));
+  }
+}
+
+// The flags of a golden case, weights and inputs from its own file.
+std::vector<std::string> Flags(const std::string& model,
+                               const std::string& golden,
+                               const std::string& output) {
+  const std::string file = std::string(kDir) + golden + ".safetensors";
+  return {
+      "--model=" + model,      "--weights=" + file, "--input=" + file,
+      "--output=" + output,    "--nhead=4",         "--segment_lengths=4,8,16",
+      "--dilation_rates=1,2,4"};
+}
+
+// Expects `output` to hold y equal to the golden's expected y.
+void ExpectMatchesGolden(const std::string& output, const std::string& golden,
+                         double tolerance) {
+  absl::StatusOr<io::SafetensorsFile> actual = io::ReadSafetensors(output);
+  ASSERT_TRUE(actual.ok()) << actual.status();
+  absl::StatusOr<io::SafetensorsFile> expected =
+      io::ReadSafetensors(std::string(kDir) + golden + ".expected.safetensors");
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  const std::vector<double> a = (*actual->Find("y"))->ToDoubles();
+  const std::vector<double> b = (*expected->Find("y"))->ToDoubles();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_NEAR(a[i], b[i], tolerance) << golden << " element " << i;
+  }
+}
+
+// float32 outputs of size ~4 against float64: see tests/models/golden_test.cc.
+constexpr double kFloat32 = 1e-4;
+
+struct GoldenRun {
+  std::string model;
+  std::string golden;
+  std::vector<std::string> extra_flags;
+};
+
+class RunModelGoldenTest : public ::testing::TestWithParam<GoldenRun> {};
+
+TEST_P(RunModelGoldenTest, OutputMatchesPyTorch) {
+  const std::string output = TempPath(GetParam().golden + ".out.safetensors");
+  std::vector<std::string> flags =
+      Flags(GetParam().model, GetParam().golden, output);
+  flags.insert(flags.end(), GetParam().extra_flags.begin(),
+               GetParam().extra_flags.end());
+  const ToolResult result = RunTool(flags);
+  ASSERT_EQ(result.exit_code, 0) << result.error;
+  ExpectMatchesGolden(output, GetParam().golden, kFloat32);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, RunModelGoldenTest,
+    ::testing::Values(
+        GoldenRun{"multihead", "multihead_fork", {}},
+        GoldenRun{"multihead", "multihead_fork_cross_causal", {"--is_causal"}},
+        GoldenRun{"multihead", "multihead_fork_plain", {"--is_causal"}},
+        GoldenRun{"multihead", "multihead_upstream", {"--is_causal"}},
+        GoldenRun{"multihead",
+                  "multihead_upstream_group_sums",
+                  {"--normalize_group_sums"}},
+        GoldenRun{"multihead_improved", "multihead_improved", {"--is_causal"}},
+        GoldenRun{"encoder_layer", "encoder_layer_gelu", {"--activation=gelu"}},
+        GoldenRun{"decoder_layer", "decoder_layer_causal", {"--is_causal"}},
+        GoldenRun{"longnet", "longnet_causal", {"--is_causal"}},
+        GoldenRun{"longnet",
+                  "longnet_causal",
+                  {"--is_causal", "--d_model=32", "--num_encoder_layers=2",
+                   "--num_decoder_layers=2", "--dim_feedforward=48",
+                   "--core=standard"}}),
+    [](const ::testing::TestParamInfo<GoldenRun>& info) {
+      return absl::StrCat(info.param.golden, "_", info.index);
+    });
+
+TEST(RunModelTest, WeightsAndInputMayBeSeparateFiles) {
+  const std::string output = TempPath("separate.safetensors");
+  std::vector<std::string> flags = Flags("multihead", "multihead_fork", output);
+  // Weights from the file, the input from a copy holding input.x only.
+  absl::StatusOr<io::SafetensorsFile> golden =
+      io::ReadSafetensors(std::string(kDir) + "multihead_fork.safetensors");
+  ASSERT_TRUE(golden.ok());
+  const io::SafetensorsTensor* x = *golden->Find("input.x");
+  const std::string input = TempPath("x_only.safetensors");
+  ASSERT_TRUE(
+      io::WriteSafetensors(input, {{"input.x", x->dtype, x->shape, x->data}})
+          .ok());
+  flags[2] = "--input=" + input;
+  const ToolResult result = RunTool(flags);
+  ASSERT_EQ(result.exit_code, 0) << result.error;
+  ExpectMatchesGolden(output, "multihead_fork", kFloat32);
+}
+
+TEST(RunModelErrorTest, UnknownModel) {
+  std::vector<std::string> flags =
+      Flags("transformer", "multihead_fork", TempPath("o.safetensors"));
+  ExpectOneLineError(RunTool(flags),
+                     {"--model=transformer: expected one of multihead, "
+                      "multihead_improved, encoder_layer, decoder_layer, "
+                      "longnet"});
+}
+
+TEST(RunModelErrorTest, MissingFlags) {
+  std::vector<std::string> flags =
+      Flags("multihead", "multihead_fork", TempPath("o.safetensors"));
+  flags[4] = "--nhead=0";
+  ExpectOneLineError(RunTool(flags), {"--nhead must be positive, got 0"});
+  flags = Flags("multihead", "multihead_fork", TempPath("o.safetensors"));
+  flags[5] = "--segment_lengths=4,x";
+  ExpectOneLineError(RunTool(flags),
+                     {"--segment_lengths=4,x: 'x' is not an integer"});
+  flags = Flags("multihead", "multihead_fork", TempPath("o.safetensors"));
+  flags.erase(flags.begin() + 6);
+  ExpectOneLineError(RunTool(flags), {"--dilation_rates is required"});
+  flags = Flags("multihead", "multihead_fork", TempPath("o.safetensors"));
+  flags[3] = "--output=";
+  ExpectOneLineError(RunTool(flags), {"--output is required"});
+  flags = Flags("longnet", "longnet_causal", TempPath("o.safetensors"));
+  flags.push_back("--activation=tanh");
+  ExpectOneLineError(RunTool(flags), {"activation must be \"relu\" or "
+                                      "\"gelu\", got \"tanh\""});
+}
+
+TEST(RunModelErrorTest, BadConfiguration) {
+  std::vector<std::string> flags =
+      Flags("multihead", "multihead_fork", TempPath("o.safetensors"));
+  flags[6] = "--dilation_rates=1,2";
+  ExpectOneLineError(RunTool(flags),
+                     {"segment_lengths and dilation_rates must have the same "
+                      "length: 3 != 2"});
+  flags = Flags("multihead", "multihead_fork", TempPath("o.safetensors"));
+  flags[4] = "--nhead=5";
+  ExpectOneLineError(RunTool(flags),
+                     {"embed_dim (32) must be divisible by num_heads (5)"});
+}
+
+TEST(RunModelErrorTest, SequenceNotDivisible) {
+  std::vector<std::string> flags =
+      Flags("longnet", "longnet_causal", TempPath("o.safetensors"));
+  flags[5] = "--segment_lengths=4,8,32";
+  ExpectOneLineError(RunTool(flags), {"sequence length 16 of x is not "
+                                      "divisible by segment_lengths[2] = 32"});
+}
+
+TEST(RunModelErrorTest, WeightsOfAnotherModel) {
+  std::vector<std::string> flags =
+      Flags("encoder_layer", "multihead_fork", TempPath("o.safetensors"));
+  ExpectOneLineError(RunTool(flags),
+                     {"cannot infer d_model: the weights have no tensor "
+                      "'norm1.weight'"});
+  flags = Flags("encoder_layer", "multihead_fork", TempPath("o.safetensors"));
+  flags.push_back("--d_model=32");
+  flags.push_back("--dim_feedforward=48");
+  ExpectOneLineError(RunTool(flags),
+                     {"multihead_fork.safetensors': the state dict does not "
+                      "match the module: missing tensor 'norm1.weight'",
+                      "; and 26 more"});
+}
+
+TEST(RunModelErrorTest, MisShapedWeights) {
+  std::vector<std::string> flags =
+      Flags("longnet", "longnet_causal", TempPath("o.safetensors"));
+  flags.push_back("--dim_feedforward=64");
+  ExpectOneLineError(RunTool(flags),
+                     {"tensor 'encoder.layers.0.linear1.weight' has shape "
+                      "[48, 32] but the module expects [64, 32]"});
+  flags = Flags("longnet", "longnet_causal", TempPath("o.safetensors"));
+  flags.push_back("--num_encoder_layers=1");
+  ExpectOneLineError(RunTool(flags), {"unexpected tensor 'encoder.layers.1."});
+  flags = Flags("longnet", "longnet_causal", TempPath("o.safetensors"));
+  flags.push_back("--num_decoder_layers=3");
+  ExpectOneLineError(RunTool(flags),
+                     {"missing tensor 'decoder.layers.2.norm1.weight' (the "
+                      "module expects shape [32])"});
+}
+
+TEST(RunModelErrorTest, MissingFilesAndTensors) {
+  std::vector<std::string> flags =
+      Flags("multihead", "multihead_fork", TempPath("o.safetensors"));
+  flags[1] = "--weights=" + TempPath("nope.safetensors");
+  ExpectOneLineError(RunTool(flags), {"NOT_FOUND", "nope.safetensors"});
+  flags =
+      Flags("decoder_layer", "decoder_layer_causal", TempPath("o.safetensors"));
+  flags[2] = "--input=" + std::string(kDir) + "multihead_fork.safetensors";
+  ExpectOneLineError(RunTool(flags),
+                     {"NOT_FOUND", "has no tensor 'input.memory'"});
+}
+
+TEST(RunModelErrorTest, TruncatedWeights) {
+  const std::string full =
+      ReadAll(std::string(kDir) + "encoder_layer_gelu.safetensors");
+  const std::string truncated = TempPath("truncated.safetensors");
+  std::ofstream(truncated, std::ios::binary)
+      << full.substr(0, full.size() - 100);
+  std::vector<std::string> flags =
+      Flags("encoder_layer", "encoder_layer_gelu", TempPath("o.safetensors"));
+  flags[1] = "--weights=" + truncated;
+  ExpectOneLineError(RunTool(flags), {"DATA_LOSS", "truncated.safetensors"});
+}
+
+TEST(RunModelErrorTest, CudaIsNotAvailableForModels) {
+  std::vector<std::string> flags =
+      Flags("multihead", "multihead_fork", TempPath("o.safetensors"));
+  flags.push_back("--device=cuda");
+  ExpectOneLineError(RunTool(flags), {"FAILED_PRECONDITION", "--device=cuda"});
+  flags.back() = "--device=tpu";
+  ExpectOneLineError(RunTool(flags), {"--device=tpu: expected cpu or cuda"});
+}
+
+TEST(RunModelErrorTest, UnexpectedPositionalArgument) {
+  std::vector<std::string> flags =
+      Flags("multihead", "multihead_fork", TempPath("o.safetensors"));
+  flags.push_back("extra");
+  ExpectOneLineError(RunTool(flags), {"unexpected argument 'extra'"});
+}
+
+}  // namespace
+}  // namespace dilated

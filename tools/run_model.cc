@@ -1,0 +1,288 @@
+#include "tools/run_model.h"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "factory/status_macros.h"
+#include "io/safetensors.h"
+#include "models/long_net.h"
+#include "models/registry.h"
+#include "models/safetensors_io.h"
+
+namespace dilated {
+namespace tools {
+namespace {
+
+using models::ParameterSource;
+using models::Tensor;
+
+constexpr const char* kModels[] = {"multihead", "multihead_improved",
+                                   "encoder_layer", "decoder_layer", "longnet"};
+
+bool Has(const ParameterSource& weights, const std::string& name) {
+  return weights.Shape(name).ok();
+}
+
+// Returns extent `axis` of tensor `name`, or InvalidArgument saying which
+// setting could not be inferred.
+absl::StatusOr<int64_t> Extent(const ParameterSource& weights,
+                               const std::string& name, size_t axis,
+                               const char* setting) {
+  absl::StatusOr<std::vector<int64_t>> shape = weights.Shape(name);
+  if (!shape.ok() || shape->size() <= axis) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot infer ", setting, ": the weights have no ",
+                     shape.ok() ? "suitable " : "", "tensor '", name,
+                     "' (is --model right? or pass --", setting, ")"));
+  }
+  return (*shape)[axis];
+}
+
+// Returns 1 + the largest i of the names "<prefix><i>.*", 0 if none.
+int64_t CountLayers(const ParameterSource& weights, const std::string& prefix) {
+  int64_t count = 0;
+  for (const std::string& name : weights.Names()) {
+    absl::string_view rest = name;
+    if (!absl::ConsumePrefix(&rest, prefix)) continue;
+    const std::pair<absl::string_view, absl::string_view> index =
+        absl::StrSplit(rest, absl::MaxSplits('.', 1));
+    int64_t i = 0;
+    if (absl::SimpleAtoi(index.first, &i) && i >= 0) {
+      count = std::max(count, i + 1);
+    }
+  }
+  return count;
+}
+
+absl::Status CheckDevice(const std::string& device) {
+  if (device == "cpu") return absl::OkStatus();
+  if (device == "cuda" || absl::StartsWith(device, "cuda:")) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--device=", device, ": the models run on the CPU only so far"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--device=", device, ": expected cpu or cuda[:N]"));
+}
+
+// Returns the module that `request` describes, with its weights loaded.
+struct Built {
+  std::unique_ptr<models::MultiheadAttention> multihead;
+  std::unique_ptr<models::DilatedTransformerEncoderLayer> encoder;
+  std::unique_ptr<models::DilatedTransformerDecoderLayer> decoder;
+  std::unique_ptr<models::LongNet> longnet;
+
+  models::Module* module() const {
+    if (multihead) return multihead.get();
+    if (encoder) return encoder.get();
+    if (decoder) return decoder.get();
+    return longnet.get();
+  }
+};
+
+absl::StatusOr<Built> Build(const ModelRequest& request,
+                            const InferredShape& shape) {
+  const models::MultiheadVariant variant =
+      shape.upstream ? models::MultiheadVariant::kUpstream
+                     : models::MultiheadVariant::kFork;
+  Built built;
+  if (request.model == "multihead" || request.model == "multihead_improved") {
+    models::MultiheadConfig config;
+    config.embed_dim = shape.d_model;
+    config.num_heads = request.nhead;
+    config.segment_lengths = request.segment_lengths;
+    config.dilation_rates = request.dilation_rates;
+    config.bias = shape.bias;
+    config.layer_norm = shape.layer_norm;
+    config.variant = variant;
+    config.normalize_group_sums = request.normalize_group_sums;
+    config.attention_core = request.attention_core;
+    DA_ASSIGN_OR_RETURN(built.multihead,
+                        models::CreateMultiheadAttention(
+                            request.model == "multihead" ? "multihead_standard"
+                                                         : "multihead_improved",
+                            config));
+    return built;
+  }
+  if (request.model == "longnet") {
+    models::LongNetConfig config;
+    config.d_model = shape.d_model;
+    config.nhead = request.nhead;
+    config.num_encoder_layers = shape.num_encoder_layers;
+    config.num_decoder_layers = shape.num_decoder_layers;
+    config.dim_feedforward = shape.dim_feedforward;
+    config.segment_lengths = request.segment_lengths;
+    config.dilation_rates = request.dilation_rates;
+    config.activation = request.activation;
+    config.variant = variant;
+    config.normalize_group_sums = request.normalize_group_sums;
+    config.attention_core = request.attention_core;
+    DA_ASSIGN_OR_RETURN(built.longnet, models::LongNet::Create(config));
+    return built;
+  }
+  models::TransformerLayerConfig config;
+  config.d_model = shape.d_model;
+  config.nhead = request.nhead;
+  config.segment_lengths = request.segment_lengths;
+  config.dilation_rates = request.dilation_rates;
+  config.dim_feedforward = shape.dim_feedforward;
+  config.activation = request.activation;
+  config.variant = variant;
+  config.normalize_group_sums = request.normalize_group_sums;
+  config.attention_core = request.attention_core;
+  if (request.model == "encoder_layer") {
+    DA_ASSIGN_OR_RETURN(built.encoder,
+                        models::DilatedTransformerEncoderLayer::Create(config));
+  } else {
+    DA_ASSIGN_OR_RETURN(built.decoder,
+                        models::DilatedTransformerDecoderLayer::Create(config));
+  }
+  return built;
+}
+
+absl::StatusOr<Tensor> Forward(const ModelRequest& request, const Built& built,
+                               const Tensor& x, const Tensor* memory) {
+  if (built.multihead) {
+    if (memory == nullptr)
+      return built.multihead->Forward(x, request.is_causal);
+    return built.multihead->Forward(x, *memory, *memory, request.is_causal);
+  }
+  if (built.encoder) return built.encoder->Forward(x, request.is_causal);
+  if (built.decoder) {
+    return built.decoder->Forward(x, *memory, request.is_causal,
+                                  request.is_causal);
+  }
+  return built.longnet->Forward(x, request.is_causal);
+}
+
+std::string Join(const std::vector<int64_t>& values) {
+  return absl::StrJoin(values, ",");
+}
+
+}  // namespace
+
+absl::StatusOr<InferredShape> InferShape(const ModelRequest& request,
+                                         const ParameterSource& weights) {
+  const std::string& model = request.model;
+  InferredShape shape;
+  std::string d_model_tensor;
+  size_t d_model_axis = 0;
+  std::string prefix;
+  if (model == "multihead") {
+    d_model_tensor = "q_proj.weight";
+    d_model_axis = 1;
+    shape.bias = Has(weights, "q_proj.bias");
+    shape.upstream = Has(weights, "norm.weight");
+    shape.layer_norm = shape.upstream || Has(weights, "q_ln.weight");
+  } else if (model == "multihead_improved") {
+    d_model_tensor = "qkv_proj.weight";
+    d_model_axis = 1;
+    shape.bias = Has(weights, "qkv_proj.bias");
+    shape.layer_norm = Has(weights, "q_ln.weight");
+  } else if (model == "encoder_layer" || model == "decoder_layer" ||
+             model == "longnet") {
+    if (model == "longnet") {
+      prefix = "encoder.layers.0.";
+      shape.num_encoder_layers = request.num_encoder_layers.value_or(
+          CountLayers(weights, "encoder.layers."));
+      shape.num_decoder_layers = request.num_decoder_layers.value_or(
+          CountLayers(weights, "decoder.layers."));
+    }
+    d_model_tensor = prefix + "norm1.weight";
+    if (!request.d_model && !Has(weights, d_model_tensor)) {
+      return Extent(weights, d_model_tensor, 0, "d_model").status();
+    }
+    if (request.dim_feedforward) {
+      shape.dim_feedforward = *request.dim_feedforward;
+    } else {
+      DA_ASSIGN_OR_RETURN(
+          shape.dim_feedforward,
+          Extent(weights, prefix + "linear1.weight", 0, "dim_feedforward"));
+    }
+    const char* attention =
+        model == "decoder_layer" ? "multihead_attn" : "self_attn";
+    shape.upstream = Has(weights, prefix + attention + ".norm.weight");
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--model=", model, ": expected one of ", absl::StrJoin(kModels, ", ")));
+  }
+  if (request.d_model) {
+    shape.d_model = *request.d_model;
+  } else {
+    DA_ASSIGN_OR_RETURN(shape.d_model, Extent(weights, d_model_tensor,
+                                              d_model_axis, "d_model"));
+  }
+  return shape;
+}
+
+absl::Status RunModelOnFiles(const ModelRequest& request) {
+  if (std::find(std::begin(kModels), std::end(kModels), request.model) ==
+      std::end(kModels)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model=", request.model, ": expected one of ",
+                     absl::StrJoin(kModels, ", ")));
+  }
+  if (request.nhead <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--nhead must be positive, got ", request.nhead));
+  }
+  for (const auto& [flag, path] :
+       {std::pair<const char*, const std::string*>{"weights", &request.weights},
+        {"input", &request.input},
+        {"output", &request.output}}) {
+    if (path->empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, " is required"));
+    }
+  }
+  DA_RETURN_IF_ERROR(CheckDevice(request.device));
+
+  DA_ASSIGN_OR_RETURN(io::SafetensorsFile weights_file,
+                      io::ReadSafetensors(request.weights));
+  const models::SafetensorsParameterSource weights(&weights_file);
+  DA_ASSIGN_OR_RETURN(const InferredShape shape, InferShape(request, weights));
+  DA_ASSIGN_OR_RETURN(Built built, Build(request, shape));
+  models::LoadOptions options;
+  options.ignored_prefixes = {"input."};
+  const absl::Status loaded =
+      models::LoadStateDict(weights, built.module(), options);
+  if (!loaded.ok()) {
+    return absl::Status(loaded.code(), absl::StrCat("'", request.weights,
+                                                    "': ", loaded.message()));
+  }
+
+  std::optional<io::SafetensorsFile> separate_input;
+  if (request.input != request.weights) {
+    DA_ASSIGN_OR_RETURN(separate_input, io::ReadSafetensors(request.input));
+  }
+  const io::SafetensorsFile& input =
+      separate_input ? *separate_input : weights_file;
+  DA_ASSIGN_OR_RETURN(const Tensor x, models::ReadTensor(input, "input.x"));
+  std::optional<Tensor> memory;
+  if (request.model == "decoder_layer" ||
+      (request.model != "longnet" && request.model != "encoder_layer" &&
+       input.Find("input.memory").ok())) {
+    DA_ASSIGN_OR_RETURN(memory, models::ReadTensor(input, "input.memory"));
+  }
+  DA_ASSIGN_OR_RETURN(const Tensor y,
+                      Forward(request, built, x, memory ? &*memory : nullptr));
+  const std::map<std::string, std::string> metadata = {
+      {"model", request.model},
+      {"nhead", absl::StrCat(request.nhead)},
+      {"segment_lengths", Join(request.segment_lengths)},
+      {"dilation_rates", Join(request.dilation_rates)},
+      {"is_causal", request.is_causal ? "true" : "false"},
+      {"weights", request.weights},
+      {"input", request.input},
+  };
+  return models::WriteTensors(request.output, {{"y", &y}}, metadata);
+}
+
+}  // namespace tools
+}  // namespace dilated
