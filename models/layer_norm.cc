@@ -1,5 +1,6 @@
 #include "models/layer_norm.h"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 
@@ -12,24 +13,21 @@ namespace {
 void NormalizeRows(const float* x, int64_t rows, int64_t features,
                    const float* weight, const float* bias, double eps,
                    float* y) {
+  using Row = Eigen::Array<float, 1, Eigen::Dynamic>;
+  const Eigen::Map<const Row> w(weight, features);
+  const Eigen::Map<const Row> b(bias, features);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
-    const float* in = x + r * features;
-    float* out = y + r * features;
-    double sum = 0.0;
-    for (int64_t c = 0; c < features; ++c) sum += in[c];
-    const double mean = sum / features;
-    double squares = 0.0;
-    for (int64_t c = 0; c < features; ++c) {
-      const double centred = in[c] - mean;
-      squares += centred * centred;
-    }
+    const Eigen::Map<const Row> in(x + r * features, features);
+    Eigen::Map<Row> out(y + r * features, features);
+    // Two passes in float32 (as PyTorch's CPU kernel accumulates): the mean,
+    // then the mean square of the centred row.
+    const float mean = in.mean();
+    out = in - mean;
+    const float variance = out.square().mean();
     const float inverse_std =
-        static_cast<float>(1.0 / std::sqrt(squares / features + eps));
-    const float mean_f = static_cast<float>(mean);
-    for (int64_t c = 0; c < features; ++c) {
-      out[c] = (in[c] - mean_f) * inverse_std * weight[c] + bias[c];
-    }
+        1.0f / std::sqrt(variance + static_cast<float>(eps));
+    out = out * inverse_std * w + b;
   }
 }
 

@@ -2,7 +2,7 @@
 //
 // LayerNorm over the last axis, PyTorch's nn.LayerNorm with an affine weight
 // and bias: y = (x - mean) / sqrt(var + eps) * weight + bias, var biased.
-// Statistics are accumulated in double; the output has the input's dtype.
+// Statistics are computed in float32; the output has the input's dtype.
 
 #ifndef MODELS_LAYER_NORM_H_
 #define MODELS_LAYER_NORM_H_

@@ -1,5 +1,6 @@
 #include "models/tensor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -62,7 +63,7 @@ Tensor Tensor::FromFloat32(std::vector<int64_t> shape,
   Tensor tensor = Zeros(DType::kFloat32, std::move(shape));
   DA_CHECK(static_cast<int64_t>(values.size()) == tensor.num_elements_,
            "values.size() does not match the shape");
-  tensor.storage_ = values;
+  std::copy(values.begin(), values.end(), tensor.storage_.begin());
   return tensor;
 }
 

@@ -13,7 +13,9 @@
 #ifndef MODELS_TENSOR_H_
 #define MODELS_TENSOR_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -70,9 +72,27 @@ class Tensor {
   DType dtype_ = DType::kFloat32;
   std::vector<int64_t> shape_;
   int64_t num_elements_ = 0;
+  // Allocates 64-byte aligned storage, so that rows at equal offsets have
+  // equal alignment in every tensor: vectorised reductions then sum in the
+  // same order, and equal inputs give bit-identical outputs.
+  template <typename T>
+  struct AlignedAllocator {
+    using value_type = T;
+    static constexpr std::align_val_t kAlignment{64};
+    AlignedAllocator() = default;
+    template <typename U>
+    AlignedAllocator(const AlignedAllocator<U>&) {}
+    T* allocate(size_t n) {
+      return static_cast<T*>(::operator new(n * sizeof(T), kAlignment));
+    }
+    void deallocate(T* p, size_t) { ::operator delete(p, kAlignment); }
+    bool operator==(const AlignedAllocator&) const { return true; }
+    bool operator!=(const AlignedAllocator&) const { return false; }
+  };
+
   // The elements, in 4-byte words so that float32 data is aligned; 16-bit
   // types use the first half of the words' bytes.
-  std::vector<float> storage_;
+  std::vector<float, AlignedAllocator<float>> storage_;
 };
 
 }  // namespace models

@@ -279,9 +279,7 @@ TEST(SafetensorsStateDictTest, ErrorsNameTheFileAndTheTensor) {
   EXPECT_TRUE(
       absl::StrContains(status.message(), "missing tensor 'norm1.weight'"))
       << status;
-  EXPECT_TRUE(
-      absl::StrContains(status.message(), "unexpected tensor 'q_proj.weight'"))
-      << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "; and 27 more")) << status;
   EXPECT_EQ(
       LoadSafetensorsStateDict("no/such/file.safetensors", layer->get()).code(),
       absl::StatusCode::kNotFound);
