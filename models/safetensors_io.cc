@@ -19,6 +19,22 @@ absl::Status WithFile(const std::string& path, const absl::Status& status) {
 
 }  // namespace
 
+SafetensorsParameterSource::SafetensorsParameterSource(
+    const io::SafetensorsFile* file)
+    : file_(file) {
+  for (const io::SafetensorsTensor& t : file_->tensors()) index_[t.name] = &t;
+}
+
+absl::StatusOr<const io::SafetensorsTensor*> SafetensorsParameterSource::Find(
+    absl::string_view name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("'", file_->path(), "' has no tensor '", name, "'"));
+  }
+  return it->second;
+}
+
 std::vector<std::string> SafetensorsParameterSource::Names() const {
   std::vector<std::string> names;
   for (const io::SafetensorsTensor& t : file_->tensors()) {
@@ -29,13 +45,13 @@ std::vector<std::string> SafetensorsParameterSource::Names() const {
 
 absl::StatusOr<std::vector<int64_t>> SafetensorsParameterSource::Shape(
     absl::string_view name) const {
-  DA_ASSIGN_OR_RETURN(const io::SafetensorsTensor* tensor, file_->Find(name));
+  DA_ASSIGN_OR_RETURN(const io::SafetensorsTensor* tensor, Find(name));
   return tensor->shape;
 }
 
 absl::Status SafetensorsParameterSource::Read(absl::string_view name,
                                               float* dst) const {
-  DA_ASSIGN_OR_RETURN(const io::SafetensorsTensor* tensor, file_->Find(name));
+  DA_ASSIGN_OR_RETURN(const io::SafetensorsTensor* tensor, Find(name));
   const int64_t count = tensor->NumElements();
   switch (tensor->dtype) {
     case io::SafetensorsDType::kF64: {

@@ -15,6 +15,7 @@
 #ifndef MODELS_SAFETENSORS_IO_H_
 #define MODELS_SAFETENSORS_IO_H_
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -35,8 +36,7 @@ namespace models {
 class SafetensorsParameterSource : public ParameterSource {
  public:
   // REQUIRES: `file` outlives this source.
-  explicit SafetensorsParameterSource(const io::SafetensorsFile* file)
-      : file_(file) {}
+  explicit SafetensorsParameterSource(const io::SafetensorsFile* file);
 
   std::vector<std::string> Names() const override;
   absl::StatusOr<std::vector<int64_t>> Shape(
@@ -44,7 +44,14 @@ class SafetensorsParameterSource : public ParameterSource {
   absl::Status Read(absl::string_view name, float* dst) const override;
 
  private:
+  // Returns the tensor `name`, or NotFound naming the file.
+  absl::StatusOr<const io::SafetensorsTensor*> Find(
+      absl::string_view name) const;
+
   const io::SafetensorsFile* file_;
+  // Name -> tensor, so that lookups of absent names (checked for every
+  // parameter) cost no message listing the file's contents.
+  std::map<std::string, const io::SafetensorsTensor*, std::less<>> index_;
 };
 
 // Reads the file at `path` and loads `module` from it (LoadStateDict); errors
