@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -13,6 +15,7 @@
 #include "factory/status_macros.h"
 #include "io/safetensors.h"
 #include "models/long_net.h"
+#include "models/module.h"
 #include "models/registry.h"
 #include "models/safetensors_io.h"
 
@@ -30,13 +33,24 @@ bool Has(const ParameterSource& weights, const std::string& name) {
   return weights.Shape(name).ok();
 }
 
-// Returns extent `axis` of tensor `name`, or InvalidArgument saying which
-// setting could not be inferred.
-absl::StatusOr<int64_t> Extent(const ParameterSource& weights,
-                               const std::string& name, size_t axis,
-                               const char* setting) {
+// Returns a setting read off tensor `name` (its extent `axis`), or the flag's
+// value when given; InvalidArgument when the flag contradicts the tensor, or
+// when neither is there.
+absl::StatusOr<int64_t> Setting(const ParameterSource& weights,
+                                const std::optional<int64_t>& flag,
+                                const std::string& name, size_t axis,
+                                const char* setting) {
   absl::StatusOr<std::vector<int64_t>> shape = weights.Shape(name);
-  if (!shape.ok() || shape->size() <= axis) {
+  const bool known = shape.ok() && shape->size() > axis;
+  if (flag.has_value()) {
+    if (known && (*shape)[axis] != *flag) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", setting, "=", *flag, " does not match the weights: tensor '",
+          name, "' has shape ", models::ShapeString(*shape)));
+    }
+    return *flag;
+  }
+  if (!known) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot infer ", setting, ": the weights have no ",
                      shape.ok() ? "suitable " : "", "tensor '", name,
@@ -45,18 +59,29 @@ absl::StatusOr<int64_t> Extent(const ParameterSource& weights,
   return (*shape)[axis];
 }
 
-// Returns 1 + the largest i of the names "<prefix><i>.*", 0 if none.
-int64_t CountLayers(const ParameterSource& weights, const std::string& prefix) {
-  int64_t count = 0;
+// Returns the number of layers named "<prefix><i>.*": InvalidArgument unless
+// the indices i are exactly 0 .. count - 1 (a count never exceeds the
+// number of tensors in the file).
+absl::StatusOr<int64_t> CountLayers(const ParameterSource& weights,
+                                    const std::string& prefix) {
+  std::set<int64_t> indices;
   for (const std::string& name : weights.Names()) {
     absl::string_view rest = name;
     if (!absl::ConsumePrefix(&rest, prefix)) continue;
     const std::pair<absl::string_view, absl::string_view> index =
         absl::StrSplit(rest, absl::MaxSplits('.', 1));
     int64_t i = 0;
-    if (absl::SimpleAtoi(index.first, &i) && i >= 0) {
-      count = std::max(count, i + 1);
+    if (!absl::SimpleAtoi(index.first, &i) || i < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", name, "': '", index.first, "' is not a layer index"));
     }
+    indices.insert(i);
+  }
+  const int64_t count = static_cast<int64_t>(indices.size());
+  if (count > 0 && *indices.rbegin() != count - 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the weights' ", prefix, "<i> layers are not numbered 0 to ", count - 1,
+        ": the largest index is ", *indices.rbegin()));
   }
   return count;
 }
@@ -71,7 +96,7 @@ absl::Status CheckDevice(const std::string& device) {
       absl::StrCat("--device=", device, ": expected cpu or cuda[:N]"));
 }
 
-// Returns the module that `request` describes, with its weights loaded.
+// The module a request describes: exactly one member is set.
 struct Built {
   std::unique_ptr<models::MultiheadAttention> multihead;
   std::unique_ptr<models::DilatedTransformerEncoderLayer> encoder;
@@ -86,6 +111,7 @@ struct Built {
   }
 };
 
+// Returns the module that `request` describes, freshly initialised.
 absl::StatusOr<Built> Build(const ModelRequest& request,
                             const InferredShape& shape) {
   const models::MultiheadVariant variant =
@@ -171,53 +197,50 @@ absl::StatusOr<InferredShape> InferShape(const ModelRequest& request,
                                          const ParameterSource& weights) {
   const std::string& model = request.model;
   InferredShape shape;
-  std::string d_model_tensor;
-  size_t d_model_axis = 0;
-  std::string prefix;
-  if (model == "multihead") {
-    d_model_tensor = "q_proj.weight";
-    d_model_axis = 1;
-    shape.bias = Has(weights, "q_proj.bias");
-    shape.upstream = Has(weights, "norm.weight");
+  if (model == "multihead" || model == "multihead_improved") {
+    const std::string projection = model == "multihead" ? "q_proj" : "qkv_proj";
+    DA_ASSIGN_OR_RETURN(
+        shape.d_model, Setting(weights, request.d_model, projection + ".weight",
+                               1, "d_model"));
+    shape.bias = Has(weights, projection + ".bias");
+    shape.upstream = model == "multihead" && Has(weights, "norm.weight");
     shape.layer_norm = shape.upstream || Has(weights, "q_ln.weight");
-  } else if (model == "multihead_improved") {
-    d_model_tensor = "qkv_proj.weight";
-    d_model_axis = 1;
-    shape.bias = Has(weights, "qkv_proj.bias");
-    shape.layer_norm = Has(weights, "q_ln.weight");
-  } else if (model == "encoder_layer" || model == "decoder_layer" ||
-             model == "longnet") {
-    if (model == "longnet") {
-      prefix = "encoder.layers.0.";
-      shape.num_encoder_layers = request.num_encoder_layers.value_or(
-          CountLayers(weights, "encoder.layers."));
-      shape.num_decoder_layers = request.num_decoder_layers.value_or(
-          CountLayers(weights, "decoder.layers."));
-    }
-    d_model_tensor = prefix + "norm1.weight";
-    if (!request.d_model && !Has(weights, d_model_tensor)) {
-      return Extent(weights, d_model_tensor, 0, "d_model").status();
-    }
-    if (request.dim_feedforward) {
-      shape.dim_feedforward = *request.dim_feedforward;
-    } else {
-      DA_ASSIGN_OR_RETURN(
-          shape.dim_feedforward,
-          Extent(weights, prefix + "linear1.weight", 0, "dim_feedforward"));
-    }
-    const char* attention =
-        model == "decoder_layer" ? "multihead_attn" : "self_attn";
-    shape.upstream = Has(weights, prefix + attention + ".norm.weight");
-  } else {
+    return shape;
+  }
+  if (model != "encoder_layer" && model != "decoder_layer" &&
+      model != "longnet") {
     return absl::InvalidArgumentError(absl::StrCat(
         "--model=", model, ": expected one of ", absl::StrJoin(kModels, ", ")));
   }
-  if (request.d_model) {
-    shape.d_model = *request.d_model;
-  } else {
-    DA_ASSIGN_OR_RETURN(shape.d_model, Extent(weights, d_model_tensor,
-                                              d_model_axis, "d_model"));
+  std::string prefix;
+  if (model == "longnet") {
+    prefix = "encoder.layers.0.";
+    for (const auto& [flag, stack, count] :
+         {std::tuple<const std::optional<int64_t>*, const char*, int64_t*>{
+              &request.num_encoder_layers, "encoder",
+              &shape.num_encoder_layers},
+          {&request.num_decoder_layers, "decoder",
+           &shape.num_decoder_layers}}) {
+      DA_ASSIGN_OR_RETURN(
+          *count, CountLayers(weights, absl::StrCat(stack, ".layers.")));
+      if (flag->has_value() && *count > 0 && **flag != *count) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--num_", stack, "_layers=", **flag,
+            " does not match the weights, which hold ", *count, " ", stack,
+            " layers (", stack, ".layers.0 to ", *count - 1, ")"));
+      }
+      if (flag->has_value()) *count = **flag;
+    }
   }
+  DA_ASSIGN_OR_RETURN(
+      shape.d_model,
+      Setting(weights, request.d_model, prefix + "norm1.weight", 0, "d_model"));
+  DA_ASSIGN_OR_RETURN(shape.dim_feedforward,
+                      Setting(weights, request.dim_feedforward,
+                              prefix + "linear1.weight", 0, "dim_feedforward"));
+  const char* attention =
+      model == "decoder_layer" ? "multihead_attn" : "self_attn";
+  shape.upstream = Has(weights, prefix + attention + ".norm.weight");
   return shape;
 }
 

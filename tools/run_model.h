@@ -40,7 +40,8 @@ struct ModelRequest {
   bool is_causal = false;
   // "cpu" (the only device the models run on so far) or "cuda[:N]".
   std::string device = "cpu";
-  // Inferred from the weights when unset.
+  // Inferred from the weights when unset; when set, they must agree with
+  // the weights wherever the weights tell.
   std::optional<int64_t> d_model;
   std::optional<int64_t> num_encoder_layers;
   std::optional<int64_t> num_decoder_layers;
@@ -72,9 +73,9 @@ struct InferredShape {
   bool upstream = false;   // Attention LayerNorms named "norm" (upstream).
 };
 
-// Returns the settings of request.model: those the request sets, the others
-// read off the state dict `weights`; InvalidArgument naming the tensor that
-// would tell and is missing.
+// Returns the settings of request.model: read off the state dict `weights`,
+// or those the request sets; InvalidArgument naming the tensor when a set
+// value contradicts it, or when the tensor that would tell is missing.
 absl::StatusOr<InferredShape> InferShape(
     const ModelRequest& request, const models::ParameterSource& weights);
 

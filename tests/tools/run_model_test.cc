@@ -226,21 +226,102 @@ TEST(RunModelErrorTest, WeightsOfAnotherModel) {
                       "; and 26 more"});
 }
 
-TEST(RunModelErrorTest, MisShapedWeights) {
+TEST(RunModelErrorTest, FlagsThatContradictTheWeights) {
   std::vector<std::string> flags =
       Flags("longnet", "longnet_causal", TempPath("o.safetensors"));
   flags.push_back("--dim_feedforward=64");
   ExpectOneLineError(RunTool(flags),
-                     {"tensor 'encoder.layers.0.linear1.weight' has shape "
-                      "[48, 32] but the module expects [64, 32]"});
-  flags = Flags("longnet", "longnet_causal", TempPath("o.safetensors"));
-  flags.push_back("--num_encoder_layers=1");
-  ExpectOneLineError(RunTool(flags), {"unexpected tensor 'encoder.layers.1."});
+                     {"--dim_feedforward=64 does not match the weights: "
+                      "tensor 'encoder.layers.0.linear1.weight' has shape "
+                      "[48, 32]"});
   flags = Flags("longnet", "longnet_causal", TempPath("o.safetensors"));
   flags.push_back("--num_decoder_layers=3");
   ExpectOneLineError(RunTool(flags),
-                     {"missing tensor 'decoder.layers.2.norm1.weight' (the "
-                      "module expects shape [32])"});
+                     {"--num_decoder_layers=3 does not match the weights, "
+                      "which hold 2 decoder layers (decoder.layers.0 to 1)"});
+  flags = Flags("multihead_improved", "multihead_improved",
+                TempPath("o.safetensors"));
+  flags.push_back("--d_model=64");
+  ExpectOneLineError(RunTool(flags),
+                     {"--d_model=64 does not match the weights: tensor "
+                      "'qkv_proj.weight' has shape [96, 32]"});
+}
+
+// Writes a copy of golden `name` in which tensor `target` keeps only its
+// first `keep` elements (as a 1-D tensor), and returns its path.
+std::string WithShortenedTensor(const std::string& name,
+                                const std::string& target, int64_t keep) {
+  absl::StatusOr<io::SafetensorsFile> golden =
+      io::ReadSafetensors(std::string(kDir) + name + ".safetensors");
+  EXPECT_TRUE(golden.ok());
+  std::vector<io::NamedTensor> tensors;
+  for (const io::SafetensorsTensor& t : golden->tensors()) {
+    if (t.name == target) {
+      tensors.push_back({t.name, t.dtype, {keep}, t.data});
+    } else {
+      tensors.push_back({t.name, t.dtype, t.shape, t.data});
+    }
+  }
+  const std::string path = TempPath("shortened.safetensors");
+  EXPECT_TRUE(io::WriteSafetensors(path, tensors).ok());
+  return path;
+}
+
+TEST(RunModelErrorTest, MisShapedTensorInTheCheckpoint) {
+  const std::string weights = WithShortenedTensor(
+      "longnet_causal", "decoder.layers.1.norm4.weight", 47);
+  std::vector<std::string> flags =
+      Flags("longnet", "longnet_causal", TempPath("o.safetensors"));
+  flags[1] = "--weights=" + weights;
+  ExpectOneLineError(RunTool(flags),
+                     {"shortened.safetensors': the state dict does not match "
+                      "the module: tensor 'decoder.layers.1.norm4.weight' has "
+                      "shape [47] but the module expects [48]"});
+}
+
+TEST(RunModelErrorTest, MissingTensorInTheCheckpoint) {
+  absl::StatusOr<io::SafetensorsFile> golden = io::ReadSafetensors(
+      std::string(kDir) + "decoder_layer_causal.safetensors");
+  ASSERT_TRUE(golden.ok());
+  std::vector<io::NamedTensor> tensors;
+  for (const io::SafetensorsTensor& t : golden->tensors()) {
+    if (t.name == "multihead_attn.k_ln.bias") continue;
+    tensors.push_back({t.name, t.dtype, t.shape, t.data});
+  }
+  const std::string weights = TempPath("incomplete.safetensors");
+  ASSERT_TRUE(io::WriteSafetensors(weights, tensors).ok());
+  std::vector<std::string> flags =
+      Flags("decoder_layer", "decoder_layer_causal", TempPath("o.safetensors"));
+  flags[1] = "--weights=" + weights;
+  ExpectOneLineError(RunTool(flags),
+                     {"missing tensor 'multihead_attn.k_ln.bias' (the module "
+                      "expects shape [32])"});
+}
+
+TEST(RunModelErrorTest, LayerIndicesMustBeContiguous) {
+  absl::StatusOr<io::SafetensorsFile> golden = io::ReadSafetensors(
+      std::string(kDir) + "longnet_1x1_noncausal.safetensors");
+  ASSERT_TRUE(golden.ok());
+  // The decoder layer renamed to index 7: seven layers would be missing.
+  std::vector<io::NamedTensor> tensors;
+  for (const io::SafetensorsTensor& t : golden->tensors()) {
+    std::string name = t.name;
+    if (absl::StartsWith(name, "decoder.layers.0.")) {
+      name = "decoder.layers.7." + name.substr(17);
+    }
+    tensors.push_back({name, t.dtype, t.shape, t.data});
+  }
+  const std::string weights = TempPath("gap.safetensors");
+  ASSERT_TRUE(io::WriteSafetensors(weights, tensors).ok());
+  std::vector<std::string> flags =
+      Flags("longnet", "longnet_1x1_noncausal", TempPath("o.safetensors"));
+  flags[1] = "--weights=" + weights;
+  flags[2] = "--input=" + weights;
+  flags[5] = "--segment_lengths=8,16";
+  flags[6] = "--dilation_rates=1,2";
+  ExpectOneLineError(RunTool(flags),
+                     {"the weights' decoder.layers.<i> layers are not "
+                      "numbered 0 to 0: the largest index is 7"});
 }
 
 TEST(RunModelErrorTest, MissingFilesAndTensors) {
