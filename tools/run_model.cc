@@ -96,6 +96,41 @@ absl::Status CheckDevice(const std::string& device) {
       absl::StrCat("--device=", device, ": expected cpu or cuda[:N]"));
 }
 
+// Returns the number of parameters of the module `request` and `shape`
+// describe (in double: flags can be large).
+double ParameterCount(const ModelRequest& request, const InferredShape& shape) {
+  const double e = static_cast<double>(shape.d_model);
+  const double ff = static_cast<double>(shape.dim_feedforward);
+  const double bias = shape.bias ? 1.0 : 0.0;
+  const double norm = 2.0 * e;
+  if (request.model == "multihead" || request.model == "multihead_improved") {
+    const double norms =
+        !shape.layer_norm ? 0.0 : (shape.upstream ? norm : 2.0 * norm);
+    return 4.0 * (e * e + bias * e) + norms;
+  }
+  // Layers: biases on, the attention's LayerNorms per the variant.
+  const double attention_norms = shape.upstream ? norm : 2.0 * norm;
+  const double attention = 4.0 * (e * e + e);
+  const double feed_forward = norm + (e * ff + ff) + 2.0 * ff + (ff * e + e);
+  const double encoder = norm + attention + attention_norms + feed_forward;
+  const double decoder =
+      2.0 * norm + 2.0 * attention + attention_norms + feed_forward;
+  if (request.model == "encoder_layer") return encoder;
+  if (request.model == "decoder_layer") return decoder;
+  return static_cast<double>(shape.num_encoder_layers) * encoder +
+         static_cast<double>(shape.num_decoder_layers) * decoder;
+}
+
+// Returns the number of elements of the tensors of `weights` that are not
+// inputs.
+double WeightElements(const io::SafetensorsFile& weights) {
+  double total = 0.0;
+  for (const io::SafetensorsTensor& t : weights.tensors()) {
+    if (!absl::StartsWith(t.name, "input.")) total += t.NumElements();
+  }
+  return total;
+}
+
 // The module a request describes: exactly one member is set.
 struct Built {
   std::unique_ptr<models::MultiheadAttention> multihead;
@@ -270,6 +305,21 @@ absl::Status RunModelOnFiles(const ModelRequest& request) {
                       io::ReadSafetensors(request.weights));
   const models::SafetensorsParameterSource weights(&weights_file);
   DA_ASSIGN_OR_RETURN(const InferredShape shape, InferShape(request, weights));
+  // A strict load needs every parameter in the file, so a model larger than
+  // the file cannot load. Past 2^26 parameters (256 MiB) it is refused here,
+  // before it is allocated; smaller ones are built so that the loader names
+  // the tensors at fault.
+  constexpr double kAllocateAnyway = 67108864.0;
+  const double parameters = ParameterCount(request, shape);
+  const double available = WeightElements(weights_file);
+  if (parameters > available && parameters > kAllocateAnyway) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the settings (d_model ", shape.d_model, ", dim_feedforward ",
+        shape.dim_feedforward, ", layers ", shape.num_encoder_layers, " + ",
+        shape.num_decoder_layers, ") describe a --model=", request.model,
+        " of ", parameters, " parameters, but '", request.weights, "' holds ",
+        available, " elements"));
+  }
   DA_ASSIGN_OR_RETURN(Built built, Build(request, shape));
   models::LoadOptions options;
   options.ignored_prefixes = {"input."};

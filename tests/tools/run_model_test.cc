@@ -247,6 +247,19 @@ TEST(RunModelErrorTest, FlagsThatContradictTheWeights) {
                       "'qkv_proj.weight' has shape [96, 32]"});
 }
 
+TEST(RunModelErrorTest, SettingsTooLargeForTheWeightsAreRefused) {
+  // The weights do not tell d_model (no norm1.weight), so the flag is taken:
+  // a model this large cannot be in the file, and is not allocated.
+  std::vector<std::string> flags =
+      Flags("encoder_layer", "multihead_fork", TempPath("o.safetensors"));
+  flags.push_back("--d_model=4000000");
+  flags.push_back("--dim_feedforward=4000000");
+  flags[4] = "--nhead=4";
+  ExpectOneLineError(RunTool(flags),
+                     {"describe a --model=encoder_layer of ",
+                      "multihead_fork.safetensors' holds 4352 elements"});
+}
+
 // Writes a copy of golden `name` in which tensor `target` keeps only its
 // first `keep` elements (as a 1-D tensor), and returns its path.
 std::string WithShortenedTensor(const std::string& name,
