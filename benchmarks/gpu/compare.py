@@ -135,7 +135,8 @@ def run_binary(binary, regex):
     if "error_message" in bench:
       results[bench["name"]] = dict(error=bench["error_message"])
       continue
-    results[bench["name"].removesuffix("/manual_time")] = dict(
+    name = bench["name"].split("/min_time:")[0].removesuffix("/manual_time")
+    results[name] = dict(
         ms=bench["real_time"], tflops=bench.get("TFLOPs"),
         extra_mib=bench.get("extra_MiB"))
   return results

@@ -34,7 +34,7 @@ struct FlashConfig;
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 32> {
-  using Forward = ForwardTile<kDtype, 32, 128, 64, 4, true, 2>;
+  using Forward = ForwardTile<kDtype, 32, 128, 64, 4, true, 2, 2>;
   using KeyValue =
       KeyValueTile<kDtype, 32, 64, 4, true, KeyValuePart::kBoth, 2>;
   using KeyOnly = void;
@@ -43,7 +43,7 @@ struct FlashConfig<kDtype, 32> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 64> {
-  using Forward = ForwardTile<kDtype, 64, 128, 64, 4, true, 2>;
+  using Forward = ForwardTile<kDtype, 64, 128, 64, 4, true, 2, 2>;
   using KeyValue =
       KeyValueTile<kDtype, 64, 64, 4, true, KeyValuePart::kBoth, 2>;
   using KeyOnly = void;
@@ -52,11 +52,11 @@ struct FlashConfig<kDtype, 64> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 128> {
-  using Forward = ForwardTile<kDtype, 128, 128, 32, 4, false, 2>;
+  using Forward = ForwardTile<kDtype, 128, 128, 32, 4, false, 2, 2>;
   using KeyValue =
       KeyValueTile<kDtype, 128, 32, 4, false, KeyValuePart::kBoth, 2>;
   using KeyOnly = void;
-  using Query = QueryTile<kDtype, 128, 64, 4, false, 2>;
+  using Query = QueryTile<kDtype, 128, 64, 8, false, 1>;
 };
 
 template <DataType kDtype>

@@ -30,7 +30,7 @@ namespace gpu {
 // Compile-time shape of the forward kernel. kHeadDim is the padded head
 // dimension (the tensors' head_dim may be smaller, a multiple of 8).
 template <DataType kDtypeT, int kHeadDimT, int kBlockMT, int kBlockNT,
-          int kWarpsT, bool kQInRegistersT, int kMinBlocksT>
+          int kWarpsT, bool kQInRegistersT, int kMinBlocksT, int kStagesT = 1>
 struct ForwardTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
@@ -40,6 +40,10 @@ struct ForwardTile {
   static constexpr int kWarps = kWarpsT;
   static constexpr bool kQInRegisters = kQInRegistersT;
   static constexpr int kMinBlocks = kMinBlocksT;
+  // 1: one K and one V buffer, each refilled while the other is in use
+  // (two barriers per key tile); 2: both double-buffered, the next tile
+  // loading during the whole current one (one barrier pair per tile).
+  static constexpr int kStages = kStagesT;
 
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kWarpRows = kBlockM / kWarps;
@@ -51,9 +55,11 @@ struct ForwardTile {
   static constexpr int kKeySteps = kBlockN / 16;  // k16 steps over keys
   static constexpr int kChunks = kHeadDim / 8;    // 16-byte chunks per row
   static constexpr size_t kSmemBytes =
-      static_cast<size_t>(kBlockM + 2 * kBlockN) * kStride * sizeof(T);
+      static_cast<size_t>(kBlockM + 2 * kStages * kBlockN) * kStride *
+      sizeof(T);
 
   static_assert(kWarpRows % 16 == 0, "a warp owns whole m16 tiles");
+  static_assert(kStages == 1 || kStages == 2, "one or two K/V buffers");
   static_assert(kBlockN % 16 == 0, "key tiles are whole k16 steps");
   static_assert(kHeadDim % 16 == 0, "head_dim is padded to k16 steps");
 };
@@ -74,7 +80,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   T* s_q = reinterpret_cast<T*>(smem_bytes);
   T* s_k = s_q + kBlockM * kStride;
-  T* s_v = s_k + kBlockN * kStride;
+  T* s_v = s_k + Tile::kStages * kBlockN * kStride;
 
   const ForwardParams& p = args.params;
   const WorkItem w =
@@ -118,6 +124,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int num_key_tiles = (key_limit + kBlockN - 1) / kBlockN;
     LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(s_k, k_rows, k_step, 0,
                                                       num_rows, chunks, tid);
+    if constexpr (Tile::kStages == 2) {
+      LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(s_v, v_rows, v_step, 0,
+                                                        num_rows, chunks, tid);
+    }
     CpAsyncCommit();
 
     constexpr int kQRegTiles = Tile::kQInRegisters ? kMTiles : 1;
@@ -152,14 +162,37 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       row_sum[mt][0] = row_sum[mt][1] = 0.0f;
     }
     const float scale_log2 = p.softmax_scale * kLog2e;
+    const bool positive_scale = p.softmax_scale > 0.0f;
+    const float post_scale = positive_scale ? scale_log2 : 1.0f;
 
     for (int tile = 0; tile < num_key_tiles; ++tile) {
       const int key0 = tile * kBlockN;
-      CpAsyncWait<0>();
-      __syncthreads();  // K tile landed; every warp is done with s_v
-      LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
-          s_v, v_rows, v_step, key0, num_rows, chunks, tid);
-      CpAsyncCommit();
+      const T* t_k = s_k;
+      const T* t_v = s_v;
+      if constexpr (Tile::kStages == 2) {
+        const int buf = tile & 1;
+        t_k = s_k + buf * kBlockN * kStride;
+        t_v = s_v + buf * kBlockN * kStride;
+        if (tile + 1 < num_key_tiles) {
+          LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+              s_k + (buf ^ 1) * kBlockN * kStride, k_rows, k_step,
+              key0 + kBlockN, num_rows, chunks, tid);
+          LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+              s_v + (buf ^ 1) * kBlockN * kStride, v_rows, v_step,
+              key0 + kBlockN, num_rows, chunks, tid);
+          CpAsyncCommit();
+          CpAsyncWait<1>();
+        } else {
+          CpAsyncWait<0>();
+        }
+        __syncthreads();  // K and V tiles landed
+      } else {
+        CpAsyncWait<0>();
+        __syncthreads();  // K tile landed; every warp is done with s_v
+        LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+            s_v, v_rows, v_step, key0, num_rows, chunks, tid);
+        CpAsyncCommit();
+      }
       const bool active =
           warp_first < num_rows && (!p.is_causal || key0 <= warp_last);
       float s[kMTiles][kSTiles][4];
@@ -191,7 +224,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
           for (int nt = 0; nt < kSTiles; nt += 2) {
             uint32_t b[4];
-            LdMatrixX4(b, SharedAddress(s_k + (nt * 8 + y_row) * kStride +
+            LdMatrixX4(b, SharedAddress(t_k + (nt * 8 + y_row) * kStride +
                                         ks * 16 + y_col));
 #pragma unroll
             for (int mt = 0; mt < kMTiles; ++mt) {
@@ -200,67 +233,93 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             }
           }
         }
-        // Scale into the log2 domain and mask.
-        const bool need_mask = key0 + kBlockN > num_rows ||
-                               (p.is_causal && key0 + kBlockN - 1 > warp_first);
+        // With a positive scale the maxima are taken over the raw scores
+        // and the scale folds into the exponent's FFMA; otherwise the scores
+        // are scaled first (post = 1).
+        if (!positive_scale) {
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
+          for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
-          for (int nt = 0; nt < kSTiles; ++nt) {
+            for (int nt = 0; nt < kSTiles; ++nt) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              float x = s[mt][nt][e] * scale_log2;
-              if (need_mask) {
-                const int key = key0 + nt * 8 + 2 * pair + (e & 1);
-                const int query = warp_first + mt * 16 + group + (e >> 1) * 8;
-                if (key >= num_rows || (p.is_causal && key > query)) {
-                  x = kMinusInf;
-                }
-              }
-              s[mt][nt][e] = x;
+              for (int e = 0; e < 4; ++e) s[mt][nt][e] *= scale_log2;
             }
           }
         }
-        // Online softmax: new maxima, rescale, probabilities.
+        const bool need_mask = key0 + kBlockN > num_rows ||
+                               (p.is_causal && key0 + kBlockN - 1 > warp_first);
+        if (need_mask) {
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+            for (int nt = 0; nt < kSTiles; ++nt) {
+#pragma unroll
+              for (int e = 0; e < 4; ++e) {
+                const int key = key0 + nt * 8 + 2 * pair + (e & 1);
+                const int query = warp_first + mt * 16 + group + (e >> 1) * 8;
+                if (key >= num_rows || (p.is_causal && key > query)) {
+                  s[mt][nt][e] = kMinusInf;
+                }
+              }
+            }
+          }
+        }
+        // Online softmax: new maxima, probabilities, running sums.
+        float alpha[kMTiles][2];
+        bool rescale = false;
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            float m = row_max[mt][h];
+            float m = kMinusInf;
 #pragma unroll
             for (int nt = 0; nt < kSTiles; ++nt) {
               m = fmaxf(m, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
             }
             m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
             m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+            m = fmaxf(row_max[mt][h], m * post_scale);
             const float base = m == kMinusInf ? 0.0f : m;
-            const float alpha = Exp2(row_max[mt][h] - base);
+            alpha[mt][h] = Exp2(row_max[mt][h] - base);
+            rescale |= alpha[mt][h] != 1.0f;
             row_max[mt][h] = m;
             float sum = 0.0f;
 #pragma unroll
             for (int nt = 0; nt < kSTiles; ++nt) {
 #pragma unroll
               for (int e = 0; e < 2; ++e) {
-                const float prob = Exp2(s[mt][nt][2 * h + e] - base);
+                const float prob =
+                    Exp2(fmaf(s[mt][nt][2 * h + e], post_scale, -base));
                 s[mt][nt][2 * h + e] = prob;
                 sum += prob;
               }
             }
-            row_sum[mt][h] = row_sum[mt][h] * alpha + sum;
+            row_sum[mt][h] = row_sum[mt][h] * alpha[mt][h] + sum;
+          }
+        }
+        // Rescale the output only when some row maximum of the warp moved
+        // (rare once the first tiles have been seen).
+        if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
             for (int ot = 0; ot < kOTiles; ++ot) {
-              acc_o[mt][ot][2 * h] *= alpha;
-              acc_o[mt][ot][2 * h + 1] *= alpha;
+              acc_o[mt][ot][0] *= alpha[mt][0];
+              acc_o[mt][ot][1] *= alpha[mt][0];
+              acc_o[mt][ot][2] *= alpha[mt][1];
+              acc_o[mt][ot][3] *= alpha[mt][1];
             }
           }
         }
       }
-      CpAsyncWait<0>();
-      __syncthreads();  // V tile landed; every warp is done with s_k
-      if (tile + 1 < num_key_tiles) {
-        LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
-            s_k, k_rows, k_step, key0 + kBlockN, num_rows, chunks, tid);
-        CpAsyncCommit();
+      if constexpr (Tile::kStages == 1) {
+        CpAsyncWait<0>();
+        __syncthreads();  // V tile landed; every warp is done with s_k
+        if (tile + 1 < num_key_tiles) {
+          LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+              s_k, k_rows, k_step, key0 + kBlockN, num_rows, chunks, tid);
+          CpAsyncCommit();
+        }
       }
       if (active) {
         // O += P V, P rounded to the input type.
@@ -279,7 +338,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
           for (int ot = 0; ot < kOTiles; ot += 2) {
             uint32_t b[4];
-            LdMatrixX4Trans(b, SharedAddress(s_v + (kk * 16 + x_row) * kStride +
+            LdMatrixX4Trans(b, SharedAddress(t_v + (kk * 16 + x_row) * kStride +
                                              ot * 8 + x_col));
 #pragma unroll
             for (int mt = 0; mt < kMTiles; ++mt) {
@@ -288,6 +347,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             }
           }
         }
+      }
+      if constexpr (Tile::kStages == 2) {
+        __syncthreads();  // every warp is done with this buffer
       }
     }
 
