@@ -1,8 +1,7 @@
 #!/bin/bash
-# Runs on the GPU machine, from a folder holding the CUDA test and benchmark
-# binaries, the shared libraries they need and compare.py (see
-# docs/PERFORMANCE_CUDA.md for how that folder is made):
-#   1. the GPU test suite;
+# Runs on the GPU machine, from the folder benchmarks/gpu/stage.sh fills (the
+# CUDA test and benchmark binaries, their shared libraries, compare.py):
+#   1. the GPU tests (the CUDA suite and the conformance suite on CUDA);
 #   2. compute-sanitizer memcheck and racecheck on a few small test cases;
 #   3. compare.py (our benchmark binary, PyTorch reference algorithm, dense
 #      SDPA), unless QUICK=1 limits it to n = 1M and config B.
@@ -13,14 +12,16 @@ out=${OUT:-/tmp}
 export LD_LIBRARY_PATH=$dir:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
 status=0
-"$dir/dilated_attention_cuda_test" --gtest_brief=1 2>&1 | tee "$out/tests.log" \
-  | tail -40 || status=1
-filter='*d64_f16_causal*:*offset_past_segment*:*d128_b2_bf16*:*uneven_heads*'
+for test in dilated_attention_cuda_test conformance_cuda_test; do
+  "$dir/$test" --gtest_brief=1 > "$out/$test.log" 2>&1 || status=1
+  tail -3 "$out/$test.log"
+done
+filter='*improved_d64_f16_causal:*improved_d128_f16_causal:*improved_offset_past_segment_f16:*improved_d32_b2_f16_causal:*improved_uneven_heads_bf16_causal:*standard_d64_f16'
 for tool in memcheck racecheck; do
   compute-sanitizer --tool $tool --error-exitcode 9 \
     "$dir/dilated_attention_cuda_test" --gtest_filter="$filter" --gtest_brief=1 \
     > "$out/sanitizer_$tool.log" 2>&1
-  echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY: 0' "$out/sanitizer_$tool.log") clean summaries)"
+  echo "compute-sanitizer $tool: exit $?"
   tail -3 "$out/sanitizer_$tool.log"
 done
 quick=()

@@ -24,14 +24,14 @@
 #include "attention/tensor.h"
 #include "gtest/gtest.h"
 #include "kernels/numeric.h"
-#include "tests/cuda/naive_oracle.h"
+#include "tests/testing/oracle.h"
 
 namespace dilated {
 namespace {
 
-using testing::NaiveBackward;
-using testing::NaiveForward;
-using testing::OracleShape;
+using testing::OracleBackward;
+using testing::OracleForward;
+using testing::OracleProblem;
 
 struct Case {
   std::string name;
@@ -159,11 +159,6 @@ std::vector<double> RandomRounded(size_t count, DType dtype,
   return values;
 }
 
-// A [b, n, h, d] tensor on the device, possibly a view into a shared buffer.
-struct DeviceTensor {
-  TensorView view;
-};
-
 class DilatedAttentionCudaTest
     : public ::testing::TestWithParam<std::tuple<Case, std::string>> {};
 
@@ -276,12 +271,19 @@ TEST_P(DilatedAttentionCudaTest, MatchesNaiveOracle) {
                        cudaMemcpyDeviceToHost),
             "download lse");
 
-  OracleShape shape{
-      b,          n,       h,        d,
-      c.segments, c.rates, c.causal, 1.0 / std::sqrt(static_cast<double>(d))};
-  const testing::OracleForward expected = NaiveForward(shape, q, k, v);
+  OracleProblem problem;
+  problem.batch = b;
+  problem.seq_len = n;
+  problem.num_heads = h;
+  problem.head_dim = d;
+  problem.segment_lengths = c.segments;
+  problem.dilation_rates = c.rates;
+  problem.is_causal = c.causal;
+  problem.softmax_scale = 1.0 / std::sqrt(static_cast<double>(d));
+  std::vector<double> expected_out, expected_lse;
+  OracleForward(problem, q, k, v, &expected_out, &expected_lse);
   const std::vector<double> out_host = download(out);
-  EXPECT_LT(RelativeError(out_host, expected.out), ForwardTolerance(c.dtype));
+  EXPECT_LT(RelativeError(out_host, expected_out), ForwardTolerance(c.dtype));
   // Unselected rows are exactly zero with lse -inf; selected lse within
   // float32 accumulation error of the float64 value.
   int64_t lse_mismatches = 0;
@@ -290,7 +292,7 @@ TEST_P(DilatedAttentionCudaTest, MatchesNaiveOracle) {
     for (int64_t i2 = 0; i2 < h; ++i2) {
       for (int64_t i1 = 0; i1 < n; ++i1) {
         const int64_t at = (i0 * h + i2) * n + i1;
-        const double want = expected.lse[at];
+        const double want = expected_lse[at];
         const double got = lse_host[at];
         if (std::isinf(want)) {
           if (!(std::isinf(got) && got < 0)) ++lse_mismatches;
@@ -308,15 +310,16 @@ TEST_P(DilatedAttentionCudaTest, MatchesNaiveOracle) {
   EXPECT_EQ(lse_mismatches, 0);
   EXPECT_EQ(zero_mismatches, 0);
 
-  const testing::OracleGradients grads =
-      NaiveBackward(shape, q, k, v, grad_out);
-  EXPECT_LT(RelativeError(download(grad_q), grads.q),
+  std::vector<double> expected_grad_q, expected_grad_k, expected_grad_v;
+  OracleBackward(problem, q, k, v, grad_out, &expected_grad_q, &expected_grad_k,
+                 &expected_grad_v);
+  EXPECT_LT(RelativeError(download(grad_q), expected_grad_q),
             GradientTolerance(c.dtype))
       << "grad_q";
-  EXPECT_LT(RelativeError(download(grad_k), grads.k),
+  EXPECT_LT(RelativeError(download(grad_k), expected_grad_k),
             GradientTolerance(c.dtype))
       << "grad_k";
-  EXPECT_LT(RelativeError(download(grad_v), grads.v),
+  EXPECT_LT(RelativeError(download(grad_v), expected_grad_v),
             GradientTolerance(c.dtype))
       << "grad_v";
 
