@@ -5,8 +5,8 @@
 // forward + backward = 3.5 x forward.
 //
 //   ./bazelw run -c opt //benchmarks:attention_benchmark
-//   ./bazelw run -c opt //benchmarks:attention_benchmark -- \
-//       --benchmark_filter='improved/A/n:32768'
+//   ./bazelw run -c opt //benchmarks:attention_benchmark --
+//       --benchmark_filter='improved/A/n:32768'  (one line)
 
 #include <cstdint>
 #include <memory>
@@ -40,8 +40,8 @@ double UsefulFlops(const Workload& w, const AttentionConfig& config) {
   for (const kernels::GroupParams& g : PartitionHeads(config, w.num_heads)) {
     const double segments = static_cast<double>(w.seq_len / g.segment_length);
     const double length = static_cast<double>(g.positions);
-    flops += 4.0 * w.batch * g.num_heads * segments * length * length *
-             w.head_dim;
+    flops +=
+        4.0 * w.batch * g.num_heads * segments * length * length * w.head_dim;
   }
   if (w.is_causal) flops /= 2;
   if (w.backward) flops *= 3.5;
@@ -54,8 +54,9 @@ struct Buffer {
       : values(w.batch * w.seq_len * w.num_heads * w.head_dim) {
     std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
     for (float& v : values) v = uniform(*rng);
-    view = TensorView::Contiguous(values.data(), DType::kFloat32,
-                                  {w.batch, w.seq_len, w.num_heads, w.head_dim});
+    view =
+        TensorView::Contiguous(values.data(), DType::kFloat32,
+                               {w.batch, w.seq_len, w.num_heads, w.head_dim});
   }
   std::vector<float> values;
   TensorView view;
@@ -76,18 +77,18 @@ void RunAttention(benchmark::State& state, const std::string& name,
   Buffer q(w, &rng), k(w, &rng), v(w, &rng), out(w, &rng), grad_out(w, &rng),
       grad_q(w, &rng), grad_k(w, &rng), grad_v(w, &rng);
   std::vector<float> lse_values(w.batch * w.num_heads * w.seq_len);
-  const TensorView lse =
-      TensorView::Contiguous(lse_values.data(), DType::kFloat32,
-                             {w.batch, w.num_heads, w.seq_len});
+  const TensorView lse = TensorView::Contiguous(
+      lse_values.data(), DType::kFloat32, {w.batch, w.num_heads, w.seq_len});
   ForwardOptions options;
   options.is_causal = w.is_causal;
   for (auto _ : state) {
-    absl::Status status = (*attention)->Forward(q.view, k.view, v.view,
-                                                out.view, options, &lse);
+    absl::Status status =
+        (*attention)->Forward(q.view, k.view, v.view, out.view, options, &lse);
     if (status.ok() && w.backward) {
-      status = (*attention)->Backward(q.view, k.view, v.view, out.view, lse,
-                                      grad_out.view, grad_q.view, grad_k.view,
-                                      grad_v.view, options);
+      status =
+          (*attention)
+              ->Backward(q.view, k.view, v.view, out.view, lse, grad_out.view,
+                         grad_q.view, grad_k.view, grad_v.view, options);
     }
     if (!status.ok()) {
       state.SkipWithError(std::string(status.message()).c_str());
@@ -96,11 +97,12 @@ void RunAttention(benchmark::State& state, const std::string& name,
     benchmark::DoNotOptimize(out.values.data());
     benchmark::ClobberMemory();
   }
-  state.counters["GFLOPs"] = benchmark::Counter(
-      UsefulFlops(w, config) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["tokens_per_s"] = benchmark::Counter(
-      static_cast<double>(w.batch * w.seq_len),
-      benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPs"] =
+      benchmark::Counter(UsefulFlops(w, config) * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(static_cast<double>(w.batch * w.seq_len),
+                         benchmark::Counter::kIsIterationInvariantRate);
 }
 
 std::vector<Workload> Workloads() {
