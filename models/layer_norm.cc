@@ -41,7 +41,7 @@ LayerNorm::LayerNorm(int64_t features, double eps)
 Tensor LayerNorm::Forward(const Tensor& x) const {
   DA_CHECK(x.rank() >= 1 && x.dim(-1) == features(),
            "LayerNorm input's last axis must be features");
-  Tensor y = Tensor::Zeros(x.dtype(), x.shape());
+  Tensor y = Tensor::Uninitialized(x.dtype(), x.shape());
   const int64_t rows = x.NumElements() / features();
   if (x.dtype() == DType::kFloat32) {
     NormalizeRows(x.Float32(), rows, features(), weight_.values.data(),

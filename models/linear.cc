@@ -46,7 +46,7 @@ Tensor Linear::ForwardSlice(const Tensor& x, int64_t begin, int64_t end) const {
   const int64_t out = end - begin;
   std::vector<int64_t> shape = x.shape();
   shape.back() = out;
-  Tensor y = Tensor::Zeros(x.dtype(), shape);
+  Tensor y = Tensor::Uninitialized(x.dtype(), shape);
   const int64_t rows = x.NumElements() / in;
   const float* w = weight_.values.data() + begin * in;
   const float* b = has_bias_ ? bias_.values.data() + begin : nullptr;

@@ -45,7 +45,7 @@ float LoadElement(const char* base, DType dtype, int64_t index) {
 
 Tensor::Tensor() : shape_({0}) {}
 
-Tensor Tensor::Zeros(DType dtype, std::vector<int64_t> shape) {
+Tensor Tensor::Uninitialized(DType dtype, std::vector<int64_t> shape) {
   DA_CHECK(shape.size() <= static_cast<size_t>(TensorView::kMaxRank),
            "tensor rank exceeds TensorView::kMaxRank");
   for (int64_t extent : shape) DA_CHECK(extent >= 0, "negative extent");
@@ -54,7 +54,13 @@ Tensor Tensor::Zeros(DType dtype, std::vector<int64_t> shape) {
   tensor.num_elements_ = Product(shape);
   tensor.shape_ = std::move(shape);
   const int64_t bytes = tensor.num_elements_ * DTypeSize(dtype);
-  tensor.storage_.assign((bytes + 3) / 4, 0.0f);
+  tensor.storage_.resize((bytes + 3) / 4);
+  return tensor;
+}
+
+Tensor Tensor::Zeros(DType dtype, std::vector<int64_t> shape) {
+  Tensor tensor = Uninitialized(dtype, std::move(shape));
+  std::fill(tensor.storage_.begin(), tensor.storage_.end(), 0.0f);
   return tensor;
 }
 

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -33,6 +34,11 @@ class Tensor {
   // Returns a tensor of `shape` filled with zeros.
   // REQUIRES: every extent is >= 0 and shape.size() <= TensorView::kMaxRank.
   static Tensor Zeros(DType dtype, std::vector<int64_t> shape);
+
+  // Returns a tensor of `shape` whose elements are unspecified, for outputs
+  // that are written in full (skips zeroing the memory).
+  // REQUIRES: as Zeros.
+  static Tensor Uninitialized(DType dtype, std::vector<int64_t> shape);
 
   // Returns a float32 tensor of `shape` holding `values` (row-major).
   // REQUIRES: values.size() is the product of `shape`.
@@ -86,6 +92,15 @@ class Tensor {
       return static_cast<T*>(::operator new(n * sizeof(T), kAlignment));
     }
     void deallocate(T* p, size_t) { ::operator delete(p, kAlignment); }
+    // Default-initialises (leaves floats unset) unless a value is given.
+    template <typename U>
+    void construct(U* p) {
+      ::new (static_cast<void*>(p)) U;
+    }
+    template <typename U, typename V>
+    void construct(U* p, V&& value) {
+      ::new (static_cast<void*>(p)) U(std::forward<V>(value));
+    }
     bool operator==(const AlignedAllocator&) const { return true; }
     bool operator!=(const AlignedAllocator&) const { return false; }
   };
