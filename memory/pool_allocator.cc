@@ -1,0 +1,608 @@
+#include "memory/pool_allocator.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/base/optimization.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "memory/internal/fatal.h"
+#include "memory/internal/thread_index.h"
+
+namespace dilated {
+namespace memory {
+
+using memory_internal::BlockHeap;
+using memory_internal::Fatal;
+using memory_internal::SpinLockHolder;
+
+namespace {
+
+constexpr uint8_t kFree = 0;
+constexpr uint8_t kLive = 1;
+
+// Segment sizes, PyTorch's CUDACachingAllocator constants: class spans come
+// from 2 MiB segments (kSmallBuffer), 1-10 MiB requests from 20 MiB ones
+// (kLargeBuffer), larger requests get their own segment rounded to 2 MiB
+// (kMinLargeAlloc, kRoundLarge).
+constexpr size_t kSmallSegment = size_t{2} << 20;
+constexpr size_t kMediumSegment = size_t{20} << 20;
+constexpr size_t kMinLargeAlloc = size_t{10} << 20;
+constexpr size_t kRoundLarge = size_t{2} << 20;
+
+constexpr size_t RoundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+size_t PreferredSegmentBytes(size_t bytes) {
+  if (bytes <= kMaxSmallSize) return kSmallSegment;
+  if (bytes < kMinLargeAlloc) return kMediumSegment;
+  return RoundUp(bytes, kRoundLarge);
+}
+
+// Blocks kept in a thread's list of a class before a batch moves to the
+// shared list: two batches, at least two blocks.
+size_t Capacity(int size_class) {
+  return std::max<size_t>(2, 2 * kSizeClasses[size_class].batch);
+}
+
+}  // namespace
+
+// A heap block in use by the pool: blocks of one size class, or one large
+// block. Published in the page map under the central lock; the fields the
+// Deallocate path reads are not written again until the span is unpublished.
+struct PoolAllocator::Span {
+  BlockHeap::Block* block = nullptr;
+  uintptr_t start = 0;
+  size_t bytes = 0;
+  int size_class = -1;  // -1: one large block.
+  uint32_t object_size = 0;
+  uint32_t magic = 0;  // DivisionMagic(object_size).
+  uint32_t num_objects = 0;
+  uint32_t scratch = 0;  // ReleaseAll's count of cached blocks.
+  std::atomic<uint8_t> large_state{kFree};
+  std::unique_ptr<std::atomic<uint8_t>[]> states;  // One per class block.
+};
+
+// One thread's cache. Only its thread takes the lock in the steady state;
+// ReleaseCached and GetStats take it briefly from other threads.
+struct alignas(64) PoolAllocator::Shard {
+  memory_internal::SpinLock lock;
+  std::vector<CachedBlock> lists[kNumSizeClasses];
+  std::vector<CachedLarge> large;
+  int64_t in_use = 0;
+  int64_t peak_in_use = 0;
+  int64_t allocations = 0;
+  int64_t deallocations = 0;
+
+  void CountAllocation(size_t bytes) {
+    in_use += static_cast<int64_t>(bytes);
+    if (in_use > peak_in_use) peak_in_use = in_use;
+    ++allocations;
+  }
+  void CountDeallocation(size_t bytes) {
+    in_use -= static_cast<int64_t>(bytes);
+    ++deallocations;
+  }
+};
+
+PoolAllocator::PoolAllocator(Allocator* upstream, PoolOptions options)
+    : Allocator(upstream->space(), kPageSize,
+                absl::StrCat("pool(", upstream->name(), ")")),
+      upstream_(upstream),
+      max_reserved_bytes_(options.max_reserved_bytes),
+      ordering_(std::move(options.stream_ordering)),
+      page_map_(kPageShift),
+      heap_(kPageSize) {}
+
+PoolAllocator::PoolAllocator(std::unique_ptr<Allocator> upstream,
+                             PoolOptions options)
+    : PoolAllocator(upstream.get(), std::move(options)) {
+  owned_upstream_ = std::move(upstream);
+}
+
+PoolAllocator::~PoolAllocator() {
+  ReleaseAll(/*everything=*/true);
+  for (auto& slot : shards_) delete slot.load(std::memory_order_relaxed);
+}
+
+PoolAllocator::Shard& PoolAllocator::ThisShard() {
+  const int index = memory_internal::ThisThreadIndex() & (kMaxShards - 1);
+  Shard* shard = shards_[index].load(std::memory_order_acquire);
+  if (ABSL_PREDICT_FALSE(shard == nullptr)) shard = CreateShard(index);
+  return *shard;
+}
+
+PoolAllocator::Shard* PoolAllocator::CreateShard(int index) {
+  std::lock_guard<std::mutex> lock(shard_creation_mutex_);
+  Shard* shard = shards_[index].load(std::memory_order_acquire);
+  if (shard != nullptr) return shard;
+  shard = new Shard;
+  for (int c = 0; c < kNumSizeClasses; ++c) {
+    shard->lists[c].reserve(Capacity(c) + 1);
+  }
+  shard->large.reserve(kLargeCacheEntries + 1);
+  shards_[index].store(shard, std::memory_order_release);
+  return shard;
+}
+
+absl::StatusOr<void*> PoolAllocator::DoAllocate(size_t bytes, size_t alignment,
+                                                StreamHandle stream) {
+  const uintptr_t tag = TagFor(stream);
+  const int size_class = SizeClassFor(bytes, alignment);
+  Shard& shard = ThisShard();
+  if (ABSL_PREDICT_FALSE(size_class < 0)) {
+    return AllocateLarge(shard, bytes, tag, stream);
+  }
+  shard.lock.Lock();
+  std::vector<CachedBlock>& list = shard.lists[size_class];
+  if (ABSL_PREDICT_TRUE(!list.empty() && list.back().tag == tag)) {
+    const CachedBlock block = list.back();
+    list.pop_back();
+    shard.CountAllocation(bytes);
+    shard.lock.Unlock();
+    block.state->store(kLive, std::memory_order_relaxed);
+    return block.ptr;
+  }
+  shard.lock.Unlock();
+  return AllocateSmallSlow(shard, size_class, bytes, tag, stream);
+}
+
+absl::StatusOr<void*> PoolAllocator::AllocateSmallSlow(Shard& shard,
+                                                       int size_class,
+                                                       size_t bytes,
+                                                       uintptr_t tag,
+                                                       StreamHandle stream) {
+  if (ordering_ != nullptr) {
+    // Another stream's blocks may sit on top: look for one of ours, or one
+    // nobody has used yet.
+    SpinLockHolder hold(&shard.lock);
+    std::vector<CachedBlock>& list = shard.lists[size_class];
+    for (size_t i = list.size(); i-- > 0;) {
+      if (list[i].tag == tag || list[i].tag == BlockHeap::kNoTag) {
+        const CachedBlock block = list[i];
+        list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+        shard.CountAllocation(bytes);
+        block.state->store(kLive, std::memory_order_relaxed);
+        return block.ptr;
+      }
+    }
+  }
+  CachedBlock batch[kMaxBatch];
+  int count = 0;
+  absl::Status status = Refill(size_class, tag, stream, batch, &count);
+  if (!status.ok()) return status;
+  // batch[0] is the caller's; the rest go to this thread's list, and what
+  // does not fit there back to the shared list.
+  int kept = 1;
+  {
+    SpinLockHolder hold(&shard.lock);
+    std::vector<CachedBlock>& list = shard.lists[size_class];
+    const size_t capacity = Capacity(size_class);
+    while (kept < count && list.size() < capacity)
+      list.push_back(batch[kept++]);
+    shard.CountAllocation(bytes);
+  }
+  if (kept < count) ReturnToCentral(size_class, batch + kept, count - kept);
+  batch[0].state->store(kLive, std::memory_order_relaxed);
+  return batch[0].ptr;
+}
+
+absl::Status PoolAllocator::Refill(int size_class, uintptr_t tag,
+                                   StreamHandle stream, CachedBlock* out,
+                                   int* count) {
+  const int batch = kSizeClasses[size_class].batch;
+  std::unique_lock<std::mutex> lock(central_mutex_);
+  std::vector<CachedBlock>& list = central_lists_[size_class];
+  int n = 0;
+  for (size_t i = list.size(); i-- > 0 && n < batch;) {
+    if (list[i].tag == tag || list[i].tag == BlockHeap::kNoTag) {
+      out[n++] = list[i];
+      list[i] = list.back();
+      list.pop_back();
+    }
+  }
+  if (n == 0 && !list.empty() && ordering_ != nullptr) {
+    // Only other streams' blocks: take those of the most recent one after
+    // ordering this stream behind it.
+    const uintptr_t other = list.back().tag;
+    absl::Status status =
+        ordering_->OrderAfter(stream, reinterpret_cast<StreamHandle>(other));
+    if (!status.ok()) return status;
+    for (size_t i = list.size(); i-- > 0 && n < batch;) {
+      if (list[i].tag == other) {
+        out[n] = list[i];
+        out[n++].tag = tag;
+        list[i] = list.back();
+        list.pop_back();
+      }
+    }
+  }
+  if (n > 0) {
+    *count = n;
+    return absl::OkStatus();
+  }
+  // Carve a new span.
+  const SizeClassInfo& info = kSizeClasses[size_class];
+  const size_t span_bytes = info.span_pages * kPageSize;
+  absl::StatusOr<BlockHeap::Block*> block =
+      TakeBlock(lock, span_bytes, tag, stream);
+  if (!block.ok()) return block.status();
+  Span* span = NewSpan();
+  span->block = *block;
+  span->start = (*block)->start;
+  span->bytes = span_bytes;
+  span->size_class = size_class;
+  span->object_size = info.bytes;
+  span->magic = DivisionMagic(info.bytes);
+  span->num_objects = static_cast<uint32_t>(span_bytes / info.bytes);
+  span->states.reset(new std::atomic<uint8_t>[span->num_objects]);
+  for (uint32_t i = 0; i < span->num_objects; ++i) {
+    span->states[i].store(kFree, std::memory_order_relaxed);
+  }
+  page_map_.SetRange(span->start, span_bytes, span);
+  // Lowest addresses first out, so the caller's blocks are contiguous.
+  for (uint32_t i = span->num_objects; i-- > 0;) {
+    CachedBlock cached{
+        reinterpret_cast<void*>(span->start + size_t{i} * info.bytes),
+        &span->states[i], tag};
+    if (i < static_cast<uint32_t>(batch)) {
+      out[n++] = cached;
+    } else {
+      list.push_back(cached);
+    }
+  }
+  std::reverse(out, out + n);
+  *count = n;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BlockHeap::Block*> PoolAllocator::TakeBlock(
+    std::unique_lock<std::mutex>& lock, size_t bytes, uintptr_t tag,
+    StreamHandle stream) {
+  BlockHeap::Block* block = heap_.Take(bytes);
+  if (block == nullptr) {
+    absl::Status status = Grow(bytes, tag, stream);
+    if (!status.ok()) {
+      // Give the cached memory back to the upstream and try once more.
+      lock.unlock();
+      ReleaseAll(/*everything=*/false);
+      lock.lock();
+      block = heap_.Take(bytes);
+      if (block == nullptr) {
+        absl::Status retry = Grow(bytes, tag, stream);
+        if (!retry.ok()) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              retry.message(), " (after returning cached memory)"));
+        }
+      }
+    }
+    if (block == nullptr) block = heap_.Take(bytes);
+    if (block == nullptr) {
+      return absl::InternalError(absl::StrFormat(
+          "%s: no free block of %d bytes after reserving a segment", name(),
+          bytes));
+    }
+  }
+  if (block->tag != BlockHeap::kNoTag && block->tag != tag) {
+    absl::Status status = ordering_->OrderAfter(
+        stream, reinterpret_cast<StreamHandle>(block->tag));
+    if (!status.ok()) {
+      heap_.Give(block, block->tag);
+      return status;
+    }
+  }
+  return block;
+}
+
+absl::Status PoolAllocator::Grow(size_t bytes, uintptr_t tag,
+                                 StreamHandle stream) {
+  // Upstreams that cannot align to a page (cudaMalloc: 256 B) get asked for
+  // a little more and the segment starts at the first page boundary.
+  const size_t alignment = std::min(kPageSize, upstream_->max_alignment());
+  const size_t slack = kPageSize - alignment;
+  const size_t headroom =
+      max_reserved_bytes_ - std::min<size_t>(max_reserved_bytes_, reserved_);
+  size_t segment = PreferredSegmentBytes(bytes);
+  if (segment + slack > headroom) segment = bytes;
+  if (segment + slack > headroom) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s: cannot allocate %d bytes: %d of the %d-byte limit are reserved",
+        name(), bytes, reserved_, max_reserved_bytes_));
+  }
+  absl::StatusOr<void*> raw =
+      upstream_->Allocate(segment + slack, alignment, stream);
+  if (!raw.ok() && segment > bytes) {
+    segment = bytes;  // The preferred size failed; the request alone may not.
+    raw = upstream_->Allocate(segment + slack, alignment, stream);
+  }
+  if (!raw.ok()) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s: cannot allocate %d bytes: the upstream refused %d bytes (%s)",
+        name(), bytes, segment + slack, raw.status().message()));
+  }
+  const uintptr_t base = RoundUp(reinterpret_cast<uintptr_t>(*raw), kPageSize);
+  segments_[base] = Segment{*raw, segment + slack, alignment};
+  reserved_ += static_cast<int64_t>(segment + slack);
+  peak_reserved_ = std::max(peak_reserved_, reserved_);
+  ++misses_;
+  // A stream-ordered upstream (cudaMallocAsync) makes a fresh segment ready
+  // on `stream` only, so it is tagged like a block freed there.
+  heap_.AddSegment(base, segment, tag);
+  return absl::OkStatus();
+}
+
+PoolAllocator::Span* PoolAllocator::NewSpan() {
+  if (!spare_spans_.empty()) {
+    Span* span = spare_spans_.back();
+    spare_spans_.pop_back();
+    return span;
+  }
+  span_storage_.emplace_back();
+  return &span_storage_.back();
+}
+
+absl::StatusOr<void*> PoolAllocator::AllocateLarge(Shard& shard, size_t bytes,
+                                                   uintptr_t tag,
+                                                   StreamHandle stream) {
+  const size_t rounded = RoundUp(bytes, kPageSize);
+  {
+    SpinLockHolder hold(&shard.lock);
+    for (size_t i = shard.large.size(); i-- > 0;) {
+      const CachedLarge& cached = shard.large[i];
+      if (cached.span->bytes == rounded &&
+          (cached.tag == tag || cached.tag == BlockHeap::kNoTag)) {
+        Span* span = cached.span;
+        shard.large.erase(shard.large.begin() + static_cast<std::ptrdiff_t>(i));
+        shard.CountAllocation(bytes);
+        span->large_state.store(kLive, std::memory_order_relaxed);
+        return reinterpret_cast<void*>(span->start);
+      }
+    }
+  }
+  Span* span;
+  {
+    std::unique_lock<std::mutex> lock(central_mutex_);
+    absl::StatusOr<BlockHeap::Block*> block =
+        TakeBlock(lock, rounded, tag, stream);
+    if (!block.ok()) return block.status();
+    span = NewSpan();
+    span->block = *block;
+    span->start = (*block)->start;
+    span->bytes = rounded;
+    span->size_class = -1;
+    span->large_state.store(kLive, std::memory_order_relaxed);
+    page_map_.Set(span->start, span);
+  }
+  {
+    SpinLockHolder hold(&shard.lock);
+    shard.CountAllocation(bytes);
+  }
+  return reinterpret_cast<void*>(span->start);
+}
+
+void PoolAllocator::DoDeallocate(void* ptr, size_t bytes, size_t alignment,
+                                 StreamHandle stream) noexcept {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+  Span* span = static_cast<Span*>(page_map_.Get(address));
+  if (ABSL_PREDICT_FALSE(span == nullptr)) DieNotOurs(ptr, bytes);
+  const uintptr_t tag = TagFor(stream);
+  if (ABSL_PREDICT_TRUE(span->size_class >= 0)) {
+    const uint64_t offset = address - span->start;
+    const uint32_t index = static_cast<uint32_t>((offset * span->magic) >> 32);
+    if (ABSL_PREDICT_FALSE(uint64_t{index} * span->object_size != offset ||
+                           index >= span->num_objects)) {
+      if (index >= span->num_objects) DieNotOurs(ptr, bytes);
+      Fatal(absl::StrFormat(
+          "%s: Deallocate(%p, %d bytes): the pointer is inside the %d-byte "
+          "block at %p, not at its start",
+          name(), ptr, bytes, span->object_size,
+          reinterpret_cast<void*>(span->start +
+                                  uint64_t{index} * span->object_size)));
+    }
+    const int size_class = SizeClassFor(bytes, alignment);
+    if (ABSL_PREDICT_FALSE(size_class != span->size_class)) {
+      Fatal(absl::StrFormat(
+          "%s: Deallocate(%p, %d bytes, alignment %d): size mismatch, the "
+          "block is a %d-byte block",
+          name(), ptr, bytes, alignment, span->object_size));
+    }
+    if (ABSL_PREDICT_FALSE(span->states[index].exchange(
+                               kFree, std::memory_order_acq_rel) != kLive)) {
+      Fatal(absl::StrFormat(
+          "%s: Deallocate(%p, %d bytes): double free, the block is not "
+          "allocated",
+          name(), ptr, bytes));
+    }
+    DeallocateSmall(ThisShard(), &span->states[index], ptr, bytes, size_class,
+                    tag);
+    return;
+  }
+  if (ABSL_PREDICT_FALSE(address != span->start)) {
+    Fatal(absl::StrFormat(
+        "%s: Deallocate(%p, %d bytes): the pointer is inside the %d-byte "
+        "block at %p, not at its start",
+        name(), ptr, bytes, span->bytes, reinterpret_cast<void*>(span->start)));
+  }
+  if (ABSL_PREDICT_FALSE(RoundUp(bytes, kPageSize) != span->bytes ||
+                         SizeClassFor(bytes, alignment) >= 0)) {
+    Fatal(absl::StrFormat(
+        "%s: Deallocate(%p, %d bytes, alignment %d): size mismatch, the "
+        "block is a large block of %d bytes",
+        name(), ptr, bytes, alignment, span->bytes));
+  }
+  if (ABSL_PREDICT_FALSE(span->large_state.exchange(
+                             kFree, std::memory_order_acq_rel) != kLive)) {
+    Fatal(absl::StrFormat(
+        "%s: Deallocate(%p, %d bytes): double free, the block is not "
+        "allocated",
+        name(), ptr, bytes));
+  }
+  DeallocateLarge(ThisShard(), span, bytes, tag);
+}
+
+void PoolAllocator::DeallocateSmall(Shard& shard, std::atomic<uint8_t>* state,
+                                    void* ptr, size_t bytes, int size_class,
+                                    uintptr_t tag) {
+  CachedBlock overflow[kMaxBatch];
+  int count = 0;
+  shard.lock.Lock();
+  std::vector<CachedBlock>& list = shard.lists[size_class];
+  list.push_back(CachedBlock{ptr, state, tag});
+  shard.CountDeallocation(bytes);
+  if (ABSL_PREDICT_FALSE(list.size() > Capacity(size_class))) {
+    // Move the oldest batch to the shared list.
+    count = kSizeClasses[size_class].batch;
+    std::copy(list.begin(), list.begin() + count, overflow);
+    list.erase(list.begin(), list.begin() + count);
+  }
+  shard.lock.Unlock();
+  if (count > 0) ReturnToCentral(size_class, overflow, count);
+}
+
+void PoolAllocator::DeallocateLarge(Shard& shard, Span* span, size_t bytes,
+                                    uintptr_t tag) {
+  CachedLarge evicted{nullptr, 0};
+  {
+    SpinLockHolder hold(&shard.lock);
+    shard.CountDeallocation(bytes);
+    if (shard.large.size() >= kLargeCacheEntries) {
+      evicted = shard.large.front();
+      shard.large.erase(shard.large.begin());
+    }
+    shard.large.push_back(CachedLarge{span, tag});
+  }
+  if (evicted.span != nullptr) {
+    std::lock_guard<std::mutex> lock(central_mutex_);
+    ReleaseLargeSpan(evicted.span, evicted.tag);
+  }
+}
+
+void PoolAllocator::ReleaseLargeSpan(Span* span, uintptr_t tag) {
+  page_map_.Set(span->start, nullptr);
+  heap_.Give(span->block, tag);
+  span->block = nullptr;
+  spare_spans_.push_back(span);
+}
+
+void PoolAllocator::ReturnToCentral(int size_class, const CachedBlock* blocks,
+                                    int count) {
+  std::lock_guard<std::mutex> lock(central_mutex_);
+  central_lists_[size_class].insert(central_lists_[size_class].end(), blocks,
+                                    blocks + count);
+}
+
+size_t PoolAllocator::DoReleaseCached() {
+  return ReleaseAll(/*everything=*/false);
+}
+
+size_t PoolAllocator::ReleaseAll(bool everything) {
+  // Drain the thread caches first (each under its own lock), then work on
+  // the shared state alone.
+  std::vector<CachedBlock> small[kNumSizeClasses];
+  std::vector<CachedLarge> large;
+  for (auto& slot : shards_) {
+    Shard* shard = slot.load(std::memory_order_acquire);
+    if (shard == nullptr) continue;
+    SpinLockHolder hold(&shard->lock);
+    for (int c = 0; c < kNumSizeClasses; ++c) {
+      small[c].insert(small[c].end(), shard->lists[c].begin(),
+                      shard->lists[c].end());
+      shard->lists[c].clear();
+    }
+    large.insert(large.end(), shard->large.begin(), shard->large.end());
+    shard->large.clear();
+  }
+  std::lock_guard<std::mutex> lock(central_mutex_);
+  // Blocks freed on different streams may only merge, and memory may only
+  // go back to the upstream, once no stream still uses them.
+  bool synchronized = true;
+  if (ordering_ != nullptr) synchronized = ordering_->SynchronizeAll().ok();
+  for (const CachedLarge& cached : large) {
+    ReleaseLargeSpan(cached.span,
+                     synchronized ? BlockHeap::kNoTag : cached.tag);
+  }
+  for (int c = 0; c < kNumSizeClasses; ++c) {
+    std::vector<CachedBlock>& list = central_lists_[c];
+    list.insert(list.end(), small[c].begin(), small[c].end());
+    if (!synchronized) continue;
+    // A span whose blocks are all cached goes back to the heap.
+    for (CachedBlock& cached : list) {
+      cached.tag = BlockHeap::kNoTag;
+      ++static_cast<Span*>(
+            page_map_.Get(reinterpret_cast<uintptr_t>(cached.ptr)))
+            ->scratch;
+    }
+    std::vector<CachedBlock> kept;
+    for (const CachedBlock& cached : list) {
+      Span* span = static_cast<Span*>(
+          page_map_.Get(reinterpret_cast<uintptr_t>(cached.ptr)));
+      if (span->scratch != span->num_objects) kept.push_back(cached);
+    }
+    for (const CachedBlock& cached : list) {
+      Span* span = static_cast<Span*>(
+          page_map_.Get(reinterpret_cast<uintptr_t>(cached.ptr)));
+      if (span == nullptr) continue;  // Released through an earlier block.
+      if (span->scratch == span->num_objects) {
+        page_map_.SetRange(span->start, span->bytes, nullptr);
+        heap_.Give(span->block, BlockHeap::kNoTag);
+        span->block = nullptr;
+        span->states.reset();
+        spare_spans_.push_back(span);
+      }
+      span->scratch = 0;
+    }
+    list.swap(kept);
+  }
+  size_t released = 0;
+  auto release = [&](uintptr_t start, size_t /*bytes*/) {
+    auto it = segments_.find(start);
+    const Segment segment = it->second;
+    segments_.erase(it);
+    upstream_->Deallocate(segment.raw, segment.raw_bytes, segment.alignment,
+                          kDefaultStream);
+    reserved_ -= static_cast<int64_t>(segment.raw_bytes);
+    released += segment.raw_bytes;
+  };
+  if (synchronized) {
+    heap_.ClearTags();
+    heap_.ReleaseFreeSegments(release);
+  }
+  if (everything) {
+    // Live blocks die with the pool: return their segments too.
+    for (const auto& entry : segments_) {
+      upstream_->Deallocate(entry.second.raw, entry.second.raw_bytes,
+                            entry.second.alignment, kDefaultStream);
+      reserved_ -= static_cast<int64_t>(entry.second.raw_bytes);
+    }
+    segments_.clear();
+  }
+  return released;
+}
+
+AllocatorStats PoolAllocator::DoGetStats() const {
+  AllocatorStats stats;
+  for (const auto& slot : shards_) {
+    Shard* shard = slot.load(std::memory_order_acquire);
+    if (shard == nullptr) continue;
+    SpinLockHolder hold(&shard->lock);
+    stats.bytes_in_use += shard->in_use;
+    stats.peak_bytes_in_use += shard->peak_in_use;
+    stats.allocation_count += shard->allocations;
+    stats.deallocation_count += shard->deallocations;
+  }
+  std::lock_guard<std::mutex> lock(central_mutex_);
+  stats.bytes_reserved = reserved_;
+  stats.peak_bytes_reserved = peak_reserved_;
+  stats.pool_misses = misses_;
+  stats.pool_hits = stats.allocation_count - misses_;
+  return stats;
+}
+
+void PoolAllocator::DieNotOurs(void* ptr, size_t bytes) const {
+  Fatal(absl::StrFormat(
+      "%s: Deallocate(%p, %d bytes): the pointer was not allocated by this "
+      "pool, or its memory was already returned to the upstream",
+      name(), ptr, bytes));
+}
+
+}  // namespace memory
+}  // namespace dilated
