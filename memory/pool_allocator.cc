@@ -344,6 +344,8 @@ absl::StatusOr<void*> PoolAllocator::AllocateLarge(Shard& shard, size_t bytes,
                                                    uintptr_t tag,
                                                    StreamHandle stream) {
   const size_t rounded = RoundUp(bytes, kPageSize);
+  CachedLarge flushed[kLargeCacheEntries];
+  int num_flushed = 0;
   {
     SpinLockHolder hold(&shard.lock);
     for (size_t i = shard.large.size(); i-- > 0;) {
@@ -357,10 +359,18 @@ absl::StatusOr<void*> PoolAllocator::AllocateLarge(Shard& shard, size_t bytes,
         return reinterpret_cast<void*>(span->start);
       }
     }
+    // No exact fit: this thread's cached large blocks go back to the heap,
+    // where they merge with their neighbours and may serve this request.
+    for (const CachedLarge& cached : shard.large)
+      flushed[num_flushed++] = cached;
+    shard.large.clear();
   }
   Span* span;
   {
     std::unique_lock<std::mutex> lock(central_mutex_);
+    for (int i = 0; i < num_flushed; ++i) {
+      ReleaseLargeSpan(flushed[i].span, flushed[i].tag);
+    }
     absl::StatusOr<BlockHeap::Block*> block =
         TakeBlock(lock, rounded, tag, stream);
     if (!block.ok()) return block.status();

@@ -19,10 +19,13 @@
 // - Larger requests round up to whole pages and take the best-fitting free
 //   block of the segments, split off the rest, and merge with free
 //   neighbours when freed (internal/block_heap.h).
-// - Each thread has its own shard of cached blocks (per class, plus a few
-//   large blocks), locked by a spin lock that only that thread normally
-//   takes: the steady state is a lock exchange, a vector pop and a store.
-//   Shards exchange blocks with shared lists in batches.
+// - Each thread has its own shard of cached blocks (per class, plus up to
+//   four large blocks reused for the same rounded size), locked by a spin
+//   lock that only that thread normally takes: the steady state is a lock
+//   exchange, a vector pop and a store. Shards exchange class blocks with
+//   shared lists in batches; a large request that none of the thread's
+//   cached large blocks fits exactly first returns them to the heap, so they
+//   merge and can serve it.
 // - Every block has a state byte reached through a page map (a radix tree
 //   of the addresses), so Deallocate aborts with a clear message on a double
 //   free, a foreign or interior pointer, or a size that does not match,
@@ -115,7 +118,8 @@ class PoolAllocator final : public Allocator {
   // Threads map to shards by their index (internal/thread_index.h); 64
   // covers the cores of the hosts we target, more threads share shards.
   static constexpr int kMaxShards = 64;
-  // Large blocks cached per shard before the oldest goes back to the heap.
+  // Large blocks cached per shard before the oldest goes back to the heap:
+  // enough for the few large buffers a step of a model reuses.
   static constexpr int kLargeCacheEntries = 4;
 
   absl::StatusOr<void*> DoAllocate(size_t bytes, size_t alignment,
