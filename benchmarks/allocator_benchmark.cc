@@ -56,46 +56,45 @@ Allocator& Pooled() {
   return *pool;
 }
 
-// Allocates through `kind`; returns nullptr on failure.
-inline void* Allocate(Kind kind, size_t bytes) {
+// Returns the allocator behind `kind`, or nullptr for malloc.
+Allocator* AllocatorFor(Kind kind) {
   switch (kind) {
     case Kind::kMalloc:
-      return std::malloc(bytes);
-    case Kind::kDirect: {
-      absl::StatusOr<void*> p = Direct().Allocate(bytes);
-      return p.ok() ? *p : nullptr;
-    }
-    case Kind::kPooled: {
-      absl::StatusOr<void*> p = Pooled().Allocate(bytes);
-      return p.ok() ? *p : nullptr;
-    }
+      return nullptr;
+    case Kind::kDirect:
+      return &Direct();
+    case Kind::kPooled:
+      return &Pooled();
   }
   return nullptr;
 }
 
-inline void Free(Kind kind, void* p, size_t bytes) {
-  switch (kind) {
-    case Kind::kMalloc:
-      std::free(p);
-      return;
-    case Kind::kDirect:
-      Direct().Deallocate(p, bytes);
-      return;
-    case Kind::kPooled:
-      Pooled().Deallocate(p, bytes);
-      return;
+// Allocates from `allocator`, or with malloc if it is null; returns nullptr
+// on failure.
+inline void* Allocate(Allocator* allocator, size_t bytes) {
+  if (allocator == nullptr) return std::malloc(bytes);
+  absl::StatusOr<void*> p = allocator->Allocate(bytes);
+  return p.ok() ? *p : nullptr;
+}
+
+inline void Free(Allocator* allocator, void* p, size_t bytes) {
+  if (allocator == nullptr) {
+    std::free(p);
+  } else {
+    allocator->Deallocate(p, bytes);
   }
 }
 
 void BM_Pair(benchmark::State& state, Kind kind, size_t bytes) {
+  Allocator* const allocator = AllocatorFor(kind);
   for (auto _ : state) {
-    void* p = Allocate(kind, bytes);
+    void* p = Allocate(allocator, bytes);
     if (p == nullptr) {
       state.SkipWithError("allocation failed");
       break;
     }
     benchmark::DoNotOptimize(p);
-    Free(kind, p, bytes);
+    Free(allocator, p, bytes);
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -104,6 +103,7 @@ void BM_Pair(benchmark::State& state, Kind kind, size_t bytes) {
 // [64, max_bytes], different per thread.
 void BM_Trace(benchmark::State& state, Kind kind, size_t max_bytes,
               int live_blocks) {
+  Allocator* const allocator = AllocatorFor(kind);
   std::mt19937_64 rng(12345 + state.thread_index());
   std::vector<size_t> sizes(4096);
   const double log_min = std::log(64.0);
@@ -115,13 +115,13 @@ void BM_Trace(benchmark::State& state, Kind kind, size_t max_bytes,
   size_t next = 0;
   for (int i = 0; i < live_blocks; ++i) {
     ring_bytes[i] = sizes[next++ % sizes.size()];
-    ring[i] = Allocate(kind, ring_bytes[i]);
+    ring[i] = Allocate(allocator, ring_bytes[i]);
   }
   size_t slot = 0;
   for (auto _ : state) {
-    Free(kind, ring[slot], ring_bytes[slot]);
+    Free(allocator, ring[slot], ring_bytes[slot]);
     ring_bytes[slot] = sizes[next++ % sizes.size()];
-    ring[slot] = Allocate(kind, ring_bytes[slot]);
+    ring[slot] = Allocate(allocator, ring_bytes[slot]);
     if (ring[slot] == nullptr) {
       state.SkipWithError("allocation failed");
       break;
@@ -130,7 +130,7 @@ void BM_Trace(benchmark::State& state, Kind kind, size_t max_bytes,
     if (++slot == ring.size()) slot = 0;
   }
   for (int i = 0; i < live_blocks; ++i) {
-    if (ring[i] != nullptr) Free(kind, ring[i], ring_bytes[i]);
+    if (ring[i] != nullptr) Free(allocator, ring[i], ring_bytes[i]);
   }
   state.SetItemsProcessed(state.iterations());
 }

@@ -66,12 +66,14 @@ struct PoolAllocator::Span {
 // ReleaseCached and GetStats take it briefly from other threads.
 struct alignas(64) PoolAllocator::Shard {
   memory_internal::SpinLock lock;
-  std::vector<CachedBlock> lists[kNumSizeClasses];
-  std::vector<CachedLarge> large;
+  FreeList lists[kNumSizeClasses];
+  CachedLarge large[kLargeCacheEntries];
+  int large_count = 0;
   int64_t in_use = 0;
   int64_t peak_in_use = 0;
   int64_t allocations = 0;
   int64_t deallocations = 0;
+  std::unique_ptr<CachedBlock[]> storage;  // Backs every list.
 
   void CountAllocation(size_t bytes) {
     in_use += static_cast<int64_t>(bytes);
@@ -90,7 +92,6 @@ PoolAllocator::PoolAllocator(Allocator* upstream, PoolOptions options)
       upstream_(upstream),
       max_reserved_bytes_(options.max_reserved_bytes),
       ordering_(std::move(options.stream_ordering)),
-      page_map_(kPageShift),
       heap_(kPageSize) {}
 
 PoolAllocator::PoolAllocator(std::unique_ptr<Allocator> upstream,
@@ -116,31 +117,39 @@ PoolAllocator::Shard* PoolAllocator::CreateShard(int index) {
   Shard* shard = shards_[index].load(std::memory_order_acquire);
   if (shard != nullptr) return shard;
   shard = new Shard;
+  size_t total = 0;
+  for (int c = 0; c < kNumSizeClasses; ++c) total += Capacity(c);
+  shard->storage.reset(new CachedBlock[total]);
+  size_t offset = 0;
   for (int c = 0; c < kNumSizeClasses; ++c) {
-    shard->lists[c].reserve(Capacity(c) + 1);
+    shard->lists[c].items = shard->storage.get() + offset;
+    shard->lists[c].capacity = static_cast<int32_t>(Capacity(c));
+    offset += Capacity(c);
   }
-  shard->large.reserve(kLargeCacheEntries + 1);
   shards_[index].store(shard, std::memory_order_release);
   return shard;
 }
 
 absl::StatusOr<void*> PoolAllocator::DoAllocate(size_t bytes, size_t alignment,
                                                 StreamHandle stream) {
+  const int size_class =
+      alignment <= 64 ? SizeClassFor(bytes) : SizeClassFor(bytes, alignment);
   const uintptr_t tag = TagFor(stream);
-  const int size_class = SizeClassFor(bytes, alignment);
   Shard& shard = ThisShard();
   if (ABSL_PREDICT_FALSE(size_class < 0)) {
     return AllocateLarge(shard, bytes, tag, stream);
   }
   shard.lock.Lock();
-  std::vector<CachedBlock>& list = shard.lists[size_class];
-  if (ABSL_PREDICT_TRUE(!list.empty() && list.back().tag == tag)) {
-    const CachedBlock block = list.back();
-    list.pop_back();
+  FreeList& list = shard.lists[size_class];
+  if (ABSL_PREDICT_TRUE(list.size > 0 &&
+                        list.items[list.size - 1].tag == tag)) {
+    --list.size;
+    void* const ptr = list.items[list.size].ptr;
+    std::atomic<uint8_t>* const state = list.items[list.size].state;
     shard.CountAllocation(bytes);
     shard.lock.Unlock();
-    block.state->store(kLive, std::memory_order_relaxed);
-    return block.ptr;
+    state->store(kLive, std::memory_order_relaxed);
+    return ptr;
   }
   shard.lock.Unlock();
   return AllocateSmallSlow(shard, size_class, bytes, tag, stream);
@@ -155,11 +164,12 @@ absl::StatusOr<void*> PoolAllocator::AllocateSmallSlow(Shard& shard,
     // Another stream's blocks may sit on top: look for one of ours, or one
     // nobody has used yet.
     SpinLockHolder hold(&shard.lock);
-    std::vector<CachedBlock>& list = shard.lists[size_class];
-    for (size_t i = list.size(); i-- > 0;) {
-      if (list[i].tag == tag || list[i].tag == BlockHeap::kNoTag) {
-        const CachedBlock block = list[i];
-        list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+    FreeList& list = shard.lists[size_class];
+    for (int i = list.size; i-- > 0;) {
+      if (list.items[i].tag == tag || list.items[i].tag == BlockHeap::kNoTag) {
+        const CachedBlock block = list.items[i];
+        std::copy(list.items + i + 1, list.items + list.size, list.items + i);
+        --list.size;
         shard.CountAllocation(bytes);
         block.state->store(kLive, std::memory_order_relaxed);
         return block.ptr;
@@ -175,10 +185,10 @@ absl::StatusOr<void*> PoolAllocator::AllocateSmallSlow(Shard& shard,
   int kept = 1;
   {
     SpinLockHolder hold(&shard.lock);
-    std::vector<CachedBlock>& list = shard.lists[size_class];
-    const size_t capacity = Capacity(size_class);
-    while (kept < count && list.size() < capacity)
-      list.push_back(batch[kept++]);
+    FreeList& list = shard.lists[size_class];
+    while (kept < count && list.size < list.capacity) {
+      list.items[list.size++] = batch[kept++];
+    }
     shard.CountAllocation(bytes);
   }
   if (kept < count) ReturnToCentral(size_class, batch + kept, count - kept);
@@ -348,22 +358,23 @@ absl::StatusOr<void*> PoolAllocator::AllocateLarge(Shard& shard, size_t bytes,
   int num_flushed = 0;
   {
     SpinLockHolder hold(&shard.lock);
-    for (size_t i = shard.large.size(); i-- > 0;) {
-      const CachedLarge& cached = shard.large[i];
+    for (int i = shard.large_count; i-- > 0;) {
+      const CachedLarge cached = shard.large[i];
       if (cached.span->bytes == rounded &&
           (cached.tag == tag || cached.tag == BlockHeap::kNoTag)) {
-        Span* span = cached.span;
-        shard.large.erase(shard.large.begin() + static_cast<std::ptrdiff_t>(i));
+        std::copy(shard.large + i + 1, shard.large + shard.large_count,
+                  shard.large + i);
+        --shard.large_count;
         shard.CountAllocation(bytes);
-        span->large_state.store(kLive, std::memory_order_relaxed);
-        return reinterpret_cast<void*>(span->start);
+        cached.span->large_state.store(kLive, std::memory_order_relaxed);
+        return reinterpret_cast<void*>(cached.span->start);
       }
     }
     // No exact fit: this thread's cached large blocks go back to the heap,
     // where they merge with their neighbours and may serve this request.
-    for (const CachedLarge& cached : shard.large)
-      flushed[num_flushed++] = cached;
-    shard.large.clear();
+    std::copy(shard.large, shard.large + shard.large_count, flushed);
+    num_flushed = shard.large_count;
+    shard.large_count = 0;
   }
   Span* span;
   {
@@ -392,93 +403,79 @@ absl::StatusOr<void*> PoolAllocator::AllocateLarge(Shard& shard, size_t bytes,
 void PoolAllocator::DoDeallocate(void* ptr, size_t bytes, size_t alignment,
                                  StreamHandle stream) noexcept {
   const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
-  Span* span = static_cast<Span*>(page_map_.Get(address));
+  Span* const span = static_cast<Span*>(page_map_.Get(address));
   if (ABSL_PREDICT_FALSE(span == nullptr)) DieNotOurs(ptr, bytes);
-  const uintptr_t tag = TagFor(stream);
-  if (ABSL_PREDICT_TRUE(span->size_class >= 0)) {
-    const uint64_t offset = address - span->start;
-    const uint32_t index = static_cast<uint32_t>((offset * span->magic) >> 32);
-    if (ABSL_PREDICT_FALSE(uint64_t{index} * span->object_size != offset ||
-                           index >= span->num_objects)) {
-      if (index >= span->num_objects) DieNotOurs(ptr, bytes);
-      Fatal(absl::StrFormat(
-          "%s: Deallocate(%p, %d bytes): the pointer is inside the %d-byte "
-          "block at %p, not at its start",
-          name(), ptr, bytes, span->object_size,
-          reinterpret_cast<void*>(span->start +
-                                  uint64_t{index} * span->object_size)));
-    }
-    const int size_class = SizeClassFor(bytes, alignment);
-    if (ABSL_PREDICT_FALSE(size_class != span->size_class)) {
-      Fatal(absl::StrFormat(
-          "%s: Deallocate(%p, %d bytes, alignment %d): size mismatch, the "
-          "block is a %d-byte block",
-          name(), ptr, bytes, alignment, span->object_size));
-    }
-    if (ABSL_PREDICT_FALSE(span->states[index].exchange(
-                               kFree, std::memory_order_acq_rel) != kLive)) {
-      Fatal(absl::StrFormat(
-          "%s: Deallocate(%p, %d bytes): double free, the block is not "
-          "allocated",
-          name(), ptr, bytes));
-    }
-    DeallocateSmall(ThisShard(), &span->states[index], ptr, bytes, size_class,
-                    tag);
+  const int size_class = span->size_class;
+  if (ABSL_PREDICT_FALSE(size_class < 0)) {
+    DeallocateLarge(span, ptr, bytes, alignment, TagFor(stream));
     return;
   }
-  if (ABSL_PREDICT_FALSE(address != span->start)) {
-    Fatal(absl::StrFormat(
-        "%s: Deallocate(%p, %d bytes): the pointer is inside the %d-byte "
-        "block at %p, not at its start",
-        name(), ptr, bytes, span->bytes, reinterpret_cast<void*>(span->start)));
+  const uint64_t offset = address - span->start;
+  const uint32_t index = static_cast<uint32_t>((offset * span->magic) >> 32);
+  if (ABSL_PREDICT_FALSE(uint64_t{index} * span->object_size != offset ||
+                         index >= span->num_objects)) {
+    if (index >= span->num_objects) DieNotOurs(ptr, bytes);
+    DieInterior(ptr, bytes, span->start + uint64_t{index} * span->object_size,
+                span->object_size);
+  }
+  const int expected =
+      alignment <= 64 ? SizeClassFor(bytes) : SizeClassFor(bytes, alignment);
+  if (ABSL_PREDICT_FALSE(expected != size_class)) {
+    DieSizeMismatch(ptr, bytes, alignment, span->object_size);
+  }
+  std::atomic<uint8_t>* const state = &span->states[index];
+  if (ABSL_PREDICT_FALSE(state->exchange(kFree, std::memory_order_acq_rel) !=
+                         kLive)) {
+    DieDoubleFree(ptr, bytes);
+  }
+  const uintptr_t tag = TagFor(stream);
+  Shard& shard = ThisShard();
+  shard.lock.Lock();
+  FreeList& list = shard.lists[size_class];
+  if (ABSL_PREDICT_FALSE(list.size == list.capacity)) {
+    FlushBatch(shard, size_class);
+  }
+  list.items[list.size++] = CachedBlock{ptr, state, tag};
+  shard.CountDeallocation(bytes);
+  shard.lock.Unlock();
+}
+
+void PoolAllocator::FlushBatch(Shard& shard, int size_class) {
+  FreeList& list = shard.lists[size_class];
+  const int count = std::min<int>(kSizeClasses[size_class].batch, list.size);
+  {
+    std::lock_guard<std::mutex> lock(central_mutex_);
+    central_lists_[size_class].insert(central_lists_[size_class].end(),
+                                      list.items, list.items + count);
+  }
+  std::copy(list.items + count, list.items + list.size, list.items);
+  list.size -= count;
+}
+
+void PoolAllocator::DeallocateLarge(Span* span, void* ptr, size_t bytes,
+                                    size_t alignment, uintptr_t tag) {
+  if (ABSL_PREDICT_FALSE(reinterpret_cast<uintptr_t>(ptr) != span->start)) {
+    DieInterior(ptr, bytes, span->start, span->bytes);
   }
   if (ABSL_PREDICT_FALSE(RoundUp(bytes, kPageSize) != span->bytes ||
                          SizeClassFor(bytes, alignment) >= 0)) {
-    Fatal(absl::StrFormat(
-        "%s: Deallocate(%p, %d bytes, alignment %d): size mismatch, the "
-        "block is a large block of %d bytes",
-        name(), ptr, bytes, alignment, span->bytes));
+    DieSizeMismatch(ptr, bytes, alignment, span->bytes);
   }
   if (ABSL_PREDICT_FALSE(span->large_state.exchange(
                              kFree, std::memory_order_acq_rel) != kLive)) {
-    Fatal(absl::StrFormat(
-        "%s: Deallocate(%p, %d bytes): double free, the block is not "
-        "allocated",
-        name(), ptr, bytes));
+    DieDoubleFree(ptr, bytes);
   }
-  DeallocateLarge(ThisShard(), span, bytes, tag);
-}
-
-void PoolAllocator::DeallocateSmall(Shard& shard, std::atomic<uint8_t>* state,
-                                    void* ptr, size_t bytes, int size_class,
-                                    uintptr_t tag) {
-  CachedBlock overflow[kMaxBatch];
-  int count = 0;
-  shard.lock.Lock();
-  std::vector<CachedBlock>& list = shard.lists[size_class];
-  list.push_back(CachedBlock{ptr, state, tag});
-  shard.CountDeallocation(bytes);
-  if (ABSL_PREDICT_FALSE(list.size() > Capacity(size_class))) {
-    // Move the oldest batch to the shared list.
-    count = kSizeClasses[size_class].batch;
-    std::copy(list.begin(), list.begin() + count, overflow);
-    list.erase(list.begin(), list.begin() + count);
-  }
-  shard.lock.Unlock();
-  if (count > 0) ReturnToCentral(size_class, overflow, count);
-}
-
-void PoolAllocator::DeallocateLarge(Shard& shard, Span* span, size_t bytes,
-                                    uintptr_t tag) {
+  Shard& shard = ThisShard();
   CachedLarge evicted{nullptr, 0};
   {
     SpinLockHolder hold(&shard.lock);
     shard.CountDeallocation(bytes);
-    if (shard.large.size() >= kLargeCacheEntries) {
-      evicted = shard.large.front();
-      shard.large.erase(shard.large.begin());
+    if (shard.large_count == kLargeCacheEntries) {
+      evicted = shard.large[0];
+      std::copy(shard.large + 1, shard.large + shard.large_count, shard.large);
+      --shard.large_count;
     }
-    shard.large.push_back(CachedLarge{span, tag});
+    shard.large[shard.large_count++] = CachedLarge{span, tag};
   }
   if (evicted.span != nullptr) {
     std::lock_guard<std::mutex> lock(central_mutex_);
@@ -514,12 +511,12 @@ size_t PoolAllocator::ReleaseAll(bool everything) {
     if (shard == nullptr) continue;
     SpinLockHolder hold(&shard->lock);
     for (int c = 0; c < kNumSizeClasses; ++c) {
-      small[c].insert(small[c].end(), shard->lists[c].begin(),
-                      shard->lists[c].end());
-      shard->lists[c].clear();
+      FreeList& list = shard->lists[c];
+      small[c].insert(small[c].end(), list.items, list.items + list.size);
+      list.size = 0;
     }
-    large.insert(large.end(), shard->large.begin(), shard->large.end());
-    shard->large.clear();
+    large.insert(large.end(), shard->large, shard->large + shard->large_count);
+    shard->large_count = 0;
   }
   std::lock_guard<std::mutex> lock(central_mutex_);
   // Blocks freed on different streams may only merge, and memory may only
@@ -611,6 +608,28 @@ void PoolAllocator::DieNotOurs(void* ptr, size_t bytes) const {
   Fatal(absl::StrFormat(
       "%s: Deallocate(%p, %d bytes): the pointer was not allocated by this "
       "pool, or its memory was already returned to the upstream",
+      name(), ptr, bytes));
+}
+
+void PoolAllocator::DieInterior(void* ptr, size_t bytes, uintptr_t block,
+                                size_t block_bytes) const {
+  Fatal(absl::StrFormat(
+      "%s: Deallocate(%p, %d bytes): the pointer is inside the %d-byte block "
+      "at %p, not at its start",
+      name(), ptr, bytes, block_bytes, reinterpret_cast<void*>(block)));
+}
+
+void PoolAllocator::DieSizeMismatch(void* ptr, size_t bytes, size_t alignment,
+                                    size_t block_bytes) const {
+  Fatal(absl::StrFormat(
+      "%s: Deallocate(%p, %d bytes, alignment %d): size mismatch, the block "
+      "at that address has %d bytes",
+      name(), ptr, bytes, alignment, block_bytes));
+}
+
+void PoolAllocator::DieDoubleFree(void* ptr, size_t bytes) const {
+  Fatal(absl::StrFormat(
+      "%s: Deallocate(%p, %d bytes): double free, the block is not allocated",
       name(), ptr, bytes));
 }
 

@@ -62,6 +62,7 @@
 #include <mutex>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "memory/allocator.h"
@@ -105,6 +106,12 @@ class PoolAllocator final : public Allocator {
     std::atomic<uint8_t>* state;
     uintptr_t tag;  // Stream it was freed on, or BlockHeap::kNoTag.
   };
+  // A thread's cached blocks of one class: a stack in a fixed array.
+  struct FreeList {
+    CachedBlock* items = nullptr;
+    int32_t size = 0;
+    int32_t capacity = 0;
+  };
   struct CachedLarge {
     Span* span;
     uintptr_t tag;
@@ -141,9 +148,11 @@ class PoolAllocator final : public Allocator {
                                           StreamHandle stream);
   absl::StatusOr<void*> AllocateLarge(Shard& shard, size_t bytes, uintptr_t tag,
                                       StreamHandle stream);
-  void DeallocateSmall(Shard& shard, std::atomic<uint8_t>* state, void* ptr,
-                       size_t bytes, int size_class, uintptr_t tag);
-  void DeallocateLarge(Shard& shard, Span* span, size_t bytes, uintptr_t tag);
+  void DeallocateLarge(Span* span, void* ptr, size_t bytes, size_t alignment,
+                       uintptr_t tag);
+  // Moves the oldest batch of a full list to the shared list.
+  // REQUIRES: the shard's lock is held.
+  void FlushBatch(Shard& shard, int size_class);
 
   // Fills `out` with 1..batch blocks of `size_class` usable on `tag`.
   absl::Status Refill(int size_class, uintptr_t tag, StreamHandle stream,
@@ -161,7 +170,14 @@ class PoolAllocator final : public Allocator {
   void ReturnToCentral(int size_class, const CachedBlock* blocks, int count);
   size_t ReleaseAll(bool everything);
 
-  [[noreturn]] void DieNotOurs(void* ptr, size_t bytes) const;
+  [[noreturn]] ABSL_ATTRIBUTE_NOINLINE void DieNotOurs(void* ptr,
+                                                       size_t bytes) const;
+  [[noreturn]] ABSL_ATTRIBUTE_NOINLINE void DieInterior(
+      void* ptr, size_t bytes, uintptr_t block, size_t block_bytes) const;
+  [[noreturn]] ABSL_ATTRIBUTE_NOINLINE void DieSizeMismatch(
+      void* ptr, size_t bytes, size_t alignment, size_t block_bytes) const;
+  [[noreturn]] ABSL_ATTRIBUTE_NOINLINE void DieDoubleFree(void* ptr,
+                                                          size_t bytes) const;
 
   Allocator* const upstream_;
   std::unique_ptr<Allocator> owned_upstream_;
@@ -169,6 +185,8 @@ class PoolAllocator final : public Allocator {
   const std::shared_ptr<StreamOrdering> ordering_;
 
   memory_internal::PageMap page_map_;  // Page -> Span*, lock-free reads.
+  static_assert(memory_internal::PageMap::kPageShift == kPageShift,
+                "the page map's pages are the pool's pages");
   std::array<std::atomic<Shard*>, kMaxShards> shards_{};
   std::mutex shard_creation_mutex_;
 

@@ -1,57 +1,67 @@
 #include "memory/internal/page_map.h"
 
+#include <cstdlib>
+
 #include "memory/internal/fatal.h"
 
 namespace dilated {
 namespace memory {
 namespace memory_internal {
+namespace {
 
-PageMap::PageMap(int page_shift) : page_shift_(page_shift), root_() {
-  if (page_shift < 12 || page_shift > 20) {
-    Fatal("PageMap: page_shift must be in [12, 20]");
-  }
+// calloc of a large block maps fresh zero pages, so untouched parts of the
+// root and the leaves cost no memory. All-zero bytes are null atomics.
+template <typename T>
+T* ZeroedArray(size_t count) {
+  void* p = std::calloc(count, sizeof(T));
+  if (p == nullptr) Fatal("PageMap: out of memory for the address map");
+  return static_cast<T*>(p);
 }
+
+}  // namespace
+
+PageMap::PageMap() : root_(ZeroedArray<std::atomic<Leaf*>>(kRootEntries)) {}
 
 PageMap::~PageMap() {
-  for (auto& slot : root_.slots) {
-    DeleteSubtree(static_cast<Node*>(slot.load(std::memory_order_relaxed)),
-                  kLevels - 2);
+  for (size_t i = 0; i < kRootEntries; ++i) {
+    std::free(root_[i].load(std::memory_order_relaxed));
   }
+  std::free(root_);
 }
 
-void PageMap::DeleteSubtree(Node* node, int level) {
-  if (node == nullptr) return;
-  if (level > 0) {
-    for (auto& slot : node->slots) {
-      DeleteSubtree(static_cast<Node*>(slot.load(std::memory_order_relaxed)),
-                    level - 1);
-    }
-  }
-  delete node;
+void* PageMap::GetHigh(uintptr_t address) const {
+  std::lock_guard<std::mutex> lock(high_mutex_);
+  auto it = high_.find(address >> kPageShift);
+  return it == high_.end() ? nullptr : it->second;
 }
 
 void PageMap::Set(uintptr_t address, void* value) {
-  const uint64_t page = address >> page_shift_;
-  Node* node = &root_;
-  for (int level = kLevels - 1; level > 0; --level) {
-    std::atomic<void*>& slot = node->slots[(page >> (level * kBits)) & kMask];
-    Node* child = static_cast<Node*>(slot.load(std::memory_order_relaxed));
-    if (child == nullptr) {
-      if (value == nullptr) return;  // Nothing stored below: already clear.
-      child = new Node();            // Value-initialised: every slot null.
-      slot.store(child, std::memory_order_release);
+  if ((address >> kAddressBits) != 0) {
+    std::lock_guard<std::mutex> lock(high_mutex_);
+    if (value == nullptr) {
+      high_.erase(address >> kPageShift);
+    } else {
+      high_[address >> kPageShift] = value;
     }
-    node = child;
+    return;
   }
-  node->slots[page & kMask].store(value, std::memory_order_release);
+  std::atomic<Leaf*>& slot = root_[address >> kLeafShift];
+  Leaf* leaf = slot.load(std::memory_order_relaxed);
+  if (leaf == nullptr) {
+    if (value == nullptr) return;  // Nothing stored there: already clear.
+    leaf = ZeroedArray<Leaf>(1);
+    slot.store(leaf, std::memory_order_release);
+  }
+  leaf->slots[(address >> kPageShift) & kLeafMask].store(
+      value, std::memory_order_release);
 }
 
 void PageMap::SetRange(uintptr_t start, size_t bytes, void* value) {
   if (bytes == 0) return;
-  const uintptr_t first = start >> page_shift_;
-  const uintptr_t last = (start + bytes - 1) >> page_shift_;
+  const uintptr_t first = start >> kPageShift;
+  const uintptr_t last = (start + bytes - 1) >> kPageShift;
   for (uintptr_t page = first; page <= last; ++page) {
-    Set(page << page_shift_, value);
+    Set(page << kPageShift, value);
   }
 }
 

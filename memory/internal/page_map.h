@@ -1,14 +1,18 @@
 // File: internal/page_map.h
 //
-// PageMap maps the page of any 64-bit address to a pointer. Lookups are
-// lock-free (four dependent loads); writers must be serialised by the caller.
-// It is a four-level radix tree over the 48-bit page number, with nodes made
-// on first use and kept until the map is destroyed, so that a reader racing
-// a writer never follows a dangling pointer.
+// PageMap maps the 64 KiB page of any address to a pointer. Lookups are
+// lock-free: two dependent loads for addresses below 2^48 (every host and
+// CUDA address on the machines we target), a locked hash map above. Writers
+// must be serialised by the caller. Leaves are made on first use and kept
+// until the map dies, so a reader racing a writer never follows a dangling
+// pointer.
 //
-//   PageMap map(/*page_shift=*/16);
+//   PageMap map;
 //   map.Set(span_start, span);          // under the owner's lock
 //   void* owner = map.Get(some_pointer); // from any thread, no lock
+//
+// The root (2^16 entries) and each leaf (2^16 entries, 4 GiB of addresses)
+// are 512 KiB of zero pages that the system backs only where touched.
 
 #ifndef MEMORY_INTERNAL_PAGE_MAP_H_
 #define MEMORY_INTERNAL_PAGE_MAP_H_
@@ -16,8 +20,11 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 
 #include "absl/base/optimization.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 
 namespace dilated {
 namespace memory {
@@ -25,24 +32,23 @@ namespace memory_internal {
 
 class PageMap {
  public:
-  // Pages are 2^page_shift bytes.
-  // REQUIRES: 12 <= page_shift <= 20.
-  explicit PageMap(int page_shift);
+  static constexpr int kPageShift = 16;
+
+  PageMap();
   ~PageMap();
   PageMap(const PageMap&) = delete;
   PageMap& operator=(const PageMap&) = delete;
 
   // Returns the value stored for the page holding `address`, or nullptr.
   void* Get(uintptr_t address) const {
-    const uint64_t page = address >> page_shift_;
-    const Node* node = &root_;
-    for (int level = kLevels - 1; level > 0; --level) {
-      node = static_cast<const Node*>(
-          node->slots[(page >> (level * kBits)) & kMask].load(
-              std::memory_order_acquire));
-      if (ABSL_PREDICT_FALSE(node == nullptr)) return nullptr;
+    if (ABSL_PREDICT_FALSE((address >> kAddressBits) != 0)) {
+      return GetHigh(address);
     }
-    return node->slots[page & kMask].load(std::memory_order_acquire);
+    const Leaf* leaf =
+        root_[address >> kLeafShift].load(std::memory_order_acquire);
+    if (ABSL_PREDICT_FALSE(leaf == nullptr)) return nullptr;
+    return leaf->slots[(address >> kPageShift) & kLeafMask].load(
+        std::memory_order_acquire);
   }
 
   // Stores `value` for the page holding `address` (nullptr clears it).
@@ -52,24 +58,23 @@ class PageMap {
   // Stores `value` for every page that overlaps [start, start + bytes).
   void SetRange(uintptr_t start, size_t bytes, void* value);
 
-  // Returns the page size in bytes.
-  size_t page_size() const { return size_t{1} << page_shift_; }
-
  private:
-  // 4 levels x 12 bits cover the 48-bit page number of a 64-bit address with
-  // pages of 64 KiB or more, and smaller pages up to 2^60 bytes.
-  static constexpr int kLevels = 4;
-  static constexpr int kBits = 12;
-  static constexpr uint64_t kMask = (uint64_t{1} << kBits) - 1;
+  static constexpr int kAddressBits = 48;
+  static constexpr int kLeafShift = 32;  // A leaf covers 4 GiB.
+  static constexpr uint64_t kLeafMask =
+      (uint64_t{1} << (kLeafShift - kPageShift)) - 1;
+  static constexpr size_t kRootEntries = size_t{1}
+                                         << (kAddressBits - kLeafShift);
 
-  struct Node {
-    std::atomic<void*> slots[uint64_t{1} << kBits];
+  struct Leaf {
+    std::atomic<void*> slots[uint64_t{1} << (kLeafShift - kPageShift)];
   };
 
-  static void DeleteSubtree(Node* node, int level);
+  void* GetHigh(uintptr_t address) const;
 
-  const int page_shift_;
-  Node root_;
+  std::atomic<Leaf*>* const root_;  // kRootEntries, zero pages.
+  mutable std::mutex high_mutex_;
+  absl::flat_hash_map<uintptr_t, void*> high_ ABSL_GUARDED_BY(high_mutex_);
 };
 
 }  // namespace memory_internal

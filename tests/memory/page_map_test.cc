@@ -12,14 +12,14 @@ namespace {
 int values[4];
 
 TEST(PageMapTest, EmptyMapReturnsNull) {
-  PageMap map(16);
+  PageMap map;
   EXPECT_EQ(map.Get(0), nullptr);
   EXPECT_EQ(map.Get(0x7fff12345678), nullptr);
   EXPECT_EQ(map.Get(~uintptr_t{0}), nullptr);
 }
 
 TEST(PageMapTest, SetCoversExactlyOnePage) {
-  PageMap map(16);
+  PageMap map;
   const uintptr_t page = uintptr_t{0x7f0000} << 16;
   map.Set(page + 100, &values[0]);
   EXPECT_EQ(map.Get(page), &values[0]);
@@ -31,18 +31,25 @@ TEST(PageMapTest, SetCoversExactlyOnePage) {
 }
 
 TEST(PageMapTest, DistinguishesAddressesThatDifferOnlyInHighBits) {
-  PageMap map(16);
+  PageMap map;
   const uintptr_t low = uintptr_t{0x1234} << 16;
-  const uintptr_t high = low | (uintptr_t{0xabc} << 52);
+  const uintptr_t other_leaf = low | (uintptr_t{1} << 40);
+  const uintptr_t high = low | (uintptr_t{0xabc} << 52);  // Above 2^48.
   map.Set(low, &values[0]);
   map.Set(high, &values[1]);
   EXPECT_EQ(map.Get(low), &values[0]);
   EXPECT_EQ(map.Get(high), &values[1]);
-  EXPECT_EQ(map.Get(low | (uintptr_t{1} << 40)), nullptr);
+  EXPECT_EQ(map.Get(high + 0xffff), &values[1]);
+  EXPECT_EQ(map.Get(other_leaf), nullptr);
+  map.Set(other_leaf, &values[3]);
+  EXPECT_EQ(map.Get(other_leaf), &values[3]);
+  EXPECT_EQ(map.Get(low), &values[0]);
+  map.Set(high, nullptr);
+  EXPECT_EQ(map.Get(high), nullptr);
 }
 
 TEST(PageMapTest, SetRangeCoversEveryOverlappedPage) {
-  PageMap map(16);
+  PageMap map;
   const uintptr_t start = (uintptr_t{0x500} << 16) + 0x8000;  // Mid-page.
   map.SetRange(start, 3 * 0x10000, &values[2]);
   EXPECT_EQ(map.Get(start - 0x8000), &values[2]);  // First, partial page.
@@ -56,7 +63,7 @@ TEST(PageMapTest, SetRangeCoversEveryOverlappedPage) {
 }
 
 TEST(PageMapTest, ClearingAnUnmappedPageAddsNoNodes) {
-  PageMap map(16);
+  PageMap map;
   map.Set(uintptr_t{0x42} << 40, nullptr);
   EXPECT_EQ(map.Get(uintptr_t{0x42} << 40), nullptr);
 }
