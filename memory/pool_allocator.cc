@@ -14,7 +14,6 @@ namespace memory {
 
 using memory_internal::BlockHeap;
 using memory_internal::Fatal;
-using memory_internal::SpinLockHolder;
 
 namespace {
 
@@ -44,12 +43,26 @@ size_t Capacity(int size_class) {
   return std::max<size_t>(2, 2 * kSizeClasses[size_class].batch);
 }
 
+// A counter written by one thread and read by any: plain load and store, no
+// read-modify-write.
+inline void Add(std::atomic<int64_t>& counter, int64_t delta) {
+  counter.store(counter.load(std::memory_order_relaxed) + delta,
+                std::memory_order_relaxed);
+}
+
+// State bytes of 64 blocks, on a cache line of their own so that threads
+// freeing blocks of different spans never share a line.
+struct alignas(64) StateLine {
+  std::atomic<uint8_t> states[64];
+};
+
 }  // namespace
 
 // A heap block in use by the pool: blocks of one size class, or one large
 // block. Published in the page map under the central lock; the fields the
 // Deallocate path reads are not written again until the span is unpublished.
-struct PoolAllocator::Span {
+// A cache line of its own: spans of different threads sit side by side.
+struct alignas(64) PoolAllocator::Span {
   BlockHeap::Block* block = nullptr;
   uintptr_t start = 0;
   size_t bytes = 0;
@@ -57,32 +70,41 @@ struct PoolAllocator::Span {
   uint32_t object_size = 0;
   uint32_t magic = 0;  // DivisionMagic(object_size).
   uint32_t num_objects = 0;
-  uint32_t scratch = 0;  // ReleaseAll's count of cached blocks.
+  uint32_t scratch = 0;  // ReleaseDrained's count of cached blocks.
   std::atomic<uint8_t> large_state{kFree};
-  std::unique_ptr<std::atomic<uint8_t>[]> states;  // One per class block.
+  std::unique_ptr<StateLine[]> lines;  // Class spans: one state per block.
+
+  std::atomic<uint8_t>* State(uint32_t index) {
+    return &lines[index >> 6].states[index & 63];
+  }
 };
 
-// One thread's cache. Only its thread takes the lock in the steady state;
-// ReleaseCached and GetStats take it briefly from other threads.
+// One thread index's cache. The thread holding the index uses it without a
+// lock; other threads touch only the atomics, or the rest while they lease
+// the index of a thread that exited.
 struct alignas(64) PoolAllocator::Shard {
-  memory_internal::SpinLock lock;
   FreeList lists[kNumSizeClasses];
   CachedLarge large[kLargeCacheEntries];
   int large_count = 0;
-  int64_t in_use = 0;
-  int64_t peak_in_use = 0;
-  int64_t allocations = 0;
-  int64_t deallocations = 0;
+  std::atomic<bool> flush_requested{false};
+  std::atomic<int64_t> in_use{0};
+  std::atomic<int64_t> peak_in_use{0};
+  std::atomic<int64_t> allocations{0};
+  std::atomic<int64_t> deallocations{0};
   std::unique_ptr<CachedBlock[]> storage;  // Backs every list.
 
   void CountAllocation(size_t bytes) {
-    in_use += static_cast<int64_t>(bytes);
-    if (in_use > peak_in_use) peak_in_use = in_use;
-    ++allocations;
+    const int64_t now =
+        in_use.load(std::memory_order_relaxed) + static_cast<int64_t>(bytes);
+    in_use.store(now, std::memory_order_relaxed);
+    if (now > peak_in_use.load(std::memory_order_relaxed)) {
+      peak_in_use.store(now, std::memory_order_relaxed);
+    }
+    Add(allocations, 1);
   }
   void CountDeallocation(size_t bytes) {
-    in_use -= static_cast<int64_t>(bytes);
-    ++deallocations;
+    Add(in_use, -static_cast<int64_t>(bytes));
+    Add(deallocations, 1);
   }
 };
 
@@ -101,15 +123,30 @@ PoolAllocator::PoolAllocator(std::unique_ptr<Allocator> upstream,
 }
 
 PoolAllocator::~PoolAllocator() {
-  ReleaseAll(/*everything=*/true);
+  ReleaseEverything();
   for (auto& slot : shards_) delete slot.load(std::memory_order_relaxed);
 }
 
-PoolAllocator::Shard& PoolAllocator::ThisShard() {
-  const int index = memory_internal::ThisThreadIndex() & (kMaxShards - 1);
+inline PoolAllocator::Shard* PoolAllocator::ThisShard() {
+  const int index = memory_internal::ThisThreadIndex();
+  if (ABSL_PREDICT_FALSE(static_cast<unsigned>(index) >= kMaxShards)) {
+    return nullptr;
+  }
   Shard* shard = shards_[index].load(std::memory_order_acquire);
-  if (ABSL_PREDICT_FALSE(shard == nullptr)) shard = CreateShard(index);
-  return *shard;
+  if (ABSL_PREDICT_FALSE(shard == nullptr || shard->flush_requested.load(
+                                                 std::memory_order_relaxed))) {
+    return PrepareShard(index);
+  }
+  return shard;
+}
+
+PoolAllocator::Shard* PoolAllocator::PrepareShard(int index) {
+  Shard* shard = shards_[index].load(std::memory_order_acquire);
+  if (shard == nullptr) shard = CreateShard(index);
+  if (shard->flush_requested.load(std::memory_order_relaxed)) {
+    FlushShard(*shard);
+  }
+  return shard;
 }
 
 PoolAllocator::Shard* PoolAllocator::CreateShard(int index) {
@@ -135,24 +172,22 @@ absl::StatusOr<void*> PoolAllocator::DoAllocate(size_t bytes, size_t alignment,
   const int size_class =
       alignment <= 64 ? SizeClassFor(bytes) : SizeClassFor(bytes, alignment);
   const uintptr_t tag = TagFor(stream);
-  Shard& shard = ThisShard();
+  Shard* const shard = ThisShard();
   if (ABSL_PREDICT_FALSE(size_class < 0)) {
     return AllocateLarge(shard, bytes, tag, stream);
   }
-  shard.lock.Lock();
-  FreeList& list = shard.lists[size_class];
+  if (ABSL_PREDICT_FALSE(shard == nullptr)) {
+    return AllocateShared(size_class, bytes, tag, stream);
+  }
+  FreeList& list = shard->lists[size_class];
   if (ABSL_PREDICT_TRUE(list.size > 0 &&
                         list.items[list.size - 1].tag == tag)) {
     --list.size;
-    void* const ptr = list.items[list.size].ptr;
-    std::atomic<uint8_t>* const state = list.items[list.size].state;
-    shard.CountAllocation(bytes);
-    shard.lock.Unlock();
-    state->store(kLive, std::memory_order_relaxed);
-    return ptr;
+    list.items[list.size].state->store(kLive, std::memory_order_relaxed);
+    shard->CountAllocation(bytes);
+    return list.items[list.size].ptr;
   }
-  shard.lock.Unlock();
-  return AllocateSmallSlow(shard, size_class, bytes, tag, stream);
+  return AllocateSmallSlow(*shard, size_class, bytes, tag, stream);
 }
 
 absl::StatusOr<void*> PoolAllocator::AllocateSmallSlow(Shard& shard,
@@ -160,18 +195,17 @@ absl::StatusOr<void*> PoolAllocator::AllocateSmallSlow(Shard& shard,
                                                        size_t bytes,
                                                        uintptr_t tag,
                                                        StreamHandle stream) {
+  FreeList& list = shard.lists[size_class];
   if (ordering_ != nullptr) {
     // Another stream's blocks may sit on top: look for one of ours, or one
     // nobody has used yet.
-    SpinLockHolder hold(&shard.lock);
-    FreeList& list = shard.lists[size_class];
     for (int i = list.size; i-- > 0;) {
       if (list.items[i].tag == tag || list.items[i].tag == BlockHeap::kNoTag) {
         const CachedBlock block = list.items[i];
         std::copy(list.items + i + 1, list.items + list.size, list.items + i);
         --list.size;
-        shard.CountAllocation(bytes);
         block.state->store(kLive, std::memory_order_relaxed);
+        shard.CountAllocation(bytes);
         return block.ptr;
       }
     }
@@ -183,16 +217,28 @@ absl::StatusOr<void*> PoolAllocator::AllocateSmallSlow(Shard& shard,
   // batch[0] is the caller's; the rest go to this thread's list, and what
   // does not fit there back to the shared list.
   int kept = 1;
-  {
-    SpinLockHolder hold(&shard.lock);
-    FreeList& list = shard.lists[size_class];
-    while (kept < count && list.size < list.capacity) {
-      list.items[list.size++] = batch[kept++];
-    }
-    shard.CountAllocation(bytes);
+  while (kept < count && list.size < list.capacity) {
+    list.items[list.size++] = batch[kept++];
   }
   if (kept < count) ReturnToCentral(size_class, batch + kept, count - kept);
   batch[0].state->store(kLive, std::memory_order_relaxed);
+  shard.CountAllocation(bytes);
+  return batch[0].ptr;
+}
+
+absl::StatusOr<void*> PoolAllocator::AllocateShared(int size_class,
+                                                    size_t bytes, uintptr_t tag,
+                                                    StreamHandle stream) {
+  CachedBlock batch[kMaxBatch];
+  int count = 0;
+  absl::Status status = Refill(size_class, tag, stream, batch, &count);
+  if (!status.ok()) return status;
+  if (count > 1) ReturnToCentral(size_class, batch + 1, count - 1);
+  batch[0].state->store(kLive, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(central_mutex_);
+  shared_in_use_ += static_cast<int64_t>(bytes);
+  shared_peak_ = std::max(shared_peak_, shared_in_use_);
+  ++shared_allocations_;
   return batch[0].ptr;
 }
 
@@ -244,16 +290,13 @@ absl::Status PoolAllocator::Refill(int size_class, uintptr_t tag,
   span->object_size = info.bytes;
   span->magic = DivisionMagic(info.bytes);
   span->num_objects = static_cast<uint32_t>(span_bytes / info.bytes);
-  span->states.reset(new std::atomic<uint8_t>[span->num_objects]);
-  for (uint32_t i = 0; i < span->num_objects; ++i) {
-    span->states[i].store(kFree, std::memory_order_relaxed);
-  }
+  span->lines.reset(new StateLine[(span->num_objects + 63) / 64]());
   page_map_.SetRange(span->start, span_bytes, span);
   // Lowest addresses first out, so the caller's blocks are contiguous.
   for (uint32_t i = span->num_objects; i-- > 0;) {
     CachedBlock cached{
         reinterpret_cast<void*>(span->start + size_t{i} * info.bytes),
-        &span->states[i], tag};
+        span->State(i), tag};
     if (i < static_cast<uint32_t>(batch)) {
       out[n++] = cached;
     } else {
@@ -274,7 +317,7 @@ absl::StatusOr<BlockHeap::Block*> PoolAllocator::TakeBlock(
     if (!status.ok()) {
       // Give the cached memory back to the upstream and try once more.
       lock.unlock();
-      ReleaseAll(/*everything=*/false);
+      ReleaseAll();
       lock.lock();
       block = heap_.Take(bytes);
       if (block == nullptr) {
@@ -350,31 +393,30 @@ PoolAllocator::Span* PoolAllocator::NewSpan() {
   return &span_storage_.back();
 }
 
-absl::StatusOr<void*> PoolAllocator::AllocateLarge(Shard& shard, size_t bytes,
+absl::StatusOr<void*> PoolAllocator::AllocateLarge(Shard* shard, size_t bytes,
                                                    uintptr_t tag,
                                                    StreamHandle stream) {
   const size_t rounded = RoundUp(bytes, kPageSize);
   CachedLarge flushed[kLargeCacheEntries];
   int num_flushed = 0;
-  {
-    SpinLockHolder hold(&shard.lock);
-    for (int i = shard.large_count; i-- > 0;) {
-      const CachedLarge cached = shard.large[i];
+  if (shard != nullptr) {
+    for (int i = shard->large_count; i-- > 0;) {
+      const CachedLarge cached = shard->large[i];
       if (cached.span->bytes == rounded &&
           (cached.tag == tag || cached.tag == BlockHeap::kNoTag)) {
-        std::copy(shard.large + i + 1, shard.large + shard.large_count,
-                  shard.large + i);
-        --shard.large_count;
-        shard.CountAllocation(bytes);
+        std::copy(shard->large + i + 1, shard->large + shard->large_count,
+                  shard->large + i);
+        --shard->large_count;
         cached.span->large_state.store(kLive, std::memory_order_relaxed);
+        shard->CountAllocation(bytes);
         return reinterpret_cast<void*>(cached.span->start);
       }
     }
     // No exact fit: this thread's cached large blocks go back to the heap,
     // where they merge with their neighbours and may serve this request.
-    std::copy(shard.large, shard.large + shard.large_count, flushed);
-    num_flushed = shard.large_count;
-    shard.large_count = 0;
+    std::copy(shard->large, shard->large + shard->large_count, flushed);
+    num_flushed = shard->large_count;
+    shard->large_count = 0;
   }
   Span* span;
   {
@@ -392,11 +434,13 @@ absl::StatusOr<void*> PoolAllocator::AllocateLarge(Shard& shard, size_t bytes,
     span->size_class = -1;
     span->large_state.store(kLive, std::memory_order_relaxed);
     page_map_.Set(span->start, span);
+    if (shard == nullptr) {
+      shared_in_use_ += static_cast<int64_t>(bytes);
+      shared_peak_ = std::max(shared_peak_, shared_in_use_);
+      ++shared_allocations_;
+    }
   }
-  {
-    SpinLockHolder hold(&shard.lock);
-    shard.CountAllocation(bytes);
-  }
+  if (shard != nullptr) shard->CountAllocation(bytes);
   return reinterpret_cast<void*>(span->start);
 }
 
@@ -407,7 +451,7 @@ void PoolAllocator::DoDeallocate(void* ptr, size_t bytes, size_t alignment,
   if (ABSL_PREDICT_FALSE(span == nullptr)) DieNotOurs(ptr, bytes);
   const int size_class = span->size_class;
   if (ABSL_PREDICT_FALSE(size_class < 0)) {
-    DeallocateLarge(span, ptr, bytes, alignment, TagFor(stream));
+    DeallocateLarge(ThisShard(), span, ptr, bytes, alignment, TagFor(stream));
     return;
   }
   const uint64_t offset = address - span->start;
@@ -423,37 +467,49 @@ void PoolAllocator::DoDeallocate(void* ptr, size_t bytes, size_t alignment,
   if (ABSL_PREDICT_FALSE(expected != size_class)) {
     DieSizeMismatch(ptr, bytes, alignment, span->object_size);
   }
-  std::atomic<uint8_t>* const state = &span->states[index];
+  // The exchange, not a load and a store: of two threads freeing the same
+  // block at once, exactly one sees it live.
+  std::atomic<uint8_t>* const state = span->State(index);
   if (ABSL_PREDICT_FALSE(state->exchange(kFree, std::memory_order_acq_rel) !=
                          kLive)) {
     DieDoubleFree(ptr, bytes);
   }
   const uintptr_t tag = TagFor(stream);
-  Shard& shard = ThisShard();
-  shard.lock.Lock();
-  FreeList& list = shard.lists[size_class];
-  if (ABSL_PREDICT_FALSE(list.size == list.capacity)) {
-    FlushBatch(shard, size_class);
+  Shard* const shard = ThisShard();
+  if (ABSL_PREDICT_FALSE(shard == nullptr)) {
+    DeallocateShared(size_class, CachedBlock{ptr, state, tag}, bytes);
+    return;
   }
-  list.items[list.size++] = CachedBlock{ptr, state, tag};
-  shard.CountDeallocation(bytes);
-  shard.lock.Unlock();
+  FreeList& list = shard->lists[size_class];
+  if (ABSL_PREDICT_FALSE(list.size == list.capacity)) {
+    FlushBatch(*shard, size_class);
+  }
+  CachedBlock& slot = list.items[list.size++];
+  slot.ptr = ptr;
+  slot.state = state;
+  slot.tag = tag;
+  shard->CountDeallocation(bytes);
+}
+
+void PoolAllocator::DeallocateShared(int size_class, const CachedBlock& block,
+                                     size_t bytes) {
+  std::lock_guard<std::mutex> lock(central_mutex_);
+  central_lists_[size_class].push_back(block);
+  shared_in_use_ -= static_cast<int64_t>(bytes);
+  ++shared_deallocations_;
 }
 
 void PoolAllocator::FlushBatch(Shard& shard, int size_class) {
   FreeList& list = shard.lists[size_class];
   const int count = std::min<int>(kSizeClasses[size_class].batch, list.size);
-  {
-    std::lock_guard<std::mutex> lock(central_mutex_);
-    central_lists_[size_class].insert(central_lists_[size_class].end(),
-                                      list.items, list.items + count);
-  }
+  ReturnToCentral(size_class, list.items, count);
   std::copy(list.items + count, list.items + list.size, list.items);
   list.size -= count;
 }
 
-void PoolAllocator::DeallocateLarge(Span* span, void* ptr, size_t bytes,
-                                    size_t alignment, uintptr_t tag) {
+void PoolAllocator::DeallocateLarge(Shard* shard, Span* span, void* ptr,
+                                    size_t bytes, size_t alignment,
+                                    uintptr_t tag) {
   if (ABSL_PREDICT_FALSE(reinterpret_cast<uintptr_t>(ptr) != span->start)) {
     DieInterior(ptr, bytes, span->start, span->bytes);
   }
@@ -465,22 +521,23 @@ void PoolAllocator::DeallocateLarge(Span* span, void* ptr, size_t bytes,
                              kFree, std::memory_order_acq_rel) != kLive)) {
     DieDoubleFree(ptr, bytes);
   }
-  Shard& shard = ThisShard();
-  CachedLarge evicted{nullptr, 0};
-  {
-    SpinLockHolder hold(&shard.lock);
-    shard.CountDeallocation(bytes);
-    if (shard.large_count == kLargeCacheEntries) {
-      evicted = shard.large[0];
-      std::copy(shard.large + 1, shard.large + shard.large_count, shard.large);
-      --shard.large_count;
-    }
-    shard.large[shard.large_count++] = CachedLarge{span, tag};
+  if (ABSL_PREDICT_FALSE(shard == nullptr)) {
+    std::lock_guard<std::mutex> lock(central_mutex_);
+    ReleaseLargeSpan(span, tag);
+    shared_in_use_ -= static_cast<int64_t>(bytes);
+    ++shared_deallocations_;
+    return;
   }
-  if (evicted.span != nullptr) {
+  shard->CountDeallocation(bytes);
+  if (ABSL_PREDICT_FALSE(shard->large_count == kLargeCacheEntries)) {
+    const CachedLarge evicted = shard->large[0];
+    std::copy(shard->large + 1, shard->large + shard->large_count,
+              shard->large);
+    --shard->large_count;
     std::lock_guard<std::mutex> lock(central_mutex_);
     ReleaseLargeSpan(evicted.span, evicted.tag);
   }
+  shard->large[shard->large_count++] = CachedLarge{span, tag};
 }
 
 void PoolAllocator::ReleaseLargeSpan(Span* span, uintptr_t tag) {
@@ -497,27 +554,51 @@ void PoolAllocator::ReturnToCentral(int size_class, const CachedBlock* blocks,
                                     blocks + count);
 }
 
-size_t PoolAllocator::DoReleaseCached() {
-  return ReleaseAll(/*everything=*/false);
+void PoolAllocator::DrainShard(Shard& shard, std::vector<CachedBlock>* small,
+                               std::vector<CachedLarge>* large) {
+  for (int c = 0; c < kNumSizeClasses; ++c) {
+    FreeList& list = shard.lists[c];
+    small[c].insert(small[c].end(), list.items, list.items + list.size);
+    list.size = 0;
+  }
+  large->insert(large->end(), shard.large, shard.large + shard.large_count);
+  shard.large_count = 0;
+  shard.flush_requested.store(false, std::memory_order_relaxed);
 }
 
-size_t PoolAllocator::ReleaseAll(bool everything) {
-  // Drain the thread caches first (each under its own lock), then work on
-  // the shared state alone.
+void PoolAllocator::FlushShard(Shard& shard) {
   std::vector<CachedBlock> small[kNumSizeClasses];
   std::vector<CachedLarge> large;
-  for (auto& slot : shards_) {
-    Shard* shard = slot.load(std::memory_order_acquire);
+  DrainShard(shard, small, &large);
+  ReleaseDrained(small, large);
+}
+
+size_t PoolAllocator::DoReleaseCached() { return ReleaseAll(); }
+
+size_t PoolAllocator::ReleaseAll() {
+  std::vector<CachedBlock> small[kNumSizeClasses];
+  std::vector<CachedLarge> large;
+  // This thread's shard is its own; a thread that exited left its index
+  // free, and leasing it makes its shard ours for the moment. A running
+  // thread keeps its shard and flushes it at its next call.
+  const int own = memory_internal::ThisThreadIndex();
+  for (int index = 0; index < kMaxShards; ++index) {
+    Shard* shard = shards_[index].load(std::memory_order_acquire);
     if (shard == nullptr) continue;
-    SpinLockHolder hold(&shard->lock);
-    for (int c = 0; c < kNumSizeClasses; ++c) {
-      FreeList& list = shard->lists[c];
-      small[c].insert(small[c].end(), list.items, list.items + list.size);
-      list.size = 0;
+    if (index == own) {
+      DrainShard(*shard, small, &large);
+    } else if (memory_internal::TryLeaseThreadIndex(index)) {
+      DrainShard(*shard, small, &large);
+      memory_internal::ReleaseLeasedThreadIndex(index);
+    } else {
+      shard->flush_requested.store(true, std::memory_order_relaxed);
     }
-    large.insert(large.end(), shard->large, shard->large + shard->large_count);
-    shard->large_count = 0;
   }
+  return ReleaseDrained(small, large);
+}
+
+size_t PoolAllocator::ReleaseDrained(std::vector<CachedBlock>* small,
+                                     const std::vector<CachedLarge>& large) {
   std::lock_guard<std::mutex> lock(central_mutex_);
   // Blocks freed on different streams may only merge, and memory may only
   // go back to the upstream, once no stream still uses them.
@@ -552,15 +633,17 @@ size_t PoolAllocator::ReleaseAll(bool everything) {
         page_map_.SetRange(span->start, span->bytes, nullptr);
         heap_.Give(span->block, BlockHeap::kNoTag);
         span->block = nullptr;
-        span->states.reset();
+        span->lines.reset();
         spare_spans_.push_back(span);
       }
       span->scratch = 0;
     }
     list.swap(kept);
   }
+  if (!synchronized) return 0;
+  heap_.ClearTags();
   size_t released = 0;
-  auto release = [&](uintptr_t start, size_t /*bytes*/) {
+  heap_.ReleaseFreeSegments([&](uintptr_t start, size_t /*bytes*/) {
     auto it = segments_.find(start);
     const Segment segment = it->second;
     segments_.erase(it);
@@ -568,35 +651,40 @@ size_t PoolAllocator::ReleaseAll(bool everything) {
                           kDefaultStream);
     reserved_ -= static_cast<int64_t>(segment.raw_bytes);
     released += segment.raw_bytes;
-  };
-  if (synchronized) {
-    heap_.ClearTags();
-    heap_.ReleaseFreeSegments(release);
-  }
-  if (everything) {
-    // Live blocks die with the pool: return their segments too.
-    for (const auto& entry : segments_) {
-      upstream_->Deallocate(entry.second.raw, entry.second.raw_bytes,
-                            entry.second.alignment, kDefaultStream);
-      reserved_ -= static_cast<int64_t>(entry.second.raw_bytes);
-    }
-    segments_.clear();
-  }
+  });
   return released;
+}
+
+void PoolAllocator::ReleaseEverything() {
+  std::lock_guard<std::mutex> lock(central_mutex_);
+  // Live blocks die with the pool; only their streams must be done.
+  if (ordering_ != nullptr) ordering_->SynchronizeAll().IgnoreError();
+  for (const auto& entry : segments_) {
+    upstream_->Deallocate(entry.second.raw, entry.second.raw_bytes,
+                          entry.second.alignment, kDefaultStream);
+    reserved_ -= static_cast<int64_t>(entry.second.raw_bytes);
+  }
+  segments_.clear();
 }
 
 AllocatorStats PoolAllocator::DoGetStats() const {
   AllocatorStats stats;
   for (const auto& slot : shards_) {
-    Shard* shard = slot.load(std::memory_order_acquire);
+    const Shard* shard = slot.load(std::memory_order_acquire);
     if (shard == nullptr) continue;
-    SpinLockHolder hold(&shard->lock);
-    stats.bytes_in_use += shard->in_use;
-    stats.peak_bytes_in_use += shard->peak_in_use;
-    stats.allocation_count += shard->allocations;
-    stats.deallocation_count += shard->deallocations;
+    stats.bytes_in_use += shard->in_use.load(std::memory_order_relaxed);
+    stats.peak_bytes_in_use +=
+        shard->peak_in_use.load(std::memory_order_relaxed);
+    stats.allocation_count +=
+        shard->allocations.load(std::memory_order_relaxed);
+    stats.deallocation_count +=
+        shard->deallocations.load(std::memory_order_relaxed);
   }
   std::lock_guard<std::mutex> lock(central_mutex_);
+  stats.bytes_in_use += shared_in_use_;
+  stats.peak_bytes_in_use += shared_peak_;
+  stats.allocation_count += shared_allocations_;
+  stats.deallocation_count += shared_deallocations_;
   stats.bytes_reserved = reserved_;
   stats.peak_bytes_reserved = peak_reserved_;
   stats.pool_misses = misses_;

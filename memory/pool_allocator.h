@@ -20,12 +20,14 @@
 //   block of the segments, split off the rest, and merge with free
 //   neighbours when freed (internal/block_heap.h).
 // - Each thread has its own shard of cached blocks (per class, plus up to
-//   four large blocks reused for the same rounded size), locked by a spin
-//   lock that only that thread normally takes: the steady state is a lock
-//   exchange, a vector pop and a store. Shards exchange class blocks with
+//   four large blocks reused for the same rounded size). A shard belongs to
+//   a thread index (internal/thread_index.h): no two live threads share one,
+//   so its thread uses it without a lock, and the steady state is a vector
+//   pop, a push and one atomic exchange. Shards exchange class blocks with
 //   shared lists in batches; a large request that none of the thread's
 //   cached large blocks fits exactly first returns them to the heap, so they
-//   merge and can serve it.
+//   merge and can serve it. Threads beyond kMaxShards, and threads that are
+//   exiting, use the shared lists directly under the central lock.
 // - Every block has a state byte reached through a page map (a radix tree
 //   of the addresses), so Deallocate aborts with a clear message on a double
 //   free, a foreign or interior pointer, or a size that does not match,
@@ -41,7 +43,11 @@
 //   it, or that the upstream refuses, makes the pool release its cached
 //   memory and try once more, then fail with ResourceExhausted.
 // - Nothing goes back to the upstream until ReleaseCached() or destruction.
-//
+//   ReleaseCached() returns at once what is cached centrally, in the calling
+//   thread's shard and in the shards of threads that have exited; a thread
+//   that is still running keeps its shard until its next call into the pool,
+//   which then returns it (a shard caches at most two batches per class and
+//   four large blocks).
 // Statistics: exact counts, bytes in use and bytes reserved. The peak in use
 // is the sum of each thread shard's own peak: exact when one thread
 // allocates and frees, an upper bound otherwise (an exact global peak would
@@ -68,7 +74,6 @@
 #include "memory/allocator.h"
 #include "memory/internal/block_heap.h"
 #include "memory/internal/page_map.h"
-#include "memory/internal/spin_lock.h"
 #include "memory/size_classes.h"
 #include "memory/stream_ordering.h"
 
@@ -122,9 +127,10 @@ class PoolAllocator final : public Allocator {
     size_t alignment;  // The alignment it was asked for.
   };
 
-  // Threads map to shards by their index (internal/thread_index.h); 64
-  // covers the cores of the hosts we target, more threads share shards.
-  static constexpr int kMaxShards = 64;
+  // Threads map to shards by their index (internal/thread_index.h); 256
+  // covers the cores of the hosts we target, more threads use the shared
+  // lists under the central lock.
+  static constexpr int kMaxShards = 256;
   // Large blocks cached per shard before the oldest goes back to the heap:
   // enough for the few large buffers a step of a model reuses.
   static constexpr int kLargeCacheEntries = 4;
@@ -140,19 +146,29 @@ class PoolAllocator final : public Allocator {
     return ordering_ != nullptr ? reinterpret_cast<uintptr_t>(stream)
                                 : memory_internal::BlockHeap::kNoTag;
   }
-  Shard& ThisShard();
+  // Returns the calling thread's shard, or nullptr if it has none (index
+  // beyond kMaxShards, or exiting).
+  Shard* ThisShard();
+  // ThisShard's slow path: makes the shard or flushes it as requested.
+  Shard* PrepareShard(int index);
   Shard* CreateShard(int index);
 
   absl::StatusOr<void*> AllocateSmallSlow(Shard& shard, int size_class,
                                           size_t bytes, uintptr_t tag,
                                           StreamHandle stream);
-  absl::StatusOr<void*> AllocateLarge(Shard& shard, size_t bytes, uintptr_t tag,
+  absl::StatusOr<void*> AllocateLarge(Shard* shard, size_t bytes, uintptr_t tag,
                                       StreamHandle stream);
-  void DeallocateLarge(Span* span, void* ptr, size_t bytes, size_t alignment,
-                       uintptr_t tag);
+  absl::StatusOr<void*> AllocateShared(int size_class, size_t bytes,
+                                       uintptr_t tag, StreamHandle stream);
+  void DeallocateLarge(Shard* shard, Span* span, void* ptr, size_t bytes,
+                       size_t alignment, uintptr_t tag);
+  void DeallocateShared(int size_class, const CachedBlock& block, size_t bytes);
   // Moves the oldest batch of a full list to the shared list.
-  // REQUIRES: the shard's lock is held.
   void FlushBatch(Shard& shard, int size_class);
+  // Moves everything `shard` caches to the shared lists and the heap and
+  // returns what it can to the upstream. Called by the shard's thread when
+  // ReleaseCached asked it to.
+  void FlushShard(Shard& shard);
 
   // Fills `out` with 1..batch blocks of `size_class` usable on `tag`.
   absl::Status Refill(int size_class, uintptr_t tag, StreamHandle stream,
@@ -168,7 +184,16 @@ class PoolAllocator final : public Allocator {
   void ReleaseLargeSpan(Span* span, uintptr_t tag)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(central_mutex_);
   void ReturnToCentral(int size_class, const CachedBlock* blocks, int count);
-  size_t ReleaseAll(bool everything);
+  // Moves the content of `shard` into `small` and `large`.
+  // REQUIRES: the caller owns the shard (its thread, or a lease of its index).
+  static void DrainShard(Shard& shard, std::vector<CachedBlock>* small,
+                         std::vector<CachedLarge>* large);
+  // Takes drained blocks into the shared state, returns free spans to the
+  // heap and free segments to the upstream; returns the bytes returned.
+  size_t ReleaseDrained(std::vector<CachedBlock>* small,
+                        const std::vector<CachedLarge>& large);
+  size_t ReleaseAll();
+  void ReleaseEverything();
 
   [[noreturn]] ABSL_ATTRIBUTE_NOINLINE void DieNotOurs(void* ptr,
                                                        size_t bytes) const;
@@ -199,6 +224,11 @@ class PoolAllocator final : public Allocator {
   std::deque<Span> span_storage_ ABSL_GUARDED_BY(central_mutex_);
   std::vector<Span*> spare_spans_ ABSL_GUARDED_BY(central_mutex_);
   int64_t reserved_ ABSL_GUARDED_BY(central_mutex_) = 0;
+  // Counters of the allocations made without a shard.
+  int64_t shared_in_use_ ABSL_GUARDED_BY(central_mutex_) = 0;
+  int64_t shared_peak_ ABSL_GUARDED_BY(central_mutex_) = 0;
+  int64_t shared_allocations_ ABSL_GUARDED_BY(central_mutex_) = 0;
+  int64_t shared_deallocations_ ABSL_GUARDED_BY(central_mutex_) = 0;
   int64_t peak_reserved_ ABSL_GUARDED_BY(central_mutex_) = 0;
   int64_t misses_ ABSL_GUARDED_BY(central_mutex_) = 0;
 };

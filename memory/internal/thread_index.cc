@@ -1,5 +1,6 @@
 #include "memory/internal/thread_index.h"
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
@@ -10,8 +11,8 @@ namespace {
 
 struct IndexPool {
   std::mutex mutex;
-  std::vector<int> released;  // Indices of exited threads, reused first.
-  int next = 0;
+  std::vector<int> released;  // Held by no thread; reused first.
+  int next = 0;               // Never handed out at or above this.
 };
 
 // Leaky: thread exits may run after static destructors.
@@ -24,8 +25,11 @@ int AcquireIndex() {
   IndexPool& pool = Pool();
   std::lock_guard<std::mutex> lock(pool.mutex);
   if (!pool.released.empty()) {
-    const int index = pool.released.back();
-    pool.released.pop_back();
+    // The smallest free index, so live threads keep indices dense.
+    auto smallest =
+        std::min_element(pool.released.begin(), pool.released.end());
+    const int index = *smallest;
+    pool.released.erase(smallest);
     return index;
   }
   return pool.next++;
@@ -40,7 +44,10 @@ void ReleaseIndex(int index) {
 // Gives the index back when the thread exits.
 struct IndexHolder {
   IndexHolder() : index(AcquireIndex()) {}
-  ~IndexHolder() { ReleaseIndex(index); }
+  ~IndexHolder() {
+    ThreadIndexSlot() = kExitingThread;
+    ReleaseIndex(index);
+  }
   const int index;
 };
 
@@ -51,6 +58,17 @@ int AssignThreadIndex() {
   ThreadIndexSlot() = holder.index;
   return holder.index;
 }
+
+bool TryLeaseThreadIndex(int index) {
+  IndexPool& pool = Pool();
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  auto it = std::find(pool.released.begin(), pool.released.end(), index);
+  if (it == pool.released.end()) return false;
+  pool.released.erase(it);
+  return true;
+}
+
+void ReleaseLeasedThreadIndex(int index) { ReleaseIndex(index); }
 
 }  // namespace memory_internal
 }  // namespace memory

@@ -2,10 +2,12 @@
 #include "memory/pool_allocator.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -158,6 +160,59 @@ TEST_F(PoolAllocatorTest, LimitReleasesTheCacheAndRetriesOnce) {
   pool.Deallocate(again, 8 * kMiB);
   EXPECT_LE(pool.GetStats().peak_bytes_reserved,
             static_cast<int64_t>(24 * kMiB));
+}
+
+TEST_F(PoolAllocatorTest, ReleaseCachedReachesTheCacheOfAnExitedThread) {
+  PoolAllocator pool(&upstream_);
+  std::thread([&] {
+    void* p = MustAllocate(pool, 4 * kMiB);
+    pool.Deallocate(p, 4 * kMiB);  // Cached in this thread's shard.
+  }).join();
+  EXPECT_EQ(pool.ReleaseCached(), 20 * kMiB);
+  EXPECT_TRUE(upstream_.CheckNoLeaks().ok()) << upstream_.CheckNoLeaks();
+}
+
+TEST_F(PoolAllocatorTest, ARunningThreadReturnsItsCacheAtItsNextCall) {
+  PoolAllocator pool(&upstream_);
+  std::mutex mutex;
+  std::condition_variable changed;
+  int stage = 0;
+  std::thread worker([&] {
+    void* p = MustAllocate(pool, 4 * kMiB);
+    pool.Deallocate(p, 4 * kMiB);
+    std::unique_lock<std::mutex> lock(mutex);
+    stage = 1;
+    changed.notify_all();
+    changed.wait(lock, [&] { return stage == 2; });
+    void* q = MustAllocate(pool, 64);  // Flushes the shard first.
+    pool.Deallocate(q, 64);
+    stage = 3;
+    changed.notify_all();
+    changed.wait(lock, [&] { return stage == 4; });
+  });
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    changed.wait(lock, [&] { return stage == 1; });
+  }
+  // The worker is running: its cached block stays for now.
+  EXPECT_EQ(pool.ReleaseCached(), 0u);
+  EXPECT_EQ(upstream_.LiveBlocks().size(), 1u);
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    stage = 2;
+    changed.notify_all();
+    changed.wait(lock, [&] { return stage == 3; });
+  }
+  // Its next call returned the 20 MiB segment of the large block.
+  EXPECT_EQ(upstream_.GetStats().bytes_in_use, static_cast<int64_t>(2 * kMiB));
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    stage = 4;
+    changed.notify_all();
+  }
+  worker.join();
+  pool.ReleaseCached();
+  EXPECT_TRUE(upstream_.CheckNoLeaks().ok()) << upstream_.CheckNoLeaks();
 }
 
 TEST_F(PoolAllocatorTest, DestructionReturnsSegmentsEvenWithLiveBlocks) {

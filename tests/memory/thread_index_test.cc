@@ -44,6 +44,22 @@ TEST(ThreadIndexTest, IndicesOfExitedThreadsAreReused) {
   EXPECT_EQ(first, second);
 }
 
+TEST(ThreadIndexTest, OnlyIndicesNoThreadHoldsCanBeLeased) {
+  const int mine = ThisThreadIndex();
+  EXPECT_FALSE(TryLeaseThreadIndex(mine));
+  int exited = -1;
+  std::thread([&] { exited = ThisThreadIndex(); }).join();
+  ASSERT_TRUE(TryLeaseThreadIndex(exited));
+  // While leased, a new thread gets another index.
+  int other = -1;
+  std::thread([&] { other = ThisThreadIndex(); }).join();
+  EXPECT_NE(other, exited);
+  EXPECT_FALSE(TryLeaseThreadIndex(exited));  // Already leased.
+  ReleaseLeasedThreadIndex(exited);
+  EXPECT_TRUE(TryLeaseThreadIndex(exited));
+  ReleaseLeasedThreadIndex(exited);
+}
+
 }  // namespace
 }  // namespace memory_internal
 }  // namespace memory
