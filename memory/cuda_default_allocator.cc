@@ -1,9 +1,9 @@
 // Registers the built-in default allocator of CUDA devices (see
-// default_allocator.h): a CudaAsyncAllocator per device, made on first use.
+// default_allocator.h): a pool over cudaMalloc per device, made on first use.
 #include <memory>
 #include <utility>
 
-#include "memory/cuda_async_allocator.h"
+#include "memory/cuda_pool.h"
 #include "memory/default_allocator.h"
 
 namespace dilated {
@@ -13,8 +13,8 @@ namespace {
 const bool kRegistered = RegisterBuiltinDefaultAllocator(
     MemoryKind::kCudaDevice,
     [](int device) -> absl::StatusOr<std::unique_ptr<Allocator>> {
-      absl::StatusOr<std::unique_ptr<CudaAsyncAllocator>> allocator =
-          CudaAsyncAllocator::Create(device);
+      absl::StatusOr<std::unique_ptr<PoolAllocator>> allocator =
+          MakeCudaPoolAllocator(device);
       if (!allocator.ok()) return allocator.status();
       return std::unique_ptr<Allocator>(std::move(*allocator));
     });

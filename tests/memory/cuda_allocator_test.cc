@@ -179,11 +179,11 @@ TEST(CudaAsyncAllocatorTest, ReportsTheDriverPoolAndTrimsIt) {
   EXPECT_EQ(async->GetStats().bytes_reserved, 0);
 }
 
-TEST(CudaDefaultAllocatorTest, DeviceDefaultIsTheAsyncAllocator) {
+TEST(CudaDefaultAllocatorTest, DeviceDefaultIsThePool) {
   absl::StatusOr<Allocator*> device =
       DefaultAllocator(MemorySpace::CudaDevice(0));
   ASSERT_TRUE(device.ok()) << device.status();
-  EXPECT_EQ((*device)->name(), "cudaMallocAsync(cuda:0)");
+  EXPECT_EQ((*device)->name(), "pool(cudaMalloc(cuda:0))");
   EXPECT_EQ(*DefaultAllocator(MemorySpace::CudaDevice(0)), *device);
 }
 
