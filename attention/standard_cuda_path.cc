@@ -1,0 +1,298 @@
+#include "attention/standard_cuda_path.h"
+
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "attention/cuda_util.h"
+#include "factory/status_macros.h"
+#include "kernels/cuda/standard_kernels.h"
+
+namespace dilated {
+namespace {
+
+using kernels::BackwardParams;
+using kernels::DataType;
+using kernels::ForwardParams;
+using kernels::GroupParams;
+
+// Scratch per chunk: large enough that the GEMMs of config-A sized problems
+// (2,048 positions) run in batches of dozens, small next to an 80 GB card.
+constexpr int64_t kScratchBudgetBytes = int64_t{1} << 30;
+// Upper bound on the buffers carved per chunk (each rounded up by < 256 B).
+constexpr int64_t kBuffers = 9;
+
+// Returns this thread's cuBLAS handle for the current device, created on
+// first use and kept for the life of the thread (handles are not safe to
+// share between threads).
+absl::StatusOr<cublasHandle_t> Handle() {
+  thread_local absl::flat_hash_map<int, cublasHandle_t> handles;
+  int device = 0;
+  DA_RETURN_IF_ERROR(CudaStatus(cudaGetDevice(&device), "cudaGetDevice"));
+  auto it = handles.find(device);
+  if (it != handles.end()) return it->second;
+  cublasHandle_t handle = nullptr;
+  DA_RETURN_IF_ERROR(CublasStatus(cublasCreate(&handle), "cublasCreate"));
+  handles.emplace(device, handle);
+  return handle;
+}
+
+cudaDataType CudaType(DataType dtype) {
+  switch (dtype) {
+    case DataType::kFloat16:
+      return CUDA_R_16F;
+    case DataType::kBFloat16:
+      return CUDA_R_16BF;
+    case DataType::kFloat32:
+      break;
+  }
+  return CUDA_R_32F;
+}
+
+// One strided-batched product in cuBLAS's column-major terms:
+// C[m x n] = alpha * op(A) op(B), A and B of `type`, C float32. A row-major
+// X[r x c] is the column-major X^T with leading dimension c.
+struct Gemm {
+  cublasHandle_t handle;
+  cudaDataType type;
+  int batch;
+
+  absl::Status Run(bool transpose_a, bool transpose_b, int64_t m, int64_t n,
+                   int64_t k, float alpha, const void* a, int64_t lda,
+                   int64_t stride_a, const void* b, int64_t ldb,
+                   int64_t stride_b, float* c, int64_t ldc,
+                   int64_t stride_c) const {
+    const float beta = 0.0f;
+    return CublasStatus(
+        cublasGemmStridedBatchedEx(
+            handle, transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+            transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(m),
+            static_cast<int>(n), static_cast<int>(k), &alpha, a, type,
+            static_cast<int>(lda), stride_a, b, type, static_cast<int>(ldb),
+            stride_b, &beta, c, CUDA_R_32F, static_cast<int>(ldc), stride_c,
+            batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "cublasGemmStridedBatchedEx");
+  }
+};
+
+int64_t Problems(const ForwardParams& p, const GroupParams& g) {
+  return p.batch * (p.seq_len / g.segment_length) * g.num_heads;
+}
+
+// Sizes of one problem's buffers.
+struct ProblemBytes {
+  int64_t rows;    // positions x head_dim elements of p.dtype
+  int64_t square;  // positions x positions elements of p.dtype
+  int64_t rows32;  // positions x head_dim floats
+  int64_t square32;
+};
+
+ProblemBytes BytesOf(const ForwardParams& p, const GroupParams& g) {
+  const int64_t es = kernels::gpu::ElementBytes(p.dtype);
+  const int64_t l = g.positions;
+  return ProblemBytes{l * p.head_dim * es, l * l * es, l * p.head_dim * 4,
+                      l * l * 4};
+}
+
+// Returns how many problems of `g` run at once given `per_problem` bytes.
+int64_t ChunkProblems(const ForwardParams& p, const GroupParams& g,
+                      int64_t per_problem) {
+  return std::max<int64_t>(
+      1, std::min(Problems(p, g), kScratchBudgetBytes / per_problem));
+}
+
+// Carves consecutive buffers, each rounded up to 256 bytes (alignment for
+// cuBLAS and vector access), out of one scratch allocation.
+class Carver {
+ public:
+  explicit Carver(void* base) : next_(static_cast<char*>(base)) {}
+  template <typename T = void>
+  T* Take(int64_t bytes) {
+    char* p = next_;
+    next_ += Rounded(bytes);
+    return reinterpret_cast<T*>(p);
+  }
+  static int64_t Rounded(int64_t bytes) { return (bytes + 255) / 256 * 256; }
+
+ private:
+  char* next_;
+};
+
+}  // namespace
+
+absl::Status StandardCudaForward(const ForwardParams& p, cudaStream_t stream) {
+  namespace gpu = kernels::gpu;
+  DA_ASSIGN_OR_RETURN(cublasHandle_t handle, Handle());
+  DA_RETURN_IF_ERROR(
+      CublasStatus(cublasSetStream(handle, stream), "cublasSetStream"));
+  DA_RETURN_IF_ERROR(
+      CudaStatus(gpu::StandardZero(p, p.out, stream), "zeroing out"));
+  DA_RETURN_IF_ERROR(
+      CudaStatus(gpu::StandardFillLse(p, stream), "filling lse"));
+
+  int64_t scratch_bytes = 0;
+  for (int i = 0; i < p.num_groups; ++i) {
+    const GroupParams& g = p.groups[i];
+    if (g.positions == 0) continue;
+    const ProblemBytes b = BytesOf(p, g);
+    const int64_t per = 3 * b.rows + b.square32 + b.square + b.rows32;
+    scratch_bytes = std::max(scratch_bytes,
+                             ChunkProblems(p, g, per) * per + kBuffers * 256);
+  }
+  DA_ASSIGN_OR_RETURN(CudaScratch scratch,
+                      CudaScratch::Allocate(scratch_bytes, stream));
+
+  for (int i = 0; i < p.num_groups; ++i) {
+    const GroupParams& g = p.groups[i];
+    if (g.positions == 0) continue;
+    const ProblemBytes b = BytesOf(p, g);
+    const int64_t per = 3 * b.rows + b.square32 + b.square + b.rows32;
+    const int64_t chunk = ChunkProblems(p, g, per);
+    const int64_t total = Problems(p, g);
+    const int64_t l = g.positions;
+    const int64_t d = p.head_dim;
+    for (int64_t first = 0; first < total; first += chunk) {
+      const int64_t count = std::min(chunk, total - first);
+      Carver carve(scratch.data());
+      void* q = carve.Take(count * b.rows);
+      void* k = carve.Take(count * b.rows);
+      void* v = carve.Take(count * b.rows);
+      float* scores = carve.Take<float>(count * b.square32);
+      void* probs = carve.Take(count * b.square);
+      float* o = carve.Take<float>(count * b.rows32);
+      const int64_t es = gpu::ElementBytes(p.dtype);
+      const int64_t rows_stride = b.rows / es;
+      const int64_t square_stride = b.square / es;
+      DA_RETURN_IF_ERROR(CudaStatus(
+          gpu::StandardGather(p, p.q, i, first, count, q, stream), "gather q"));
+      DA_RETURN_IF_ERROR(CudaStatus(
+          gpu::StandardGather(p, p.k, i, first, count, k, stream), "gather k"));
+      DA_RETURN_IF_ERROR(CudaStatus(
+          gpu::StandardGather(p, p.v, i, first, count, v, stream), "gather v"));
+      const Gemm gemm{handle, CudaType(p.dtype), static_cast<int>(count)};
+      // S = scale * Q K^T: column-major S^T = K Q^T.
+      DA_RETURN_IF_ERROR(gemm.Run(true, false, l, l, d, p.softmax_scale, k, d,
+                                  rows_stride, q, d, rows_stride, scores, l,
+                                  b.square32 / 4));
+      DA_RETURN_IF_ERROR(CudaStatus(
+          gpu::StandardSoftmax(p, i, first, count, scores, probs, stream),
+          "softmax"));
+      // O = P V: column-major O^T = V^T P^T.
+      DA_RETURN_IF_ERROR(gemm.Run(false, false, d, l, l, 1.0f, v, d,
+                                  rows_stride, probs, l, square_stride, o, d,
+                                  b.rows32 / 4));
+      DA_RETURN_IF_ERROR(
+          CudaStatus(gpu::StandardScatter(p, o, p.output_scale, i, first, count,
+                                          p.out, stream),
+                     "scatter out"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StandardCudaBackward(const BackwardParams& bp,
+                                  cudaStream_t stream) {
+  namespace gpu = kernels::gpu;
+  ForwardParams p = bp.forward;
+  p.lse = nullptr;  // The recomputed softmax must not write the lse.
+  DA_ASSIGN_OR_RETURN(cublasHandle_t handle, Handle());
+  DA_RETURN_IF_ERROR(
+      CublasStatus(cublasSetStream(handle, stream), "cublasSetStream"));
+  for (const kernels::TensorParams* grad :
+       {&bp.grad_q, &bp.grad_k, &bp.grad_v}) {
+    DA_RETURN_IF_ERROR(
+        CudaStatus(gpu::StandardZero(p, *grad, stream), "zeroing gradients"));
+  }
+
+  auto per_problem = [&](const ProblemBytes& b) {
+    return 4 * b.rows + 2 * b.square32 + 2 * b.square + b.rows32;
+  };
+  int64_t scratch_bytes = 0;
+  for (int i = 0; i < p.num_groups; ++i) {
+    const GroupParams& g = p.groups[i];
+    if (g.positions == 0) continue;
+    const int64_t per = per_problem(BytesOf(p, g));
+    scratch_bytes = std::max(scratch_bytes,
+                             ChunkProblems(p, g, per) * per + kBuffers * 256);
+  }
+  DA_ASSIGN_OR_RETURN(CudaScratch scratch,
+                      CudaScratch::Allocate(scratch_bytes, stream));
+
+  for (int i = 0; i < p.num_groups; ++i) {
+    const GroupParams& g = p.groups[i];
+    if (g.positions == 0) continue;
+    const ProblemBytes b = BytesOf(p, g);
+    const int64_t chunk = ChunkProblems(p, g, per_problem(b));
+    const int64_t total = Problems(p, g);
+    const int64_t l = g.positions;
+    const int64_t d = p.head_dim;
+    const int64_t es = gpu::ElementBytes(p.dtype);
+    const int64_t rs = b.rows / es;    // rows stride, elements
+    const int64_t ss = b.square / es;  // square stride, elements
+    const int64_t ss32 = b.square32 / 4;
+    const int64_t rs32 = b.rows32 / 4;
+    for (int64_t first = 0; first < total; first += chunk) {
+      const int64_t count = std::min(chunk, total - first);
+      Carver carve(scratch.data());
+      void* q = carve.Take(count * b.rows);
+      void* k = carve.Take(count * b.rows);
+      void* v = carve.Take(count * b.rows);
+      void* grad_o = carve.Take(count * b.rows);
+      float* probs32 = carve.Take<float>(count * b.square32);
+      float* grad_probs = carve.Take<float>(count * b.square32);
+      void* probs = carve.Take(count * b.square);
+      void* grad_scores = carve.Take(count * b.square);
+      float* result = carve.Take<float>(count * b.rows32);
+      DA_RETURN_IF_ERROR(CudaStatus(
+          gpu::StandardGather(p, p.q, i, first, count, q, stream), "gather q"));
+      DA_RETURN_IF_ERROR(CudaStatus(
+          gpu::StandardGather(p, p.k, i, first, count, k, stream), "gather k"));
+      DA_RETURN_IF_ERROR(CudaStatus(
+          gpu::StandardGather(p, p.v, i, first, count, v, stream), "gather v"));
+      DA_RETURN_IF_ERROR(CudaStatus(
+          gpu::StandardGather(p, bp.grad_out, i, first, count, grad_o, stream),
+          "gather grad_out"));
+      const Gemm gemm{handle, CudaType(p.dtype), static_cast<int>(count)};
+      // S = scale * Q K^T, then P.
+      DA_RETURN_IF_ERROR(gemm.Run(true, false, l, l, d, p.softmax_scale, k, d,
+                                  rs, q, d, rs, probs32, l, ss32));
+      DA_RETURN_IF_ERROR(CudaStatus(
+          gpu::StandardSoftmax(p, i, first, count, probs32, probs, stream),
+          "softmax"));
+      // dV = c P^T dO: column-major dV^T = dO^T P.
+      DA_RETURN_IF_ERROR(gemm.Run(false, true, d, l, l, p.output_scale, grad_o,
+                                  d, rs, probs, l, ss, result, d, rs32));
+      DA_RETURN_IF_ERROR(
+          CudaStatus(gpu::StandardScatter(p, result, 1.0f, i, first, count,
+                                          bp.grad_v, stream),
+                     "scatter grad_v"));
+      // dP = c dO V^T: column-major dP^T = V dO^T.
+      DA_RETURN_IF_ERROR(gemm.Run(true, false, l, l, d, p.output_scale, v, d,
+                                  rs, grad_o, d, rs, grad_probs, l, ss32));
+      DA_RETURN_IF_ERROR(
+          CudaStatus(gpu::StandardSoftmaxBackward(
+                         p, i, count, probs32, grad_probs, grad_scores, stream),
+                     "softmax backward"));
+      // dQ = scale dS K: column-major dQ^T = K^T dS^T.
+      DA_RETURN_IF_ERROR(gemm.Run(false, false, d, l, l, p.softmax_scale, k, d,
+                                  rs, grad_scores, l, ss, result, d, rs32));
+      DA_RETURN_IF_ERROR(
+          CudaStatus(gpu::StandardScatter(p, result, 1.0f, i, first, count,
+                                          bp.grad_q, stream),
+                     "scatter grad_q"));
+      // dK = scale dS^T Q: column-major dK^T = Q^T dS.
+      DA_RETURN_IF_ERROR(gemm.Run(false, true, d, l, l, p.softmax_scale, q, d,
+                                  rs, grad_scores, l, ss, result, d, rs32));
+      DA_RETURN_IF_ERROR(
+          CudaStatus(gpu::StandardScatter(p, result, 1.0f, i, first, count,
+                                          bp.grad_k, stream),
+                     "scatter grad_k"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dilated

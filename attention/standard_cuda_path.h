@@ -1,0 +1,37 @@
+// File: standard_cuda_path.h
+//
+// The direct algorithm on CUDA tensors: for every group, in chunks of
+// (batch, segment, head) problems, gather the selected rows into dense
+// buffers, S = scale * Q K^T and O = P V with cuBLAS strided-batched GEMMs
+// (float32 accumulation), a softmax kernel in between, and scatter
+// (1 / G) * O back; the backward pass likewise (dV, dP, dS, dQ, dK). The
+// in-house peer of the fused kernels, and the path "improved" takes for
+// float32 tensors. Everything is queued on `stream`; scratch memory comes
+// from cudaMallocAsync on that stream (at most ~1 GiB per chunk, at least
+// one problem).
+//
+// REQUIRES for both: params from the attention front end (validated), the
+// current device owns the tensors.
+
+#ifndef ATTENTION_STANDARD_CUDA_PATH_H_
+#define ATTENTION_STANDARD_CUDA_PATH_H_
+
+#include <cuda_runtime_api.h>
+
+#include "absl/status/status.h"
+#include "kernels/dilated_params.h"
+
+namespace dilated {
+
+// Writes params.out (every element) and, when not null, params.lse.
+absl::Status StandardCudaForward(const kernels::ForwardParams& params,
+                                 cudaStream_t stream);
+
+// Writes grad_q, grad_k, grad_v (every element); forward.out and
+// forward.lse are not read.
+absl::Status StandardCudaBackward(const kernels::BackwardParams& params,
+                                  cudaStream_t stream);
+
+}  // namespace dilated
+
+#endif  // ATTENTION_STANDARD_CUDA_PATH_H_

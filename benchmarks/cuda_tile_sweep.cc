@@ -1,0 +1,181 @@
+// Times alternative tile shapes of the fused kernels
+// (cuda_tile_sweep_kernels.h) on config A (b=1, h=8, segments
+// 2048/4096/8192, rates 1/2/4, float16) at n = 1M, causal and not, with
+// head_dim 64 and 128, so that one run on the GPU machine picks the shapes
+// kernels/cuda/flash_configs.cuh ships. CUDA-event timing (UseManualTime);
+// TFLOPs counts the kernel's own useful work (forward: MEASURED.md's
+// forward FLOPs; key/value side: 4 products = 2x forward; query side: 3
+// products = 1.5x forward).
+//
+//   bazel run -c opt --config=cuda //benchmarks:cuda_tile_sweep
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "attention/config.h"
+#include "attention/params_builder.h"
+#include "attention/tensor.h"
+#include "benchmark/benchmark.h"
+#include "benchmarks/cuda_tile_sweep_kernels.h"
+#include "kernels/numeric.h"
+
+namespace dilated {
+namespace {
+
+void Check(cudaError_t error, const char* what) {
+  if (error != cudaSuccess) {
+    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(error));
+    std::abort();
+  }
+}
+
+constexpr int64_t kSeq = 1 << 20;
+constexpr int64_t kHeads = 8;
+
+double ForwardFlops(int64_t head_dim, bool causal) {
+  // Config A: groups of 3, 3, 2 heads, 2048 positions per segment.
+  const double per_head_group[3] = {3.0 * kSeq / 2048, 3.0 * kSeq / 4096,
+                                    2.0 * kSeq / 8192};
+  double flops = 0.0;
+  for (double sequences : per_head_group) {
+    flops += 4.0 * sequences * 2048.0 * 2048.0 * head_dim;
+  }
+  return causal ? flops / 2 : flops;
+}
+
+// Inputs of one head_dim, shared by every variant.
+struct Problem {
+  int64_t head_dim;
+  void* buffers[8];  // q, k, v, out, grad_out, grad_q, grad_k, grad_v
+  float* lse;
+  float* delta;
+};
+
+Problem* MakeProblem(int64_t head_dim) {
+  auto* problem = new Problem{head_dim, {}, nullptr, nullptr};
+  const size_t bytes = kSeq * kHeads * head_dim * 2;
+  std::vector<uint16_t> host(bytes / 2);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (uint16_t& x : host) x = kernels::FloatToHalf(normal(rng));
+  for (void*& buffer : problem->buffers) {
+    Check(cudaMalloc(&buffer, bytes), "cudaMalloc");
+    Check(cudaMemcpy(buffer, host.data(), bytes, cudaMemcpyHostToDevice),
+          "cudaMemcpy");
+  }
+  Check(cudaMalloc(reinterpret_cast<void**>(&problem->lse), kSeq * kHeads * 4),
+        "cudaMalloc");
+  Check(
+      cudaMalloc(reinterpret_cast<void**>(&problem->delta), kSeq * kHeads * 4),
+      "cudaMalloc");
+  return problem;
+}
+
+kernels::BackwardParams Params(const Problem& problem, bool causal) {
+  const Device device = Device::Cuda(0);
+  auto view = [&](int i) {
+    return TensorView::Contiguous(problem.buffers[i], DType::kFloat16,
+                                  {1, kSeq, kHeads, problem.head_dim}, device);
+  };
+  const TensorView lse = TensorView::Contiguous(problem.lse, DType::kFloat32,
+                                                {1, kHeads, kSeq}, device);
+  AttentionConfig config;  // segments {2048, 4096, 8192}, rates {1, 2, 4}
+  absl::StatusOr<kernels::BackwardParams> params =
+      MakeBackwardParams(config, view(0), view(1), view(2), view(3), lse,
+                         view(4), view(5), view(6), view(7), causal);
+  if (!params.ok()) {
+    std::fprintf(stderr, "%s\n", params.status().ToString().c_str());
+    std::abort();
+  }
+  return *params;
+}
+
+template <class F>
+void Time(benchmark::State& state, F run) {
+  cudaEvent_t start, stop;
+  Check(cudaEventCreate(&start), "cudaEventCreate");
+  Check(cudaEventCreate(&stop), "cudaEventCreate");
+  Check(run(), "warm-up launch");
+  Check(cudaDeviceSynchronize(), "warm-up");
+  for (auto _ : state) {
+    Check(cudaEventRecord(start), "cudaEventRecord");
+    Check(run(), "launch");
+    Check(cudaEventRecord(stop), "cudaEventRecord");
+    Check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0.0f;
+    Check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    state.SetIterationTime(ms / 1e3);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+}
+
+void RegisterAll() {
+  static Problem* problems[2] = {MakeProblem(64), MakeProblem(128)};
+  auto problem_for = [](int head_dim) {
+    return problems[head_dim == 64 ? 0 : 1];
+  };
+  for (bool causal : {false, true}) {
+    for (int i = 0; i < sweep::kNumForwardVariants; ++i) {
+      const sweep::ForwardVariant& v = sweep::kForwardVariants[i];
+      const std::string name = absl::StrCat(v.name, causal ? " causal" : "");
+      benchmark::RegisterBenchmark(
+          name.c_str(),
+          [&v, causal, problem_for](benchmark::State& state) {
+            const kernels::BackwardParams params =
+                Params(*problem_for(v.head_dim), causal);
+            Time(state, [&] { return v.run(params.forward, nullptr); });
+            state.counters["TFLOPs"] = benchmark::Counter(
+                ForwardFlops(v.head_dim, causal) / 1e12,
+                benchmark::Counter::kIsIterationInvariantRate);
+          })
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+    for (int i = 0; i < sweep::kNumBackwardVariants; ++i) {
+      const sweep::BackwardVariant& v = sweep::kBackwardVariants[i];
+      const std::string name = absl::StrCat(v.name, causal ? " causal" : "");
+      const double products = v.name[0] == 'k' ? 2.0 : 1.5;
+      benchmark::RegisterBenchmark(
+          name.c_str(),
+          [&v, causal, products, problem_for](benchmark::State& state) {
+            Problem& problem = *problem_for(v.head_dim);
+            const kernels::BackwardParams params = Params(problem, causal);
+            // Forward first so that lse (and out) are consistent.
+            int forward = 0;
+            while (sweep::kForwardVariants[forward].head_dim != v.head_dim) {
+              ++forward;
+            }
+            Check(sweep::kForwardVariants[forward].run(params.forward, nullptr),
+                  "forward");
+            Check(sweep::RunDelta(params, problem.delta, nullptr), "delta");
+            Time(state, [&] { return v.run(params, problem.delta, nullptr); });
+            state.counters["TFLOPs"] = benchmark::Counter(
+                products * ForwardFlops(v.head_dim, causal) / 1e12,
+                benchmark::Counter::kIsIterationInvariantRate);
+          })
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dilated
+
+int main(int argc, char** argv) {
+  dilated::RegisterAll();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,88 @@
+// Tile-shape variants of the fused kernels (float16) for cuda_tile_sweep.
+
+#include "benchmarks/cuda_tile_sweep_kernels.h"
+#include "kernels/cuda/flash_backward.cuh"
+#include "kernels/cuda/flash_forward.cuh"
+
+namespace dilated {
+namespace sweep {
+namespace {
+
+using kernels::BackwardParams;
+using kernels::DataType;
+using kernels::ForwardParams;
+using namespace kernels::gpu;  // NOLINT: tile templates
+
+constexpr DataType kH = DataType::kFloat16;
+
+template <class Tile>
+cudaError_t Forward(const ForwardParams& p, cudaStream_t stream) {
+  return LaunchFlashForward<Tile>(p, stream);
+}
+
+template <class Tile>
+cudaError_t KeyValue(const BackwardParams& p, float* delta,
+                     cudaStream_t stream) {
+  FlashBackwardArgs args;
+  args.params = p;
+  args.delta = delta;
+  return LaunchFlashKeyValue<Tile>(args, stream);
+}
+
+template <class Tile>
+cudaError_t Query(const BackwardParams& p, float* delta, cudaStream_t stream) {
+  FlashBackwardArgs args;
+  args.params = p;
+  args.delta = delta;
+  return LaunchFlashQuery<Tile>(args, stream);
+}
+
+}  // namespace
+
+// Name: head_dim / rows per block x key rows per tile / warps / queries in
+// registers / minimum blocks per SM.
+const ForwardVariant kForwardVariants[] = {
+    {"fwd d64 128x64 w4 qreg", 64,
+     &Forward<ForwardTile<kH, 64, 128, 64, 4, true, 2>>},
+    {"fwd d64 256x64 w8 qreg", 64,
+     &Forward<ForwardTile<kH, 64, 256, 64, 8, true, 1>>},
+    {"fwd d64 128x32 w4 qreg", 64,
+     &Forward<ForwardTile<kH, 64, 128, 32, 4, true, 2>>},
+    {"fwd d64 128x64 w4 qreg 2stage", 64,
+     &Forward<ForwardTile<kH, 64, 128, 64, 4, true, 2, 2>>},
+    {"fwd d64 128x32 w4 qreg 2stage", 64,
+     &Forward<ForwardTile<kH, 64, 128, 32, 4, true, 2, 2>>},
+    {"fwd d128 128x32 w4 2stage", 128,
+     &Forward<ForwardTile<kH, 128, 128, 32, 4, false, 2, 2>>},
+    {"fwd d128 128x32 w4", 128,
+     &Forward<ForwardTile<kH, 128, 128, 32, 4, false, 2>>},
+    {"fwd d128 256x32 w8", 128,
+     &Forward<ForwardTile<kH, 128, 256, 32, 8, false, 1>>},
+};
+const int kNumForwardVariants =
+    sizeof(kForwardVariants) / sizeof(kForwardVariants[0]);
+
+// Key/value: head_dim / query rows per tile / warps (16 keys each).
+// Query: head_dim / key rows per tile / warps (16 queries each).
+const BackwardVariant kBackwardVariants[] = {
+    {"kv d64 q64 w4 kvreg", 64,
+     &KeyValue<KeyValueTile<kH, 64, 64, 4, true, KeyValuePart::kBoth, 2>>},
+    {"kv d64 q64 w8 kvreg", 64,
+     &KeyValue<KeyValueTile<kH, 64, 64, 8, true, KeyValuePart::kBoth, 1>>},
+    {"q d64 k64 w4 qreg", 64, &Query<QueryTile<kH, 64, 64, 4, true, 2>>},
+    {"q d64 k64 w8 qreg", 64, &Query<QueryTile<kH, 64, 64, 8, true, 1>>},
+    {"kv d128 q32 w4", 128,
+     &KeyValue<KeyValueTile<kH, 128, 32, 4, false, KeyValuePart::kBoth, 2>>},
+    {"q d128 k64 w4", 128, &Query<QueryTile<kH, 128, 64, 4, false, 2>>},
+    {"q d128 k64 w8", 128, &Query<QueryTile<kH, 128, 64, 8, false, 1>>},
+};
+const int kNumBackwardVariants =
+    sizeof(kBackwardVariants) / sizeof(kBackwardVariants[0]);
+
+cudaError_t RunDelta(const BackwardParams& params, float* delta,
+                     cudaStream_t stream) {
+  return LaunchFlashDelta<kH>(params, delta, stream);
+}
+
+}  // namespace sweep
+}  // namespace dilated

@@ -1,0 +1,44 @@
+// File: cuda_tile_sweep_kernels.h
+//
+// Alternative tile shapes of the fused kernels, compiled side by side so
+// that one run on the GPU machine can time them against each other
+// (cuda_tile_sweep.cc). The shapes the library ships are in
+// kernels/cuda/flash_configs.cuh.
+
+#ifndef BENCHMARKS_CUDA_TILE_SWEEP_KERNELS_H_
+#define BENCHMARKS_CUDA_TILE_SWEEP_KERNELS_H_
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/dilated_params.h"
+
+namespace dilated {
+namespace sweep {
+
+struct ForwardVariant {
+  const char* name;
+  int head_dim;
+  cudaError_t (*run)(const kernels::ForwardParams&, cudaStream_t);
+};
+
+// One backward kernel (key/value or query side); `delta` already computed.
+struct BackwardVariant {
+  const char* name;
+  int head_dim;
+  cudaError_t (*run)(const kernels::BackwardParams&, float* delta,
+                     cudaStream_t);
+};
+
+extern const ForwardVariant kForwardVariants[];
+extern const int kNumForwardVariants;
+extern const BackwardVariant kBackwardVariants[];
+extern const int kNumBackwardVariants;
+
+// Computes rowsum(grad_out * out) into `delta` (float16 tensors).
+cudaError_t RunDelta(const kernels::BackwardParams& params, float* delta,
+                     cudaStream_t stream);
+
+}  // namespace sweep
+}  // namespace dilated
+
+#endif  // BENCHMARKS_CUDA_TILE_SWEEP_KERNELS_H_

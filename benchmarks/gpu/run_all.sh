@@ -1,0 +1,31 @@
+#!/bin/bash
+# Runs on the GPU machine, from the folder benchmarks/gpu/stage.sh fills (the
+# CUDA test and benchmark binaries, their shared libraries, compare.py):
+#   1. the GPU tests (the CUDA suite and the conformance suite on CUDA);
+#   2. compute-sanitizer memcheck and racecheck on a few small test cases;
+#   3. compare.py (our benchmark binary, PyTorch reference algorithm, dense
+#      SDPA), unless QUICK=1 limits it to n = 1M and config B.
+# Logs go to $OUT (or /tmp when OUT is unset).
+set -u
+dir=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-/tmp}
+export LD_LIBRARY_PATH=$dir:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
+status=0
+for test in dilated_attention_cuda_test conformance_cuda_test; do
+  "$dir/$test" --gtest_brief=1 > "$out/$test.log" 2>&1 || status=1
+  tail -3 "$out/$test.log"
+done
+filter='*improved_d64_f16_causal:*improved_d128_f16_causal:*improved_offset_past_segment_f16:*improved_d32_b2_f16_causal:*improved_uneven_heads_bf16_causal:*standard_d64_f16'
+for tool in memcheck racecheck; do
+  compute-sanitizer --tool $tool --error-exitcode 9 \
+    "$dir/dilated_attention_cuda_test" --gtest_filter="$filter" --gtest_brief=1 \
+    > "$out/sanitizer_$tool.log" 2>&1
+  echo "compute-sanitizer $tool: exit $?"
+  tail -3 "$out/sanitizer_$tool.log"
+done
+quick=()
+[ "${QUICK:-0}" = 1 ] && quick=(--quick)
+PYTHONUNBUFFERED=1 python3 "$dir/compare.py" --binary "$dir/cuda_attention_benchmark" \
+  --out "$out/compare.json" "${quick[@]}" 2>&1 | tee "$out/compare.log" | tail -40
+exit $status

@@ -1,0 +1,29 @@
+#!/bin/bash
+# Builds the CUDA test and benchmark binaries and copies them, the shared
+# libraries they need that a stock CUDA image lacks (Abseil, Google
+# Benchmark, libgomp) and the device scripts into one folder ($1, default
+# .gpu) that can travel to the GPU machine. cuBLAS and the CUDA runtime come
+# from the GPU machine's own toolkit.
+#
+#   benchmarks/gpu/stage.sh .gpu
+#   (on the GPU machine) bash .gpu/run_all.sh
+set -euo pipefail
+dst=${1:-.gpu}
+./bazelw build -c opt --config=cuda --dynamic_mode=off \
+  //tests/cuda:dilated_attention_cuda_test \
+  //tests/attention:conformance_cuda_test \
+  //benchmarks:cuda_attention_benchmark //benchmarks:cuda_tile_sweep
+rm -rf "$dst"
+mkdir -p "$dst"
+cp bazel-bin/tests/cuda/dilated_attention_cuda_test \
+  bazel-bin/tests/attention/conformance_cuda_test \
+  bazel-bin/benchmarks/cuda_attention_benchmark \
+  bazel-bin/benchmarks/cuda_tile_sweep \
+  benchmarks/gpu/compare.py benchmarks/gpu/run_all.sh "$dst/"
+for lib in $(ldd "$dst"/cuda_attention_benchmark "$dst"/dilated_attention_cuda_test \
+             "$dst"/conformance_cuda_test | awk '/=>/ {print $3}' | sort -u |
+             grep -E 'libabsl|libbenchmark|libgomp'); do
+  cp -L "$lib" "$dst/"
+done
+chmod -R u+w "$dst"
+du -sh "$dst"

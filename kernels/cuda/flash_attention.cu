@@ -1,0 +1,84 @@
+// Dispatch from run-time (dtype, head_dim) to the compiled instantiations.
+
+#include "kernels/cuda/flash_attention.h"
+#include "kernels/cuda/flash_attention_instances.h"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+namespace {
+
+// Returns the tile head dimension that serves `head_dim`.
+int PaddedHeadDim(int64_t head_dim) {
+  if (head_dim <= 32) return 32;
+  if (head_dim <= 64) return 64;
+  if (head_dim <= 128) return 128;
+  return 256;
+}
+
+template <DataType kDtype>
+cudaError_t ForwardFor(const ForwardParams& params, cudaStream_t stream) {
+  switch (PaddedHeadDim(params.head_dim)) {
+    case 32:
+      return RunFlashForward<kDtype, 32>(params, stream);
+    case 64:
+      return RunFlashForward<kDtype, 64>(params, stream);
+    case 128:
+      return RunFlashForward<kDtype, 128>(params, stream);
+    default:
+      return RunFlashForward<kDtype, 256>(params, stream);
+  }
+}
+
+template <DataType kDtype>
+cudaError_t BackwardFor(const BackwardParams& params, float* delta,
+                        cudaStream_t stream) {
+  switch (PaddedHeadDim(params.forward.head_dim)) {
+    case 32:
+      return RunFlashBackward<kDtype, 32>(params, delta, stream);
+    case 64:
+      return RunFlashBackward<kDtype, 64>(params, delta, stream);
+    case 128:
+      return RunFlashBackward<kDtype, 128>(params, delta, stream);
+    default:
+      return RunFlashBackward<kDtype, 256>(params, delta, stream);
+  }
+}
+
+}  // namespace
+
+bool FlashSupports(DataType dtype, int64_t head_dim) {
+  return (dtype == DataType::kFloat16 || dtype == DataType::kBFloat16) &&
+         head_dim >= 8 && head_dim <= kFlashMaxHeadDim && head_dim % 8 == 0;
+}
+
+cudaError_t FlashForward(const ForwardParams& params, cudaStream_t stream) {
+  if (!FlashSupports(params.dtype, params.head_dim)) {
+    return cudaErrorInvalidValue;
+  }
+  return params.dtype == DataType::kFloat16
+             ? ForwardFor<DataType::kFloat16>(params, stream)
+             : ForwardFor<DataType::kBFloat16>(params, stream);
+}
+
+size_t FlashBackwardWorkspaceBytes(const BackwardParams& params) {
+  const ForwardParams& p = params.forward;
+  return static_cast<size_t>(p.batch * p.num_heads * p.seq_len) * sizeof(float);
+}
+
+cudaError_t FlashBackward(const BackwardParams& params, void* workspace,
+                          cudaStream_t stream) {
+  const ForwardParams& p = params.forward;
+  if (!FlashSupports(p.dtype, p.head_dim) || p.lse == nullptr ||
+      workspace == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  float* delta = static_cast<float*>(workspace);
+  return p.dtype == DataType::kFloat16
+             ? BackwardFor<DataType::kFloat16>(params, delta, stream)
+             : BackwardFor<DataType::kBFloat16>(params, delta, stream);
+}
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated

@@ -1,0 +1,33 @@
+// File: flash_attention_instances.h
+//
+// The per-(dtype, padded head_dim) entry points of the fused kernels. Each
+// is defined in its own translation unit (flash_{fwd,bwd}_hdim*_*.cu) so
+// that the instantiations compile in parallel; flash_attention.cu dispatches
+// to them.
+
+#ifndef KERNELS_CUDA_FLASH_ATTENTION_INSTANCES_H_
+#define KERNELS_CUDA_FLASH_ATTENTION_INSTANCES_H_
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/dilated_params.h"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+// Runs the forward kernel with head_dim padded to kHeadDim.
+template <DataType kDtype, int kHeadDim>
+cudaError_t RunFlashForward(const ForwardParams& params, cudaStream_t stream);
+
+// Runs the backward kernels; `delta` is batch * heads * seq floats of
+// scratch.
+template <DataType kDtype, int kHeadDim>
+cudaError_t RunFlashBackward(const BackwardParams& params, float* delta,
+                             cudaStream_t stream);
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated
+
+#endif  // KERNELS_CUDA_FLASH_ATTENTION_INSTANCES_H_

@@ -1,0 +1,739 @@
+// File: flash_backward.cuh
+//
+// The fused strided backward pass (FlashAttention-2 style, recomputing the
+// probabilities from the forward log-sum-exp), deterministic: no atomics.
+//
+// With c = 1 / G and P = softmax(scale * Q K^T), out = c * P V, so
+//   dV = c * P^T dO,   dP = c * dO V^T,   dS = P o (dP - D),
+//   dQ = scale * dS K, dK = scale * dS^T Q,
+// where D = rowsum(dP o P) = rowsum(dO o out) (out already carries c).
+//
+// Three kernels, each over every group in one launch:
+//   1. FlashDeltaKernel: D for every selected row, into a [batch, heads, seq]
+//      float workspace.
+//   2. FlashKeyValueKernel: one block per block of kBlockN selected keys;
+//      each warp owns 16 keys and walks the query tiles, computing S^T and
+//      dP^T directly (no cross-warp reduction), accumulating dK and dV.
+//   3. FlashQueryKernel: one block per block of kBlockM selected queries,
+//      walking the key tiles and accumulating dQ.
+// Kernels 2 and 3 also write zeros to the rows the group does not select.
+
+#ifndef KERNELS_CUDA_FLASH_BACKWARD_CUH_
+#define KERNELS_CUDA_FLASH_BACKWARD_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/device_primitives.cuh"
+#include "kernels/cuda/flash_common.cuh"
+#include "kernels/dilated_params.h"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+// Which gradients FlashKeyValueKernel accumulates: both, or one of them
+// (wide head dimensions split the work to keep the accumulators in
+// registers).
+enum class KeyValuePart { kBoth, kValueOnly, kKeyOnly };
+
+// Arguments of FlashDeltaKernel: rows [row_begin[i], row_begin[i + 1]) of
+// the launch belong to group i.
+struct FlashDeltaArgs {
+  BackwardParams params;
+  int64_t row_begin[kMaxGroups + 1];
+  float* delta;
+};
+
+// One thread block of kRowsPerBlock rows, 8 lanes per row.
+template <DataType kDtype>
+__global__ void __launch_bounds__(256)
+    FlashDeltaKernel(const __grid_constant__ FlashDeltaArgs args) {
+  using T = typename Element<kDtype>::Type;
+  constexpr int kLanesPerRow = 8;
+  const ForwardParams& p = args.params.forward;
+  const int64_t row_index =
+      (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) /
+      kLanesPerRow;
+  const int lane = threadIdx.x % kLanesPerRow;
+  const int64_t total = args.row_begin[p.num_groups];
+  const bool valid = row_index < total;
+  float dot = 0.0f;
+  float* target = nullptr;
+  if (valid) {
+    int gi = 0;
+    while (gi + 1 < p.num_groups && row_index >= args.row_begin[gi + 1]) ++gi;
+    const GroupParams& g = p.groups[gi];
+    int64_t rest = row_index - args.row_begin[gi];
+    const int j = static_cast<int>(rest % g.positions);
+    rest /= g.positions;
+    WorkItem w;
+    w.group = gi;
+    w.head = g.head_begin + rest % g.num_heads;
+    rest /= g.num_heads;
+    const int64_t segments = p.seq_len / g.segment_length;
+    w.segment = rest % segments;
+    w.batch = rest / segments;
+    w.block = 0;
+    w.num_blocks = 1;
+    const T* out_row =
+        SelectedRow0<const T>(p.out, w, g) + j * RowStep(p.out, g);
+    const T* grad_row = SelectedRow0<const T>(args.params.grad_out, w, g) +
+                        j * RowStep(args.params.grad_out, g);
+    const int chunks = static_cast<int>(p.head_dim / 8);
+    for (int c = lane; c < chunks; c += kLanesPerRow) {
+      const uint4 a = *reinterpret_cast<const uint4*>(out_row + c * 8);
+      const uint4 b = *reinterpret_cast<const uint4*>(grad_row + c * 8);
+      const T* ea = reinterpret_cast<const T*>(&a);
+      const T* eb = reinterpret_cast<const T*>(&b);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) dot += ToFloat(ea[e]) * ToFloat(eb[e]);
+    }
+    target = args.delta + (w.batch * p.num_heads + w.head) * p.seq_len +
+             w.segment * g.segment_length + g.offset + j * g.dilation_rate;
+  }
+#pragma unroll
+  for (int d = kLanesPerRow / 2; d > 0; d /= 2) {
+    dot += __shfl_xor_sync(0xffffffffu, dot, d);
+  }
+  if (valid && lane == 0) *target = dot;
+}
+
+// Compile-time shape of FlashKeyValueKernel: kWarps warps of 16 keys each,
+// query tiles of kBlockM rows (double-buffered).
+template <DataType kDtypeT, int kHeadDimT, int kBlockMT, int kWarpsT,
+          bool kKeyValueInRegistersT, KeyValuePart kPartT, int kMinBlocksT>
+struct KeyValueTile {
+  using T = typename Element<kDtypeT>::Type;
+  static constexpr DataType kDtype = kDtypeT;
+  static constexpr int kHeadDim = kHeadDimT;
+  static constexpr int kBlockM = kBlockMT;  // query rows per tile
+  static constexpr int kWarps = kWarpsT;
+  static constexpr bool kKeyValueInRegisters = kKeyValueInRegistersT;
+  static constexpr KeyValuePart kPart = kPartT;
+  static constexpr int kMinBlocks = kMinBlocksT;
+
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kBlockN = 16 * kWarps;  // keys per block
+  static constexpr int kStride = kHeadDim + 8;
+  static constexpr int kDSteps = kHeadDim / 16;
+  static constexpr int kQTiles = kBlockM / 8;   // n8 tiles of S^T
+  static constexpr int kQSteps = kBlockM / 16;  // k16 steps over queries
+  static constexpr int kOTiles = kHeadDim / 8;
+  static constexpr int kChunks = kHeadDim / 8;
+  static constexpr size_t kSmemBytes =
+      static_cast<size_t>(2 * kBlockN + 4 * kBlockM) * kStride * sizeof(T) +
+      4 * kBlockM * sizeof(float);
+
+  static_assert(kBlockM % 16 == 0, "query tiles are whole k16 steps");
+  static_assert(kThreads >= kBlockM, "one thread per query row statistic");
+};
+
+template <class Tile>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
+    FlashKeyValueKernel(const __grid_constant__ FlashBackwardArgs args) {
+  using T = typename Tile::T;
+  constexpr DataType kDtype = Tile::kDtype;
+  constexpr int kBlockM = Tile::kBlockM;
+  constexpr int kBlockN = Tile::kBlockN;
+  constexpr int kStride = Tile::kStride;
+  constexpr int kQTiles = Tile::kQTiles;
+  constexpr int kOTiles = Tile::kOTiles;
+  constexpr bool kValue = Tile::kPart != KeyValuePart::kKeyOnly;
+  constexpr bool kKey = Tile::kPart != KeyValuePart::kValueOnly;
+  const float kInf = __int_as_float(0x7f800000);
+
+  extern __shared__ __align__(16) unsigned char smem_bytes[];
+  T* s_k = reinterpret_cast<T*>(smem_bytes);
+  T* s_v = s_k + kBlockN * kStride;
+  T* s_q = s_v + kBlockN * kStride;       // [2][kBlockM][kStride]
+  T* s_do = s_q + 2 * kBlockM * kStride;  // [2][kBlockM][kStride]
+  float* s_lse = reinterpret_cast<float*>(s_do + 2 * kBlockM * kStride);
+  float* s_delta = s_lse + 2 * kBlockM;  // [2][kBlockM]
+
+  const BackwardParams& bp = args.params;
+  const ForwardParams& p = bp.forward;
+  const WorkItem w = DecodeWork(args.block_begin, p, blockIdx.x, kBlockN,
+                                /*heavy_last_first=*/false);
+  const GroupParams& g = p.groups[w.group];
+  const int num_rows = static_cast<int>(g.positions);
+  const int chunks = static_cast<int>(p.head_dim / 8);
+  const int tid = threadIdx.x;
+  const int k_begin = w.block * kBlockN;
+  const int k_end = min(k_begin + kBlockN, num_rows);
+
+  if (num_rows > 0) {
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    const int group = lane / 4;
+    const int pair = lane % 4;
+    const int x_row = (lane & 7) + ((lane >> 3) & 1) * 8;
+    const int x_col = (lane >> 4) * 8;
+    const int y_row = (lane & 7) + (lane >> 4) * 8;
+    const int y_col = ((lane >> 3) & 1) * 8;
+    const int warp_row0 = warp * 16;
+    const int warp_first = k_begin + warp_row0;  // first key of the warp
+
+    const T* q_rows = SelectedRow0<const T>(p.q, w, g);
+    const T* k_rows = SelectedRow0<const T>(p.k, w, g);
+    const T* v_rows = SelectedRow0<const T>(p.v, w, g);
+    const T* do_rows = SelectedRow0<const T>(bp.grad_out, w, g);
+    const int64_t q_step = RowStep(p.q, g);
+    const int64_t do_step = RowStep(bp.grad_out, g);
+    const float* lse_rows =
+        SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w, g) + g.offset;
+    const float* delta_rows =
+        SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
+        g.offset;
+    const int rate = static_cast<int>(g.dilation_rate);
+
+    // Starts loading query tile `qt` into buffer `buf`.
+    auto load_query_tile = [&](int qt, int buf) {
+      const int q0 = qt * kBlockM;
+      LoadRows<kBlockM, Tile::kHeadDim, Tile::kThreads>(
+          s_q + buf * kBlockM * kStride, q_rows, q_step, q0, num_rows, chunks,
+          tid);
+      LoadRows<kBlockM, Tile::kHeadDim, Tile::kThreads>(
+          s_do + buf * kBlockM * kStride, do_rows, do_step, q0, num_rows,
+          chunks, tid);
+      if (tid < kBlockM) {
+        const int query = q0 + tid;
+        const bool valid = query < num_rows;
+        // +inf makes exp2(x - lse) vanish for padding rows.
+        s_lse[buf * kBlockM + tid] =
+            valid ? lse_rows[query * rate] * kLog2e : kInf;
+        s_delta[buf * kBlockM + tid] = valid ? delta_rows[query * rate] : 0.0f;
+      }
+    };
+
+    LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+        s_k, k_rows, RowStep(p.k, g), k_begin, num_rows, chunks, tid);
+    LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+        s_v, v_rows, RowStep(p.v, g), k_begin, num_rows, chunks, tid);
+    const int first_tile = p.is_causal ? k_begin / kBlockM : 0;
+    const int num_tiles = (num_rows + kBlockM - 1) / kBlockM;
+    load_query_tile(first_tile, 0);
+    CpAsyncCommit();
+
+    constexpr int kFragSteps = Tile::kKeyValueInRegisters ? Tile::kDSteps : 1;
+    uint32_t k_frag[kFragSteps][4];
+    uint32_t v_frag[kFragSteps][4];
+    float acc_dv[kValue ? kOTiles : 1][4];
+    float acc_dk[kKey ? kOTiles : 1][4];
+#pragma unroll
+    for (int ot = 0; ot < (kValue ? kOTiles : 1); ++ot) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc_dv[ot][e] = 0.0f;
+    }
+#pragma unroll
+    for (int ot = 0; ot < (kKey ? kOTiles : 1); ++ot) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc_dk[ot][e] = 0.0f;
+    }
+    const float scale_log2 = p.softmax_scale * kLog2e;
+    const bool warp_has_keys = warp_first < num_rows;
+
+    for (int qt = first_tile; qt < num_tiles; ++qt) {
+      const int buf = (qt - first_tile) & 1;
+      if (qt + 1 < num_tiles) {
+        load_query_tile(qt + 1, buf ^ 1);
+        CpAsyncCommit();
+        CpAsyncWait<1>();
+      } else {
+        CpAsyncWait<0>();
+      }
+      __syncthreads();
+      if constexpr (Tile::kKeyValueInRegisters) {
+        if (qt == first_tile) {
+#pragma unroll
+          for (int ks = 0; ks < Tile::kDSteps; ++ks) {
+            LdMatrixX4(k_frag[ks],
+                       SharedAddress(s_k + (warp_row0 + x_row) * kStride +
+                                     ks * 16 + x_col));
+            LdMatrixX4(v_frag[ks],
+                       SharedAddress(s_v + (warp_row0 + x_row) * kStride +
+                                     ks * 16 + x_col));
+          }
+        }
+      }
+      const int q0 = qt * kBlockM;
+      const bool active =
+          warp_has_keys && (!p.is_causal || q0 + kBlockM - 1 >= warp_first);
+      if (active) {
+        const T* tq = s_q + buf * kBlockM * kStride;
+        const T* tdo = s_do + buf * kBlockM * kStride;
+        const float* tlse = s_lse + buf * kBlockM;
+        const float* tdelta = s_delta + buf * kBlockM;
+        float st[kQTiles][4];   // S^T: keys x queries
+        float dpt[kQTiles][4];  // dP^T / c
+#pragma unroll
+        for (int nt = 0; nt < kQTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) st[nt][e] = dpt[nt][e] = 0.0f;
+        }
+#pragma unroll
+        for (int ks = 0; ks < Tile::kDSteps; ++ks) {
+          uint32_t ak[4];
+          uint32_t av[4];
+          if constexpr (Tile::kKeyValueInRegisters) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              ak[e] = k_frag[ks][e];
+              av[e] = v_frag[ks][e];
+            }
+          } else {
+            LdMatrixX4(ak, SharedAddress(s_k + (warp_row0 + x_row) * kStride +
+                                         ks * 16 + x_col));
+            LdMatrixX4(av, SharedAddress(s_v + (warp_row0 + x_row) * kStride +
+                                         ks * 16 + x_col));
+          }
+#pragma unroll
+          for (int nt = 0; nt < kQTiles; nt += 2) {
+            uint32_t b[4];
+            LdMatrixX4(b, SharedAddress(tq + (nt * 8 + y_row) * kStride +
+                                        ks * 16 + y_col));
+            Mma<kDtype>(st[nt], ak, b[0], b[1]);
+            Mma<kDtype>(st[nt + 1], ak, b[2], b[3]);
+            LdMatrixX4(b, SharedAddress(tdo + (nt * 8 + y_row) * kStride +
+                                        ks * 16 + y_col));
+            Mma<kDtype>(dpt[nt], av, b[0], b[1]);
+            Mma<kDtype>(dpt[nt + 1], av, b[2], b[3]);
+          }
+        }
+        // P^T into st, dS^T into dpt.
+        const bool need_mask = p.is_causal && q0 < warp_first + 15;
+#pragma unroll
+        for (int nt = 0; nt < kQTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int col = nt * 8 + 2 * pair + (e & 1);
+            float prob = Exp2(st[nt][e] * scale_log2 - tlse[col]);
+            if (need_mask) {
+              const int key = warp_first + group + (e >> 1) * 8;
+              if (key > q0 + col) prob = 0.0f;
+            }
+            st[nt][e] = prob;
+            dpt[nt][e] = prob * (dpt[nt][e] * p.output_scale - tdelta[col]);
+          }
+        }
+        // dV += P^T dO, dK += dS^T Q.
+#pragma unroll
+        for (int kk = 0; kk < Tile::kQSteps; ++kk) {
+          uint32_t ap[4];
+          uint32_t ads[4];
+          if constexpr (kValue) {
+            ap[0] = PackPair<kDtype>(st[2 * kk][0], st[2 * kk][1]);
+            ap[1] = PackPair<kDtype>(st[2 * kk][2], st[2 * kk][3]);
+            ap[2] = PackPair<kDtype>(st[2 * kk + 1][0], st[2 * kk + 1][1]);
+            ap[3] = PackPair<kDtype>(st[2 * kk + 1][2], st[2 * kk + 1][3]);
+          }
+          if constexpr (kKey) {
+            ads[0] = PackPair<kDtype>(dpt[2 * kk][0], dpt[2 * kk][1]);
+            ads[1] = PackPair<kDtype>(dpt[2 * kk][2], dpt[2 * kk][3]);
+            ads[2] = PackPair<kDtype>(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]);
+            ads[3] = PackPair<kDtype>(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3]);
+          }
+#pragma unroll
+          for (int ot = 0; ot < kOTiles; ot += 2) {
+            uint32_t b[4];
+            if constexpr (kValue) {
+              LdMatrixX4Trans(
+                  b, SharedAddress(tdo + (kk * 16 + x_row) * kStride + ot * 8 +
+                                   x_col));
+              Mma<kDtype>(acc_dv[ot], ap, b[0], b[1]);
+              Mma<kDtype>(acc_dv[ot + 1], ap, b[2], b[3]);
+            }
+            if constexpr (kKey) {
+              LdMatrixX4Trans(
+                  b, SharedAddress(tq + (kk * 16 + x_row) * kStride + ot * 8 +
+                                   x_col));
+              Mma<kDtype>(acc_dk[ot], ads, b[0], b[1]);
+              Mma<kDtype>(acc_dk[ot + 1], ads, b[2], b[3]);
+            }
+          }
+        }
+      }
+      __syncthreads();  // every warp is done with `buf` before it is refilled
+    }
+
+    // Epilogue: stage through this warp's own rows of s_k / s_v.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = warp_row0 + group + h * 8;
+#pragma unroll
+      for (int ot = 0; ot < kOTiles; ++ot) {
+        if constexpr (kValue) {
+          *reinterpret_cast<uint32_t*>(s_v + row * kStride + ot * 8 +
+                                       2 * pair) =
+              PackPair<kDtype>(acc_dv[ot][2 * h] * p.output_scale,
+                               acc_dv[ot][2 * h + 1] * p.output_scale);
+        }
+        if constexpr (kKey) {
+          *reinterpret_cast<uint32_t*>(s_k + row * kStride + ot * 8 +
+                                       2 * pair) =
+              PackPair<kDtype>(acc_dk[ot][2 * h] * p.softmax_scale,
+                               acc_dk[ot][2 * h + 1] * p.softmax_scale);
+        }
+      }
+    }
+    __syncwarp();
+    T* dk_rows = SelectedRow0<T>(bp.grad_k, w, g);
+    T* dv_rows = SelectedRow0<T>(bp.grad_v, w, g);
+    const int64_t dk_step = RowStep(bp.grad_k, g);
+    const int64_t dv_step = RowStep(bp.grad_v, g);
+    static_assert((16 * Tile::kChunks) % 32 == 0, "uneven store");
+#pragma unroll
+    for (int it = 0; it < 16 * Tile::kChunks / 32; ++it) {
+      const int i = it * 32 + lane;
+      const int r = i / Tile::kChunks;
+      const int c = i % Tile::kChunks;
+      const int key = warp_first + r;
+      if (key < num_rows && c < chunks) {
+        if constexpr (kValue) {
+          *reinterpret_cast<uint4*>(dv_rows + key * dv_step + c * 8) =
+              *reinterpret_cast<const uint4*>(s_v + (warp_row0 + r) * kStride +
+                                              c * 8);
+        }
+        if constexpr (kKey) {
+          *reinterpret_cast<uint4*>(dk_rows + key * dk_step + c * 8) =
+              *reinterpret_cast<const uint4*>(s_k + (warp_row0 + r) * kStride +
+                                              c * 8);
+        }
+      }
+    }
+  }
+  if constexpr (kValue) {
+    ZeroUnselectedRows(SegmentStart<T>(bp.grad_v, w, g), bp.grad_v.stride_n, g,
+                       k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
+  }
+  if constexpr (kKey) {
+    ZeroUnselectedRows(SegmentStart<T>(bp.grad_k, w, g), bp.grad_k.stride_n, g,
+                       k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
+  }
+}
+
+// Compile-time shape of FlashQueryKernel: kWarps warps of 16 query rows,
+// key tiles of kBlockN rows (double-buffered).
+template <DataType kDtypeT, int kHeadDimT, int kBlockNT, int kWarpsT,
+          bool kQInRegistersT, int kMinBlocksT>
+struct QueryTile {
+  using T = typename Element<kDtypeT>::Type;
+  static constexpr DataType kDtype = kDtypeT;
+  static constexpr int kHeadDim = kHeadDimT;
+  static constexpr int kBlockN = kBlockNT;
+  static constexpr int kWarps = kWarpsT;
+  static constexpr bool kQInRegisters = kQInRegistersT;
+  static constexpr int kMinBlocks = kMinBlocksT;
+
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kBlockM = 16 * kWarps;
+  static constexpr int kStride = kHeadDim + 8;
+  static constexpr int kDSteps = kHeadDim / 16;
+  static constexpr int kSTiles = kBlockN / 8;
+  static constexpr int kKeySteps = kBlockN / 16;
+  static constexpr int kOTiles = kHeadDim / 8;
+  static constexpr int kChunks = kHeadDim / 8;
+  static constexpr size_t kSmemBytes =
+      static_cast<size_t>(2 * kBlockM + 4 * kBlockN) * kStride * sizeof(T);
+
+  static_assert(kBlockN % 16 == 0, "key tiles are whole k16 steps");
+};
+
+template <class Tile>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
+    FlashQueryKernel(const __grid_constant__ FlashBackwardArgs args) {
+  using T = typename Tile::T;
+  constexpr DataType kDtype = Tile::kDtype;
+  constexpr int kBlockM = Tile::kBlockM;
+  constexpr int kBlockN = Tile::kBlockN;
+  constexpr int kStride = Tile::kStride;
+  constexpr int kSTiles = Tile::kSTiles;
+  constexpr int kOTiles = Tile::kOTiles;
+  const float kInf = __int_as_float(0x7f800000);
+
+  extern __shared__ __align__(16) unsigned char smem_bytes[];
+  T* s_q = reinterpret_cast<T*>(smem_bytes);
+  T* s_do = s_q + kBlockM * kStride;
+  T* s_k = s_do + kBlockM * kStride;  // [2][kBlockN][kStride]
+  T* s_v = s_k + 2 * kBlockN * kStride;
+
+  const BackwardParams& bp = args.params;
+  const ForwardParams& p = bp.forward;
+  const WorkItem w =
+      DecodeWork(args.block_begin, p, blockIdx.x, kBlockM, p.is_causal);
+  const GroupParams& g = p.groups[w.group];
+  const int num_rows = static_cast<int>(g.positions);
+  const int chunks = static_cast<int>(p.head_dim / 8);
+  const int tid = threadIdx.x;
+  const int j_begin = w.block * kBlockM;
+  const int j_end = min(j_begin + kBlockM, num_rows);
+
+  if (num_rows > 0) {
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    const int group = lane / 4;
+    const int pair = lane % 4;
+    const int x_row = (lane & 7) + ((lane >> 3) & 1) * 8;
+    const int x_col = (lane >> 4) * 8;
+    const int y_row = (lane & 7) + (lane >> 4) * 8;
+    const int y_col = ((lane >> 3) & 1) * 8;
+    const int warp_row0 = warp * 16;
+    const int warp_first = j_begin + warp_row0;
+
+    const T* k_rows = SelectedRow0<const T>(p.k, w, g);
+    const T* v_rows = SelectedRow0<const T>(p.v, w, g);
+    const int64_t k_step = RowStep(p.k, g);
+    const int64_t v_step = RowStep(p.v, g);
+    const int rate = static_cast<int>(g.dilation_rate);
+
+    LoadRows<kBlockM, Tile::kHeadDim, Tile::kThreads>(
+        s_q, SelectedRow0<const T>(p.q, w, g), RowStep(p.q, g), j_begin,
+        num_rows, chunks, tid);
+    LoadRows<kBlockM, Tile::kHeadDim, Tile::kThreads>(
+        s_do, SelectedRow0<const T>(bp.grad_out, w, g), RowStep(bp.grad_out, g),
+        j_begin, num_rows, chunks, tid);
+    LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(s_k, k_rows, k_step, 0,
+                                                      num_rows, chunks, tid);
+    LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(s_v, v_rows, v_step, 0,
+                                                      num_rows, chunks, tid);
+    CpAsyncCommit();
+
+    // Row statistics of this thread's two rows.
+    const float* lse_rows =
+        SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w, g) + g.offset;
+    const float* delta_rows =
+        SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
+        g.offset;
+    float row_lse[2];
+    float row_delta[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int query = warp_first + group + h * 8;
+      const bool valid = query < num_rows;
+      row_lse[h] = valid ? lse_rows[query * rate] * kLog2e : kInf;
+      row_delta[h] = valid ? delta_rows[query * rate] : 0.0f;
+    }
+
+    const int key_limit = p.is_causal ? j_end : num_rows;
+    const int num_tiles = (key_limit + kBlockN - 1) / kBlockN;
+    constexpr int kFragSteps = Tile::kQInRegisters ? Tile::kDSteps : 1;
+    uint32_t q_frag[kFragSteps][4];
+    uint32_t do_frag[kFragSteps][4];
+    float acc_dq[kOTiles][4];
+#pragma unroll
+    for (int ot = 0; ot < kOTiles; ++ot) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc_dq[ot][e] = 0.0f;
+    }
+    const float scale_log2 = p.softmax_scale * kLog2e;
+    const bool warp_has_rows = warp_first < num_rows;
+
+    for (int tile = 0; tile < num_tiles; ++tile) {
+      const int buf = tile & 1;
+      if (tile + 1 < num_tiles) {
+        LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+            s_k + (buf ^ 1) * kBlockN * kStride, k_rows, k_step,
+            (tile + 1) * kBlockN, num_rows, chunks, tid);
+        LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+            s_v + (buf ^ 1) * kBlockN * kStride, v_rows, v_step,
+            (tile + 1) * kBlockN, num_rows, chunks, tid);
+        CpAsyncCommit();
+        CpAsyncWait<1>();
+      } else {
+        CpAsyncWait<0>();
+      }
+      __syncthreads();
+      if constexpr (Tile::kQInRegisters) {
+        if (tile == 0) {
+#pragma unroll
+          for (int ks = 0; ks < Tile::kDSteps; ++ks) {
+            LdMatrixX4(q_frag[ks],
+                       SharedAddress(s_q + (warp_row0 + x_row) * kStride +
+                                     ks * 16 + x_col));
+            LdMatrixX4(do_frag[ks],
+                       SharedAddress(s_do + (warp_row0 + x_row) * kStride +
+                                     ks * 16 + x_col));
+          }
+        }
+      }
+      const int key0 = tile * kBlockN;
+      const bool active =
+          warp_has_rows && (!p.is_causal || key0 <= warp_first + 15);
+      if (active) {
+        const T* tk = s_k + buf * kBlockN * kStride;
+        const T* tv = s_v + buf * kBlockN * kStride;
+        float s[kSTiles][4];
+        float dp[kSTiles][4];
+#pragma unroll
+        for (int nt = 0; nt < kSTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[nt][e] = dp[nt][e] = 0.0f;
+        }
+#pragma unroll
+        for (int ks = 0; ks < Tile::kDSteps; ++ks) {
+          uint32_t aq[4];
+          uint32_t ado[4];
+          if constexpr (Tile::kQInRegisters) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              aq[e] = q_frag[ks][e];
+              ado[e] = do_frag[ks][e];
+            }
+          } else {
+            LdMatrixX4(aq, SharedAddress(s_q + (warp_row0 + x_row) * kStride +
+                                         ks * 16 + x_col));
+            LdMatrixX4(ado, SharedAddress(s_do + (warp_row0 + x_row) * kStride +
+                                          ks * 16 + x_col));
+          }
+#pragma unroll
+          for (int nt = 0; nt < kSTiles; nt += 2) {
+            uint32_t b[4];
+            LdMatrixX4(b, SharedAddress(tk + (nt * 8 + y_row) * kStride +
+                                        ks * 16 + y_col));
+            Mma<kDtype>(s[nt], aq, b[0], b[1]);
+            Mma<kDtype>(s[nt + 1], aq, b[2], b[3]);
+            LdMatrixX4(b, SharedAddress(tv + (nt * 8 + y_row) * kStride +
+                                        ks * 16 + y_col));
+            Mma<kDtype>(dp[nt], ado, b[0], b[1]);
+            Mma<kDtype>(dp[nt + 1], ado, b[2], b[3]);
+          }
+        }
+        const bool need_mask = key0 + kBlockN > num_rows ||
+                               (p.is_causal && key0 + kBlockN - 1 > warp_first);
+#pragma unroll
+        for (int nt = 0; nt < kSTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            float prob = Exp2(s[nt][e] * scale_log2 - row_lse[e >> 1]);
+            if (need_mask) {
+              const int key = key0 + nt * 8 + 2 * pair + (e & 1);
+              const int query = warp_first + group + (e >> 1) * 8;
+              if (key >= num_rows || (p.is_causal && key > query)) prob = 0.0f;
+            }
+            dp[nt][e] = prob * (dp[nt][e] * p.output_scale - row_delta[e >> 1]);
+          }
+        }
+        // dQ += dS K.
+#pragma unroll
+        for (int kk = 0; kk < Tile::kKeySteps; ++kk) {
+          uint32_t a[4];
+          a[0] = PackPair<kDtype>(dp[2 * kk][0], dp[2 * kk][1]);
+          a[1] = PackPair<kDtype>(dp[2 * kk][2], dp[2 * kk][3]);
+          a[2] = PackPair<kDtype>(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
+          a[3] = PackPair<kDtype>(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+#pragma unroll
+          for (int ot = 0; ot < kOTiles; ot += 2) {
+            uint32_t b[4];
+            LdMatrixX4Trans(b, SharedAddress(tk + (kk * 16 + x_row) * kStride +
+                                             ot * 8 + x_col));
+            Mma<kDtype>(acc_dq[ot], a, b[0], b[1]);
+            Mma<kDtype>(acc_dq[ot + 1], a, b[2], b[3]);
+          }
+        }
+      }
+      __syncthreads();  // every warp is done with `buf` before it is refilled
+    }
+
+    // Epilogue through this warp's own rows of s_q.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = warp_row0 + group + h * 8;
+#pragma unroll
+      for (int ot = 0; ot < kOTiles; ++ot) {
+        *reinterpret_cast<uint32_t*>(s_q + row * kStride + ot * 8 + 2 * pair) =
+            PackPair<kDtype>(acc_dq[ot][2 * h] * p.softmax_scale,
+                             acc_dq[ot][2 * h + 1] * p.softmax_scale);
+      }
+    }
+    __syncwarp();
+    T* dq_rows = SelectedRow0<T>(bp.grad_q, w, g);
+    const int64_t dq_step = RowStep(bp.grad_q, g);
+    static_assert((16 * Tile::kChunks) % 32 == 0, "uneven store");
+#pragma unroll
+    for (int it = 0; it < 16 * Tile::kChunks / 32; ++it) {
+      const int i = it * 32 + lane;
+      const int r = i / Tile::kChunks;
+      const int c = i % Tile::kChunks;
+      const int query = warp_first + r;
+      if (query < num_rows && c < chunks) {
+        *reinterpret_cast<uint4*>(dq_rows + query * dq_step + c * 8) =
+            *reinterpret_cast<const uint4*>(s_q + (warp_row0 + r) * kStride +
+                                            c * 8);
+      }
+    }
+  }
+  ZeroUnselectedRows(SegmentStart<T>(bp.grad_q, w, g), bp.grad_q.stride_n, g,
+                     j_begin, j_end, chunks, nullptr, tid, Tile::kThreads);
+}
+
+// Fills the row prefix counts of FlashDeltaKernel and returns the total.
+inline int64_t FillRowBegin(const ForwardParams& p, int64_t* row_begin) {
+  int64_t total = 0;
+  for (int i = 0; i < p.num_groups; ++i) {
+    const GroupParams& g = p.groups[i];
+    row_begin[i] = total;
+    total +=
+        p.batch * (p.seq_len / g.segment_length) * g.num_heads * g.positions;
+  }
+  row_begin[p.num_groups] = total;
+  return total;
+}
+
+template <class Tile, class Args>
+cudaError_t LaunchWithSmem(void (*kernel)(Args), const Args& args,
+                           int64_t blocks, cudaStream_t stream) {
+  if (blocks == 0) return cudaSuccess;
+  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  const cudaError_t error =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(Tile::kSmemBytes));
+  if (error != cudaSuccess) return error;
+  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSmemBytes,
+           stream>>>(args);
+  return cudaGetLastError();
+}
+
+// Launches FlashDeltaKernel.
+template <DataType kDtype>
+cudaError_t LaunchFlashDelta(const BackwardParams& bp, float* delta,
+                             cudaStream_t stream) {
+  FlashDeltaArgs args;
+  args.params = bp;
+  args.delta = delta;
+  const int64_t rows = FillRowBegin(bp.forward, args.row_begin);
+  if (rows == 0) return cudaSuccess;
+  constexpr int kThreads = 256;
+  constexpr int kRowsPerBlock = kThreads / 8;
+  const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  FlashDeltaKernel<kDtype>
+      <<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+// Launches FlashKeyValueKernel<Tile>.
+template <class Tile>
+cudaError_t LaunchFlashKeyValue(const FlashBackwardArgs& base,
+                                cudaStream_t stream) {
+  FlashBackwardArgs args = base;
+  const int64_t blocks =
+      FillBlockBegin(args.params.forward, Tile::kBlockN, args.block_begin);
+  return LaunchWithSmem<Tile>(FlashKeyValueKernel<Tile>, args, blocks, stream);
+}
+
+// Launches FlashQueryKernel<Tile>.
+template <class Tile>
+cudaError_t LaunchFlashQuery(const FlashBackwardArgs& base,
+                             cudaStream_t stream) {
+  FlashBackwardArgs args = base;
+  const int64_t blocks =
+      FillBlockBegin(args.params.forward, Tile::kBlockM, args.block_begin);
+  return LaunchWithSmem<Tile>(FlashQueryKernel<Tile>, args, blocks, stream);
+}
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated
+
+#endif  // KERNELS_CUDA_FLASH_BACKWARD_CUH_

@@ -1,0 +1,14 @@
+// Backward kernels instantiation: fp16, head_dim padded to 256.
+
+#include "kernels/cuda/flash_configs.cuh"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+template cudaError_t RunFlashBackward<DataType::kFloat16, 256>(
+    const BackwardParams& params, float* delta, cudaStream_t stream);
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated

@@ -1,0 +1,14 @@
+// Backward kernels instantiation: bf16, head_dim padded to 32.
+
+#include "kernels/cuda/flash_configs.cuh"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+template cudaError_t RunFlashBackward<DataType::kBFloat16, 32>(
+    const BackwardParams& params, float* delta, cudaStream_t stream);
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated

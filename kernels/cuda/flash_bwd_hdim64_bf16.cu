@@ -1,0 +1,14 @@
+// Backward kernels instantiation: bf16, head_dim padded to 64.
+
+#include "kernels/cuda/flash_configs.cuh"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+template cudaError_t RunFlashBackward<DataType::kBFloat16, 64>(
+    const BackwardParams& params, float* delta, cudaStream_t stream);
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated

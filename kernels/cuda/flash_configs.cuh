@@ -1,0 +1,100 @@
+// File: flash_configs.cuh
+//
+// The tile shapes of the fused kernels per (dtype, padded head_dim), and the
+// generic Run* entry points that the per-instantiation .cu files
+// instantiate. Head dimensions that are not a tile size run on the next
+// larger one with zero-filled columns.
+
+#ifndef KERNELS_CUDA_FLASH_CONFIGS_CUH_
+#define KERNELS_CUDA_FLASH_CONFIGS_CUH_
+
+#include <cuda_runtime.h>
+
+#include <type_traits>
+
+#include "kernels/cuda/flash_attention_instances.h"
+#include "kernels/cuda/flash_backward.cuh"
+#include "kernels/cuda/flash_forward.cuh"
+#include "kernels/dilated_params.h"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+// Forward: 128 query rows per block over 4 warps (32 rows each, so every
+// K/V fragment read from shared memory feeds two mma), two blocks per SM;
+// queries stay in registers while they fit (head_dim <= 64) and key tiles
+// shrink to 32 rows at head_dim 128 to keep the 128 output accumulators per
+// thread clear of spills (ptxas -v). Backward: 64 keys (dK/dV) or 64
+// queries (dQ) per block of 4 warps, 64-row tiles of the other side (32 at
+// head_dim 128). head_dim 256 keeps half the accumulators: dV and dK in two
+// passes, 32-row tiles, one block per SM.
+template <DataType kDtype, int kHeadDim>
+struct FlashConfig;
+
+template <DataType kDtype>
+struct FlashConfig<kDtype, 32> {
+  using Forward = ForwardTile<kDtype, 32, 128, 64, 4, true, 2, 2>;
+  using KeyValue =
+      KeyValueTile<kDtype, 32, 64, 4, true, KeyValuePart::kBoth, 2>;
+  using KeyOnly = void;
+  using Query = QueryTile<kDtype, 32, 64, 4, true, 2>;
+};
+
+template <DataType kDtype>
+struct FlashConfig<kDtype, 64> {
+  using Forward = ForwardTile<kDtype, 64, 128, 64, 4, true, 2, 2>;
+  using KeyValue =
+      KeyValueTile<kDtype, 64, 64, 4, true, KeyValuePart::kBoth, 2>;
+  using KeyOnly = void;
+  using Query = QueryTile<kDtype, 64, 64, 4, true, 2>;
+};
+
+template <DataType kDtype>
+struct FlashConfig<kDtype, 128> {
+  using Forward = ForwardTile<kDtype, 128, 128, 32, 4, false, 2, 2>;
+  using KeyValue =
+      KeyValueTile<kDtype, 128, 32, 4, false, KeyValuePart::kBoth, 2>;
+  using KeyOnly = void;
+  using Query = QueryTile<kDtype, 128, 64, 8, false, 1>;
+};
+
+template <DataType kDtype>
+struct FlashConfig<kDtype, 256> {
+  using Forward = ForwardTile<kDtype, 256, 64, 32, 4, false, 1>;
+  using KeyValue =
+      KeyValueTile<kDtype, 256, 32, 4, false, KeyValuePart::kValueOnly, 1>;
+  using KeyOnly =
+      KeyValueTile<kDtype, 256, 32, 4, false, KeyValuePart::kKeyOnly, 1>;
+  using Query = QueryTile<kDtype, 256, 32, 4, false, 1>;
+};
+
+template <DataType kDtype, int kHeadDim>
+cudaError_t RunFlashForward(const ForwardParams& params, cudaStream_t stream) {
+  return LaunchFlashForward<typename FlashConfig<kDtype, kHeadDim>::Forward>(
+      params, stream);
+}
+
+template <DataType kDtype, int kHeadDim>
+cudaError_t RunFlashBackward(const BackwardParams& params, float* delta,
+                             cudaStream_t stream) {
+  using Config = FlashConfig<kDtype, kHeadDim>;
+  cudaError_t error = LaunchFlashDelta<kDtype>(params, delta, stream);
+  if (error != cudaSuccess) return error;
+  FlashBackwardArgs args;
+  args.params = params;
+  args.delta = delta;
+  error = LaunchFlashKeyValue<typename Config::KeyValue>(args, stream);
+  if (error != cudaSuccess) return error;
+  if constexpr (!std::is_void_v<typename Config::KeyOnly>) {
+    error = LaunchFlashKeyValue<typename Config::KeyOnly>(args, stream);
+    if (error != cudaSuccess) return error;
+  }
+  return LaunchFlashQuery<typename Config::Query>(args, stream);
+}
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated
+
+#endif  // KERNELS_CUDA_FLASH_CONFIGS_CUH_

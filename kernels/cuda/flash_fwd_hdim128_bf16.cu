@@ -1,0 +1,14 @@
+// Forward kernel instantiation: bf16, head_dim padded to 128.
+
+#include "kernels/cuda/flash_configs.cuh"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+template cudaError_t RunFlashForward<DataType::kBFloat16, 128>(
+    const ForwardParams& params, cudaStream_t stream);
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated

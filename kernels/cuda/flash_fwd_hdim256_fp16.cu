@@ -1,0 +1,14 @@
+// Forward kernel instantiation: fp16, head_dim padded to 256.
+
+#include "kernels/cuda/flash_configs.cuh"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+template cudaError_t RunFlashForward<DataType::kFloat16, 256>(
+    const ForwardParams& params, cudaStream_t stream);
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated

@@ -1,0 +1,74 @@
+// File: standard_kernels.h
+//
+// The element-wise and row-wise kernels of the unfused CUDA path
+// ("standard"): zero the output, gather a group's selected rows into dense
+// [problems, positions, head_dim] buffers, softmax over float32 scores,
+// softmax backward, and scatter float32 results back (times a scale) into a
+// strided tensor. The matrix products in between are cuBLAS calls made by
+// the caller. Any strides, any head_dim, all three dtypes.
+//
+// A "problem" of group i is one (batch, segment, head) attention: problem
+// index x maps to head head_begin + x % num_heads, then segment and batch
+// (ARCHITECTURE.md section 1). Chunks [first, first + count) of problems are
+// processed at a time to bound the scratch memory.
+
+#ifndef KERNELS_CUDA_STANDARD_KERNELS_H_
+#define KERNELS_CUDA_STANDARD_KERNELS_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/dilated_params.h"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+// Returns the size in bytes of one element of `dtype`.
+inline int64_t ElementBytes(DataType dtype) {
+  return dtype == DataType::kFloat32 ? 4 : 2;
+}
+
+// Sets every element of the [batch, seq_len, heads, head_dim] tensor `t`
+// (geometry and dtype from `p`) to zero.
+cudaError_t StandardZero(const ForwardParams& p, const TensorParams& t,
+                         cudaStream_t stream);
+
+// Sets every entry of p.lse to -inf (no-op when p.lse is null).
+cudaError_t StandardFillLse(const ForwardParams& p, cudaStream_t stream);
+
+// Copies the selected rows of problems [first, first + count) of group
+// `group` of `t` into `dense` ([count, positions, head_dim], p.dtype).
+cudaError_t StandardGather(const ForwardParams& p, const TensorParams& t,
+                           int group, int64_t first, int64_t count, void* dense,
+                           cudaStream_t stream);
+
+// Writes scale * dense ([count, positions, head_dim] float32) into the
+// selected rows of problems [first, first + count) of `t`.
+cudaError_t StandardScatter(const ForwardParams& p, const float* dense,
+                            float scale, int group, int64_t first,
+                            int64_t count, const TensorParams& t,
+                            cudaStream_t stream);
+
+// Turns scaled scores ([count, positions, positions] float32, in place) into
+// probabilities, masking keys after the query when p.is_causal; also writes
+// them rounded to p.dtype into `probs` and, when p.lse is not null, the
+// log-sum-exp of every row.
+cudaError_t StandardSoftmax(const ForwardParams& p, int group, int64_t first,
+                            int64_t count, float* scores, void* probs,
+                            cudaStream_t stream);
+
+// Writes dS = P o (dP - rowsum(P o dP)) rounded to p.dtype into `grad_scores`,
+// from probabilities P and their gradient dP (both [count, positions,
+// positions] float32).
+cudaError_t StandardSoftmaxBackward(const ForwardParams& p, int group,
+                                    int64_t count, const float* probs,
+                                    const float* grad_probs, void* grad_scores,
+                                    cudaStream_t stream);
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated
+
+#endif  // KERNELS_CUDA_STANDARD_KERNELS_H_
