@@ -24,7 +24,8 @@ void FillLseWithNegativeInfinity(const ForwardParams& params) {
   const float minus_inf = -std::numeric_limits<float>::infinity();
   for (int64_t b = 0; b < params.batch; ++b) {
     for (int64_t h = 0; h < params.num_heads; ++h) {
-      float* row = params.lse + b * params.lse_stride_b + h * params.lse_stride_h;
+      float* row =
+          params.lse + b * params.lse_stride_b + h * params.lse_stride_h;
       for (int64_t n = 0; n < params.seq_len; ++n) row[n] = minus_inf;
     }
   }

@@ -1,11 +1,10 @@
 #include "kernels/cpu/standard_attention.h"
 
+#include <Eigen/Core>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "kernels/cpu/row_io.h"
 
@@ -61,7 +60,8 @@ void SoftmaxRows(bool is_causal, RowMatrix* scores, float* lse) {
     float* row = scores->row(i).data();
     const int64_t allowed = is_causal ? i + 1 : scores->cols();
     float max_score = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < allowed; ++j) max_score = std::max(max_score, row[j]);
+    for (int64_t j = 0; j < allowed; ++j)
+      max_score = std::max(max_score, row[j]);
     float sum = 0.0f;
     for (int64_t j = 0; j < allowed; ++j) {
       row[j] = std::exp(row[j] - max_score);
