@@ -9,9 +9,11 @@ namespace dilated {
 absl::Status Attention::CheckOptions(const TensorView& q,
                                      const ForwardOptions& options) const {
   if (options.training && config_.dropout > 0.0) {
-    return absl::UnimplementedError(absl::StrCat(
-        "dropout ", config_.dropout, " with training=true is not implemented "
-        "by '", name_, "'; set dropout to 0 or training to false"));
+    return absl::UnimplementedError(
+        absl::StrCat("dropout ", config_.dropout,
+                     " with training=true is not implemented "
+                     "by '",
+                     name_, "'; set dropout to 0 or training to false"));
   }
   if (q.device.type == DeviceType::kCpu && options.stream != nullptr) {
     return absl::InvalidArgumentError(
@@ -31,14 +33,11 @@ absl::Status Attention::Forward(const TensorView& q, const TensorView& k,
   return DoForward(params, q.device, options.stream);
 }
 
-absl::Status Attention::Backward(const TensorView& q, const TensorView& k,
-                                 const TensorView& v, const TensorView& out,
-                                 const TensorView& lse,
-                                 const TensorView& grad_out,
-                                 const TensorView& grad_q,
-                                 const TensorView& grad_k,
-                                 const TensorView& grad_v,
-                                 const ForwardOptions& options) {
+absl::Status Attention::Backward(
+    const TensorView& q, const TensorView& k, const TensorView& v,
+    const TensorView& out, const TensorView& lse, const TensorView& grad_out,
+    const TensorView& grad_q, const TensorView& grad_k,
+    const TensorView& grad_v, const ForwardOptions& options) {
   DA_ASSIGN_OR_RETURN(
       kernels::BackwardParams params,
       MakeBackwardParams(config_, q, k, v, out, lse, grad_out, grad_q, grad_k,

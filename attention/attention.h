@@ -4,11 +4,12 @@
 // q, k, v of shape [batch, seq, heads, head_dim], forward and backward.
 // Implementations are created by name through the factory (registry.h):
 //
-//   dilated::AttentionConfig config;  // segments {2048, 4096, 8192}, rates {1, 2, 4}
-//   absl::StatusOr<std::unique_ptr<dilated::Attention>> attention =
+//   dilated::AttentionConfig config;  // segments {2048, 4096, 8192}, rates {1,
+//   2, 4} absl::StatusOr<std::unique_ptr<dilated::Attention>> attention =
 //       dilated::CreateAttention("improved", config);
 //   if (!attention.ok()) return attention.status();
-//   DA_RETURN_IF_ERROR((*attention)->Forward(q, k, v, out, {.is_causal = true}));
+//   DA_RETURN_IF_ERROR((*attention)->Forward(q, k, v, out, {.is_causal =
+//   true}));
 //
 // Every check on the tensors (rank, shapes, dtypes, devices, strides,
 // divisibility of the sequence by each segment length, heads >= groups) is

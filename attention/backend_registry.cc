@@ -65,7 +65,8 @@ std::vector<std::string> BackendNames(DeviceType device) {
   {
     absl::MutexLock lock(&table.mutex);
     for (const auto& [key, entry] : table.entries) {
-      if (key.second == device) ranked.emplace_back(-entry.backend.priority, key.first);
+      if (key.second == device)
+        ranked.emplace_back(-entry.backend.priority, key.first);
     }
   }
   std::sort(ranked.begin(), ranked.end());

@@ -7,7 +7,8 @@
 // FailedPrecondition for CUDA tensors.
 //
 //   DA_REGISTER_BACKEND("standard", dilated::DeviceType::kCpu,
-//                       (dilated::Backend{&Forward, &Backward, /*priority=*/0}));
+//                       (dilated::Backend{&Forward, &Backward,
+//                       /*priority=*/0}));
 
 #ifndef ATTENTION_BACKEND_REGISTRY_H_
 #define ATTENTION_BACKEND_REGISTRY_H_
@@ -63,10 +64,10 @@ struct BackendRegistration {
 };
 }  // namespace internal
 
-#define DA_REGISTER_BACKEND(name, device, backend)                        \
-  static const ::dilated::internal::BackendRegistration DA_INTERNAL_CONCAT( \
-      da_backend_registration_, __COUNTER__)(name, device, backend,         \
-                                             __FILE__, __LINE__)
+#define DA_REGISTER_BACKEND(name, device, backend)                            \
+  static const ::dilated::internal::BackendRegistration DA_INTERNAL_CONCAT(   \
+      da_backend_registration_, __COUNTER__)(name, device, backend, __FILE__, \
+                                             __LINE__)
 
 }  // namespace dilated
 

@@ -12,8 +12,8 @@ absl::Status ValidatePositive(const char* name,
                               const std::vector<int64_t>& values) {
   for (size_t i = 0; i < values.size(); ++i) {
     if (values[i] <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, "[", i, "] must be positive, got ", values[i]));
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, "[", i, "] must be positive, got ", values[i]));
     }
   }
   return absl::OkStatus();
@@ -34,10 +34,9 @@ absl::Status AttentionConfig::Validate() const {
         segment_lengths.size(), " != ", dilation_rates.size()));
   }
   if (segment_lengths.size() > static_cast<size_t>(kernels::kMaxGroups)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("segment_lengths has ", segment_lengths.size(),
-                     " entries; at most ", kernels::kMaxGroups,
-                     " groups are supported"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "segment_lengths has ", segment_lengths.size(), " entries; at most ",
+        kernels::kMaxGroups, " groups are supported"));
   }
   if (absl::Status s = ValidatePositive("segment_lengths", segment_lengths);
       !s.ok()) {

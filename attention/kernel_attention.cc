@@ -22,12 +22,12 @@ absl::StatusOr<Backend> KernelAttention::Resolve(const Device& device) const {
     const std::vector<std::string> names = BackendNames(device.type);
     if (!names.empty()) return *FindBackend(names.front(), device.type);
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "'", name(), "' has no backend for ", DeviceName(device),
-      " tensors in this build",
-      device.type == DeviceType::kCuda
-          ? " (CUDA kernels are built with --config=cuda)"
-          : ""));
+  return absl::FailedPreconditionError(
+      absl::StrCat("'", name(), "' has no backend for ", DeviceName(device),
+                   " tensors in this build",
+                   device.type == DeviceType::kCuda
+                       ? " (CUDA kernels are built with --config=cuda)"
+                       : ""));
 }
 
 absl::Status KernelAttention::DoForward(const kernels::ForwardParams& params,

@@ -47,15 +47,14 @@ absl::Status CheckLikeQuery(const char* name, const TensorView& t,
     }
   }
   if (t.dtype != q.dtype) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ".dtype is ",
-                                                   DTypeName(t.dtype),
-                                                   " but q.dtype is ",
-                                                   DTypeName(q.dtype)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ".dtype is ", DTypeName(t.dtype), " but q.dtype is ",
+                     DTypeName(q.dtype)));
   }
   if (t.device != q.device) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, " is on ", DeviceName(t.device), " but q is on ",
-        DeviceName(q.device)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " is on ", DeviceName(t.device), " but q is on ",
+                     DeviceName(q.device)));
   }
   return absl::OkStatus();
 }
@@ -73,17 +72,17 @@ absl::Status CheckLse(const TensorView& lse, const TensorView& q) {
                      ", got ", lse.ShapeString()));
   }
   if (lse.dtype != DType::kFloat32) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "lse.dtype must be float32, got ", DTypeName(lse.dtype)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("lse.dtype must be float32, got ", DTypeName(lse.dtype)));
   }
   if (lse.strides[2] != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "lse.strides[2] must be 1 (seq contiguous), got ", lse.strides[2]));
   }
   if (lse.device != q.device) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "lse is on ", DeviceName(lse.device), " but q is on ",
-        DeviceName(q.device)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("lse is on ", DeviceName(lse.device), " but q is on ",
+                     DeviceName(q.device)));
   }
   return absl::OkStatus();
 }
@@ -128,15 +127,19 @@ absl::StatusOr<kernels::ForwardParams> MakeForwardParams(
   const int64_t num_heads = q.shape[2];
   for (int i = 0; i < config.num_groups(); ++i) {
     if (seq_len % config.segment_lengths[i] != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sequence length ", seq_len, " (q.shape[1]) is not divisible by "
-          "segment_lengths[", i, "] = ", config.segment_lengths[i]));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence length ", seq_len,
+                       " (q.shape[1]) is not divisible by "
+                       "segment_lengths[",
+                       i, "] = ", config.segment_lengths[i]));
     }
   }
   if (num_heads < config.num_groups()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_heads ", num_heads, " (q.shape[2]) must be >= the number of "
-        "groups ", config.num_groups(), " (len(segment_lengths))"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_heads ", num_heads,
+                     " (q.shape[2]) must be >= the number of "
+                     "groups ",
+                     config.num_groups(), " (len(segment_lengths))"));
   }
   if (lse != nullptr) DA_RETURN_IF_ERROR(CheckLse(*lse, q));
 
@@ -155,9 +158,8 @@ absl::StatusOr<kernels::ForwardParams> MakeForwardParams(
   params.num_heads = num_heads;
   params.head_dim = q.shape[3];
   params.dtype = q.dtype;
-  params.softmax_scale = static_cast<float>(
-      config.softmax_scale.value_or(1.0 / std::sqrt(static_cast<double>(
-                                              params.head_dim))));
+  params.softmax_scale = static_cast<float>(config.softmax_scale.value_or(
+      1.0 / std::sqrt(static_cast<double>(params.head_dim))));
   params.output_scale = 1.0f / static_cast<float>(config.num_groups());
   params.is_causal = is_causal;
   params.num_groups = config.num_groups();
@@ -173,8 +175,8 @@ absl::StatusOr<kernels::BackwardParams> MakeBackwardParams(
     const TensorView& grad_out, const TensorView& grad_q,
     const TensorView& grad_k, const TensorView& grad_v, bool is_causal) {
   kernels::BackwardParams params{};
-  DA_ASSIGN_OR_RETURN(params.forward, MakeForwardParams(config, q, k, v, out,
-                                                        &lse, is_causal));
+  DA_ASSIGN_OR_RETURN(params.forward,
+                      MakeForwardParams(config, q, k, v, out, &lse, is_causal));
   DA_RETURN_IF_ERROR(CheckLikeQuery("grad_out", grad_out, q));
   DA_RETURN_IF_ERROR(CheckLikeQuery("grad_q", grad_q, q));
   DA_RETURN_IF_ERROR(CheckLikeQuery("grad_k", grad_k, q));

@@ -51,9 +51,9 @@ struct AttentionRegistration {
 
 // Registers `creator`, a callable (const AttentionConfig&) ->
 // absl::StatusOr<std::unique_ptr<Attention>>, under `name`.
-#define DA_REGISTER_ATTENTION(name, creator)                                   \
+#define DA_REGISTER_ATTENTION(name, creator)                                  \
   static const ::dilated::internal::AttentionRegistration DA_INTERNAL_CONCAT( \
-      da_attention_registration_, __COUNTER__)(name, creator, __FILE__,        \
+      da_attention_registration_, __COUNTER__)(name, creator, __FILE__,       \
                                                __LINE__)
 
 }  // namespace dilated

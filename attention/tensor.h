@@ -5,7 +5,8 @@
 // copy.
 //
 //   DLManagedTensor* managed = ...;  // e.g. from torch.utils.dlpack.to_dlpack
-//   absl::StatusOr<TensorView> q = TensorView::FromDLTensor(managed->dl_tensor);
+//   absl::StatusOr<TensorView> q =
+//   TensorView::FromDLTensor(managed->dl_tensor);
 //
 // Strides are counted in elements, as in DLPack.
 

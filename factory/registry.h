@@ -5,7 +5,8 @@
 //
 //   using ShapeRegistry = dilated::factory::Registry<Shape, double>;
 //   ShapeRegistry& registry = ...;  // usually a leaky function-local singleton
-//   registry.Register("circle", [](double r) -> absl::StatusOr<std::unique_ptr<Shape>> {
+//   registry.Register("circle", [](double r) ->
+//   absl::StatusOr<std::unique_ptr<Shape>> {
 //     return std::make_unique<Circle>(r);
 //   }, __FILE__, __LINE__);
 //   absl::StatusOr<std::unique_ptr<Shape>> s = registry.Create("circle", 2.0);
@@ -41,8 +42,7 @@ namespace factory {
 template <typename Base, typename... Args>
 class Registry {
  public:
-  using Creator =
-      std::function<absl::StatusOr<std::unique_ptr<Base>>(Args...)>;
+  using Creator = std::function<absl::StatusOr<std::unique_ptr<Base>>(Args...)>;
 
   Registry() = default;
   Registry(const Registry&) = delete;
@@ -86,10 +86,9 @@ class Registry {
       if (it != entries_.end()) creator = it->second.creator;
     }
     if (!creator) {
-      return absl::NotFoundError(
-          absl::StrCat("no implementation is registered under the name '", name,
-                       "'; registered names: [", absl::StrJoin(Names(), ", "),
-                       "]"));
+      return absl::NotFoundError(absl::StrCat(
+          "no implementation is registered under the name '", name,
+          "'; registered names: [", absl::StrJoin(Names(), ", "), "]"));
     }
     return creator(std::forward<Args>(args)...);
   }

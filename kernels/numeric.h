@@ -47,7 +47,8 @@ inline float HalfToFloat(uint16_t h) {
   }
   if (exponent == 0) {
     // Zero or subnormal: mantissa * 2^-24, exact in float32.
-    const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;
+    const float magnitude =
+        static_cast<float>(mantissa) * 5.9604644775390625e-8f;
     return sign ? -magnitude : magnitude;
   }
   return BitsToFloat(sign | ((exponent + 112u) << 23) | (mantissa << 13));
@@ -57,7 +58,7 @@ inline uint16_t FloatToHalf(float f) {
   const uint32_t u = FloatBits(f);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return sign | 0x7e00u;  // NaN.
+  if (abs > 0x7f800000u) return sign | 0x7e00u;   // NaN.
   if (abs >= 0x477ff000u) return sign | 0x7c00u;  // Rounds to >= 65520: Inf.
   if (abs < 0x38800000u) {
     // Result is subnormal (or zero): round abs / 2^-24 to an integer, ties to
