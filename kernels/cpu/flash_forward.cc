@@ -3,9 +3,9 @@
 // Tiles are transposed so that queries run along the SIMD lanes: the scores
 // S^T = K Q^T (keys x queries) and the output O^T (head_dim x queries). Then
 // the row statistics (max, sum) of the softmax are per-lane values with no
-// horizontal reduction, the k and v rows are read in place as the broadcast
-// operand of TileGemm (float32 storage needs no copy at all), and only the
-// query block is packed, once.
+// horizontal reduction, k and v tiles are the broadcast operand of TileGemm
+// in their natural row layout (a plain row copy, no transpose), and only the
+// query block is transposed, once.
 
 #include <immintrin.h>
 
@@ -32,72 +32,87 @@ namespace {
 // multiple of the 16-lane panel width of TileGemm.
 constexpr int64_t kBlockQ = 64;
 constexpr int64_t kBlockK = 64;
+// Query blocks of one work unit: each key tile is loaded once for all of them,
+// which divides the traffic for k and v (a strided walk over the whole
+// segment per unit) by 4 while the tiles stay well under 1 MiB per thread.
+constexpr int64_t kBlocksPerUnit = 4;
+constexpr int64_t kUnitRows = kBlockQ * kBlocksPerUnit;
 // Columns of one TileGemm panel; causal diagonal tiles are cut into panels so
 // that keys after every query of a panel are never computed.
 constexpr int64_t kPanel = 16;
 
+// The running state of one query block.
+struct QueryBlock {
+  explicit QueryBlock(int64_t head_dim)
+      : qt(head_dim * kBlockQ), ot(head_dim * kBlockQ) {}
+
+  int64_t i0 = 0;               // First row.
+  int64_t rows = 0;             // Rows present (the last block may be short).
+  int64_t key_end = 0;          // Keys it attends to: [0, key_end).
+  std::vector<float> qt;        // head_dim x kBlockQ: q^T * scale * log2(e).
+  std::vector<float> ot;        // head_dim x kBlockQ: unnormalised O^T.
+  float row_max[kBlockQ] = {};  // Running max of the base-2 scores.
+  float row_sum[kBlockQ] = {};  // Running sum of 2^(score - max).
+};
+
 // Per-thread tiles.
 struct ForwardScratch {
   explicit ForwardScratch(int64_t head_dim)
-      : qt(head_dim * kBlockQ),
+      : blocks(kBlocksPerUnit, QueryBlock(head_dim)),
         st(kBlockK * kBlockQ),
-        ot(head_dim * kBlockQ),
         k_tile(kBlockK * head_dim),
         v_tile(kBlockK * head_dim),
         row(head_dim) {}
 
-  std::vector<float> qt;      // head_dim x kBlockQ: q^T * scale * log2(e).
+  std::vector<QueryBlock> blocks;
   std::vector<float> st;      // kBlockK x kBlockQ: scores, then P^T.
-  std::vector<float> ot;      // head_dim x kBlockQ: unnormalised O^T.
-  std::vector<float> k_tile;  // kBlockK x head_dim: k as float32 (16-bit).
-  std::vector<float> v_tile;  // kBlockK x head_dim: v as float32 (16-bit).
+  std::vector<float> k_tile;  // kBlockK x head_dim: k as float32.
+  std::vector<float> v_tile;  // kBlockK x head_dim: v as float32.
   std::vector<float> row;     // head_dim.
-  float row_max[kBlockQ];     // Running max of the base-2 scores.
-  float row_sum[kBlockQ];     // Running sum of 2^(score - max).
 };
 
-// Packs rows i0 .. i0 + rows - 1 of q, transposed and scaled, into qt; the
-// lanes of missing rows are zero.
-void PackQueries(const ForwardParams& p, const Segment& s, int64_t i0,
-                 int64_t rows, ForwardScratch* scratch) {
+// Packs the rows of `block` of q, transposed and scaled, into block->qt;
+// the lanes of missing rows are zero.
+void PackQueries(const ForwardParams& p, const Segment& s, float* row,
+                 QueryBlock* block) {
   const int64_t d = p.head_dim;
   const float scale = p.softmax_scale * kLog2e;
-  float* qt = scratch->qt.data();
+  float* qt = block->qt.data();
   for (int64_t i = 0; i < kBlockQ; ++i) {
-    if (i < rows) {
-      LoadRowFast(SegmentRow(p.q, p.dtype, s, i0 + i), p.dtype, d,
-                  scratch->row.data());
-      for (int64_t a = 0; a < d; ++a) {
-        qt[a * kBlockQ + i] = scratch->row[a] * scale;
-      }
+    if (i < block->rows) {
+      LoadRowFast(SegmentRow(p.q, p.dtype, s, block->i0 + i), p.dtype, d, row);
+      for (int64_t a = 0; a < d; ++a) qt[a * kBlockQ + i] = row[a] * scale;
     } else {
       for (int64_t a = 0; a < d; ++a) qt[a * kBlockQ + i] = 0.0f;
     }
   }
 }
 
-// Returns k or v rows j0 .. j0 + keys - 1 as a broadcast operand: in place
-// for float32, else converted into `tile`. `transposed` selects the operand
-// (m = head_dim, k = key) of the P V product instead of (m = key, k = dim).
-StridedOperand KeyOperand(const ForwardParams& p, const TensorParams& t,
-                          const Segment& s, int64_t j0, int64_t keys,
-                          bool transposed, std::vector<float>* tile) {
-  const int64_t d = p.head_dim;
-  const float* data;
-  int64_t row_stride;
-  if (p.dtype == DataType::kFloat32) {
-    data = reinterpret_cast<const float*>(SegmentRow(t, p.dtype, s, j0));
-    row_stride = s.step * t.stride_n;
-  } else {
-    for (int64_t j = 0; j < keys; ++j) {
-      LoadRowFast(SegmentRow(t, p.dtype, s, j0 + j), p.dtype, d,
-                  tile->data() + j * d);
-    }
-    data = tile->data();
-    row_stride = d;
+// Converts k or v rows j0 .. j0 + keys - 1 to float32 into the contiguous
+// `tile` (head_dim floats per row). The copy is made for float32 too: rows of
+// a dilated view lie a multiple of 2 KiB apart in typical layouts and would
+// map to a few L1 sets.
+void LoadKeyTile(const ForwardParams& p, const TensorParams& t,
+                 const Segment& s, int64_t j0, int64_t keys, float* tile) {
+  for (int64_t j = 0; j < keys; ++j) {
+    LoadRowFast(SegmentRow(t, p.dtype, s, j0 + j), p.dtype, p.head_dim,
+                tile + j * p.head_dim);
   }
-  return transposed ? StridedOperand{data, 1, row_stride}
-                    : StridedOperand{data, row_stride, 1};
+}
+
+// Asks for k and v rows j0 .. j0 + keys - 1 to be brought into L2 while the
+// current tile is computed.
+void PrefetchKeyTile(const ForwardParams& p, const Segment& s, int64_t j0,
+                     int64_t keys) {
+  const int64_t bytes = p.head_dim * (p.dtype == DataType::kFloat32 ? 4 : 2);
+  for (int64_t j = 0; j < keys; ++j) {
+    const char* k = SegmentRow(p.k, p.dtype, s, j0 + j);
+    const char* v = SegmentRow(p.v, p.dtype, s, j0 + j);
+    for (int64_t offset = 0; offset < bytes; offset += 64) {
+      _mm_prefetch(k + offset, _MM_HINT_T1);
+      _mm_prefetch(v + offset, _MM_HINT_T1);
+    }
+  }
 }
 
 // Sets the scores of keys after their query to -inf: lane l of column vector
@@ -120,11 +135,10 @@ void MaskAfterDiagonal(int64_t i0, int64_t j0, int64_t keys, float* st) {
 }
 
 // Turns the scores of `keys` rows of st into probabilities against the
-// running max, updating row_max, row_sum and rescaling ot.
-void OnlineSoftmax(int64_t keys, int64_t head_dim, bool first_tile,
-                   ForwardScratch* scratch) {
-  float* st = scratch->st.data();
-  float* ot = scratch->ot.data();
+// running max, updating the block's max and sum and rescaling its output.
+void OnlineSoftmax(int64_t keys, int64_t head_dim, bool first_tile, float* st,
+                   QueryBlock* block) {
+  float* ot = block->ot.data();
   for (int64_t vec = 0; vec < kBlockQ / 8; ++vec) {
     const int64_t col = 8 * vec;
     __m256 tile_max = _mm256_loadu_ps(st + col);
@@ -132,8 +146,9 @@ void OnlineSoftmax(int64_t keys, int64_t head_dim, bool first_tile,
       tile_max =
           _mm256_max_ps(tile_max, _mm256_loadu_ps(st + jj * kBlockQ + col));
     }
-    const __m256 old_max = _mm256_loadu_ps(scratch->row_max + col);
+    const __m256 old_max = _mm256_loadu_ps(block->row_max + col);
     const __m256 new_max = _mm256_max_ps(old_max, tile_max);
+    // Two partial sums: independent add chains.
     __m256 sum0 = _mm256_setzero_ps();
     __m256 sum1 = _mm256_setzero_ps();
     int64_t jj = 0;
@@ -154,15 +169,15 @@ void OnlineSoftmax(int64_t keys, int64_t head_dim, bool first_tile,
       sum0 = _mm256_add_ps(sum0, p0);
     }
     const __m256 sum = _mm256_add_ps(sum0, sum1);
-    _mm256_storeu_ps(scratch->row_max + col, new_max);
+    _mm256_storeu_ps(block->row_max + col, new_max);
     if (first_tile) {
-      _mm256_storeu_ps(scratch->row_sum + col, sum);
+      _mm256_storeu_ps(block->row_sum + col, sum);
       continue;
     }
     const __m256 alpha = Exp2(_mm256_sub_ps(old_max, new_max));
     _mm256_storeu_ps(
-        scratch->row_sum + col,
-        _mm256_fmadd_ps(_mm256_loadu_ps(scratch->row_sum + col), alpha, sum));
+        block->row_sum + col,
+        _mm256_fmadd_ps(_mm256_loadu_ps(block->row_sum + col), alpha, sum));
     for (int64_t a = 0; a < head_dim; ++a) {
       float* o = ot + a * kBlockQ + col;
       _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_loadu_ps(o), alpha));
@@ -170,85 +185,118 @@ void OnlineSoftmax(int64_t keys, int64_t head_dim, bool first_tile,
   }
 }
 
-// Computes rows i0 .. i0 + rows - 1 of problem s into out (and lse), and
-// zeroes the unselected positions that follow them.
-void ForwardBlock(const ForwardParams& p, const Segment& s, int64_t block,
-                  ForwardScratch* scratch) {
+// Folds key tile j0 .. j0 + keys - 1 (k_tile, v_tile) into `block`.
+void AttendToTile(const ForwardParams& p, int64_t j0, int64_t keys,
+                  const float* k_tile, const float* v_tile, float* st,
+                  QueryBlock* block) {
   const int64_t d = p.head_dim;
-  const int64_t length = s.group->positions;
-  const int64_t i0 = block * kBlockQ;
-  const int64_t rows = std::min(kBlockQ, length - i0);
-  float* lse_row = LseRow(p, s);
-  ZeroUnselected(p.out, p.dtype, d, s, i0, i0 + std::max<int64_t>(rows, 0),
-                 lse_row);
-  if (rows <= 0) return;
-
-  PackQueries(p, s, i0, rows, scratch);
-  std::fill(scratch->ot.begin(), scratch->ot.end(), 0.0f);
-  std::fill(scratch->row_max, scratch->row_max + kBlockQ,
-            -std::numeric_limits<float>::infinity());
-  float* qt = scratch->qt.data();
-  float* st = scratch->st.data();
-  float* ot = scratch->ot.data();
-
-  // Causal: keys up to the last query of the block; later tiles are skipped.
-  const int64_t key_end = p.is_causal ? i0 + rows : length;
-  for (int64_t j0 = 0; j0 < key_end; j0 += kBlockK) {
-    const int64_t keys = std::min(kBlockK, key_end - j0);
-    const StridedOperand k_op =
-        KeyOperand(p, p.k, s, j0, keys, /*transposed=*/false, &scratch->k_tile);
-    const StridedOperand v_op =
-        KeyOperand(p, p.v, s, j0, keys, /*transposed=*/true, &scratch->v_tile);
-    const bool diagonal = p.is_causal && j0 + keys - 1 > i0;
-    if (!diagonal) {
-      TileGemm(keys, kBlockQ, d, k_op, {qt, kBlockQ}, {st, kBlockQ}, false);
-      OnlineSoftmax(keys, d, j0 == 0, scratch);
-      TileGemm(d, kBlockQ, keys, v_op, {st, kBlockQ}, {ot, kBlockQ}, true);
-      continue;
-    }
-    // Per panel of queries, only the keys at or before its last query.
-    for (int64_t c0 = 0; c0 < kBlockQ; c0 += kPanel) {
-      const int64_t visible = std::min(keys, i0 + c0 + kPanel - j0);
-      if (visible <= 0) continue;
-      TileGemm(visible, kPanel, d, k_op, {qt + c0, kBlockQ}, {st + c0, kBlockQ},
-               false);
-    }
-    MaskAfterDiagonal(i0, j0, keys, st);
-    OnlineSoftmax(keys, d, j0 == 0, scratch);
-    for (int64_t c0 = 0; c0 < kBlockQ; c0 += kPanel) {
-      const int64_t visible = std::min(keys, i0 + c0 + kPanel - j0);
-      if (visible <= 0) continue;
-      TileGemm(d, kPanel, visible, v_op, {st + c0, kBlockQ}, {ot + c0, kBlockQ},
-               true);
-    }
+  const StridedOperand k_op{k_tile, d, 1};  // (key, dim)
+  const StridedOperand v_op{v_tile, 1, d};  // (dim, key)
+  float* qt = block->qt.data();
+  float* ot = block->ot.data();
+  const int64_t i0 = block->i0;
+  const bool diagonal = p.is_causal && j0 + keys - 1 > i0;
+  if (!diagonal) {
+    TileGemm(keys, kBlockQ, d, k_op, {qt, kBlockQ}, {st, kBlockQ}, false);
+    OnlineSoftmax(keys, d, j0 == 0, st, block);
+    TileGemm(d, kBlockQ, keys, v_op, {st, kBlockQ}, {ot, kBlockQ}, true);
+    return;
   }
+  // Per panel of queries, only the keys at or before its last query.
+  for (int64_t c0 = 0; c0 < kBlockQ; c0 += kPanel) {
+    const int64_t visible = std::min(keys, i0 + c0 + kPanel - j0);
+    if (visible <= 0) continue;
+    TileGemm(visible, kPanel, d, k_op, {qt + c0, kBlockQ}, {st + c0, kBlockQ},
+             false);
+  }
+  MaskAfterDiagonal(i0, j0, keys, st);
+  OnlineSoftmax(keys, d, j0 == 0, st, block);
+  for (int64_t c0 = 0; c0 < kBlockQ; c0 += kPanel) {
+    const int64_t visible = std::min(keys, i0 + c0 + kPanel - j0);
+    if (visible <= 0) continue;
+    TileGemm(d, kPanel, visible, v_op, {st + c0, kBlockQ}, {ot + c0, kBlockQ},
+             true);
+  }
+}
 
-  // Epilogue: normalise, apply 1/G, store; lse = ln 2 * (max + log2(sum)).
-  float* row = scratch->row.data();
-  for (int64_t i = 0; i < rows; ++i) {
-    const float sum = scratch->row_sum[i];
+// Normalises `block`, applies 1/G and stores its rows of out; writes
+// lse = ln 2 * (max + log2(sum)).
+void StoreBlock(const ForwardParams& p, const Segment& s,
+                const QueryBlock& block, float* row) {
+  const int64_t d = p.head_dim;
+  float* lse_row = LseRow(p, s);
+  const float* ot = block.ot.data();
+  for (int64_t i = 0; i < block.rows; ++i) {
+    const float sum = block.row_sum[i];
     const float factor = p.output_scale / sum;
     for (int64_t a = 0; a < d; ++a) row[a] = ot[a * kBlockQ + i] * factor;
-    StoreRow(row, p.dtype, d, SegmentRow(p.out, p.dtype, s, i0 + i));
+    StoreRow(row, p.dtype, d, SegmentRow(p.out, p.dtype, s, block.i0 + i));
     if (lse_row != nullptr) {
-      lse_row[s.first + (i0 + i) * s.step] =
-          (scratch->row_max[i] + std::log2(sum)) * kLn2;
+      lse_row[s.first + (block.i0 + i) * s.step] =
+          (block.row_max[i] + std::log2(sum)) * kLn2;
     }
+  }
+}
+
+// Computes rows unit * kUnitRows .. + kUnitRows - 1 of problem s into out
+// (and lse), and zeroes the unselected positions that follow them.
+void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
+                 ForwardScratch* scratch) {
+  const int64_t length = s.group->positions;
+  const int64_t unit_begin = unit * kUnitRows;
+  const int64_t unit_end = std::min(length, unit_begin + kUnitRows);
+  ZeroUnselected(p.out, p.dtype, p.head_dim, s, unit_begin,
+                 std::max(unit_begin, unit_end), LseRow(p, s));
+  if (unit_end <= unit_begin) return;
+
+  int64_t num_blocks = 0;
+  int64_t key_end = 0;
+  for (int64_t i0 = unit_begin; i0 < unit_end; i0 += kBlockQ) {
+    QueryBlock& block = scratch->blocks[num_blocks++];
+    block.i0 = i0;
+    block.rows = std::min(kBlockQ, unit_end - i0);
+    // Causal: keys up to the block's last query; later tiles are skipped.
+    block.key_end = p.is_causal ? i0 + block.rows : length;
+    key_end = std::max(key_end, block.key_end);
+    PackQueries(p, s, scratch->row.data(), &block);
+    std::fill(block.ot.begin(), block.ot.end(), 0.0f);
+    std::fill(block.row_max, block.row_max + kBlockQ,
+              -std::numeric_limits<float>::infinity());
+  }
+
+  for (int64_t j0 = 0; j0 < key_end; j0 += kBlockK) {
+    const int64_t keys = std::min(kBlockK, key_end - j0);
+    LoadKeyTile(p, p.k, s, j0, keys, scratch->k_tile.data());
+    LoadKeyTile(p, p.v, s, j0, keys, scratch->v_tile.data());
+    if (j0 + kBlockK < key_end) {
+      PrefetchKeyTile(p, s, j0 + kBlockK,
+                      std::min(kBlockK, key_end - j0 - kBlockK));
+    }
+    for (int64_t b = 0; b < num_blocks; ++b) {
+      QueryBlock& block = scratch->blocks[b];
+      if (j0 >= block.key_end) continue;
+      AttendToTile(p, j0, std::min(keys, block.key_end - j0),
+                   scratch->k_tile.data(), scratch->v_tile.data(),
+                   scratch->st.data(), &block);
+    }
+  }
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    StoreBlock(p, s, scratch->blocks[b], scratch->row.data());
   }
 }
 
 }  // namespace
 
 void FlashForward(const ForwardParams& p) {
-  const WorkList work(p, kBlockQ);
+  const WorkList work(p, kUnitRows);
 #pragma omp parallel
   {
     ForwardScratch scratch(p.head_dim);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t index = 0; index < work.size(); ++index) {
-      int64_t block;
-      const Segment s = work.Decode(index, &block);
-      ForwardBlock(p, s, block, &scratch);
+      int64_t unit;
+      const Segment s = work.Decode(index, &unit);
+      ForwardUnit(p, s, unit, &scratch);
     }
   }
 }
