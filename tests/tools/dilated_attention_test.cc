@@ -1,0 +1,308 @@
+// Runs the dilated_attention binary as a user would: on golden inputs (its
+// outputs must match the golden expectations) and on bad command lines and
+// bad files (it must exit non-zero with one clear line on stderr).
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "io/safetensors.h"
+
+namespace dilated {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kBinary[] = "tools/dilated_attention";
+constexpr char kGoldenDir[] = "tests/data/golden/";
+
+struct ToolResult {
+  int exit_code = -1;
+  std::string error;  // Everything the tool wrote to stderr.
+};
+
+std::string TempPath(const std::string& name) {
+  return testing::TempDir() + "/" + name;
+}
+
+std::string ShellQuote(const std::string& text) {
+  return absl::StrCat("'", absl::StrReplaceAll(text, {{"'", "'\\''"}}), "'");
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream stream(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(stream),
+                     std::istreambuf_iterator<char>());
+}
+
+// Runs the binary with `args` and returns its exit code and stderr.
+ToolResult RunTool(const std::vector<std::string>& args) {
+  const std::string stderr_path = TempPath("stderr.txt");
+  std::vector<std::string> quoted = {kBinary};
+  for (const std::string& arg : args) quoted.push_back(ShellQuote(arg));
+  const std::string command =
+      absl::StrCat(absl::StrJoin(quoted, " "), " >/dev/null 2>", stderr_path);
+  const int status = std::system(command.c_str());
+  ToolResult result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.error = ReadAll(stderr_path);
+  return result;
+}
+
+// Expects a failed run whose stderr is one line containing every `part`.
+void ExpectOneLineError(const ToolResult& result,
+                        const std::vector<std::string>& parts) {
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_EQ(std::count(result.error.begin(), result.error.end(), '\n'), 1)
+      << result.error;
+  EXPECT_TRUE(absl::StartsWith(result.error, "dilated_attention: "))
+      << result.error;
+  for (const std::string& part : parts) {
+    EXPECT_THAT(result.error, HasSubstr(part));
+  }
+}
+
+// The flags that reproduce a golden file's configuration.
+std::vector<std::string> GoldenFlags(const io::SafetensorsFile& golden) {
+  const std::map<std::string, std::string>& metadata = golden.metadata();
+  std::vector<std::string> flags = {
+      "--segment_lengths=" + metadata.at("segment_lengths"),
+      "--dilation_rates=" + metadata.at("dilation_rates"),
+      "--is_causal=" + metadata.at("is_causal"),
+  };
+  const auto scale = metadata.find("softmax_scale");
+  if (scale != metadata.end()) {
+    flags.push_back("--softmax_scale=" + scale->second);
+  }
+  return flags;
+}
+
+// Returns the largest |actual - expected| / (atol + rtol * |expected|).
+double WorstRatio(const io::SafetensorsTensor& actual,
+                  const io::SafetensorsTensor& expected, double atol,
+                  double rtol) {
+  const std::vector<double> a = actual.ToDoubles();
+  const std::vector<double> e = expected.ToDoubles();
+  EXPECT_EQ(a.size(), e.size()) << actual.name;
+  double worst = 0.0;
+  for (size_t i = 0; i < a.size() && i < e.size(); ++i) {
+    const double ratio = std::abs(a[i] - e[i]) / (atol + rtol * std::abs(e[i]));
+    worst = std::isnan(ratio) ? INFINITY : std::max(worst, ratio);
+  }
+  return worst;
+}
+
+class GoldenRunTest : public testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenRunTest, WritesTheGoldenOutputsAndGradients) {
+  const std::string input = kGoldenDir + GetParam() + ".safetensors";
+  absl::StatusOr<io::SafetensorsFile> golden = io::ReadSafetensors(input);
+  ASSERT_TRUE(golden.ok()) << golden.status();
+  const std::string output = TempPath(GetParam() + "_out.safetensors");
+  std::vector<std::string> args = GoldenFlags(*golden);
+  args.insert(args.end(), {"--impl=standard", "--input=" + input,
+                           "--output=" + output, "--backward"});
+  const ToolResult result = RunTool(args);
+  ASSERT_EQ(result.exit_code, 0) << result.error;
+  EXPECT_EQ(result.error, "");
+
+  absl::StatusOr<io::SafetensorsFile> written = io::ReadSafetensors(output);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(written->metadata().at("impl"), "standard");
+  const io::SafetensorsDType dtype = (*golden->Find("q"))->dtype;
+  // The tool writes results in the dtype of q: allow a few roundings of that
+  // dtype (the golden test holds every implementation to the tight bounds).
+  const double tolerance = dtype == io::SafetensorsDType::kF32   ? 1e-5
+                           : dtype == io::SafetensorsDType::kF16 ? 4e-3
+                                                                 : 3e-2;
+  for (const char* name : {"out", "grad_q", "grad_k", "grad_v"}) {
+    absl::StatusOr<const io::SafetensorsTensor*> actual = written->Find(name);
+    ASSERT_TRUE(actual.ok()) << actual.status();
+    EXPECT_EQ((*actual)->dtype, dtype) << name;
+    EXPECT_EQ((*actual)->shape, (*golden->Find("q"))->shape) << name;
+    EXPECT_LE(WorstRatio(**actual, **golden->Find(name), tolerance, tolerance),
+              1.0)
+        << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(OneFilePerDType, GoldenRunTest,
+                         testing::Values("f32_offset_beyond_segment_causal",
+                                         "f16_causal_b2",
+                                         "bf16_causal_custom_scale_b2"));
+
+TEST(DilatedAttentionToolTest, ForwardOnlyWritesOut) {
+  const std::string input =
+      absl::StrCat(kGoldenDir, "f32_uneven_heads.safetensors");
+  absl::StatusOr<io::SafetensorsFile> golden = io::ReadSafetensors(input);
+  ASSERT_TRUE(golden.ok()) << golden.status();
+  const std::string output = TempPath("forward_only.safetensors");
+  std::vector<std::string> args = GoldenFlags(*golden);
+  args.insert(args.end(),
+              {"--impl=auto", "--input=" + input, "--output=" + output});
+  const ToolResult result = RunTool(args);
+  ASSERT_EQ(result.exit_code, 0) << result.error;
+  absl::StatusOr<io::SafetensorsFile> written = io::ReadSafetensors(output);
+  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_EQ(written->tensors().size(), 1u);
+  EXPECT_LE(
+      WorstRatio(**written->Find("out"), **golden->Find("out"), 1e-5, 1e-5),
+      1.0);
+}
+
+// Arguments of a valid run on `input`, except for what a test overrides.
+std::vector<std::string> ValidArgs(const std::string& input) {
+  return {"--impl=standard", "--segment_lengths=4,8", "--dilation_rates=1,2",
+          "--input=" + input, "--output=" + TempPath("unused.safetensors")};
+}
+
+std::string UnevenHeadsInput() {
+  return absl::StrCat(kGoldenDir, "f32_uneven_heads.safetensors");
+}
+
+TEST(DilatedAttentionToolTest, RejectsAnUnknownImplementation) {
+  std::vector<std::string> args = ValidArgs(UnevenHeadsInput());
+  args[0] = "--impl=no_such_attention";
+  ExpectOneLineError(RunTool(args),
+                     {"NOT_FOUND", "'no_such_attention'", "standard"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsAMissingImplFlag) {
+  std::vector<std::string> args = ValidArgs(UnevenHeadsInput());
+  args.erase(args.begin());
+  ExpectOneLineError(RunTool(args), {"--impl is required"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsABadConfiguration) {
+  std::vector<std::string> args = ValidArgs(UnevenHeadsInput());
+  args[1] = "--segment_lengths=4,x";
+  ExpectOneLineError(RunTool(args), {"--segment_lengths", "'x'"});
+  args[1] = "--segment_lengths=4";
+  ExpectOneLineError(RunTool(args),
+                     {"INVALID_ARGUMENT", "same length", "1 != 2"});
+  args[1] = "--segment_lengths=4,0";
+  ExpectOneLineError(RunTool(args),
+                     {"INVALID_ARGUMENT", "segment_lengths[1]", "0"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsASegmentThatDoesNotDivideTheSequence) {
+  std::vector<std::string> args = ValidArgs(UnevenHeadsInput());
+  args[1] = "--segment_lengths=4,32";
+  ExpectOneLineError(RunTool(args),
+                     {"INVALID_ARGUMENT", "16", "segment_lengths[1] = 32"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsAMissingInputFile) {
+  ExpectOneLineError(RunTool(ValidArgs(TempPath("absent.safetensors"))),
+                     {"NOT_FOUND", "absent.safetensors"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsAMissingTensor) {
+  const std::vector<float> data(16 * 5 * 8, 0.5f);
+  const std::string input = TempPath("no_v.safetensors");
+  ASSERT_TRUE(
+      io::WriteSafetensors(
+          input,
+          {{"q", io::SafetensorsDType::kF32, {1, 16, 5, 8}, data.data()},
+           {"k", io::SafetensorsDType::kF32, {1, 16, 5, 8}, data.data()}})
+          .ok());
+  ExpectOneLineError(RunTool(ValidArgs(input)),
+                     {"NOT_FOUND", "no_v.safetensors", "no tensor 'v'"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsBackwardWithoutGradOut) {
+  const std::vector<float> data(16 * 5 * 8, 0.5f);
+  const std::string input = TempPath("no_grad_out.safetensors");
+  ASSERT_TRUE(
+      io::WriteSafetensors(
+          input,
+          {{"q", io::SafetensorsDType::kF32, {1, 16, 5, 8}, data.data()},
+           {"k", io::SafetensorsDType::kF32, {1, 16, 5, 8}, data.data()},
+           {"v", io::SafetensorsDType::kF32, {1, 16, 5, 8}, data.data()}})
+          .ok());
+  std::vector<std::string> args = ValidArgs(input);
+  EXPECT_EQ(RunTool(args).exit_code, 0);
+  args.push_back("--backward");
+  ExpectOneLineError(RunTool(args), {"NOT_FOUND", "no tensor 'grad_out'"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsWrongShapes) {
+  const std::vector<float> data(16 * 5 * 8, 0.5f);
+  const std::string three_d = TempPath("three_d.safetensors");
+  ASSERT_TRUE(
+      io::WriteSafetensors(
+          three_d, {{"q", io::SafetensorsDType::kF32, {16, 5, 8}, data.data()},
+                    {"k", io::SafetensorsDType::kF32, {16, 5, 8}, data.data()},
+                    {"v", io::SafetensorsDType::kF32, {16, 5, 8}, data.data()}})
+          .ok());
+  ExpectOneLineError(RunTool(ValidArgs(three_d)),
+                     {"INVALID_ARGUMENT", "tensor 'q'", "[16, 5, 8]"});
+
+  const std::string mismatch = TempPath("mismatch.safetensors");
+  ASSERT_TRUE(
+      io::WriteSafetensors(
+          mismatch,
+          {{"q", io::SafetensorsDType::kF32, {1, 16, 5, 8}, data.data()},
+           {"k", io::SafetensorsDType::kF32, {1, 16, 5, 8}, data.data()},
+           {"v", io::SafetensorsDType::kF32, {1, 16, 8, 5}, data.data()}})
+          .ok());
+  ExpectOneLineError(RunTool(ValidArgs(mismatch)),
+                     {"INVALID_ARGUMENT", "v.shape [1, 16, 8, 5]"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsATruncatedFile) {
+  const std::string bytes = ReadAll(UnevenHeadsInput());
+  ASSERT_GT(bytes.size(), 1000u);
+  const std::string input = TempPath("truncated.safetensors");
+  {
+    std::ofstream stream(input, std::ios::binary | std::ios::trunc);
+    stream << bytes.substr(0, bytes.size() - 1000);
+  }
+  ExpectOneLineError(RunTool(ValidArgs(input)),
+                     {"DATA_LOSS", "truncated.safetensors", "truncated"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsAnInputThatIsNotSafetensors) {
+  const std::string input = TempPath("text.safetensors");
+  {
+    std::ofstream stream(input, std::ios::binary | std::ios::trunc);
+    stream << "this is a text file, not tensors";
+  }
+  ExpectOneLineError(RunTool(ValidArgs(input)),
+                     {"DATA_LOSS", "text.safetensors", "header length"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsAnUnknownDevice) {
+  std::vector<std::string> args = ValidArgs(UnevenHeadsInput());
+  args.push_back("--device=tpu");
+  ExpectOneLineError(RunTool(args), {"--device", "'tpu'"});
+}
+
+// Holds until the tool stages tensors on CUDA devices (tools/tensor_staging.h).
+TEST(DilatedAttentionToolTest, CudaIsAFailedPreconditionForNow) {
+  std::vector<std::string> args = ValidArgs(UnevenHeadsInput());
+  args.push_back("--device=cuda");
+  ExpectOneLineError(RunTool(args), {"FAILED_PRECONDITION", "--device=cuda"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsStrayArguments) {
+  std::vector<std::string> args = ValidArgs(UnevenHeadsInput());
+  args.push_back("stray");
+  ExpectOneLineError(RunTool(args), {"'stray'"});
+}
+
+}  // namespace
+}  // namespace dilated

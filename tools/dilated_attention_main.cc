@@ -1,0 +1,155 @@
+// dilated_attention: runs one registered implementation on tensors from a
+// safetensors file and writes the results to another (docs/TOOLS.md).
+//
+//   dilated_attention --impl=standard --segment_lengths=8,16
+//       --dilation_rates=1,2 [--is_causal] [--softmax_scale=0.125]
+//       [--device=cpu|cuda[:N]] --input=in.safetensors
+//       --output=out.safetensors [--backward]
+//
+// Any error is printed as one line on stderr and the exit status is 1.
+
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "attention/registry.h"
+#include "factory/status_macros.h"
+#include "tools/run_attention.h"
+
+ABSL_FLAG(std::string, impl, "",
+          "registered implementation to run (standard, auto, ...)");
+ABSL_FLAG(std::string, segment_lengths, "",
+          "comma-separated segment length of every group, e.g. 8,16");
+ABSL_FLAG(std::string, dilation_rates, "",
+          "comma-separated dilation rate of every group, e.g. 1,2");
+ABSL_FLAG(bool, is_causal, false,
+          "each position attends only to selected positions at or before it");
+ABSL_FLAG(std::string, softmax_scale, "",
+          "multiplies q.k before the softmax (default 1/sqrt(head_dim))");
+ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N");
+ABSL_FLAG(std::string, input, "",
+          "safetensors file with q, k, v [batch, seq, heads, head_dim] "
+          "(and grad_out with --backward)");
+ABSL_FLAG(std::string, output, "",
+          "safetensors file to write out (and grad_q, grad_k, grad_v)");
+ABSL_FLAG(bool, backward, false,
+          "also run the backward pass with grad_out from --input");
+
+namespace dilated {
+namespace tools {
+namespace {
+
+// Returns the integers of a comma-separated `text` given to --`flag`.
+absl::StatusOr<std::vector<int64_t>> ParseIntList(absl::string_view flag,
+                                                  absl::string_view text) {
+  if (text.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " is required (e.g. --", flag, "=8,16)"));
+  }
+  std::vector<int64_t> values;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int64_t value = 0;
+    if (!absl::SimpleAtoi(part, &value)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, "=", text, ": '", part, "' is not an integer"));
+    }
+    values.push_back(value);
+  }
+  return values;
+}
+
+absl::StatusOr<Device> ParseDevice(absl::string_view text) {
+  if (text == "cpu") return Device::Cpu();
+  if (text == "cuda") return Device::Cuda(0);
+  int index = 0;
+  if (absl::ConsumePrefix(&text, "cuda:") && absl::SimpleAtoi(text, &index) &&
+      index >= 0) {
+    return Device::Cuda(index);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--device must be cpu, cuda or cuda:N, got '",
+                   absl::GetFlag(FLAGS_device), "'"));
+}
+
+absl::StatusOr<std::string> RequiredPath(absl::string_view flag,
+                                         const std::string& value) {
+  if (value.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " is required"));
+  }
+  return value;
+}
+
+absl::StatusOr<RunRequest> RequestFromFlags() {
+  RunRequest request;
+  request.impl = absl::GetFlag(FLAGS_impl);
+  if (request.impl.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--impl is required; registered: ",
+                     absl::StrJoin(RegisteredAttentionNames(), ", ")));
+  }
+  DA_ASSIGN_OR_RETURN(
+      request.config.segment_lengths,
+      ParseIntList("segment_lengths", absl::GetFlag(FLAGS_segment_lengths)));
+  DA_ASSIGN_OR_RETURN(
+      request.config.dilation_rates,
+      ParseIntList("dilation_rates", absl::GetFlag(FLAGS_dilation_rates)));
+  const std::string scale = absl::GetFlag(FLAGS_softmax_scale);
+  if (!scale.empty()) {
+    double value = 0.0;
+    if (!absl::SimpleAtod(scale, &value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--softmax_scale=", scale, " is not a number"));
+    }
+    request.config.softmax_scale = value;
+  }
+  request.is_causal = absl::GetFlag(FLAGS_is_causal);
+  DA_ASSIGN_OR_RETURN(request.device, ParseDevice(absl::GetFlag(FLAGS_device)));
+  DA_ASSIGN_OR_RETURN(request.input,
+                      RequiredPath("input", absl::GetFlag(FLAGS_input)));
+  DA_ASSIGN_OR_RETURN(request.output,
+                      RequiredPath("output", absl::GetFlag(FLAGS_output)));
+  request.backward = absl::GetFlag(FLAGS_backward);
+  return request;
+}
+
+absl::Status Run(const std::vector<char*>& positional) {
+  if (positional.size() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unexpected argument '", positional[1],
+                     "'; every setting is a --flag"));
+  }
+  DA_ASSIGN_OR_RETURN(RunRequest request, RequestFromFlags());
+  return RunAttentionOnFiles(request);
+}
+
+}  // namespace
+}  // namespace tools
+}  // namespace dilated
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "runs dilated attention on q, k, v from a safetensors file.\n"
+      "  dilated_attention --impl=standard --segment_lengths=8,16 "
+      "--dilation_rates=1,2 --input=in.safetensors --output=out.safetensors");
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  const absl::Status status = dilated::tools::Run(positional);
+  if (!status.ok()) {
+    std::fprintf(stderr, "dilated_attention: %s\n",
+                 absl::StrReplaceAll(status.ToString(), {{"\n", " "}}).c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,51 @@
+// File: run_attention.h
+//
+// The work of the dilated_attention command: read q, k, v (and grad_out) from
+// a safetensors file, run one registered implementation forward (and
+// backward), write out (and grad_q, grad_k, grad_v) to another file.
+//
+//   dilated::tools::RunRequest request;
+//   request.impl = "standard";
+//   request.config.segment_lengths = {8, 16};
+//   request.config.dilation_rates = {1, 2};
+//   request.input = "in.safetensors";
+//   request.output = "out.safetensors";
+//   absl::Status status = dilated::tools::RunAttentionOnFiles(request);
+
+#ifndef TOOLS_RUN_ATTENTION_H_
+#define TOOLS_RUN_ATTENTION_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "attention/config.h"
+#include "attention/tensor.h"
+
+namespace dilated {
+namespace tools {
+
+struct RunRequest {
+  // A name registered in the factory ("standard", "auto", ...).
+  std::string impl;
+  AttentionConfig config;
+  bool is_causal = false;
+  Device device = Device::Cpu();
+  // Holds "q", "k", "v" ([batch, seq, heads, head_dim], one dtype of F32, F16
+  // or BF16) and, for a backward run, "grad_out"; other tensors are ignored.
+  std::string input;
+  // Receives "out" (the dtype of q) and, for a backward run, "grad_q",
+  // "grad_k" and "grad_v"; the run's settings go into its metadata.
+  std::string output;
+  bool backward = false;
+};
+
+// Runs `request`. Returns the first error met, naming the file, tensor, flag
+// or field at fault: NotFound for an unknown implementation or a missing
+// tensor, InvalidArgument for a bad configuration or bad shapes, DataLoss for
+// a truncated file, FailedPrecondition for a device this build cannot use.
+absl::Status RunAttentionOnFiles(const RunRequest& request);
+
+}  // namespace tools
+}  // namespace dilated
+
+#endif  // TOOLS_RUN_ATTENTION_H_
