@@ -32,11 +32,18 @@ namespace {
 // multiple of the 16-lane panel width of TileGemm.
 constexpr int64_t kBlockQ = 64;
 constexpr int64_t kBlockK = 64;
-// Query blocks of one work unit: each key tile is loaded once for all of them,
-// which divides the traffic for k and v (a strided walk over the whole
-// segment per unit) by 4 while the tiles stay well under 1 MiB per thread.
-constexpr int64_t kBlocksPerUnit = 4;
-constexpr int64_t kUnitRows = kBlockQ * kBlocksPerUnit;
+// Query blocks of one work unit: each key tile is loaded once for all of
+// them, which divides the traffic for k and v (a strided walk over the whole
+// segment per unit) by their number. Their q and output tiles are held to
+// 256 KiB: 8 blocks at head_dim 64, 4 at 128, 1 from 512 on.
+constexpr int64_t kMaxBlocksPerUnit = 8;
+constexpr int64_t kUnitTileBytes = 256 * 1024;
+
+int64_t BlocksPerUnit(int64_t head_dim) {
+  const int64_t per_block = 2 * head_dim * kBlockQ * sizeof(float);
+  return std::max<int64_t>(
+      1, std::min<int64_t>(kMaxBlocksPerUnit, kUnitTileBytes / per_block));
+}
 // Columns of one TileGemm panel; causal diagonal tiles are cut into panels so
 // that keys after every query of a panel are never computed.
 constexpr int64_t kPanel = 16;
@@ -58,7 +65,7 @@ struct QueryBlock {
 // Per-thread tiles.
 struct ForwardScratch {
   explicit ForwardScratch(int64_t head_dim)
-      : blocks(kBlocksPerUnit, QueryBlock(head_dim)),
+      : blocks(BlocksPerUnit(head_dim), QueryBlock(head_dim)),
         st(kBlockK * kBlockQ),
         k_tile(kBlockK * head_dim),
         v_tile(kBlockK * head_dim),
@@ -100,14 +107,14 @@ void LoadKeyTile(const ForwardParams& p, const TensorParams& t,
   }
 }
 
-// Asks for k and v rows j0 .. j0 + keys - 1 to be brought into L2 while the
+// Asks for k and v rows begin .. end - 1 to be brought into L2 while the
 // current tile is computed.
-void PrefetchKeyTile(const ForwardParams& p, const Segment& s, int64_t j0,
-                     int64_t keys) {
+void PrefetchKeyRows(const ForwardParams& p, const Segment& s, int64_t begin,
+                     int64_t end) {
   const int64_t bytes = p.head_dim * (p.dtype == DataType::kFloat32 ? 4 : 2);
-  for (int64_t j = 0; j < keys; ++j) {
-    const char* k = SegmentRow(p.k, p.dtype, s, j0 + j);
-    const char* v = SegmentRow(p.v, p.dtype, s, j0 + j);
+  for (int64_t j = begin; j < end; ++j) {
+    const char* k = SegmentRow(p.k, p.dtype, s, j);
+    const char* v = SegmentRow(p.v, p.dtype, s, j);
     for (int64_t offset = 0; offset < bytes; offset += 64) {
       _mm_prefetch(k + offset, _MM_HINT_T1);
       _mm_prefetch(v + offset, _MM_HINT_T1);
@@ -238,13 +245,15 @@ void StoreBlock(const ForwardParams& p, const Segment& s,
   }
 }
 
-// Computes rows unit * kUnitRows .. + kUnitRows - 1 of problem s into out
-// (and lse), and zeroes the unselected positions that follow them.
+// Computes the rows of `unit` (blocks.size() query blocks) of problem s into
+// out (and lse), and zeroes the unselected positions that follow them.
 void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
                  ForwardScratch* scratch) {
   const int64_t length = s.group->positions;
-  const int64_t unit_begin = unit * kUnitRows;
-  const int64_t unit_end = std::min(length, unit_begin + kUnitRows);
+  const int64_t unit_rows =
+      kBlockQ * static_cast<int64_t>(scratch->blocks.size());
+  const int64_t unit_begin = unit * unit_rows;
+  const int64_t unit_end = std::min(length, unit_begin + unit_rows);
   ZeroUnselected(p.out, p.dtype, p.head_dim, s, unit_begin,
                  std::max(unit_begin, unit_end), LseRow(p, s));
   if (unit_end <= unit_begin) return;
@@ -268,11 +277,14 @@ void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
     const int64_t keys = std::min(kBlockK, key_end - j0);
     LoadKeyTile(p, p.k, s, j0, keys, scratch->k_tile.data());
     LoadKeyTile(p, p.v, s, j0, keys, scratch->v_tile.data());
-    if (j0 + kBlockK < key_end) {
-      PrefetchKeyTile(p, s, j0 + kBlockK,
-                      std::min(kBlockK, key_end - j0 - kBlockK));
-    }
+    // The next tile is fetched in slices, one per block, so that the
+    // requests stay few at a time and overlap the arithmetic.
+    const int64_t next_end = std::min(key_end, j0 + 2 * kBlockK);
+    const int64_t slice = (kBlockK + num_blocks - 1) / num_blocks;
     for (int64_t b = 0; b < num_blocks; ++b) {
+      const int64_t prefetch_begin = j0 + kBlockK + b * slice;
+      PrefetchKeyRows(p, s, prefetch_begin,
+                      std::min(next_end, prefetch_begin + slice));
       QueryBlock& block = scratch->blocks[b];
       if (j0 >= block.key_end) continue;
       AttendToTile(p, j0, std::min(keys, block.key_end - j0),
@@ -288,7 +300,7 @@ void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
 }  // namespace
 
 void FlashForward(const ForwardParams& p) {
-  const WorkList work(p, kUnitRows);
+  const WorkList work(p, kBlockQ * BlocksPerUnit(p.head_dim));
 #pragma omp parallel
   {
     ForwardScratch scratch(p.head_dim);

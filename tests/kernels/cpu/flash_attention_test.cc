@@ -155,6 +155,8 @@ std::vector<ProblemShape> Shapes() {
       // tails in every tile.
       {"dim64_long", 1, 768, 2, 64, {384, 768}, {1, 2}},
       {"dim128", 2, 256, 2, 128, {128, 256}, {2, 4}},
+      // 1100 positions: three work units of up to 512 rows, the last short.
+      {"multi_unit_dim8", 1, 1100, 2, 8, {1100, 550}, {1, 2}},
       {"dim8_many_groups",
        1,
        120,
