@@ -76,6 +76,11 @@ void LoadQuerySide(const BackwardParams& bp, const Segment& s, int64_t length,
   const float* lse_row = LseRow(p, s);
   float* out_row = scratch->row.data();
   for (int64_t i = 0; i < length; ++i) {
+    if (i + kRowsAhead < length) {
+      for (const TensorParams* t : {&p.q, &bp.grad_out, &p.out}) {
+        PrefetchRow<_MM_HINT_T0>(*t, p.dtype, d, s, i + kRowsAhead);
+      }
+    }
     float* q = scratch->q.data() + i * dim;
     float* grad_out = scratch->grad_out.data() + i * dim;
     LoadRowFast(SegmentRow(p.q, p.dtype, s, i), p.dtype, d, q);
@@ -105,6 +110,10 @@ void PackKeyTile(const ForwardParams& p, const Segment& s, int64_t j0,
       for (int64_t a = 0; a < d; ++a)
         kt[a * kBlockK + j] = vt[a * kBlockK + j] = 0.0f;
       continue;
+    }
+    if (j + kRowsAhead < keys) {
+      PrefetchRow<_MM_HINT_T0>(p.k, p.dtype, d, s, j0 + j + kRowsAhead);
+      PrefetchRow<_MM_HINT_T0>(p.v, p.dtype, d, s, j0 + j + kRowsAhead);
     }
     float* k = scratch->k.data() + j * dim;
     LoadRowFast(SegmentRow(p.k, p.dtype, s, j0 + j), p.dtype, d, k);
@@ -152,6 +161,9 @@ void StoreRows(const ForwardParams& p, const TensorParams& t, const Segment& s,
                int64_t j0, int64_t rows, const float* src, int64_t dim,
                float factor, float* row) {
   for (int64_t j = 0; j < rows; ++j) {
+    if (j + kRowsAhead < rows) {
+      PrefetchRow<_MM_HINT_T0>(t, p.dtype, p.head_dim, s, j0 + j + kRowsAhead);
+    }
     for (int64_t a = 0; a < p.head_dim; ++a) row[a] = src[j * dim + a] * factor;
     StoreRow(row, p.dtype, p.head_dim, SegmentRow(t, p.dtype, s, j0 + j));
   }

@@ -86,6 +86,10 @@ void PackQueries(const ForwardParams& p, const Segment& s, float* row,
   const float scale = p.softmax_scale * kLog2e;
   float* qt = block->qt.data();
   for (int64_t i = 0; i < kBlockQ; ++i) {
+    if (i + kRowsAhead < block->rows) {
+      PrefetchRow<_MM_HINT_T0>(p.q, p.dtype, p.head_dim, s,
+                               block->i0 + i + kRowsAhead);
+    }
     if (i < block->rows) {
       LoadRowFast(SegmentRow(p.q, p.dtype, s, block->i0 + i), p.dtype, d, row);
       for (int64_t a = 0; a < d; ++a) qt[a * kBlockQ + i] = row[a] * scale;
@@ -102,6 +106,9 @@ void PackQueries(const ForwardParams& p, const Segment& s, float* row,
 void LoadKeyTile(const ForwardParams& p, const TensorParams& t,
                  const Segment& s, int64_t j0, int64_t keys, float* tile) {
   for (int64_t j = 0; j < keys; ++j) {
+    if (j + kRowsAhead < keys) {
+      PrefetchRow<_MM_HINT_T0>(t, p.dtype, p.head_dim, s, j0 + j + kRowsAhead);
+    }
     LoadRowFast(SegmentRow(t, p.dtype, s, j0 + j), p.dtype, p.head_dim,
                 tile + j * p.head_dim);
   }
@@ -111,14 +118,9 @@ void LoadKeyTile(const ForwardParams& p, const TensorParams& t,
 // current tile is computed.
 void PrefetchKeyRows(const ForwardParams& p, const Segment& s, int64_t begin,
                      int64_t end) {
-  const int64_t bytes = p.head_dim * (p.dtype == DataType::kFloat32 ? 4 : 2);
   for (int64_t j = begin; j < end; ++j) {
-    const char* k = SegmentRow(p.k, p.dtype, s, j);
-    const char* v = SegmentRow(p.v, p.dtype, s, j);
-    for (int64_t offset = 0; offset < bytes; offset += 64) {
-      _mm_prefetch(k + offset, _MM_HINT_T1);
-      _mm_prefetch(v + offset, _MM_HINT_T1);
-    }
+    PrefetchRow<_MM_HINT_T1>(p.k, p.dtype, p.head_dim, s, j);
+    PrefetchRow<_MM_HINT_T1>(p.v, p.dtype, p.head_dim, s, j);
   }
 }
 
@@ -234,6 +236,10 @@ void StoreBlock(const ForwardParams& p, const Segment& s,
   float* lse_row = LseRow(p, s);
   const float* ot = block.ot.data();
   for (int64_t i = 0; i < block.rows; ++i) {
+    if (i + kRowsAhead < block.rows) {
+      PrefetchRow<_MM_HINT_T0>(p.out, p.dtype, p.head_dim, s,
+                               block.i0 + i + kRowsAhead);
+    }
     const float sum = block.row_sum[i];
     const float factor = p.output_scale / sum;
     for (int64_t a = 0; a < d; ++a) row[a] = ot[a * kBlockQ + i] * factor;
