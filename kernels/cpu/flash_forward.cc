@@ -53,13 +53,14 @@ struct QueryBlock {
   explicit QueryBlock(int64_t head_dim)
       : qt(head_dim * kBlockQ), ot(head_dim * kBlockQ) {}
 
-  int64_t i0 = 0;               // First row.
-  int64_t rows = 0;             // Rows present (the last block may be short).
-  int64_t key_end = 0;          // Keys it attends to: [0, key_end).
-  std::vector<float> qt;        // head_dim x kBlockQ: q^T * scale * log2(e).
-  std::vector<float> ot;        // head_dim x kBlockQ: unnormalised O^T.
-  float row_max[kBlockQ] = {};  // Running max of the base-2 scores.
-  float row_sum[kBlockQ] = {};  // Running sum of 2^(score - max).
+  int64_t i0 = 0;         // First row.
+  int64_t rows = 0;       // Rows present (the last block may be short).
+  int64_t key_end = 0;    // Keys it attends to: [0, key_end).
+  std::vector<float> qt;  // head_dim x kBlockQ: q^T * scale * log2(e).
+  std::vector<float> ot;  // head_dim x kBlockQ: unnormalised O^T.
+  // Reference max of the base-2 scores (within kMaxSlack of the true one).
+  float row_max[kBlockQ] = {};
+  float row_sum[kBlockQ] = {};  // Running sum of 2^(score - row_max).
 };
 
 // Per-thread tiles.
@@ -143,50 +144,77 @@ void MaskAfterDiagonal(int64_t i0, int64_t j0, int64_t keys, float* st) {
   }
 }
 
-// Turns the scores of `keys` rows of st into probabilities against the
-// running max, updating the block's max and sum and rescaling its output.
+// How far (in log2 units) a tile's max may exceed the running max before the
+// running max moves: probabilities are then up to 2^8 instead of 1, far from
+// overflow, and the rescaling pass over the output tile is skipped for most
+// tiles after the first few.
+constexpr float kMaxSlack = 8.0f;
+
+// Turns the scores of `keys` rows of st into probabilities 2^(s - max)
+// against the running max, updating the block's max and sum and rescaling
+// its output when the max moves.
 void OnlineSoftmax(int64_t keys, int64_t head_dim, bool first_tile, float* st,
                    QueryBlock* block) {
   float* ot = block->ot.data();
   for (int64_t vec = 0; vec < kBlockQ / 8; ++vec) {
     const int64_t col = 8 * vec;
-    __m256 tile_max = _mm256_loadu_ps(st + col);
-    for (int64_t jj = 1; jj < keys; ++jj) {
-      tile_max =
-          _mm256_max_ps(tile_max, _mm256_loadu_ps(st + jj * kBlockQ + col));
+    const float* x = st + col;
+    // Four partial maxima and sums: independent dependency chains.
+    __m256 max4[4] = {_mm256_loadu_ps(x), _mm256_loadu_ps(x),
+                      _mm256_loadu_ps(x), _mm256_loadu_ps(x)};
+    int64_t jj = 1;
+    for (; jj + 4 <= keys; jj += 4) {
+      for (int u = 0; u < 4; ++u) {
+        max4[u] =
+            _mm256_max_ps(max4[u], _mm256_loadu_ps(x + (jj + u) * kBlockQ));
+      }
     }
+    for (; jj < keys; ++jj) {
+      max4[0] = _mm256_max_ps(max4[0], _mm256_loadu_ps(x + jj * kBlockQ));
+    }
+    const __m256 tile_max = _mm256_max_ps(_mm256_max_ps(max4[0], max4[1]),
+                                          _mm256_max_ps(max4[2], max4[3]));
     const __m256 old_max = _mm256_loadu_ps(block->row_max + col);
-    const __m256 new_max = _mm256_max_ps(old_max, tile_max);
-    // Two partial sums: independent add chains.
-    __m256 sum0 = _mm256_setzero_ps();
-    __m256 sum1 = _mm256_setzero_ps();
-    int64_t jj = 0;
-    for (; jj + 2 <= keys; jj += 2) {
-      float* x0 = st + jj * kBlockQ + col;
-      float* x1 = x0 + kBlockQ;
-      const __m256 p0 = Exp2(_mm256_sub_ps(_mm256_loadu_ps(x0), new_max));
-      const __m256 p1 = Exp2(_mm256_sub_ps(_mm256_loadu_ps(x1), new_max));
-      _mm256_storeu_ps(x0, p0);
-      _mm256_storeu_ps(x1, p1);
-      sum0 = _mm256_add_ps(sum0, p0);
-      sum1 = _mm256_add_ps(sum1, p1);
+    const bool moves =
+        first_tile ||
+        _mm256_movemask_ps(_mm256_cmp_ps(
+            tile_max, _mm256_add_ps(old_max, _mm256_set1_ps(kMaxSlack)),
+            _CMP_GT_OQ)) != 0;
+    const __m256 new_max = moves ? _mm256_max_ps(old_max, tile_max) : old_max;
+
+    __m256 sum4[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_ps(), _mm256_setzero_ps()};
+    jj = 0;
+    for (; jj + 4 <= keys; jj += 4) {
+      for (int u = 0; u < 4; ++u) {
+        float* y = st + (jj + u) * kBlockQ + col;
+        const __m256 prob = Exp2(_mm256_sub_ps(_mm256_loadu_ps(y), new_max));
+        _mm256_storeu_ps(y, prob);
+        sum4[u] = _mm256_add_ps(sum4[u], prob);
+      }
     }
-    if (jj < keys) {
-      float* x0 = st + jj * kBlockQ + col;
-      const __m256 p0 = Exp2(_mm256_sub_ps(_mm256_loadu_ps(x0), new_max));
-      _mm256_storeu_ps(x0, p0);
-      sum0 = _mm256_add_ps(sum0, p0);
+    for (; jj < keys; ++jj) {
+      float* y = st + jj * kBlockQ + col;
+      const __m256 prob = Exp2(_mm256_sub_ps(_mm256_loadu_ps(y), new_max));
+      _mm256_storeu_ps(y, prob);
+      sum4[0] = _mm256_add_ps(sum4[0], prob);
     }
-    const __m256 sum = _mm256_add_ps(sum0, sum1);
-    _mm256_storeu_ps(block->row_max + col, new_max);
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(sum4[0], sum4[1]),
+                                     _mm256_add_ps(sum4[2], sum4[3]));
+    float* row_sum = block->row_sum + col;
     if (first_tile) {
-      _mm256_storeu_ps(block->row_sum + col, sum);
+      _mm256_storeu_ps(block->row_max + col, new_max);
+      _mm256_storeu_ps(row_sum, sum);
       continue;
     }
+    if (!moves) {
+      _mm256_storeu_ps(row_sum, _mm256_add_ps(_mm256_loadu_ps(row_sum), sum));
+      continue;
+    }
+    _mm256_storeu_ps(block->row_max + col, new_max);
     const __m256 alpha = Exp2(_mm256_sub_ps(old_max, new_max));
-    _mm256_storeu_ps(
-        block->row_sum + col,
-        _mm256_fmadd_ps(_mm256_loadu_ps(block->row_sum + col), alpha, sum));
+    _mm256_storeu_ps(row_sum,
+                     _mm256_fmadd_ps(_mm256_loadu_ps(row_sum), alpha, sum));
     for (int64_t a = 0; a < head_dim; ++a) {
       float* o = ot + a * kBlockQ + col;
       _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_loadu_ps(o), alpha));
