@@ -28,8 +28,8 @@ namespace cpu {
 // rows, zero for the rows no group selects. When params.lse is not null,
 // writes the natural log-sum-exp of the scaled scores of every row (-inf for
 // unselected rows). Causal tiles entirely above the diagonal are skipped.
-// Extra memory: tiles only, about 310 KiB per thread at head_dim 64 (up to 8
-// query blocks' q and output tiles, 256 KiB, plus one key tile).
+// Extra memory: tiles only, about 560 KiB per thread at head_dim 64 (up to 16
+// query blocks' q and output tiles, 512 KiB, plus one key tile).
 // REQUIRES: params were produced by the attention front end (validated).
 void FlashForward(const ForwardParams& params);
 

@@ -35,9 +35,9 @@ constexpr int64_t kBlockK = 64;
 // Query blocks of one work unit: each key tile is loaded once for all of
 // them, which divides the traffic for k and v (a strided walk over the whole
 // segment per unit) by their number. Their q and output tiles are held to
-// 256 KiB: 8 blocks at head_dim 64, 4 at 128, 1 from 512 on.
-constexpr int64_t kMaxBlocksPerUnit = 8;
-constexpr int64_t kUnitTileBytes = 256 * 1024;
+// 512 KiB: 16 blocks at head_dim 64, 8 at 128, 1 from 1024 on.
+constexpr int64_t kMaxBlocksPerUnit = 16;
+constexpr int64_t kUnitTileBytes = 512 * 1024;
 
 int64_t BlocksPerUnit(int64_t head_dim) {
   const int64_t per_block = 2 * head_dim * kBlockQ * sizeof(float);
