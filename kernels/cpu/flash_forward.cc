@@ -20,6 +20,7 @@
 #include "kernels/cpu/row_io.h"
 #include "kernels/cpu/simd_convert.h"
 #include "kernels/cpu/simd_exp.h"
+#include "kernels/cpu/simd_transpose.h"
 #include "kernels/cpu/tile_gemm.h"
 
 namespace dilated {
@@ -70,32 +71,51 @@ struct ForwardScratch {
         st(kBlockK * kBlockQ),
         k_tile(kBlockK * head_dim),
         v_tile(kBlockK * head_dim),
-        row(head_dim) {}
+        rows((head_dim + 7) / 8 * 8 * 8) {}
 
   std::vector<QueryBlock> blocks;
   std::vector<float> st;      // kBlockK x kBlockQ: scores, then P^T.
   std::vector<float> k_tile;  // kBlockK x head_dim: k as float32.
   std::vector<float> v_tile;  // kBlockK x head_dim: v as float32.
-  std::vector<float> row;     // head_dim.
+  // 8 rows of head_dim rounded up to 8 (zero padded): q or out rows on their
+  // way through an 8 x 8 transpose.
+  std::vector<float> rows;
 };
 
-// Packs the rows of `block` of q, transposed and scaled, into block->qt;
-// the lanes of missing rows are zero.
-void PackQueries(const ForwardParams& p, const Segment& s, float* row,
+// Packs the rows of `block` of q, transposed and scaled, into block->qt,
+// eight rows at a time through `rows` (8 x round_up(head_dim, 8)); the lanes
+// of missing rows are zero.
+void PackQueries(const ForwardParams& p, const Segment& s, float* rows,
                  QueryBlock* block) {
   const int64_t d = p.head_dim;
-  const float scale = p.softmax_scale * kLog2e;
+  const int64_t padded = (d + 7) / 8 * 8;
+  const __m256 scale = _mm256_set1_ps(p.softmax_scale * kLog2e);
   float* qt = block->qt.data();
-  for (int64_t i = 0; i < kBlockQ; ++i) {
-    if (i + kRowsAhead < block->rows) {
-      PrefetchRow<_MM_HINT_T0>(p.q, p.dtype, p.head_dim, s,
-                               block->i0 + i + kRowsAhead);
+  for (int64_t i8 = 0; i8 < kBlockQ; i8 += 8) {
+    for (int64_t r = 0; r < 8; ++r) {
+      const int64_t i = i8 + r;
+      float* row = rows + r * padded;
+      if (i + kRowsAhead < block->rows) {
+        PrefetchRow<_MM_HINT_T0>(p.q, p.dtype, d, s,
+                                 block->i0 + i + kRowsAhead);
+      }
+      if (i < block->rows) {
+        LoadRowFast(SegmentRow(p.q, p.dtype, s, block->i0 + i), p.dtype, d,
+                    row);
+        std::fill(row + d, row + padded, 0.0f);
+      } else {
+        std::fill(row, row + padded, 0.0f);
+      }
     }
-    if (i < block->rows) {
-      LoadRowFast(SegmentRow(p.q, p.dtype, s, block->i0 + i), p.dtype, d, row);
-      for (int64_t a = 0; a < d; ++a) qt[a * kBlockQ + i] = row[a] * scale;
-    } else {
-      for (int64_t a = 0; a < d; ++a) qt[a * kBlockQ + i] = 0.0f;
+    for (int64_t a8 = 0; a8 < padded; a8 += 8) {
+      __m256 x[8];
+      for (int r = 0; r < 8; ++r)
+        x[r] = _mm256_loadu_ps(rows + r * padded + a8);
+      Transpose8x8(x);
+      for (int64_t t = 0; t < 8 && a8 + t < d; ++t) {
+        _mm256_storeu_ps(qt + (a8 + t) * kBlockQ + i8,
+                         _mm256_mul_ps(x[t], scale));
+      }
     }
   }
 }
@@ -256,25 +276,43 @@ void AttendToTile(const ForwardParams& p, int64_t j0, int64_t keys,
   }
 }
 
-// Normalises `block`, applies 1/G and stores its rows of out; writes
+// Normalises `block`, applies 1/G and stores its rows of out, eight at a
+// time through an 8 x 8 transpose into `rows`; writes
 // lse = ln 2 * (max + log2(sum)).
 void StoreBlock(const ForwardParams& p, const Segment& s,
-                const QueryBlock& block, float* row) {
+                const QueryBlock& block, float* rows) {
   const int64_t d = p.head_dim;
+  const int64_t padded = (d + 7) / 8 * 8;
   float* lse_row = LseRow(p, s);
   const float* ot = block.ot.data();
-  for (int64_t i = 0; i < block.rows; ++i) {
-    if (i + kRowsAhead < block.rows) {
-      PrefetchRow<_MM_HINT_T0>(p.out, p.dtype, p.head_dim, s,
-                               block.i0 + i + kRowsAhead);
+  for (int64_t i8 = 0; i8 < block.rows; i8 += 8) {
+    for (int64_t r = 0; r < 8; ++r) {
+      const int64_t ahead = i8 + r + kRowsAhead;
+      if (ahead < block.rows) {
+        PrefetchRow<_MM_HINT_T0>(p.out, p.dtype, d, s, block.i0 + ahead);
+      }
     }
-    const float sum = block.row_sum[i];
-    const float factor = p.output_scale / sum;
-    for (int64_t a = 0; a < d; ++a) row[a] = ot[a * kBlockQ + i] * factor;
-    StoreRow(row, p.dtype, d, SegmentRow(p.out, p.dtype, s, block.i0 + i));
-    if (lse_row != nullptr) {
-      lse_row[s.first + (block.i0 + i) * s.step] =
-          (block.row_max[i] + std::log2(sum)) * kLn2;
+    const __m256 factor = _mm256_div_ps(_mm256_set1_ps(p.output_scale),
+                                        _mm256_loadu_ps(block.row_sum + i8));
+    for (int64_t a8 = 0; a8 < padded; a8 += 8) {
+      __m256 x[8];
+      for (int64_t t = 0; t < 8; ++t) {
+        x[t] = a8 + t < d
+                   ? _mm256_mul_ps(
+                         _mm256_loadu_ps(ot + (a8 + t) * kBlockQ + i8), factor)
+                   : _mm256_setzero_ps();
+      }
+      Transpose8x8(x);
+      for (int r = 0; r < 8; ++r)
+        _mm256_storeu_ps(rows + r * padded + a8, x[r]);
+    }
+    for (int64_t r = 0; r < 8 && i8 + r < block.rows; ++r) {
+      const int64_t i = block.i0 + i8 + r;
+      StoreRow(rows + r * padded, p.dtype, d, SegmentRow(p.out, p.dtype, s, i));
+      if (lse_row != nullptr) {
+        lse_row[s.first + i * s.step] =
+            (block.row_max[i8 + r] + std::log2(block.row_sum[i8 + r])) * kLn2;
+      }
     }
   }
 }
@@ -301,7 +339,7 @@ void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
     // Causal: keys up to the block's last query; later tiles are skipped.
     block.key_end = p.is_causal ? i0 + block.rows : length;
     key_end = std::max(key_end, block.key_end);
-    PackQueries(p, s, scratch->row.data(), &block);
+    PackQueries(p, s, scratch->rows.data(), &block);
     std::fill(block.ot.begin(), block.ot.end(), 0.0f);
     std::fill(block.row_max, block.row_max + kBlockQ,
               -std::numeric_limits<float>::infinity());
@@ -327,7 +365,7 @@ void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
     }
   }
   for (int64_t b = 0; b < num_blocks; ++b) {
-    StoreBlock(p, s, scratch->blocks[b], scratch->row.data());
+    StoreBlock(p, s, scratch->blocks[b], scratch->rows.data());
   }
 }
 
