@@ -9,11 +9,13 @@
 // causal; forward + backward = 3.5 x forward); extra_MiB, the peak heap above
 // what was held before the call (inputs and outputs are allocated before);
 // out_MiB, the size of the output for comparison; threads, the OpenMP threads.
+// "fma_peak" measures the FMA ceiling of the same threads (AVX2, float32).
 //
 //   ./bazelw build -c opt //benchmarks:cpu_attention_benchmark
 //   OMP_NUM_THREADS=2 bazel-bin/benchmarks/cpu_attention_benchmark
 //       --benchmark_filter='/A/n:32768/' --benchmark_repetitions=5
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <cstdint>
@@ -122,6 +124,48 @@ void RunAttention(benchmark::State& state, const std::string& name,
   state.counters["threads"] = omp_get_max_threads();
 }
 
+// The machine's float32 FMA peak with the kernels' instruction set (AVX2 +
+// FMA, 8 lanes): on every OpenMP thread, 10 independent chains of register
+// FMAs, enough to fill two FMA pipes of latency 4 or 5. The ceiling against
+// which the attention GFLOPs are read.
+__attribute__((target("avx2,fma"))) float FmaChains(int64_t iterations) {
+  __m256 x[10];
+#pragma GCC unroll 10
+  for (int i = 0; i < 10; ++i) x[i] = _mm256_set1_ps(0.01f * i);
+  const __m256 a = _mm256_set1_ps(0.9999f);
+  const __m256 b = _mm256_set1_ps(0.0001f);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 10
+    for (int i = 0; i < 10; ++i) x[i] = _mm256_fmadd_ps(x[i], a, b);
+    // Keeps the chains in registers and the loop from being folded.
+    asm volatile(""
+                 : "+x"(x[0]), "+x"(x[1]), "+x"(x[2]), "+x"(x[3]), "+x"(x[4]),
+                   "+x"(x[5]), "+x"(x[6]), "+x"(x[7]), "+x"(x[8]), "+x"(x[9]));
+  }
+  float sum = 0.0f;
+#pragma GCC unroll 10
+  for (int i = 0; i < 10; ++i) sum += x[i][0];
+  return sum;
+}
+
+void RunFmaPeak(benchmark::State& state) {
+  constexpr int64_t kIterations = 10000000;
+  int threads = 1;
+  for (auto _ : state) {
+#pragma omp parallel
+    {
+#pragma omp single
+      threads = omp_get_num_threads();
+      benchmark::DoNotOptimize(FmaChains(kIterations));
+    }
+  }
+  // 10 chains x 8 lanes x 2 FLOP per iteration and thread.
+  state.counters["GFLOPs"] =
+      benchmark::Counter(160.0 * kIterations * threads * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["threads"] = threads;
+}
+
 std::vector<Workload> Workloads() {
   std::vector<Workload> workloads;
   for (int64_t n : {8192, 32768, 131072}) {
@@ -142,6 +186,9 @@ std::vector<Workload> Workloads() {
 }
 
 void RegisterAll() {
+  benchmark::RegisterBenchmark("fma_peak", RunFmaPeak)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
   for (const Workload& w : Workloads()) {
     for (const std::string& name : BackendNames(DeviceType::kCpu)) {
       const std::string label = absl::StrCat(
