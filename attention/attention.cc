@@ -3,6 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "attention/params_builder.h"
 #include "factory/status_macros.h"
+#include "memory/default_allocator.h"
+#include "memory/pool_allocator.h"
 
 namespace dilated {
 
@@ -22,6 +24,35 @@ absl::Status Attention::CheckOptions(const TensorView& q,
   return absl::OkStatus();
 }
 
+absl::StatusOr<memory::Allocator*> Attention::WorkspaceAllocator(
+    const Device& device, const ForwardOptions& options) {
+  const memory::MemorySpace space =
+      device.type == DeviceType::kCpu
+          ? memory::MemorySpace::Host()
+          : memory::MemorySpace::CudaDevice(device.index);
+  if (options.workspace_allocator != nullptr) {
+    if (options.workspace_allocator->space() != space) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "options.workspace_allocator allocates in ",
+          memory::MemorySpaceName(options.workspace_allocator->space()),
+          " but the tensors are on ", DeviceName(device)));
+    }
+    return options.workspace_allocator;
+  }
+  if (device.type == DeviceType::kCuda) {
+    if (!config_.enable_memory_pool) return nullptr;
+    return memory::DefaultAllocator(space);
+  }
+  DA_ASSIGN_OR_RETURN(memory::Allocator * host,
+                      memory::DefaultAllocator(memory::MemorySpace::Host()));
+  if (!config_.enable_memory_pool) return host;
+  absl::MutexLock lock(&host_pool_mutex_);
+  if (host_pool_ == nullptr) {
+    host_pool_ = std::make_unique<memory::PoolAllocator>(host);
+  }
+  return host_pool_.get();
+}
+
 absl::Status Attention::Forward(const TensorView& q, const TensorView& k,
                                 const TensorView& v, const TensorView& out,
                                 const ForwardOptions& options,
@@ -30,7 +61,9 @@ absl::Status Attention::Forward(const TensorView& q, const TensorView& k,
       kernels::ForwardParams params,
       MakeForwardParams(config_, q, k, v, out, lse, options.is_causal));
   DA_RETURN_IF_ERROR(CheckOptions(q, options));
-  return DoForward(params, q.device, options.stream);
+  DA_ASSIGN_OR_RETURN(memory::Allocator * workspace,
+                      WorkspaceAllocator(q.device, options));
+  return DoForward(params, q.device, options.stream, workspace);
 }
 
 absl::Status Attention::Backward(
@@ -43,7 +76,9 @@ absl::Status Attention::Backward(
       MakeBackwardParams(config_, q, k, v, out, lse, grad_out, grad_q, grad_k,
                          grad_v, options.is_causal));
   DA_RETURN_IF_ERROR(CheckOptions(q, options));
-  return DoBackward(params, q.device, options.stream);
+  DA_ASSIGN_OR_RETURN(memory::Allocator * workspace,
+                      WorkspaceAllocator(q.device, options));
+  return DoBackward(params, q.device, options.stream, workspace);
 }
 
 }  // namespace dilated

@@ -19,12 +19,17 @@
 #ifndef ATTENTION_ATTENTION_H_
 #define ATTENTION_ATTENTION_H_
 
+#include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "attention/config.h"
 #include "attention/tensor.h"
 #include "kernels/dilated_params.h"
+#include "memory/allocator.h"
 
 namespace dilated {
 
@@ -37,6 +42,13 @@ struct ForwardOptions {
   // The cudaStream_t to run on for CUDA tensors (null: the default stream).
   // Must be null for CPU tensors.
   void* stream = nullptr;
+  // Where workspace memory comes from (outputs are always the caller's). Its
+  // space must be the tensors' device; it must outlive the call (and, on a
+  // device, the work queued by it). Null: see
+  // AttentionConfig::enable_memory_pool; without the pool, host workspace is
+  // allocated directly and device workspace with cudaMallocAsync on
+  // `stream`.
+  memory::Allocator* workspace_allocator = nullptr;
 };
 
 class Attention {
@@ -76,17 +88,31 @@ class Attention {
       : name_(std::move(name)), config_(std::move(config)) {}
 
  private:
-  // Run with validated parameters on `device`.
+  // Run with validated parameters on `device`; `workspace` is null only for
+  // CUDA tensors without a pool, where backends allocate stream-ordered
+  // scratch themselves.
   virtual absl::Status DoForward(const kernels::ForwardParams& params,
-                                 const Device& device, void* stream) = 0;
+                                 const Device& device, void* stream,
+                                 memory::Allocator* workspace) = 0;
   virtual absl::Status DoBackward(const kernels::BackwardParams& params,
-                                  const Device& device, void* stream) = 0;
+                                  const Device& device, void* stream,
+                                  memory::Allocator* workspace) = 0;
 
   absl::Status CheckOptions(const TensorView& q,
                             const ForwardOptions& options) const;
 
+  // Returns the workspace allocator of a call (see
+  // ForwardOptions::workspace_allocator).
+  absl::StatusOr<memory::Allocator*> WorkspaceAllocator(
+      const Device& device, const ForwardOptions& options)
+      ABSL_LOCKS_EXCLUDED(host_pool_mutex_);
+
   std::string name_;
   AttentionConfig config_;
+  absl::Mutex host_pool_mutex_;
+  // Created on first use when config_.enable_memory_pool is set.
+  std::unique_ptr<memory::Allocator> host_pool_
+      ABSL_GUARDED_BY(host_pool_mutex_);
 };
 
 }  // namespace dilated

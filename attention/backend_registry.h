@@ -22,12 +22,16 @@
 #include "attention/tensor.h"
 #include "factory/status_macros.h"
 #include "kernels/dilated_params.h"
+#include "memory/allocator.h"
 
 namespace dilated {
 
 struct ExecutionContext {
   Device device;
   void* stream = nullptr;  // cudaStream_t for CUDA backends.
+  // Workspace memory in the device's space. Never null for CPU tensors;
+  // null for CUDA tensors means stream-ordered cudaMallocAsync.
+  memory::Allocator* workspace = nullptr;
 };
 
 using ForwardKernel = absl::Status (*)(const kernels::ForwardParams&,

@@ -33,6 +33,12 @@ struct AttentionConfig {
   // and dropout > 0 are refused until dropout is implemented; it is never
   // silently skipped.
   double dropout = 0.0;
+  // Takes workspace memory from a pool instead of allocating it directly:
+  // on the host, a PoolAllocator owned by the Attention object; on a CUDA
+  // device, the device's default allocator (memory/default_allocator.h, a
+  // stream-ordered pool). Off by default, as in the reference. A
+  // ForwardOptions::workspace_allocator passed to a call takes precedence.
+  bool enable_memory_pool = false;
 
   // Returns OK, or InvalidArgument naming the field and the value at fault.
   absl::Status Validate() const;

@@ -45,9 +45,14 @@ ScopedCudaDevice::~ScopedCudaDevice() {
   if (previous_ >= 0) cudaSetDevice(previous_);
 }
 
-absl::StatusOr<CudaScratch> CudaScratch::Allocate(size_t bytes,
-                                                  cudaStream_t stream) {
-  if (bytes == 0) return CudaScratch(nullptr, stream);
+absl::StatusOr<CudaScratch> CudaScratch::Allocate(
+    size_t bytes, cudaStream_t stream, memory::Allocator* allocator) {
+  if (bytes == 0) return CudaScratch(nullptr, 0, stream, nullptr);
+  if (allocator != nullptr) {
+    absl::StatusOr<void*> data = allocator->Allocate(bytes, kAlignment, stream);
+    if (!data.ok()) return data.status();
+    return CudaScratch(*data, bytes, stream, allocator);
+  }
   void* data = nullptr;
   const cudaError_t error = cudaMallocAsync(&data, bytes, stream);
   if (error != cudaSuccess) {
@@ -56,17 +61,22 @@ absl::StatusOr<CudaScratch> CudaScratch::Allocate(size_t bytes,
         absl::StrCat("cudaMallocAsync of ", bytes,
                      " bytes of scratch: ", cudaGetErrorString(error)));
   }
-  return CudaScratch(data, stream);
+  return CudaScratch(data, bytes, stream, nullptr);
 }
 
 CudaScratch::CudaScratch(CudaScratch&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), stream_(other.stream_) {}
+    : data_(std::exchange(other.data_, nullptr)),
+      bytes_(other.bytes_),
+      stream_(other.stream_),
+      allocator_(other.allocator_) {}
 
 CudaScratch& CudaScratch::operator=(CudaScratch&& other) noexcept {
   if (this != &other) {
     Release();
     data_ = std::exchange(other.data_, nullptr);
+    bytes_ = other.bytes_;
     stream_ = other.stream_;
+    allocator_ = other.allocator_;
   }
   return *this;
 }
@@ -74,7 +84,12 @@ CudaScratch& CudaScratch::operator=(CudaScratch&& other) noexcept {
 CudaScratch::~CudaScratch() { Release(); }
 
 void CudaScratch::Release() {
-  if (data_ != nullptr) cudaFreeAsync(data_, stream_);
+  if (data_ == nullptr) return;
+  if (allocator_ != nullptr) {
+    allocator_->Deallocate(data_, bytes_, kAlignment, stream_);
+  } else {
+    cudaFreeAsync(data_, stream_);
+  }
   data_ = nullptr;
 }
 

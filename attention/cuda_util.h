@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "memory/allocator.h"
 
 namespace dilated {
 
@@ -55,9 +56,11 @@ class ScopedCudaDevice {
 class CudaScratch {
  public:
   // Returns `bytes` of device memory ordered on `stream` (null for 0 bytes),
-  // or ResourceExhausted.
-  static absl::StatusOr<CudaScratch> Allocate(size_t bytes,
-                                              cudaStream_t stream);
+  // or ResourceExhausted. The memory comes from `allocator` when it is not
+  // null (and goes back to it, on `stream`), else from cudaMallocAsync.
+  static absl::StatusOr<CudaScratch> Allocate(
+      size_t bytes, cudaStream_t stream,
+      memory::Allocator* allocator = nullptr);
 
   CudaScratch(CudaScratch&& other) noexcept;
   CudaScratch& operator=(CudaScratch&& other) noexcept;
@@ -68,11 +71,18 @@ class CudaScratch {
   void* data() const { return data_; }
 
  private:
-  CudaScratch(void* data, cudaStream_t stream) : data_(data), stream_(stream) {}
+  // Device workspace alignment: what cuBLAS and vector loads want.
+  static constexpr size_t kAlignment = 256;
+
+  CudaScratch(void* data, size_t bytes, cudaStream_t stream,
+              memory::Allocator* allocator)
+      : data_(data), bytes_(bytes), stream_(stream), allocator_(allocator) {}
   void Release();
 
   void* data_ = nullptr;
+  size_t bytes_ = 0;
   cudaStream_t stream_ = nullptr;
+  memory::Allocator* allocator_ = nullptr;
 };
 
 }  // namespace dilated

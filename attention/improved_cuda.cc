@@ -46,7 +46,9 @@ absl::Status ImprovedForwardCuda(const kernels::ForwardParams& params,
   ScopedCudaDevice device(context.device.index);
   DA_RETURN_IF_ERROR(device.status());
   const auto stream = static_cast<cudaStream_t>(context.stream);
-  if (!FusedForward(params)) return StandardCudaForward(params, stream);
+  if (!FusedForward(params)) {
+    return StandardCudaForward(params, stream, context.workspace);
+  }
   return CudaStatus(kernels::gpu::FlashForward(params, stream),
                     "fused forward kernel");
 }
@@ -56,11 +58,13 @@ absl::Status ImprovedBackwardCuda(const kernels::BackwardParams& params,
   ScopedCudaDevice device(context.device.index);
   DA_RETURN_IF_ERROR(device.status());
   const auto stream = static_cast<cudaStream_t>(context.stream);
-  if (!FusedBackward(params)) return StandardCudaBackward(params, stream);
+  if (!FusedBackward(params)) {
+    return StandardCudaBackward(params, stream, context.workspace);
+  }
   DA_ASSIGN_OR_RETURN(
       CudaScratch delta,
       CudaScratch::Allocate(kernels::gpu::FlashBackwardWorkspaceBytes(params),
-                            stream));
+                            stream, context.workspace));
   return CudaStatus(kernels::gpu::FlashBackward(params, delta.data(), stream),
                     "fused backward kernels");
 }

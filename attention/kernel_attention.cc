@@ -31,15 +31,17 @@ absl::StatusOr<Backend> KernelAttention::Resolve(const Device& device) const {
 }
 
 absl::Status KernelAttention::DoForward(const kernels::ForwardParams& params,
-                                        const Device& device, void* stream) {
+                                        const Device& device, void* stream,
+                                        memory::Allocator* workspace) {
   DA_ASSIGN_OR_RETURN(Backend backend, Resolve(device));
-  return backend.forward(params, ExecutionContext{device, stream});
+  return backend.forward(params, ExecutionContext{device, stream, workspace});
 }
 
 absl::Status KernelAttention::DoBackward(const kernels::BackwardParams& params,
-                                         const Device& device, void* stream) {
+                                         const Device& device, void* stream,
+                                         memory::Allocator* workspace) {
   DA_ASSIGN_OR_RETURN(Backend backend, Resolve(device));
-  return backend.backward(params, ExecutionContext{device, stream});
+  return backend.backward(params, ExecutionContext{device, stream, workspace});
 }
 
 std::unique_ptr<Attention> MakeKernelAttention(const std::string& name,

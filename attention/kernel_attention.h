@@ -26,9 +26,11 @@ class KernelAttention : public Attention {
 
  private:
   absl::Status DoForward(const kernels::ForwardParams& params,
-                         const Device& device, void* stream) override;
+                         const Device& device, void* stream,
+                         memory::Allocator* workspace) override;
   absl::Status DoBackward(const kernels::BackwardParams& params,
-                          const Device& device, void* stream) override;
+                          const Device& device, void* stream,
+                          memory::Allocator* workspace) override;
 
   absl::StatusOr<Backend> Resolve(const Device& device) const;
 

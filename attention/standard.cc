@@ -5,20 +5,34 @@
 #include "attention/backend_registry.h"
 #include "attention/kernel_attention.h"
 #include "attention/registry.h"
+#include "attention/workspace.h"
+#include "kernels/cpu/row_io.h"
 #include "kernels/cpu/standard_attention.h"
 
 namespace dilated {
 namespace {
 
 absl::Status StandardForwardCpu(const kernels::ForwardParams& params,
-                                const ExecutionContext&) {
-  kernels::cpu::StandardForward(params);
+                                const ExecutionContext& context) {
+  const int threads = kernels::cpu::MaxThreads();
+  DA_ASSIGN_OR_RETURN(
+      HostWorkspace workspace,
+      HostWorkspace::Allocate(
+          context.workspace,
+          threads * kernels::cpu::StandardWorkspacePerThread(params, false)));
+  kernels::cpu::StandardForward(params, workspace.data(), threads);
   return absl::OkStatus();
 }
 
 absl::Status StandardBackwardCpu(const kernels::BackwardParams& params,
-                                 const ExecutionContext&) {
-  kernels::cpu::StandardBackward(params);
+                                 const ExecutionContext& context) {
+  const int threads = kernels::cpu::MaxThreads();
+  DA_ASSIGN_OR_RETURN(
+      HostWorkspace workspace,
+      HostWorkspace::Allocate(
+          context.workspace, threads * kernels::cpu::StandardWorkspacePerThread(
+                                           params.forward, true)));
+  kernels::cpu::StandardBackward(params, workspace.data(), threads);
   return absl::OkStatus();
 }
 

@@ -16,15 +16,16 @@ absl::Status StandardForwardCuda(const kernels::ForwardParams& params,
                                  const ExecutionContext& context) {
   ScopedCudaDevice device(context.device.index);
   DA_RETURN_IF_ERROR(device.status());
-  return StandardCudaForward(params, static_cast<cudaStream_t>(context.stream));
+  return StandardCudaForward(params, static_cast<cudaStream_t>(context.stream),
+                             context.workspace);
 }
 
 absl::Status StandardBackwardCuda(const kernels::BackwardParams& params,
                                   const ExecutionContext& context) {
   ScopedCudaDevice device(context.device.index);
   DA_RETURN_IF_ERROR(device.status());
-  return StandardCudaBackward(params,
-                              static_cast<cudaStream_t>(context.stream));
+  return StandardCudaBackward(params, static_cast<cudaStream_t>(context.stream),
+                              context.workspace);
 }
 
 }  // namespace

@@ -123,7 +123,8 @@ class Carver {
 
 }  // namespace
 
-absl::Status StandardCudaForward(const ForwardParams& p, cudaStream_t stream) {
+absl::Status StandardCudaForward(const ForwardParams& p, cudaStream_t stream,
+                                 memory::Allocator* workspace) {
   namespace gpu = kernels::gpu;
   DA_ASSIGN_OR_RETURN(cublasHandle_t handle, Handle());
   DA_RETURN_IF_ERROR(
@@ -143,7 +144,7 @@ absl::Status StandardCudaForward(const ForwardParams& p, cudaStream_t stream) {
                              ChunkProblems(p, g, per) * per + kBuffers * 256);
   }
   DA_ASSIGN_OR_RETURN(CudaScratch scratch,
-                      CudaScratch::Allocate(scratch_bytes, stream));
+                      CudaScratch::Allocate(scratch_bytes, stream, workspace));
 
   for (int i = 0; i < p.num_groups; ++i) {
     const GroupParams& g = p.groups[i];
@@ -193,8 +194,8 @@ absl::Status StandardCudaForward(const ForwardParams& p, cudaStream_t stream) {
   return absl::OkStatus();
 }
 
-absl::Status StandardCudaBackward(const BackwardParams& bp,
-                                  cudaStream_t stream) {
+absl::Status StandardCudaBackward(const BackwardParams& bp, cudaStream_t stream,
+                                  memory::Allocator* workspace) {
   namespace gpu = kernels::gpu;
   ForwardParams p = bp.forward;
   p.lse = nullptr;  // The recomputed softmax must not write the lse.
@@ -219,7 +220,7 @@ absl::Status StandardCudaBackward(const BackwardParams& bp,
                              ChunkProblems(p, g, per) * per + kBuffers * 256);
   }
   DA_ASSIGN_OR_RETURN(CudaScratch scratch,
-                      CudaScratch::Allocate(scratch_bytes, stream));
+                      CudaScratch::Allocate(scratch_bytes, stream, workspace));
 
   for (int i = 0; i < p.num_groups; ++i) {
     const GroupParams& g = p.groups[i];

@@ -20,17 +20,21 @@
 
 #include "absl/status/status.h"
 #include "kernels/dilated_params.h"
+#include "memory/allocator.h"
 
 namespace dilated {
 
 // Writes params.out (every element) and, when not null, params.lse.
+// Scratch comes from `workspace` (cudaMallocAsync when null).
 absl::Status StandardCudaForward(const kernels::ForwardParams& params,
-                                 cudaStream_t stream);
+                                 cudaStream_t stream,
+                                 memory::Allocator* workspace);
 
 // Writes grad_q, grad_k, grad_v (every element); forward.out and
 // forward.lse are not read.
 absl::Status StandardCudaBackward(const kernels::BackwardParams& params,
-                                  cudaStream_t stream);
+                                  cudaStream_t stream,
+                                  memory::Allocator* workspace);
 
 }  // namespace dilated
 

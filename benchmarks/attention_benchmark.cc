@@ -18,6 +18,9 @@
 #include "attention/params_builder.h"
 #include "attention/registry.h"
 #include "benchmark/benchmark.h"
+#include "memory/host_allocator.h"
+#include "memory/pool_allocator.h"
+#include "memory/tracking_allocator.h"
 
 namespace dilated {
 namespace {
@@ -32,6 +35,9 @@ struct Workload {
   std::vector<int64_t> dilation_rates;
   bool is_causal;
   bool backward;
+  // Workspace from a PoolAllocator over the direct host allocator instead of
+  // the direct allocator itself.
+  bool pool = false;
 };
 
 // Returns the useful floating-point operations of one iteration.
@@ -79,8 +85,15 @@ void RunAttention(benchmark::State& state, const std::string& name,
   std::vector<float> lse_values(w.batch * w.num_heads * w.seq_len);
   const TensorView lse = TensorView::Contiguous(
       lse_values.data(), DType::kFloat32, {w.batch, w.num_heads, w.seq_len});
+  // Both variants go through a tracking adaptor, so they pay the same
+  // bookkeeping and the pool's reserve can be set against the exact peak.
+  memory::HostAllocator host;
+  memory::PoolAllocator pool(&host);
+  memory::TrackingAllocator tracking(
+      w.pool ? static_cast<memory::Allocator*>(&pool) : &host);
   ForwardOptions options;
   options.is_causal = w.is_causal;
+  options.workspace_allocator = &tracking;
   for (auto _ : state) {
     absl::Status status =
         (*attention)->Forward(q.view, k.view, v.view, out.view, options, &lse);
@@ -103,6 +116,13 @@ void RunAttention(benchmark::State& state, const std::string& name,
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(w.batch * w.seq_len),
                          benchmark::Counter::kIsIterationInvariantRate);
+  const double peak_in_use =
+      static_cast<double>(tracking.GetStats().peak_bytes_in_use);
+  state.counters["workspace_MiB"] = peak_in_use / (1 << 20);
+  if (w.pool && peak_in_use > 0) {
+    state.counters["reserved_over_in_use"] =
+        static_cast<double>(pool.GetStats().peak_bytes_reserved) / peak_in_use;
+  }
 }
 
 std::vector<Workload> Workloads() {
@@ -121,15 +141,24 @@ std::vector<Workload> Workloads() {
   for (int64_t n : {2048, 8192}) {
     workloads.push_back({"B", 1, n, 12, 64, b_segments, rates, false, false});
   }
+  // The same calls with the workspace pooled (what AttentionConfig's
+  // enable_memory_pool selects), to compare in one run.
+  for (bool backward : {false, true}) {
+    workloads.push_back(
+        {"A", 1, 8192, 8, 64, a_segments, rates, false, backward, true});
+  }
+  workloads.push_back(
+      {"B", 1, 2048, 12, 64, b_segments, rates, false, false, true});
   return workloads;
 }
 
 void RegisterAll() {
   for (const std::string& name : RegisteredAttentionNames()) {
     for (const Workload& w : Workloads()) {
-      const std::string label = absl::StrCat(
-          name, "/", w.config_name, "/n:", w.seq_len,
-          w.is_causal ? "/causal" : "/full", w.backward ? "/fwd_bwd" : "/fwd");
+      const std::string label =
+          absl::StrCat(name, "/", w.config_name, "/n:", w.seq_len,
+                       w.is_causal ? "/causal" : "/full",
+                       w.backward ? "/fwd_bwd" : "/fwd", w.pool ? "/pool" : "");
       benchmark::RegisterBenchmark(label.c_str(), RunAttention, name, w)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime()

@@ -1,10 +1,14 @@
 #include "kernels/cpu/row_io.h"
 
+#include <omp.h>
+
 #include <limits>
 
 namespace dilated {
 namespace kernels {
 namespace cpu {
+
+int MaxThreads() { return omp_get_max_threads(); }
 
 void ZeroTensor(const TensorParams& t, DataType dtype, int64_t batch,
                 int64_t seq, int64_t heads, int64_t head_dim) {

@@ -64,6 +64,9 @@ inline void StoreRow(const float* src, DataType dtype, int64_t count,
   }
 }
 
+// Returns the number of threads OpenMP regions use by default.
+int MaxThreads();
+
 // Sets every [b, n, h, :] row of `t` (shape batch x seq x heads) to zero.
 void ZeroTensor(const TensorParams& t, DataType dtype, int64_t batch,
                 int64_t seq, int64_t heads, int64_t head_dim);

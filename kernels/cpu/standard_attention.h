@@ -14,13 +14,24 @@ namespace dilated {
 namespace kernels {
 namespace cpu {
 
-// Writes params.out (every element) and, when not null, params.lse.
-// REQUIRES: params were produced by the attention front end (validated).
-void StandardForward(const ForwardParams& params);
+// Returns the float32 elements of workspace one thread needs for the forward
+// (backward = false) or backward pass: the dense matrices of the largest
+// group.
+int64_t StandardWorkspacePerThread(const ForwardParams& params, bool backward);
+
+// Writes params.out (every element) and, when not null, params.lse, with
+// `num_threads` OpenMP threads.
+// REQUIRES: params were produced by the attention front end (validated);
+// `workspace` holds num_threads * StandardWorkspacePerThread(params, false)
+// floats, aligned to 64 bytes.
+void StandardForward(const ForwardParams& params, float* workspace,
+                     int num_threads);
 
 // Writes grad_q, grad_k, grad_v (every element). Recomputes the attention
 // probabilities from q and k; forward.out and forward.lse are not read.
-void StandardBackward(const BackwardParams& params);
+// REQUIRES: as StandardForward, with StandardWorkspacePerThread(params, true).
+void StandardBackward(const BackwardParams& params, float* workspace,
+                      int num_threads);
 
 }  // namespace cpu
 }  // namespace kernels

@@ -1,0 +1,168 @@
+// "improved" against "standard" (and any other CPU backend) on CPU tensors,
+// float32, over the configurations of MEASURED.md: config A (segments 2048,
+// 4096, 8192; rates 1, 2, 4; b = 1, h = 8, d = 64) at n = 8K, 32K, 128K and
+// config B (segments 512, 1024, 2048; rates 1, 2, 4; b = 1, h = 12, d = 64)
+// at n = 2K, 8K; causal and not; forward and forward + backward.
+//
+// Counters: GFLOPs, useful FLOP/s with the FlashAttention convention of
+// MEASURED.md (forward = 4 * b * g * (n / s) * L^2 * d per group, halved when
+// causal; forward + backward = 3.5 x forward); extra_MiB, the peak heap above
+// what was held before the call (inputs and outputs are allocated before);
+// out_MiB, the size of the output for comparison; threads, the OpenMP threads.
+//
+//   ./bazelw build -c opt //benchmarks:cpu_attention_benchmark
+//   OMP_NUM_THREADS=2 bazel-bin/benchmarks/cpu_attention_benchmark
+//       --benchmark_filter='/A/n:32768/' --benchmark_repetitions=5
+
+#include <omp.h>
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "attention/backend_registry.h"
+#include "attention/params_builder.h"
+#include "attention/registry.h"
+#include "benchmark/benchmark.h"
+#include "benchmarks/heap_tracker.h"
+
+namespace dilated {
+namespace {
+
+struct Workload {
+  std::string config_name;  // "A" or "B", as in MEASURED.md.
+  int64_t seq_len;
+  int64_t num_heads;
+  std::vector<int64_t> segment_lengths;
+  bool is_causal;
+  bool backward;
+};
+
+constexpr int64_t kHeadDim = 64;
+const std::vector<int64_t>& Rates() {
+  static const auto* rates = new std::vector<int64_t>{1, 2, 4};
+  return *rates;
+}
+
+// Returns the useful floating-point operations of one iteration.
+double UsefulFlops(const Workload& w, const AttentionConfig& config) {
+  double flops = 0.0;
+  for (const kernels::GroupParams& g : PartitionHeads(config, w.num_heads)) {
+    const double segments = static_cast<double>(w.seq_len / g.segment_length);
+    const double length = static_cast<double>(g.positions);
+    flops += 4.0 * g.num_heads * segments * length * length * kHeadDim;
+  }
+  if (w.is_causal) flops /= 2;
+  if (w.backward) flops *= 3.5;
+  return flops;
+}
+
+// A float32 [1, n, h, d] tensor filled with uniform values in [-1, 1].
+struct Buffer {
+  Buffer(const Workload& w, std::mt19937* rng)
+      : values(w.seq_len * w.num_heads * kHeadDim) {
+    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+    for (float& v : values) v = uniform(*rng);
+    view = TensorView::Contiguous(values.data(), DType::kFloat32,
+                                  {1, w.seq_len, w.num_heads, kHeadDim});
+  }
+  std::vector<float> values;
+  TensorView view;
+};
+
+void RunAttention(benchmark::State& state, const std::string& name,
+                  const Workload& w) {
+  AttentionConfig config;
+  config.segment_lengths = w.segment_lengths;
+  config.dilation_rates = Rates();
+  absl::StatusOr<std::unique_ptr<Attention>> attention =
+      CreateAttention(name, config);
+  if (!attention.ok()) {
+    state.SkipWithError(std::string(attention.status().message()).c_str());
+    return;
+  }
+  std::mt19937 rng(42);
+  Buffer q(w, &rng), k(w, &rng), v(w, &rng), out(w, &rng), grad_out(w, &rng),
+      grad_q(w, &rng), grad_k(w, &rng), grad_v(w, &rng);
+  std::vector<float> lse_values(w.num_heads * w.seq_len);
+  const TensorView lse = TensorView::Contiguous(
+      lse_values.data(), DType::kFloat32, {1, w.num_heads, w.seq_len});
+  ForwardOptions options;
+  options.is_causal = w.is_causal;
+  int64_t extra_bytes = 0;
+  for (auto _ : state) {
+    const int64_t baseline = heap_tracker::CurrentBytes();
+    heap_tracker::ResetPeak();
+    absl::Status status =
+        (*attention)->Forward(q.view, k.view, v.view, out.view, options, &lse);
+    if (status.ok() && w.backward) {
+      status =
+          (*attention)
+              ->Backward(q.view, k.view, v.view, out.view, lse, grad_out.view,
+                         grad_q.view, grad_k.view, grad_v.view, options);
+    }
+    extra_bytes = std::max(extra_bytes, heap_tracker::PeakBytes() - baseline);
+    if (!status.ok()) {
+      state.SkipWithError(std::string(status.message()).c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(out.values.data());
+    benchmark::ClobberMemory();
+  }
+  constexpr double kMiB = 1024.0 * 1024.0;
+  state.counters["GFLOPs"] =
+      benchmark::Counter(UsefulFlops(w, config) * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["extra_MiB"] = static_cast<double>(extra_bytes) / kMiB;
+  state.counters["out_MiB"] =
+      static_cast<double>(out.values.size() * sizeof(float)) / kMiB;
+  state.counters["threads"] = omp_get_max_threads();
+}
+
+std::vector<Workload> Workloads() {
+  std::vector<Workload> workloads;
+  for (int64_t n : {8192, 32768, 131072}) {
+    for (bool causal : {false, true}) {
+      for (bool backward : {false, true}) {
+        workloads.push_back({"A", n, 8, {2048, 4096, 8192}, causal, backward});
+      }
+    }
+  }
+  for (int64_t n : {2048, 8192}) {
+    for (bool causal : {false, true}) {
+      for (bool backward : {false, true}) {
+        workloads.push_back({"B", n, 12, {512, 1024, 2048}, causal, backward});
+      }
+    }
+  }
+  return workloads;
+}
+
+void RegisterAll() {
+  for (const Workload& w : Workloads()) {
+    for (const std::string& name : BackendNames(DeviceType::kCpu)) {
+      const std::string label = absl::StrCat(
+          name, "/", w.config_name, "/n:", w.seq_len,
+          w.is_causal ? "/causal" : "/full", w.backward ? "/fwd_bwd" : "/fwd");
+      benchmark::RegisterBenchmark(label.c_str(), RunAttention, name, w)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->MinTime(0.5);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dilated
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  dilated::RegisterAll();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

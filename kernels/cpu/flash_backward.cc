@@ -1,0 +1,246 @@
+// The backward pass (FlashAttention-2): per (batch, segment, head) problem,
+// one thread walks the key tiles; for each it recomputes the probabilities of
+// every query block from the saved log-sum-exp and accumulates dV and dK of
+// the tile in registers-sized tiles and dQ of the whole problem in a
+// per-thread float32 buffer. A thread owns every gradient row it writes, so
+// nothing is reduced across threads.
+//
+// Here keys run along the SIMD lanes (P is queries x keys): the key tile is
+// packed once (transposed for Q K^T and dO V^T, natural for dS K) and the
+// query side is read row by row as the broadcast operand.
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/flash_attention.h"
+#include "kernels/cpu/flash_common.h"
+#include "kernels/cpu/row_io.h"
+#include "kernels/cpu/simd_convert.h"
+#include "kernels/cpu/simd_exp.h"
+#include "kernels/cpu/tile_gemm.h"
+
+namespace dilated {
+namespace kernels {
+namespace cpu {
+namespace {
+
+// 64 x 64 tiles as in the forward pass: P and dS take 16 KiB each.
+constexpr int64_t kBlockQ = 64;
+constexpr int64_t kBlockK = 64;
+
+int64_t RoundUpTo8(int64_t x) { return (x + 7) / 8 * 8; }
+
+// Per-thread buffers, sized for the longest problem of the call.
+struct BackwardScratch {
+  BackwardScratch(int64_t max_positions, int64_t head_dim)
+      : dim(RoundUpTo8(head_dim)),
+        q(max_positions * dim),
+        grad_out(max_positions * dim),
+        grad_q(max_positions * dim),
+        lse2(max_positions),
+        delta(max_positions),
+        kt(head_dim * kBlockK),
+        vt(head_dim * kBlockK),
+        k(kBlockK * dim),
+        grad_k(kBlockK * dim),
+        grad_v(kBlockK * dim),
+        p(kBlockQ * kBlockK),
+        ds(kBlockQ * kBlockK),
+        row(dim) {}
+
+  int64_t dim;                  // head_dim rounded up to 8 (zero padded).
+  std::vector<float> q;         // positions x dim.
+  std::vector<float> grad_out;  // positions x dim.
+  std::vector<float> grad_q;    // positions x dim, accumulated.
+  std::vector<float> lse2;      // positions: lse * log2(e).
+  std::vector<float> delta;     // positions: rowsum(grad_out * out).
+  std::vector<float> kt;        // head_dim x kBlockK: k^T, zero padded.
+  std::vector<float> vt;        // head_dim x kBlockK: v^T, zero padded.
+  std::vector<float> k;         // kBlockK x dim: k, zero padded.
+  std::vector<float> grad_k;    // kBlockK x dim.
+  std::vector<float> grad_v;    // kBlockK x dim.
+  std::vector<float> p;         // kBlockQ x kBlockK: probabilities.
+  std::vector<float> ds;        // kBlockQ x kBlockK: dP, then dS.
+  std::vector<float> row;       // dim.
+};
+
+// Loads the query-side rows of problem s: q, grad_out, lse and delta.
+void LoadQuerySide(const BackwardParams& bp, const Segment& s, int64_t length,
+                   BackwardScratch* scratch) {
+  const ForwardParams& p = bp.forward;
+  const int64_t d = p.head_dim;
+  const int64_t dim = scratch->dim;
+  const float* lse_row = LseRow(p, s);
+  float* out_row = scratch->row.data();
+  for (int64_t i = 0; i < length; ++i) {
+    if (i + kRowsAhead < length) {
+      for (const TensorParams* t : {&p.q, &bp.grad_out, &p.out}) {
+        PrefetchRow<_MM_HINT_T0>(*t, p.dtype, d, s, i + kRowsAhead);
+      }
+    }
+    float* q = scratch->q.data() + i * dim;
+    float* grad_out = scratch->grad_out.data() + i * dim;
+    LoadRowFast(SegmentRow(p.q, p.dtype, s, i), p.dtype, d, q);
+    LoadRowFast(SegmentRow(bp.grad_out, p.dtype, s, i), p.dtype, d, grad_out);
+    LoadRowFast(SegmentRow(p.out, p.dtype, s, i), p.dtype, d, out_row);
+    float delta = 0.0f;
+    for (int64_t a = 0; a < d; ++a) delta += grad_out[a] * out_row[a];
+    for (int64_t a = d; a < dim; ++a) q[a] = grad_out[a] = 0.0f;
+    scratch->delta[i] = delta;
+    scratch->lse2[i] = lse_row[s.first + i * s.step] * kLog2e;
+  }
+  std::fill(scratch->grad_q.begin(), scratch->grad_q.begin() + length * dim,
+            0.0f);
+}
+
+// Packs key rows j0 .. j0 + keys - 1: k^T and v^T (lanes beyond `keys` zero)
+// and k (columns beyond head_dim zero).
+void PackKeyTile(const ForwardParams& p, const Segment& s, int64_t j0,
+                 int64_t keys, BackwardScratch* scratch) {
+  const int64_t d = p.head_dim;
+  const int64_t dim = scratch->dim;
+  float* kt = scratch->kt.data();
+  float* vt = scratch->vt.data();
+  float* row = scratch->row.data();
+  for (int64_t j = 0; j < kBlockK; ++j) {
+    if (j >= keys) {
+      for (int64_t a = 0; a < d; ++a)
+        kt[a * kBlockK + j] = vt[a * kBlockK + j] = 0.0f;
+      continue;
+    }
+    if (j + kRowsAhead < keys) {
+      PrefetchRow<_MM_HINT_T0>(p.k, p.dtype, d, s, j0 + j + kRowsAhead);
+      PrefetchRow<_MM_HINT_T0>(p.v, p.dtype, d, s, j0 + j + kRowsAhead);
+    }
+    float* k = scratch->k.data() + j * dim;
+    LoadRowFast(SegmentRow(p.k, p.dtype, s, j0 + j), p.dtype, d, k);
+    for (int64_t a = d; a < dim; ++a) k[a] = 0.0f;
+    for (int64_t a = 0; a < d; ++a) kt[a * kBlockK + j] = k[a];
+    LoadRowFast(SegmentRow(p.v, p.dtype, s, j0 + j), p.dtype, d, row);
+    for (int64_t a = 0; a < d; ++a) vt[a * kBlockK + j] = row[a];
+  }
+}
+
+// Turns the scores in p and dP in ds of rows i0 .. i0 + rows - 1 into
+// probabilities P = 2^(s * scale * log2 e - lse2) and dS = P (c dP - delta),
+// zero for keys past `keys` or, when causal, after the row's query.
+void Probabilities(const ForwardParams& fp, int64_t i0, int64_t rows,
+                   int64_t j0, int64_t keys, BackwardScratch* scratch) {
+  const __m256 score_scale = _mm256_set1_ps(fp.softmax_scale * kLog2e);
+  const __m256 output_scale = _mm256_set1_ps(fp.output_scale);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t query = i0 + i;
+    const int64_t visible =
+        fp.is_causal ? std::min(keys, query - j0 + 1) : keys;
+    const __m256 lse2 = _mm256_set1_ps(scratch->lse2[query]);
+    const __m256 delta = _mm256_set1_ps(scratch->delta[query]);
+    float* p = scratch->p.data() + i * kBlockK;
+    float* ds = scratch->ds.data() + i * kBlockK;
+    for (int64_t col = 0; col < kBlockK; col += 8) {
+      const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+          _mm256_set1_epi32(static_cast<int32_t>(visible - col)), lane));
+      const __m256 prob = _mm256_and_ps(
+          keep,
+          Exp2(_mm256_fmsub_ps(_mm256_loadu_ps(p + col), score_scale, lse2)));
+      const __m256 grad = _mm256_mul_ps(
+          prob,
+          _mm256_fmsub_ps(_mm256_loadu_ps(ds + col), output_scale, delta));
+      _mm256_storeu_ps(p + col, prob);
+      _mm256_storeu_ps(ds + col, grad);
+    }
+  }
+}
+
+// Stores `rows` rows of `src` (row stride dim) times `factor` into rows
+// j0 .. of t.
+void StoreRows(const ForwardParams& p, const TensorParams& t, const Segment& s,
+               int64_t j0, int64_t rows, const float* src, int64_t dim,
+               float factor, float* row) {
+  for (int64_t j = 0; j < rows; ++j) {
+    if (j + kRowsAhead < rows) {
+      PrefetchRow<_MM_HINT_T0>(t, p.dtype, p.head_dim, s, j0 + j + kRowsAhead);
+    }
+    for (int64_t a = 0; a < p.head_dim; ++a) row[a] = src[j * dim + a] * factor;
+    StoreRow(row, p.dtype, p.head_dim, SegmentRow(t, p.dtype, s, j0 + j));
+  }
+}
+
+void BackwardSegment(const BackwardParams& bp, const Segment& s,
+                     BackwardScratch* scratch) {
+  const ForwardParams& fp = bp.forward;
+  const int64_t d = fp.head_dim;
+  const int64_t dim = scratch->dim;
+  const int64_t length = s.group->positions;
+  for (const TensorParams* grad : {&bp.grad_q, &bp.grad_k, &bp.grad_v}) {
+    ZeroUnselected(*grad, fp.dtype, d, s, 0, length, nullptr);
+  }
+  if (length == 0) return;
+  LoadQuerySide(bp, s, length, scratch);
+  const float* q = scratch->q.data();
+  const float* grad_out = scratch->grad_out.data();
+  float* grad_q = scratch->grad_q.data();
+  float* p = scratch->p.data();
+  float* ds = scratch->ds.data();
+
+  for (int64_t j0 = 0; j0 < length; j0 += kBlockK) {
+    const int64_t keys = std::min(kBlockK, length - j0);
+    PackKeyTile(fp, s, j0, keys, scratch);
+    std::fill(scratch->grad_k.begin(), scratch->grad_k.end(), 0.0f);
+    std::fill(scratch->grad_v.begin(), scratch->grad_v.end(), 0.0f);
+    // Causal: query blocks before the tile's first key see none of it.
+    const int64_t i_begin = fp.is_causal ? j0 / kBlockQ * kBlockQ : 0;
+    for (int64_t i0 = i_begin; i0 < length; i0 += kBlockQ) {
+      const int64_t rows = std::min(kBlockQ, length - i0);
+      const float* q_block = q + i0 * dim;
+      const float* grad_out_block = grad_out + i0 * dim;
+      // S = Q K^T and dP = dO V^T (rows x kBlockK).
+      TileGemm(rows, kBlockK, d, {q_block, dim, 1},
+               {scratch->kt.data(), kBlockK}, {p, kBlockK}, false);
+      TileGemm(rows, kBlockK, d, {grad_out_block, dim, 1},
+               {scratch->vt.data(), kBlockK}, {ds, kBlockK}, false);
+      Probabilities(fp, i0, rows, j0, keys, scratch);
+      // dV += P^T dO, dK += dS^T Q (keys x dim), dQ += dS K (rows x dim).
+      TileGemm(keys, dim, rows, {p, 1, kBlockK}, {grad_out_block, dim},
+               {scratch->grad_v.data(), dim}, true);
+      TileGemm(keys, dim, rows, {ds, 1, kBlockK}, {q_block, dim},
+               {scratch->grad_k.data(), dim}, true);
+      TileGemm(rows, dim, keys, {ds, kBlockK, 1}, {scratch->k.data(), dim},
+               {grad_q + i0 * dim, dim}, true);
+    }
+    StoreRows(fp, bp.grad_k, s, j0, keys, scratch->grad_k.data(), dim,
+              fp.softmax_scale, scratch->row.data());
+    StoreRows(fp, bp.grad_v, s, j0, keys, scratch->grad_v.data(), dim,
+              fp.output_scale, scratch->row.data());
+  }
+  StoreRows(fp, bp.grad_q, s, 0, length, grad_q, dim, fp.softmax_scale,
+            scratch->row.data());
+}
+
+}  // namespace
+
+void FlashBackward(const BackwardParams& bp) {
+  const ForwardParams& fp = bp.forward;
+  int64_t max_positions = 0;
+  for (int gi = 0; gi < fp.num_groups; ++gi) {
+    max_positions = std::max(max_positions, fp.groups[gi].positions);
+  }
+  const WorkList work(fp, /*block_rows=*/0);
+#pragma omp parallel
+  {
+    BackwardScratch scratch(max_positions, fp.head_dim);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t index = 0; index < work.size(); ++index) {
+      int64_t block;
+      const Segment s = work.Decode(index, &block);
+      BackwardSegment(bp, s, &scratch);
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace dilated

@@ -1,0 +1,110 @@
+// File: flash_common.h
+//
+// What the fused forward and backward kernels share: the addressing of one
+// group's (batch, segment, head) problem as a strided view of the tensors
+// (ARCHITECTURE.md section 1), the list of work units of a call, and the
+// zeroing of rows that no group selects.
+
+#ifndef KERNELS_CPU_FLASH_COMMON_H_
+#define KERNELS_CPU_FLASH_COMMON_H_
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/dilated_params.h"
+
+namespace dilated {
+namespace kernels {
+namespace cpu {
+
+inline constexpr float kLog2e = 1.4426950408889634f;
+inline constexpr float kLn2 = 0.6931471805599453f;
+
+// One attention problem: group `group`, batch `b`, segment `m`, head `head`.
+// Row j of the problem is sequence position first + j * step.
+struct Segment {
+  const GroupParams* group;
+  int64_t b;
+  int64_t m;
+  int64_t head;
+  int64_t first;
+  int64_t step;
+};
+
+// Returns the element offset of row j of `s` in `t` (position and head; the
+// batch included).
+inline int64_t RowOffset(const TensorParams& t, const Segment& s, int64_t j) {
+  return s.b * t.stride_b + (s.first + j * s.step) * t.stride_n +
+         s.head * t.stride_h;
+}
+
+// Returns the address of row j of `s` in `t`.
+inline char* SegmentRow(const TensorParams& t, DataType dtype, const Segment& s,
+                        int64_t j) {
+  const int64_t element_size = dtype == DataType::kFloat32 ? 4 : 2;
+  return static_cast<char*>(t.data) + RowOffset(t, s, j) * element_size;
+}
+
+// Rows a loop asks for ahead of the one it reads or writes: strided rows are
+// not followed by the hardware prefetchers, and 8 rows (32 lines at
+// head_dim 64) in flight hide most of the memory latency.
+inline constexpr int64_t kRowsAhead = 8;
+
+// Asks for row j of problem s in t to be brought into L1 (kHint
+// _MM_HINT_T0) or L2 (_MM_HINT_T1).
+template <int kHint>
+void PrefetchRow(const TensorParams& t, DataType dtype, int64_t head_dim,
+                 const Segment& s, int64_t j) {
+  const int64_t bytes = head_dim * (dtype == DataType::kFloat32 ? 4 : 2);
+  const char* row = SegmentRow(t, dtype, s, j);
+  for (int64_t offset = 0; offset < bytes; offset += 64) {
+    _mm_prefetch(row + offset, static_cast<_mm_hint>(kHint));
+  }
+}
+
+// Returns the [seq] log-sum-exp row of (s.b, s.head), or null without lse.
+inline float* LseRow(const ForwardParams& p, const Segment& s) {
+  if (p.lse == nullptr) return nullptr;
+  return p.lse + s.b * p.lse_stride_b + s.head * p.lse_stride_h;
+}
+
+// The work of one call, cut into units of (group, batch, segment, head, block)
+// with `blocks_per_segment(positions)` blocks per problem (at least one, so a
+// group that selects nothing still owns a unit that zeroes its rows).
+// Within a problem, blocks are listed from the last to the first: under a
+// causal mask the last blocks cost most, and a dynamic schedule should start
+// them first.
+class WorkList {
+ public:
+  // `block_rows` is the rows per block; 0 means one block per problem.
+  WorkList(const ForwardParams& p, int64_t block_rows);
+
+  // Returns the number of units.
+  int64_t size() const { return total_; }
+
+  // Returns the problem of unit `index` and stores its block in *block.
+  Segment Decode(int64_t index, int64_t* block) const;
+
+ private:
+  const ForwardParams& params_;
+  std::vector<int64_t> begin_;   // First unit of each group, plus the total.
+  std::vector<int64_t> blocks_;  // Blocks per problem of each group.
+  int64_t total_ = 0;
+};
+
+// Zeroes the rows of `t` (and sets `lse_row`, when not null, to -inf) at the
+// positions of problem `s` that its group does not select and that lie after
+// selected rows j_begin .. j_end - 1, up to the next selected row or the end
+// of the segment; when j_begin == 0 also the positions before row 0. With
+// positions == 0 (j_begin = j_end = 0) that is the whole segment.
+void ZeroUnselected(const TensorParams& t, DataType dtype, int64_t head_dim,
+                    const Segment& s, int64_t j_begin, int64_t j_end,
+                    float* lse_row);
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace dilated
+
+#endif  // KERNELS_CPU_FLASH_COMMON_H_

@@ -1,0 +1,57 @@
+#include "memory/default_allocator.h"
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "gtest/gtest.h"
+#include "memory/host_allocator.h"
+#include "memory/pool_allocator.h"
+
+namespace dilated {
+namespace memory {
+namespace {
+
+TEST(DefaultAllocatorTest, HostDefaultIsTheDirectHostAllocator) {
+  absl::StatusOr<Allocator*> host = DefaultAllocator(MemorySpace::Host());
+  ASSERT_TRUE(host.ok()) << host.status();
+  EXPECT_EQ((*host)->name(), "host");
+  EXPECT_EQ((*host)->space(), MemorySpace::Host());
+  // The same object every time.
+  EXPECT_EQ(*DefaultAllocator(MemorySpace::Host()), *host);
+}
+
+TEST(DefaultAllocatorTest, SetReplacesAndRestores) {
+  Allocator* builtin = *DefaultAllocator(MemorySpace::Host());
+  PoolAllocator pool(builtin);
+  EXPECT_EQ(SetDefaultAllocator(MemorySpace::Host(), &pool), nullptr);
+  EXPECT_EQ(*DefaultAllocator(MemorySpace::Host()), &pool);
+  HostAllocator other;
+  EXPECT_EQ(SetDefaultAllocator(MemorySpace::Host(), &other), &pool);
+  EXPECT_EQ(*DefaultAllocator(MemorySpace::Host()), &other);
+  EXPECT_EQ(SetDefaultAllocator(MemorySpace::Host(), nullptr), &other);
+  EXPECT_EQ(*DefaultAllocator(MemorySpace::Host()), builtin);
+}
+
+TEST(DefaultAllocatorTest, DeviceWithoutABuiltinIsFailedPrecondition) {
+  absl::StatusOr<Allocator*> device =
+      DefaultAllocator(MemorySpace::CudaDevice(3));
+  ASSERT_FALSE(device.ok());
+  EXPECT_EQ(device.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(device.status().message().find("cuda:3"), std::string::npos);
+  EXPECT_NE(device.status().message().find("SetDefaultAllocator"),
+            std::string::npos);
+}
+
+TEST(DefaultAllocatorDeathTest, InstallingForTheWrongSpaceDies) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        HostAllocator host;
+        SetDefaultAllocator(MemorySpace::CudaDevice(0), &host);
+      },
+      "SetDefaultAllocator\\(cuda:0\\): the allocator 'host' serves host");
+}
+
+}  // namespace
+}  // namespace memory
+}  // namespace dilated
