@@ -7,20 +7,36 @@
 #include "attention/backend_registry.h"
 #include "attention/kernel_attention.h"
 #include "attention/registry.h"
+#include "attention/workspace.h"
+#include "factory/status_macros.h"
 #include "kernels/cpu/flash_attention.h"
+#include "kernels/cpu/row_io.h"
 
 namespace dilated {
 namespace {
 
 absl::Status ImprovedForwardCpu(const kernels::ForwardParams& params,
-                                const ExecutionContext&) {
-  kernels::cpu::FlashForward(params);
+                                const ExecutionContext& context) {
+  const int threads = kernels::cpu::MaxThreads();
+  DA_ASSIGN_OR_RETURN(
+      HostWorkspace workspace,
+      HostWorkspace::Allocate(
+          context.workspace,
+          threads * kernels::cpu::FlashForwardWorkspacePerThread(params)));
+  kernels::cpu::FlashForward(params, workspace.data(), threads);
   return absl::OkStatus();
 }
 
 absl::Status ImprovedBackwardCpu(const kernels::BackwardParams& params,
-                                 const ExecutionContext&) {
-  kernels::cpu::FlashBackward(params);
+                                 const ExecutionContext& context) {
+  const int threads = kernels::cpu::MaxThreads();
+  DA_ASSIGN_OR_RETURN(
+      HostWorkspace workspace,
+      HostWorkspace::Allocate(
+          context.workspace,
+          threads *
+              kernels::cpu::FlashBackwardWorkspacePerThread(params.forward)));
+  kernels::cpu::FlashBackward(params, workspace.data(), threads);
   return absl::OkStatus();
 }
 

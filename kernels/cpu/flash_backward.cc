@@ -10,10 +10,10 @@
 // query side is read row by row as the broadcast operand.
 
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <vector>
 
 #include "kernels/cpu/flash_attention.h"
 #include "kernels/cpu/flash_common.h"
@@ -33,39 +33,48 @@ constexpr int64_t kBlockK = 64;
 
 int64_t RoundUpTo8(int64_t x) { return (x + 7) / 8 * 8; }
 
-// Per-thread buffers, sized for the longest problem of the call.
+// One thread's buffers, cut from its part of the workspace and sized for the
+// longest problem of the call.
 struct BackwardScratch {
-  BackwardScratch(int64_t max_positions, int64_t head_dim)
+  BackwardScratch(int64_t max_positions, int64_t head_dim, Carver* carver)
       : dim(RoundUpTo8(head_dim)),
-        q(max_positions * dim),
-        grad_out(max_positions * dim),
-        grad_q(max_positions * dim),
-        lse2(max_positions),
-        delta(max_positions),
-        kt(head_dim * kBlockK),
-        vt(head_dim * kBlockK),
-        k(kBlockK * dim),
-        grad_k(kBlockK * dim),
-        grad_v(kBlockK * dim),
-        p(kBlockQ * kBlockK),
-        ds(kBlockQ * kBlockK),
-        row(dim) {}
+        q(carver->Take(max_positions * dim)),
+        grad_out(carver->Take(max_positions * dim)),
+        grad_q(carver->Take(max_positions * dim)),
+        lse2(carver->Take(max_positions)),
+        delta(carver->Take(max_positions)),
+        kt(carver->Take(head_dim * kBlockK)),
+        vt(carver->Take(head_dim * kBlockK)),
+        k(carver->Take(kBlockK * dim)),
+        grad_k(carver->Take(kBlockK * dim)),
+        grad_v(carver->Take(kBlockK * dim)),
+        p(carver->Take(kBlockQ * kBlockK)),
+        ds(carver->Take(kBlockQ * kBlockK)),
+        row(carver->Take(dim)) {}
 
-  int64_t dim;                  // head_dim rounded up to 8 (zero padded).
-  std::vector<float> q;         // positions x dim.
-  std::vector<float> grad_out;  // positions x dim.
-  std::vector<float> grad_q;    // positions x dim, accumulated.
-  std::vector<float> lse2;      // positions: lse * log2(e).
-  std::vector<float> delta;     // positions: rowsum(grad_out * out).
-  std::vector<float> kt;        // head_dim x kBlockK: k^T, zero padded.
-  std::vector<float> vt;        // head_dim x kBlockK: v^T, zero padded.
-  std::vector<float> k;         // kBlockK x dim: k, zero padded.
-  std::vector<float> grad_k;    // kBlockK x dim.
-  std::vector<float> grad_v;    // kBlockK x dim.
-  std::vector<float> p;         // kBlockQ x kBlockK: probabilities.
-  std::vector<float> ds;        // kBlockQ x kBlockK: dP, then dS.
-  std::vector<float> row;       // dim.
+  int64_t dim;      // head_dim rounded up to 8 (zero padded).
+  float* q;         // positions x dim.
+  float* grad_out;  // positions x dim.
+  float* grad_q;    // positions x dim, accumulated.
+  float* lse2;      // positions: lse * log2(e).
+  float* delta;     // positions: rowsum(grad_out * out).
+  float* kt;        // head_dim x kBlockK: k^T, zero padded.
+  float* vt;        // head_dim x kBlockK: v^T, zero padded.
+  float* k;         // kBlockK x dim: k, zero padded.
+  float* grad_k;    // kBlockK x dim.
+  float* grad_v;    // kBlockK x dim.
+  float* p;         // kBlockQ x kBlockK: probabilities.
+  float* ds;        // kBlockQ x kBlockK: dP, then dS.
+  float* row;       // dim.
 };
+
+int64_t MaxPositions(const ForwardParams& p) {
+  int64_t max_positions = 0;
+  for (int gi = 0; gi < p.num_groups; ++gi) {
+    max_positions = std::max(max_positions, p.groups[gi].positions);
+  }
+  return max_positions;
+}
 
 // Loads the query-side rows of problem s: q, grad_out, lse and delta.
 void LoadQuerySide(const BackwardParams& bp, const Segment& s, int64_t length,
@@ -74,15 +83,15 @@ void LoadQuerySide(const BackwardParams& bp, const Segment& s, int64_t length,
   const int64_t d = p.head_dim;
   const int64_t dim = scratch->dim;
   const float* lse_row = LseRow(p, s);
-  float* out_row = scratch->row.data();
+  float* out_row = scratch->row;
   for (int64_t i = 0; i < length; ++i) {
     if (i + kRowsAhead < length) {
       for (const TensorParams* t : {&p.q, &bp.grad_out, &p.out}) {
         PrefetchRow<_MM_HINT_T0>(*t, p.dtype, d, s, i + kRowsAhead);
       }
     }
-    float* q = scratch->q.data() + i * dim;
-    float* grad_out = scratch->grad_out.data() + i * dim;
+    float* q = scratch->q + i * dim;
+    float* grad_out = scratch->grad_out + i * dim;
     LoadRowFast(SegmentRow(p.q, p.dtype, s, i), p.dtype, d, q);
     LoadRowFast(SegmentRow(bp.grad_out, p.dtype, s, i), p.dtype, d, grad_out);
     LoadRowFast(SegmentRow(p.out, p.dtype, s, i), p.dtype, d, out_row);
@@ -92,8 +101,7 @@ void LoadQuerySide(const BackwardParams& bp, const Segment& s, int64_t length,
     scratch->delta[i] = delta;
     scratch->lse2[i] = lse_row[s.first + i * s.step] * kLog2e;
   }
-  std::fill(scratch->grad_q.begin(), scratch->grad_q.begin() + length * dim,
-            0.0f);
+  std::fill(scratch->grad_q, scratch->grad_q + length * dim, 0.0f);
 }
 
 // Packs key rows j0 .. j0 + keys - 1: k^T and v^T (lanes beyond `keys` zero)
@@ -102,9 +110,9 @@ void PackKeyTile(const ForwardParams& p, const Segment& s, int64_t j0,
                  int64_t keys, BackwardScratch* scratch) {
   const int64_t d = p.head_dim;
   const int64_t dim = scratch->dim;
-  float* kt = scratch->kt.data();
-  float* vt = scratch->vt.data();
-  float* row = scratch->row.data();
+  float* kt = scratch->kt;
+  float* vt = scratch->vt;
+  float* row = scratch->row;
   for (int64_t j = 0; j < kBlockK; ++j) {
     if (j >= keys) {
       for (int64_t a = 0; a < d; ++a)
@@ -115,7 +123,7 @@ void PackKeyTile(const ForwardParams& p, const Segment& s, int64_t j0,
       PrefetchRow<_MM_HINT_T0>(p.k, p.dtype, d, s, j0 + j + kRowsAhead);
       PrefetchRow<_MM_HINT_T0>(p.v, p.dtype, d, s, j0 + j + kRowsAhead);
     }
-    float* k = scratch->k.data() + j * dim;
+    float* k = scratch->k + j * dim;
     LoadRowFast(SegmentRow(p.k, p.dtype, s, j0 + j), p.dtype, d, k);
     for (int64_t a = d; a < dim; ++a) k[a] = 0.0f;
     for (int64_t a = 0; a < d; ++a) kt[a * kBlockK + j] = k[a];
@@ -138,8 +146,8 @@ void Probabilities(const ForwardParams& fp, int64_t i0, int64_t rows,
         fp.is_causal ? std::min(keys, query - j0 + 1) : keys;
     const __m256 lse2 = _mm256_set1_ps(scratch->lse2[query]);
     const __m256 delta = _mm256_set1_ps(scratch->delta[query]);
-    float* p = scratch->p.data() + i * kBlockK;
-    float* ds = scratch->ds.data() + i * kBlockK;
+    float* p = scratch->p + i * kBlockK;
+    float* ds = scratch->ds + i * kBlockK;
     for (int64_t col = 0; col < kBlockK; col += 8) {
       const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
           _mm256_set1_epi32(static_cast<int32_t>(visible - col)), lane));
@@ -180,17 +188,17 @@ void BackwardSegment(const BackwardParams& bp, const Segment& s,
   }
   if (length == 0) return;
   LoadQuerySide(bp, s, length, scratch);
-  const float* q = scratch->q.data();
-  const float* grad_out = scratch->grad_out.data();
-  float* grad_q = scratch->grad_q.data();
-  float* p = scratch->p.data();
-  float* ds = scratch->ds.data();
+  const float* q = scratch->q;
+  const float* grad_out = scratch->grad_out;
+  float* grad_q = scratch->grad_q;
+  float* p = scratch->p;
+  float* ds = scratch->ds;
 
   for (int64_t j0 = 0; j0 < length; j0 += kBlockK) {
     const int64_t keys = std::min(kBlockK, length - j0);
     PackKeyTile(fp, s, j0, keys, scratch);
-    std::fill(scratch->grad_k.begin(), scratch->grad_k.end(), 0.0f);
-    std::fill(scratch->grad_v.begin(), scratch->grad_v.end(), 0.0f);
+    std::fill(scratch->grad_k, scratch->grad_k + kBlockK * dim, 0.0f);
+    std::fill(scratch->grad_v, scratch->grad_v + kBlockK * dim, 0.0f);
     // Causal: query blocks before the tile's first key see none of it.
     const int64_t i_begin = fp.is_causal ? j0 / kBlockQ * kBlockQ : 0;
     for (int64_t i0 = i_begin; i0 < length; i0 += kBlockQ) {
@@ -198,40 +206,45 @@ void BackwardSegment(const BackwardParams& bp, const Segment& s,
       const float* q_block = q + i0 * dim;
       const float* grad_out_block = grad_out + i0 * dim;
       // S = Q K^T and dP = dO V^T (rows x kBlockK).
-      TileGemm(rows, kBlockK, d, {q_block, dim, 1},
-               {scratch->kt.data(), kBlockK}, {p, kBlockK}, false);
+      TileGemm(rows, kBlockK, d, {q_block, dim, 1}, {scratch->kt, kBlockK},
+               {p, kBlockK}, false);
       TileGemm(rows, kBlockK, d, {grad_out_block, dim, 1},
-               {scratch->vt.data(), kBlockK}, {ds, kBlockK}, false);
+               {scratch->vt, kBlockK}, {ds, kBlockK}, false);
       Probabilities(fp, i0, rows, j0, keys, scratch);
       // dV += P^T dO, dK += dS^T Q (keys x dim), dQ += dS K (rows x dim).
       TileGemm(keys, dim, rows, {p, 1, kBlockK}, {grad_out_block, dim},
-               {scratch->grad_v.data(), dim}, true);
+               {scratch->grad_v, dim}, true);
       TileGemm(keys, dim, rows, {ds, 1, kBlockK}, {q_block, dim},
-               {scratch->grad_k.data(), dim}, true);
-      TileGemm(rows, dim, keys, {ds, kBlockK, 1}, {scratch->k.data(), dim},
+               {scratch->grad_k, dim}, true);
+      TileGemm(rows, dim, keys, {ds, kBlockK, 1}, {scratch->k, dim},
                {grad_q + i0 * dim, dim}, true);
     }
-    StoreRows(fp, bp.grad_k, s, j0, keys, scratch->grad_k.data(), dim,
-              fp.softmax_scale, scratch->row.data());
-    StoreRows(fp, bp.grad_v, s, j0, keys, scratch->grad_v.data(), dim,
-              fp.output_scale, scratch->row.data());
+    StoreRows(fp, bp.grad_k, s, j0, keys, scratch->grad_k, dim,
+              fp.softmax_scale, scratch->row);
+    StoreRows(fp, bp.grad_v, s, j0, keys, scratch->grad_v, dim, fp.output_scale,
+              scratch->row);
   }
   StoreRows(fp, bp.grad_q, s, 0, length, grad_q, dim, fp.softmax_scale,
-            scratch->row.data());
+            scratch->row);
 }
 
 }  // namespace
 
-void FlashBackward(const BackwardParams& bp) {
+int64_t FlashBackwardWorkspacePerThread(const ForwardParams& p) {
+  Carver counter(nullptr);
+  BackwardScratch layout(MaxPositions(p), p.head_dim, &counter);
+  return counter.used();
+}
+
+void FlashBackward(const BackwardParams& bp, float* workspace,
+                   int num_threads) {
   const ForwardParams& fp = bp.forward;
-  int64_t max_positions = 0;
-  for (int gi = 0; gi < fp.num_groups; ++gi) {
-    max_positions = std::max(max_positions, fp.groups[gi].positions);
-  }
   const WorkList work(fp, /*block_rows=*/0);
-#pragma omp parallel
+  const int64_t per_thread = FlashBackwardWorkspacePerThread(fp);
+#pragma omp parallel num_threads(num_threads)
   {
-    BackwardScratch scratch(max_positions, fp.head_dim);
+    Carver carver(workspace + omp_get_thread_num() * per_thread);
+    BackwardScratch scratch(MaxPositions(fp), fp.head_dim, &carver);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t index = 0; index < work.size(); ++index) {
       int64_t block;

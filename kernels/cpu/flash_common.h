@@ -70,6 +70,28 @@ inline float* LseRow(const ForwardParams& p, const Segment& s) {
   return p.lse + s.b * p.lse_stride_b + s.head * p.lse_stride_h;
 }
 
+// Cuts per-thread scratch out of a workspace, 64-byte aligned pieces one
+// after the other. With a null base it only counts, so that one layout
+// function gives both the size of a thread's workspace and its pieces.
+class Carver {
+ public:
+  explicit Carver(float* base) : base_(base) {}
+
+  // Returns the next `floats` floats (null when counting).
+  float* Take(int64_t floats) {
+    float* piece = base_ == nullptr ? nullptr : base_ + used_;
+    used_ += (floats + 15) / 16 * 16;
+    return piece;
+  }
+
+  // Returns the floats taken so far, alignment padding included.
+  int64_t used() const { return used_; }
+
+ private:
+  float* base_;
+  int64_t used_ = 0;
+};
+
 // The work of one call, cut into units of (group, batch, segment, head, block)
 // with `blocks_per_segment(positions)` blocks per problem (at least one, so a
 // group that selects nothing still owns a unit that zeroes its rows).

@@ -8,12 +8,12 @@
 // query block is transposed, once.
 
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <vector>
 
 #include "kernels/cpu/flash_attention.h"
 #include "kernels/cpu/flash_common.h"
@@ -49,37 +49,43 @@ int64_t BlocksPerUnit(int64_t head_dim) {
 // that keys after every query of a panel are never computed.
 constexpr int64_t kPanel = 16;
 
-// The running state of one query block.
+// The running state of one query block; its arrays live in the workspace.
 struct QueryBlock {
-  explicit QueryBlock(int64_t head_dim)
-      : qt(head_dim * kBlockQ), ot(head_dim * kBlockQ) {}
-
-  int64_t i0 = 0;         // First row.
-  int64_t rows = 0;       // Rows present (the last block may be short).
-  int64_t key_end = 0;    // Keys it attends to: [0, key_end).
-  std::vector<float> qt;  // head_dim x kBlockQ: q^T * scale * log2(e).
-  std::vector<float> ot;  // head_dim x kBlockQ: unnormalised O^T.
-  // Reference max of the base-2 scores (within kMaxSlack of the true one).
-  float row_max[kBlockQ] = {};
-  float row_sum[kBlockQ] = {};  // Running sum of 2^(score - row_max).
+  int64_t i0 = 0;       // First row.
+  int64_t rows = 0;     // Rows present (the last block may be short).
+  int64_t key_end = 0;  // Keys it attends to: [0, key_end).
+  float* qt = nullptr;  // head_dim x kBlockQ: q^T * scale * log2(e).
+  float* ot = nullptr;  // head_dim x kBlockQ: unnormalised O^T.
+  // kBlockQ reference maxima of the base-2 scores (within kMaxSlack of the
+  // true ones).
+  float* row_max = nullptr;
+  float* row_sum = nullptr;  // kBlockQ running sums of 2^(score - row_max).
 };
 
-// Per-thread tiles.
+// One thread's tiles, cut from its part of the workspace.
 struct ForwardScratch {
-  explicit ForwardScratch(int64_t head_dim)
-      : blocks(BlocksPerUnit(head_dim), QueryBlock(head_dim)),
-        st(kBlockK * kBlockQ),
-        k_tile(kBlockK * head_dim),
-        v_tile(kBlockK * head_dim),
-        rows((head_dim + 7) / 8 * 8 * 8) {}
+  ForwardScratch(int64_t head_dim, Carver* carver)
+      : num_blocks(BlocksPerUnit(head_dim)) {
+    for (int64_t b = 0; b < num_blocks; ++b) {
+      blocks[b].qt = carver->Take(head_dim * kBlockQ);
+      blocks[b].ot = carver->Take(head_dim * kBlockQ);
+      blocks[b].row_max = carver->Take(kBlockQ);
+      blocks[b].row_sum = carver->Take(kBlockQ);
+    }
+    st = carver->Take(kBlockK * kBlockQ);
+    k_tile = carver->Take(kBlockK * head_dim);
+    v_tile = carver->Take(kBlockK * head_dim);
+    rows = carver->Take((head_dim + 7) / 8 * 8 * 8);
+  }
 
-  std::vector<QueryBlock> blocks;
-  std::vector<float> st;      // kBlockK x kBlockQ: scores, then P^T.
-  std::vector<float> k_tile;  // kBlockK x head_dim: k as float32.
-  std::vector<float> v_tile;  // kBlockK x head_dim: v as float32.
+  int64_t num_blocks;
+  QueryBlock blocks[kMaxBlocksPerUnit];
+  float* st;      // kBlockK x kBlockQ: scores, then P^T.
+  float* k_tile;  // kBlockK x head_dim: k as float32.
+  float* v_tile;  // kBlockK x head_dim: v as float32.
   // 8 rows of head_dim rounded up to 8 (zero padded): q or out rows on their
   // way through an 8 x 8 transpose.
-  std::vector<float> rows;
+  float* rows;
 };
 
 // Packs the rows of `block` of q, transposed and scaled, into block->qt,
@@ -90,7 +96,7 @@ void PackQueries(const ForwardParams& p, const Segment& s, float* rows,
   const int64_t d = p.head_dim;
   const int64_t padded = (d + 7) / 8 * 8;
   const __m256 scale = _mm256_set1_ps(p.softmax_scale * kLog2e);
-  float* qt = block->qt.data();
+  float* qt = block->qt;
   for (int64_t i8 = 0; i8 < kBlockQ; i8 += 8) {
     for (int64_t r = 0; r < 8; ++r) {
       const int64_t i = i8 + r;
@@ -175,7 +181,7 @@ constexpr float kMaxSlack = 8.0f;
 // its output when the max moves.
 void OnlineSoftmax(int64_t keys, int64_t head_dim, bool first_tile, float* st,
                    QueryBlock* block) {
-  float* ot = block->ot.data();
+  float* ot = block->ot;
   for (int64_t vec = 0; vec < kBlockQ / 8; ++vec) {
     const int64_t col = 8 * vec;
     const float* x = st + col;
@@ -249,8 +255,8 @@ void AttendToTile(const ForwardParams& p, int64_t j0, int64_t keys,
   const int64_t d = p.head_dim;
   const StridedOperand k_op{k_tile, d, 1};  // (key, dim)
   const StridedOperand v_op{v_tile, 1, d};  // (dim, key)
-  float* qt = block->qt.data();
-  float* ot = block->ot.data();
+  float* qt = block->qt;
+  float* ot = block->ot;
   const int64_t i0 = block->i0;
   const bool diagonal = p.is_causal && j0 + keys - 1 > i0;
   if (!diagonal) {
@@ -284,7 +290,7 @@ void StoreBlock(const ForwardParams& p, const Segment& s,
   const int64_t d = p.head_dim;
   const int64_t padded = (d + 7) / 8 * 8;
   float* lse_row = LseRow(p, s);
-  const float* ot = block.ot.data();
+  const float* ot = block.ot;
   for (int64_t i8 = 0; i8 < block.rows; i8 += 8) {
     for (int64_t r = 0; r < 8; ++r) {
       const int64_t ahead = i8 + r + kRowsAhead;
@@ -317,13 +323,12 @@ void StoreBlock(const ForwardParams& p, const Segment& s,
   }
 }
 
-// Computes the rows of `unit` (blocks.size() query blocks) of problem s into
+// Computes the rows of `unit` (num_blocks query blocks) of problem s into
 // out (and lse), and zeroes the unselected positions that follow them.
 void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
                  ForwardScratch* scratch) {
   const int64_t length = s.group->positions;
-  const int64_t unit_rows =
-      kBlockQ * static_cast<int64_t>(scratch->blocks.size());
+  const int64_t unit_rows = kBlockQ * scratch->num_blocks;
   const int64_t unit_begin = unit * unit_rows;
   const int64_t unit_end = std::min(length, unit_begin + unit_rows);
   ZeroUnselected(p.out, p.dtype, p.head_dim, s, unit_begin,
@@ -339,16 +344,16 @@ void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
     // Causal: keys up to the block's last query; later tiles are skipped.
     block.key_end = p.is_causal ? i0 + block.rows : length;
     key_end = std::max(key_end, block.key_end);
-    PackQueries(p, s, scratch->rows.data(), &block);
-    std::fill(block.ot.begin(), block.ot.end(), 0.0f);
+    PackQueries(p, s, scratch->rows, &block);
+    std::fill(block.ot, block.ot + p.head_dim * kBlockQ, 0.0f);
     std::fill(block.row_max, block.row_max + kBlockQ,
               -std::numeric_limits<float>::infinity());
   }
 
   for (int64_t j0 = 0; j0 < key_end; j0 += kBlockK) {
     const int64_t keys = std::min(kBlockK, key_end - j0);
-    LoadKeyTile(p, p.k, s, j0, keys, scratch->k_tile.data());
-    LoadKeyTile(p, p.v, s, j0, keys, scratch->v_tile.data());
+    LoadKeyTile(p, p.k, s, j0, keys, scratch->k_tile);
+    LoadKeyTile(p, p.v, s, j0, keys, scratch->v_tile);
     // The next tile is fetched in slices, one per block, so that the
     // requests stay few at a time and overlap the arithmetic.
     const int64_t next_end = std::min(key_end, j0 + 2 * kBlockK);
@@ -359,23 +364,30 @@ void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
                       std::min(next_end, prefetch_begin + slice));
       QueryBlock& block = scratch->blocks[b];
       if (j0 >= block.key_end) continue;
-      AttendToTile(p, j0, std::min(keys, block.key_end - j0),
-                   scratch->k_tile.data(), scratch->v_tile.data(),
-                   scratch->st.data(), &block);
+      AttendToTile(p, j0, std::min(keys, block.key_end - j0), scratch->k_tile,
+                   scratch->v_tile, scratch->st, &block);
     }
   }
   for (int64_t b = 0; b < num_blocks; ++b) {
-    StoreBlock(p, s, scratch->blocks[b], scratch->rows.data());
+    StoreBlock(p, s, scratch->blocks[b], scratch->rows);
   }
 }
 
 }  // namespace
 
-void FlashForward(const ForwardParams& p) {
+int64_t FlashForwardWorkspacePerThread(const ForwardParams& p) {
+  Carver counter(nullptr);
+  ForwardScratch layout(p.head_dim, &counter);
+  return counter.used();
+}
+
+void FlashForward(const ForwardParams& p, float* workspace, int num_threads) {
   const WorkList work(p, kBlockQ * BlocksPerUnit(p.head_dim));
-#pragma omp parallel
+  const int64_t per_thread = FlashForwardWorkspacePerThread(p);
+#pragma omp parallel num_threads(num_threads)
   {
-    ForwardScratch scratch(p.head_dim);
+    Carver carver(workspace + omp_get_thread_num() * per_thread);
+    ForwardScratch scratch(p.head_dim, &carver);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t index = 0; index < work.size(); ++index) {
       int64_t unit;

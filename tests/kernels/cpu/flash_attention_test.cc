@@ -6,8 +6,6 @@
 
 #include "kernels/cpu/flash_attention.h"
 
-#include <omp.h>
-
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -199,6 +197,20 @@ std::vector<Param> AllParams() {
 
 class FlashAttentionTest : public ::testing::TestWithParam<Param> {};
 
+// Runs the fused kernels with a workspace of their own on `threads` threads.
+void RunFlashForward(const ForwardParams& params, int threads = MaxThreads()) {
+  std::vector<float> workspace(threads *
+                               FlashForwardWorkspacePerThread(params));
+  FlashForward(params, workspace.data(), threads);
+}
+
+void RunFlashBackward(const BackwardParams& params,
+                      int threads = MaxThreads()) {
+  std::vector<float> workspace(threads *
+                               FlashBackwardWorkspacePerThread(params.forward));
+  FlashBackward(params, workspace.data(), threads);
+}
+
 // Runs the standard kernels with a workspace of their own, on every thread.
 void RunStandardForward(const ForwardParams& params) {
   const int threads = MaxThreads();
@@ -221,7 +233,7 @@ void RunStandardBackward(const BackwardParams& params) {
 TEST_P(FlashAttentionTest, ForwardMatchesOracleAndStandard) {
   const Param& param = GetParam();
   HostProblem problem(param.shape, param.dtype, param.is_causal, 7);
-  FlashForward(problem.Forward());
+  RunFlashForward(problem.Forward());
   const std::vector<double> out = problem.out.Download();
   const std::vector<double> lse = ToDouble(problem.lse);
   EXPECT_TRUE(problem.out.GapsIntact()) << "wrote outside the elements";
@@ -251,8 +263,8 @@ TEST_P(FlashAttentionTest, ForwardMatchesOracleAndStandard) {
 TEST_P(FlashAttentionTest, BackwardMatchesOracleAndStandard) {
   const Param& param = GetParam();
   HostProblem problem(param.shape, param.dtype, param.is_causal, 11);
-  FlashForward(problem.Forward());
-  FlashBackward(problem.Backward());
+  RunFlashForward(problem.Forward());
+  RunFlashBackward(problem.Backward());
   const std::vector<double> grads[3] = {problem.grad_q.Download(),
                                         problem.grad_k.Download(),
                                         problem.grad_v.Download()};
@@ -288,6 +300,19 @@ TEST_P(FlashAttentionTest, BackwardMatchesOracleAndStandard) {
 INSTANTIATE_TEST_SUITE_P(Shapes, FlashAttentionTest,
                          ::testing::ValuesIn(AllParams()), ParamName);
 
+// The forward pass needs tiles only: under 1 MiB per thread for head dims up
+// to 512, whatever the sequence length.
+TEST(FlashWorkspace, ForwardStaysUnderOneMiBPerThread) {
+  for (int64_t head_dim : {8, 40, 64, 128, 256, 512}) {
+    ForwardParams params{};
+    params.head_dim = head_dim;
+    params.seq_len = 1 << 20;
+    EXPECT_LE(FlashForwardWorkspacePerThread(params) * sizeof(float),
+              size_t{1} << 20)
+        << "head_dim " << head_dim;
+  }
+}
+
 // Every output byte must be the same whatever the number of threads.
 class ThreadCountTest
     : public ::testing::TestWithParam<std::tuple<DataType, bool>> {};
@@ -300,10 +325,9 @@ TEST_P(ThreadCountTest, ResultsAreBitwiseIdentical) {
   std::vector<std::vector<unsigned char>> reference;
   std::vector<float> reference_lse;
   for (int threads : {1, 2, 3}) {
-    omp_set_num_threads(threads);
     HostProblem problem(shape, dtype, causal, 3);
-    FlashForward(problem.Forward());
-    FlashBackward(problem.Backward());
+    RunFlashForward(problem.Forward(), threads);
+    RunFlashBackward(problem.Backward(), threads);
     const std::vector<std::vector<unsigned char>> result = {
         problem.out.bytes(), problem.grad_q.bytes(), problem.grad_k.bytes(),
         problem.grad_v.bytes()};
@@ -320,7 +344,6 @@ TEST_P(ThreadCountTest, ResultsAreBitwiseIdentical) {
                              reference_lse.size() * sizeof(float)))
         << threads << " threads: lse";
   }
-  omp_set_num_threads(omp_get_num_procs());
 }
 
 INSTANTIATE_TEST_SUITE_P(
