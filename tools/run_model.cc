@@ -86,14 +86,30 @@ absl::StatusOr<int64_t> CountLayers(const ParameterSource& weights,
   return count;
 }
 
-absl::Status CheckDevice(const std::string& device) {
-  if (device == "cpu") return absl::OkStatus();
-  if (device == "cuda" || absl::StartsWith(device, "cuda:")) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--device=", device, ": the models run on the CPU only so far"));
+CudaForwardFn& CudaForward() {
+  static CudaForwardFn forward = nullptr;
+  return forward;
+}
+
+// Returns -1 for the CPU, the CUDA device index for cuda[:N];
+// InvalidArgument for anything else, FailedPrecondition for CUDA in a build
+// without it.
+absl::StatusOr<int> ParseDevice(const std::string& device) {
+  if (device == "cpu") return -1;
+  int index = 0;
+  if (device != "cuda" &&
+      !(absl::StartsWith(device, "cuda:") &&
+        absl::SimpleAtoi(device.substr(5), &index) && index >= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device=", device, ": expected cpu or cuda[:N]"));
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("--device=", device, ": expected cpu or cuda[:N]"));
+  if (CudaForward() == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--device=", device,
+                     ": this build has no CUDA support (build with "
+                     "--config=cuda)"));
+  }
+  return index;
 }
 
 // Returns the number of parameters of the module `request` and `shape`
@@ -131,20 +147,14 @@ double WeightElements(const io::SafetensorsFile& weights) {
   return total;
 }
 
-// The module a request describes: exactly one member is set.
-struct Built {
-  std::unique_ptr<models::MultiheadAttention> multihead;
-  std::unique_ptr<models::DilatedTransformerEncoderLayer> encoder;
-  std::unique_ptr<models::DilatedTransformerDecoderLayer> decoder;
-  std::unique_ptr<models::LongNet> longnet;
+using Built = BuiltModel;
 
-  models::Module* module() const {
-    if (multihead) return multihead.get();
-    if (encoder) return encoder.get();
-    if (decoder) return decoder.get();
-    return longnet.get();
-  }
-};
+models::Module* RootModule(const Built& built) {
+  if (built.multihead) return built.multihead.get();
+  if (built.encoder) return built.encoder.get();
+  if (built.decoder) return built.decoder.get();
+  return built.longnet.get();
+}
 
 // Returns the module that `request` describes, freshly initialised.
 absl::StatusOr<Built> Build(const ModelRequest& request,
@@ -228,6 +238,8 @@ std::string Join(const std::vector<int64_t>& values) {
 
 }  // namespace
 
+void RegisterCudaForward(CudaForwardFn forward) { CudaForward() = forward; }
+
 absl::StatusOr<InferredShape> InferShape(const ModelRequest& request,
                                          const ParameterSource& weights) {
   const std::string& model = request.model;
@@ -299,7 +311,7 @@ absl::Status RunModelOnFiles(const ModelRequest& request) {
           absl::StrCat("--", flag, " is required"));
     }
   }
-  DA_RETURN_IF_ERROR(CheckDevice(request.device));
+  DA_ASSIGN_OR_RETURN(const int device, ParseDevice(request.device));
 
   DA_ASSIGN_OR_RETURN(io::SafetensorsFile weights_file,
                       io::ReadSafetensors(request.weights));
@@ -324,7 +336,7 @@ absl::Status RunModelOnFiles(const ModelRequest& request) {
   models::LoadOptions options;
   options.ignored_prefixes = {"input."};
   const absl::Status loaded =
-      models::LoadStateDict(weights, built.module(), options);
+      models::LoadStateDict(weights, RootModule(built), options);
   if (!loaded.ok()) {
     return absl::Status(loaded.code(), absl::StrCat("'", request.weights,
                                                     "': ", loaded.message()));
@@ -343,8 +355,12 @@ absl::Status RunModelOnFiles(const ModelRequest& request) {
        input.Find("input.memory").ok())) {
     DA_ASSIGN_OR_RETURN(memory, models::ReadTensor(input, "input.memory"));
   }
-  DA_ASSIGN_OR_RETURN(const Tensor y,
-                      Forward(request, built, x, memory ? &*memory : nullptr));
+  const Tensor* memory_or_null = memory ? &*memory : nullptr;
+  DA_ASSIGN_OR_RETURN(
+      const Tensor y,
+      device < 0
+          ? Forward(request, built, x, memory_or_null)
+          : CudaForward()(device, built, x, memory_or_null, request.is_causal));
   const std::map<std::string, std::string> metadata = {
       {"model", request.model},
       {"nhead", absl::StrCat(request.nhead)},

@@ -24,8 +24,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "models/decoder_layer.h"
+#include "models/encoder_layer.h"
+#include "models/long_net.h"
+#include "models/multihead_attention.h"
 #include "models/ops.h"
 #include "models/state_dict.h"
+#include "models/tensor.h"
 
 namespace dilated {
 namespace tools {
@@ -38,7 +43,8 @@ struct ModelRequest {
   std::vector<int64_t> segment_lengths;
   std::vector<int64_t> dilation_rates;
   bool is_causal = false;
-  // "cpu" (the only device the models run on so far) or "cuda[:N]".
+  // "cpu" or "cuda[:N]" (CUDA device N, 0 by default; needs a build with
+  // --config=cuda).
   std::string device = "cpu";
   // Inferred from the weights when unset; when set, they must agree with
   // the weights wherever the weights tell.
@@ -72,6 +78,26 @@ struct InferredShape {
   bool layer_norm = true;  // Multihead modules: q_ln/k_ln or norm present.
   bool upstream = false;   // Attention LayerNorms named "norm" (upstream).
 };
+
+// The module a request describes, its parameters loaded: exactly one member
+// is set.
+struct BuiltModel {
+  std::unique_ptr<models::MultiheadAttention> multihead;
+  std::unique_ptr<models::DilatedTransformerEncoderLayer> encoder;
+  std::unique_ptr<models::DilatedTransformerDecoderLayer> decoder;
+  std::unique_ptr<models::LongNet> longnet;
+};
+
+// Runs `model` forward on CUDA device `device` (a device-resident copy in
+// the dtype of x): x and memory (null unless the model takes one) are staged
+// to the device and y comes back to the host.
+using CudaForwardFn = absl::StatusOr<models::Tensor> (*)(
+    int device, BuiltModel& model, const models::Tensor& x,
+    const models::Tensor* memory, bool is_causal);
+
+// Installs the CUDA forward; the CUDA build's run_model_cuda library calls
+// it at start-up. Without one, --device=cuda is FailedPrecondition.
+void RegisterCudaForward(CudaForwardFn forward);
 
 // Returns the settings of request.model: read off the state dict `weights`,
 // or those the request sets; InvalidArgument naming the tensor when a set

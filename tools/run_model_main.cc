@@ -49,7 +49,8 @@ ABSL_FLAG(std::string, dilation_rates, "",
 ABSL_FLAG(bool, is_causal, false,
           "causal attention (LongNet: encoder, decoder self- and "
           "cross-attention)");
-ABSL_FLAG(std::string, device, "cpu", "cpu (cuda is not supported yet)");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu or cuda[:N] (a build with --config=cuda)");
 ABSL_FLAG(int64_t, d_model, 0, "model width (0: inferred from the weights)");
 ABSL_FLAG(int64_t, num_encoder_layers, 0,
           "LongNet encoder layers (0: inferred from the weights)");

@@ -361,7 +361,9 @@ TEST(RunModelErrorTest, TruncatedWeights) {
   ExpectOneLineError(RunTool(flags), {"DATA_LOSS", "truncated.safetensors"});
 }
 
-TEST(RunModelErrorTest, CudaIsNotAvailableForModels) {
+// Without --config=cuda, or on a machine without a GPU, --device=cuda is
+// FAILED_PRECONDITION.
+TEST(RunModelErrorTest, CudaNeedsACudaBuildAndADevice) {
   std::vector<std::string> flags =
       Flags("multihead", "multihead_fork", TempPath("o.safetensors"));
   flags.push_back("--device=cuda");
