@@ -18,6 +18,7 @@
 #include "kernels/cpu/row_io.h"
 #include "kernels/cpu/standard_attention.h"
 #include "tests/kernels/cpu/host_problem.h"
+#include "tests/testing/compare.h"
 #include "tests/testing/oracle.h"
 
 namespace dilated {
@@ -29,10 +30,8 @@ using testing::HostProblem;
 using testing::Layout;
 using testing::ProblemShape;
 
-struct Tolerance {
-  double absolute;
-  double relative;
-};
+using ::dilated::testing::AllClose;
+using ::dilated::testing::Tolerance;
 
 // Against the float64 oracle fed the same (representable) inputs.
 Tolerance OutputTolerance(DataType dtype) {
@@ -66,42 +65,6 @@ Tolerance GradientTolerance(DataType dtype) {
       return {5e-2, 5e-2};
   }
   return {0, 0};
-}
-
-::testing::AssertionResult AllClose(const std::vector<double>& actual,
-                                    const std::vector<double>& expected,
-                                    Tolerance tolerance) {
-  if (actual.size() != expected.size()) {
-    return ::testing::AssertionFailure() << "sizes differ";
-  }
-  int64_t failures = 0;
-  int64_t worst = -1;
-  double worst_excess = -1.0;
-  for (size_t i = 0; i < actual.size(); ++i) {
-    const double a = actual[i];
-    const double e = expected[i];
-    if (std::isinf(e) || std::isinf(a)) {
-      if (a != e) {
-        ++failures;
-        worst = static_cast<int64_t>(i);
-        worst_excess = INFINITY;
-      }
-      continue;
-    }
-    const double excess = std::abs(a - e) - (tolerance.absolute +
-                                             tolerance.relative * std::abs(e));
-    if (!(excess <= 0.0)) {  // NaN fails too.
-      ++failures;
-      if (std::isnan(excess) || excess > worst_excess) {
-        worst = static_cast<int64_t>(i);
-        worst_excess = std::isnan(excess) ? INFINITY : excess;
-      }
-    }
-  }
-  if (failures == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << failures << " of " << actual.size() << " differ; worst at " << worst
-         << ": " << actual[worst] << " vs expected " << expected[worst];
 }
 
 std::vector<double> ToDouble(const std::vector<float>& values) {
