@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "io/safetensors.h"
+#include "tests/tools/tool_runner.h"
 
 namespace dilated {
 namespace {
@@ -27,47 +28,17 @@ using ::testing::HasSubstr;
 constexpr char kBinary[] = "tools/run_model";
 constexpr char kDir[] = "tests/data/models/";
 
-struct ToolResult {
-  int exit_code = -1;
-  std::string error;  // Everything the tool wrote to stderr.
-};
-
-std::string TempPath(const std::string& name) {
-  return ::testing::TempDir() + "/" + name;
-}
-
-std::string ShellQuote(const std::string& text) {
-  return absl::StrCat("'", absl::StrReplaceAll(text, {{"'", "'\\''"}}), "'");
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream stream(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(stream),
-                     std::istreambuf_iterator<char>());
-}
+using tools_testing::ReadAll;
+using tools_testing::TempPath;
+using tools_testing::ToolResult;
 
 ToolResult RunTool(const std::vector<std::string>& args) {
-  const std::string stderr_path = TempPath("stderr.txt");
-  std::vector<std::string> quoted = {kBinary};
-  for (const std::string& arg : args) quoted.push_back(ShellQuote(arg));
-  const std::string command =
-      absl::StrCat(absl::StrJoin(quoted, " "), " >/dev/null 2>", stderr_path);
-  const int status = std::system(command.c_str());
-  ToolResult result;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.error = ReadAll(stderr_path);
-  return result;
+  return tools_testing::RunTool(kBinary, args);
 }
 
 void ExpectOneLineError(const ToolResult& result,
                         const std::vector<std::string>& parts) {
-  EXPECT_NE(result.exit_code, 0);
-  EXPECT_EQ(std::count(result.error.begin(), result.error.end(), '\n'), 1)
-      << result.error;
-  EXPECT_TRUE(absl::StartsWith(result.error, "run_model: ")) << result.error;
-  for (const std::string& part : parts) {
-    EXPECT_THAT(result.error, HasSubstr(part));
-  }
+  tools_testing::ExpectOneLineError(result, "run_model", parts);
 }
 
 // The flags of a golden case, weights and inputs from its own file.
