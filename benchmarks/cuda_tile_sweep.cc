@@ -25,6 +25,7 @@
 #include "attention/tensor.h"
 #include "benchmark/benchmark.h"
 #include "benchmarks/cuda_tile_sweep_kernels.h"
+#include "kernels/cuda/flash_attention.h"
 #include "kernels/numeric.h"
 
 namespace dilated {
@@ -173,6 +174,8 @@ void RegisterAll() {
 
 int main(int argc, char** argv) {
   dilated::RegisterAll();
+  benchmark::AddCustomContext(
+      "wgmma", dilated::kernels::gpu::WgmmaAvailable() ? "available" : "off");
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

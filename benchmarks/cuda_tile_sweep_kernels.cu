@@ -3,6 +3,7 @@
 #include "benchmarks/cuda_tile_sweep_kernels.h"
 #include "kernels/cuda/flash_backward.cuh"
 #include "kernels/cuda/flash_forward.cuh"
+#include "kernels/cuda/flash_forward_wgmma.cuh"
 
 namespace dilated {
 namespace sweep {
@@ -18,6 +19,14 @@ constexpr DataType kH = DataType::kFloat16;
 template <class Tile>
 cudaError_t Forward(const ForwardParams& p, cudaStream_t stream) {
   return LaunchFlashForward<Tile>(p, stream);
+}
+
+// The wgmma kernels exist only as sm_90a code: elsewhere the variant reports
+// an unsupported device instead of launching.
+template <class Tile>
+cudaError_t ForwardWgmma(const ForwardParams& p, cudaStream_t stream) {
+  if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
+  return LaunchFlashForwardWgmma<Tile>(p, stream);
 }
 
 template <class Tile>
@@ -52,6 +61,20 @@ const ForwardVariant kForwardVariants[] = {
      &Forward<ForwardTile<kH, 64, 128, 64, 4, true, 2, 2>>},
     {"fwd d64 128x32 w4 qreg 2stage", 64,
      &Forward<ForwardTile<kH, 64, 128, 32, 4, true, 2, 2>>},
+    {"fwd d64 wgmma 64x128 1wg min2", 64,
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 128, 2>>},
+    {"fwd d64 wgmma 64x128 1wg min3", 64,
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 128, 3>>},
+    {"fwd d64 wgmma 192x128 3wg", 64,
+     &ForwardWgmma<WgmmaForwardTile<kH, 3, 128, 1>>},
+    {"fwd d64 wgmma 64x64 1wg min3", 64,
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 64, 3>>},
+    {"fwd d64 wgmma 64x64 1wg min4", 64,
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 64, 4>>},
+    {"fwd d64 wgmma 128x64 2wg min2", 64,
+     &ForwardWgmma<WgmmaForwardTile<kH, 2, 64, 2>>},
+    {"fwd d64 wgmma 192x64 3wg", 64,
+     &ForwardWgmma<WgmmaForwardTile<kH, 3, 64, 1>>},
     {"fwd d128 128x32 w4 2stage", 128,
      &Forward<ForwardTile<kH, 128, 128, 32, 4, false, 2, 2>>},
     {"fwd d128 128x32 w4", 128,

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Runs on the GPU machine, from the folder benchmarks/gpu/stage.sh fills (the
 # CUDA test and benchmark binaries, their shared libraries, compare.py):
-#   1. the GPU tests (the CUDA suite and the conformance suite on CUDA);
+#   1. the GPU tests (the CUDA suite, also with the sm_90a wgmma kernels
+#      switched off, the conformance suite and the golden files on CUDA; run
+#      from the repository root, where tests/data is);
 #   2. compute-sanitizer memcheck and racecheck on a few small test cases;
 #   3. compare.py (our benchmark binary, PyTorch reference algorithm, dense
 #      SDPA), unless QUICK=1 limits it to n = 1M and config B.
@@ -12,10 +14,16 @@ out=${OUT:-/tmp}
 export LD_LIBRARY_PATH=$dir:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
 status=0
-for test in dilated_attention_cuda_test conformance_cuda_test; do
+export MODEL_GOLDEN_DIR=${MODEL_GOLDEN_DIR:-$PWD/tests/data/models/}
+for test in dilated_attention_cuda_test conformance_cuda_test golden_cuda_test \
+            models_golden_cuda_test; do
   "$dir/$test" --gtest_brief=1 > "$out/$test.log" 2>&1 || status=1
-  tail -3 "$out/$test.log"
+  echo "$test:"; tail -2 "$out/$test.log"
 done
+DA_DISABLE_WGMMA=1 "$dir/dilated_attention_cuda_test" --gtest_brief=1 \
+  > "$out/dilated_attention_cuda_test_mma_sync.log" 2>&1 || status=1
+echo "dilated_attention_cuda_test, DA_DISABLE_WGMMA=1:"
+tail -2 "$out/dilated_attention_cuda_test_mma_sync.log"
 filter='*improved_d64_f16_causal:*improved_d128_f16_causal:*improved_offset_past_segment_f16:*improved_d32_b2_f16_causal:*improved_uneven_heads_bf16_causal:*standard_d64_f16'
 for tool in memcheck racecheck; do
   compute-sanitizer --tool $tool --error-exitcode 9 \

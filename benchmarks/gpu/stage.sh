@@ -12,11 +12,13 @@ dst=${1:-.gpu}
 ./bazelw build -c opt --config=cuda --dynamic_mode=off \
   //tests/cuda:dilated_attention_cuda_test \
   //tests/attention:conformance_cuda_test \
+  //tests/attention:golden_cuda_test //tests/models:golden_cuda_test \
   //benchmarks:cuda_attention_benchmark //benchmarks:cuda_tile_sweep
 rm -rf "$dst"
 mkdir -p "$dst"
 cp bazel-bin/tests/cuda/dilated_attention_cuda_test \
   bazel-bin/tests/attention/conformance_cuda_test \
+  bazel-bin/tests/attention/golden_cuda_test \
   bazel-bin/benchmarks/cuda_attention_benchmark \
   bazel-bin/benchmarks/cuda_tile_sweep \
   benchmarks/gpu/compare.py benchmarks/gpu/run_all.sh "$dst/"
@@ -25,5 +27,6 @@ for lib in $(ldd "$dst"/cuda_attention_benchmark "$dst"/dilated_attention_cuda_t
              grep -E 'libabsl|libbenchmark|libgomp'); do
   cp -L "$lib" "$dst/"
 done
+cp bazel-bin/tests/models/golden_cuda_test "$dst/models_golden_cuda_test"
 chmod -R u+w "$dst"
 du -sh "$dst"

@@ -1,7 +1,11 @@
 // Dispatch from run-time (dtype, head_dim) to the compiled instantiations.
 
+#include <cstdlib>
+#include <string>
+
 #include "kernels/cuda/flash_attention.h"
 #include "kernels/cuda/flash_attention_instances.h"
+#include "kernels/cuda/flash_forward_wgmma.cuh"
 
 namespace dilated {
 namespace kernels {
@@ -46,6 +50,25 @@ cudaError_t BackwardFor(const BackwardParams& params, float* delta,
 }
 
 }  // namespace
+
+bool WgmmaAvailable() {
+  static const bool disabled = [] {
+    const char* value = std::getenv("DA_DISABLE_WGMMA");
+    return value != nullptr && std::string(value) == "1";
+  }();
+  if (disabled) return false;
+  int device = 0;
+  int major = 0;
+  int minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                             device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor,
+                             device) != cudaSuccess) {
+    return false;
+  }
+  return major == 9 && minor == 0;
+}
 
 bool FlashSupports(DataType dtype, int64_t head_dim) {
   return (dtype == DataType::kFloat16 || dtype == DataType::kBFloat16) &&

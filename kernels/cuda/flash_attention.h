@@ -42,6 +42,13 @@ bool FlashSupports(DataType dtype, int64_t head_dim);
 // REQUIRES: FlashSupports(params.dtype, params.head_dim), alignment above.
 cudaError_t FlashForward(const ForwardParams& params, cudaStream_t stream);
 
+// Returns whether FlashForward runs the warpgroup (wgmma) kernels on the
+// current device: it runs this library's sm_90a code (compute capability 9.0)
+// and DA_DISABLE_WGMMA=1 is not set in the environment (read once; for
+// comparing against the mma.sync kernels). Otherwise every head_dim runs on
+// mma.sync kernels.
+bool WgmmaAvailable();
+
 // Returns the scratch bytes FlashBackward needs: one float per (batch, head,
 // position).
 size_t FlashBackwardWorkspaceBytes(const BackwardParams& params);

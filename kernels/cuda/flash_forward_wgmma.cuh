@@ -1,0 +1,336 @@
+// File: flash_forward_wgmma.cuh
+//
+// The fused strided forward kernel for Hopper (sm_90a), head_dim <= 64: the
+// contract of flash_forward.cuh (one thread block per (group, batch,
+// segment, head, block of selected query rows); out * (1 / G), the
+// log-sum-exp, zeros for unselected rows) with the two products on the
+// warpgroup tensor cores (wgmma.cuh). Each warpgroup owns 64 query rows:
+// S = Q K^T is one m64n128 (or m64n64) product per k16 step with Q and K read
+// straight from 128-byte-swizzled shared tiles, and O += P V takes P from
+// registers (the S accumulators rounded to the input type) and V from shared
+// memory. K and V tiles of 64 or 128 rows are double-buffered with cp.async.
+//
+// Included by the per-(head_dim, dtype) instantiation files only.
+
+#ifndef KERNELS_CUDA_FLASH_FORWARD_WGMMA_CUH_
+#define KERNELS_CUDA_FLASH_FORWARD_WGMMA_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/device_primitives.cuh"
+#include "kernels/cuda/flash_attention.h"
+#include "kernels/cuda/flash_common.cuh"
+#include "kernels/cuda/wgmma.cuh"
+#include "kernels/dilated_params.h"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+// Compile-time shape: kWarpgroups x 64 query rows per block, kBlockN-key
+// tiles (64 or 128), head_dim padded to 64.
+template <DataType kDtypeT, int kWarpgroupsT, int kBlockNT, int kMinBlocksT>
+struct WgmmaForwardTile {
+  using T = typename Element<kDtypeT>::Type;
+  static constexpr DataType kDtype = kDtypeT;
+  static constexpr int kHeadDim = 64;
+  static constexpr int kWarpgroups = kWarpgroupsT;
+  static constexpr int kMinBlocks = kMinBlocksT;
+  static constexpr int kBlockM = 64 * kWarpgroups;
+  static constexpr int kBlockN = kBlockNT;
+  static constexpr int kScores = kBlockN / 2;  // S accumulators per thread
+  static constexpr int kThreads = 128 * kWarpgroups;
+  static constexpr int kRowBytes = kHeadDim * 2;  // one 128-byte swizzle row
+  static constexpr int kQBytes = kBlockM * kRowBytes;
+  static constexpr int kTileBytes = kBlockN * kRowBytes;
+  // Q, two K and two V buffers, and slack to align the base to 1024 bytes.
+  static constexpr size_t kSmemBytes = kQBytes + 4 * kTileBytes + 1024;
+  static_assert(kBlockN == 64 || kBlockN == 128, "m64n64 or m64n128 scores");
+};
+
+// Starts cp.async copies of selected rows [first, first + kRows) of 64
+// columns into a 128-byte-swizzled tile at shared address `tile` (1024-byte
+// aligned). Rows >= limit and 16-byte chunks >= `chunks` are zero-filled.
+// All kThreads threads of the block call it.
+template <int kRows, int kThreads, typename T>
+__device__ __forceinline__ void LoadRowsSwizzled(uint32_t tile, const T* rows,
+                                                 int64_t step, int first,
+                                                 int limit, int chunks,
+                                                 int tid) {
+  constexpr int kRowsPerPass = kThreads / 8;
+  static_assert(kRowsPerPass % 8 == 0, "a pass keeps the swizzle phase");
+  constexpr int kPasses = (kRows + kRowsPerPass - 1) / kRowsPerPass;
+  const int c = tid % 8;
+  const int r0 = tid / 8;
+  const T* src = rows + (first + r0) * step + c * 8;
+  const int64_t pass_step = kRowsPerPass * step;
+  const uint32_t dst = tile + r0 * 128 + ((c ^ (r0 & 7)) << 4);
+  const bool column_valid = c < chunks;
+#pragma unroll
+  for (int pass = 0; pass < kPasses; ++pass) {
+    const int r = r0 + pass * kRowsPerPass;
+    if (kRows % kRowsPerPass == 0 || r < kRows) {
+      const bool valid = column_valid && first + r < limit;
+      CpAsync16(dst + pass * kRowsPerPass * 128, valid ? src : rows, valid);
+    }
+    src += pass_step;
+  }
+}
+
+template <class Tile>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
+    FlashForwardWgmmaKernel(const __grid_constant__ FlashForwardArgs args) {
+#if DA_WGMMA_ENABLED
+  using T = typename Tile::T;
+  constexpr DataType kDtype = Tile::kDtype;
+  constexpr int kBlockM = Tile::kBlockM;
+  constexpr int kBlockN = Tile::kBlockN;
+  constexpr int kTileBytes = Tile::kTileBytes;
+  const float kMinusInf = -__int_as_float(0x7f800000);
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem =
+      smem_raw + ((1024 - (SharedAddress(smem_raw) & 1023)) & 1023);
+  const uint32_t s_q = SharedAddress(smem);
+  const uint32_t s_k = s_q + Tile::kQBytes;
+  const uint32_t s_v = s_k + 2 * kTileBytes;
+
+  const ForwardParams& p = args.params;
+  const WorkItem w =
+      DecodeWork(args.block_begin, p, blockIdx.x, kBlockM, p.is_causal);
+  const GroupParams& g = p.groups[w.group];
+  const int num_rows = static_cast<int>(g.positions);
+  const int chunks = static_cast<int>(p.head_dim / 8);
+  const int tid = threadIdx.x;
+  const int j_begin = w.block * kBlockM;
+  const int j_end = min(j_begin + kBlockM, num_rows);
+  float* lse_segment = p.lse == nullptr ? nullptr
+                                        : SegmentStart(p.lse, p.lse_stride_b,
+                                                       p.lse_stride_h, w, g);
+
+  if (num_rows > 0) {
+    const int warpgroup = tid / 128;
+    const int warp = (tid % 128) / 32;  // within the warpgroup
+    const int lane = tid % 32;
+    const int group = lane / 4;
+    const int pair = lane % 4;
+    const int wg_first = j_begin + warpgroup * 64;  // first row of the group
+    const int wg_last = wg_first + 63;
+    const int warp_first = wg_first + warp * 16;
+
+    const T* q_rows = SelectedRow0<const T>(p.q, w, g);
+    const T* k_rows = SelectedRow0<const T>(p.k, w, g);
+    const T* v_rows = SelectedRow0<const T>(p.v, w, g);
+    const int64_t q_step = RowStep(p.q, g);
+    const int64_t k_step = RowStep(p.k, g);
+    const int64_t v_step = RowStep(p.v, g);
+
+    LoadRowsSwizzled<kBlockM, Tile::kThreads>(s_q, q_rows, q_step, j_begin,
+                                              num_rows, chunks, tid);
+    const int key_limit = p.is_causal ? j_end : num_rows;
+    const int num_key_tiles = (key_limit + kBlockN - 1) / kBlockN;
+    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_k, k_rows, k_step, 0, num_rows,
+                                              chunks, tid);
+    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_v, v_rows, v_step, 0, num_rows,
+                                              chunks, tid);
+    CpAsyncCommit();
+
+    float acc_o[32];
+    constexpr int kScores = Tile::kScores;
+    float s[kScores];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) acc_o[i] = 0.0f;
+    float row_max[2] = {kMinusInf, kMinusInf};  // log2 domain, as mma.sync
+    float row_sum[2] = {0.0f, 0.0f};            // this thread's partial sums
+    const float scale_log2 = p.softmax_scale * kLog2e;
+    const bool positive_scale = p.softmax_scale > 0.0f;
+    const float post_scale = positive_scale ? scale_log2 : 1.0f;
+    const uint32_t q_tile = s_q + warpgroup * 64 * 128;
+
+    for (int tile = 0; tile < num_key_tiles; ++tile) {
+      const int key0 = tile * kBlockN;
+      const int buf = tile & 1;
+      if (tile + 1 < num_key_tiles) {
+        LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+            s_k + (buf ^ 1) * kTileBytes, k_rows, k_step, key0 + kBlockN,
+            num_rows, chunks, tid);
+        LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+            s_v + (buf ^ 1) * kTileBytes, v_rows, v_step, key0 + kBlockN,
+            num_rows, chunks, tid);
+        CpAsyncCommit();
+        CpAsyncWait<1>();
+      } else {
+        CpAsyncWait<0>();
+      }
+      FenceSharedForAsyncProxy();
+      __syncthreads();  // Q (first tile), K and V tiles landed
+
+      const bool active =
+          wg_first < num_rows && (!p.is_causal || key0 <= wg_last);
+      if (active) {
+        // S = Q K^T: four k16 steps of 32 bytes along the swizzled rows.
+        const uint32_t k_tile = s_k + buf * kTileBytes;
+        WgmmaFence();
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) {
+          WgmmaSS<kDtype, kBlockN>(
+              s, SwizzledDescriptor(q_tile + 32 * ks, 1024, 1024),
+              SwizzledDescriptor(k_tile + 32 * ks, 1024, 1024), ks > 0);
+        }
+        WgmmaCommit();
+        WgmmaWait<0>();
+
+        if (!positive_scale) {
+#pragma unroll
+          for (int i = 0; i < kScores; ++i) s[i] *= scale_log2;
+        }
+        const bool need_mask = key0 + kBlockN > num_rows ||
+                               (p.is_causal && key0 + kBlockN - 1 > warp_first);
+        if (need_mask) {
+#pragma unroll
+          for (int i = 0; i < kScores; ++i) {
+            const int key = key0 + (i / 4) * 8 + 2 * pair + (i & 1);
+            const int query = warp_first + group + ((i >> 1) & 1) * 8;
+            if (key >= num_rows || (p.is_causal && key > query)) {
+              s[i] = kMinusInf;
+            }
+          }
+        }
+        // Online softmax over this thread's two rows (h = 0: row `group`,
+        // h = 1: row `group` + 8 of the warp).
+        float alpha[2];
+        bool rescale = false;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float m = kMinusInf;
+#pragma unroll
+          for (int nt = 0; nt < kBlockN / 8; ++nt) {
+            m = fmaxf(m, fmaxf(s[4 * nt + 2 * h], s[4 * nt + 2 * h + 1]));
+          }
+          m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+          m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+          m = fmaxf(row_max[h], m * post_scale);
+          const float base = m == kMinusInf ? 0.0f : m;
+          alpha[h] = Exp2(row_max[h] - base);
+          rescale |= alpha[h] != 1.0f;
+          row_max[h] = m;
+          float sum = 0.0f;
+#pragma unroll
+          for (int nt = 0; nt < kBlockN / 8; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float prob =
+                  Exp2(fmaf(s[4 * nt + 2 * h + e], post_scale, -base));
+              s[4 * nt + 2 * h + e] = prob;
+              sum += prob;
+            }
+          }
+          row_sum[h] = row_sum[h] * alpha[h] + sum;
+        }
+        if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+          for (int ot = 0; ot < 8; ++ot) {
+            acc_o[4 * ot + 0] *= alpha[0];
+            acc_o[4 * ot + 1] *= alpha[0];
+            acc_o[4 * ot + 2] *= alpha[1];
+            acc_o[4 * ot + 3] *= alpha[1];
+          }
+        }
+        // O += P V: P in the A-register layout, V MN-major (16 key rows,
+        // 2048 bytes, per k16 step).
+        uint32_t prob[kBlockN / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk) {
+          prob[kk][0] = PackPair<kDtype>(s[8 * kk + 0], s[8 * kk + 1]);
+          prob[kk][1] = PackPair<kDtype>(s[8 * kk + 2], s[8 * kk + 3]);
+          prob[kk][2] = PackPair<kDtype>(s[8 * kk + 4], s[8 * kk + 5]);
+          prob[kk][3] = PackPair<kDtype>(s[8 * kk + 6], s[8 * kk + 7]);
+        }
+        const uint32_t v_tile = s_v + buf * kTileBytes;
+        WgmmaFence();
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk) {
+          WgmmaRS64x64<kDtype>(
+              acc_o, prob[kk],
+              SwizzledDescriptor(v_tile + 2048 * kk, 1024, 1024));
+        }
+        WgmmaCommit();
+        WgmmaWait<0>();
+      }
+      __syncthreads();  // every warpgroup is done with this buffer
+    }
+
+    // Epilogue: out = (1 / G) * O / rowsum, staged through this warp's own
+    // 16 rows of the (swizzled) Q tile for 16-byte stores.
+    const int o_offset = static_cast<int>(g.offset);
+    const int rate = static_cast<int>(g.dilation_rate);
+    unsigned char* stage = smem + warpgroup * 64 * 128 + warp * 16 * 128;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float sum = row_sum[h];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inverse = sum > 0.0f ? p.output_scale / sum : 0.0f;
+      const int row = group + h * 8;  // within the warp's 16 rows
+#pragma unroll
+      for (int ot = 0; ot < 8; ++ot) {
+        *reinterpret_cast<uint32_t*>(stage + row * 128 +
+                                     ((ot ^ (row & 7)) << 4) + 4 * pair) =
+            PackPair<kDtype>(acc_o[4 * ot + 2 * h] * inverse,
+                             acc_o[4 * ot + 2 * h + 1] * inverse);
+      }
+      const int query = warp_first + row;
+      if (lse_segment != nullptr && pair == 0 && query < num_rows) {
+        lse_segment[o_offset + query * rate] =
+            sum > 0.0f ? (row_max[h] + __log2f(sum)) * kLn2 : kMinusInf;
+      }
+    }
+    __syncwarp();
+    T* out_rows = SelectedRow0<T>(p.out, w, g);
+    const int64_t out_step = RowStep(p.out, g);
+#pragma unroll
+    for (int it = 0; it < 16 * 8 / 32; ++it) {
+      const int i = it * 32 + lane;
+      const int r = i / 8;
+      const int c = i % 8;
+      const int query = warp_first + r;
+      if (query < num_rows && c < chunks) {
+        *reinterpret_cast<uint4*>(out_rows + query * out_step + c * 8) =
+            *reinterpret_cast<const uint4*>(stage + r * 128 +
+                                            ((c ^ (r & 7)) << 4));
+      }
+    }
+  }
+  ZeroUnselectedRows(SegmentStart<T>(p.out, w, g), p.out.stride_n, g, j_begin,
+                     j_end, chunks, lse_segment, tid, Tile::kThreads);
+#else
+  __trap();  // never launched: WgmmaAvailable() is false without sm_90a
+#endif
+}
+
+// Launches the wgmma forward kernel over every group of `p` on `stream`.
+template <class Tile>
+cudaError_t LaunchFlashForwardWgmma(const ForwardParams& p,
+                                    cudaStream_t stream) {
+  FlashForwardArgs args;
+  args.params = p;
+  const int64_t blocks = FillBlockBegin(p, Tile::kBlockM, args.block_begin);
+  if (blocks == 0) return cudaSuccess;
+  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  auto kernel = FlashForwardWgmmaKernel<Tile>;
+  cudaError_t error =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(Tile::kSmemBytes));
+  if (error != cudaSuccess) return error;
+  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSmemBytes,
+           stream>>>(args);
+  return cudaGetLastError();
+}
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated
+
+#endif  // KERNELS_CUDA_FLASH_FORWARD_WGMMA_CUH_
