@@ -2,6 +2,7 @@
 
 #include "benchmarks/cuda_tile_sweep_kernels.h"
 #include "kernels/cuda/flash_backward.cuh"
+#include "kernels/cuda/flash_backward_wgmma.cuh"
 #include "kernels/cuda/flash_forward.cuh"
 #include "kernels/cuda/flash_forward_wgmma.cuh"
 
@@ -36,6 +37,26 @@ cudaError_t KeyValue(const BackwardParams& p, float* delta,
   args.params = p;
   args.delta = delta;
   return LaunchFlashKeyValue<Tile>(args, stream);
+}
+
+template <class Tile>
+cudaError_t KeyValueWgmma(const BackwardParams& p, float* delta,
+                          cudaStream_t stream) {
+  if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
+  FlashBackwardArgs args;
+  args.params = p;
+  args.delta = delta;
+  return LaunchFlashKeyValueWgmma<Tile>(args, stream);
+}
+
+template <class Tile>
+cudaError_t QueryWgmma(const BackwardParams& p, float* delta,
+                       cudaStream_t stream) {
+  if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
+  FlashBackwardArgs args;
+  args.params = p;
+  args.delta = delta;
+  return LaunchFlashQueryWgmma<Tile>(args, stream);
 }
 
 template <class Tile>
@@ -92,7 +113,14 @@ const BackwardVariant kBackwardVariants[] = {
      &KeyValue<KeyValueTile<kH, 64, 64, 4, true, KeyValuePart::kBoth, 2>>},
     {"kv d64 q64 w8 kvreg", 64,
      &KeyValue<KeyValueTile<kH, 64, 64, 8, true, KeyValuePart::kBoth, 1>>},
+    {"kv d64 wgmma q64 min2", 64, &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 2>>},
+    {"kv d64 wgmma q64 min3", 64, &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 3>>},
+    {"kv d64 wgmma q128 min1", 64,
+     &KeyValueWgmma<WgmmaKeyValueTile<kH, 128, 1>>},
     {"q d64 k64 w4 qreg", 64, &Query<QueryTile<kH, 64, 64, 4, true, 2>>},
+    {"q d64 wgmma k64 min3", 64, &QueryWgmma<WgmmaQueryTile<kH, 64, 3>>},
+    {"q d64 wgmma k64 min4", 64, &QueryWgmma<WgmmaQueryTile<kH, 64, 4>>},
+    {"q d64 wgmma k128 min2", 64, &QueryWgmma<WgmmaQueryTile<kH, 128, 2>>},
     {"q d64 k64 w8 qreg", 64, &Query<QueryTile<kH, 64, 64, 8, true, 1>>},
     {"kv d128 q32 w4", 128,
      &KeyValue<KeyValueTile<kH, 128, 32, 4, false, KeyValuePart::kBoth, 2>>},

@@ -14,6 +14,7 @@
 
 #include "kernels/cuda/flash_attention_instances.h"
 #include "kernels/cuda/flash_backward.cuh"
+#include "kernels/cuda/flash_backward_wgmma.cuh"
 #include "kernels/cuda/flash_forward.cuh"
 #include "kernels/cuda/flash_forward_wgmma.cuh"
 #include "kernels/dilated_params.h"
@@ -34,13 +35,18 @@ namespace gpu {
 // head_dim 64 one warpgroup of 64 queries per block over 128-key tiles, three
 // blocks per SM, so that blocks out of step keep the tensor cores busy while
 // another block does its softmax (cuda_tile_sweep: 7.9 ms against 8.8 ms for
-// three warpgroups in one block that meet at every tile's barrier).
+// three warpgroups in one block that meet at every tile's barrier). The
+// wgmma backward: dK/dV over 128-query tiles (254 registers: two blocks per
+// SM), dQ over 64-key tiles, three blocks per SM (the fastest of the
+// cuda_tile_sweep variants).
 template <DataType kDtype, int kHeadDim>
 struct FlashConfig;
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 32> {
   using ForwardWgmma = void;
+  using KeyValueWgmma = void;
+  using QueryWgmma = void;
   using Forward = ForwardTile<kDtype, 32, 128, 64, 4, true, 2, 2>;
   using KeyValue =
       KeyValueTile<kDtype, 32, 64, 4, true, KeyValuePart::kBoth, 2>;
@@ -51,6 +57,8 @@ struct FlashConfig<kDtype, 32> {
 template <DataType kDtype>
 struct FlashConfig<kDtype, 64> {
   using ForwardWgmma = WgmmaForwardTile<kDtype, 1, 128, 3>;
+  using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 128, 1>;
+  using QueryWgmma = WgmmaQueryTile<kDtype, 64, 3>;
   using Forward = ForwardTile<kDtype, 64, 128, 64, 4, true, 2, 2>;
   using KeyValue =
       KeyValueTile<kDtype, 64, 64, 4, true, KeyValuePart::kBoth, 2>;
@@ -61,6 +69,8 @@ struct FlashConfig<kDtype, 64> {
 template <DataType kDtype>
 struct FlashConfig<kDtype, 128> {
   using ForwardWgmma = void;
+  using KeyValueWgmma = void;
+  using QueryWgmma = void;
   using Forward = ForwardTile<kDtype, 128, 128, 32, 4, false, 2, 2>;
   using KeyValue =
       KeyValueTile<kDtype, 128, 32, 4, false, KeyValuePart::kBoth, 2>;
@@ -71,6 +81,8 @@ struct FlashConfig<kDtype, 128> {
 template <DataType kDtype>
 struct FlashConfig<kDtype, 256> {
   using ForwardWgmma = void;
+  using KeyValueWgmma = void;
+  using QueryWgmma = void;
   using Forward = ForwardTile<kDtype, 256, 64, 32, 4, false, 1>;
   using KeyValue =
       KeyValueTile<kDtype, 256, 32, 4, false, KeyValuePart::kValueOnly, 1>;
@@ -100,6 +112,14 @@ cudaError_t RunFlashBackward(const BackwardParams& params, float* delta,
   FlashBackwardArgs args;
   args.params = params;
   args.delta = delta;
+  if constexpr (!std::is_void_v<typename Config::KeyValueWgmma>) {
+    if (WgmmaAvailable()) {
+      error = LaunchFlashKeyValueWgmma<typename Config::KeyValueWgmma>(args,
+                                                                       stream);
+      if (error != cudaSuccess) return error;
+      return LaunchFlashQueryWgmma<typename Config::QueryWgmma>(args, stream);
+    }
+  }
   error = LaunchFlashKeyValue<typename Config::KeyValue>(args, stream);
   if (error != cudaSuccess) return error;
   if constexpr (!std::is_void_v<typename Config::KeyOnly>) {

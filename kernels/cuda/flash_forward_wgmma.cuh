@@ -22,6 +22,7 @@
 #include "kernels/cuda/device_primitives.cuh"
 #include "kernels/cuda/flash_attention.h"
 #include "kernels/cuda/flash_common.cuh"
+#include "kernels/cuda/swizzled_tile.cuh"
 #include "kernels/cuda/wgmma.cuh"
 #include "kernels/dilated_params.h"
 
@@ -50,35 +51,6 @@ struct WgmmaForwardTile {
   static_assert(kBlockN == 64 || kBlockN == 128, "m64n64 or m64n128 scores");
 };
 
-// Starts cp.async copies of selected rows [first, first + kRows) of 64
-// columns into a 128-byte-swizzled tile at shared address `tile` (1024-byte
-// aligned). Rows >= limit and 16-byte chunks >= `chunks` are zero-filled.
-// All kThreads threads of the block call it.
-template <int kRows, int kThreads, typename T>
-__device__ __forceinline__ void LoadRowsSwizzled(uint32_t tile, const T* rows,
-                                                 int64_t step, int first,
-                                                 int limit, int chunks,
-                                                 int tid) {
-  constexpr int kRowsPerPass = kThreads / 8;
-  static_assert(kRowsPerPass % 8 == 0, "a pass keeps the swizzle phase");
-  constexpr int kPasses = (kRows + kRowsPerPass - 1) / kRowsPerPass;
-  const int c = tid % 8;
-  const int r0 = tid / 8;
-  const T* src = rows + (first + r0) * step + c * 8;
-  const int64_t pass_step = kRowsPerPass * step;
-  const uint32_t dst = tile + r0 * 128 + ((c ^ (r0 & 7)) << 4);
-  const bool column_valid = c < chunks;
-#pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) {
-    const int r = r0 + pass * kRowsPerPass;
-    if (kRows % kRowsPerPass == 0 || r < kRows) {
-      const bool valid = column_valid && first + r < limit;
-      CpAsync16(dst + pass * kRowsPerPass * 128, valid ? src : rows, valid);
-    }
-    src += pass_step;
-  }
-}
-
 template <class Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     FlashForwardWgmmaKernel(const __grid_constant__ FlashForwardArgs args) {
@@ -91,8 +63,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const float kMinusInf = -__int_as_float(0x7f800000);
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  unsigned char* smem =
-      smem_raw + ((1024 - (SharedAddress(smem_raw) & 1023)) & 1023);
+  unsigned char* smem = AlignedSharedBase(smem_raw);
   const uint32_t s_q = SharedAddress(smem);
   const uint32_t s_k = s_q + Tile::kQBytes;
   const uint32_t s_v = s_k + 2 * kTileBytes;
@@ -276,10 +247,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       const int row = group + h * 8;  // within the warp's 16 rows
 #pragma unroll
       for (int ot = 0; ot < 8; ++ot) {
-        *reinterpret_cast<uint32_t*>(stage + row * 128 +
-                                     ((ot ^ (row & 7)) << 4) + 4 * pair) =
-            PackPair<kDtype>(acc_o[4 * ot + 2 * h] * inverse,
-                             acc_o[4 * ot + 2 * h + 1] * inverse);
+        StagePair(stage, row, ot, pair,
+                  PackPair<kDtype>(acc_o[4 * ot + 2 * h] * inverse,
+                                   acc_o[4 * ot + 2 * h + 1] * inverse));
       }
       const int query = warp_first + row;
       if (lse_segment != nullptr && pair == 0 && query < num_rows) {
@@ -288,20 +258,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       }
     }
     __syncwarp();
-    T* out_rows = SelectedRow0<T>(p.out, w, g);
-    const int64_t out_step = RowStep(p.out, g);
-#pragma unroll
-    for (int it = 0; it < 16 * 8 / 32; ++it) {
-      const int i = it * 32 + lane;
-      const int r = i / 8;
-      const int c = i % 8;
-      const int query = warp_first + r;
-      if (query < num_rows && c < chunks) {
-        *reinterpret_cast<uint4*>(out_rows + query * out_step + c * 8) =
-            *reinterpret_cast<const uint4*>(stage + r * 128 +
-                                            ((c ^ (r & 7)) << 4));
-      }
-    }
+    StoreStagedRows(stage, SelectedRow0<T>(p.out, w, g), RowStep(p.out, g),
+                    warp_first, num_rows, chunks, lane);
   }
   ZeroUnselectedRows(SegmentStart<T>(p.out, w, g), p.out.stride_n, g, j_begin,
                      j_end, chunks, lse_segment, tid, Tile::kThreads);

@@ -1,0 +1,472 @@
+// File: flash_backward_wgmma.cuh
+//
+// The backward kernels of flash_backward.cuh for Hopper (sm_90a), head_dim
+// <= 64, on the warpgroup tensor cores (wgmma.cuh); same contract, same
+// formulas, deterministic (no atomics), FlashDeltaKernel unchanged. One
+// warpgroup per block:
+//   - FlashKeyValueWgmmaKernel: 64 selected keys per block, walking query
+//     tiles of kBlockM rows. S^T = K Q^T and dP^T = V dO^T are m64 x kBlockM
+//     products with every operand in shared memory; dV += P^T dO and
+//     dK += dS^T Q take P^T and dS^T from registers.
+//   - FlashQueryWgmmaKernel: 64 selected queries per block, walking key tiles
+//     of kBlockN rows: S = Q K^T, dP = dO V^T from shared memory, dQ += dS K
+//     with dS from registers.
+// Tiles are 128-byte swizzled (swizzled_tile.cuh) and double-buffered with
+// cp.async.
+//
+// Included by the per-(head_dim, dtype) instantiation files only.
+
+#ifndef KERNELS_CUDA_FLASH_BACKWARD_WGMMA_CUH_
+#define KERNELS_CUDA_FLASH_BACKWARD_WGMMA_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/device_primitives.cuh"
+#include "kernels/cuda/flash_backward.cuh"
+#include "kernels/cuda/flash_common.cuh"
+#include "kernels/cuda/swizzled_tile.cuh"
+#include "kernels/cuda/wgmma.cuh"
+#include "kernels/dilated_params.h"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+// Shape of FlashKeyValueWgmmaKernel: 64 keys per block, kBlockM queries per
+// tile (64 or 128).
+template <DataType kDtypeT, int kBlockMT, int kMinBlocksT>
+struct WgmmaKeyValueTile {
+  using T = typename Element<kDtypeT>::Type;
+  static constexpr DataType kDtype = kDtypeT;
+  static constexpr int kHeadDim = 64;
+  static constexpr int kBlockN = 64;  // keys per block
+  static constexpr int kBlockM = kBlockMT;
+  static constexpr int kMinBlocks = kMinBlocksT;
+  static constexpr int kThreads = 128;
+  static constexpr int kKeyBytes = kBlockN * 128;
+  static constexpr int kQueryBytes = kBlockM * 128;
+  // K, V, two Q and two dO buffers, two lse and delta rows, alignment slack.
+  static constexpr size_t kSmemBytes =
+      2 * kKeyBytes + 4 * kQueryBytes + 4 * kBlockM * sizeof(float) + 1024;
+  static_assert(kBlockM == 64 || kBlockM == 128, "m64n64 or m64n128");
+};
+
+template <class Tile>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
+    FlashKeyValueWgmmaKernel(const __grid_constant__ FlashBackwardArgs args) {
+#if DA_WGMMA_ENABLED
+  using T = typename Tile::T;
+  constexpr DataType kDtype = Tile::kDtype;
+  constexpr int kBlockM = Tile::kBlockM;
+  constexpr int kBlockN = Tile::kBlockN;
+  constexpr int kQueryBytes = Tile::kQueryBytes;
+  constexpr int kScores = kBlockM / 2;  // accumulators of S^T per thread
+  const float kInf = __int_as_float(0x7f800000);
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = AlignedSharedBase(smem_raw);
+  const uint32_t s_k = SharedAddress(smem);
+  const uint32_t s_v = s_k + Tile::kKeyBytes;
+  const uint32_t s_q = s_v + Tile::kKeyBytes;   // [2][kQueryBytes]
+  const uint32_t s_do = s_q + 2 * kQueryBytes;  // [2][kQueryBytes]
+  float* s_lse =
+      reinterpret_cast<float*>(smem + 2 * Tile::kKeyBytes + 4 * kQueryBytes);
+  float* s_delta = s_lse + 2 * kBlockM;
+
+  const BackwardParams& bp = args.params;
+  const ForwardParams& p = bp.forward;
+  const WorkItem w = DecodeWork(args.block_begin, p, blockIdx.x, kBlockN,
+                                /*heavy_last_first=*/false);
+  const GroupParams& g = p.groups[w.group];
+  const int num_rows = static_cast<int>(g.positions);
+  const int chunks = static_cast<int>(p.head_dim / 8);
+  const int tid = threadIdx.x;
+  const int k_begin = w.block * kBlockN;
+  const int k_end = min(k_begin + kBlockN, num_rows);
+
+  if (num_rows > 0) {
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    const int group = lane / 4;
+    const int pair = lane % 4;
+    const int warp_first = k_begin + warp * 16;  // first key of the warp
+
+    const T* q_rows = SelectedRow0<const T>(p.q, w, g);
+    const T* do_rows = SelectedRow0<const T>(bp.grad_out, w, g);
+    const int64_t q_step = RowStep(p.q, g);
+    const int64_t do_step = RowStep(bp.grad_out, g);
+    const float* lse_rows =
+        SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w, g) + g.offset;
+    const float* delta_rows =
+        SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
+        g.offset;
+    const int rate = static_cast<int>(g.dilation_rate);
+
+    // Starts loading query tile `qt` into buffer `buf`.
+    auto load_query_tile = [&](int qt, int buf) {
+      const int q0 = qt * kBlockM;
+      LoadRowsSwizzled<kBlockM, Tile::kThreads>(
+          s_q + buf * kQueryBytes, q_rows, q_step, q0, num_rows, chunks, tid);
+      LoadRowsSwizzled<kBlockM, Tile::kThreads>(s_do + buf * kQueryBytes,
+                                                do_rows, do_step, q0, num_rows,
+                                                chunks, tid);
+      for (int i = tid; i < kBlockM; i += Tile::kThreads) {
+        const int query = q0 + i;
+        const bool valid = query < num_rows;
+        // +inf makes exp2(x - lse) vanish for padding rows.
+        s_lse[buf * kBlockM + i] =
+            valid ? lse_rows[query * rate] * kLog2e : kInf;
+        s_delta[buf * kBlockM + i] = valid ? delta_rows[query * rate] : 0.0f;
+      }
+    };
+
+    LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+        s_k, SelectedRow0<const T>(p.k, w, g), RowStep(p.k, g), k_begin,
+        num_rows, chunks, tid);
+    LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+        s_v, SelectedRow0<const T>(p.v, w, g), RowStep(p.v, g), k_begin,
+        num_rows, chunks, tid);
+    const int first_tile = p.is_causal ? k_begin / kBlockM : 0;
+    const int num_tiles = (num_rows + kBlockM - 1) / kBlockM;
+    load_query_tile(first_tile, 0);
+    CpAsyncCommit();
+
+    float acc_dv[32];
+    float acc_dk[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) acc_dv[i] = acc_dk[i] = 0.0f;
+    float st[kScores];   // S^T: keys x queries
+    float dpt[kScores];  // dP^T / c
+    const float scale_log2 = p.softmax_scale * kLog2e;
+
+    for (int qt = first_tile; qt < num_tiles; ++qt) {
+      const int buf = (qt - first_tile) & 1;
+      if (qt + 1 < num_tiles) {
+        load_query_tile(qt + 1, buf ^ 1);
+        CpAsyncCommit();
+        CpAsyncWait<1>();
+      } else {
+        CpAsyncWait<0>();
+      }
+      FenceSharedForAsyncProxy();
+      __syncthreads();  // K, V (first tile), Q, dO, lse and delta landed
+
+      const int q0 = qt * kBlockM;
+      const uint32_t tq = s_q + buf * kQueryBytes;
+      const uint32_t tdo = s_do + buf * kQueryBytes;
+      const float* tlse = s_lse + buf * kBlockM;
+      const float* tdelta = s_delta + buf * kBlockM;
+      WgmmaFence();
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        WgmmaSS<kDtype, kBlockM>(
+            st, SwizzledDescriptor(s_k + 32 * ks, 1024, 1024),
+            SwizzledDescriptor(tq + 32 * ks, 1024, 1024), ks > 0);
+      }
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        WgmmaSS<kDtype, kBlockM>(
+            dpt, SwizzledDescriptor(s_v + 32 * ks, 1024, 1024),
+            SwizzledDescriptor(tdo + 32 * ks, 1024, 1024), ks > 0);
+      }
+      WgmmaCommit();
+      WgmmaWait<0>();
+
+      // P^T into st, dS^T into dpt.
+      const bool need_mask = p.is_causal && q0 < warp_first + 15;
+#pragma unroll
+      for (int i = 0; i < kScores; ++i) {
+        const int col = (i / 4) * 8 + 2 * pair + (i & 1);
+        float prob = Exp2(st[i] * scale_log2 - tlse[col]);
+        if (need_mask) {
+          const int key = warp_first + group + ((i >> 1) & 1) * 8;
+          if (key > q0 + col) prob = 0.0f;
+        }
+        st[i] = prob;
+        dpt[i] = prob * (dpt[i] * p.output_scale - tdelta[col]);
+      }
+      // dV += P^T dO, dK += dS^T Q (dO and Q MN-major: 16 query rows, 2048
+      // bytes, per k16 step).
+      uint32_t ap[kBlockM / 16][4];
+      uint32_t ads[kBlockM / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          ap[kk][e] =
+              PackPair<kDtype>(st[8 * kk + 2 * e], st[8 * kk + 2 * e + 1]);
+          ads[kk][e] =
+              PackPair<kDtype>(dpt[8 * kk + 2 * e], dpt[8 * kk + 2 * e + 1]);
+        }
+      }
+      WgmmaFence();
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk) {
+        WgmmaRS64x64<kDtype>(acc_dv, ap[kk],
+                             SwizzledDescriptor(tdo + 2048 * kk, 1024, 1024));
+      }
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk) {
+        WgmmaRS64x64<kDtype>(acc_dk, ads[kk],
+                             SwizzledDescriptor(tq + 2048 * kk, 1024, 1024));
+      }
+      WgmmaCommit();
+      WgmmaWait<0>();
+      __syncthreads();  // every warp is done with `buf` before it is refilled
+    }
+
+    // Epilogue: stage dV and dK through this warp's own rows of the V and K
+    // tiles (no wgmma reads them any more).
+    unsigned char* stage_v = smem + Tile::kKeyBytes + warp * 16 * 128;
+    unsigned char* stage_k = smem + warp * 16 * 128;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = group + h * 8;
+#pragma unroll
+      for (int ot = 0; ot < 8; ++ot) {
+        StagePair(
+            stage_v, row, ot, pair,
+            PackPair<kDtype>(acc_dv[4 * ot + 2 * h] * p.output_scale,
+                             acc_dv[4 * ot + 2 * h + 1] * p.output_scale));
+        StagePair(
+            stage_k, row, ot, pair,
+            PackPair<kDtype>(acc_dk[4 * ot + 2 * h] * p.softmax_scale,
+                             acc_dk[4 * ot + 2 * h + 1] * p.softmax_scale));
+      }
+    }
+    __syncwarp();
+    StoreStagedRows(stage_v, SelectedRow0<T>(bp.grad_v, w, g),
+                    RowStep(bp.grad_v, g), warp_first, num_rows, chunks, lane);
+    StoreStagedRows(stage_k, SelectedRow0<T>(bp.grad_k, w, g),
+                    RowStep(bp.grad_k, g), warp_first, num_rows, chunks, lane);
+  }
+  ZeroUnselectedRows(SegmentStart<T>(bp.grad_v, w, g), bp.grad_v.stride_n, g,
+                     k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
+  ZeroUnselectedRows(SegmentStart<T>(bp.grad_k, w, g), bp.grad_k.stride_n, g,
+                     k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
+#else
+  __trap();  // never launched: WgmmaAvailable() is false without sm_90a
+#endif
+}
+
+// Shape of FlashQueryWgmmaKernel: 64 queries per block, kBlockN keys per
+// tile (64 or 128).
+template <DataType kDtypeT, int kBlockNT, int kMinBlocksT>
+struct WgmmaQueryTile {
+  using T = typename Element<kDtypeT>::Type;
+  static constexpr DataType kDtype = kDtypeT;
+  static constexpr int kHeadDim = 64;
+  static constexpr int kBlockM = 64;  // queries per block
+  static constexpr int kBlockN = kBlockNT;
+  static constexpr int kMinBlocks = kMinBlocksT;
+  static constexpr int kThreads = 128;
+  static constexpr int kQueryBytes = kBlockM * 128;
+  static constexpr int kKeyBytes = kBlockN * 128;
+  // Q, dO, two K and two V buffers, alignment slack.
+  static constexpr size_t kSmemBytes = 2 * kQueryBytes + 4 * kKeyBytes + 1024;
+  static_assert(kBlockN == 64 || kBlockN == 128, "m64n64 or m64n128");
+};
+
+template <class Tile>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
+    FlashQueryWgmmaKernel(const __grid_constant__ FlashBackwardArgs args) {
+#if DA_WGMMA_ENABLED
+  using T = typename Tile::T;
+  constexpr DataType kDtype = Tile::kDtype;
+  constexpr int kBlockM = Tile::kBlockM;
+  constexpr int kBlockN = Tile::kBlockN;
+  constexpr int kKeyBytes = Tile::kKeyBytes;
+  constexpr int kScores = kBlockN / 2;  // accumulators of S per thread
+  const float kInf = __int_as_float(0x7f800000);
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  unsigned char* smem = AlignedSharedBase(smem_raw);
+  const uint32_t s_q = SharedAddress(smem);
+  const uint32_t s_do = s_q + Tile::kQueryBytes;
+  const uint32_t s_k = s_do + Tile::kQueryBytes;  // [2][kKeyBytes]
+  const uint32_t s_v = s_k + 2 * kKeyBytes;       // [2][kKeyBytes]
+
+  const BackwardParams& bp = args.params;
+  const ForwardParams& p = bp.forward;
+  const WorkItem w =
+      DecodeWork(args.block_begin, p, blockIdx.x, kBlockM, p.is_causal);
+  const GroupParams& g = p.groups[w.group];
+  const int num_rows = static_cast<int>(g.positions);
+  const int chunks = static_cast<int>(p.head_dim / 8);
+  const int tid = threadIdx.x;
+  const int j_begin = w.block * kBlockM;
+  const int j_end = min(j_begin + kBlockM, num_rows);
+
+  if (num_rows > 0) {
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    const int group = lane / 4;
+    const int pair = lane % 4;
+    const int warp_first = j_begin + warp * 16;  // first query of the warp
+
+    const T* k_rows = SelectedRow0<const T>(p.k, w, g);
+    const T* v_rows = SelectedRow0<const T>(p.v, w, g);
+    const int64_t k_step = RowStep(p.k, g);
+    const int64_t v_step = RowStep(p.v, g);
+    const int rate = static_cast<int>(g.dilation_rate);
+
+    LoadRowsSwizzled<kBlockM, Tile::kThreads>(
+        s_q, SelectedRow0<const T>(p.q, w, g), RowStep(p.q, g), j_begin,
+        num_rows, chunks, tid);
+    LoadRowsSwizzled<kBlockM, Tile::kThreads>(
+        s_do, SelectedRow0<const T>(bp.grad_out, w, g), RowStep(bp.grad_out, g),
+        j_begin, num_rows, chunks, tid);
+    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_k, k_rows, k_step, 0, num_rows,
+                                              chunks, tid);
+    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_v, v_rows, v_step, 0, num_rows,
+                                              chunks, tid);
+    CpAsyncCommit();
+
+    // Row statistics of this thread's two rows.
+    const float* lse_rows =
+        SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w, g) + g.offset;
+    const float* delta_rows =
+        SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
+        g.offset;
+    float row_lse[2];
+    float row_delta[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int query = warp_first + group + h * 8;
+      const bool valid = query < num_rows;
+      row_lse[h] = valid ? lse_rows[query * rate] * kLog2e : kInf;
+      row_delta[h] = valid ? delta_rows[query * rate] : 0.0f;
+    }
+
+    const int key_limit = p.is_causal ? j_end : num_rows;
+    const int num_tiles = (key_limit + kBlockN - 1) / kBlockN;
+    float acc_dq[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) acc_dq[i] = 0.0f;
+    float s[kScores];
+    float dp[kScores];
+    const float scale_log2 = p.softmax_scale * kLog2e;
+
+    for (int tile = 0; tile < num_tiles; ++tile) {
+      const int buf = tile & 1;
+      if (tile + 1 < num_tiles) {
+        LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+            s_k + (buf ^ 1) * kKeyBytes, k_rows, k_step, (tile + 1) * kBlockN,
+            num_rows, chunks, tid);
+        LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+            s_v + (buf ^ 1) * kKeyBytes, v_rows, v_step, (tile + 1) * kBlockN,
+            num_rows, chunks, tid);
+        CpAsyncCommit();
+        CpAsyncWait<1>();
+      } else {
+        CpAsyncWait<0>();
+      }
+      FenceSharedForAsyncProxy();
+      __syncthreads();  // Q, dO (first tile), K and V tiles landed
+
+      const int key0 = tile * kBlockN;
+      const uint32_t tk = s_k + buf * kKeyBytes;
+      const uint32_t tv = s_v + buf * kKeyBytes;
+      WgmmaFence();
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        WgmmaSS<kDtype, kBlockN>(
+            s, SwizzledDescriptor(s_q + 32 * ks, 1024, 1024),
+            SwizzledDescriptor(tk + 32 * ks, 1024, 1024), ks > 0);
+      }
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        WgmmaSS<kDtype, kBlockN>(
+            dp, SwizzledDescriptor(s_do + 32 * ks, 1024, 1024),
+            SwizzledDescriptor(tv + 32 * ks, 1024, 1024), ks > 0);
+      }
+      WgmmaCommit();
+      WgmmaWait<0>();
+
+      const bool need_mask = key0 + kBlockN > num_rows ||
+                             (p.is_causal && key0 + kBlockN - 1 > warp_first);
+#pragma unroll
+      for (int i = 0; i < kScores; ++i) {
+        const int h = (i >> 1) & 1;
+        float prob = Exp2(s[i] * scale_log2 - row_lse[h]);
+        if (need_mask) {
+          const int key = key0 + (i / 4) * 8 + 2 * pair + (i & 1);
+          const int query = warp_first + group + h * 8;
+          if (key >= num_rows || (p.is_causal && key > query)) prob = 0.0f;
+        }
+        dp[i] = prob * (dp[i] * p.output_scale - row_delta[h]);
+      }
+      // dQ += dS K (K MN-major: 16 key rows, 2048 bytes, per k16 step).
+      uint32_t ads[kBlockN / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          ads[kk][e] =
+              PackPair<kDtype>(dp[8 * kk + 2 * e], dp[8 * kk + 2 * e + 1]);
+        }
+      }
+      WgmmaFence();
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+        WgmmaRS64x64<kDtype>(acc_dq, ads[kk],
+                             SwizzledDescriptor(tk + 2048 * kk, 1024, 1024));
+      }
+      WgmmaCommit();
+      WgmmaWait<0>();
+      __syncthreads();  // every warp is done with `buf` before it is refilled
+    }
+
+    // Epilogue through this warp's own rows of the Q tile.
+    unsigned char* stage = smem + warp * 16 * 128;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = group + h * 8;
+#pragma unroll
+      for (int ot = 0; ot < 8; ++ot) {
+        StagePair(
+            stage, row, ot, pair,
+            PackPair<kDtype>(acc_dq[4 * ot + 2 * h] * p.softmax_scale,
+                             acc_dq[4 * ot + 2 * h + 1] * p.softmax_scale));
+      }
+    }
+    __syncwarp();
+    StoreStagedRows(stage, SelectedRow0<T>(bp.grad_q, w, g),
+                    RowStep(bp.grad_q, g), warp_first, num_rows, chunks, lane);
+  }
+  ZeroUnselectedRows(SegmentStart<T>(bp.grad_q, w, g), bp.grad_q.stride_n, g,
+                     j_begin, j_end, chunks, nullptr, tid, Tile::kThreads);
+#else
+  __trap();  // never launched: WgmmaAvailable() is false without sm_90a
+#endif
+}
+
+// Launches FlashKeyValueWgmmaKernel<Tile>.
+template <class Tile>
+cudaError_t LaunchFlashKeyValueWgmma(const FlashBackwardArgs& base,
+                                     cudaStream_t stream) {
+  FlashBackwardArgs args = base;
+  const int64_t blocks =
+      FillBlockBegin(args.params.forward, Tile::kBlockN, args.block_begin);
+  return LaunchWithSmem<Tile>(FlashKeyValueWgmmaKernel<Tile>, args, blocks,
+                              stream);
+}
+
+// Launches FlashQueryWgmmaKernel<Tile>.
+template <class Tile>
+cudaError_t LaunchFlashQueryWgmma(const FlashBackwardArgs& base,
+                                  cudaStream_t stream) {
+  FlashBackwardArgs args = base;
+  const int64_t blocks =
+      FillBlockBegin(args.params.forward, Tile::kBlockM, args.block_begin);
+  return LaunchWithSmem<Tile>(FlashQueryWgmmaKernel<Tile>, args, blocks,
+                              stream);
+}
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated
+
+#endif  // KERNELS_CUDA_FLASH_BACKWARD_WGMMA_CUH_

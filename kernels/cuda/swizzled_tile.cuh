@@ -1,0 +1,98 @@
+// File: swizzled_tile.cuh
+//
+// Shared-memory tiles in the 128-byte-swizzled layout of wgmma.cuh (rows of
+// 64 16-bit elements; row r's 16-byte chunk c at r * 128 + ((c ^ (r % 8)) *
+// 16) of a 1024-byte aligned base): the asynchronous loader of selected rows,
+// and the per-warp staging of 16 accumulator rows for 16-byte global stores.
+// The XOR keeps both the loader's and the stager's accesses free of bank
+// conflicts.
+
+#ifndef KERNELS_CUDA_SWIZZLED_TILE_CUH_
+#define KERNELS_CUDA_SWIZZLED_TILE_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/device_primitives.cuh"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+// Returns the 1024-byte aligned start of the dynamic shared memory (the
+// kernels reserve 1024 bytes of slack for it).
+__device__ __forceinline__ unsigned char* AlignedSharedBase(
+    unsigned char* raw) {
+  return raw + ((1024 - (SharedAddress(raw) & 1023)) & 1023);
+}
+
+// Returns the byte offset of 16-byte chunk `chunk` of row `row`.
+__device__ __forceinline__ int SwizzledOffset(int row, int chunk) {
+  return row * 128 + ((chunk ^ (row & 7)) << 4);
+}
+
+// Starts cp.async copies of selected rows [first, first + kRows) of 64
+// columns into a 128-byte-swizzled tile at shared address `tile` (1024-byte
+// aligned). Rows >= limit and 16-byte chunks >= `chunks` are zero-filled.
+// All kThreads threads of the block call it.
+template <int kRows, int kThreads, typename T>
+__device__ __forceinline__ void LoadRowsSwizzled(uint32_t tile, const T* rows,
+                                                 int64_t step, int first,
+                                                 int limit, int chunks,
+                                                 int tid) {
+  constexpr int kRowsPerPass = kThreads / 8;
+  static_assert(kRowsPerPass % 8 == 0, "a pass keeps the swizzle phase");
+  constexpr int kPasses = (kRows + kRowsPerPass - 1) / kRowsPerPass;
+  const int c = tid % 8;
+  const int r0 = tid / 8;
+  const T* src = rows + (first + r0) * step + c * 8;
+  const int64_t pass_step = kRowsPerPass * step;
+  const uint32_t dst = tile + r0 * 128 + ((c ^ (r0 & 7)) << 4);
+  const bool column_valid = c < chunks;
+#pragma unroll
+  for (int pass = 0; pass < kPasses; ++pass) {
+    const int r = r0 + pass * kRowsPerPass;
+    if (kRows % kRowsPerPass == 0 || r < kRows) {
+      const bool valid = column_valid && first + r < limit;
+      CpAsync16(dst + pass * kRowsPerPass * 128, valid ? src : rows, valid);
+    }
+    src += pass_step;
+  }
+}
+
+// Writes `packed` (two 16-bit elements) at row `row`, columns 8 * tile +
+// 2 * pair and the next, of a swizzled staging area: the accumulator layout
+// of mma.sync and wgmma (row group / group + 8, column pair of n8 tile).
+__device__ __forceinline__ void StagePair(unsigned char* stage, int row,
+                                          int tile, int pair, uint32_t packed) {
+  *reinterpret_cast<uint32_t*>(stage + SwizzledOffset(row, tile) + 4 * pair) =
+      packed;
+}
+
+// Copies the 16 staged rows of one warp to selected rows [first, first + 16)
+// of a strided view (`rows` is selected row 0, `step` the distance between
+// selected rows), skipping rows >= limit and chunks >= `chunks`. Call after
+// __syncwarp() following the StagePair writes; all 32 lanes call it.
+template <typename T>
+__device__ __forceinline__ void StoreStagedRows(const unsigned char* stage,
+                                                T* rows, int64_t step,
+                                                int first, int limit,
+                                                int chunks, int lane) {
+#pragma unroll
+  for (int it = 0; it < 16 * 8 / 32; ++it) {
+    const int i = it * 32 + lane;
+    const int r = i / 8;
+    const int c = i % 8;
+    if (first + r < limit && c < chunks) {
+      *reinterpret_cast<uint4*>(rows + (first + r) * step + c * 8) =
+          *reinterpret_cast<const uint4*>(stage + SwizzledOffset(r, c));
+    }
+  }
+}
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated
+
+#endif  // KERNELS_CUDA_SWIZZLED_TILE_CUH_
