@@ -34,6 +34,21 @@ namespace dilated {
 namespace kernels {
 namespace gpu {
 
+// Rounds the accumulators of an m64 x (16 kSteps) product (wgmma.cuh layout)
+// to the A-register operands of kSteps k16 steps: step kk takes n8 tiles
+// 2 kk and 2 kk + 1.
+template <DataType kDtype, int kSteps>
+__device__ __forceinline__ void PackScores(const float (&acc)[8 * kSteps],
+                                           uint32_t (&a)[kSteps][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kSteps; ++kk) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      a[kk][e] = PackPair<kDtype>(acc[8 * kk + 2 * e], acc[8 * kk + 2 * e + 1]);
+    }
+  }
+}
+
 // Shape of FlashKeyValueWgmmaKernel: 64 keys per block, kBlockM queries per
 // tile (64 or 128).
 template <DataType kDtypeT, int kBlockMT, int kMinBlocksT>
@@ -158,6 +173,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       const uint32_t tdo = s_do + buf * kQueryBytes;
       const float* tlse = s_lse + buf * kBlockM;
       const float* tdelta = s_delta + buf * kBlockM;
+      // S^T and dP^T, then dV += P^T dO and dK += dS^T Q (dO and Q MN-major:
+      // 16 query rows, 2048 bytes, per k16 step). Overlapping dP^T with the
+      // computation of P^T (as the dQ kernel does) needs registers that
+      // 128-query tiles do not have: it spills and runs 10% slower.
       WgmmaFence();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
@@ -187,20 +206,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         st[i] = prob;
         dpt[i] = prob * (dpt[i] * p.output_scale - tdelta[col]);
       }
-      // dV += P^T dO, dK += dS^T Q (dO and Q MN-major: 16 query rows, 2048
-      // bytes, per k16 step).
       uint32_t ap[kBlockM / 16][4];
       uint32_t ads[kBlockM / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kBlockM / 16; ++kk) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          ap[kk][e] =
-              PackPair<kDtype>(st[8 * kk + 2 * e], st[8 * kk + 2 * e + 1]);
-          ads[kk][e] =
-              PackPair<kDtype>(dpt[8 * kk + 2 * e], dpt[8 * kk + 2 * e + 1]);
-        }
-      }
+      PackScores<kDtype>(st, ap);
+      PackScores<kDtype>(dpt, ads);
       WgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk) {
@@ -369,6 +378,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       const int key0 = tile * kBlockN;
       const uint32_t tk = s_k + buf * kKeyBytes;
       const uint32_t tv = s_v + buf * kKeyBytes;
+      // S, then dP while P is computed, then dQ += dS K (K MN-major: 16 key
+      // rows, 2048 bytes, per k16 step).
       WgmmaFence();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
@@ -376,6 +387,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             s, SwizzledDescriptor(s_q + 32 * ks, 1024, 1024),
             SwizzledDescriptor(tk + 32 * ks, 1024, 1024), ks > 0);
       }
+      WgmmaCommit();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
         WgmmaSS<kDtype, kBlockN>(
@@ -383,7 +395,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             SwizzledDescriptor(tv + 32 * ks, 1024, 1024), ks > 0);
       }
       WgmmaCommit();
-      WgmmaWait<0>();
+      WgmmaWait<1>();  // S landed
 
       const bool need_mask = key0 + kBlockN > num_rows ||
                              (p.is_causal && key0 + kBlockN - 1 > warp_first);
@@ -396,18 +408,15 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
           const int query = warp_first + group + h * 8;
           if (key >= num_rows || (p.is_causal && key > query)) prob = 0.0f;
         }
-        dp[i] = prob * (dp[i] * p.output_scale - row_delta[h]);
+        s[i] = prob;
       }
-      // dQ += dS K (K MN-major: 16 key rows, 2048 bytes, per k16 step).
+      WgmmaWait<0>();  // dP landed
+#pragma unroll
+      for (int i = 0; i < kScores; ++i) {
+        dp[i] = s[i] * (dp[i] * p.output_scale - row_delta[(i >> 1) & 1]);
+      }
       uint32_t ads[kBlockN / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          ads[kk][e] =
-              PackPair<kDtype>(dp[8 * kk + 2 * e], dp[8 * kk + 2 * e + 1]);
-        }
-      }
+      PackScores<kDtype>(dp, ads);
       WgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk) {
