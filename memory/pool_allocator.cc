@@ -20,16 +20,37 @@ namespace {
 constexpr uint8_t kFree = 0;
 constexpr uint8_t kLive = 1;
 
-// Segment sizes, PyTorch's CUDACachingAllocator constants: class spans come
-// from 2 MiB segments (kSmallBuffer), 1-10 MiB requests from 20 MiB ones
-// (kLargeBuffer), larger requests get their own segment rounded to 2 MiB
-// (kMinLargeAlloc, kRoundLarge).
+// Segment sizes. The preferred sizes are PyTorch's CUDACachingAllocator
+// constants: class spans come from 2 MiB segments (kSmallBuffer), 1-10 MiB
+// requests from 20 MiB ones (kLargeBuffer), larger requests get their own
+// segment rounded to 2 MiB (kMinLargeAlloc, kRoundLarge). They are upper
+// bounds: a segment is only as much larger than the request as the growth
+// headroom allows (Grow).
 constexpr size_t kSmallSegment = size_t{2} << 20;
 constexpr size_t kMediumSegment = size_t{20} << 20;
 constexpr size_t kMinLargeAlloc = size_t{10} << 20;
 constexpr size_t kRoundLarge = size_t{2} << 20;
 
+// The pool reserves at most 1 + 1/kHeadroomDivisor times the peak bytes in
+// use (counting the request being served) for segments larger than the
+// request; beyond it, free segments go back to the upstream before a new one
+// is reserved.
+constexpr int64_t kHeadroomDivisor = 8;
+
 constexpr size_t RoundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+// Requests up to this size use size classes; larger ones take best-fit
+// blocks of whole pages. Classes this large hold one block per span, and a
+// span never goes back to the heap while its blocks are cached, so a freed
+// workspace of a class could not merge into a larger request's block. Above
+// it, rounding to pages wastes at most an eighth.
+constexpr size_t kMaxClassBytes = size_t{512} << 10;
+
+// Returns the size class of a request, or -1 for a large block.
+inline int ClassFor(size_t bytes, size_t alignment) {
+  if (bytes > kMaxClassBytes) return -1;
+  return alignment <= 64 ? SizeClassFor(bytes) : SizeClassFor(bytes, alignment);
+}
 
 size_t PreferredSegmentBytes(size_t bytes) {
   if (bytes <= kMaxSmallSize) return kSmallSegment;
@@ -169,8 +190,7 @@ PoolAllocator::Shard* PoolAllocator::CreateShard(int index) {
 
 absl::StatusOr<void*> PoolAllocator::DoAllocate(size_t bytes, size_t alignment,
                                                 StreamHandle stream) {
-  const int size_class =
-      alignment <= 64 ? SizeClassFor(bytes) : SizeClassFor(bytes, alignment);
+  const int size_class = ClassFor(bytes, alignment);
   const uintptr_t tag = TagFor(stream);
   Shard* const shard = ThisShard();
   if (ABSL_PREDICT_FALSE(size_class < 0)) {
@@ -352,9 +372,26 @@ absl::Status PoolAllocator::Grow(size_t bytes, uintptr_t tag,
   // a little more and the segment starts at the first page boundary.
   const size_t alignment = std::min(kPageSize, upstream_->max_alignment());
   const size_t slack = kPageSize - alignment;
+  // What the pool may reserve: the peak in use, or what is in use plus this
+  // request if that is more, and an eighth on top.
+  const InUse in_use = CountInUse();
+  const int64_t needed =
+      std::max(in_use.peak, in_use.now + static_cast<int64_t>(bytes));
+  const int64_t target = needed + needed / kHeadroomDivisor;
+  if (reserved_ + static_cast<int64_t>(bytes + slack) > target) {
+    // Every free segment is smaller than `bytes` (the heap found no fit):
+    // the request cannot use them, so they go back before more is reserved.
+    ReleaseFreeSegments(/*synchronize=*/true);
+  }
+  size_t segment = bytes;
+  const int64_t room = target - reserved_ - static_cast<int64_t>(slack);
+  if (room > static_cast<int64_t>(bytes)) {
+    segment = std::min(PreferredSegmentBytes(bytes),
+                       static_cast<size_t>(room) / kPageSize * kPageSize);
+    segment = std::max(segment, bytes);
+  }
   const size_t headroom =
       max_reserved_bytes_ - std::min<size_t>(max_reserved_bytes_, reserved_);
-  size_t segment = PreferredSegmentBytes(bytes);
   if (segment + slack > headroom) segment = bytes;
   if (segment + slack > headroom) {
     return absl::ResourceExhaustedError(absl::StrFormat(
@@ -381,6 +418,37 @@ absl::Status PoolAllocator::Grow(size_t bytes, uintptr_t tag,
   // on `stream` only, so it is tagged like a block freed there.
   heap_.AddSegment(base, segment, tag);
   return absl::OkStatus();
+}
+
+PoolAllocator::InUse PoolAllocator::CountInUse() const {
+  InUse total{shared_in_use_, shared_peak_};
+  for (const auto& slot : shards_) {
+    const Shard* shard = slot.load(std::memory_order_acquire);
+    if (shard == nullptr) continue;
+    total.now += shard->in_use.load(std::memory_order_relaxed);
+    total.peak += shard->peak_in_use.load(std::memory_order_relaxed);
+  }
+  return total;
+}
+
+size_t PoolAllocator::ReleaseFreeSegments(bool synchronize) {
+  if (heap_.CountFreeSegments() == 0) return 0;
+  // Memory freed on a stream goes back only once no stream still uses it.
+  if (ordering_ != nullptr && heap_.AnyFreeSegmentTagged()) {
+    if (!synchronize || !ordering_->SynchronizeAll().ok()) return 0;
+    heap_.ClearTags();
+  }
+  size_t released = 0;
+  heap_.ReleaseFreeSegments([&](uintptr_t start, size_t /*bytes*/) {
+    auto it = segments_.find(start);
+    const Segment segment = it->second;
+    segments_.erase(it);
+    upstream_->Deallocate(segment.raw, segment.raw_bytes, segment.alignment,
+                          kDefaultStream);
+    reserved_ -= static_cast<int64_t>(segment.raw_bytes);
+    released += segment.raw_bytes;
+  });
+  return released;
 }
 
 PoolAllocator::Span* PoolAllocator::NewSpan() {
@@ -462,8 +530,7 @@ void PoolAllocator::DoDeallocate(void* ptr, size_t bytes, size_t alignment,
     DieInterior(ptr, bytes, span->start + uint64_t{index} * span->object_size,
                 span->object_size);
   }
-  const int expected =
-      alignment <= 64 ? SizeClassFor(bytes) : SizeClassFor(bytes, alignment);
+  const int expected = ClassFor(bytes, alignment);
   if (ABSL_PREDICT_FALSE(expected != size_class)) {
     DieSizeMismatch(ptr, bytes, alignment, span->object_size);
   }
@@ -514,7 +581,7 @@ void PoolAllocator::DeallocateLarge(Shard* shard, Span* span, void* ptr,
     DieInterior(ptr, bytes, span->start, span->bytes);
   }
   if (ABSL_PREDICT_FALSE(RoundUp(bytes, kPageSize) != span->bytes ||
-                         SizeClassFor(bytes, alignment) >= 0)) {
+                         ClassFor(bytes, alignment) >= 0)) {
     DieSizeMismatch(ptr, bytes, alignment, span->bytes);
   }
   if (ABSL_PREDICT_FALSE(span->large_state.exchange(
@@ -642,17 +709,7 @@ size_t PoolAllocator::ReleaseDrained(std::vector<CachedBlock>* small,
   }
   if (!synchronized) return 0;
   heap_.ClearTags();
-  size_t released = 0;
-  heap_.ReleaseFreeSegments([&](uintptr_t start, size_t /*bytes*/) {
-    auto it = segments_.find(start);
-    const Segment segment = it->second;
-    segments_.erase(it);
-    upstream_->Deallocate(segment.raw, segment.raw_bytes, segment.alignment,
-                          kDefaultStream);
-    reserved_ -= static_cast<int64_t>(segment.raw_bytes);
-    released += segment.raw_bytes;
-  });
-  return released;
+  return ReleaseFreeSegments(/*synchronize=*/false);
 }
 
 void PoolAllocator::ReleaseEverything() {
@@ -672,17 +729,15 @@ AllocatorStats PoolAllocator::DoGetStats() const {
   for (const auto& slot : shards_) {
     const Shard* shard = slot.load(std::memory_order_acquire);
     if (shard == nullptr) continue;
-    stats.bytes_in_use += shard->in_use.load(std::memory_order_relaxed);
-    stats.peak_bytes_in_use +=
-        shard->peak_in_use.load(std::memory_order_relaxed);
     stats.allocation_count +=
         shard->allocations.load(std::memory_order_relaxed);
     stats.deallocation_count +=
         shard->deallocations.load(std::memory_order_relaxed);
   }
   std::lock_guard<std::mutex> lock(central_mutex_);
-  stats.bytes_in_use += shared_in_use_;
-  stats.peak_bytes_in_use += shared_peak_;
+  const InUse in_use = CountInUse();
+  stats.bytes_in_use = in_use.now;
+  stats.peak_bytes_in_use = in_use.peak;
   stats.allocation_count += shared_allocations_;
   stats.deallocation_count += shared_deallocations_;
   stats.bytes_reserved = reserved_;
