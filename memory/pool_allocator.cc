@@ -93,6 +93,9 @@ struct alignas(64) PoolAllocator::Span {
   uint32_t num_objects = 0;
   uint32_t scratch = 0;  // ReleaseDrained's count of cached blocks.
   std::atomic<uint8_t> large_state{kFree};
+  // Counts the times the span went back to the heap; written under the
+  // central lock, read by threads checking their hints.
+  std::atomic<uint32_t> generation{0};
   std::unique_ptr<StateLine[]> lines;  // Class spans: one state per block.
 
   std::atomic<uint8_t>* State(uint32_t index) {
@@ -451,6 +454,16 @@ size_t PoolAllocator::ReleaseFreeSegments(bool synchronize) {
   return released;
 }
 
+void PoolAllocator::RecycleSpan(Span* span) {
+  // Before the fields change: a thread whose hint names this span sees the
+  // new generation and looks the address up instead.
+  span->generation.store(span->generation.load(std::memory_order_relaxed) + 1,
+                         std::memory_order_release);
+  span->block = nullptr;
+  span->lines.reset();
+  spare_spans_.push_back(span);
+}
+
 PoolAllocator::Span* PoolAllocator::NewSpan() {
   if (!spare_spans_.empty()) {
     Span* span = spare_spans_.back();
@@ -515,14 +528,60 @@ absl::StatusOr<void*> PoolAllocator::AllocateLarge(Shard* shard, size_t bytes,
 void PoolAllocator::DoDeallocate(void* ptr, size_t bytes, size_t alignment,
                                  StreamHandle stream) noexcept {
   const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+  const int size_class = ClassFor(bytes, alignment);
+  Shard* const shard = ThisShard();
+  if (ABSL_PREDICT_TRUE(size_class >= 0 && shard != nullptr)) {
+    // The span of the block this thread last freed in this class, unless
+    // that span went back to the heap since (its generation moved on). Only
+    // the address depends on the pointer, so the checks below wait for one
+    // multiplication and one load instead of a walk of the page map.
+    FreeList& list = shard->lists[size_class];
+    if (ABSL_PREDICT_TRUE(
+            address - list.hint_start < list.hint_bytes &&
+            list.hint_span->generation.load(std::memory_order_acquire) ==
+                list.hint_generation)) {
+      PushFreed(*shard, list, list.hint_span, ptr, bytes, TagFor(stream));
+      return;
+    }
+  }
+  DeallocateSlow(shard, size_class, ptr, bytes, alignment, stream);
+}
+
+void PoolAllocator::DeallocateSlow(Shard* shard, int size_class, void* ptr,
+                                   size_t bytes, size_t alignment,
+                                   StreamHandle stream) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
   Span* const span = static_cast<Span*>(page_map_.Get(address));
   if (ABSL_PREDICT_FALSE(span == nullptr)) DieNotOurs(ptr, bytes);
-  const int size_class = span->size_class;
-  if (ABSL_PREDICT_FALSE(size_class < 0)) {
-    DeallocateLarge(ThisShard(), span, ptr, bytes, alignment, TagFor(stream));
+  if (span->size_class < 0) {
+    DeallocateLarge(shard, span, ptr, bytes, alignment, TagFor(stream));
     return;
   }
-  const uint64_t offset = address - span->start;
+  if (ABSL_PREDICT_FALSE(size_class != span->size_class)) {
+    // Checked after the block's position, which names the real culprit
+    // when the pointer is not a block start.
+    BlockState(span, ptr, bytes);
+    DieSizeMismatch(ptr, bytes, alignment, span->object_size);
+  }
+  if (ABSL_PREDICT_FALSE(shard == nullptr)) {
+    std::atomic<uint8_t>* const state = FreeState(span, ptr, bytes);
+    DeallocateShared(size_class, CachedBlock{ptr, state, TagFor(stream)},
+                     bytes);
+    return;
+  }
+  FreeList& list = shard->lists[size_class];
+  // Read while the block is still live, so the span cannot go back to the
+  // heap in between.
+  list.hint_span = span;
+  list.hint_start = span->start;
+  list.hint_bytes = span->bytes;
+  list.hint_generation = span->generation.load(std::memory_order_relaxed);
+  PushFreed(*shard, list, span, ptr, bytes, TagFor(stream));
+}
+
+inline std::atomic<uint8_t>* PoolAllocator::BlockState(Span* span, void* ptr,
+                                                       size_t bytes) const {
+  const uint64_t offset = reinterpret_cast<uintptr_t>(ptr) - span->start;
   const uint32_t index = static_cast<uint32_t>((offset * span->magic) >> 32);
   if (ABSL_PREDICT_FALSE(uint64_t{index} * span->object_size != offset ||
                          index >= span->num_objects)) {
@@ -530,32 +589,32 @@ void PoolAllocator::DoDeallocate(void* ptr, size_t bytes, size_t alignment,
     DieInterior(ptr, bytes, span->start + uint64_t{index} * span->object_size,
                 span->object_size);
   }
-  const int expected = ClassFor(bytes, alignment);
-  if (ABSL_PREDICT_FALSE(expected != size_class)) {
-    DieSizeMismatch(ptr, bytes, alignment, span->object_size);
-  }
+  return span->State(index);
+}
+
+inline std::atomic<uint8_t>* PoolAllocator::FreeState(Span* span, void* ptr,
+                                                      size_t bytes) const {
+  std::atomic<uint8_t>* const state = BlockState(span, ptr, bytes);
   // The exchange, not a load and a store: of two threads freeing the same
   // block at once, exactly one sees it live.
-  std::atomic<uint8_t>* const state = span->State(index);
   if (ABSL_PREDICT_FALSE(state->exchange(kFree, std::memory_order_acq_rel) !=
                          kLive)) {
     DieDoubleFree(ptr, bytes);
   }
-  const uintptr_t tag = TagFor(stream);
-  Shard* const shard = ThisShard();
-  if (ABSL_PREDICT_FALSE(shard == nullptr)) {
-    DeallocateShared(size_class, CachedBlock{ptr, state, tag}, bytes);
-    return;
-  }
-  FreeList& list = shard->lists[size_class];
+  return state;
+}
+
+inline void PoolAllocator::PushFreed(Shard& shard, FreeList& list, Span* span,
+                                     void* ptr, size_t bytes, uintptr_t tag) {
+  std::atomic<uint8_t>* const state = FreeState(span, ptr, bytes);
   if (ABSL_PREDICT_FALSE(list.size == list.capacity)) {
-    FlushBatch(*shard, size_class);
+    FlushBatch(shard, span->size_class);
   }
   CachedBlock& slot = list.items[list.size++];
   slot.ptr = ptr;
   slot.state = state;
   slot.tag = tag;
-  shard->CountDeallocation(bytes);
+  shard.CountDeallocation(bytes);
 }
 
 void PoolAllocator::DeallocateShared(int size_class, const CachedBlock& block,
@@ -610,8 +669,7 @@ void PoolAllocator::DeallocateLarge(Shard* shard, Span* span, void* ptr,
 void PoolAllocator::ReleaseLargeSpan(Span* span, uintptr_t tag) {
   page_map_.Set(span->start, nullptr);
   heap_.Give(span->block, tag);
-  span->block = nullptr;
-  spare_spans_.push_back(span);
+  RecycleSpan(span);
 }
 
 void PoolAllocator::ReturnToCentral(int size_class, const CachedBlock* blocks,
@@ -699,9 +757,7 @@ size_t PoolAllocator::ReleaseDrained(std::vector<CachedBlock>* small,
       if (span->scratch == span->num_objects) {
         page_map_.SetRange(span->start, span->bytes, nullptr);
         heap_.Give(span->block, BlockHeap::kNoTag);
-        span->block = nullptr;
-        span->lines.reset();
-        spare_spans_.push_back(span);
+        RecycleSpan(span);
       }
       span->scratch = 0;
     }

@@ -526,6 +526,39 @@ TEST_F(PoolAllocatorTest, InteriorPointersDieNamingTheBlock) {
       "inside the 3145728-byte block");
 }
 
+// A thread frees blocks of the span it last freed into without the page
+// map; the same errors must still be caught there.
+TEST_F(PoolAllocatorTest, ErrorsInTheLastFreedSpanDie) {
+  EXPECT_DEATH(
+      {
+        PoolAllocator pool(&host_);
+        char* a = static_cast<char*>(*pool.Allocate(1000));
+        char* b = static_cast<char*>(*pool.Allocate(1000));
+        pool.Deallocate(a, 1000);  // Its span is now the hint.
+        pool.Deallocate(b + 8, 1000);
+      },
+      "inside the 1024-byte block");
+  EXPECT_DEATH(
+      {
+        PoolAllocator pool(&host_);
+        void* a = *pool.Allocate(1000);
+        void* b = *pool.Allocate(1000);
+        pool.Deallocate(a, 1000);
+        pool.Deallocate(b, 1000);
+        pool.Deallocate(b, 1000);
+      },
+      "double free");
+  EXPECT_DEATH(
+      {
+        PoolAllocator pool(&host_);
+        void* a = *pool.Allocate(1000);
+        void* b = *pool.Allocate(1000);
+        pool.Deallocate(a, 1000);
+        pool.Deallocate(b, 2000);  // Another class: not the hint's span.
+      },
+      "size mismatch");
+}
+
 TEST_F(PoolAllocatorTest, WrongAlignmentAtFreeIsASizeMismatch) {
   EXPECT_DEATH(
       {
