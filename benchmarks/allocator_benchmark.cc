@@ -69,6 +69,12 @@ Allocator* AllocatorFor(Kind kind) {
   return nullptr;
 }
 
+// Returns the segments the pool has reserved so far (0 unless `kind` is the
+// pool).
+int64_t PoolMisses(Kind kind) {
+  return kind == Kind::kPooled ? Pooled().GetStats().pool_misses : 0;
+}
+
 // Allocates from `allocator`, or with malloc if it is null; returns nullptr
 // on failure.
 inline void* Allocate(Allocator* allocator, size_t bytes) {
@@ -117,6 +123,7 @@ void BM_Trace(benchmark::State& state, Kind kind, size_t max_bytes,
     ring_bytes[i] = sizes[next++ % sizes.size()];
     ring[i] = Allocate(allocator, ring_bytes[i]);
   }
+  const int64_t misses_before = PoolMisses(kind);
   size_t slot = 0;
   for (auto _ : state) {
     Free(allocator, ring[slot], ring_bytes[slot]);
@@ -128,6 +135,12 @@ void BM_Trace(benchmark::State& state, Kind kind, size_t max_bytes,
     }
     benchmark::DoNotOptimize(ring[slot]);
     if (++slot == ring.size()) slot = 0;
+  }
+  if (kind == Kind::kPooled) {
+    // Segments the pool reserved while timed (both threads' when there are
+    // two): each one is an upstream call inside the loop.
+    state.counters["segments_reserved"] =
+        static_cast<double>(PoolMisses(kind) - misses_before);
   }
   for (int i = 0; i < live_blocks; ++i) {
     if (ring[i] != nullptr) Free(allocator, ring[i], ring_bytes[i]);

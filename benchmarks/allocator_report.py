@@ -4,6 +4,8 @@
 Usage:
   allocator_report.py host RESULTS.json      # //benchmarks:allocator_benchmark
   allocator_report.py cuda RESULTS.json      # //benchmarks:cuda_allocator_benchmark
+  allocator_report.py attention RESULTS.json # the /pool pairs of
+      //benchmarks:attention_benchmark or //benchmarks:cuda_attention_benchmark
 
 Reads the median aggregates (run with --benchmark_repetitions=N). Host times
 are CPU time per allocate+free pair per thread; device times are host wall
@@ -82,7 +84,47 @@ def cuda(path):
             size_name(s), ns(d), ns(a), ns(p), d / p, a / p))
 
 
+def case_name(run_name):
+    """improved/A/n:8192/full/fwd/pool/min_time:0.200/real_time -> without
+    the options Google Benchmark appends."""
+    options = ("min_time:", "real_time", "manual_time", "threads:",
+               "repeats:")
+    return "/".join(p for p in run_name.split("/")
+                    if not p.startswith(options))
+
+
+def attention(path):
+    with open(path) as f:
+        data = json.load(f)
+    median = {}
+    for b in data["benchmarks"]:
+        if b.get("aggregate_name") == "median":
+            median[case_name(b["run_name"])] = b
+    print("| case | direct ms | pool ms | pool / direct | workspace MiB |"
+          " pool peak reserved / peak in use |")
+    print("|---|---|---|---|---|---|")
+    for name in sorted(median):
+        if not name.endswith("/pool"):
+            continue
+        base = name[:-len("/pool")]
+        # CUDA pairs name their other half /direct, CPU ones leave it bare.
+        direct = median.get(base + "/direct") or median.get(base)
+        pool = median[name]
+        if direct is None:
+            continue
+        unit = 1e-6 if pool["time_unit"] == "ns" else (
+            1e-3 if pool["time_unit"] == "us" else 1.0)
+        d, p = direct["real_time"] * unit, pool["real_time"] * unit
+        workspace = pool.get("workspace_MiB")
+        ratio = pool.get("reserved_over_in_use")
+        print("| %s | %.3g | %.3g | %.2f | %s | %s |" % (
+            base, d, p, p / d,
+            "-" if workspace is None else "%.2f" % workspace,
+            "-" if ratio is None else "%.2f" % ratio))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("host", "cuda"):
+    modes = {"host": host, "cuda": cuda, "attention": attention}
+    if len(sys.argv) != 3 or sys.argv[1] not in modes:
         sys.exit(__doc__)
-    (host if sys.argv[1] == "host" else cuda)(sys.argv[2])
+    modes[sys.argv[1]](sys.argv[2])

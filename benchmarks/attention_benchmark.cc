@@ -18,9 +18,9 @@
 #include "attention/params_builder.h"
 #include "attention/registry.h"
 #include "benchmark/benchmark.h"
+#include "benchmarks/workspace_variant.h"
 #include "memory/host_allocator.h"
 #include "memory/pool_allocator.h"
-#include "memory/tracking_allocator.h"
 
 namespace dilated {
 namespace {
@@ -85,15 +85,14 @@ void RunAttention(benchmark::State& state, const std::string& name,
   std::vector<float> lse_values(w.batch * w.num_heads * w.seq_len);
   const TensorView lse = TensorView::Contiguous(
       lse_values.data(), DType::kFloat32, {w.batch, w.num_heads, w.seq_len});
-  // Both variants go through a tracking adaptor, so they pay the same
-  // bookkeeping and the pool's reserve can be set against the exact peak.
   memory::HostAllocator host;
-  memory::PoolAllocator pool(&host);
-  memory::TrackingAllocator tracking(
-      w.pool ? static_cast<memory::Allocator*>(&pool) : &host);
+  const WorkspaceVariant workspace =
+      w.pool ? WorkspaceVariant::Pooled(
+                   std::make_unique<memory::PoolAllocator>(&host))
+             : WorkspaceVariant::Direct(&host);
   ForwardOptions options;
   options.is_causal = w.is_causal;
-  options.workspace_allocator = &tracking;
+  options.workspace_allocator = workspace.allocator();
   for (auto _ : state) {
     absl::Status status =
         (*attention)->Forward(q.view, k.view, v.view, out.view, options, &lse);
@@ -116,13 +115,7 @@ void RunAttention(benchmark::State& state, const std::string& name,
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(w.batch * w.seq_len),
                          benchmark::Counter::kIsIterationInvariantRate);
-  const double peak_in_use =
-      static_cast<double>(tracking.GetStats().peak_bytes_in_use);
-  state.counters["workspace_MiB"] = peak_in_use / (1 << 20);
-  if (w.pool && peak_in_use > 0) {
-    state.counters["reserved_over_in_use"] =
-        static_cast<double>(pool.GetStats().peak_bytes_reserved) / peak_in_use;
-  }
+  workspace.ReportCounters(state);
 }
 
 std::vector<Workload> Workloads() {

@@ -12,6 +12,21 @@
 //            watermark: every scratch allocation of the library goes through
 //            cudaMallocAsync) above q, k, v, out, lse and the gradients.
 //
+// Pairs with and without the workspace pool, run back to back: config A,
+// n = 32K and 128K, not causal, forward and forward+backward, each as
+//   <case>/direct  no workspace allocator: the library's default without
+//                  the pool (AttentionConfig::enable_memory_pool off), which
+//                  takes scratch with cudaMallocAsync;
+//   <case>/pool    ForwardOptions::workspace_allocator = a PoolAllocator over
+//                  cudaMalloc with stream ordering (MakeCudaPoolAllocator,
+//                  what enable_memory_pool selects), fresh for the case and
+//                  grown by the warm-up call; adds the counters workspace_MiB
+//                  and reserved_over_in_use (the pool's peak reserved over
+//                  the peak workspace in use) of workspace_variant.h. A case
+//                  without device workspace reports neither.
+//   bazel run -c opt --config=cuda //benchmarks:cuda_attention_benchmark --
+//       --benchmark_filter='/(direct|pool)$'
+//
 //   bazel run -c opt --config=cuda //benchmarks:cuda_attention_benchmark --
 //       --benchmark_filter='improved/A/n:1048576'
 
@@ -31,7 +46,9 @@
 #include "attention/kernel_attention.h"
 #include "attention/tensor.h"
 #include "benchmark/benchmark.h"
+#include "benchmarks/workspace_variant.h"
 #include "kernels/numeric.h"
+#include "memory/cuda_pool.h"
 
 namespace dilated {
 namespace {
@@ -127,8 +144,15 @@ double PoolHighWatermarkMiB() {
   return static_cast<double>(high) / (1 << 20);
 }
 
+// Where a case's workspace comes from.
+enum class Workspace {
+  kDefault,  // The library's default; no name suffix.
+  kDirect,   // The same, as the "/direct" half of a pair.
+  kPool,     // A fresh device pool, the "/pool" half.
+};
+
 void RunAttention(benchmark::State& state, const std::string& name,
-                  const Shape& s, bool causal, bool backward) {
+                  const Shape& s, bool causal, bool backward, Workspace mode) {
   const Device device = Device::Cuda(0);
   const int64_t elements = s.batch * s.seq * s.heads * s.head_dim;
   const size_t bytes = elements * 2;
@@ -153,11 +177,26 @@ void RunAttention(benchmark::State& state, const std::string& name,
   config.segment_lengths = s.segments;
   config.dilation_rates = s.rates;
   KernelAttention attention(name, config, name);
+  std::unique_ptr<WorkspaceVariant> workspace;
+  if (mode == Workspace::kPool) {
+    absl::StatusOr<std::unique_ptr<memory::PoolAllocator>> pool =
+        memory::MakeCudaPoolAllocator(/*device=*/0);
+    if (!pool.ok()) {
+      state.SkipWithError(pool.status().ToString().c_str());
+      return;
+    }
+    workspace = std::make_unique<WorkspaceVariant>(
+        WorkspaceVariant::Pooled(std::move(*pool)));
+  } else {
+    workspace = std::make_unique<WorkspaceVariant>(
+        WorkspaceVariant::Direct(/*direct=*/nullptr));
+  }
   cudaStream_t stream;
   Check(cudaStreamCreate(&stream), "cudaStreamCreate");
   ForwardOptions options;
   options.is_causal = causal;
   options.stream = stream;
+  options.workspace_allocator = workspace->allocator();
 
   auto run = [&]() {
     absl::Status status = attention.Forward(view(q), view(k), view(v),
@@ -199,19 +238,26 @@ void RunAttention(benchmark::State& state, const std::string& name,
   state.counters["TFLOPs"] = benchmark::Counter(
       flops / 1e12, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["extra_MiB"] = PoolHighWatermarkMiB();
+  workspace->ReportCounters(state);
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+  // The pool waits for the device before it frees its segments.
+  workspace.reset();
   Check(cudaStreamDestroy(stream), "cudaStreamDestroy");
 }
 
 void Register(const std::string& name, const Shape& s, bool causal,
-              bool backward) {
-  const std::string label =
-      absl::StrCat(name, "/", s.config, "/n:", s.seq, "/",
-                   backward ? "fwdbwd" : "fwd", causal ? "/causal" : "");
+              bool backward, Workspace mode = Workspace::kDefault) {
+  const char* const suffix = mode == Workspace::kDirect ? "/direct"
+                             : mode == Workspace::kPool ? "/pool"
+                                                        : "";
+  const std::string label = absl::StrCat(name, "/", s.config, "/n:", s.seq, "/",
+                                         backward ? "fwdbwd" : "fwd",
+                                         causal ? "/causal" : "", suffix);
   benchmark::RegisterBenchmark(label.c_str(),
                                [=](benchmark::State& state) {
-                                 RunAttention(state, name, s, causal, backward);
+                                 RunAttention(state, name, s, causal, backward,
+                                              mode);
                                })
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
@@ -232,6 +278,15 @@ void RegisterAll() {
     }
     for (bool causal : {false, true})
       Register(name, ConfigB(2048), causal, false);
+  }
+  // With and without the workspace pool, each pair back to back.
+  for (const std::string name : {"improved", "standard"}) {
+    for (int64_t n : {32768, 131072}) {
+      for (bool backward : {false, true}) {
+        Register(name, ConfigA(n), false, backward, Workspace::kDirect);
+        Register(name, ConfigA(n), false, backward, Workspace::kPool);
+      }
+    }
   }
 }
 

@@ -20,16 +20,37 @@ namespace {
 constexpr uint8_t kFree = 0;
 constexpr uint8_t kLive = 1;
 
-// Segment sizes, PyTorch's CUDACachingAllocator constants: class spans come
-// from 2 MiB segments (kSmallBuffer), 1-10 MiB requests from 20 MiB ones
-// (kLargeBuffer), larger requests get their own segment rounded to 2 MiB
-// (kMinLargeAlloc, kRoundLarge).
+// Segment sizes. The preferred sizes are PyTorch's CUDACachingAllocator
+// constants: class spans come from 2 MiB segments (kSmallBuffer), 1-10 MiB
+// requests from 20 MiB ones (kLargeBuffer), larger requests get their own
+// segment rounded to 2 MiB (kMinLargeAlloc, kRoundLarge). They are upper
+// bounds: a segment is only as much larger than the request as the growth
+// headroom allows (Grow).
 constexpr size_t kSmallSegment = size_t{2} << 20;
 constexpr size_t kMediumSegment = size_t{20} << 20;
 constexpr size_t kMinLargeAlloc = size_t{10} << 20;
 constexpr size_t kRoundLarge = size_t{2} << 20;
 
+// The pool reserves at most 1 + 1/kHeadroomDivisor times the peak bytes in
+// use (counting the request being served) for segments larger than the
+// request; beyond it, free segments go back to the upstream before a new one
+// is reserved.
+constexpr int64_t kHeadroomDivisor = 8;
+
 constexpr size_t RoundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+// Requests up to this size use size classes; larger ones take best-fit
+// blocks of whole pages. Classes this large hold one block per span, and a
+// span never goes back to the heap while its blocks are cached, so a freed
+// workspace of a class could not merge into a larger request's block. Above
+// it, rounding to pages wastes at most an eighth.
+constexpr size_t kMaxClassBytes = size_t{512} << 10;
+
+// Returns the size class of a request, or -1 for a large block.
+inline int ClassFor(size_t bytes, size_t alignment) {
+  if (bytes > kMaxClassBytes) return -1;
+  return alignment <= 64 ? SizeClassFor(bytes) : SizeClassFor(bytes, alignment);
+}
 
 size_t PreferredSegmentBytes(size_t bytes) {
   if (bytes <= kMaxSmallSize) return kSmallSegment;
@@ -72,6 +93,9 @@ struct alignas(64) PoolAllocator::Span {
   uint32_t num_objects = 0;
   uint32_t scratch = 0;  // ReleaseDrained's count of cached blocks.
   std::atomic<uint8_t> large_state{kFree};
+  // Counts the times the span went back to the heap; written under the
+  // central lock, read by threads checking their hints.
+  std::atomic<uint32_t> generation{0};
   std::unique_ptr<StateLine[]> lines;  // Class spans: one state per block.
 
   std::atomic<uint8_t>* State(uint32_t index) {
@@ -169,8 +193,7 @@ PoolAllocator::Shard* PoolAllocator::CreateShard(int index) {
 
 absl::StatusOr<void*> PoolAllocator::DoAllocate(size_t bytes, size_t alignment,
                                                 StreamHandle stream) {
-  const int size_class =
-      alignment <= 64 ? SizeClassFor(bytes) : SizeClassFor(bytes, alignment);
+  const int size_class = ClassFor(bytes, alignment);
   const uintptr_t tag = TagFor(stream);
   Shard* const shard = ThisShard();
   if (ABSL_PREDICT_FALSE(size_class < 0)) {
@@ -352,9 +375,26 @@ absl::Status PoolAllocator::Grow(size_t bytes, uintptr_t tag,
   // a little more and the segment starts at the first page boundary.
   const size_t alignment = std::min(kPageSize, upstream_->max_alignment());
   const size_t slack = kPageSize - alignment;
+  // What the pool may reserve: the peak in use, or what is in use plus this
+  // request if that is more, and an eighth on top.
+  const InUse in_use = CountInUse();
+  const int64_t needed =
+      std::max(in_use.peak, in_use.now + static_cast<int64_t>(bytes));
+  const int64_t target = needed + needed / kHeadroomDivisor;
+  if (reserved_ + static_cast<int64_t>(bytes + slack) > target) {
+    // Every free segment is smaller than `bytes` (the heap found no fit):
+    // the request cannot use them, so they go back before more is reserved.
+    ReleaseFreeSegments(/*synchronize=*/true);
+  }
+  size_t segment = bytes;
+  const int64_t room = target - reserved_ - static_cast<int64_t>(slack);
+  if (room > static_cast<int64_t>(bytes)) {
+    segment = std::min(PreferredSegmentBytes(bytes),
+                       static_cast<size_t>(room) / kPageSize * kPageSize);
+    segment = std::max(segment, bytes);
+  }
   const size_t headroom =
       max_reserved_bytes_ - std::min<size_t>(max_reserved_bytes_, reserved_);
-  size_t segment = PreferredSegmentBytes(bytes);
   if (segment + slack > headroom) segment = bytes;
   if (segment + slack > headroom) {
     return absl::ResourceExhaustedError(absl::StrFormat(
@@ -381,6 +421,47 @@ absl::Status PoolAllocator::Grow(size_t bytes, uintptr_t tag,
   // on `stream` only, so it is tagged like a block freed there.
   heap_.AddSegment(base, segment, tag);
   return absl::OkStatus();
+}
+
+PoolAllocator::InUse PoolAllocator::CountInUse() const {
+  InUse total{shared_in_use_, shared_peak_};
+  for (const auto& slot : shards_) {
+    const Shard* shard = slot.load(std::memory_order_acquire);
+    if (shard == nullptr) continue;
+    total.now += shard->in_use.load(std::memory_order_relaxed);
+    total.peak += shard->peak_in_use.load(std::memory_order_relaxed);
+  }
+  return total;
+}
+
+size_t PoolAllocator::ReleaseFreeSegments(bool synchronize) {
+  if (heap_.CountFreeSegments() == 0) return 0;
+  // Memory freed on a stream goes back only once no stream still uses it.
+  if (ordering_ != nullptr && heap_.AnyFreeSegmentTagged()) {
+    if (!synchronize || !ordering_->SynchronizeAll().ok()) return 0;
+    heap_.ClearTags();
+  }
+  size_t released = 0;
+  heap_.ReleaseFreeSegments([&](uintptr_t start, size_t /*bytes*/) {
+    auto it = segments_.find(start);
+    const Segment segment = it->second;
+    segments_.erase(it);
+    upstream_->Deallocate(segment.raw, segment.raw_bytes, segment.alignment,
+                          kDefaultStream);
+    reserved_ -= static_cast<int64_t>(segment.raw_bytes);
+    released += segment.raw_bytes;
+  });
+  return released;
+}
+
+void PoolAllocator::RecycleSpan(Span* span) {
+  // Before the fields change: a thread whose hint names this span sees the
+  // new generation and looks the address up instead.
+  span->generation.store(span->generation.load(std::memory_order_relaxed) + 1,
+                         std::memory_order_release);
+  span->block = nullptr;
+  span->lines.reset();
+  spare_spans_.push_back(span);
 }
 
 PoolAllocator::Span* PoolAllocator::NewSpan() {
@@ -447,14 +528,60 @@ absl::StatusOr<void*> PoolAllocator::AllocateLarge(Shard* shard, size_t bytes,
 void PoolAllocator::DoDeallocate(void* ptr, size_t bytes, size_t alignment,
                                  StreamHandle stream) noexcept {
   const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+  const int size_class = ClassFor(bytes, alignment);
+  Shard* const shard = ThisShard();
+  if (ABSL_PREDICT_TRUE(size_class >= 0 && shard != nullptr)) {
+    // The span of the block this thread last freed in this class, unless
+    // that span went back to the heap since (its generation moved on). Only
+    // the address depends on the pointer, so the checks below wait for one
+    // multiplication and one load instead of a walk of the page map.
+    FreeList& list = shard->lists[size_class];
+    if (ABSL_PREDICT_TRUE(
+            address - list.hint_start < list.hint_bytes &&
+            list.hint_span->generation.load(std::memory_order_acquire) ==
+                list.hint_generation)) {
+      PushFreed(*shard, list, list.hint_span, ptr, bytes, TagFor(stream));
+      return;
+    }
+  }
+  DeallocateSlow(shard, size_class, ptr, bytes, alignment, stream);
+}
+
+void PoolAllocator::DeallocateSlow(Shard* shard, int size_class, void* ptr,
+                                   size_t bytes, size_t alignment,
+                                   StreamHandle stream) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
   Span* const span = static_cast<Span*>(page_map_.Get(address));
   if (ABSL_PREDICT_FALSE(span == nullptr)) DieNotOurs(ptr, bytes);
-  const int size_class = span->size_class;
-  if (ABSL_PREDICT_FALSE(size_class < 0)) {
-    DeallocateLarge(ThisShard(), span, ptr, bytes, alignment, TagFor(stream));
+  if (span->size_class < 0) {
+    DeallocateLarge(shard, span, ptr, bytes, alignment, TagFor(stream));
     return;
   }
-  const uint64_t offset = address - span->start;
+  if (ABSL_PREDICT_FALSE(size_class != span->size_class)) {
+    // Checked after the block's position, which names the real culprit
+    // when the pointer is not a block start.
+    BlockState(span, ptr, bytes);
+    DieSizeMismatch(ptr, bytes, alignment, span->object_size);
+  }
+  if (ABSL_PREDICT_FALSE(shard == nullptr)) {
+    std::atomic<uint8_t>* const state = FreeState(span, ptr, bytes);
+    DeallocateShared(size_class, CachedBlock{ptr, state, TagFor(stream)},
+                     bytes);
+    return;
+  }
+  FreeList& list = shard->lists[size_class];
+  // Read while the block is still live, so the span cannot go back to the
+  // heap in between.
+  list.hint_span = span;
+  list.hint_start = span->start;
+  list.hint_bytes = span->bytes;
+  list.hint_generation = span->generation.load(std::memory_order_relaxed);
+  PushFreed(*shard, list, span, ptr, bytes, TagFor(stream));
+}
+
+inline std::atomic<uint8_t>* PoolAllocator::BlockState(Span* span, void* ptr,
+                                                       size_t bytes) const {
+  const uint64_t offset = reinterpret_cast<uintptr_t>(ptr) - span->start;
   const uint32_t index = static_cast<uint32_t>((offset * span->magic) >> 32);
   if (ABSL_PREDICT_FALSE(uint64_t{index} * span->object_size != offset ||
                          index >= span->num_objects)) {
@@ -462,33 +589,32 @@ void PoolAllocator::DoDeallocate(void* ptr, size_t bytes, size_t alignment,
     DieInterior(ptr, bytes, span->start + uint64_t{index} * span->object_size,
                 span->object_size);
   }
-  const int expected =
-      alignment <= 64 ? SizeClassFor(bytes) : SizeClassFor(bytes, alignment);
-  if (ABSL_PREDICT_FALSE(expected != size_class)) {
-    DieSizeMismatch(ptr, bytes, alignment, span->object_size);
-  }
+  return span->State(index);
+}
+
+inline std::atomic<uint8_t>* PoolAllocator::FreeState(Span* span, void* ptr,
+                                                      size_t bytes) const {
+  std::atomic<uint8_t>* const state = BlockState(span, ptr, bytes);
   // The exchange, not a load and a store: of two threads freeing the same
   // block at once, exactly one sees it live.
-  std::atomic<uint8_t>* const state = span->State(index);
   if (ABSL_PREDICT_FALSE(state->exchange(kFree, std::memory_order_acq_rel) !=
                          kLive)) {
     DieDoubleFree(ptr, bytes);
   }
-  const uintptr_t tag = TagFor(stream);
-  Shard* const shard = ThisShard();
-  if (ABSL_PREDICT_FALSE(shard == nullptr)) {
-    DeallocateShared(size_class, CachedBlock{ptr, state, tag}, bytes);
-    return;
-  }
-  FreeList& list = shard->lists[size_class];
+  return state;
+}
+
+inline void PoolAllocator::PushFreed(Shard& shard, FreeList& list, Span* span,
+                                     void* ptr, size_t bytes, uintptr_t tag) {
+  std::atomic<uint8_t>* const state = FreeState(span, ptr, bytes);
   if (ABSL_PREDICT_FALSE(list.size == list.capacity)) {
-    FlushBatch(*shard, size_class);
+    FlushBatch(shard, span->size_class);
   }
   CachedBlock& slot = list.items[list.size++];
   slot.ptr = ptr;
   slot.state = state;
   slot.tag = tag;
-  shard->CountDeallocation(bytes);
+  shard.CountDeallocation(bytes);
 }
 
 void PoolAllocator::DeallocateShared(int size_class, const CachedBlock& block,
@@ -514,7 +640,7 @@ void PoolAllocator::DeallocateLarge(Shard* shard, Span* span, void* ptr,
     DieInterior(ptr, bytes, span->start, span->bytes);
   }
   if (ABSL_PREDICT_FALSE(RoundUp(bytes, kPageSize) != span->bytes ||
-                         SizeClassFor(bytes, alignment) >= 0)) {
+                         ClassFor(bytes, alignment) >= 0)) {
     DieSizeMismatch(ptr, bytes, alignment, span->bytes);
   }
   if (ABSL_PREDICT_FALSE(span->large_state.exchange(
@@ -543,8 +669,7 @@ void PoolAllocator::DeallocateLarge(Shard* shard, Span* span, void* ptr,
 void PoolAllocator::ReleaseLargeSpan(Span* span, uintptr_t tag) {
   page_map_.Set(span->start, nullptr);
   heap_.Give(span->block, tag);
-  span->block = nullptr;
-  spare_spans_.push_back(span);
+  RecycleSpan(span);
 }
 
 void PoolAllocator::ReturnToCentral(int size_class, const CachedBlock* blocks,
@@ -632,9 +757,7 @@ size_t PoolAllocator::ReleaseDrained(std::vector<CachedBlock>* small,
       if (span->scratch == span->num_objects) {
         page_map_.SetRange(span->start, span->bytes, nullptr);
         heap_.Give(span->block, BlockHeap::kNoTag);
-        span->block = nullptr;
-        span->lines.reset();
-        spare_spans_.push_back(span);
+        RecycleSpan(span);
       }
       span->scratch = 0;
     }
@@ -642,17 +765,7 @@ size_t PoolAllocator::ReleaseDrained(std::vector<CachedBlock>* small,
   }
   if (!synchronized) return 0;
   heap_.ClearTags();
-  size_t released = 0;
-  heap_.ReleaseFreeSegments([&](uintptr_t start, size_t /*bytes*/) {
-    auto it = segments_.find(start);
-    const Segment segment = it->second;
-    segments_.erase(it);
-    upstream_->Deallocate(segment.raw, segment.raw_bytes, segment.alignment,
-                          kDefaultStream);
-    reserved_ -= static_cast<int64_t>(segment.raw_bytes);
-    released += segment.raw_bytes;
-  });
-  return released;
+  return ReleaseFreeSegments(/*synchronize=*/false);
 }
 
 void PoolAllocator::ReleaseEverything() {
@@ -672,17 +785,15 @@ AllocatorStats PoolAllocator::DoGetStats() const {
   for (const auto& slot : shards_) {
     const Shard* shard = slot.load(std::memory_order_acquire);
     if (shard == nullptr) continue;
-    stats.bytes_in_use += shard->in_use.load(std::memory_order_relaxed);
-    stats.peak_bytes_in_use +=
-        shard->peak_in_use.load(std::memory_order_relaxed);
     stats.allocation_count +=
         shard->allocations.load(std::memory_order_relaxed);
     stats.deallocation_count +=
         shard->deallocations.load(std::memory_order_relaxed);
   }
   std::lock_guard<std::mutex> lock(central_mutex_);
-  stats.bytes_in_use += shared_in_use_;
-  stats.peak_bytes_in_use += shared_peak_;
+  const InUse in_use = CountInUse();
+  stats.bytes_in_use = in_use.now;
+  stats.peak_bytes_in_use = in_use.peak;
   stats.allocation_count += shared_allocations_;
   stats.deallocation_count += shared_deallocations_;
   stats.bytes_reserved = reserved_;

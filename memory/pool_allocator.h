@@ -13,9 +13,9 @@
 //
 // Design (PyTorch's CUDACachingAllocator and RMM's pool are the anchors; the
 // per-thread front end is tcmalloc's):
-// - Requests up to kMaxSmallSize (1 MiB) round up to a size class
-//   (size_classes.h). Blocks of a class are carved from spans of whole
-//   64 KiB pages and cached per class.
+// - Requests up to 512 KiB round up to a size class (size_classes.h).
+//   Blocks of a class are carved from spans of whole 64 KiB pages and cached
+//   per class.
 // - Larger requests round up to whole pages and take the best-fitting free
 //   block of the segments, split off the rest, and merge with free
 //   neighbours when freed (internal/block_heap.h).
@@ -31,23 +31,36 @@
 // - Every block has a state byte reached through a page map (a radix tree
 //   of the addresses), so Deallocate aborts with a clear message on a double
 //   free, a foreign or interior pointer, or a size that does not match,
-//   before any list is touched.
+//   before any list is touched. Each thread's list of a class remembers the
+//   span it last freed into (with the span's generation, which moves on when
+//   the span goes back to the heap); a block of that span skips the page map
+//   walk but gets the same checks, which then wait on the pointer for one
+//   subtraction, one multiplication and the state byte only.
 // - Stream-ordered reuse (device pools, `options.stream_ordering` set): a
 //   cached block remembers the stream it was freed on. Allocations on that
 //   stream reuse it at once; another stream gets it only after
 //   StreamOrdering::OrderAfter (an event recorded on the old stream that the
 //   new one waits for). Host pools have no StreamOrdering and ignore streams.
-// - Segments come from the upstream in PyTorch's sizes: 2 MiB for class
-//   spans, 20 MiB for 1-10 MiB requests, the request rounded to 2 MiB
-//   above. `max_reserved_bytes` caps the total: a request that would pass
-//   it, or that the upstream refuses, makes the pool release its cached
-//   memory and try once more, then fail with ResourceExhausted.
-// - Nothing goes back to the upstream until ReleaseCached() or destruction.
-//   ReleaseCached() returns at once what is cached centrally, in the calling
-//   thread's shard and in the shards of threads that have exited; a thread
-//   that is still running keeps its shard until its next call into the pool,
-//   which then returns it (a shard caches at most two batches per class and
-//   four large blocks).
+// - Growth: a segment is the block the request needs (a class span, or the
+//   request in whole pages) plus as much as the headroom allows: the pool
+//   reserves at most the peak bytes in use (this request included) plus an
+//   eighth, and never more per segment than PyTorch's sizes (2 MiB for
+//   class spans, 20 MiB for requests under 10 MiB, the request rounded to
+//   2 MiB above). So a pool serving a few large workspaces reserves little
+//   more than it hands out, and one serving many small requests grows its
+//   reserve geometrically (about 40 upstream calls from 64 KiB to 6 MiB).
+//   When the request does not fit the headroom, the free segments (all too
+//   small for it) go back to the upstream first; on a stream-ordered pool
+//   that waits for every stream (StreamOrdering::SynchronizeAll), so only
+//   on a miss. `max_reserved_bytes` caps the total: a request that would
+//   pass it, or that the upstream refuses, makes the pool release its
+//   cached memory and try once more, then fail with ResourceExhausted.
+// - Otherwise nothing goes back to the upstream until ReleaseCached() or
+//   destruction. ReleaseCached() returns at once what is cached centrally, in
+//   the calling thread's shard and in the shards of threads that have exited; a
+//   thread that is still running keeps its shard until its next call into the
+//   pool, which then returns it (a shard caches at most two batches per class
+//   and four large blocks).
 // Statistics: exact counts, bytes in use and bytes reserved. The peak in use
 // is the sum of each thread shard's own peak: exact when one thread
 // allocates and frees, an upper bound otherwise (an exact global peak would
@@ -111,11 +124,18 @@ class PoolAllocator final : public Allocator {
     std::atomic<uint8_t>* state;
     uintptr_t tag;  // Stream it was freed on, or BlockHeap::kNoTag.
   };
-  // A thread's cached blocks of one class: a stack in a fixed array.
+  // A thread's cached blocks of one class: a stack in a fixed array, and
+  // the span of the block the thread last freed through the page map (the
+  // hint): a block of that span is freed without the page map while the
+  // span's generation is still hint_generation.
   struct FreeList {
     CachedBlock* items = nullptr;
     int32_t size = 0;
     int32_t capacity = 0;
+    uintptr_t hint_start = 0;
+    size_t hint_bytes = 0;  // 0: no hint.
+    Span* hint_span = nullptr;
+    uint32_t hint_generation = 0;
   };
   struct CachedLarge {
     Span* span;
@@ -160,6 +180,18 @@ class PoolAllocator final : public Allocator {
                                       StreamHandle stream);
   absl::StatusOr<void*> AllocateShared(int size_class, size_t bytes,
                                        uintptr_t tag, StreamHandle stream);
+  // Deallocate through the page map: large blocks, blocks of another span
+  // than the hint's, threads without a shard, and every error.
+  void DeallocateSlow(Shard* shard, int size_class, void* ptr, size_t bytes,
+                      size_t alignment, StreamHandle stream);
+  // Returns the state of the block at `ptr` in class span `span`; dies if
+  // `ptr` is not a block start of it.
+  std::atomic<uint8_t>* BlockState(Span* span, void* ptr, size_t bytes) const;
+  // BlockState, then marks the block free; dies if it was not live.
+  std::atomic<uint8_t>* FreeState(Span* span, void* ptr, size_t bytes) const;
+  // FreeState, then pushes the block on `list` of `shard`.
+  void PushFreed(Shard& shard, FreeList& list, Span* span, void* ptr,
+                 size_t bytes, uintptr_t tag);
   void DeallocateLarge(Shard* shard, Span* span, void* ptr, size_t bytes,
                        size_t alignment, uintptr_t tag);
   void DeallocateShared(int size_class, const CachedBlock& block, size_t bytes);
@@ -178,9 +210,27 @@ class PoolAllocator final : public Allocator {
   absl::StatusOr<memory_internal::BlockHeap::Block*> TakeBlock(
       std::unique_lock<std::mutex>& lock, size_t bytes, uintptr_t tag,
       StreamHandle stream);
+  // Reserves a segment of at least `bytes` from the upstream: the request
+  // plus whatever the growth headroom allows, up to the preferred segment
+  // size; first returns free segments to the upstream if the reserve would
+  // pass the headroom otherwise.
   absl::Status Grow(size_t bytes, uintptr_t tag, StreamHandle stream)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(central_mutex_);
+  struct InUse {
+    int64_t now;
+    int64_t peak;
+  };
+  // Returns the bytes in use and the peak (each thread shard's own peak,
+  // summed) over all shards and the shared lists.
+  InUse CountInUse() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(central_mutex_);
+  // Returns every free segment of the heap to the upstream; returns the
+  // bytes returned. On a stream-ordered pool, segments freed on a stream
+  // need all streams synchronized first: with `synchronize` false they stay.
+  size_t ReleaseFreeSegments(bool synchronize)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(central_mutex_);
   Span* NewSpan() ABSL_EXCLUSIVE_LOCKS_REQUIRED(central_mutex_);
+  // Takes a span whose block went back to the heap for later reuse.
+  void RecycleSpan(Span* span) ABSL_EXCLUSIVE_LOCKS_REQUIRED(central_mutex_);
   void ReleaseLargeSpan(Span* span, uintptr_t tag)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(central_mutex_);
   void ReturnToCentral(int size_class, const CachedBlock* blocks, int count);

@@ -180,6 +180,23 @@ void BlockHeap::ClearTags() {
   }
 }
 
+size_t BlockHeap::CountFreeSegments() const {
+  size_t count = 0;
+  for (const Block* head : segments_) {
+    if (head->free && head->next == nullptr) ++count;
+  }
+  return count;
+}
+
+bool BlockHeap::AnyFreeSegmentTagged() const {
+  for (const Block* head : segments_) {
+    if (head->free && head->next == nullptr && head->tag != kNoTag) {
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string BlockHeap::Validate() const {
   size_t total = 0, free_bytes = 0, free_blocks = 0;
   for (const Block* head : segments_) {

@@ -81,6 +81,12 @@ class BlockHeap {
   template <typename Release>
   size_t ReleaseFreeSegments(Release release);
 
+  // Returns the number of segments that are one free block (what
+  // ReleaseFreeSegments would remove), and whether any of them has a tag.
+  // Linear in the number of segments.
+  size_t CountFreeSegments() const;
+  bool AnyFreeSegmentTagged() const;
+
   // Returns the bytes of all segments, of the free blocks, and the number of
   // free blocks.
   size_t total_bytes() const { return total_bytes_; }

@@ -90,6 +90,21 @@ TEST(BlockHeapTest, FreshMemoryMergesWithAnyTag) {
   heap.Give(whole, BlockHeap::kNoTag);
 }
 
+TEST(BlockHeapTest, CountsWholeFreeSegmentsAndTheirTags) {
+  BlockHeap heap(kGranule);
+  heap.AddSegment(kBase, 2 * kGranule);
+  heap.AddSegment(kBase + (uintptr_t{1} << 32), 2 * kGranule);
+  EXPECT_EQ(heap.CountFreeSegments(), 2u);
+  EXPECT_FALSE(heap.AnyFreeSegmentTagged());
+  Block* a = heap.Take(kGranule);  // Splits the first segment it finds.
+  EXPECT_EQ(heap.CountFreeSegments(), 1u);
+  heap.Give(a, /*tag=*/3);  // Merges with its fresh neighbour, tag 3.
+  EXPECT_EQ(heap.CountFreeSegments(), 2u);
+  EXPECT_TRUE(heap.AnyFreeSegmentTagged());
+  heap.ClearTags();
+  EXPECT_FALSE(heap.AnyFreeSegmentTagged());
+}
+
 TEST(BlockHeapTest, ReleasesOnlyWholeFreeSegments) {
   BlockHeap heap(kGranule);
   heap.AddSegment(kBase, 4 * kGranule);

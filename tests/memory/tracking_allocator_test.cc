@@ -6,6 +6,7 @@
 #include "gtest/gtest.h"
 #include "memory/host_allocator.h"
 #include "memory/pool_allocator.h"
+#include "memory/size_classes.h"
 
 namespace dilated {
 namespace memory {
@@ -53,9 +54,10 @@ TEST(TrackingAllocatorTest, ReportsTheUpstreamReservationAndForwardsRelease) {
   EXPECT_EQ(tracking.name(), "tracking(pool(host))");
   void* p = *tracking.Allocate(1000);
   tracking.Deallocate(p, 1000);
-  EXPECT_EQ(tracking.GetStats().bytes_reserved, 2 << 20);
+  // One segment of one span, a page.
+  EXPECT_EQ(tracking.GetStats().bytes_reserved, int64_t{kPageSize});
   EXPECT_EQ(tracking.GetStats().pool_misses, 1);
-  EXPECT_EQ(tracking.ReleaseCached(), size_t{2} << 20);
+  EXPECT_EQ(tracking.ReleaseCached(), kPageSize);
   EXPECT_EQ(tracking.GetStats().bytes_reserved, 0);
 }
 
