@@ -129,12 +129,11 @@ bool FusedScores(const StridedOperand& k_op, int64_t keys, int64_t head_dim,
   }
   TileGemmExp2Avx512(keys, kBlockQ, head_dim, k_op, {block->qt, kBlockQ},
                      {st, kBlockQ}, block->row_max, tile_max, tile_sum);
+  // tile_max holds the largest exponent (score - row_max) of each query.
   __mmask16 moves = 0;
   for (int64_t vec = 0; vec < kVectors; ++vec) {
-    const __m512 limit = _mm512_add_ps(
-        _mm512_loadu_ps(block->row_max + 16 * vec), _mm512_set1_ps(kMaxSlack));
-    moves |= _mm512_cmp_ps_mask(_mm512_load_ps(tile_max + 16 * vec), limit,
-                                _CMP_GT_OQ);
+    moves |= _mm512_cmp_ps_mask(_mm512_load_ps(tile_max + 16 * vec),
+                                _mm512_set1_ps(kMaxSlack), _CMP_GT_OQ);
   }
   if (moves != 0) return false;
   for (int64_t vec = 0; vec < kVectors; ++vec) {

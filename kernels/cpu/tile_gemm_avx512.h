@@ -6,10 +6,10 @@
 //
 //   C[m, n] = 2^(sum_k A[m * a_m + k * a_k] * B[k * ldb + n] - ref[n])
 //
-// which also folds the column maxima of the raw product and the column sums
-// of C into col_max and col_sum. With queries along the columns (the forward
-// pass's S^T = K Q^T) that is the whole online-softmax pass over a score
-// tile, done without reading the tile back.
+// which also folds the column maxima of the exponents (A B - ref) and the
+// column sums of C into col_max and col_sum. With queries along the columns
+// (the forward pass's S^T = K Q^T) that is the whole online-softmax pass over
+// a score tile, done without reading the tile back.
 //
 // Callable only where CpuHasAvx512() (cpu_path.h) is true.
 //
@@ -34,9 +34,9 @@ void TileGemmAvx512(int64_t m, int64_t n, int64_t k, const StridedOperand& a,
 
 // Stores C = 2^(A B - ref) (ref[col] subtracted from column col), and for
 // every column col sets col_max[col] = max(col_max[col], max over rows of
-// (A B)[., col]) and adds the sum over rows of C[., col] to col_sum[col].
-// Rows are summed in a fixed order (deterministic).
-// REQUIRES: n % 16 == 0; (A B)[., col] - ref[col] <= 127.
+// (A B)[., col] - ref[col]) and adds the sum over rows of C[., col] to
+// col_sum[col]. Rows are summed in a fixed order (deterministic).
+// REQUIRES: n % 16 == 0; (A B)[., col] - ref[col] <= 127 wherever C is used.
 void TileGemmExp2Avx512(int64_t m, int64_t n, int64_t k,
                         const StridedOperand& a, const RowOperand& b,
                         const RowResult& c, const float* ref, float* col_max,
