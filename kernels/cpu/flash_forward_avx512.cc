@@ -4,12 +4,12 @@
 //
 // A tile after the block's first is computed by one fused product,
 // TileGemmExp2Avx512: the probabilities 2^(s - row_max) against the running
-// max are formed while the scores are still in registers, with the tile's
-// max and sums on the side. Only when the tile's max exceeds the running max
-// by more than kMaxSlack (the first tiles, mostly) are the scores recomputed
-// and passed through the two-pass online softmax, which moves the max and
-// rescales the output. First tiles and causal diagonal tiles take that path
-// directly.
+// max are formed while the scores are still in registers, with their sums on
+// the side. Only when a query's probabilities sum to more than 2^kMaxSlack
+// (which a score more than kMaxSlack above the running max implies; the
+// first tiles, mostly) are the scores recomputed and passed through the
+// two-pass online softmax, which moves the max and rescales the output. First
+// tiles and causal diagonal tiles take that path directly.
 //
 // Compiled with -mavx512f and friends: keep it free of inline functions
 // shared with other files (std:: templates included), whose out-of-line
@@ -116,24 +116,25 @@ void OnlineSoftmax(int64_t keys, int64_t head_dim, bool first_tile, float* st,
 }
 
 // Tries the fused product for a full-width tile after the first: returns
-// false, with st holding garbage, when some query's tile max exceeds its
-// running max by more than kMaxSlack; otherwise st holds the probabilities
-// and the block's sums are updated.
+// false, with st holding garbage, when the probabilities of some query sum
+// to more than 2^kMaxSlack (always the case when one of its scores exceeds
+// its running max by more than kMaxSlack, and rare otherwise); then the max
+// has to move. Otherwise st holds the probabilities and the block's sums are
+// updated.
 bool FusedScores(const StridedOperand& k_op, int64_t keys, int64_t head_dim,
                  float* st, QueryBlock* block) {
-  alignas(64) float tile_max[kBlockQ];
   alignas(64) float tile_sum[kBlockQ];
   for (int64_t vec = 0; vec < kVectors; ++vec) {
-    _mm512_store_ps(tile_max + 16 * vec, MinusInfinity());
     _mm512_store_ps(tile_sum + 16 * vec, _mm512_setzero_ps());
   }
   TileGemmExp2Avx512(keys, kBlockQ, head_dim, k_op, {block->qt, kBlockQ},
-                     {st, kBlockQ}, block->row_max, tile_max, tile_sum);
-  // tile_max holds the largest exponent (score - row_max) of each query.
+                     {st, kBlockQ}, block->row_max, tile_sum);
+  const __m512 limit = _mm512_set1_ps(1 << static_cast<int>(kMaxSlack));
   __mmask16 moves = 0;
   for (int64_t vec = 0; vec < kVectors; ++vec) {
-    moves |= _mm512_cmp_ps_mask(_mm512_load_ps(tile_max + 16 * vec),
-                                _mm512_set1_ps(kMaxSlack), _CMP_GT_OQ);
+    // Not "<=": a NaN sum (never expected) also takes the safe path.
+    moves |= _mm512_cmp_ps_mask(_mm512_load_ps(tile_sum + 16 * vec), limit,
+                                _CMP_NLE_UQ);
   }
   if (moves != 0) return false;
   for (int64_t vec = 0; vec < kVectors; ++vec) {

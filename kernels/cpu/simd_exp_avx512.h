@@ -6,7 +6,7 @@
 // 2^0 is exactly 1; results for x < -126 (and -inf, and NaN) are exactly 0,
 // so no subnormal value ever reaches the tile products.
 //
-// Include only from code compiled with -mavx512f. REQUIRES: x <= 127.
+// Include only from code compiled with -mavx512f. x above 128 gives +inf.
 
 #ifndef KERNELS_CPU_SIMD_EXP_AVX512_H_
 #define KERNELS_CPU_SIMD_EXP_AVX512_H_

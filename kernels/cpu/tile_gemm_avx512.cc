@@ -24,7 +24,6 @@ enum class Epilogue { kStore, kAccumulate, kExp2 };
 // Column state of the kExp2 epilogue, indexed from the block's first column.
 struct ColumnState {
   const float* ref;
-  float* max;
   float* sum;
 };
 
@@ -82,16 +81,13 @@ void MicroKernel(int64_t k, const float* a, int64_t a_m, int64_t a_k,
   }
 #pragma GCC unroll 4
   for (int v = 0; v < kVectors; ++v) {
-    __m512 max = _mm512_loadu_ps(state.max + 16 * v);
     __m512 sum = _mm512_loadu_ps(state.sum + 16 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
-      max = _mm512_max_ps(max, acc[r][v]);
       const __m512 prob = Exp2x16(acc[r][v]);
       _mm512_storeu_ps(c + r * ldc + 16 * v, prob);
       sum = _mm512_add_ps(sum, prob);
     }
-    _mm512_storeu_ps(state.max + 16 * v, max);
     _mm512_storeu_ps(state.sum + 16 * v, sum);
   }
 }
@@ -142,7 +138,7 @@ void Gemm(int64_t m, int64_t n, int64_t k, const StridedOperand& a,
                             : static_cast<int>((n - col) / 16);
     const ColumnState panel =
         kEpilogue == Epilogue::kExp2
-            ? ColumnState{state.ref + col, state.max + col, state.sum + col}
+            ? ColumnState{state.ref + col, state.sum + col}
             : state;
     for (int64_t row = 0; row < m; row += kMaxRows) {
       const int rows =
@@ -171,7 +167,7 @@ void DispatchLayout(int64_t m, int64_t n, int64_t k, const StridedOperand& a,
 
 void TileGemmAvx512(int64_t m, int64_t n, int64_t k, const StridedOperand& a,
                     const RowOperand& b, const RowResult& c, bool accumulate) {
-  const ColumnState none{nullptr, nullptr, nullptr};
+  const ColumnState none{nullptr, nullptr};
   if (accumulate) {
     DispatchLayout<Epilogue::kAccumulate>(m, n, k, a, b, c, none);
   } else {
@@ -181,9 +177,8 @@ void TileGemmAvx512(int64_t m, int64_t n, int64_t k, const StridedOperand& a,
 
 void TileGemmExp2Avx512(int64_t m, int64_t n, int64_t k,
                         const StridedOperand& a, const RowOperand& b,
-                        const RowResult& c, const float* ref, float* col_max,
-                        float* col_sum) {
-  DispatchLayout<Epilogue::kExp2>(m, n, k, a, b, c, {ref, col_max, col_sum});
+                        const RowResult& c, const float* ref, float* col_sum) {
+  DispatchLayout<Epilogue::kExp2>(m, n, k, a, b, c, {ref, col_sum});
 }
 
 }  // namespace cpu
