@@ -10,6 +10,9 @@
 // what was held before the call (inputs and outputs are allocated before);
 // out_MiB, the size of the output for comparison; threads, the OpenMP threads.
 // "fma_peak" measures the FMA ceiling of the same threads (AVX2, float32).
+// The context line cpu_path names the instruction set of the fused kernels
+// (kernels/cpu/cpu_path.h): avx512 where the CPU has it, unless
+// DILATED_CPU_PATH=avx2 is set.
 //
 //   ./bazelw build -c opt //benchmarks:cpu_attention_benchmark
 //   OMP_NUM_THREADS=2 bazel-bin/benchmarks/cpu_attention_benchmark
@@ -30,6 +33,7 @@
 #include "attention/registry.h"
 #include "benchmark/benchmark.h"
 #include "benchmarks/heap_tracker.h"
+#include "kernels/cpu/cpu_path.h"
 
 namespace dilated {
 namespace {
@@ -208,6 +212,9 @@ void RegisterAll() {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("cpu_path",
+                              dilated::kernels::cpu::CpuPathName(
+                                  dilated::kernels::cpu::ActiveCpuPath()));
   dilated::RegisterAll();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -3,9 +3,10 @@
 // Tiles are transposed so that queries run along the SIMD lanes: the scores
 // S^T = K Q^T (keys x queries) and the output O^T (head_dim x queries). Then
 // the row statistics (max, sum) of the softmax are per-lane values with no
-// horizontal reduction, k and v tiles are the broadcast operand of TileGemm
-// in their natural row layout (a plain row copy, no transpose), and only the
-// query block is transposed, once.
+// horizontal reduction, k and v tiles are the broadcast operand of the tile
+// products in their natural row layout (a plain row copy, no transpose), and
+// only the query block is transposed, once. The step per key tile is chosen
+// once per call by instruction set (flash_forward_tile.h, cpu_path.h).
 
 #include <immintrin.h>
 #include <omp.h>
@@ -15,24 +16,21 @@
 #include <cstdint>
 #include <limits>
 
+#include "kernels/cpu/cpu_path.h"
 #include "kernels/cpu/flash_attention.h"
 #include "kernels/cpu/flash_common.h"
+#include "kernels/cpu/flash_forward_tile.h"
 #include "kernels/cpu/row_io.h"
 #include "kernels/cpu/simd_convert.h"
-#include "kernels/cpu/simd_exp.h"
 #include "kernels/cpu/simd_transpose.h"
-#include "kernels/cpu/tile_gemm.h"
 
 namespace dilated {
 namespace kernels {
 namespace cpu {
 namespace {
 
-// 64 queries x 64 keys: the transposed q block, score tile and output tile
-// take 16 KiB each at head_dim 64, so the working set stays in L1/L2; a
-// multiple of the 16-lane panel width of TileGemm.
-constexpr int64_t kBlockQ = 64;
-constexpr int64_t kBlockK = 64;
+constexpr int64_t kBlockQ = kForwardBlockQ;
+constexpr int64_t kBlockK = kForwardBlockK;
 // Query blocks of one work unit: each key tile is loaded once for all of
 // them, which divides the traffic for k and v (a strided walk over the whole
 // segment per unit) by their number. Their q and output tiles are held to
@@ -45,23 +43,6 @@ int64_t BlocksPerUnit(int64_t head_dim) {
   return std::max<int64_t>(
       1, std::min<int64_t>(kMaxBlocksPerUnit, kUnitTileBytes / per_block));
 }
-// Columns of one TileGemm panel; causal diagonal tiles are cut into panels so
-// that keys after every query of a panel are never computed.
-constexpr int64_t kPanel = 16;
-
-// The running state of one query block; its arrays live in the workspace.
-struct QueryBlock {
-  int64_t i0 = 0;       // First row.
-  int64_t rows = 0;     // Rows present (the last block may be short).
-  int64_t key_end = 0;  // Keys it attends to: [0, key_end).
-  float* qt = nullptr;  // head_dim x kBlockQ: q^T * scale * log2(e).
-  float* ot = nullptr;  // head_dim x kBlockQ: unnormalised O^T.
-  // kBlockQ reference maxima of the base-2 scores (within kMaxSlack of the
-  // true ones).
-  float* row_max = nullptr;
-  float* row_sum = nullptr;  // kBlockQ running sums of 2^(score - row_max).
-};
-
 // One thread's tiles, cut from its part of the workspace.
 struct ForwardScratch {
   ForwardScratch(int64_t head_dim, Carver* carver)
@@ -151,137 +132,6 @@ void PrefetchKeyRows(const ForwardParams& p, const Segment& s, int64_t begin,
   }
 }
 
-// Sets the scores of keys after their query to -inf: lane l of column vector
-// `vec` is query i0 + 8 * vec + l, row jj is key j0 + jj.
-void MaskAfterDiagonal(int64_t i0, int64_t j0, int64_t keys, float* st) {
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256 minus_inf =
-      _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t vec = 0; vec < kBlockQ / 8; ++vec) {
-    const __m256i query = _mm256_add_epi32(
-        _mm256_set1_epi32(static_cast<int32_t>(i0 + 8 * vec - j0)), lane);
-    for (int64_t jj = 0; jj < keys; ++jj) {
-      const __m256 masked = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
-          _mm256_set1_epi32(static_cast<int32_t>(jj)), query));
-      float* x = st + jj * kBlockQ + 8 * vec;
-      _mm256_storeu_ps(x,
-                       _mm256_blendv_ps(_mm256_loadu_ps(x), minus_inf, masked));
-    }
-  }
-}
-
-// How far (in log2 units) a tile's max may exceed the running max before the
-// running max moves: probabilities are then up to 2^8 instead of 1, far from
-// overflow, and the rescaling pass over the output tile is skipped for most
-// tiles after the first few.
-constexpr float kMaxSlack = 8.0f;
-
-// Turns the scores of `keys` rows of st into probabilities 2^(s - max)
-// against the running max, updating the block's max and sum and rescaling
-// its output when the max moves.
-void OnlineSoftmax(int64_t keys, int64_t head_dim, bool first_tile, float* st,
-                   QueryBlock* block) {
-  float* ot = block->ot;
-  for (int64_t vec = 0; vec < kBlockQ / 8; ++vec) {
-    const int64_t col = 8 * vec;
-    const float* x = st + col;
-    // Four partial maxima and sums: independent dependency chains.
-    __m256 max4[4] = {_mm256_loadu_ps(x), _mm256_loadu_ps(x),
-                      _mm256_loadu_ps(x), _mm256_loadu_ps(x)};
-    int64_t jj = 1;
-    for (; jj + 4 <= keys; jj += 4) {
-      for (int u = 0; u < 4; ++u) {
-        max4[u] =
-            _mm256_max_ps(max4[u], _mm256_loadu_ps(x + (jj + u) * kBlockQ));
-      }
-    }
-    for (; jj < keys; ++jj) {
-      max4[0] = _mm256_max_ps(max4[0], _mm256_loadu_ps(x + jj * kBlockQ));
-    }
-    const __m256 tile_max = _mm256_max_ps(_mm256_max_ps(max4[0], max4[1]),
-                                          _mm256_max_ps(max4[2], max4[3]));
-    const __m256 old_max = _mm256_loadu_ps(block->row_max + col);
-    const bool moves =
-        first_tile ||
-        _mm256_movemask_ps(_mm256_cmp_ps(
-            tile_max, _mm256_add_ps(old_max, _mm256_set1_ps(kMaxSlack)),
-            _CMP_GT_OQ)) != 0;
-    const __m256 new_max = moves ? _mm256_max_ps(old_max, tile_max) : old_max;
-
-    __m256 sum4[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(),
-                      _mm256_setzero_ps(), _mm256_setzero_ps()};
-    jj = 0;
-    for (; jj + 4 <= keys; jj += 4) {
-      for (int u = 0; u < 4; ++u) {
-        float* y = st + (jj + u) * kBlockQ + col;
-        const __m256 prob = Exp2(_mm256_sub_ps(_mm256_loadu_ps(y), new_max));
-        _mm256_storeu_ps(y, prob);
-        sum4[u] = _mm256_add_ps(sum4[u], prob);
-      }
-    }
-    for (; jj < keys; ++jj) {
-      float* y = st + jj * kBlockQ + col;
-      const __m256 prob = Exp2(_mm256_sub_ps(_mm256_loadu_ps(y), new_max));
-      _mm256_storeu_ps(y, prob);
-      sum4[0] = _mm256_add_ps(sum4[0], prob);
-    }
-    const __m256 sum = _mm256_add_ps(_mm256_add_ps(sum4[0], sum4[1]),
-                                     _mm256_add_ps(sum4[2], sum4[3]));
-    float* row_sum = block->row_sum + col;
-    if (first_tile) {
-      _mm256_storeu_ps(block->row_max + col, new_max);
-      _mm256_storeu_ps(row_sum, sum);
-      continue;
-    }
-    if (!moves) {
-      _mm256_storeu_ps(row_sum, _mm256_add_ps(_mm256_loadu_ps(row_sum), sum));
-      continue;
-    }
-    _mm256_storeu_ps(block->row_max + col, new_max);
-    const __m256 alpha = Exp2(_mm256_sub_ps(old_max, new_max));
-    _mm256_storeu_ps(row_sum,
-                     _mm256_fmadd_ps(_mm256_loadu_ps(row_sum), alpha, sum));
-    for (int64_t a = 0; a < head_dim; ++a) {
-      float* o = ot + a * kBlockQ + col;
-      _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_loadu_ps(o), alpha));
-    }
-  }
-}
-
-// Folds key tile j0 .. j0 + keys - 1 (k_tile, v_tile) into `block`.
-void AttendToTile(const ForwardParams& p, int64_t j0, int64_t keys,
-                  const float* k_tile, const float* v_tile, float* st,
-                  QueryBlock* block) {
-  const int64_t d = p.head_dim;
-  const StridedOperand k_op{k_tile, d, 1};  // (key, dim)
-  const StridedOperand v_op{v_tile, 1, d};  // (dim, key)
-  float* qt = block->qt;
-  float* ot = block->ot;
-  const int64_t i0 = block->i0;
-  const bool diagonal = p.is_causal && j0 + keys - 1 > i0;
-  if (!diagonal) {
-    TileGemm(keys, kBlockQ, d, k_op, {qt, kBlockQ}, {st, kBlockQ}, false);
-    OnlineSoftmax(keys, d, j0 == 0, st, block);
-    TileGemm(d, kBlockQ, keys, v_op, {st, kBlockQ}, {ot, kBlockQ}, true);
-    return;
-  }
-  // Per panel of queries, only the keys at or before its last query.
-  for (int64_t c0 = 0; c0 < kBlockQ; c0 += kPanel) {
-    const int64_t visible = std::min(keys, i0 + c0 + kPanel - j0);
-    if (visible <= 0) continue;
-    TileGemm(visible, kPanel, d, k_op, {qt + c0, kBlockQ}, {st + c0, kBlockQ},
-             false);
-  }
-  MaskAfterDiagonal(i0, j0, keys, st);
-  OnlineSoftmax(keys, d, j0 == 0, st, block);
-  for (int64_t c0 = 0; c0 < kBlockQ; c0 += kPanel) {
-    const int64_t visible = std::min(keys, i0 + c0 + kPanel - j0);
-    if (visible <= 0) continue;
-    TileGemm(d, kPanel, visible, v_op, {st + c0, kBlockQ}, {ot + c0, kBlockQ},
-             true);
-  }
-}
-
 // Normalises `block`, applies 1/G and stores its rows of out, eight at a
 // time through an 8 x 8 transpose into `rows`; writes
 // lse = ln 2 * (max + log2(sum)).
@@ -326,7 +176,7 @@ void StoreBlock(const ForwardParams& p, const Segment& s,
 // Computes the rows of `unit` (num_blocks query blocks) of problem s into
 // out (and lse), and zeroes the unselected positions that follow them.
 void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
-                 ForwardScratch* scratch) {
+                 AttendToTileFn attend, ForwardScratch* scratch) {
   const int64_t length = s.group->positions;
   const int64_t unit_rows = kBlockQ * scratch->num_blocks;
   const int64_t unit_begin = unit * unit_rows;
@@ -364,8 +214,8 @@ void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
                       std::min(next_end, prefetch_begin + slice));
       QueryBlock& block = scratch->blocks[b];
       if (j0 >= block.key_end) continue;
-      AttendToTile(p, j0, std::min(keys, block.key_end - j0), scratch->k_tile,
-                   scratch->v_tile, scratch->st, &block);
+      attend(p, j0, std::min(keys, block.key_end - j0), scratch->k_tile,
+             scratch->v_tile, scratch->st, &block);
     }
   }
   for (int64_t b = 0; b < num_blocks; ++b) {
@@ -384,6 +234,9 @@ int64_t FlashForwardWorkspacePerThread(const ForwardParams& p) {
 void FlashForward(const ForwardParams& p, float* workspace, int num_threads) {
   const WorkList work(p, kBlockQ * BlocksPerUnit(p.head_dim));
   const int64_t per_thread = FlashForwardWorkspacePerThread(p);
+  const AttendToTileFn attend = ActiveCpuPath() == CpuPath::kAvx512
+                                    ? &AttendToTileAvx512
+                                    : &AttendToTileAvx2;
 #pragma omp parallel num_threads(num_threads)
   {
     Carver carver(workspace + omp_get_thread_num() * per_thread);
@@ -392,7 +245,7 @@ void FlashForward(const ForwardParams& p, float* workspace, int num_threads) {
     for (int64_t index = 0; index < work.size(); ++index) {
       int64_t unit;
       const Segment s = work.Decode(index, &unit);
-      ForwardUnit(p, s, unit, &scratch);
+      ForwardUnit(p, s, unit, attend, &scratch);
     }
   }
 }

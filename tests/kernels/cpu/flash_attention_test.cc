@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/cpu_path.h"
 #include "kernels/cpu/row_io.h"
 #include "kernels/cpu/standard_attention.h"
 #include "tests/kernels/cpu/host_problem.h"
@@ -307,6 +309,60 @@ TEST_P(ThreadCountTest, ResultsAreBitwiseIdentical) {
                              reference_lse.size() * sizeof(float)))
         << threads << " threads: lse";
   }
+}
+
+// The path comes from the CPU unless DILATED_CPU_PATH=avx2 forces AVX2 (the
+// _avx2 test target sets it, so that the suite above runs on both paths).
+TEST(CpuPathTest, EnvironmentAndCpuChooseThePath) {
+  const char* forced = std::getenv("DILATED_CPU_PATH");
+  const bool avx2_forced = forced != nullptr && std::string(forced) == "avx2";
+  const CpuPath expected =
+      avx2_forced || !CpuHasAvx512() ? CpuPath::kAvx2 : CpuPath::kAvx512;
+  EXPECT_EQ(CpuPathName(expected), std::string(CpuPathName(ActiveCpuPath())));
+  ::testing::Test::RecordProperty("cpu_path", CpuPathName(ActiveCpuPath()));
+}
+
+// Restores the active path when it goes out of scope.
+class ScopedCpuPath {
+ public:
+  ScopedCpuPath() : saved_(ActiveCpuPath()) {}
+  ~ScopedCpuPath() { SetCpuPath(saved_); }
+
+ private:
+  CpuPath saved_;
+};
+
+// Both paths on one problem: the same attention up to float32 rounding.
+TEST(CpuPathTest, Avx2AndAvx512Agree) {
+  if (!CpuHasAvx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  ScopedCpuPath restore;
+  const ProblemShape shape{"paths", 1, 1536, 3, 64, {512, 1536}, {1, 3}};
+  for (bool causal : {false, true}) {
+    std::vector<double> out[2];
+    std::vector<double> lse[2];
+    const CpuPath paths[2] = {CpuPath::kAvx2, CpuPath::kAvx512};
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_TRUE(SetCpuPath(paths[i]));
+      HostProblem problem(shape, DataType::kFloat32, causal, 5);
+      RunFlashForward(problem.Forward());
+      out[i] = problem.out.Download();
+      lse[i] = ToDouble(problem.lse);
+    }
+    // Two float32 evaluations in different orders (8- vs 16-lane sums, a
+    // different exp2 rounding): the tolerance of the float32 peer check.
+    EXPECT_TRUE(AllClose(out[1], out[0], {1e-6, 1e-5}))
+        << (causal ? "causal" : "full") << " out";
+    EXPECT_TRUE(AllClose(lse[1], lse[0], {1e-5, 1e-6}))
+        << (causal ? "causal" : "full") << " lse";
+  }
+}
+
+// Forcing AVX-512 where the CPU lacks it is refused.
+TEST(CpuPathTest, Avx512IsRefusedWithoutTheCpu) {
+  ScopedCpuPath restore;
+  EXPECT_EQ(CpuHasAvx512(), SetCpuPath(CpuPath::kAvx512));
+  EXPECT_TRUE(SetCpuPath(CpuPath::kAvx2));
+  EXPECT_EQ(CpuPath::kAvx2, ActiveCpuPath());
 }
 
 INSTANTIATE_TEST_SUITE_P(
