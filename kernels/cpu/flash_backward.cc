@@ -15,12 +15,14 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/cpu/cpu_path.h"
 #include "kernels/cpu/flash_attention.h"
 #include "kernels/cpu/flash_common.h"
 #include "kernels/cpu/row_io.h"
 #include "kernels/cpu/simd_convert.h"
 #include "kernels/cpu/simd_exp.h"
 #include "kernels/cpu/tile_gemm.h"
+#include "kernels/cpu/tile_gemm_avx512.h"
 
 namespace dilated {
 namespace kernels {
@@ -177,8 +179,22 @@ void StoreRows(const ForwardParams& p, const TensorParams& t, const Segment& s,
   }
 }
 
+// The tile product of the backward pass (same contract on both paths).
+using TileGemmFn = void (*)(int64_t m, int64_t n, int64_t k,
+                            const StridedOperand& a, const RowOperand& b,
+                            const RowResult& c, bool accumulate);
+
+// Returns the AVX-512 product when the process runs the AVX-512 path and
+// every product of the pass is a whole number of 16-lane vectors wide
+// (kBlockK and the padded head dimension `dim`), else the AVX2 one.
+TileGemmFn ChooseTileGemm(int64_t dim) {
+  const bool avx512 =
+      ActiveCpuPath() == CpuPath::kAvx512 && dim % 16 == 0 && kBlockK % 16 == 0;
+  return avx512 ? &TileGemmAvx512 : &TileGemm;
+}
+
 void BackwardSegment(const BackwardParams& bp, const Segment& s,
-                     BackwardScratch* scratch) {
+                     TileGemmFn gemm, BackwardScratch* scratch) {
   const ForwardParams& fp = bp.forward;
   const int64_t d = fp.head_dim;
   const int64_t dim = scratch->dim;
@@ -206,18 +222,18 @@ void BackwardSegment(const BackwardParams& bp, const Segment& s,
       const float* q_block = q + i0 * dim;
       const float* grad_out_block = grad_out + i0 * dim;
       // S = Q K^T and dP = dO V^T (rows x kBlockK).
-      TileGemm(rows, kBlockK, d, {q_block, dim, 1}, {scratch->kt, kBlockK},
-               {p, kBlockK}, false);
-      TileGemm(rows, kBlockK, d, {grad_out_block, dim, 1},
-               {scratch->vt, kBlockK}, {ds, kBlockK}, false);
+      gemm(rows, kBlockK, d, {q_block, dim, 1}, {scratch->kt, kBlockK},
+           {p, kBlockK}, false);
+      gemm(rows, kBlockK, d, {grad_out_block, dim, 1}, {scratch->vt, kBlockK},
+           {ds, kBlockK}, false);
       Probabilities(fp, i0, rows, j0, keys, scratch);
       // dV += P^T dO, dK += dS^T Q (keys x dim), dQ += dS K (rows x dim).
-      TileGemm(keys, dim, rows, {p, 1, kBlockK}, {grad_out_block, dim},
-               {scratch->grad_v, dim}, true);
-      TileGemm(keys, dim, rows, {ds, 1, kBlockK}, {q_block, dim},
-               {scratch->grad_k, dim}, true);
-      TileGemm(rows, dim, keys, {ds, kBlockK, 1}, {scratch->k, dim},
-               {grad_q + i0 * dim, dim}, true);
+      gemm(keys, dim, rows, {p, 1, kBlockK}, {grad_out_block, dim},
+           {scratch->grad_v, dim}, true);
+      gemm(keys, dim, rows, {ds, 1, kBlockK}, {q_block, dim},
+           {scratch->grad_k, dim}, true);
+      gemm(rows, dim, keys, {ds, kBlockK, 1}, {scratch->k, dim},
+           {grad_q + i0 * dim, dim}, true);
     }
     StoreRows(fp, bp.grad_k, s, j0, keys, scratch->grad_k, dim,
               fp.softmax_scale, scratch->row);
@@ -241,6 +257,7 @@ void FlashBackward(const BackwardParams& bp, float* workspace,
   const ForwardParams& fp = bp.forward;
   const WorkList work(fp, /*block_rows=*/0);
   const int64_t per_thread = FlashBackwardWorkspacePerThread(fp);
+  const TileGemmFn gemm = ChooseTileGemm(RoundUpTo8(fp.head_dim));
 #pragma omp parallel num_threads(num_threads)
   {
     Carver carver(workspace + omp_get_thread_num() * per_thread);
@@ -249,7 +266,7 @@ void FlashBackward(const BackwardParams& bp, float* workspace,
     for (int64_t index = 0; index < work.size(); ++index) {
       int64_t block;
       const Segment s = work.Decode(index, &block);
-      BackwardSegment(bp, s, &scratch);
+      BackwardSegment(bp, s, gemm, &scratch);
     }
   }
 }
