@@ -100,6 +100,42 @@ __global__ void __launch_bounds__(256)
   if (valid && lane == 0) *target = dot;
 }
 
+// The forward log-sum-exp and D = rowsum(dO * out) of one (batch, segment,
+// head) sequence of a group, by selected row.
+struct RowStatistics {
+  const float* lse;    // at selected row 0; stride `rate`
+  const float* delta;  // at selected row 0; stride `rate`
+  int rate;
+  int rows;  // selected rows of the sequence
+
+  // Returns lse * log2(e) of selected row `query`, or +inf for a padding row
+  // (query >= rows), which makes exp2(x - lse) vanish.
+  __device__ __forceinline__ float LseLog2(int query) const {
+    return query < rows ? lse[query * rate] * kLog2e
+                        : __int_as_float(0x7f800000);
+  }
+
+  // Returns D of selected row `query`, or 0 for a padding row.
+  __device__ __forceinline__ float Delta(int query) const {
+    return query < rows ? delta[query * rate] : 0.0f;
+  }
+};
+
+// Returns the row statistics of work item `w` of group `g`.
+__device__ __forceinline__ RowStatistics MakeRowStatistics(
+    const FlashBackwardArgs& args, const WorkItem& w, const GroupParams& g) {
+  const ForwardParams& p = args.params.forward;
+  RowStatistics stats;
+  stats.lse =
+      SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w, g) + g.offset;
+  stats.delta =
+      SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
+      g.offset;
+  stats.rate = static_cast<int>(g.dilation_rate);
+  stats.rows = static_cast<int>(g.positions);
+  return stats;
+}
+
 // Compile-time shape of FlashKeyValueKernel: kWarps warps of 16 keys each,
 // query tiles of kBlockM rows (double-buffered).
 template <DataType kDtypeT, int kHeadDimT, int kBlockMT, int kWarpsT,
@@ -142,7 +178,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   constexpr int kOTiles = Tile::kOTiles;
   constexpr bool kValue = Tile::kPart != KeyValuePart::kKeyOnly;
   constexpr bool kKey = Tile::kPart != KeyValuePart::kValueOnly;
-  const float kInf = __int_as_float(0x7f800000);
 
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   T* s_k = reinterpret_cast<T*>(smem_bytes);
@@ -181,12 +216,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const T* do_rows = SelectedRow0<const T>(bp.grad_out, w, g);
     const int64_t q_step = RowStep(p.q, g);
     const int64_t do_step = RowStep(bp.grad_out, g);
-    const float* lse_rows =
-        SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w, g) + g.offset;
-    const float* delta_rows =
-        SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
-        g.offset;
-    const int rate = static_cast<int>(g.dilation_rate);
+    const RowStatistics stats = MakeRowStatistics(args, w, g);
 
     // Starts loading query tile `qt` into buffer `buf`.
     auto load_query_tile = [&](int qt, int buf) {
@@ -198,12 +228,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
           s_do + buf * kBlockM * kStride, do_rows, do_step, q0, num_rows,
           chunks, tid);
       if (tid < kBlockM) {
-        const int query = q0 + tid;
-        const bool valid = query < num_rows;
-        // +inf makes exp2(x - lse) vanish for padding rows.
-        s_lse[buf * kBlockM + tid] =
-            valid ? lse_rows[query * rate] * kLog2e : kInf;
-        s_delta[buf * kBlockM + tid] = valid ? delta_rows[query * rate] : 0.0f;
+        s_lse[buf * kBlockM + tid] = stats.LseLog2(q0 + tid);
+        s_delta[buf * kBlockM + tid] = stats.Delta(q0 + tid);
       }
     };
 
@@ -450,7 +476,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   constexpr int kStride = Tile::kStride;
   constexpr int kSTiles = Tile::kSTiles;
   constexpr int kOTiles = Tile::kOTiles;
-  const float kInf = __int_as_float(0x7f800000);
 
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   T* s_q = reinterpret_cast<T*>(smem_bytes);
@@ -485,7 +510,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const T* v_rows = SelectedRow0<const T>(p.v, w, g);
     const int64_t k_step = RowStep(p.k, g);
     const int64_t v_step = RowStep(p.v, g);
-    const int rate = static_cast<int>(g.dilation_rate);
 
     LoadRows<kBlockM, Tile::kHeadDim, Tile::kThreads>(
         s_q, SelectedRow0<const T>(p.q, w, g), RowStep(p.q, g), j_begin,
@@ -500,19 +524,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     CpAsyncCommit();
 
     // Row statistics of this thread's two rows.
-    const float* lse_rows =
-        SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w, g) + g.offset;
-    const float* delta_rows =
-        SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
-        g.offset;
+    const RowStatistics stats = MakeRowStatistics(args, w, g);
     float row_lse[2];
     float row_delta[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int query = warp_first + group + h * 8;
-      const bool valid = query < num_rows;
-      row_lse[h] = valid ? lse_rows[query * rate] * kLog2e : kInf;
-      row_delta[h] = valid ? delta_rows[query * rate] : 0.0f;
+      row_lse[h] = stats.LseLog2(warp_first + group + h * 8);
+      row_delta[h] = stats.Delta(warp_first + group + h * 8);
     }
 
     const int key_limit = p.is_causal ? j_end : num_rows;

@@ -34,21 +34,6 @@ namespace dilated {
 namespace kernels {
 namespace gpu {
 
-// Rounds the accumulators of an m64 x (16 kSteps) product (wgmma.cuh layout)
-// to the A-register operands of kSteps k16 steps: step kk takes n8 tiles
-// 2 kk and 2 kk + 1.
-template <DataType kDtype, int kSteps>
-__device__ __forceinline__ void PackScores(const float (&acc)[8 * kSteps],
-                                           uint32_t (&a)[kSteps][4]) {
-#pragma unroll
-  for (int kk = 0; kk < kSteps; ++kk) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      a[kk][e] = PackPair<kDtype>(acc[8 * kk + 2 * e], acc[8 * kk + 2 * e + 1]);
-    }
-  }
-}
-
 // Shape of FlashKeyValueWgmmaKernel: 64 keys per block, kBlockM queries per
 // tile (64 or 128).
 template <DataType kDtypeT, int kBlockMT, int kMinBlocksT>
@@ -78,7 +63,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   constexpr int kBlockN = Tile::kBlockN;
   constexpr int kQueryBytes = Tile::kQueryBytes;
   constexpr int kScores = kBlockM / 2;  // accumulators of S^T per thread
-  const float kInf = __int_as_float(0x7f800000);
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = AlignedSharedBase(smem_raw);
@@ -112,12 +96,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const T* do_rows = SelectedRow0<const T>(bp.grad_out, w, g);
     const int64_t q_step = RowStep(p.q, g);
     const int64_t do_step = RowStep(bp.grad_out, g);
-    const float* lse_rows =
-        SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w, g) + g.offset;
-    const float* delta_rows =
-        SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
-        g.offset;
-    const int rate = static_cast<int>(g.dilation_rate);
+    const RowStatistics stats = MakeRowStatistics(args, w, g);
 
     // Starts loading query tile `qt` into buffer `buf`.
     auto load_query_tile = [&](int qt, int buf) {
@@ -128,12 +107,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
                                                 do_rows, do_step, q0, num_rows,
                                                 chunks, tid);
       for (int i = tid; i < kBlockM; i += Tile::kThreads) {
-        const int query = q0 + i;
-        const bool valid = query < num_rows;
-        // +inf makes exp2(x - lse) vanish for padding rows.
-        s_lse[buf * kBlockM + i] =
-            valid ? lse_rows[query * rate] * kLog2e : kInf;
-        s_delta[buf * kBlockM + i] = valid ? delta_rows[query * rate] : 0.0f;
+        s_lse[buf * kBlockM + i] = stats.LseLog2(q0 + i);
+        s_delta[buf * kBlockM + i] = stats.Delta(q0 + i);
       }
     };
 
@@ -288,7 +263,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   constexpr int kBlockN = Tile::kBlockN;
   constexpr int kKeyBytes = Tile::kKeyBytes;
   constexpr int kScores = kBlockN / 2;  // accumulators of S per thread
-  const float kInf = __int_as_float(0x7f800000);
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = AlignedSharedBase(smem_raw);
@@ -319,7 +293,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const T* v_rows = SelectedRow0<const T>(p.v, w, g);
     const int64_t k_step = RowStep(p.k, g);
     const int64_t v_step = RowStep(p.v, g);
-    const int rate = static_cast<int>(g.dilation_rate);
 
     LoadRowsSwizzled<kBlockM, Tile::kThreads>(
         s_q, SelectedRow0<const T>(p.q, w, g), RowStep(p.q, g), j_begin,
@@ -334,19 +307,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     CpAsyncCommit();
 
     // Row statistics of this thread's two rows.
-    const float* lse_rows =
-        SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w, g) + g.offset;
-    const float* delta_rows =
-        SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
-        g.offset;
+    const RowStatistics stats = MakeRowStatistics(args, w, g);
     float row_lse[2];
     float row_delta[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int query = warp_first + group + h * 8;
-      const bool valid = query < num_rows;
-      row_lse[h] = valid ? lse_rows[query * rate] * kLog2e : kInf;
-      row_delta[h] = valid ? delta_rows[query * rate] : 0.0f;
+      row_lse[h] = stats.LseLog2(warp_first + group + h * 8);
+      row_delta[h] = stats.Delta(warp_first + group + h * 8);
     }
 
     const int key_limit = p.is_causal ? j_end : num_rows;
@@ -360,20 +327,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
     for (int tile = 0; tile < num_tiles; ++tile) {
       const int buf = tile & 1;
-      if (tile + 1 < num_tiles) {
-        LoadRowsSwizzled<kBlockN, Tile::kThreads>(
-            s_k + (buf ^ 1) * kKeyBytes, k_rows, k_step, (tile + 1) * kBlockN,
-            num_rows, chunks, tid);
-        LoadRowsSwizzled<kBlockN, Tile::kThreads>(
-            s_v + (buf ^ 1) * kKeyBytes, v_rows, v_step, (tile + 1) * kBlockN,
-            num_rows, chunks, tid);
-        CpAsyncCommit();
-        CpAsyncWait<1>();
-      } else {
-        CpAsyncWait<0>();
-      }
-      FenceSharedForAsyncProxy();
-      __syncthreads();  // Q, dO (first tile), K and V tiles landed
+      // Q, dO (first tile), K and V tiles landed; the next ones are loading.
+      AdvanceKeyValueTiles<kBlockN, Tile::kThreads>(
+          tile + 1 < num_tiles, s_k + (buf ^ 1) * kKeyBytes,
+          s_v + (buf ^ 1) * kKeyBytes, k_rows, k_step, v_rows, v_step,
+          (tile + 1) * kBlockN, num_rows, chunks, tid);
 
       const int key0 = tile * kBlockN;
       const uint32_t tk = s_k + buf * kKeyBytes;

@@ -123,20 +123,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     for (int tile = 0; tile < num_key_tiles; ++tile) {
       const int key0 = tile * kBlockN;
       const int buf = tile & 1;
-      if (tile + 1 < num_key_tiles) {
-        LoadRowsSwizzled<kBlockN, Tile::kThreads>(
-            s_k + (buf ^ 1) * kTileBytes, k_rows, k_step, key0 + kBlockN,
-            num_rows, chunks, tid);
-        LoadRowsSwizzled<kBlockN, Tile::kThreads>(
-            s_v + (buf ^ 1) * kTileBytes, v_rows, v_step, key0 + kBlockN,
-            num_rows, chunks, tid);
-        CpAsyncCommit();
-        CpAsyncWait<1>();
-      } else {
-        CpAsyncWait<0>();
-      }
-      FenceSharedForAsyncProxy();
-      __syncthreads();  // Q (first tile), K and V tiles landed
+      // Q (first tile), K and V tiles landed; the next ones are loading.
+      AdvanceKeyValueTiles<kBlockN, Tile::kThreads>(
+          tile + 1 < num_key_tiles, s_k + (buf ^ 1) * kTileBytes,
+          s_v + (buf ^ 1) * kTileBytes, k_rows, k_step, v_rows, v_step,
+          key0 + kBlockN, num_rows, chunks, tid);
 
       const bool active =
           wg_first < num_rows && (!p.is_causal || key0 <= wg_last);
@@ -212,13 +203,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         // O += P V: P in the A-register layout, V MN-major (16 key rows,
         // 2048 bytes, per k16 step).
         uint32_t prob[kBlockN / 16][4];
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk) {
-          prob[kk][0] = PackPair<kDtype>(s[8 * kk + 0], s[8 * kk + 1]);
-          prob[kk][1] = PackPair<kDtype>(s[8 * kk + 2], s[8 * kk + 3]);
-          prob[kk][2] = PackPair<kDtype>(s[8 * kk + 4], s[8 * kk + 5]);
-          prob[kk][3] = PackPair<kDtype>(s[8 * kk + 6], s[8 * kk + 7]);
-        }
+        PackScores<kDtype>(s, prob);
         const uint32_t v_tile = s_v + buf * kTileBytes;
         WgmmaFence();
 #pragma unroll

@@ -2,8 +2,9 @@
 //
 // Shared-memory tiles in the 128-byte-swizzled layout of wgmma.cuh (rows of
 // 64 16-bit elements; row r's 16-byte chunk c at r * 128 + ((c ^ (r % 8)) *
-// 16) of a 1024-byte aligned base): the asynchronous loader of selected rows,
-// and the per-warp staging of 16 accumulator rows for 16-byte global stores.
+// 16) of a 1024-byte aligned base): the asynchronous loader of selected rows
+// and the double-buffered K/V step built on it, and the per-warp staging of
+// 16 accumulator rows for 16-byte global stores.
 // The XOR keeps both the loader's and the stager's accesses free of bank
 // conflicts.
 
@@ -15,6 +16,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/device_primitives.cuh"
+#include "kernels/cuda/wgmma.cuh"
 
 namespace dilated {
 namespace kernels {
@@ -59,6 +61,31 @@ __device__ __forceinline__ void LoadRowsSwizzled(uint32_t tile, const T* rows,
     }
     src += pass_step;
   }
+}
+
+// One step of a double-buffered K/V pipeline read by wgmma: when `has_next`,
+// starts loading the next tiles (selected rows [next_first, next_first +
+// kRows) of K and V into the free buffers at `next_k` and `next_v`), then
+// waits for every earlier copy and publishes the current tiles to the whole
+// block, including the async proxy that wgmma reads through. All kThreads
+// threads of the block call it.
+template <int kRows, int kThreads, typename T>
+__device__ __forceinline__ void AdvanceKeyValueTiles(
+    bool has_next, uint32_t next_k, uint32_t next_v, const T* k_rows,
+    int64_t k_step, const T* v_rows, int64_t v_step, int next_first, int limit,
+    int chunks, int tid) {
+  if (has_next) {
+    LoadRowsSwizzled<kRows, kThreads>(next_k, k_rows, k_step, next_first, limit,
+                                      chunks, tid);
+    LoadRowsSwizzled<kRows, kThreads>(next_v, v_rows, v_step, next_first, limit,
+                                      chunks, tid);
+    CpAsyncCommit();
+    CpAsyncWait<1>();
+  } else {
+    CpAsyncWait<0>();
+  }
+  FenceSharedForAsyncProxy();
+  __syncthreads();
 }
 
 // Writes `packed` (two 16-bit elements) at row `row`, columns 8 * tile +

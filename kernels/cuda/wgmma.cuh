@@ -30,6 +30,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/device_primitives.cuh"
 #include "kernels/dilated_params.h"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && \
@@ -92,6 +93,21 @@ __device__ __forceinline__ void FenceSharedForAsyncProxy() {
 #if DA_WGMMA_ENABLED
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
+}
+
+// Rounds the accumulators of an m64 x (16 kSteps) product (wgmma.cuh layout)
+// to the A-register operands of kSteps k16 steps: step kk takes n8 tiles
+// 2 kk and 2 kk + 1.
+template <DataType kDtype, int kSteps>
+__device__ __forceinline__ void PackScores(const float (&acc)[8 * kSteps],
+                                           uint32_t (&a)[kSteps][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kSteps; ++kk) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      a[kk][e] = PackPair<kDtype>(acc[8 * kk + 2 * e], acc[8 * kk + 2 * e + 1]);
+    }
+  }
 }
 
 // Operand lists of 8 accumulators each, for the asm statements below.
