@@ -168,35 +168,42 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       WgmmaCommit();
       WgmmaWait<0>();
 
-      // P^T into st, dS^T into dpt.
+      // P^T into st, dS^T into dpt, in two halves of the query tile: a
+      // half's dV += P^T dO and dK += dS^T Q are issued as soon as it is
+      // packed, so the tensor cores work while the other half is computed.
       const bool need_mask = p.is_causal && q0 < warp_first + 15;
-#pragma unroll
-      for (int i = 0; i < kScores; ++i) {
-        const int col = (i / 4) * 8 + 2 * pair + (i & 1);
-        float prob = Exp2(st[i] * scale_log2 - tlse[col]);
-        if (need_mask) {
-          const int key = warp_first + group + ((i >> 1) & 1) * 8;
-          if (key > q0 + col) prob = 0.0f;
-        }
-        st[i] = prob;
-        dpt[i] = prob * (dpt[i] * p.output_scale - tdelta[col]);
-      }
+      constexpr int kHalf = kScores / 2;        // accumulators per half
+      constexpr int kHalfSteps = kBlockM / 32;  // k16 steps per half
       uint32_t ap[kBlockM / 16][4];
       uint32_t ads[kBlockM / 16][4];
-      PackScores<kDtype>(st, ap);
-      PackScores<kDtype>(dpt, ads);
-      WgmmaFence();
 #pragma unroll
-      for (int kk = 0; kk < kBlockM / 16; ++kk) {
-        WgmmaRS64x64<kDtype>(acc_dv, ap[kk],
-                             SwizzledDescriptor(tdo + 2048 * kk, 1024, 1024));
-      }
+      for (int half = 0; half < 2; ++half) {
 #pragma unroll
-      for (int kk = 0; kk < kBlockM / 16; ++kk) {
-        WgmmaRS64x64<kDtype>(acc_dk, ads[kk],
-                             SwizzledDescriptor(tq + 2048 * kk, 1024, 1024));
+        for (int i = half * kHalf; i < (half + 1) * kHalf; ++i) {
+          const int col = (i / 4) * 8 + 2 * pair + (i & 1);
+          float prob = Exp2(st[i] * scale_log2 - tlse[col]);
+          if (need_mask) {
+            const int key = warp_first + group + ((i >> 1) & 1) * 8;
+            if (key > q0 + col) prob = 0.0f;
+          }
+          st[i] = prob;
+          dpt[i] = prob * (dpt[i] * p.output_scale - tdelta[col]);
+        }
+        PackScoreSteps<kDtype>(st, ap, half * kHalfSteps, kHalfSteps);
+        PackScoreSteps<kDtype>(dpt, ads, half * kHalfSteps, kHalfSteps);
+        WgmmaFence();
+#pragma unroll
+        for (int kk = half * kHalfSteps; kk < (half + 1) * kHalfSteps; ++kk) {
+          WgmmaRS64x64<kDtype>(acc_dv, ap[kk],
+                               SwizzledDescriptor(tdo + 2048 * kk, 1024, 1024));
+        }
+#pragma unroll
+        for (int kk = half * kHalfSteps; kk < (half + 1) * kHalfSteps; ++kk) {
+          WgmmaRS64x64<kDtype>(acc_dk, ads[kk],
+                               SwizzledDescriptor(tq + 2048 * kk, 1024, 1024));
+        }
+        WgmmaCommit();
       }
-      WgmmaCommit();
       WgmmaWait<0>();
       __syncthreads();  // every warp is done with `buf` before it is refilled
     }

@@ -96,18 +96,27 @@ __device__ __forceinline__ void FenceSharedForAsyncProxy() {
 }
 
 // Rounds the accumulators of an m64 x (16 kSteps) product (wgmma.cuh layout)
-// to the A-register operands of kSteps k16 steps: step kk takes n8 tiles
-// 2 kk and 2 kk + 1.
+// to the A-register operands of k16 steps [first, first + count): step kk
+// takes n8 tiles 2 kk and 2 kk + 1. `first` and `count` must be constants
+// after unrolling (the arrays stay in registers).
 template <DataType kDtype, int kSteps>
-__device__ __forceinline__ void PackScores(const float (&acc)[8 * kSteps],
-                                           uint32_t (&a)[kSteps][4]) {
+__device__ __forceinline__ void PackScoreSteps(const float (&acc)[8 * kSteps],
+                                               uint32_t (&a)[kSteps][4],
+                                               int first, int count) {
 #pragma unroll
-  for (int kk = 0; kk < kSteps; ++kk) {
+  for (int kk = first; kk < first + count; ++kk) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       a[kk][e] = PackPair<kDtype>(acc[8 * kk + 2 * e], acc[8 * kk + 2 * e + 1]);
     }
   }
+}
+
+// PackScoreSteps over all kSteps steps.
+template <DataType kDtype, int kSteps>
+__device__ __forceinline__ void PackScores(const float (&acc)[8 * kSteps],
+                                           uint32_t (&a)[kSteps][4]) {
+  PackScoreSteps<kDtype>(acc, a, 0, kSteps);
 }
 
 // Operand lists of 8 accumulators each, for the asm statements below.
