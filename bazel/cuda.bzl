@@ -46,7 +46,10 @@ def cuda_library(name, srcs, hdrs = [], deps = [], nvcc_flags = [], **kwargs):
             name = genrule_name,
             srcs = [src] + hdrs,
             outs = [obj],
-            cmd = " ".join([
+            # nvcc names its temporary files after the process id, which is
+            # the same (2) in every sandboxed action: give each action its own
+            # temporary directory so that parallel compilations cannot collide.
+            cmd = "tmp=$$(mktemp -d) && TMPDIR=$$tmp " + " ".join([
                 NVCC or "false",
                 "-c",
                 "-std=c++17",
@@ -59,7 +62,7 @@ def cuda_library(name, srcs, hdrs = [], deps = [], nvcc_flags = [], **kwargs):
             ] + CUDA_GENCODE + nvcc_flags + [
                 "$(location " + src + ")",
                 "-o $@",
-            ]),
+            ]) + "; status=$$?; rm -rf $$tmp; exit $$status",
             target_compatible_with = requires_cuda(),
             tags = ["cuda"],
         )

@@ -2,8 +2,11 @@
 //
 // The backward kernels of flash_backward.cuh for Hopper (sm_90a), head_dim
 // <= 64, on the warpgroup tensor cores (wgmma.cuh); same contract, same
-// formulas, deterministic (no atomics), FlashDeltaKernel unchanged. One
-// warpgroup per block:
+// formulas, deterministic (no atomics). The query kernel runs first and
+// computes D = rowsum(dO * out) itself (it holds the dO rows already), for
+// its own use and, through FlashBackwardArgs::delta, for the key/value
+// kernel, so FlashDeltaKernel's extra pass over dO and out is not needed.
+// One warpgroup per block:
 //   - FlashKeyValueWgmmaKernel: 64 selected keys per block, walking query
 //     tiles of kBlockM rows. S^T = K Q^T and dP^T = V dO^T are m64 x kBlockM
 //     products with every operand in shared memory; dV += P^T dO and
@@ -159,6 +162,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             st, SwizzledDescriptor(s_k + 32 * ks, 1024, 1024),
             SwizzledDescriptor(tq + 32 * ks, 1024, 1024), ks > 0);
       }
+      WgmmaCommit();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
         WgmmaSS<kDtype, kBlockM>(
@@ -166,7 +170,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             SwizzledDescriptor(tdo + 32 * ks, 1024, 1024), ks > 0);
       }
       WgmmaCommit();
-      WgmmaWait<0>();
+      WgmmaWait<1>();  // S^T landed; dP^T runs while P^T is computed
 
       // P^T into st, dS^T into dpt, in two halves of the query tile: a
       // half's dV += P^T dO and dK += dS^T Q are issued as soon as it is
@@ -177,17 +181,22 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       uint32_t ap[kBlockM / 16][4];
       uint32_t ads[kBlockM / 16][4];
 #pragma unroll
+      for (int i = 0; i < kScores; ++i) {
+        const int col = (i / 4) * 8 + 2 * pair + (i & 1);
+        float prob = Exp2(st[i] * scale_log2 - tlse[col]);
+        if (need_mask) {
+          const int key = warp_first + group + ((i >> 1) & 1) * 8;
+          if (key > q0 + col) prob = 0.0f;
+        }
+        st[i] = prob;
+      }
+      WgmmaWait<0>();  // dP^T landed
+#pragma unroll
       for (int half = 0; half < 2; ++half) {
 #pragma unroll
         for (int i = half * kHalf; i < (half + 1) * kHalf; ++i) {
           const int col = (i / 4) * 8 + 2 * pair + (i & 1);
-          float prob = Exp2(st[i] * scale_log2 - tlse[col]);
-          if (need_mask) {
-            const int key = warp_first + group + ((i >> 1) & 1) * 8;
-            if (key > q0 + col) prob = 0.0f;
-          }
-          st[i] = prob;
-          dpt[i] = prob * (dpt[i] * p.output_scale - tdelta[col]);
+          dpt[i] = st[i] * (dpt[i] * p.output_scale - tdelta[col]);
         }
         PackScoreSteps<kDtype>(st, ap, half * kHalfSteps, kHalfSteps);
         PackScoreSteps<kDtype>(dpt, ads, half * kHalfSteps, kHalfSteps);
@@ -242,6 +251,44 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #endif
 }
 
+// Returns the generic pointer of shared address `addr` inside the block's
+// dynamic shared memory that starts at `base` (shared address of `base`).
+__device__ __forceinline__ const unsigned char* SharedPointer(
+    const unsigned char* base, uint32_t addr) {
+  return base + (addr - SharedAddress(base));
+}
+
+// Computes D = rowsum(dO * out) of the 64 rows of two swizzled tiles (dO and
+// out of selected rows [first, first + 64)) into row_delta[64], and writes
+// the rows < `rows` to delta_rows[row * rate] (delta_rows: selected row 0 of
+// the sequence). Two threads per row, float32 sums of the 16-bit products
+// in a fixed order. kThreads == 128.
+template <typename T, int kThreads>
+__device__ __forceinline__ void WriteRowDeltas(const unsigned char* grad_out,
+                                               const unsigned char* out,
+                                               float* row_delta,
+                                               float* delta_rows, int rate,
+                                               int rows, int first, int tid) {
+  static_assert(kThreads == 128, "two threads per row of 64");
+  const int row = tid / 2;
+  float dot = 0.0f;
+#pragma unroll
+  for (int c = (tid % 2) * 4; c < (tid % 2) * 4 + 4; ++c) {
+    const uint4 a = *reinterpret_cast<const uint4*>(out + SwizzledOffset(row, c));
+    const uint4 b =
+        *reinterpret_cast<const uint4*>(grad_out + SwizzledOffset(row, c));
+    const T* ea = reinterpret_cast<const T*>(&a);
+    const T* eb = reinterpret_cast<const T*>(&b);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) dot += ToFloat(ea[e]) * ToFloat(eb[e]);
+  }
+  dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+  if (tid % 2 == 0) {
+    row_delta[row] = dot;
+    if (first + row < rows) delta_rows[(first + row) * rate] = dot;
+  }
+}
+
 // Shape of FlashQueryWgmmaKernel: 64 queries per block, kBlockN keys per
 // tile (64 or 128).
 template <DataType kDtypeT, int kBlockNT, int kMinBlocksT>
@@ -255,8 +302,9 @@ struct WgmmaQueryTile {
   static constexpr int kThreads = 128;
   static constexpr int kQueryBytes = kBlockM * 128;
   static constexpr int kKeyBytes = kBlockN * 128;
-  // Q, dO, two K and two V buffers, alignment slack.
-  static constexpr size_t kSmemBytes = 2 * kQueryBytes + 4 * kKeyBytes + 1024;
+  // Q, dO, two K and two V buffers, out, the row deltas, alignment slack.
+  static constexpr size_t kSmemBytes = 3 * kQueryBytes + 4 * kKeyBytes +
+                                       kBlockM * sizeof(float) + 1024;
   static_assert(kBlockN == 64 || kBlockN == 128, "m64n64 or m64n128");
 };
 
@@ -277,6 +325,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const uint32_t s_do = s_q + Tile::kQueryBytes;
   const uint32_t s_k = s_do + Tile::kQueryBytes;  // [2][kKeyBytes]
   const uint32_t s_v = s_k + 2 * kKeyBytes;       // [2][kKeyBytes]
+  const int o_offset = 2 * Tile::kQueryBytes + 4 * kKeyBytes;
+  const uint32_t s_o = s_q + o_offset;
+  float* s_row_delta =
+      reinterpret_cast<float*>(smem + o_offset + Tile::kQueryBytes);
 
   const BackwardParams& bp = args.params;
   const ForwardParams& p = bp.forward;
@@ -307,20 +359,23 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     LoadRowsSwizzled<kBlockM, Tile::kThreads>(
         s_do, SelectedRow0<const T>(bp.grad_out, w, g), RowStep(bp.grad_out, g),
         j_begin, num_rows, chunks, tid);
+    LoadRowsSwizzled<kBlockM, Tile::kThreads>(
+        s_o, SelectedRow0<const T>(p.out, w, g), RowStep(p.out, g), j_begin,
+        num_rows, chunks, tid);
     LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_k, k_rows, k_step, 0, num_rows,
                                               chunks, tid);
     LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_v, v_rows, v_step, 0, num_rows,
                                               chunks, tid);
     CpAsyncCommit();
 
-    // Row statistics of this thread's two rows.
+    // Row statistics of this thread's two rows; D comes from the out and dO
+    // tiles during the first key tile.
     const RowStatistics stats = MakeRowStatistics(args, w, g);
     float row_lse[2];
     float row_delta[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       row_lse[h] = stats.LseLog2(warp_first + group + h * 8);
-      row_delta[h] = stats.Delta(warp_first + group + h * 8);
     }
 
     const int key_limit = p.is_causal ? j_end : num_rows;
@@ -360,6 +415,21 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             SwizzledDescriptor(tv + 32 * ks, 1024, 1024), ks > 0);
       }
       WgmmaCommit();
+      if (tile == 0) {
+        // While the tensor cores work: D = rowsum(dO * out) of the block's
+        // rows, for this kernel and (through args.delta) the key/value one.
+        WriteRowDeltas<T, Tile::kThreads>(
+            SharedPointer(smem, s_do), SharedPointer(smem, s_o), s_row_delta,
+            SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w,
+                         g) +
+                g.offset,
+            static_cast<int>(g.dilation_rate), num_rows, j_begin, tid);
+        __syncthreads();
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          row_delta[h] = s_row_delta[warp * 16 + group + h * 8];
+        }
+      }
       WgmmaWait<1>();  // S landed
 
       const bool need_mask = key0 + kBlockN > num_rows ||

@@ -107,19 +107,21 @@ template <DataType kDtype, int kHeadDim>
 cudaError_t RunFlashBackward(const BackwardParams& params, float* delta,
                              cudaStream_t stream) {
   using Config = FlashConfig<kDtype, kHeadDim>;
-  cudaError_t error = LaunchFlashDelta<kDtype>(params, delta, stream);
-  if (error != cudaSuccess) return error;
   FlashBackwardArgs args;
   args.params = params;
   args.delta = delta;
   if constexpr (!std::is_void_v<typename Config::KeyValueWgmma>) {
     if (WgmmaAvailable()) {
-      error = LaunchFlashKeyValueWgmma<typename Config::KeyValueWgmma>(args,
-                                                                       stream);
+      // The query kernel writes the delta rows the key/value kernel reads.
+      cudaError_t error =
+          LaunchFlashQueryWgmma<typename Config::QueryWgmma>(args, stream);
       if (error != cudaSuccess) return error;
-      return LaunchFlashQueryWgmma<typename Config::QueryWgmma>(args, stream);
+      return LaunchFlashKeyValueWgmma<typename Config::KeyValueWgmma>(args,
+                                                                      stream);
     }
   }
+  cudaError_t error = LaunchFlashDelta<kDtype>(params, delta, stream);
+  if (error != cudaSuccess) return error;
   error = LaunchFlashKeyValue<typename Config::KeyValue>(args, stream);
   if (error != cudaSuccess) return error;
   if constexpr (!std::is_void_v<typename Config::KeyOnly>) {
