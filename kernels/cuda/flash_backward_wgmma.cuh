@@ -446,19 +446,26 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         s[i] = prob;
       }
       WgmmaWait<0>();  // dP landed
-#pragma unroll
-      for (int i = 0; i < kScores; ++i) {
-        dp[i] = s[i] * (dp[i] * p.output_scale - row_delta[(i >> 1) & 1]);
-      }
+      // dS in two halves of the key tile, each half's dQ += dS K issued as
+      // soon as it is packed.
+      constexpr int kHalf = kScores / 2;
+      constexpr int kHalfSteps = kBlockN / 32;
       uint32_t ads[kBlockN / 16][4];
-      PackScores<kDtype>(dp, ads);
-      WgmmaFence();
 #pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk) {
-        WgmmaRS64x64<kDtype>(acc_dq, ads[kk],
-                             SwizzledDescriptor(tk + 2048 * kk, 1024, 1024));
+      for (int half = 0; half < 2; ++half) {
+#pragma unroll
+        for (int i = half * kHalf; i < (half + 1) * kHalf; ++i) {
+          dp[i] = s[i] * (dp[i] * p.output_scale - row_delta[(i >> 1) & 1]);
+        }
+        PackScoreSteps<kDtype>(dp, ads, half * kHalfSteps, kHalfSteps);
+        WgmmaFence();
+#pragma unroll
+        for (int kk = half * kHalfSteps; kk < (half + 1) * kHalfSteps; ++kk) {
+          WgmmaRS64x64<kDtype>(acc_dq, ads[kk],
+                               SwizzledDescriptor(tk + 2048 * kk, 1024, 1024));
+        }
+        WgmmaCommit();
       }
-      WgmmaCommit();
       WgmmaWait<0>();
       __syncthreads();  // every warp is done with `buf` before it is refilled
     }

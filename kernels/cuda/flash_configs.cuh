@@ -36,9 +36,14 @@ namespace gpu {
 // blocks per SM, so that blocks out of step keep the tensor cores busy while
 // another block does its softmax (cuda_tile_sweep: 7.9 ms against 8.8 ms for
 // three warpgroups in one block that meet at every tile's barrier). The
-// wgmma backward: dK/dV over 128-query tiles (254 registers: two blocks per
-// SM), dQ over 64-key tiles, three blocks per SM (the fastest of the
-// cuda_tile_sweep variants).
+// wgmma backward: dK/dV over 128-query tiles (255 registers: two blocks per
+// SM); dQ over 128-key tiles with two blocks per SM without a mask, 64-key
+// tiles with three under the causal mask, whose diagonal tiles favour them.
+// Chosen on the whole backward pass (cuda_attention_benchmark, config A at
+// 1M on an H100, alternating binaries): the 64-query dK/dV tiles that
+// cuda_tile_sweep times faster alone (13.9 against 14.7 ms) make the pass
+// 0.6-1.0 ms slower, and a third K/V buffer for the dQ kernel (its product
+// overlapping the next tile) 0.2-0.9 ms slower.
 template <DataType kDtype, int kHeadDim>
 struct FlashConfig;
 
@@ -47,6 +52,7 @@ struct FlashConfig<kDtype, 32> {
   using ForwardWgmma = void;
   using KeyValueWgmma = void;
   using QueryWgmma = void;
+  using QueryWgmmaCausal = void;
   using Forward = ForwardTile<kDtype, 32, 128, 64, 4, true, 2, 2>;
   using KeyValue =
       KeyValueTile<kDtype, 32, 64, 4, true, KeyValuePart::kBoth, 2>;
@@ -58,7 +64,8 @@ template <DataType kDtype>
 struct FlashConfig<kDtype, 64> {
   using ForwardWgmma = WgmmaForwardTile<kDtype, 1, 128, 3>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 128, 1>;
-  using QueryWgmma = WgmmaQueryTile<kDtype, 64, 3>;
+  using QueryWgmma = WgmmaQueryTile<kDtype, 128, 2>;
+  using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 3>;
   using Forward = ForwardTile<kDtype, 64, 128, 64, 4, true, 2, 2>;
   using KeyValue =
       KeyValueTile<kDtype, 64, 64, 4, true, KeyValuePart::kBoth, 2>;
@@ -71,6 +78,7 @@ struct FlashConfig<kDtype, 128> {
   using ForwardWgmma = void;
   using KeyValueWgmma = void;
   using QueryWgmma = void;
+  using QueryWgmmaCausal = void;
   using Forward = ForwardTile<kDtype, 128, 128, 32, 4, false, 2, 2>;
   using KeyValue =
       KeyValueTile<kDtype, 128, 32, 4, false, KeyValuePart::kBoth, 2>;
@@ -83,6 +91,7 @@ struct FlashConfig<kDtype, 256> {
   using ForwardWgmma = void;
   using KeyValueWgmma = void;
   using QueryWgmma = void;
+  using QueryWgmmaCausal = void;
   using Forward = ForwardTile<kDtype, 256, 64, 32, 4, false, 1>;
   using KeyValue =
       KeyValueTile<kDtype, 256, 32, 4, false, KeyValuePart::kValueOnly, 1>;
@@ -114,7 +123,11 @@ cudaError_t RunFlashBackward(const BackwardParams& params, float* delta,
     if (WgmmaAvailable()) {
       // The query kernel writes the delta rows the key/value kernel reads.
       cudaError_t error =
-          LaunchFlashQueryWgmma<typename Config::QueryWgmma>(args, stream);
+          params.forward.is_causal
+              ? LaunchFlashQueryWgmma<typename Config::QueryWgmmaCausal>(args,
+                                                                         stream)
+              : LaunchFlashQueryWgmma<typename Config::QueryWgmma>(args,
+                                                                   stream);
       if (error != cudaSuccess) return error;
       return LaunchFlashKeyValueWgmma<typename Config::KeyValueWgmma>(args,
                                                                       stream);
