@@ -151,10 +151,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       const uint32_t tdo = s_do + buf * kQueryBytes;
       const float* tlse = s_lse + buf * kBlockM;
       const float* tdelta = s_delta + buf * kBlockM;
-      // S^T and dP^T, then dV += P^T dO and dK += dS^T Q (dO and Q MN-major:
-      // 16 query rows, 2048 bytes, per k16 step). Overlapping dP^T with the
-      // computation of P^T (as the dQ kernel does) needs registers that
-      // 128-query tiles do not have: it spills and runs 10% slower.
+      // S^T, then dP^T while P^T is computed, then dV += P^T dO and
+      // dK += dS^T Q (dO and Q MN-major: 16 query rows, 2048 bytes, per k16
+      // step).
       WgmmaFence();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
@@ -172,7 +171,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       WgmmaCommit();
       WgmmaWait<1>();  // S^T landed; dP^T runs while P^T is computed
 
-      // P^T into st, dS^T into dpt, in two halves of the query tile: a
+      // P^T into st; then dS^T into dpt in two halves of the query tile: a
       // half's dV += P^T dO and dK += dS^T Q are issued as soon as it is
       // packed, so the tensor cores work while the other half is computed.
       const bool need_mask = p.is_causal && q0 < warp_first + 15;
