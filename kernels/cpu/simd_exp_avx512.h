@@ -3,8 +3,10 @@
 // A vectorised 2^x for sixteen floats (AVX-512 F), the exponential of the
 // AVX-512 softmax: the polynomial of simd_exp.h on x - round(x), scaled by
 // 2^round(x) with one vscalefps. Relative error <= 3e-7 for x in [-126, 0];
-// 2^0 is exactly 1; results for x < -126 (and -inf, and NaN) are exactly 0,
-// so no subnormal value ever reaches the tile products.
+// 2^0 is exactly 1. Exp2x16 gives exactly 0 for x < -126 (and -inf, and
+// NaN), so no subnormal value comes out of it; Exp2x16Unmasked, one
+// instruction shorter on the FMA pipes, may give subnormals for x in
+// (-152, -126).
 //
 // Include only from code compiled with -mavx512f. x above 128 gives +inf.
 
@@ -17,6 +19,17 @@ namespace dilated {
 namespace kernels {
 namespace cpu {
 
+// The degree-5 polynomial of simd_exp.h on f in [-1/2, 1/2]: 1 + f q(f), q
+// interpolating (2^f - 1) / f at the Chebyshev nodes; 2^0 is exactly 1.
+inline __m512 Exp2Polynomial(__m512 f) {
+  __m512 p = _mm512_set1_ps(1.3381302537301026e-3f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.666368515384533e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550381013796484e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022349038020388e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471805599453e-1f));
+  return _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+}
+
 // Returns 2^x lane by lane.
 inline __m512 Exp2x16(__m512 x) {
   // Lanes below -126 (-inf and NaN too) are zeroed by the final mask; their
@@ -26,15 +39,24 @@ inline __m512 Exp2x16(__m512 x) {
   const __m512 n =
       _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(x, n);  // In [-1/2, 1/2].
-  // The coefficients of simd_exp.h: 1 + f q(f), q interpolating
-  // (2^f - 1) / f at the Chebyshev nodes of [-1/2, 1/2].
-  __m512 p = _mm512_set1_ps(1.3381302537301026e-3f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.666368515384533e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550381013796484e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022349038020388e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471805599453e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_maskz_scalef_ps(keep, p, n);
+  return _mm512_maskz_scalef_ps(keep, Exp2Polynomial(f), n);
+}
+
+// Returns 2^x lane by lane, the same bits as Exp2x16 for x >= -126, without
+// its compare: results for x in (-152, -126) are the subnormal values that
+// vscalefps rounds 2^x to (or 0) instead of 0; those for x <= -152, -inf and
+// NaN are still exactly 0. For the exponentials taken inside the tile
+// products (tile_gemm_avx512.cc): Zen 4 runs vcmpps on the two FMA pipes,
+// which bound that epilogue (5 polynomial FMAs + the compare per vector),
+// and vmaxps on the other two, like vrndscaleps, vsubps and vscalefps.
+inline __m512 Exp2x16Unmasked(__m512 x) {
+  // vmaxps returns its second operand when the first is NaN: NaN -> -160,
+  // and 2^-160 rounds to 0.
+  x = _mm512_max_ps(x, _mm512_set1_ps(-160.0f));
+  const __m512 n =
+      _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);  // In [-1/2, 1/2].
+  return _mm512_scalef_ps(Exp2Polynomial(f), n);
 }
 
 }  // namespace cpu
