@@ -273,7 +273,8 @@ __device__ __forceinline__ void WriteRowDeltas(const unsigned char* grad_out,
   float dot = 0.0f;
 #pragma unroll
   for (int c = (tid % 2) * 4; c < (tid % 2) * 4 + 4; ++c) {
-    const uint4 a = *reinterpret_cast<const uint4*>(out + SwizzledOffset(row, c));
+    const uint4 a =
+        *reinterpret_cast<const uint4*>(out + SwizzledOffset(row, c));
     const uint4 b =
         *reinterpret_cast<const uint4*>(grad_out + SwizzledOffset(row, c));
     const T* ea = reinterpret_cast<const T*>(&a);
@@ -302,8 +303,8 @@ struct WgmmaQueryTile {
   static constexpr int kQueryBytes = kBlockM * 128;
   static constexpr int kKeyBytes = kBlockN * 128;
   // Q, dO, two K and two V buffers, out, the row deltas, alignment slack.
-  static constexpr size_t kSmemBytes = 3 * kQueryBytes + 4 * kKeyBytes +
-                                       kBlockM * sizeof(float) + 1024;
+  static constexpr size_t kSmemBytes =
+      3 * kQueryBytes + 4 * kKeyBytes + kBlockM * sizeof(float) + 1024;
   static_assert(kBlockN == 64 || kBlockN == 128, "m64n64 or m64n128");
 };
 
@@ -419,8 +420,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         // rows, for this kernel and (through args.delta) the key/value one.
         WriteRowDeltas<T, Tile::kThreads>(
             SharedPointer(smem, s_do), SharedPointer(smem, s_o), s_row_delta,
-            SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w,
-                         g) +
+            SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
                 g.offset,
             static_cast<int>(g.dilation_rate), num_rows, j_begin, tid);
         __syncthreads();
