@@ -99,6 +99,18 @@ __device__ __forceinline__ void Mma<DataType::kBFloat16>(float (&c)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Returns the float32 dot product of two 16-byte vectors of eight 16-bit
+// elements, summed in element order.
+template <typename T>
+__device__ __forceinline__ float Dot8(const uint4& a, const uint4& b) {
+  const T* ea = reinterpret_cast<const T*>(&a);
+  const T* eb = reinterpret_cast<const T*>(&b);
+  float dot = 0.0f;
+#pragma unroll
+  for (int e = 0; e < 8; ++e) dot += ToFloat(ea[e]) * ToFloat(eb[e]);
+  return dot;
+}
+
 // Returns the shared-memory address of a generic pointer into shared memory.
 __device__ __forceinline__ uint32_t SharedAddress(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));

@@ -83,12 +83,8 @@ __global__ void __launch_bounds__(256)
                         j * RowStep(args.params.grad_out, g);
     const int chunks = static_cast<int>(p.head_dim / 8);
     for (int c = lane; c < chunks; c += kLanesPerRow) {
-      const uint4 a = *reinterpret_cast<const uint4*>(out_row + c * 8);
-      const uint4 b = *reinterpret_cast<const uint4*>(grad_row + c * 8);
-      const T* ea = reinterpret_cast<const T*>(&a);
-      const T* eb = reinterpret_cast<const T*>(&b);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) dot += ToFloat(ea[e]) * ToFloat(eb[e]);
+      dot += Dot8<T>(*reinterpret_cast<const uint4*>(out_row + c * 8),
+                     *reinterpret_cast<const uint4*>(grad_row + c * 8));
     }
     target = args.delta + (w.batch * p.num_heads + w.head) * p.seq_len +
              w.segment * g.segment_length + g.offset + j * g.dilation_rate;

@@ -220,21 +220,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     // tiles (no wgmma reads them any more).
     unsigned char* stage_v = smem + Tile::kKeyBytes + warp * 16 * 128;
     unsigned char* stage_k = smem + warp * 16 * 128;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = group + h * 8;
-#pragma unroll
-      for (int ot = 0; ot < 8; ++ot) {
-        StagePair(
-            stage_v, row, ot, pair,
-            PackPair<kDtype>(acc_dv[4 * ot + 2 * h] * p.output_scale,
-                             acc_dv[4 * ot + 2 * h + 1] * p.output_scale));
-        StagePair(
-            stage_k, row, ot, pair,
-            PackPair<kDtype>(acc_dk[4 * ot + 2 * h] * p.softmax_scale,
-                             acc_dk[4 * ot + 2 * h + 1] * p.softmax_scale));
-      }
-    }
+    StageAccumulatorRows<kDtype>(stage_v, acc_dv, p.output_scale,
+                                 p.output_scale, group, pair);
+    StageAccumulatorRows<kDtype>(stage_k, acc_dk, p.softmax_scale,
+                                 p.softmax_scale, group, pair);
     __syncwarp();
     StoreStagedRows(stage_v, SelectedRow0<T>(bp.grad_v, w, g),
                     RowStep(bp.grad_v, g), warp_first, num_rows, chunks, lane);
@@ -273,14 +262,9 @@ __device__ __forceinline__ void WriteRowDeltas(const unsigned char* grad_out,
   float dot = 0.0f;
 #pragma unroll
   for (int c = (tid % 2) * 4; c < (tid % 2) * 4 + 4; ++c) {
-    const uint4 a =
-        *reinterpret_cast<const uint4*>(out + SwizzledOffset(row, c));
-    const uint4 b =
-        *reinterpret_cast<const uint4*>(grad_out + SwizzledOffset(row, c));
-    const T* ea = reinterpret_cast<const T*>(&a);
-    const T* eb = reinterpret_cast<const T*>(&b);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) dot += ToFloat(ea[e]) * ToFloat(eb[e]);
+    dot += Dot8<T>(
+        *reinterpret_cast<const uint4*>(out + SwizzledOffset(row, c)),
+        *reinterpret_cast<const uint4*>(grad_out + SwizzledOffset(row, c)));
   }
   dot += __shfl_xor_sync(0xffffffffu, dot, 1);
   if (tid % 2 == 0) {
@@ -471,17 +455,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
     // Epilogue through this warp's own rows of the Q tile.
     unsigned char* stage = smem + warp * 16 * 128;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = group + h * 8;
-#pragma unroll
-      for (int ot = 0; ot < 8; ++ot) {
-        StagePair(
-            stage, row, ot, pair,
-            PackPair<kDtype>(acc_dq[4 * ot + 2 * h] * p.softmax_scale,
-                             acc_dq[4 * ot + 2 * h + 1] * p.softmax_scale));
-      }
-    }
+    StageAccumulatorRows<kDtype>(stage, acc_dq, p.softmax_scale,
+                                 p.softmax_scale, group, pair);
     __syncwarp();
     StoreStagedRows(stage, SelectedRow0<T>(bp.grad_q, w, g),
                     RowStep(bp.grad_q, g), warp_first, num_rows, chunks, lane);

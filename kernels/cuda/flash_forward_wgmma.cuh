@@ -223,25 +223,21 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int o_offset = static_cast<int>(g.offset);
     const int rate = static_cast<int>(g.dilation_rate);
     unsigned char* stage = smem + warpgroup * 64 * 128 + warp * 16 * 128;
+    float inverse[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float sum = row_sum[h];
       sum += __shfl_xor_sync(0xffffffffu, sum, 1);
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      const float inverse = sum > 0.0f ? p.output_scale / sum : 0.0f;
-      const int row = group + h * 8;  // within the warp's 16 rows
-#pragma unroll
-      for (int ot = 0; ot < 8; ++ot) {
-        StagePair(stage, row, ot, pair,
-                  PackPair<kDtype>(acc_o[4 * ot + 2 * h] * inverse,
-                                   acc_o[4 * ot + 2 * h + 1] * inverse));
-      }
-      const int query = warp_first + row;
+      inverse[h] = sum > 0.0f ? p.output_scale / sum : 0.0f;
+      const int query = warp_first + group + h * 8;
       if (lse_segment != nullptr && pair == 0 && query < num_rows) {
         lse_segment[o_offset + query * rate] =
             sum > 0.0f ? (row_max[h] + __log2f(sum)) * kLn2 : kMinusInf;
       }
     }
+    StageAccumulatorRows<kDtype>(stage, acc_o, inverse[0], inverse[1], group,
+                                 pair);
     __syncwarp();
     StoreStagedRows(stage, SelectedRow0<T>(p.out, w, g), RowStep(p.out, g),
                     warp_first, num_rows, chunks, lane);

@@ -17,6 +17,7 @@
 
 #include "kernels/cuda/device_primitives.cuh"
 #include "kernels/cuda/wgmma.cuh"
+#include "kernels/dilated_params.h"
 
 namespace dilated {
 namespace kernels {
@@ -95,6 +96,28 @@ __device__ __forceinline__ void StagePair(unsigned char* stage, int row,
                                           int tile, int pair, uint32_t packed) {
   *reinterpret_cast<uint32_t*>(stage + SwizzledOffset(row, tile) + 4 * pair) =
       packed;
+}
+
+// Stages one warp's 16 rows of an m64n64 float accumulator (wgmma.cuh
+// layout: rows `group` and `group` + 8, columns 8 t + 2 `pair` and the next)
+// as 16-bit values: row `group` times scale_low, row `group` + 8 times
+// scale_high. Follow with __syncwarp() and StoreStagedRows.
+template <DataType kDtype>
+__device__ __forceinline__ void StageAccumulatorRows(unsigned char* stage,
+                                                     const float (&acc)[32],
+                                                     float scale_low,
+                                                     float scale_high,
+                                                     int group, int pair) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float scale = h == 0 ? scale_low : scale_high;
+#pragma unroll
+    for (int t = 0; t < 8; ++t) {
+      StagePair(stage, group + h * 8, t, pair,
+                PackPair<kDtype>(acc[4 * t + 2 * h] * scale,
+                                 acc[4 * t + 2 * h + 1] * scale));
+    }
+  }
 }
 
 // Copies the 16 staged rows of one warp to selected rows [first, first + 16)
