@@ -21,7 +21,8 @@ cp bazel-bin/tests/cuda/dilated_attention_cuda_test \
   bazel-bin/tests/attention/golden_cuda_test \
   bazel-bin/benchmarks/cuda_attention_benchmark \
   bazel-bin/benchmarks/cuda_tile_sweep \
-  benchmarks/gpu/compare.py benchmarks/gpu/run_all.sh "$dst/"
+  benchmarks/gpu/compare.py benchmarks/gpu/run_all.sh benchmarks/gpu/profile.sh \
+  "$dst/"
 for lib in $(ldd "$dst"/cuda_attention_benchmark "$dst"/dilated_attention_cuda_test \
              "$dst"/conformance_cuda_test | awk '/=>/ {print $3}' | sort -u |
              grep -E 'libabsl|libbenchmark|libgomp'); do
