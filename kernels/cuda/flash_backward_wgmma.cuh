@@ -141,9 +141,24 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       LoadRowsSwizzled<kBlockM, Tile::kThreads>(s_do + buf * kQueryBytes,
                                                 do_rows, do_step, q0, num_rows,
                                                 chunks, tid);
-      for (int i = tid; i < kBlockM; i += Tile::kThreads) {
-        s_lse[buf * kBlockM + i] = stats.LseLog2(q0 + i);
-        s_delta[buf * kBlockM + i] = stats.Delta(q0 + i);
+    };
+    // The lse and delta rows go through registers a tile ahead: thread tid
+    // fetches row tid of a tile one step before it stores it into the
+    // shared buffer, so the global load's latency never stalls the store
+    // (storing right after the load cost a load latency per tile).
+    static_assert(kBlockM <= Tile::kThreads, "one statistics row per thread");
+    float next_lse = 0.0f;
+    float next_delta = 0.0f;
+    auto fetch_statistics = [&](int qt) {
+      if (tid < kBlockM) {
+        next_lse = stats.LseLog2(qt * kBlockM + tid);
+        next_delta = stats.Delta(qt * kBlockM + tid);
+      }
+    };
+    auto store_statistics = [&](int buf) {
+      if (tid < kBlockM) {
+        s_lse[buf * kBlockM + tid] = next_lse;
+        s_delta[buf * kBlockM + tid] = next_delta;
       }
     };
 
@@ -157,6 +172,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int num_tiles = (num_rows + kBlockM - 1) / kBlockM;
     load_query_tile(first_tile, 0);
     CpAsyncCommit();
+    fetch_statistics(first_tile);
+    store_statistics(0);
+    if (first_tile + 1 < num_tiles) fetch_statistics(first_tile + 1);
 
     float acc_dv[32];
     float acc_dk[32];
@@ -171,6 +189,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       if (qt + 1 < num_tiles) {
         load_query_tile(qt + 1, buf ^ 1);
         CpAsyncCommit();
+        store_statistics(buf ^ 1);
+        if (qt + 2 < num_tiles) fetch_statistics(qt + 2);
         CpAsyncWait<1>();
       } else {
         CpAsyncWait<0>();

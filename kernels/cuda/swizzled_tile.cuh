@@ -53,6 +53,19 @@ __device__ __forceinline__ void LoadRowsSwizzled(uint32_t tile, const T* rows,
   const int64_t pass_step = kRowsPerPass * step;
   const uint32_t dst = tile + r0 * 128 + ((c ^ (r0 & 7)) << 4);
   const bool column_valid = c < chunks;
+  if (column_valid && first + kRows <= limit) {
+    // Every row and this thread's chunk exist (all tiles but a sequence's
+    // last at head_dim 64): no per-row bounds test or source select, which
+    // were half of the loader's instructions.
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      if (kRows % kRowsPerPass == 0 || r0 + pass * kRowsPerPass < kRows) {
+        CpAsync16(dst + pass * kRowsPerPass * 128, src, true);
+      }
+      src += pass_step;
+    }
+    return;
+  }
 #pragma unroll
   for (int pass = 0; pass < kPasses; ++pass) {
     const int r = r0 + pass * kRowsPerPass;
