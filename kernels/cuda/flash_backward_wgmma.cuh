@@ -180,6 +180,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     float acc_dk[32];
 #pragma unroll
     for (int i = 0; i < 32; ++i) acc_dv[i] = acc_dk[i] = 0.0f;
+    const SwizzledTileDescriptor k_desc(s_k);
+    const SwizzledTileDescriptor v_desc(s_v);
     float st[kScores];   // S^T: keys x queries
     float dpt[kScores];  // dP^T / c
     const float scale_log2 = p.softmax_scale * kLog2e;
@@ -199,8 +201,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       __syncthreads();  // K, V (first tile), Q, dO, lse and delta landed
 
       const int q0 = qt * kBlockM;
-      const uint32_t tq = s_q + buf * kQueryBytes;
-      const uint32_t tdo = s_do + buf * kQueryBytes;
+      const SwizzledTileDescriptor q_desc(s_q + buf * kQueryBytes);
+      const SwizzledTileDescriptor do_desc(s_do + buf * kQueryBytes);
       const float* tlse = s_lse + buf * kBlockM;
       const float* tdelta = s_delta + buf * kBlockM;
       // S^T, then dP^T while P^T is computed, then dV += P^T dO and
@@ -209,16 +211,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       WgmmaFence();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
-        WgmmaSS<kDtype, kBlockM>(
-            st, SwizzledDescriptor(s_k + 32 * ks, 1024, 1024),
-            SwizzledDescriptor(tq + 32 * ks, 1024, 1024), ks > 0);
+        WgmmaSS<kDtype, kBlockM>(st, k_desc.At(32 * ks), q_desc.At(32 * ks),
+                                 ks > 0);
       }
       WgmmaCommit();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
-        WgmmaSS<kDtype, kBlockM>(
-            dpt, SwizzledDescriptor(s_v + 32 * ks, 1024, 1024),
-            SwizzledDescriptor(tdo + 32 * ks, 1024, 1024), ks > 0);
+        WgmmaSS<kDtype, kBlockM>(dpt, v_desc.At(32 * ks), do_desc.At(32 * ks),
+                                 ks > 0);
       }
       WgmmaCommit();
       WgmmaWait<1>();  // S^T landed; dP^T runs while P^T is computed
@@ -231,10 +231,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       constexpr int kHalfSteps = kBlockM / 32;  // k16 steps per half
       uint32_t ap[kBlockM / 16][4];
       uint32_t ads[kBlockM / 16][4];
+      // Accumulators i and i + 1 hold adjacent queries: one 8-byte load
+      // brings both rows' statistics.
 #pragma unroll
-      for (int i = 0; i < kScores; ++i) {
-        const int col = (i / 4) * 8 + 2 * pair + (i & 1);
-        st[i] = Exp2(st[i] * scale_log2 - tlse[col]);
+      for (int i = 0; i < kScores; i += 2) {
+        const float2 lse =
+            *reinterpret_cast<const float2*>(tlse + (i / 4) * 8 + 2 * pair);
+        st[i] = Exp2(st[i] * scale_log2 - lse.x);
+        st[i + 1] = Exp2(st[i + 1] * scale_log2 - lse.y);
       }
       // The causal mask as a pass of its own over the diagonal tiles: tested
       // inside the loop above, its compares and selects were if-converted
@@ -246,22 +250,22 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
 #pragma unroll
-        for (int i = half * kHalf; i < (half + 1) * kHalf; ++i) {
-          const int col = (i / 4) * 8 + 2 * pair + (i & 1);
-          dpt[i] = st[i] * (dpt[i] * p.output_scale - tdelta[col]);
+        for (int i = half * kHalf; i < (half + 1) * kHalf; i += 2) {
+          const float2 delta =
+              *reinterpret_cast<const float2*>(tdelta + (i / 4) * 8 + 2 * pair);
+          dpt[i] = st[i] * (dpt[i] * p.output_scale - delta.x);
+          dpt[i + 1] = st[i + 1] * (dpt[i + 1] * p.output_scale - delta.y);
         }
         PackScoreSteps<kDtype>(st, ap, half * kHalfSteps, kHalfSteps);
         PackScoreSteps<kDtype>(dpt, ads, half * kHalfSteps, kHalfSteps);
         WgmmaFence();
 #pragma unroll
         for (int kk = half * kHalfSteps; kk < (half + 1) * kHalfSteps; ++kk) {
-          WgmmaRS64x64<kDtype>(acc_dv, ap[kk],
-                               SwizzledDescriptor(tdo + 2048 * kk, 1024, 1024));
+          WgmmaRS64x64<kDtype>(acc_dv, ap[kk], do_desc.At(2048 * kk));
         }
 #pragma unroll
         for (int kk = half * kHalfSteps; kk < (half + 1) * kHalfSteps; ++kk) {
-          WgmmaRS64x64<kDtype>(acc_dk, ads[kk],
-                               SwizzledDescriptor(tq + 2048 * kk, 1024, 1024));
+          WgmmaRS64x64<kDtype>(acc_dk, ads[kk], q_desc.At(2048 * kk));
         }
         WgmmaCommit();
       }
@@ -420,6 +424,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     float acc_dq[32];
 #pragma unroll
     for (int i = 0; i < 32; ++i) acc_dq[i] = 0.0f;
+    const SwizzledTileDescriptor q_desc(s_q);
+    const SwizzledTileDescriptor do_desc(s_do);
     float s[kScores];
     float dp[kScores];
     const float scale_log2 = p.softmax_scale * kLog2e;
@@ -433,23 +439,21 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
           (tile + 1) * kBlockN, num_rows, chunks, tid);
 
       const int key0 = tile * kBlockN;
-      const uint32_t tk = s_k + buf * kKeyBytes;
-      const uint32_t tv = s_v + buf * kKeyBytes;
+      const SwizzledTileDescriptor k_desc(s_k + buf * kKeyBytes);
+      const SwizzledTileDescriptor v_desc(s_v + buf * kKeyBytes);
       // S, then dP while P is computed, then dQ += dS K (K MN-major: 16 key
       // rows, 2048 bytes, per k16 step).
       WgmmaFence();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
-        WgmmaSS<kDtype, kBlockN>(
-            s, SwizzledDescriptor(s_q + 32 * ks, 1024, 1024),
-            SwizzledDescriptor(tk + 32 * ks, 1024, 1024), ks > 0);
+        WgmmaSS<kDtype, kBlockN>(s, q_desc.At(32 * ks), k_desc.At(32 * ks),
+                                 ks > 0);
       }
       WgmmaCommit();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
-        WgmmaSS<kDtype, kBlockN>(
-            dp, SwizzledDescriptor(s_do + 32 * ks, 1024, 1024),
-            SwizzledDescriptor(tv + 32 * ks, 1024, 1024), ks > 0);
+        WgmmaSS<kDtype, kBlockN>(dp, do_desc.At(32 * ks), v_desc.At(32 * ks),
+                                 ks > 0);
       }
       WgmmaCommit();
       if (tile == 0) {
@@ -495,8 +499,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         WgmmaFence();
 #pragma unroll
         for (int kk = half * kHalfSteps; kk < (half + 1) * kHalfSteps; ++kk) {
-          WgmmaRS64x64<kDtype>(acc_dq, ads[kk],
-                               SwizzledDescriptor(tk + 2048 * kk, 1024, 1024));
+          WgmmaRS64x64<kDtype>(acc_dq, ads[kk], k_desc.At(2048 * kk));
         }
         WgmmaCommit();
       }

@@ -118,7 +118,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const float scale_log2 = p.softmax_scale * kLog2e;
     const bool positive_scale = p.softmax_scale > 0.0f;
     const float post_scale = positive_scale ? scale_log2 : 1.0f;
-    const uint32_t q_tile = s_q + warpgroup * 64 * 128;
+    const SwizzledTileDescriptor q_tile(s_q + warpgroup * 64 * 128);
 
     for (int tile = 0; tile < num_key_tiles; ++tile) {
       const int key0 = tile * kBlockN;
@@ -133,13 +133,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
           wg_first < num_rows && (!p.is_causal || key0 <= wg_last);
       if (active) {
         // S = Q K^T: four k16 steps of 32 bytes along the swizzled rows.
-        const uint32_t k_tile = s_k + buf * kTileBytes;
+        const SwizzledTileDescriptor k_tile(s_k + buf * kTileBytes);
         WgmmaFence();
 #pragma unroll
         for (int ks = 0; ks < 4; ++ks) {
-          WgmmaSS<kDtype, kBlockN>(
-              s, SwizzledDescriptor(q_tile + 32 * ks, 1024, 1024),
-              SwizzledDescriptor(k_tile + 32 * ks, 1024, 1024), ks > 0);
+          WgmmaSS<kDtype, kBlockN>(s, q_tile.At(32 * ks), k_tile.At(32 * ks),
+                                   ks > 0);
         }
         WgmmaCommit();
         WgmmaWait<0>();
@@ -204,13 +203,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         // 2048 bytes, per k16 step).
         uint32_t prob[kBlockN / 16][4];
         PackScores<kDtype>(s, prob);
-        const uint32_t v_tile = s_v + buf * kTileBytes;
+        const SwizzledTileDescriptor v_tile(s_v + buf * kTileBytes);
         WgmmaFence();
 #pragma unroll
         for (int kk = 0; kk < kBlockN / 16; ++kk) {
-          WgmmaRS64x64<kDtype>(
-              acc_o, prob[kk],
-              SwizzledDescriptor(v_tile + 2048 * kk, 1024, 1024));
+          WgmmaRS64x64<kDtype>(acc_o, prob[kk], v_tile.At(2048 * kk));
         }
         WgmmaCommit();
         WgmmaWait<0>();
