@@ -22,6 +22,7 @@ cp bazel-bin/tests/cuda/dilated_attention_cuda_test \
   bazel-bin/benchmarks/cuda_attention_benchmark \
   bazel-bin/benchmarks/cuda_tile_sweep \
   benchmarks/gpu/compare.py benchmarks/gpu/run_all.sh benchmarks/gpu/profile.sh \
+  benchmarks/gpu/ab.sh \
   "$dst/"
 for lib in $(ldd "$dst"/cuda_attention_benchmark "$dst"/dilated_attention_cuda_test \
              "$dst"/conformance_cuda_test | awk '/=>/ {print $3}' | sort -u |
