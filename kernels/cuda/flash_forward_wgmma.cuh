@@ -116,6 +116,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     float row_max[2] = {kMinusInf, kMinusInf};  // log2 domain, as mma.sync
     float row_sum[2] = {0.0f, 0.0f};            // this thread's partial sums
     const float scale_log2 = p.softmax_scale * kLog2e;
+    constexpr float kMaxSlack = 8.0f;
     const bool positive_scale = p.softmax_scale > 0.0f;
     const float post_scale = positive_scale ? scale_log2 : 1.0f;
     const SwizzledTileDescriptor q_tile(s_q + warpgroup * 64 * 128);
@@ -172,11 +173,19 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
           }
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-          m = fmaxf(row_max[h], m * post_scale);
-          const float base = m == kMinusInf ? 0.0f : m;
-          alpha[h] = Exp2(row_max[h] - base);
-          rescale |= alpha[h] != 1.0f;
-          row_max[h] = m;
+          m *= post_scale;
+          // The running maximum moves only when the tile's exceeds it by
+          // more than kMaxSlack (log2 units; always from -inf): until then
+          // the probabilities are taken against the older, smaller maximum
+          // and stay below 2^kMaxSlack, exact enough in fp32 sums and in the
+          // 16-bit P operand (same relative precision), and the O
+          // accumulators need no rescaling on most tiles.
+          const bool move = m > row_max[h] + kMaxSlack;
+          const float kept = move ? m : row_max[h];
+          const float base = kept == kMinusInf ? 0.0f : kept;
+          alpha[h] = move ? Exp2(row_max[h] - base) : 1.0f;
+          rescale |= move;
+          row_max[h] = kept;
           float sum = 0.0f;
 #pragma unroll
           for (int nt = 0; nt < kBlockN / 8; ++nt) {

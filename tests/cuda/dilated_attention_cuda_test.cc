@@ -44,6 +44,11 @@ struct Case {
   DType dtype;
   bool causal;
   bool packed_qkv = false;  // q, k, v as views of one [b, n, 3, h, d] buffer
+  // When > 0, key row p is scaled by 1 + key_growth * p / n, so that the
+  // largest score of a query grows from key tile to key tile by more than
+  // the kernels' running-maximum slack (the rescaling path is taken late
+  // in the sequence, not only on the first tiles).
+  double key_growth = 0.0;
 };
 
 // Relative L2 error bounds. float16 stores 11 significant bits (rounding
@@ -172,7 +177,13 @@ TEST_P(DilatedAttentionCudaTest, MatchesNaiveOracle) {
 
   std::mt19937_64 rng(std::hash<std::string>()(c.name) + 17);
   const std::vector<double> q = RandomRounded(elements, c.dtype, &rng);
-  const std::vector<double> k = RandomRounded(elements, c.dtype, &rng);
+  std::vector<double> k = RandomRounded(elements, c.dtype, &rng);
+  if (c.key_growth > 0.0) {
+    for (int64_t i = 0; i < elements; ++i) {
+      const int64_t position = (i / (h * d)) % n;
+      k[i] = RoundTo(k[i] * (1.0 + c.key_growth * position / n), c.dtype);
+    }
+  }
   const std::vector<double> v = RandomRounded(elements, c.dtype, &rng);
   const std::vector<double> grad_out = RandomRounded(elements, c.dtype, &rng);
 
@@ -425,6 +436,28 @@ std::vector<Case> Cases() {
       {"f32_causal", 1, 256, 3, 64, {64, 128, 256}, {1, 2, 4}, kF32, true},
       {"f32_d40_b2", 2, 128, 2, 40, {64, 128}, {1, 2}, kF32, false},
       {"d20_unaligned_f16", 1, 128, 2, 20, {64, 128}, {1, 2}, kF16, false},
+      {"growing_scores_f16",
+       1,
+       1024,
+       2,
+       64,
+       {512, 1024},
+       {1, 2},
+       kF16,
+       false,
+       false,
+       12.0},
+      {"growing_scores_bf16_causal",
+       1,
+       1024,
+       2,
+       64,
+       {1024, 512},
+       {1, 2},
+       kBF16,
+       true,
+       false,
+       12.0},
   };
 }
 
