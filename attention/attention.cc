@@ -57,9 +57,8 @@ absl::Status Attention::Forward(const TensorView& q, const TensorView& k,
                                 const TensorView& v, const TensorView& out,
                                 const ForwardOptions& options,
                                 const TensorView* lse) {
-  DA_ASSIGN_OR_RETURN(
-      kernels::ForwardParams params,
-      MakeForwardParams(config_, q, k, v, out, lse, options.is_causal));
+  DA_ASSIGN_OR_RETURN(kernels::ForwardParams params,
+                      MakeForwardParams(config_, q, k, v, out, lse, options));
   DA_RETURN_IF_ERROR(CheckOptions(q, options));
   DA_ASSIGN_OR_RETURN(memory::Allocator * workspace,
                       WorkspaceAllocator(q.device, options));
@@ -71,10 +70,9 @@ absl::Status Attention::Backward(
     const TensorView& out, const TensorView& lse, const TensorView& grad_out,
     const TensorView& grad_q, const TensorView& grad_k,
     const TensorView& grad_v, const ForwardOptions& options) {
-  DA_ASSIGN_OR_RETURN(
-      kernels::BackwardParams params,
-      MakeBackwardParams(config_, q, k, v, out, lse, grad_out, grad_q, grad_k,
-                         grad_v, options.is_causal));
+  DA_ASSIGN_OR_RETURN(kernels::BackwardParams params,
+                      MakeBackwardParams(config_, q, k, v, out, lse, grad_out,
+                                         grad_q, grad_k, grad_v, options));
   DA_RETURN_IF_ERROR(CheckOptions(q, options));
   DA_ASSIGN_OR_RETURN(memory::Allocator * workspace,
                       WorkspaceAllocator(q.device, options));

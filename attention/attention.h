@@ -1,20 +1,24 @@
 // File: attention.h
 //
-// The Attention interface: dilated attention (ARCHITECTURE.md section 1) over
-// q, k, v of shape [batch, seq, heads, head_dim], forward and backward.
+// The Attention interface: dilated attention (docs/ARCHITECTURE.md section 1)
+// over q, k, v of shape [batch, seq, heads, head_dim], or [total, heads,
+// head_dim] for packed variable-length batches, forward and backward.
 // Implementations are created by name through the factory (registry.h):
 //
-//   dilated::AttentionConfig config;  // segments {2048, 4096, 8192}, rates {1,
-//   2, 4} absl::StatusOr<std::unique_ptr<dilated::Attention>> attention =
+//   // segments {2048, 4096, 8192}, rates {1, 2, 4}
+//   dilated::AttentionConfig config;
+//   absl::StatusOr<std::unique_ptr<dilated::Attention>> attention =
 //       dilated::CreateAttention("improved", config);
 //   if (!attention.ok()) return attention.status();
-//   DA_RETURN_IF_ERROR((*attention)->Forward(q, k, v, out, {.is_causal =
-//   true}));
+//   dilated::ForwardOptions options;
+//   options.is_causal = true;
+//   DA_RETURN_IF_ERROR((*attention)->Forward(q, k, v, out, options));
 //
-// Every check on the tensors (rank, shapes, dtypes, devices, strides,
-// divisibility of the sequence by each segment length, heads >= groups) is
-// made here, once, before any implementation runs, and reported as
-// InvalidArgument naming the tensor or field and the value.
+// Every check on the tensors and the layout (rank, shapes, dtypes, devices,
+// strides, cu_seqlens, key_padding_mask, heads >= groups) is made here, once,
+// before any implementation runs, and reported as InvalidArgument naming the
+// tensor or field and the value. A call an implementation cannot run (a
+// layout its kernels lack) is Unimplemented, naming what is missing.
 
 #ifndef ATTENTION_ATTENTION_H_
 #define ATTENTION_ATTENTION_H_
@@ -27,29 +31,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "attention/config.h"
+#include "attention/options.h"
 #include "attention/tensor.h"
 #include "kernels/dilated_params.h"
 #include "memory/allocator.h"
 
 namespace dilated {
-
-struct ForwardOptions {
-  // Each selected position attends only to selected positions at or before it.
-  bool is_causal = false;
-  // Training mode; with config.dropout > 0 this would apply dropout, which is
-  // not implemented yet and is refused (Unimplemented), never skipped.
-  bool training = false;
-  // The cudaStream_t to run on for CUDA tensors (null: the default stream).
-  // Must be null for CPU tensors.
-  void* stream = nullptr;
-  // Where workspace memory comes from (outputs are always the caller's). Its
-  // space must be the tensors' device; it must outlive the call (and, on a
-  // device, the work queued by it). Null: see
-  // AttentionConfig::enable_memory_pool; without the pool, host workspace is
-  // allocated directly and device workspace with cudaMallocAsync on
-  // `stream`.
-  memory::Allocator* workspace_allocator = nullptr;
-};
 
 class Attention {
  public:
@@ -63,10 +50,11 @@ class Attention {
   const AttentionConfig& config() const { return config_; }
 
   // Writes the dilated attention of q, k, v into `out` (same shape, dtype and
-  // device as q; every element is written, unselected rows with zero). When
-  // `lse` is not null it receives the float32 log-sum-exp of every row, shape
-  // [batch, heads, seq] with a contiguous last axis (-inf where unselected),
-  // which Backward needs.
+  // device as q; every element is written, unselected and padded rows with
+  // zero). When `lse` is not null it receives the float32 log-sum-exp of
+  // every row, shape [batch, heads, seq] ([heads, total] when packed) with a
+  // contiguous last axis (-inf where unselected or padded), which Backward
+  // needs.
   absl::Status Forward(const TensorView& q, const TensorView& k,
                        const TensorView& v, const TensorView& out,
                        const ForwardOptions& options = {},

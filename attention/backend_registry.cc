@@ -7,6 +7,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 
 namespace dilated {
@@ -73,6 +74,40 @@ std::vector<std::string> BackendNames(DeviceType device) {
   std::vector<std::string> names;
   for (auto& [priority, name] : ranked) names.push_back(std::move(name));
   return names;
+}
+
+absl::Status RequireQueryKeyGeometry(absl::string_view backend,
+                                     const kernels::ForwardParams& params) {
+  if (params.key_seq_len == params.seq_len && params.key_position_offset == 0) {
+    return absl::OkStatus();
+  }
+  return absl::UnimplementedError(absl::StrCat(
+      "'", backend, "' cannot run keys of another geometry than the queries (",
+      "key_seq_len ", params.key_seq_len, ", seq_len ", params.seq_len,
+      ", key_position_offset ", params.key_position_offset, ")"));
+}
+
+absl::Status RequireFixedLayout(absl::string_view backend,
+                                const kernels::ForwardParams& params) {
+  if (kernels::IsPacked(params)) {
+    return absl::UnimplementedError(
+        absl::StrCat("'", backend,
+                     "' cannot run packed variable-length input (cu_seqlens)"));
+  }
+  if (params.sequence.key_padding_mask != nullptr) {
+    return absl::UnimplementedError(
+        absl::StrCat("'", backend, "' cannot run a key_padding_mask"));
+  }
+  for (int gi = 0; gi < params.num_groups; ++gi) {
+    const int64_t segment = params.groups[gi].segment_length;
+    if (params.seq_len % segment != 0) {
+      return absl::UnimplementedError(absl::StrCat(
+          "'", backend, "' cannot run partial segments: sequence length ",
+          params.seq_len, " is not a multiple of segment_lengths[", gi,
+          "] = ", segment));
+    }
+  }
+  return RequireQueryKeyGeometry(backend, params);
 }
 
 }  // namespace dilated

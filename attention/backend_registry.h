@@ -6,9 +6,14 @@
 // CUDA-only target, so a CPU-only build simply has none and reports
 // FailedPrecondition for CUDA tensors.
 //
-//   DA_REGISTER_BACKEND("standard", dilated::DeviceType::kCpu,
-//                       (dilated::Backend{&Forward, &Backward,
-//                       /*priority=*/0}));
+// Every backend says which calls it can run (Backend::supports); "auto"
+// takes the highest-priority backend that can, and a backend asked by name
+// for a call it cannot run answers with its reason. No backend runs another
+// one behind the caller's back.
+//
+//   DA_REGISTER_BACKEND(
+//       "standard", dilated::DeviceType::kCpu,
+//       (dilated::Backend{&Forward, &Backward, &Supports, /*priority=*/0}));
 
 #ifndef ATTENTION_BACKEND_REGISTRY_H_
 #define ATTENTION_BACKEND_REGISTRY_H_
@@ -38,10 +43,16 @@ using ForwardKernel = absl::Status (*)(const kernels::ForwardParams&,
                                        const ExecutionContext&);
 using BackwardKernel = absl::Status (*)(const kernels::BackwardParams&,
                                         const ExecutionContext&);
+// Returns OK when the backend can run a forward pass with these parameters
+// (`backward` null) or the backward pass `backward` (whose forward member is
+// the first argument), else Unimplemented naming what it lacks.
+using SupportsFn = absl::Status (*)(const kernels::ForwardParams& forward,
+                                    const kernels::BackwardParams* backward);
 
 struct Backend {
   ForwardKernel forward;
   BackwardKernel backward;
+  SupportsFn supports;
   // "auto" picks the registered backend with the highest priority for the
   // tensors' device.
   int priority;
@@ -58,6 +69,17 @@ std::optional<Backend> FindBackend(absl::string_view name, DeviceType device);
 
 // Returns the names with a backend for `device`, highest priority first.
 std::vector<std::string> BackendNames(DeviceType device);
+
+// Capability checks for SupportsFn implementations: OK, or Unimplemented
+// "'<backend>' cannot run <what the call needs>".
+//
+// Refuses key geometry other than the front end's (key_seq_len == seq_len,
+// key_position_offset == 0).
+absl::Status RequireQueryKeyGeometry(absl::string_view backend,
+                                     const kernels::ForwardParams& params);
+// Refuses packed input, a key padding mask and partial segments.
+absl::Status RequireFixedLayout(absl::string_view backend,
+                                const kernels::ForwardParams& params);
 
 namespace internal {
 struct BackendRegistration {

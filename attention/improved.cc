@@ -40,6 +40,12 @@ absl::Status ImprovedBackwardCpu(const kernels::BackwardParams& params,
   return absl::OkStatus();
 }
 
+// Every layout, dtype and segment geometry of the front end.
+absl::Status ImprovedSupportsCpu(const kernels::ForwardParams& params,
+                                 const kernels::BackwardParams* /*backward*/) {
+  return RequireQueryKeyGeometry("improved", params);
+}
+
 absl::StatusOr<std::unique_ptr<Attention>> CreateImproved(
     const AttentionConfig& config) {
   return MakeKernelAttention("improved", config);
@@ -50,6 +56,7 @@ absl::StatusOr<std::unique_ptr<Attention>> CreateImproved(
 DA_REGISTER_ATTENTION("improved", CreateImproved);
 DA_REGISTER_BACKEND("improved", DeviceType::kCpu,
                     (Backend{&ImprovedForwardCpu, &ImprovedBackwardCpu,
+                             &ImprovedSupportsCpu,
                              /*priority=*/10}));
 
 }  // namespace dilated

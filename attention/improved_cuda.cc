@@ -1,21 +1,21 @@
 // The CUDA backend of "improved": the fused strided flash-attention kernels
 // (kernels/cuda/flash_attention.h) on the context's device and stream.
 //
-// The fused kernels take float16 and bfloat16 tensors with head_dim a
-// multiple of 8 up to 256, 16-byte aligned data and strides that are
-// multiples of 8 elements. Anything else the front end accepts (float32
-// tensors above all, also odd head_dim or unaligned views) runs on the
-// unfused path of "standard" (standard_cuda_path.h): same function, same
-// outputs, gather/GEMM/scatter speed and scratch memory.
+// The fused kernels take fixed-length float16 and bfloat16 tensors with
+// whole segments, head_dim a multiple of 8 up to 256, 16-byte aligned data
+// and strides that are multiples of 8 elements. The backend refuses anything
+// else (Supports), so that "auto" picks another backend (the unfused
+// "standard" path for float32) and a caller who asked for "improved" by
+// name learns why it cannot run.
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "attention/backend_registry.h"
 #include "attention/cuda_util.h"
-#include "attention/standard_cuda_path.h"
 #include "factory/status_macros.h"
 #include "kernels/cuda/flash_attention.h"
 
@@ -30,15 +30,33 @@ bool RowsAligned(const kernels::TensorParams& t) {
          t.stride_h % kVector == 0;
 }
 
-bool FusedForward(const kernels::ForwardParams& p) {
-  return kernels::gpu::FlashSupports(p.dtype, p.head_dim) && RowsAligned(p.q) &&
-         RowsAligned(p.k) && RowsAligned(p.v) && RowsAligned(p.out);
+absl::Status Refuse(absl::string_view what) {
+  return absl::UnimplementedError(
+      absl::StrCat("'improved' cannot run on CUDA: ", what));
 }
 
-bool FusedBackward(const kernels::BackwardParams& p) {
-  return FusedForward(p.forward) && RowsAligned(p.grad_out) &&
-         RowsAligned(p.grad_q) && RowsAligned(p.grad_k) &&
-         RowsAligned(p.grad_v);
+absl::Status ImprovedSupportsCuda(const kernels::ForwardParams& p,
+                                  const kernels::BackwardParams* backward) {
+  DA_RETURN_IF_ERROR(RequireFixedLayout("improved", p));
+  if (!kernels::gpu::FlashSupports(p.dtype, p.head_dim)) {
+    return Refuse(
+        absl::StrCat("the fused kernels take float16 or bfloat16 "
+                     "with head_dim a multiple of 8 up to 256, got ",
+                     DTypeName(p.dtype), " with head_dim ", p.head_dim));
+  }
+  bool aligned = RowsAligned(p.q) && RowsAligned(p.k) && RowsAligned(p.v) &&
+                 RowsAligned(p.out);
+  if (backward != nullptr) {
+    aligned = aligned && RowsAligned(backward->grad_out) &&
+              RowsAligned(backward->grad_q) && RowsAligned(backward->grad_k) &&
+              RowsAligned(backward->grad_v);
+  }
+  if (!aligned) {
+    return Refuse(
+        "the fused kernels need 16-byte aligned tensors with strides that "
+        "are multiples of 8 elements");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ImprovedForwardCuda(const kernels::ForwardParams& params,
@@ -46,9 +64,6 @@ absl::Status ImprovedForwardCuda(const kernels::ForwardParams& params,
   ScopedCudaDevice device(context.device.index);
   DA_RETURN_IF_ERROR(device.status());
   const auto stream = static_cast<cudaStream_t>(context.stream);
-  if (!FusedForward(params)) {
-    return StandardCudaForward(params, stream, context.workspace);
-  }
   return CudaStatus(kernels::gpu::FlashForward(params, stream),
                     "fused forward kernel");
 }
@@ -58,9 +73,6 @@ absl::Status ImprovedBackwardCuda(const kernels::BackwardParams& params,
   ScopedCudaDevice device(context.device.index);
   DA_RETURN_IF_ERROR(device.status());
   const auto stream = static_cast<cudaStream_t>(context.stream);
-  if (!FusedBackward(params)) {
-    return StandardCudaBackward(params, stream, context.workspace);
-  }
   DA_ASSIGN_OR_RETURN(
       CudaScratch delta,
       CudaScratch::Allocate(kernels::gpu::FlashBackwardWorkspaceBytes(params),
@@ -73,6 +85,7 @@ absl::Status ImprovedBackwardCuda(const kernels::BackwardParams& params,
 
 DA_REGISTER_BACKEND("improved", DeviceType::kCuda,
                     (Backend{&ImprovedForwardCuda, &ImprovedBackwardCuda,
+                             &ImprovedSupportsCuda,
                              /*priority=*/10}));
 
 }  // namespace dilated

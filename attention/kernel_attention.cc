@@ -14,13 +14,25 @@ KernelAttention::KernelAttention(std::string name, AttentionConfig config,
     : Attention(std::move(name), std::move(config)),
       backend_name_(std::move(backend_name)) {}
 
-absl::StatusOr<Backend> KernelAttention::Resolve(const Device& device) const {
-  if (backend_name_.has_value()) {
-    std::optional<Backend> backend = FindBackend(*backend_name_, device.type);
-    if (backend.has_value()) return *backend;
-  } else {
-    const std::vector<std::string> names = BackendNames(device.type);
-    if (!names.empty()) return *FindBackend(names.front(), device.type);
+absl::StatusOr<Backend> KernelAttention::Resolve(
+    const kernels::ForwardParams& params,
+    const kernels::BackwardParams* backward, const Device& device) const {
+  const std::vector<std::string> names =
+      backend_name_.has_value() ? std::vector<std::string>{*backend_name_}
+                                : BackendNames(device.type);
+  std::vector<std::string> refusals;
+  for (const std::string& backend_name : names) {
+    std::optional<Backend> backend = FindBackend(backend_name, device.type);
+    if (!backend.has_value()) continue;
+    const absl::Status supported = backend->supports(params, backward);
+    if (supported.ok()) return *backend;
+    if (backend_name_.has_value()) return supported;
+    refusals.push_back(std::string(supported.message()));
+  }
+  if (!refusals.empty()) {
+    return absl::UnimplementedError(absl::StrCat(
+        "'", name(), "' found no backend for ", DeviceName(device),
+        " that can run this call: ", absl::StrJoin(refusals, "; ")));
   }
   return absl::FailedPreconditionError(
       absl::StrCat("'", name(), "' has no backend for ", DeviceName(device),
@@ -33,14 +45,15 @@ absl::StatusOr<Backend> KernelAttention::Resolve(const Device& device) const {
 absl::Status KernelAttention::DoForward(const kernels::ForwardParams& params,
                                         const Device& device, void* stream,
                                         memory::Allocator* workspace) {
-  DA_ASSIGN_OR_RETURN(Backend backend, Resolve(device));
+  DA_ASSIGN_OR_RETURN(Backend backend, Resolve(params, nullptr, device));
   return backend.forward(params, ExecutionContext{device, stream, workspace});
 }
 
 absl::Status KernelAttention::DoBackward(const kernels::BackwardParams& params,
                                          const Device& device, void* stream,
                                          memory::Allocator* workspace) {
-  DA_ASSIGN_OR_RETURN(Backend backend, Resolve(device));
+  DA_ASSIGN_OR_RETURN(Backend backend,
+                      Resolve(params.forward, &params, device));
   return backend.backward(params, ExecutionContext{device, stream, workspace});
 }
 

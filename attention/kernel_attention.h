@@ -3,7 +3,7 @@
 // KernelAttention: an Attention that runs the backend registered for its name
 // and the tensors' device (backend_registry.h). "standard" and "improved" are
 // KernelAttentions with a fixed backend name; "auto" takes, per call, the
-// highest-priority backend registered for the device.
+// highest-priority backend registered for the device that can run the call.
 
 #ifndef ATTENTION_KERNEL_ATTENTION_H_
 #define ATTENTION_KERNEL_ATTENTION_H_
@@ -32,7 +32,12 @@ class KernelAttention : public Attention {
                           const Device& device, void* stream,
                           memory::Allocator* workspace) override;
 
-  absl::StatusOr<Backend> Resolve(const Device& device) const;
+  // Returns the backend that runs a call: the named one when it can, else
+  // (auto) the highest-priority one that can.
+  // `backward` is null for a forward call.
+  absl::StatusOr<Backend> Resolve(const kernels::ForwardParams& params,
+                                  const kernels::BackwardParams* backward,
+                                  const Device& device) const;
 
   std::optional<std::string> backend_name_;
 };

@@ -36,6 +36,12 @@ absl::Status StandardBackwardCpu(const kernels::BackwardParams& params,
   return absl::OkStatus();
 }
 
+// Every layout, dtype and segment geometry of the front end.
+absl::Status StandardSupportsCpu(const kernels::ForwardParams& params,
+                                 const kernels::BackwardParams* /*backward*/) {
+  return RequireQueryKeyGeometry("standard", params);
+}
+
 absl::StatusOr<std::unique_ptr<Attention>> CreateStandard(
     const AttentionConfig& config) {
   return MakeKernelAttention("standard", config);
@@ -46,6 +52,7 @@ absl::StatusOr<std::unique_ptr<Attention>> CreateStandard(
 DA_REGISTER_ATTENTION("standard", CreateStandard);
 DA_REGISTER_BACKEND("standard", DeviceType::kCpu,
                     (Backend{&StandardForwardCpu, &StandardBackwardCpu,
+                             &StandardSupportsCpu,
                              /*priority=*/0}));
 
 }  // namespace dilated

@@ -28,10 +28,17 @@ absl::Status StandardBackwardCuda(const kernels::BackwardParams& params,
                               context.workspace);
 }
 
+// Fixed-length input with whole segments only.
+absl::Status StandardSupportsCuda(const kernels::ForwardParams& params,
+                                  const kernels::BackwardParams* /*backward*/) {
+  return RequireFixedLayout("standard", params);
+}
+
 }  // namespace
 
 DA_REGISTER_BACKEND("standard", DeviceType::kCuda,
                     (Backend{&StandardForwardCuda, &StandardBackwardCuda,
+                             &StandardSupportsCuda,
                              /*priority=*/0}));
 
 }  // namespace dilated

@@ -47,6 +47,7 @@ cudaDataType CudaType(DataType dtype) {
     case DataType::kBFloat16:
       return CUDA_R_16BF;
     case DataType::kFloat32:
+    default:  // int32 and bool tensors never reach a float conversion
       break;
   }
   return CUDA_R_32F;

@@ -9,6 +9,13 @@
 #include "factory/status_macros.h"
 
 namespace dilated {
+namespace {
+
+// DLPack's kDLBool (type code 6, DLPack 0.8 on), which the DLPack header
+// this library builds against predates. PyTorch exports bool tensors with it.
+constexpr uint8_t kDLBoolCode = 6;
+
+}  // namespace
 
 const char* DTypeName(DType dtype) {
   switch (dtype) {
@@ -18,11 +25,27 @@ const char* DTypeName(DType dtype) {
       return "float16";
     case DType::kBFloat16:
       return "bfloat16";
+    case DType::kInt32:
+      return "int32";
+    case DType::kBool:
+      return "bool";
   }
   return "unknown";
 }
 
-int64_t DTypeSize(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
+int64_t DTypeSize(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+    case DType::kInt32:
+      return 4;
+    case DType::kFloat16:
+    case DType::kBFloat16:
+      return 2;
+    case DType::kBool:
+      return 1;
+  }
+  return 0;
+}
 
 std::string DeviceName(const Device& device) {
   if (device.type == DeviceType::kCpu) return "cpu";
@@ -61,10 +84,15 @@ absl::StatusOr<TensorView> TensorView::FromDLTensor(const DLTensor& tensor) {
     view.dtype = DType::kFloat16;
   } else if (t.code == kDLBfloat && t.bits == 16) {
     view.dtype = DType::kBFloat16;
+  } else if (t.code == kDLInt && t.bits == 32) {
+    view.dtype = DType::kInt32;
+  } else if ((t.code == kDLBoolCode || t.code == kDLUInt) && t.bits == 8) {
+    view.dtype = DType::kBool;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "DLTensor dtype (code ", t.code, ", bits ", t.bits,
-        ") is not supported; expected float32, float16 or bfloat16"));
+        ") is not supported; expected float32, float16, bfloat16, int32 or "
+        "bool"));
   }
   switch (tensor.device.device_type) {
     case kDLCPU:
@@ -100,7 +128,19 @@ DLTensor TensorView::ToDLTensor() const {
       device.type == DeviceType::kCpu ? kDLCPU : kDLCUDA;
   tensor.device.device_id = device.index;
   tensor.ndim = rank;
-  tensor.dtype.code = dtype == DType::kBFloat16 ? kDLBfloat : kDLFloat;
+  switch (dtype) {
+    case DType::kBFloat16:
+      tensor.dtype.code = kDLBfloat;
+      break;
+    case DType::kInt32:
+      tensor.dtype.code = kDLInt;
+      break;
+    case DType::kBool:
+      tensor.dtype.code = kDLBoolCode;
+      break;
+    default:
+      tensor.dtype.code = kDLFloat;
+  }
   tensor.dtype.bits = static_cast<uint8_t>(DTypeSize(dtype) * 8);
   tensor.dtype.lanes = 1;
   tensor.shape = const_cast<int64_t*>(shape.data());

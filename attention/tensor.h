@@ -40,7 +40,7 @@ struct Device {
   bool operator!=(const Device& other) const { return !(*this == other); }
 };
 
-// Returns "float32", "float16" or "bfloat16".
+// Returns "float32", "float16", "bfloat16", "int32" or "bool".
 const char* DTypeName(DType dtype);
 // Returns the size of one element in bytes.
 int64_t DTypeSize(DType dtype);

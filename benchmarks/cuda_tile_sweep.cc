@@ -89,9 +89,11 @@ kernels::BackwardParams Params(const Problem& problem, bool causal) {
   const TensorView lse = TensorView::Contiguous(problem.lse, DType::kFloat32,
                                                 {1, kHeads, kSeq}, device);
   AttentionConfig config;  // segments {2048, 4096, 8192}, rates {1, 2, 4}
+  ForwardOptions options;
+  options.is_causal = causal;
   absl::StatusOr<kernels::BackwardParams> params =
       MakeBackwardParams(config, view(0), view(1), view(2), view(3), lse,
-                         view(4), view(5), view(6), view(7), causal);
+                         view(4), view(5), view(6), view(7), options);
   if (!params.ok()) {
     std::fprintf(stderr, "%s\n", params.status().ToString().c_str());
     std::abort();

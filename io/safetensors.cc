@@ -37,11 +37,14 @@ struct Entry {
 absl::StatusOr<SafetensorsDType> ParseDType(absl::string_view name) {
   for (SafetensorsDType dtype :
        {SafetensorsDType::kF64, SafetensorsDType::kF32, SafetensorsDType::kF16,
-        SafetensorsDType::kBF16}) {
+        SafetensorsDType::kBF16, SafetensorsDType::kI64, SafetensorsDType::kI32,
+        SafetensorsDType::kBool, SafetensorsDType::kU8}) {
     if (name == SafetensorsDTypeName(dtype)) return dtype;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "dtype '", name, "' is not supported; expected F64, F32, F16 or BF16"));
+      "dtype '", name,
+      "' is not supported; expected F64, F32, F16, BF16, I64, I32, BOOL or "
+      "U8"));
 }
 
 // Returns "object", "array", "string", ... for error messages.
@@ -242,6 +245,14 @@ const char* SafetensorsDTypeName(SafetensorsDType dtype) {
       return "F16";
     case SafetensorsDType::kBF16:
       return "BF16";
+    case SafetensorsDType::kI64:
+      return "I64";
+    case SafetensorsDType::kI32:
+      return "I32";
+    case SafetensorsDType::kBool:
+      return "BOOL";
+    case SafetensorsDType::kU8:
+      return "U8";
   }
   return "unknown";
 }
@@ -249,12 +260,17 @@ const char* SafetensorsDTypeName(SafetensorsDType dtype) {
 int64_t SafetensorsDTypeSize(SafetensorsDType dtype) {
   switch (dtype) {
     case SafetensorsDType::kF64:
+    case SafetensorsDType::kI64:
       return 8;
     case SafetensorsDType::kF32:
+    case SafetensorsDType::kI32:
       return 4;
     case SafetensorsDType::kF16:
     case SafetensorsDType::kBF16:
       return 2;
+    case SafetensorsDType::kBool:
+    case SafetensorsDType::kU8:
+      return 1;
   }
   return 0;
 }
@@ -267,6 +283,10 @@ SafetensorsDType ToSafetensorsDType(DType dtype) {
       return SafetensorsDType::kF16;
     case DType::kBFloat16:
       return SafetensorsDType::kBF16;
+    case DType::kInt32:
+      return SafetensorsDType::kI32;
+    case DType::kBool:
+      return SafetensorsDType::kBool;
   }
   return SafetensorsDType::kF32;
 }
@@ -294,6 +314,16 @@ std::vector<double> SafetensorsTensor::ToDoubles() const {
       case SafetensorsDType::kBF16:
         values[i] =
             kernels::BFloat16ToFloat(static_cast<const uint16_t*>(data)[i]);
+        break;
+      case SafetensorsDType::kI64:
+        values[i] = static_cast<double>(static_cast<const int64_t*>(data)[i]);
+        break;
+      case SafetensorsDType::kI32:
+        values[i] = static_cast<const int32_t*>(data)[i];
+        break;
+      case SafetensorsDType::kBool:
+      case SafetensorsDType::kU8:
+        values[i] = static_cast<const uint8_t*>(data)[i];
         break;
     }
   }
@@ -329,10 +359,19 @@ absl::StatusOr<TensorView> SafetensorsFile::View(absl::string_view name) const {
     case SafetensorsDType::kBF16:
       view.dtype = DType::kBFloat16;
       break;
+    case SafetensorsDType::kI32:
+      view.dtype = DType::kInt32;
+      break;
+    case SafetensorsDType::kBool:
+      view.dtype = DType::kBool;
+      break;
     case SafetensorsDType::kF64:
+    case SafetensorsDType::kI64:
+    case SafetensorsDType::kU8:
       return absl::InvalidArgumentError(
-          absl::StrCat("'", path_, "': tensor '", name,
-                       "' has dtype F64; expected F32, F16 or BF16"));
+          absl::StrCat("'", path_, "': tensor '", name, "' has dtype ",
+                       SafetensorsDTypeName(tensor->dtype),
+                       "; expected F32, F16, BF16, I32 or BOOL"));
   }
   if (tensor->shape.size() > static_cast<size_t>(TensorView::kMaxRank)) {
     return absl::InvalidArgumentError(absl::StrCat(

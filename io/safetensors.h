@@ -40,10 +40,13 @@ namespace dilated {
 namespace io {
 
 // The element types this library reads and writes. F64 is for test data (it
-// has no TensorView); the attention itself takes F32, F16 and BF16.
-enum class SafetensorsDType { kF64, kF32, kF16, kBF16 };
+// has no TensorView); the attention itself takes F32, F16 and BF16; I32
+// (cu_seqlens) and BOOL (key_padding_mask) are views too; I64 and U8 are
+// read for inputs that callers convert.
+enum class SafetensorsDType { kF64, kF32, kF16, kBF16, kI64, kI32, kBool, kU8 };
 
-// Returns the format's name of `dtype`: "F64", "F32", "F16" or "BF16".
+// Returns the format's name of `dtype`: "F64", "F32", "F16", "BF16", "I64",
+// "I32", "BOOL" or "U8".
 const char* SafetensorsDTypeName(SafetensorsDType dtype);
 
 // Returns the size of one element of `dtype` in bytes.

@@ -74,6 +74,14 @@ absl::Status SafetensorsParameterSource::Read(absl::string_view name,
       }
       break;
     }
+    case io::SafetensorsDType::kI64:
+    case io::SafetensorsDType::kI32:
+    case io::SafetensorsDType::kBool:
+    case io::SafetensorsDType::kU8:
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameter '", name, "' has dtype ",
+                       io::SafetensorsDTypeName(tensor->dtype),
+                       "; expected a floating-point type"));
   }
   return absl::OkStatus();
 }

@@ -22,7 +22,8 @@ int64_t Product(const std::vector<int64_t>& shape) {
 
 float LoadElement(const char* base, DType dtype, int64_t index) {
   switch (dtype) {
-    case DType::kFloat32: {
+    case DType::kFloat32:
+    default: {  // int32 and bool tensors never reach a float conversion
       float value;
       std::memcpy(&value, base + 4 * index, sizeof(value));
       return value;
@@ -152,6 +153,7 @@ void Tensor::AssignFromFloat32(const std::vector<float>& values) {
   for (int64_t i = 0; i < num_elements_; ++i) {
     switch (dtype_) {
       case DType::kFloat32:
+      default:  // int32 and bool tensors never reach a float conversion
         std::memcpy(base + 4 * i, &values[i], 4);
         break;
       case DType::kFloat16: {

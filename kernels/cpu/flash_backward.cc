@@ -101,7 +101,7 @@ void LoadQuerySide(const BackwardParams& bp, const Segment& s, int64_t length,
     for (int64_t a = 0; a < d; ++a) delta += grad_out[a] * out_row[a];
     for (int64_t a = d; a < dim; ++a) q[a] = grad_out[a] = 0.0f;
     scratch->delta[i] = delta;
-    scratch->lse2[i] = lse_row[s.first + i * s.step] * kLog2e;
+    scratch->lse2[i] = lse_row[s.problem->Position(i)] * kLog2e;
   }
   std::fill(scratch->grad_q, scratch->grad_q + length * dim, 0.0f);
 }
@@ -198,7 +198,7 @@ void BackwardSegment(const BackwardParams& bp, const Segment& s,
   const ForwardParams& fp = bp.forward;
   const int64_t d = fp.head_dim;
   const int64_t dim = scratch->dim;
-  const int64_t length = s.group->positions;
+  const int64_t length = s.problem->length;
   for (const TensorParams* grad : {&bp.grad_q, &bp.grad_k, &bp.grad_v}) {
     ZeroUnselected(*grad, fp.dtype, d, s, 0, length, nullptr);
   }
@@ -255,7 +255,8 @@ int64_t FlashBackwardWorkspacePerThread(const ForwardParams& p) {
 void FlashBackward(const BackwardParams& bp, float* workspace,
                    int num_threads) {
   const ForwardParams& fp = bp.forward;
-  const WorkList work(fp, /*block_rows=*/0);
+  const ProblemList problems(fp);
+  const WorkList work(problems, /*block_rows=*/0);
   const int64_t per_thread = FlashBackwardWorkspacePerThread(fp);
   const TileGemmFn gemm = ChooseTileGemm(RoundUpTo8(fp.head_dim));
 #pragma omp parallel num_threads(num_threads)

@@ -1,8 +1,8 @@
 // File: flash_common.h
 //
 // What the fused forward and backward kernels share: the addressing of one
-// group's (batch, segment, head) problem as a strided view of the tensors
-// (ARCHITECTURE.md section 1), the list of work units of a call, and the
+// problem's rows on one head as a (strided or listed) view of the tensors
+// (docs/ARCHITECTURE.md section 1), the list of work units of a call, and the
 // zeroing of rows that no group selects.
 
 #ifndef KERNELS_CPU_FLASH_COMMON_H_
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/dilated_params.h"
+#include "kernels/problem_list.h"
 
 namespace dilated {
 namespace kernels {
@@ -22,21 +23,17 @@ namespace cpu {
 inline constexpr float kLog2e = 1.4426950408889634f;
 inline constexpr float kLn2 = 0.6931471805599453f;
 
-// One attention problem: group `group`, batch `b`, segment `m`, head `head`.
-// Row j of the problem is sequence position first + j * step.
+// One attention problem (problem_list.h) on one head of its group.
 struct Segment {
-  const GroupParams* group;
-  int64_t b;
-  int64_t m;
+  const Problem* problem;
   int64_t head;
-  int64_t first;
-  int64_t step;
 };
 
 // Returns the element offset of row j of `s` in `t` (position and head; the
 // batch included).
 inline int64_t RowOffset(const TensorParams& t, const Segment& s, int64_t j) {
-  return s.b * t.stride_b + (s.first + j * s.step) * t.stride_n +
+  const Problem& p = *s.problem;
+  return p.b * t.stride_b + (p.row_base + p.Position(j)) * t.stride_n +
          s.head * t.stride_h;
 }
 
@@ -64,10 +61,12 @@ void PrefetchRow(const TensorParams& t, DataType dtype, int64_t head_dim,
   }
 }
 
-// Returns the [seq] log-sum-exp row of (s.b, s.head), or null without lse.
+// Returns the log-sum-exp row of the sequence and head of `s`, indexed by
+// position in the sequence, or null without lse.
 inline float* LseRow(const ForwardParams& p, const Segment& s) {
   if (p.lse == nullptr) return nullptr;
-  return p.lse + s.b * p.lse_stride_b + s.head * p.lse_stride_h;
+  return p.lse + s.problem->b * p.lse_stride_b + s.head * p.lse_stride_h +
+         s.problem->row_base;
 }
 
 // Cuts per-thread scratch out of a workspace, 64-byte aligned pieces one
@@ -92,35 +91,33 @@ class Carver {
   int64_t used_ = 0;
 };
 
-// The work of one call, cut into units of (group, batch, segment, head, block)
-// with `blocks_per_segment(positions)` blocks per problem (at least one, so a
-// group that selects nothing still owns a unit that zeroes its rows).
-// Within a problem, blocks are listed from the last to the first: under a
-// causal mask the last blocks cost most, and a dynamic schedule should start
-// them first.
+// The work of one call, cut into units of (problem, head, block) with
+// ceil(length / block_rows) blocks per problem (at least one, so a problem
+// without rows still owns a unit that zeroes its segment). Within a problem,
+// blocks are listed from the last to the first: under a causal mask the last
+// blocks cost most, and a dynamic schedule should start them first.
 class WorkList {
  public:
   // `block_rows` is the rows per block; 0 means one block per problem.
-  WorkList(const ForwardParams& p, int64_t block_rows);
+  WorkList(const ProblemList& problems, int64_t block_rows);
 
   // Returns the number of units.
-  int64_t size() const { return total_; }
+  int64_t size() const { return begin_.back(); }
 
   // Returns the problem of unit `index` and stores its block in *block.
   Segment Decode(int64_t index, int64_t* block) const;
 
  private:
-  const ForwardParams& params_;
-  std::vector<int64_t> begin_;   // First unit of each group, plus the total.
-  std::vector<int64_t> blocks_;  // Blocks per problem of each group.
-  int64_t total_ = 0;
+  const ProblemList& problems_;
+  std::vector<int64_t> begin_;   // First unit of each problem, plus the total.
+  std::vector<int64_t> blocks_;  // Blocks of each problem.
 };
 
 // Zeroes the rows of `t` (and sets `lse_row`, when not null, to -inf) at the
-// positions of problem `s` that its group does not select and that lie after
-// selected rows j_begin .. j_end - 1, up to the next selected row or the end
-// of the segment; when j_begin == 0 also the positions before row 0. With
-// positions == 0 (j_begin = j_end = 0) that is the whole segment.
+// positions of the segment of `s` that are not rows of its problem and lie
+// after rows j_begin .. j_end - 1, up to the next row or the end of the
+// segment; when j_begin == 0 also the positions before row 0. With
+// length == 0 (j_begin = j_end = 0) that is the whole segment.
 void ZeroUnselected(const TensorParams& t, DataType dtype, int64_t head_dim,
                     const Segment& s, int64_t j_begin, int64_t j_end,
                     float* lse_row);

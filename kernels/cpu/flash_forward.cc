@@ -166,7 +166,7 @@ void StoreBlock(const ForwardParams& p, const Segment& s,
       const int64_t i = block.i0 + i8 + r;
       StoreRow(rows + r * padded, p.dtype, d, SegmentRow(p.out, p.dtype, s, i));
       if (lse_row != nullptr) {
-        lse_row[s.first + i * s.step] =
+        lse_row[s.problem->Position(i)] =
             (block.row_max[i8 + r] + std::log2(block.row_sum[i8 + r])) * kLn2;
       }
     }
@@ -177,7 +177,7 @@ void StoreBlock(const ForwardParams& p, const Segment& s,
 // out (and lse), and zeroes the unselected positions that follow them.
 void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
                  AttendToTileFn attend, ForwardScratch* scratch) {
-  const int64_t length = s.group->positions;
+  const int64_t length = s.problem->length;
   const int64_t unit_rows = kBlockQ * scratch->num_blocks;
   const int64_t unit_begin = unit * unit_rows;
   const int64_t unit_end = std::min(length, unit_begin + unit_rows);
@@ -232,7 +232,8 @@ int64_t FlashForwardWorkspacePerThread(const ForwardParams& p) {
 }
 
 void FlashForward(const ForwardParams& p, float* workspace, int num_threads) {
-  const WorkList work(p, kBlockQ * BlocksPerUnit(p.head_dim));
+  const ProblemList problems(p);
+  const WorkList work(problems, kBlockQ * BlocksPerUnit(p.head_dim));
   const int64_t per_thread = FlashForwardWorkspacePerThread(p);
   const AttendToTileFn attend = ActiveCpuPath() == CpuPath::kAvx512
                                     ? &AttendToTileAvx512

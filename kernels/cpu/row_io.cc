@@ -26,7 +26,7 @@ void ZeroTensor(const TensorParams& t, DataType dtype, int64_t batch,
 void FillLseWithNegativeInfinity(const ForwardParams& params) {
   if (params.lse == nullptr) return;
   const float minus_inf = -std::numeric_limits<float>::infinity();
-  for (int64_t b = 0; b < params.batch; ++b) {
+  for (int64_t b = 0; b < StorageBatch(params); ++b) {
     for (int64_t h = 0; h < params.num_heads; ++h) {
       float* row =
           params.lse + b * params.lse_stride_b + h * params.lse_stride_h;

@@ -29,6 +29,7 @@ inline void LoadRow(const void* src, DataType dtype, int64_t count,
                     float* dst) {
   switch (dtype) {
     case DataType::kFloat32:
+    default:  // int32 and bool tensors never reach a float conversion
       std::memcpy(dst, src, count * sizeof(float));
       return;
     case DataType::kFloat16: {
@@ -49,6 +50,7 @@ inline void StoreRow(const float* src, DataType dtype, int64_t count,
                      void* dst) {
   switch (dtype) {
     case DataType::kFloat32:
+    default:  // int32 and bool tensors never reach a float conversion
       std::memcpy(dst, src, count * sizeof(float));
       return;
     case DataType::kFloat16: {

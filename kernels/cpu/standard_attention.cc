@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/row_io.h"
+#include "kernels/problem_list.h"
 
 namespace dilated {
 namespace kernels {
@@ -48,39 +50,51 @@ int64_t LargestPositions(const ForwardParams& p) {
   return largest;
 }
 
-// One dense attention problem: (batch b, segment m, head) of one group.
+// The rows of one problem on one head, and where row j lives in tensor t.
 struct Block {
-  int64_t b;
-  int64_t m;
+  const Problem* problem;
   int64_t head;
+
+  void* Row(const TensorParams& t, DataType dtype, int64_t j) const {
+    return RowAddress(t, dtype, problem->b,
+                      problem->row_base + problem->Position(j), head);
+  }
 };
 
-Block DecodeBlock(int64_t index, const GroupParams& g, int64_t segments) {
-  Block block;
-  block.head = g.head_begin + index % g.num_heads;
-  index /= g.num_heads;
-  block.m = index % segments;
-  block.b = index / segments;
-  return block;
-}
+// The blocks of a call: every problem on every head of its group.
+class BlockList {
+ public:
+  explicit BlockList(const ProblemList& problems) : problems_(problems) {
+    begin_.push_back(0);
+    for (const Problem& problem : problems.problems()) {
+      begin_.push_back(begin_.back() + problem.group->num_heads);
+    }
+  }
+  int64_t size() const { return begin_.back(); }
+  Block Decode(int64_t index) const {
+    const int64_t pi = std::upper_bound(begin_.begin(), begin_.end(), index) -
+                       begin_.begin() - 1;
+    const Problem& problem = problems_.problems()[pi];
+    return Block{&problem, problem.group->head_begin + index - begin_[pi]};
+  }
 
-int64_t Position(const GroupParams& g, const Block& block, int64_t j) {
-  return block.m * g.segment_length + g.offset + j * g.dilation_rate;
-}
+ private:
+  const ProblemList& problems_;
+  std::vector<int64_t> begin_;
+};
 
-void Gather(const TensorParams& t, DataType dtype, const GroupParams& g,
-            const Block& block, Matrix* dst) {
-  for (int64_t j = 0; j < g.positions; ++j) {
-    LoadRow(RowAddress(t, dtype, block.b, Position(g, block, j), block.head),
-            dtype, dst->cols(), dst->row(j).data());
+// Copies the block's rows of t into the first rows of dst.
+void Gather(const TensorParams& t, DataType dtype, const Block& block,
+            Matrix* dst) {
+  for (int64_t j = 0; j < block.problem->length; ++j) {
+    LoadRow(block.Row(t, dtype, j), dtype, dst->cols(), dst->row(j).data());
   }
 }
 
-void Scatter(const Matrix& src, const GroupParams& g, const Block& block,
-             DataType dtype, const TensorParams& t) {
-  for (int64_t j = 0; j < g.positions; ++j) {
-    StoreRow(src.row(j).data(), dtype, src.cols(),
-             RowAddress(t, dtype, block.b, Position(g, block, j), block.head));
+void Scatter(const Matrix& src, const Block& block, DataType dtype,
+             const TensorParams& t) {
+  for (int64_t j = 0; j < block.problem->length; ++j) {
+    StoreRow(src.row(j).data(), dtype, src.cols(), block.Row(t, dtype, j));
   }
 }
 
@@ -128,39 +142,39 @@ int64_t StandardWorkspacePerThread(const ForwardParams& p, bool backward) {
 void StandardForward(const ForwardParams& p, float* workspace,
                      int num_threads) {
   const int64_t per_thread = StandardWorkspacePerThread(p, false);
-  ZeroTensor(p.out, p.dtype, p.batch, p.seq_len, p.num_heads, p.head_dim);
+  ZeroTensor(p.out, p.dtype, StorageBatch(p), p.seq_len, p.num_heads,
+             p.head_dim);
   FillLseWithNegativeInfinity(p);
-  for (int gi = 0; gi < p.num_groups; ++gi) {
-    const GroupParams& g = p.groups[gi];
-    if (g.positions == 0 || g.num_heads == 0) continue;
-    const int64_t segments = p.seq_len / g.segment_length;
-    const int64_t blocks = p.batch * segments * g.num_heads;
-    const int64_t length = g.positions;
+  const ProblemList problems(p);
+  const BlockList blocks(problems);
 #pragma omp parallel num_threads(num_threads)
-    {
-      Carver carver(workspace + omp_get_thread_num() * per_thread);
+  {
+    float* const thread_workspace =
+        workspace + omp_get_thread_num() * per_thread;
+#pragma omp for schedule(dynamic)
+    for (int64_t index = 0; index < blocks.size(); ++index) {
+      const Block block = blocks.Decode(index);
+      const int64_t length = block.problem->length;
+      if (length == 0) continue;
+      Carver carver(thread_workspace);
       Matrix q = carver.Take(length, p.head_dim);
       Matrix k = carver.Take(length, p.head_dim);
       Matrix v = carver.Take(length, p.head_dim);
       Matrix o = carver.Take(length, p.head_dim);
       Matrix probs = carver.Take(length, length);
       float* lse = carver.TakeVector(length);
-#pragma omp for schedule(dynamic)
-      for (int64_t index = 0; index < blocks; ++index) {
-        const Block block = DecodeBlock(index, g, segments);
-        Gather(p.q, p.dtype, g, block, &q);
-        Gather(p.k, p.dtype, g, block, &k);
-        Gather(p.v, p.dtype, g, block, &v);
-        Probabilities(p, q, k, &probs, lse);
-        o.noalias() = probs * v;
-        o *= p.output_scale;
-        Scatter(o, g, block, p.dtype, p.out);
-        if (p.lse != nullptr) {
-          float* lse_row =
-              p.lse + block.b * p.lse_stride_b + block.head * p.lse_stride_h;
-          for (int64_t j = 0; j < length; ++j) {
-            lse_row[Position(g, block, j)] = lse[j];
-          }
+      Gather(p.q, p.dtype, block, &q);
+      Gather(p.k, p.dtype, block, &k);
+      Gather(p.v, p.dtype, block, &v);
+      Probabilities(p, q, k, &probs, lse);
+      o.noalias() = probs * v;
+      o *= p.output_scale;
+      Scatter(o, block, p.dtype, p.out);
+      if (p.lse != nullptr) {
+        float* lse_row = p.lse + block.problem->b * p.lse_stride_b +
+                         block.head * p.lse_stride_h + block.problem->row_base;
+        for (int64_t j = 0; j < length; ++j) {
+          lse_row[block.problem->Position(j)] = lse[j];
         }
       }
     }
@@ -172,17 +186,21 @@ void StandardBackward(const BackwardParams& bp, float* workspace,
   const ForwardParams& p = bp.forward;
   const int64_t per_thread = StandardWorkspacePerThread(p, true);
   for (const TensorParams* grad : {&bp.grad_q, &bp.grad_k, &bp.grad_v}) {
-    ZeroTensor(*grad, p.dtype, p.batch, p.seq_len, p.num_heads, p.head_dim);
+    ZeroTensor(*grad, p.dtype, StorageBatch(p), p.seq_len, p.num_heads,
+               p.head_dim);
   }
-  for (int gi = 0; gi < p.num_groups; ++gi) {
-    const GroupParams& g = p.groups[gi];
-    if (g.positions == 0 || g.num_heads == 0) continue;
-    const int64_t segments = p.seq_len / g.segment_length;
-    const int64_t blocks = p.batch * segments * g.num_heads;
-    const int64_t length = g.positions;
+  const ProblemList problems(p);
+  const BlockList blocks(problems);
 #pragma omp parallel num_threads(num_threads)
-    {
-      Carver carver(workspace + omp_get_thread_num() * per_thread);
+  {
+    float* const thread_workspace =
+        workspace + omp_get_thread_num() * per_thread;
+#pragma omp for schedule(dynamic)
+    for (int64_t index = 0; index < blocks.size(); ++index) {
+      const Block block = blocks.Decode(index);
+      const int64_t length = block.problem->length;
+      if (length == 0) continue;
+      Carver carver(thread_workspace);
       Matrix q = carver.Take(length, p.head_dim);
       Matrix k = carver.Take(length, p.head_dim);
       Matrix v = carver.Take(length, p.head_dim);
@@ -194,30 +212,26 @@ void StandardBackward(const BackwardParams& bp, float* workspace,
       Matrix grad_s = carver.Take(length, length);
       float* lse = carver.TakeVector(length);
       Eigen::Map<Eigen::VectorXf> row_dot(carver.TakeVector(length), length);
-#pragma omp for schedule(dynamic)
-      for (int64_t index = 0; index < blocks; ++index) {
-        const Block block = DecodeBlock(index, g, segments);
-        Gather(p.q, p.dtype, g, block, &q);
-        Gather(p.k, p.dtype, g, block, &k);
-        Gather(p.v, p.dtype, g, block, &v);
-        Gather(bp.grad_out, p.dtype, g, block, &grad_o);
-        Probabilities(p, q, k, &probs, lse);
-        // out = c * P V with c = output_scale, so dV = c P^T dO and
-        // dP = c dO V^T; the softmax gives dS = P o (dP - rowsum(dP o P)).
-        grad_v.noalias() = probs.transpose() * grad_o;
-        grad_v *= p.output_scale;
-        grad_s.noalias() = grad_o * v.transpose();
-        grad_s *= p.output_scale;
-        row_dot = grad_s.cwiseProduct(probs).rowwise().sum();
-        grad_s = probs.cwiseProduct(grad_s.colwise() - row_dot);
-        grad_q.noalias() = grad_s * k;
-        grad_q *= p.softmax_scale;
-        grad_k.noalias() = grad_s.transpose() * q;
-        grad_k *= p.softmax_scale;
-        Scatter(grad_q, g, block, p.dtype, bp.grad_q);
-        Scatter(grad_k, g, block, p.dtype, bp.grad_k);
-        Scatter(grad_v, g, block, p.dtype, bp.grad_v);
-      }
+      Gather(p.q, p.dtype, block, &q);
+      Gather(p.k, p.dtype, block, &k);
+      Gather(p.v, p.dtype, block, &v);
+      Gather(bp.grad_out, p.dtype, block, &grad_o);
+      Probabilities(p, q, k, &probs, lse);
+      // out = c * P V with c = output_scale, so dV = c P^T dO and
+      // dP = c dO V^T; the softmax gives dS = P o (dP - rowsum(dP o P)).
+      grad_v.noalias() = probs.transpose() * grad_o;
+      grad_v *= p.output_scale;
+      grad_s.noalias() = grad_o * v.transpose();
+      grad_s *= p.output_scale;
+      row_dot = grad_s.cwiseProduct(probs).rowwise().sum();
+      grad_s = probs.cwiseProduct(grad_s.colwise() - row_dot);
+      grad_q.noalias() = grad_s * k;
+      grad_q *= p.softmax_scale;
+      grad_k.noalias() = grad_s.transpose() * q;
+      grad_k *= p.softmax_scale;
+      Scatter(grad_q, block, p.dtype, bp.grad_q);
+      Scatter(grad_k, block, p.dtype, bp.grad_k);
+      Scatter(grad_v, block, p.dtype, bp.grad_v);
     }
   }
 }

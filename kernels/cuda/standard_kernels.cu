@@ -197,6 +197,7 @@ template <class F>
 cudaError_t WithType(DataType dtype, F f) {
   switch (dtype) {
     case DataType::kFloat32:
+    default:  // int32 and bool tensors never reach a float conversion
       f(float{});
       break;
     case DataType::kFloat16:

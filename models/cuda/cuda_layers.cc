@@ -19,6 +19,7 @@ cudaDataType CudaType(DType dtype) {
     case DType::kBFloat16:
       return CUDA_R_16BF;
     case DType::kFloat32:
+    default:  // int32 and bool tensors never reach a float conversion
       break;
   }
   return CUDA_R_32F;

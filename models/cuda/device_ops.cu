@@ -20,6 +20,7 @@ __device__ __forceinline__ float Load(const void* base, int64_t i,
     case DataType::kBFloat16:
       return __bfloat162float(static_cast<const __nv_bfloat16*>(base)[i]);
     case DataType::kFloat32:
+    default:  // int32 and bool tensors never reach a float conversion
       break;
   }
   return static_cast<const float*>(base)[i];
@@ -35,6 +36,7 @@ __device__ __forceinline__ void Store(void* base, int64_t i, DataType dtype,
       static_cast<__nv_bfloat16*>(base)[i] = __float2bfloat16_rn(value);
       return;
     case DataType::kFloat32:
+    default:  // int32 and bool tensors never reach a float conversion
       break;
   }
   static_cast<float*>(base)[i] = value;

@@ -168,17 +168,14 @@ TEST_F(TensorValidation, DeviceMismatch) {
   ExpectInvalid(Run(), "out is on cuda:1 but q is on cpu");
 }
 
-TEST_F(TensorValidation, SequenceNotDivisibleBySmallerSegment) {
-  // 12 is divisible by the first segment (4) but not by the second (8): the
-  // reference checks only the largest segment; every segment is checked here.
+TEST_F(TensorValidation, SequenceNotDivisibleBySegmentIsAPartialSegment) {
+  // 12 = 8 + a partial segment of 4: accepted (the reference rejects it).
   AttentionConfig config;
   config.segment_lengths = {8, 4};
   config.dilation_rates = {1, 2};
   std::unique_ptr<Attention> attention = *CreateAttention("standard", config);
   const TensorView t = Make({1, 12, 2, 8});
-  ExpectInvalid(attention->Forward(t, t, t, t),
-                "sequence length 12 (q.shape[1]) is not divisible by "
-                "segment_lengths[0] = 8");
+  EXPECT_TRUE(attention->Forward(t, t, t, t).ok());
 }
 
 TEST_F(TensorValidation, FewerHeadsThanGroups) {
@@ -230,6 +227,125 @@ TEST_F(TensorValidation, TrainingDropoutIsRefusedNotIgnored) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("dropout 0.1"));
   options.training = false;
   EXPECT_TRUE(attention->Forward(q_, k_, v_, out_, options).ok());
+}
+
+// Packed [total, heads, head_dim] tensors and their cu_seqlens.
+class PackedValidation : public TensorValidation {
+ protected:
+  void SetUp() override {
+    TensorValidation::SetUp();
+    q_ = Make({16, 2, 8});
+    k_ = v_ = out_ = q_;
+    offsets_ = {0, 5, 16};
+    options_.cu_seqlens = Offsets();
+  }
+
+  TensorView Offsets() {
+    return TensorView::Contiguous(offsets_.data(), DType::kInt32,
+                                  {static_cast<int64_t>(offsets_.size())});
+  }
+
+  absl::Status RunPacked() {
+    return attention_->Forward(q_, k_, v_, out_, options_);
+  }
+
+  std::vector<int32_t> offsets_;
+  ForwardOptions options_;
+};
+
+TEST_F(PackedValidation, ValidInputsRun) { EXPECT_TRUE(RunPacked().ok()); }
+
+TEST_F(PackedValidation, TensorsMustBeThreeDimensional) {
+  q_ = Make({1, 16, 2, 8});
+  ExpectInvalid(RunPacked(),
+                "q must be a 3-D tensor [total, heads, head_dim] (cu_seqlens "
+                "given), got 4-D");
+}
+
+TEST_F(PackedValidation, FirstOffsetMustBeZero) {
+  offsets_ = {1, 5, 16};
+  ExpectInvalid(RunPacked(), "cu_seqlens[0] must be 0, got 1");
+}
+
+TEST_F(PackedValidation, OffsetsMustNotDecrease) {
+  offsets_ = {0, 9, 5, 16};
+  options_.cu_seqlens = Offsets();
+  ExpectInvalid(RunPacked(),
+                "cu_seqlens must be non-decreasing, got cu_seqlens[1] = 9 > "
+                "cu_seqlens[2] = 5");
+}
+
+TEST_F(PackedValidation, LastOffsetMustBeTheTotal) {
+  offsets_ = {0, 5, 15};
+  ExpectInvalid(RunPacked(),
+                "cu_seqlens[2] = 15 must equal the total rows q.shape[0] = 16");
+}
+
+TEST_F(PackedValidation, OffsetsMustBeInt32) {
+  options_.cu_seqlens->dtype = DType::kFloat32;
+  ExpectInvalid(RunPacked(), "cu_seqlens.dtype must be int32, got float32");
+}
+
+TEST_F(PackedValidation, OffsetsMustBeOneDimensional) {
+  options_.cu_seqlens =
+      TensorView::Contiguous(offsets_.data(), DType::kInt32, {1, 3});
+  ExpectInvalid(RunPacked(),
+                "cu_seqlens must be a 1-D tensor [batch + 1] with batch >= 1, "
+                "got shape [1, 3]");
+  options_.cu_seqlens =
+      TensorView::Contiguous(offsets_.data(), DType::kInt32, {1});
+  ExpectInvalid(RunPacked(), "got shape [1]");
+}
+
+TEST_F(PackedValidation, LseIsHeadsByTotal) {
+  TensorView lse = Make({1, 2, 16});
+  ExpectInvalid(attention_->Forward(q_, k_, v_, out_, options_, &lse),
+                "lse must have shape [heads, total] = [2, 16] for packed "
+                "input, got [1, 2, 16]");
+  lse = Make({2, 16});
+  EXPECT_TRUE(attention_->Forward(q_, k_, v_, out_, options_, &lse).ok());
+}
+
+TEST_F(PackedValidation, NotTogetherWithAKeyPaddingMask) {
+  std::vector<uint8_t> mask(16, 0);
+  options_.key_padding_mask =
+      TensorView::Contiguous(mask.data(), DType::kBool, {1, 16});
+  ExpectInvalid(RunPacked(), "cu_seqlens and key_padding_mask were both given");
+}
+
+class MaskValidation : public TensorValidation {
+ protected:
+  absl::Status RunMasked(TensorView mask) {
+    ForwardOptions options;
+    options.key_padding_mask = mask;
+    return attention_->Forward(q_, k_, v_, out_, options);
+  }
+
+  std::vector<uint8_t> mask_ = std::vector<uint8_t>(64, 0);
+};
+
+TEST_F(MaskValidation, ValidMaskRuns) {
+  EXPECT_TRUE(
+      RunMasked(TensorView::Contiguous(mask_.data(), DType::kBool, {1, 16}))
+          .ok());
+}
+
+TEST_F(MaskValidation, ShapeMustBeBatchBySeq) {
+  ExpectInvalid(
+      RunMasked(TensorView::Contiguous(mask_.data(), DType::kBool, {16, 1})),
+      "key_padding_mask must have shape [batch, seq] = [1, 16], got [16, 1]");
+}
+
+TEST_F(MaskValidation, DtypeMustBeBool) {
+  ExpectInvalid(
+      RunMasked(TensorView::Contiguous(mask_.data(), DType::kInt32, {1, 16})),
+      "key_padding_mask.dtype must be bool, got int32");
+}
+
+TEST_F(MaskValidation, DeviceMustBeTheTensors) {
+  ExpectInvalid(RunMasked(TensorView::Contiguous(mask_.data(), DType::kBool,
+                                                 {1, 16}, Device::Cuda(0))),
+                "key_padding_mask is on cuda:0 but q is on cpu");
 }
 
 TEST(DeviceAvailability, CudaTensorsWithoutCudaBackend) {
