@@ -1,8 +1,12 @@
 // Every registered implementation, on every test device of this binary, over
 // shapes x causal x dtypes, compared with the float64 oracle: forward output,
-// log-sum-exp and the three gradients. A new implementation is covered as soon
-// as it registers.
+// log-sum-exp and the three gradients. Shapes cover the fixed-length layout
+// with whole and partial segments, key padding (at the end and with holes)
+// and packed variable-length batches (sequences shorter than a segment, of
+// length 1 and of length 0). A new implementation is covered as soon as it
+// registers.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -28,6 +32,15 @@ using testing::OracleProblem;
 using testing::TestDevice;
 using testing::TestTensor;
 
+// Which positions a shape's key_padding_mask marks as padding.
+enum class Padding {
+  kNone,
+  // Sequence b keeps its first seq_len - 13 * b positions (at least 1).
+  kAtTheEnd,
+  // Every position with probability 0.3, from a fixed seed.
+  kHoles,
+};
+
 struct Shape {
   std::string label;
   int64_t batch;
@@ -38,7 +51,30 @@ struct Shape {
   std::vector<int64_t> dilation_rates;
   std::optional<double> softmax_scale;
   Layout layout = Layout::kContiguous;
+  Padding padding = Padding::kNone;
+  // Packed layout when not empty: the sequences' lengths (batch and seq_len
+  // unused).
+  std::vector<int64_t> packed_lengths = {};
 };
+
+Shape Padded(Shape shape, Padding padding) {
+  shape.padding = padding;
+  return shape;
+}
+
+Shape Packed(std::string label, std::vector<int64_t> lengths, int64_t num_heads,
+             int64_t head_dim, std::vector<int64_t> segment_lengths,
+             std::vector<int64_t> dilation_rates) {
+  Shape shape{std::move(label),
+              0,
+              0,
+              num_heads,
+              head_dim,
+              std::move(segment_lengths),
+              std::move(dilation_rates)};
+  shape.packed_lengths = std::move(lengths);
+  return shape;
+}
 
 std::vector<Shape> Shapes() {
   return {
@@ -61,8 +97,53 @@ std::vector<Shape> Shapes() {
        {2, 1},
        std::nullopt,
        Layout::kPadded},
+      {"partial_segments", 2, 45, 3, 16, {8, 16, 32}, {1, 2, 4}},
+      {"shorter_than_segments", 1, 5, 2, 8, {8, 16}, {1, 2}},
+      {"partial_tiles", 1, 300, 2, 32, {128, 256}, {1, 2}},
+      Padded({"padding_at_end", 3, 64, 4, 16, {16, 32}, {1, 2}},
+             Padding::kAtTheEnd),
+      Padded({"padding_holes", 2, 90, 3, 16, {32, 64, 90}, {1, 2, 3}},
+             Padding::kHoles),
+      Padded({"padding_holes_long", 1, 400, 2, 32, {200, 400}, {1, 2}},
+             Padding::kHoles),
+      Packed("packed", {37, 1, 0, 64, 130, 5}, 3, 16, {16, 32, 64}, {1, 2, 4}),
+      Packed("packed_long", {200, 70, 333}, 2, 64, {128, 256}, {1, 2}),
   };
 }
+
+// Returns the [batch, seq] key padding mask of `s` (empty without padding).
+std::vector<uint8_t> PaddingMask(const Shape& s) {
+  std::vector<uint8_t> mask;
+  if (s.padding == Padding::kNone) return mask;
+  mask.assign(s.batch * s.seq_len, 0);
+  std::mt19937 rng(99);
+  std::bernoulli_distribution hole(0.3);
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const int64_t kept = std::max<int64_t>(1, s.seq_len - 13 * b);
+    for (int64_t n = 0; n < s.seq_len; ++n) {
+      mask[b * s.seq_len + n] =
+          s.padding == Padding::kAtTheEnd ? n >= kept : hole(rng);
+    }
+  }
+  return mask;
+}
+
+// Bytes on a test device for the layout tensors (mask, cu_seqlens).
+class DeviceBytes {
+ public:
+  DeviceBytes(TestDevice* device, const void* data, size_t bytes)
+      : device_(device), data_(device->Allocate(bytes == 0 ? 1 : bytes)) {
+    device_->CopyToDevice(data_, data, bytes);
+  }
+  ~DeviceBytes() { device_->Free(data_); }
+  DeviceBytes(const DeviceBytes&) = delete;
+  DeviceBytes& operator=(const DeviceBytes&) = delete;
+  void* data() const { return data_; }
+
+ private:
+  TestDevice* device_;
+  void* data_;
+};
 
 struct Param {
   std::string implementation;
@@ -125,6 +206,9 @@ TEST_P(ConformanceTest, MatchesOracle) {
   problem.is_causal = p.is_causal;
   problem.softmax_scale = s.softmax_scale.value_or(
       1.0 / std::sqrt(static_cast<double>(s.head_dim)));
+  problem.key_padding_mask = PaddingMask(s);
+  problem.seq_lens = s.packed_lengths;
+  const bool packed = !s.packed_lengths.empty();
 
   std::mt19937 rng(1234);
   const int64_t count = problem.NumElements();
@@ -138,8 +222,13 @@ TEST_P(ConformanceTest, MatchesOracle) {
   const std::vector<double> grad_out =
       testing::RandomValues(count, 1.0, p.dtype, &rng);
 
-  const std::vector<int64_t> shape = {s.batch, s.seq_len, s.num_heads,
-                                      s.head_dim};
+  const std::vector<int64_t> shape =
+      packed
+          ? std::vector<int64_t>{problem.Rows(), s.num_heads, s.head_dim}
+          : std::vector<int64_t>{s.batch, s.seq_len, s.num_heads, s.head_dim};
+  const std::vector<int64_t> lse_shape =
+      packed ? std::vector<int64_t>{s.num_heads, problem.Rows()}
+             : std::vector<int64_t>{s.batch, s.num_heads, s.seq_len};
   TestTensor q_t(p.device, p.dtype, shape, s.layout);
   TestTensor k_t(p.device, p.dtype, shape, s.layout);
   TestTensor v_t(p.device, p.dtype, shape, s.layout);
@@ -148,8 +237,7 @@ TEST_P(ConformanceTest, MatchesOracle) {
   TestTensor grad_q_t(p.device, p.dtype, shape, s.layout);
   TestTensor grad_k_t(p.device, p.dtype, shape, s.layout);
   TestTensor grad_v_t(p.device, p.dtype, shape, s.layout);
-  TestTensor lse_t(p.device, DType::kFloat32,
-                   {s.batch, s.num_heads, s.seq_len});
+  TestTensor lse_t(p.device, DType::kFloat32, lse_shape);
   q_t.Upload(q);
   k_t.Upload(k);
   v_t.Upload(v);
@@ -157,10 +245,34 @@ TEST_P(ConformanceTest, MatchesOracle) {
 
   ForwardOptions options;
   options.is_causal = p.is_causal;
-  ASSERT_TRUE((*attention)
-                  ->Forward(q_t.view(), k_t.view(), v_t.view(), out_t.view(),
-                            options, &lse_t.view())
-                  .ok());
+  std::vector<int32_t> offsets = {0};
+  for (int64_t length : s.packed_lengths) {
+    offsets.push_back(offsets.back() + static_cast<int32_t>(length));
+  }
+  const DeviceBytes offsets_on_device(p.device, offsets.data(),
+                                      offsets.size() * sizeof(int32_t));
+  if (packed) {
+    options.cu_seqlens = TensorView::Contiguous(
+        offsets_on_device.data(), DType::kInt32,
+        {static_cast<int64_t>(offsets.size())}, p.device->device());
+  }
+  const DeviceBytes mask_on_device(p.device, problem.key_padding_mask.data(),
+                                   problem.key_padding_mask.size());
+  if (s.padding != Padding::kNone) {
+    options.key_padding_mask =
+        TensorView::Contiguous(mask_on_device.data(), DType::kBool,
+                               {s.batch, s.seq_len}, p.device->device());
+  }
+  const absl::Status forward =
+      (*attention)
+          ->Forward(q_t.view(), k_t.view(), v_t.view(), out_t.view(), options,
+                    &lse_t.view());
+  if (forward.code() == absl::StatusCode::kUnimplemented &&
+      p.device->device().type != DeviceType::kCpu) {
+    // A device backend without this layout says so; the CPU must run all.
+    GTEST_SKIP() << forward;
+  }
+  ASSERT_TRUE(forward.ok()) << forward;
   std::vector<double> expected_out, expected_lse;
   testing::OracleForward(problem, q, k, v, &expected_out, &expected_lse);
   EXPECT_TRUE(AllClose(out_t.Download(), expected_out,

@@ -28,17 +28,45 @@ int64_t GroupOfHead(const OracleProblem& p, int64_t head) {
   return -1;
 }
 
-RowKeys KeysOf(const OracleProblem& p, int64_t head, int64_t position) {
+int64_t Sequences(const OracleProblem& p) {
+  return p.seq_lens.empty() ? p.batch : static_cast<int64_t>(p.seq_lens.size());
+}
+
+int64_t SeqLen(const OracleProblem& p, int64_t b) {
+  return p.seq_lens.empty() ? p.seq_len : p.seq_lens[b];
+}
+
+// Returns the row of position n of sequence b on the row axis.
+int64_t Row(const OracleProblem& p, int64_t b, int64_t n) {
+  if (p.seq_lens.empty()) return b * p.seq_len + n;
+  int64_t row = n;
+  for (int64_t i = 0; i < b; ++i) row += p.seq_lens[i];
+  return row;
+}
+
+bool Padded(const OracleProblem& p, int64_t b, int64_t n) {
+  return !p.key_padding_mask.empty() &&
+         p.key_padding_mask[b * p.seq_len + n] != 0;
+}
+
+// Segment m of a sequence of length len covers [m*s, min((m+1)*s, len)); the
+// group selects m*s + offset + j*r inside it. Padded keys are left out;
+// padded rows attend to nothing.
+RowKeys KeysOf(const OracleProblem& p, int64_t b, int64_t head,
+               int64_t position) {
   RowKeys keys;
   const int64_t i = GroupOfHead(p, head);
   const int64_t s = p.segment_lengths[i];
   const int64_t r = p.dilation_rates[i];
   const int64_t offset = i % r;
   const int64_t start = position - position % s;
+  const int64_t end = std::min(start + s, SeqLen(p, b));
   const int64_t within = position % s - offset;
   if (within < 0 || within % r != 0) return keys;  // Not selected.
-  for (int64_t key = start + offset; key < start + s; key += r) {
+  if (Padded(p, b, position)) return keys;
+  for (int64_t key = start + offset; key < end; key += r) {
     if (p.is_causal && key > position) break;
+    if (Padded(p, b, key)) continue;
     keys.positions.push_back(key);
   }
   return keys;
@@ -46,7 +74,12 @@ RowKeys KeysOf(const OracleProblem& p, int64_t head, int64_t position) {
 
 int64_t Index(const OracleProblem& p, int64_t b, int64_t n, int64_t h,
               int64_t d) {
-  return ((b * p.seq_len + n) * p.num_heads + h) * p.head_dim + d;
+  return (Row(p, b, n) * p.num_heads + h) * p.head_dim + d;
+}
+
+int64_t LseIndex(const OracleProblem& p, int64_t b, int64_t h, int64_t n) {
+  if (!p.seq_lens.empty()) return h * p.Rows() + Row(p, b, n);
+  return (b * p.num_heads + h) * p.seq_len + n;
 }
 
 double Dot(const OracleProblem& p, const std::vector<double>& x,
@@ -84,22 +117,28 @@ std::vector<double> Probabilities(const OracleProblem& p,
 
 }  // namespace
 
+int64_t OracleProblem::Rows() const {
+  if (seq_lens.empty()) return batch * seq_len;
+  int64_t total = 0;
+  for (int64_t length : seq_lens) total += length;
+  return total;
+}
+
 void OracleForward(const OracleProblem& p, const std::vector<double>& q,
                    const std::vector<double>& k, const std::vector<double>& v,
                    std::vector<double>* out, std::vector<double>* lse) {
   const double groups = static_cast<double>(p.segment_lengths.size());
   out->assign(p.NumElements(), 0.0);
-  lse->assign(p.batch * p.num_heads * p.seq_len,
-              -std::numeric_limits<double>::infinity());
-  for (int64_t b = 0; b < p.batch; ++b) {
+  lse->assign(p.Rows() * p.num_heads, -std::numeric_limits<double>::infinity());
+  for (int64_t b = 0; b < Sequences(p); ++b) {
     for (int64_t h = 0; h < p.num_heads; ++h) {
-      for (int64_t n = 0; n < p.seq_len; ++n) {
-        const RowKeys keys = KeysOf(p, h, n);
+      for (int64_t n = 0; n < SeqLen(p, b); ++n) {
+        const RowKeys keys = KeysOf(p, b, h, n);
         if (keys.positions.empty()) continue;
         double row_lse = 0.0;
         const std::vector<double> probs =
             Probabilities(p, q, k, b, n, h, keys, &row_lse);
-        (*lse)[(b * p.num_heads + h) * p.seq_len + n] = row_lse;
+        (*lse)[LseIndex(p, b, h, n)] = row_lse;
         for (size_t j = 0; j < keys.positions.size(); ++j) {
           for (int64_t d = 0; d < p.head_dim; ++d) {
             (*out)[Index(p, b, n, h, d)] +=
@@ -120,10 +159,10 @@ void OracleBackward(const OracleProblem& p, const std::vector<double>& q,
   grad_q->assign(p.NumElements(), 0.0);
   grad_k->assign(p.NumElements(), 0.0);
   grad_v->assign(p.NumElements(), 0.0);
-  for (int64_t b = 0; b < p.batch; ++b) {
+  for (int64_t b = 0; b < Sequences(p); ++b) {
     for (int64_t h = 0; h < p.num_heads; ++h) {
-      for (int64_t n = 0; n < p.seq_len; ++n) {
-        const RowKeys keys = KeysOf(p, h, n);
+      for (int64_t n = 0; n < SeqLen(p, b); ++n) {
+        const RowKeys keys = KeysOf(p, b, h, n);
         if (keys.positions.empty()) continue;
         double unused_lse = 0.0;
         const std::vector<double> probs =

@@ -1,9 +1,10 @@
 // File: oracle.h
 //
 // A deliberately naive float64 implementation of dilated attention, written
-// from ARCHITECTURE.md section 1 and nothing else: no library code, no
-// gather/scatter, one loop nest per formula. The tests compare every
-// implementation with it.
+// from docs/ARCHITECTURE.md section 1 and nothing else: no library code, no
+// gather/scatter, one loop nest per formula, partial segments, key padding
+// and packed sequences included. The tests compare every implementation with
+// it.
 
 #ifndef TESTS_TESTING_ORACLE_H_
 #define TESTS_TESTING_ORACLE_H_
@@ -23,13 +24,21 @@ struct OracleProblem {
   std::vector<int64_t> dilation_rates;
   bool is_causal = false;
   double softmax_scale = 0.0;
+  // Optional [batch, seq_len] key padding mask, nonzero = padding.
+  std::vector<uint8_t> key_padding_mask;
+  // Packed layout when not empty: sequence b has seq_lens[b] rows, one after
+  // the other; tensors are [total, heads, head_dim] and lse [heads, total]
+  // (batch and seq_len are then ignored).
+  std::vector<int64_t> seq_lens;
 
-  // Returns the number of elements of a [batch, seq, heads, head_dim] tensor.
-  int64_t NumElements() const { return batch * seq_len * num_heads * head_dim; }
+  // Returns the rows of the row axis: total (packed) or batch * seq_len.
+  int64_t Rows() const;
+  // Returns the number of elements of q (and of every tensor like it).
+  int64_t NumElements() const { return Rows() * num_heads * head_dim; }
 };
 
-// Writes out [b, n, h, d] and lse [b, h, n] (-inf where a row is not
-// selected). Tensors are contiguous float64.
+// Writes out (q's shape) and lse ([b, h, n], or [h, total] when packed; -inf
+// where a row is not selected or padded). Tensors are contiguous float64.
 void OracleForward(const OracleProblem& problem, const std::vector<double>& q,
                    const std::vector<double>& k, const std::vector<double>& v,
                    std::vector<double>* out, std::vector<double>* lse);
