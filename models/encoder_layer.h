@@ -1,7 +1,7 @@
 // File: encoder_layer.h
 //
-// DilatedTransformerEncoderLayer (SPEC.md §7): pre-LayerNorm self-attention
-// and a feed-forward block with a sub-LayerNorm (MAGNETO):
+// DilatedTransformerEncoderLayer (docs/REFERENCE.md §8): pre-LayerNorm
+// self-attention and a feed-forward block with a sub-LayerNorm (MAGNETO):
 //
 //   x = x + self_attn(norm1(x))                       (layer_norm on)
 //   x = x + linear2(norm3(act(linear1(norm2(x)))))

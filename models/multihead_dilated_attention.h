@@ -1,9 +1,10 @@
 // File: multihead_dilated_attention.h
 //
-// MultiheadDilatedAttention: the reference's module of that name (SPEC.md
-// §6.2) with separate q/k/v projections, registered as "multihead_standard".
-// State-dict names: q_proj.{weight,bias}, k_proj.*, v_proj.*, out_proj.*,
-// and with layer_norm q_ln.*, k_ln.* (variant kFork) or norm.* (kUpstream).
+// MultiheadDilatedAttention: the reference's module of that name
+// (docs/REFERENCE.md §7.2) with separate q/k/v projections, registered as
+// "multihead_standard". State-dict names: q_proj.{weight,bias}, k_proj.*,
+// v_proj.*, out_proj.*, and with layer_norm q_ln.*, k_ln.* (variant kFork) or
+// norm.* (kUpstream).
 //
 // Forward (kFork): q = q_ln(q_proj(query)), k = k_ln(k_proj(key)),
 // v = v_proj(value); x = dilated attention over the heads (channel c in head
