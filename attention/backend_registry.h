@@ -6,9 +6,9 @@
 // CUDA-only target, so a CPU-only build simply has none and reports
 // FailedPrecondition for CUDA tensors.
 //
-//   DA_REGISTER_BACKEND("standard", dilated::DeviceType::kCpu,
-//                       (dilated::Backend{&Forward, &Backward,
-//                       /*priority=*/0}));
+//   DA_REGISTER_BACKEND(
+//       "standard", dilated::DeviceType::kCpu,
+//       (dilated::Backend{&Forward, &Backward, /*priority=*/0}));
 
 #ifndef ATTENTION_BACKEND_REGISTRY_H_
 #define ATTENTION_BACKEND_REGISTRY_H_

@@ -10,11 +10,12 @@
 // norm2.*, linear1.*, norm3.*, linear2.*. Inference only (dropout is the
 // identity).
 //
+//   using dilated::models::DilatedTransformerEncoderLayer;
 //   dilated::models::TransformerLayerConfig config;
-//   absl::StatusOr<std::unique_ptr<dilated::models::DilatedTransformerEncoderLayer>>
-//       layer =
-//       dilated::models::DilatedTransformerEncoderLayer::Create(config);
-//   absl::StatusOr<dilated::models::Tensor> y = (*layer)->Forward(x, true);
+//   absl::StatusOr<std::unique_ptr<DilatedTransformerEncoderLayer>> layer =
+//       DilatedTransformerEncoderLayer::Create(config);
+//   absl::StatusOr<dilated::models::Tensor> y =
+//       (*layer)->Forward(x, /*is_causal=*/true);
 
 #ifndef MODELS_ENCODER_LAYER_H_
 #define MODELS_ENCODER_LAYER_H_

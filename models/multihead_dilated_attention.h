@@ -11,9 +11,10 @@
 // c / head_dim); y = out_proj(q_ln(x)). Without layer_norm the LayerNorms are
 // skipped. kUpstream: no QK-LayerNorm, and norm instead of the second q_ln.
 //
+//   using dilated::models::MultiheadDilatedAttention;
 //   dilated::models::MultiheadConfig config;  // embed_dim 768, 12 heads
-//   absl::StatusOr<std::unique_ptr<dilated::models::MultiheadDilatedAttention>>
-//       mha = dilated::models::MultiheadDilatedAttention::Create(config);
+//   absl::StatusOr<std::unique_ptr<MultiheadDilatedAttention>> mha =
+//       MultiheadDilatedAttention::Create(config);
 
 #ifndef MODELS_MULTIHEAD_DILATED_ATTENTION_H_
 #define MODELS_MULTIHEAD_DILATED_ATTENTION_H_
