@@ -6,8 +6,8 @@
 //
 //   ScopedCudaDevice device(context.device.index);
 //   DA_RETURN_IF_ERROR(device.status());
-//   DA_ASSIGN_OR_RETURN(CudaScratch scratch, CudaScratch::Allocate(bytes,
-//   stream));
+//   DA_ASSIGN_OR_RETURN(CudaScratch scratch,
+//                       CudaScratch::Allocate(bytes, stream));
 
 #ifndef ATTENTION_CUDA_UTIL_H_
 #define ATTENTION_CUDA_UTIL_H_

@@ -1,4 +1,4 @@
-// "improved": the fused strided kernel (ARCHITECTURE.md section 1). Every
+// "improved": the fused strided kernel (docs/ARCHITECTURE.md section 1). Every
 // group is computed in place as a strided view by a flash-attention kernel;
 // no gather, scatter or temporaries. Registers the factory name and the CPU
 // backend, whose priority makes "auto" prefer it on the CPU.

@@ -6,7 +6,7 @@
 //
 //   DLManagedTensor* managed = ...;  // e.g. from torch.utils.dlpack.to_dlpack
 //   absl::StatusOr<TensorView> q =
-//   TensorView::FromDLTensor(managed->dl_tensor);
+//       TensorView::FromDLTensor(managed->dl_tensor);
 //
 // Strides are counted in elements, as in DLPack.
 

@@ -1,6 +1,7 @@
 // The main comparison: every registered implementation on CPU tensors over the
-// configurations of MEASURED.md, forward and forward+backward, causal and not.
-// Reports useful FLOP/s with the FlashAttention convention (MEASURED.md):
+// configurations of docs/BASELINES.md, forward and forward+backward, causal
+// and not. Reports useful FLOP/s with the FlashAttention convention
+// (docs/BASELINES.md section 1):
 // forward = 4 * b * g * (n / s) * L^2 * d per group, halved when causal;
 // forward + backward = 3.5 x forward.
 //
@@ -26,7 +27,7 @@ namespace dilated {
 namespace {
 
 struct Workload {
-  std::string config_name;  // "A" or "B", as in MEASURED.md.
+  std::string config_name;  // "A" or "B", as in docs/BASELINES.md.
   int64_t batch;
   int64_t seq_len;
   int64_t num_heads;

@@ -1,13 +1,14 @@
 // "improved" against "standard" (and any other CPU backend) on CPU tensors,
-// float32, over the configurations of MEASURED.md: config A (segments 2048,
-// 4096, 8192; rates 1, 2, 4; b = 1, h = 8, d = 64) at n = 8K, 32K, 128K and
-// config B (segments 512, 1024, 2048; rates 1, 2, 4; b = 1, h = 12, d = 64)
-// at n = 2K, 8K; causal and not; forward and forward + backward.
+// float32, over the configurations of docs/BASELINES.md: config A (segments
+// 2048, 4096, 8192; rates 1, 2, 4; b = 1, h = 8, d = 64) at n = 8K, 32K, 128K
+// and config B (segments 512, 1024, 2048; rates 1, 2, 4; b = 1, h = 12,
+// d = 64) at n = 2K, 8K; causal and not; forward and forward + backward.
 //
 // Counters: GFLOPs, useful FLOP/s with the FlashAttention convention of
-// MEASURED.md (forward = 4 * b * g * (n / s) * L^2 * d per group, halved when
-// causal; forward + backward = 3.5 x forward); extra_MiB, the peak heap above
-// what was held before the call (inputs and outputs are allocated before);
+// docs/BASELINES.md section 1 (forward = 4 * b * g * (n / s) * L^2 * d per
+// group, halved when causal; forward + backward = 3.5 x forward); extra_MiB,
+// the peak heap above what was held before the call (inputs and outputs are
+// allocated before);
 // out_MiB, the size of the output for comparison; threads, the OpenMP threads.
 // "fma_peak" measures the FMA ceiling of the same threads (AVX2, float32),
 // "fma_peak_avx512" the 16-lane one where the CPU has AVX-512: on CPUs with
@@ -42,7 +43,7 @@ namespace dilated {
 namespace {
 
 struct Workload {
-  std::string config_name;  // "A" or "B", as in MEASURED.md.
+  std::string config_name;  // "A" or "B", as in docs/BASELINES.md.
   int64_t seq_len;
   int64_t num_heads;
   std::vector<int64_t> segment_lengths;

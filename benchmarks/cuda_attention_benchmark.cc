@@ -1,11 +1,11 @@
 // Dilated attention on CUDA tensors: "improved" (fused strided kernels) and
 // "standard" (gather, cuBLAS, softmax, scatter) on the shapes of
-// MEASURED.md: config A (b=1, h=8, d=64, segments 2048/4096/8192, rates
+// docs/BASELINES.md: config A (b=1, h=8, d=64, segments 2048/4096/8192, rates
 // 1/2/4) from 32K to 16M tokens, forward and forward+backward, causal or
 // not; config B (b=4, n=2048, h=12, d=64, segments 512/1024/2048).
 //
 // Timed with CUDA events around each call (UseManualTime). Counters:
-//   TFLOPs   useful TFLOP/s by MEASURED.md's convention: forward =
+//   TFLOPs   useful TFLOP/s (docs/BASELINES.md section 1): forward =
 //            4 b g (n/s) L^2 d per group, halved when causal; forward +
 //            backward = 3.5 x forward.
 //   extra_MiB  peak stream-ordered scratch (the device memory pool's high
@@ -71,7 +71,7 @@ Shape ConfigB(int64_t seq) {
   return {"B", 4, seq, 12, 64, {512, 1024, 2048}, {1, 2, 4}};
 }
 
-// Returns useful forward FLOPs (MEASURED.md convention).
+// Returns useful forward FLOPs (docs/BASELINES.md section 1).
 double ForwardFlops(const Shape& s, bool causal) {
   const int64_t groups = static_cast<int64_t>(s.segments.size());
   double flops = 0.0;

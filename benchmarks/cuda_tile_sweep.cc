@@ -3,9 +3,9 @@
 // 2048/4096/8192, rates 1/2/4, float16) at n = 1M, causal and not, with
 // head_dim 64 and 128, so that one run on the GPU machine picks the shapes
 // kernels/cuda/flash_configs.cuh ships. CUDA-event timing (UseManualTime);
-// TFLOPs counts the kernel's own useful work (forward: MEASURED.md's
-// forward FLOPs; key/value side: 4 products = 2x forward; query side: 3
-// products = 1.5x forward).
+// TFLOPs counts the kernel's own useful work (forward: the forward FLOPs of
+// docs/BASELINES.md section 1; key/value side: 4 products = 2x forward; query
+// side: 3 products = 1.5x forward).
 //
 //   bazel run -c opt --config=cuda //benchmarks:cuda_tile_sweep
 

@@ -6,10 +6,10 @@
 // AttentionConfig::enable_memory_pool selects), in the same binary run.
 //
 //   memory::HostAllocator host;
-//   WorkspaceVariant workspace = pooled
-//       ?
-//       WorkspaceVariant::Pooled(std::make_unique<memory::PoolAllocator>(&host))
-//       : WorkspaceVariant::Direct(&host);
+//   WorkspaceVariant workspace =
+//       pooled ? WorkspaceVariant::Pooled(
+//                    std::make_unique<memory::PoolAllocator>(&host))
+//              : WorkspaceVariant::Direct(&host);
 //   options.workspace_allocator = workspace.allocator();
 //   for (auto _ : state) { ... }
 //   workspace.ReportCounters(state);

@@ -5,11 +5,14 @@
 //
 //   using ShapeRegistry = dilated::factory::Registry<Shape, double>;
 //   ShapeRegistry& registry = ...;  // usually a leaky function-local singleton
-//   registry.Register("circle", [](double r) ->
-//   absl::StatusOr<std::unique_ptr<Shape>> {
-//     return std::make_unique<Circle>(r);
-//   }, __FILE__, __LINE__);
-//   absl::StatusOr<std::unique_ptr<Shape>> s = registry.Create("circle", 2.0);
+//   registry.Register(
+//       "circle",
+//       [](double r) -> absl::StatusOr<std::unique_ptr<Shape>> {
+//         return std::make_unique<Circle>(r);
+//       },
+//       __FILE__, __LINE__);
+//   absl::StatusOr<std::unique_ptr<Shape>> s =
+//       registry.Create("circle", 2.0);
 //
 // Registering a name twice is a programming error (two libraries claiming the
 // same name, or one library linked twice) and aborts naming both sites. An

@@ -5,8 +5,8 @@
 // against and the default host allocator (see default_allocator.h).
 //
 //   dilated::memory::HostAllocator host;
-//   absl::StatusOr<void*> p = host.Allocate(1 << 20);         // 64-byte
-//   aligned absl::StatusOr<void*> q = host.Allocate(100, /*alignment=*/4096);
+//   absl::StatusOr<void*> p = host.Allocate(1 << 20);  // 64-byte aligned
+//   absl::StatusOr<void*> q = host.Allocate(100, /*alignment=*/4096);
 //
 // Every live block is recorded (an address-sharded table), so that a double
 // free or a foreign pointer aborts with a message instead of reaching free().

@@ -1,8 +1,9 @@
 // File: decoder_layer.h
 //
-// DilatedTransformerDecoderLayer (SPEC.md §7): pre-LayerNorm self-attention
-// WITHOUT the attention's LayerNorms, pre-LayerNorm cross-attention over the
-// memory WITH them, and a feed-forward block with a sub-LayerNorm:
+// DilatedTransformerDecoderLayer (docs/REFERENCE.md §8): pre-LayerNorm
+// self-attention WITHOUT the attention's LayerNorms, pre-LayerNorm
+// cross-attention over the memory WITH them, and a feed-forward block with a
+// sub-LayerNorm:
 //
 //   x = x + self_attn(norm1(x))                       (layer_norm off)
 //   x = x + multihead_attn(norm2(x), memory, memory)  (layer_norm on)

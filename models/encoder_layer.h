@@ -1,7 +1,7 @@
 // File: encoder_layer.h
 //
-// DilatedTransformerEncoderLayer (SPEC.md §7): pre-LayerNorm self-attention
-// and a feed-forward block with a sub-LayerNorm (MAGNETO):
+// DilatedTransformerEncoderLayer (docs/REFERENCE.md §8): pre-LayerNorm
+// self-attention and a feed-forward block with a sub-LayerNorm (MAGNETO):
 //
 //   x = x + self_attn(norm1(x))                       (layer_norm on)
 //   x = x + linear2(norm3(act(linear1(norm2(x)))))
@@ -10,11 +10,12 @@
 // norm2.*, linear1.*, norm3.*, linear2.*. Inference only (dropout is the
 // identity).
 //
+//   using dilated::models::DilatedTransformerEncoderLayer;
 //   dilated::models::TransformerLayerConfig config;
-//   absl::StatusOr<std::unique_ptr<dilated::models::DilatedTransformerEncoderLayer>>
-//       layer =
-//       dilated::models::DilatedTransformerEncoderLayer::Create(config);
-//   absl::StatusOr<dilated::models::Tensor> y = (*layer)->Forward(x, true);
+//   absl::StatusOr<std::unique_ptr<DilatedTransformerEncoderLayer>> layer =
+//       DilatedTransformerEncoderLayer::Create(config);
+//   absl::StatusOr<dilated::models::Tensor> y =
+//       (*layer)->Forward(x, /*is_causal=*/true);
 
 #ifndef MODELS_ENCODER_LAYER_H_
 #define MODELS_ENCODER_LAYER_H_

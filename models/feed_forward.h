@@ -1,10 +1,10 @@
 // File: feed_forward.h
 //
-// The feed-forward block of the dilated transformer layers (MAGNETO, SPEC.md
-// §7): pre_norm -> linear1 -> activation -> sub_norm -> linear2, returning
-// the residual branch. Its parameters are direct children of the layer, so
-// the two LayerNorms carry the layer's names for them (encoder: norm2 and
-// norm3; decoder: norm3 and norm4).
+// The feed-forward block of the dilated transformer layers (MAGNETO,
+// docs/REFERENCE.md §8): pre_norm -> linear1 -> activation -> sub_norm ->
+// linear2, returning the residual branch. Its parameters are direct children of
+// the layer, so the two LayerNorms carry the layer's names for them (encoder:
+// norm2 and norm3; decoder: norm3 and norm4).
 
 #ifndef MODELS_FEED_FORWARD_H_
 #define MODELS_FEED_FORWARD_H_

@@ -1,11 +1,12 @@
 // File: fused_multihead_dilated_attention.h
 //
 // FusedMultiheadDilatedAttention: the reference's
-// ImprovedMultiheadDilatedAttention (SPEC.md §6.3), one fused projection
-// qkv_proj = Linear(E, 3E) whose output thirds are q | k | v, registered as
-// "multihead_improved" and "multihead_auto". Its attention is the dilated
-// attention over the sequence, the same function as every other module here
-// (the reference attends across heads instead, SPEC.md §4; not reproduced).
+// ImprovedMultiheadDilatedAttention (docs/REFERENCE.md §7.3), one fused
+// projection qkv_proj = Linear(E, 3E) whose output thirds are q | k | v,
+// registered as "multihead_improved" and "multihead_auto". Its attention is the
+// dilated attention over the sequence, the same function as every other module
+// here (the reference attends across heads instead, docs/REFERENCE.md §5; not
+// reproduced).
 //
 // State-dict names: qkv_proj.{weight,bias}, out_proj.*, and with layer_norm
 // q_ln.*, k_ln.* (the reference creates k_ln but never uses it; it is loaded

@@ -1,8 +1,8 @@
 // File: long_net.h
 //
-// LongNet (SPEC.md §7): a stack of DilatedTransformerEncoderLayers over the
-// input, then a stack of DilatedTransformerDecoderLayers over the ORIGINAL
-// input with the encoder's output as memory; is_causal applies to the
+// LongNet (docs/REFERENCE.md §8): a stack of DilatedTransformerEncoderLayers
+// over the input, then a stack of DilatedTransformerDecoderLayers over the
+// ORIGINAL input with the encoder's output as memory; is_causal applies to the
 // encoder, the decoder's self-attention and its cross-attention. No final
 // LayerNorms. Fresh models use the MAGNETO gains: encoder
 // sqrt(ln(3 N_dec) ln(2 N_enc) / 3), decoder sqrt(ln(3 N_dec)).
@@ -11,8 +11,8 @@
 // torch.nn.TransformerEncoder/Decoder name them.
 //
 // Unlike the reference, whose containers deep-copy one initialised layer
-// (SPEC.md §20 item 14), the layers of a fresh model are initialised one by
-// one from the seeded generator, so they differ.
+// (docs/REFERENCE.md §15 item 14), the layers of a fresh model are initialised
+// one by one from the seeded generator, so they differ.
 //
 //   dilated::models::LongNetConfig config;  // the paper's base model
 //   config.num_encoder_layers = config.num_decoder_layers = 1;

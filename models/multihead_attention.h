@@ -37,7 +37,7 @@
 namespace dilated {
 namespace models {
 
-// Where the LayerNorms of a multihead module sit (SPEC.md §5, §6.2).
+// Where the LayerNorms of a multihead module sit (docs/REFERENCE.md §6, §7.2).
 enum class MultiheadVariant {
   // The reference fork: with layer_norm, q_ln(q) and k_ln(k) after the
   // projections (a QK-LayerNorm), and the same q_ln again on the merged
@@ -61,9 +61,10 @@ struct MultiheadConfig {
   // MAGNETO gain of the value and output projections of a fresh module.
   double gamma_init = 1.0;
   MultiheadVariant variant = MultiheadVariant::kFork;
-  // The upstream library's extra step (SPEC.md §5): every head's output is
-  // divided, per (batch, channel), by G times its sum over the sequence. Off
-  // in the fork; only for checkpoints trained with upstream's attention.
+  // The upstream library's extra step (docs/REFERENCE.md §6): every head's
+  // output is divided, per (batch, channel), by G times its sum over the
+  // sequence. Off in the fork; only for checkpoints trained with upstream's
+  // attention.
   bool normalize_group_sums = false;
   // Factory name of the attention core; empty for DefaultAttentionCoreName().
   std::string attention_core;

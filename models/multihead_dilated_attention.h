@@ -1,18 +1,20 @@
 // File: multihead_dilated_attention.h
 //
-// MultiheadDilatedAttention: the reference's module of that name (SPEC.md
-// §6.2) with separate q/k/v projections, registered as "multihead_standard".
-// State-dict names: q_proj.{weight,bias}, k_proj.*, v_proj.*, out_proj.*,
-// and with layer_norm q_ln.*, k_ln.* (variant kFork) or norm.* (kUpstream).
+// MultiheadDilatedAttention: the reference's module of that name
+// (docs/REFERENCE.md §7.2) with separate q/k/v projections, registered as
+// "multihead_standard". State-dict names: q_proj.{weight,bias}, k_proj.*,
+// v_proj.*, out_proj.*, and with layer_norm q_ln.*, k_ln.* (variant kFork) or
+// norm.* (kUpstream).
 //
 // Forward (kFork): q = q_ln(q_proj(query)), k = k_ln(k_proj(key)),
 // v = v_proj(value); x = dilated attention over the heads (channel c in head
 // c / head_dim); y = out_proj(q_ln(x)). Without layer_norm the LayerNorms are
 // skipped. kUpstream: no QK-LayerNorm, and norm instead of the second q_ln.
 //
+//   using dilated::models::MultiheadDilatedAttention;
 //   dilated::models::MultiheadConfig config;  // embed_dim 768, 12 heads
-//   absl::StatusOr<std::unique_ptr<dilated::models::MultiheadDilatedAttention>>
-//       mha = dilated::models::MultiheadDilatedAttention::Create(config);
+//   absl::StatusOr<std::unique_ptr<MultiheadDilatedAttention>> mha =
+//       MultiheadDilatedAttention::Create(config);
 
 #ifndef MODELS_MULTIHEAD_DILATED_ATTENTION_H_
 #define MODELS_MULTIHEAD_DILATED_ATTENTION_H_

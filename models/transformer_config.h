@@ -1,7 +1,7 @@
 // File: transformer_config.h
 //
 // The configuration shared by DilatedTransformerEncoderLayer and
-// DilatedTransformerDecoderLayer (SPEC.md §7), and the config of the
+// DilatedTransformerDecoderLayer (docs/REFERENCE.md §8), and the config of the
 // multihead attentions inside them.
 
 #ifndef MODELS_TRANSFORMER_CONFIG_H_

@@ -4,10 +4,10 @@
 Each file holds the inputs q, k, v, grad_out ([b, n, h, d], in the case's
 dtype) and the expected out, grad_q, grad_k, grad_v ([b, n, h, d]) and lse
 ([b, h, n], -inf for rows no group selects), all float64, computed here in
-float64 from the stored inputs by an implementation of ARCHITECTURE.md section 1
-written for this script, with gradients by autograd. Its "__metadata__" gives
-segment_lengths, dilation_rates, is_causal and, when the case sets one,
-softmax_scale.
+float64 from the stored inputs by an implementation of docs/ARCHITECTURE.md
+section 1 written for this script, with gradients by autograd. Its
+"__metadata__" gives segment_lengths, dilation_rates, is_causal and, when the
+case sets one, softmax_scale.
 
 Setup (PyTorch from PyPI; the CPU is enough):
     python3 -m venv /tmp/golden-venv
@@ -15,9 +15,9 @@ Setup (PyTorch from PyPI; the CPU is enough):
     /tmp/golden-venv/bin/python tools/make_golden.py
 
 The PyPI package dilated-attention-pytorch is deliberately not used: it is an
-older version with a different normalisation (SPEC.md section 5). The script is
-deterministic (fixed seeds) and is not part of the test command; its outputs
-are committed.
+older version with a different normalisation (docs/REFERENCE.md section 6).
+The script is deterministic (fixed seeds) and is not part of the test command;
+its outputs are committed.
 """
 
 import argparse
@@ -109,7 +109,7 @@ def head_groups(num_heads, num_groups):
 
 def dilated_attention(q, k, v, segment_lengths, dilation_rates, is_causal,
                       softmax_scale=None):
-    """ARCHITECTURE.md section 1 on [b, n, h, d] tensors, differentiable.
+    """docs/ARCHITECTURE.md section 1 on [b, n, h, d] tensors, differentiable.
 
     Group i gathers positions m*s + o + j*r of every segment by strided
     slicing, runs attention per head over them (causal = lower triangular in

@@ -2,12 +2,12 @@
 """Writes the golden files of the models (tests/data/models/).
 
 The modules below are written for this script from the description of the
-reference library (SPEC.md sections 5 to 7): the fork's MultiheadDilatedAttention
-(QK-LayerNorm, q_ln reused as the sub-LayerNorm), the upstream variant (one
-sub-LayerNorm "norm", optional per-group sum normalisation), the fused-qkv
-module (with attention over the sequence, not the reference's head-axis
-defect), the encoder and decoder layers and LongNet. Their parameter names are
-the reference's state-dict names.
+reference library (docs/REFERENCE.md sections 6 to 8): the fork's
+MultiheadDilatedAttention (QK-LayerNorm, q_ln reused as the sub-LayerNorm), the
+upstream variant (one sub-LayerNorm "norm", optional per-group sum
+normalisation), the fused-qkv module (with attention over the sequence, not the
+reference's head-axis defect), the encoder and decoder layers and LongNet.
+Their parameter names are the reference's state-dict names.
 
 Every case writes two files:
   <case>.safetensors           the state dict (random values, not an
@@ -43,7 +43,7 @@ DEFAULT_OUTPUT = os.path.normpath(os.path.join(
 
 
 # ----------------------------------------------------------------------------
-# Dilated attention over [b, n, h, d] (ARCHITECTURE.md section 1).
+# Dilated attention over [b, n, h, d] (docs/ARCHITECTURE.md section 1).
 
 def head_groups(num_heads, num_groups):
     """Front-loaded split of the heads: sizes and start of every group."""
@@ -88,7 +88,7 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates, is_causal,
 # Modules with the reference's parameter names.
 
 class ForkMultihead(nn.Module):
-    """MultiheadDilatedAttention of the fork (SPEC.md section 6.2)."""
+    """MultiheadDilatedAttention of the fork (docs/REFERENCE.md §7.2)."""
 
     def __init__(self, e, h, segs, rates, bias=True, layer_norm=True, eps=1e-5):
         super().__init__()
@@ -115,7 +115,8 @@ class ForkMultihead(nn.Module):
 
 
 class UpstreamMultihead(nn.Module):
-    """The upstream module (SPEC.md section 5): one sub-LayerNorm "norm"."""
+    """The upstream module (docs/REFERENCE.md section 6): one sub-LayerNorm
+    "norm"."""
 
     def __init__(self, e, h, segs, rates, bias=True, layer_norm=True, eps=1e-5,
                  normalize_group_sums=False):
@@ -142,8 +143,8 @@ class UpstreamMultihead(nn.Module):
 
 
 class FusedMultihead(nn.Module):
-    """ImprovedMultiheadDilatedAttention (SPEC.md section 6.3), attention over
-    the sequence."""
+    """ImprovedMultiheadDilatedAttention (docs/REFERENCE.md section 7.3),
+    attention over the sequence."""
 
     def __init__(self, e, h, segs, rates, bias=True, layer_norm=True, eps=1e-5):
         super().__init__()
@@ -176,7 +177,7 @@ ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
 class EncoderLayer(nn.Module):
-    """DilatedTransformerEncoderLayer (SPEC.md section 7)."""
+    """DilatedTransformerEncoderLayer (docs/REFERENCE.md section 8)."""
 
     def __init__(self, e, h, segs, rates, ff, activation, eps=1e-5):
         super().__init__()
@@ -197,8 +198,8 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """DilatedTransformerDecoderLayer (SPEC.md section 7): self-attention
-    without, cross-attention with the attention LayerNorms."""
+    """DilatedTransformerDecoderLayer (docs/REFERENCE.md section 8):
+    self-attention without, cross-attention with the attention LayerNorms."""
 
     def __init__(self, e, h, segs, rates, ff, activation, eps=1e-5):
         super().__init__()
@@ -230,8 +231,8 @@ class Stack(nn.Module):
 
 
 class LongNet(nn.Module):
-    """LongNet (SPEC.md section 7): encoder stack, then decoder stack on the
-    original input with the encoder output as memory."""
+    """LongNet (docs/REFERENCE.md section 8): encoder stack, then decoder
+    stack on the original input with the encoder output as memory."""
 
     def __init__(self, e, h, n_enc, n_dec, ff, segs, rates, activation):
         super().__init__()

@@ -9,12 +9,12 @@ Runs, in one process on the GPU machine:
     scatter (1 / G) * out back into a zero tensor;
   * dense F.scaled_dot_product_attention over the whole sequence (n <= 128K).
 
-Shapes (MEASURED.md): config A (b=1, h=8, d=64, segments 2048/4096/8192,
+Shapes (docs/BASELINES.md): config A (b=1, h=8, d=64, segments 2048/4096/8192,
 rates 1/2/4) at n = 32K..1M, forward and forward+backward, causal or not;
 config B (b=4, n=2048, h=12, d=64, segments 512/1024/2048) forward. float16.
 Times are medians of CUDA-event timings after warm-up. Useful TFLOP/s use
-MEASURED.md's convention (forward 4 b g (n/s) L^2 d per group, halved when
-causal; forward+backward 3.5x).
+the convention of docs/BASELINES.md section 1 (forward 4 b g (n/s) L^2 d per
+group, halved when causal; forward+backward 3.5x).
 
   LD_LIBRARY_PATH=.gpu python3 benchmarks/gpu/compare.py \
       --binary .gpu/cuda_attention_benchmark --out $OUT/compare.json

@@ -1,10 +1,10 @@
 // File: flash_attention.h
 //
 // The fused dilated attention on the CPU ("improved"): every group is a
-// strided view of q, k, v and out (ARCHITECTURE.md section 1), so a blockwise
-// online-softmax attention (FlashAttention-2) that takes strides computes it
-// in place, with no gather, no scatter and no temporaries beyond per-thread
-// tiles. Compute is float32 for every storage type.
+// strided view of q, k, v and out (docs/ARCHITECTURE.md section 1), so a
+// blockwise online-softmax attention (FlashAttention-2) that takes strides
+// computes it in place, with no gather, no scatter and no temporaries beyond
+// per-thread tiles. Compute is float32 for every storage type.
 //
 // Work is spread with OpenMP over (batch, segment, head, query block) in the
 // forward pass and over (batch, segment, head) in the backward pass. Every

@@ -3,7 +3,7 @@
 // The fused strided flash-attention kernels on CUDA ("improved"): forward and
 // backward over every group of a call, reading q, k, v (and grad_out) and
 // writing out, lse (and the gradients) through the strided views of
-// ARCHITECTURE.md section 1. float16 and bfloat16 storage, float32
+// docs/ARCHITECTURE.md section 1. float16 and bfloat16 storage, float32
 // accumulation; head_dim 32, 64 and 128 run on their own tile shapes, other
 // multiples of 8 up to 256 on the next larger one.
 //

@@ -3,8 +3,8 @@
 // What the flash kernels share: the launch arguments (the POD params plus
 // per-group prefix counts of thread blocks), the decoding of a block index
 // into a (group, batch, segment, head, row block) work item, the strided
-// addressing of ARCHITECTURE.md section 1, the asynchronous tile loader and
-// the zeroing of the rows a group does not select.
+// addressing of docs/ARCHITECTURE.md section 1, the asynchronous tile loader
+// and the zeroing of the rows a group does not select.
 //
 // A group's selected rows form a strided view: row j of (batch b, segment m,
 // head a) lives at position m * s + o + j * r, so it is

@@ -23,27 +23,19 @@ namespace dilated {
 namespace kernels {
 namespace gpu {
 
-// Forward: 128 query rows per block over 4 warps (32 rows each, so every
-// K/V fragment read from shared memory feeds two mma), two blocks per SM;
-// queries stay in registers while they fit (head_dim <= 64) and key tiles
-// shrink to 32 rows at head_dim 128 to keep the 128 output accumulators per
-// thread clear of spills (ptxas -v). Backward: 64 keys (dK/dV) or 64
-// queries (dQ) per block of 4 warps, 64-row tiles of the other side (32 at
-// head_dim 128). head_dim 256 keeps half the accumulators: dV and dK in two
-// passes, 32-row tiles, one block per SM. ForwardWgmma, where not void,
-// replaces Forward on devices that run sm_90a code (WgmmaAvailable()): at
-// head_dim 64 one warpgroup of 64 queries per block over 128-key tiles, three
-// blocks per SM, so that blocks out of step keep the tensor cores busy while
-// another block does its softmax (cuda_tile_sweep: 7.9 ms against 8.8 ms for
-// three warpgroups in one block that meet at every tile's barrier). The
-// wgmma backward: dK/dV over 128-query tiles (255 registers: two blocks per
-// SM); dQ over 128-key tiles with two blocks per SM without a mask, 64-key
-// tiles with three under the causal mask, whose diagonal tiles favour them.
-// Chosen on the whole backward pass (cuda_attention_benchmark, config A at
-// 1M on an H100, alternating binaries): the 64-query dK/dV tiles that
-// cuda_tile_sweep times faster alone (13.9 against 14.7 ms) make the pass
-// 0.6-1.0 ms slower, and a third K/V buffer for the dQ kernel (its product
-// overlapping the next tile) 0.2-0.9 ms slower.
+// The tile types of the fused kernels for one (dtype, padded head_dim); a
+// member is void where that kernel does not exist for the head_dim.
+//   Forward           the mma.sync forward kernel.
+//   ForwardWgmma      where not void, replaces Forward on devices that run
+//                     sm_90a code (WgmmaAvailable()).
+//   KeyValue          the mma.sync dK/dV kernel; dV alone when KeyOnly is not
+//                     void.
+//   KeyOnly           where not void, a second pass that computes dK.
+//   Query             the mma.sync dQ kernel.
+//   QueryWgmma,       where KeyValueWgmma is not void, the sm_90a backward:
+//   QueryWgmmaCausal, dQ (QueryWgmmaCausal under the causal mask) runs first
+//   KeyValueWgmma     and writes the delta rows that dK/dV then reads.
+// Why these shapes: docs/PERFORMANCE_CUDA.md, "FlashConfig tile shapes".
 template <DataType kDtype, int kHeadDim>
 struct FlashConfig;
 

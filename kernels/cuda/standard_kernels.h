@@ -9,8 +9,8 @@
 //
 // A "problem" of group i is one (batch, segment, head) attention: problem
 // index x maps to head head_begin + x % num_heads, then segment and batch
-// (ARCHITECTURE.md section 1). Chunks [first, first + count) of problems are
-// processed at a time to bound the scratch memory.
+// (docs/ARCHITECTURE.md section 1). Chunks [first, first + count) of problems
+// are processed at a time to bound the scratch memory.
 
 #ifndef KERNELS_CUDA_STANDARD_KERNELS_H_
 #define KERNELS_CUDA_STANDARD_KERNELS_H_

@@ -1,7 +1,7 @@
 // Every registered implementation, on every test device of this binary,
 // against the golden files of tests/data/golden/ (written by
 // tools/make_golden.py from an independent PyTorch implementation of
-// ARCHITECTURE.md section 1, in float64): out and lse of Forward, grad_q,
+// docs/ARCHITECTURE.md section 1, in float64): out and lse of Forward, grad_q,
 // grad_k and grad_v of Backward. A new implementation is covered as soon as it
 // registers; a new golden file as soon as it lands in the directory.
 

@@ -46,7 +46,8 @@ void ExpectConstant(const Parameter& p, float value, const std::string& what) {
   for (float v : p.values) ASSERT_EQ(v, value) << what;
 }
 
-// Values from SPEC.md §7 (LongNet gamma_init for 12/12, 1/1 and 2/2 layers).
+// Values from docs/REFERENCE.md §8 (LongNet gamma_init for 12/12, 1/1 and 2/2
+// layers).
 TEST(GammaInitTest, MatchesTheReferenceFormulas) {
   EXPECT_NEAR(EncoderGammaInit(12, 12), 1.9483853, 1e-7);
   EXPECT_NEAR(DecoderGammaInit(12), 1.8930185, 1e-7);
@@ -176,7 +177,8 @@ TEST(LongNetInitTest, EncoderAndDecoderGainsAndDistinctLayers) {
       state.Find("decoder.layers.1.self_attn.q_proj.weight");
   ExpectNormal(dec_q->values.data(), dec_q->NumElements(), base,
                "decoder q_proj");
-  // Layers are initialised one by one, not copied (SPEC.md §20 item 14).
+  // Layers are initialised one by one, not copied
+  // (docs/REFERENCE.md §15 item 14).
   EXPECT_NE(state.Find("encoder.layers.0.linear1.weight")->values,
             state.Find("encoder.layers.1.linear1.weight")->values);
 }

@@ -263,9 +263,9 @@ TEST(MultiheadPropertyTest, FusedSelfAndCrossPathsAgreeOnEqualInputs) {
 }
 
 // With one head per group, attention across heads (the reference's
-// ImprovedDilatedAttention defect, SPEC.md §4) would make each position's
-// output depend on that position alone. Changing another position of the same
-// segment must change the output here.
+// ImprovedDilatedAttention defect, docs/REFERENCE.md §5) would make each
+// position's output depend on that position alone. Changing another position of
+// the same segment must change the output here.
 TEST(MultiheadPropertyTest, FusedAttentionMixesSequencePositions) {
   MultiheadConfig config = SmallConfig();
   config.num_heads = 2;  // One head in each of the two groups.
