@@ -42,7 +42,9 @@ ABSL_FLAG(std::string, softmax_scale, "",
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N");
 ABSL_FLAG(std::string, input, "",
           "safetensors file with q, k, v [batch, seq, heads, head_dim] "
-          "(and grad_out with --backward)");
+          "(and grad_out with --backward), optionally key_padding_mask "
+          "[batch, seq] (BOOL or U8) or cu_seqlens [batch + 1] (I32 or I64; "
+          "then q, k, v are [total, heads, head_dim])");
 ABSL_FLAG(std::string, output, "",
           "safetensors file to write out (and grad_q, grad_k, grad_v)");
 ABSL_FLAG(bool, backward, false,

@@ -1,8 +1,10 @@
 #include "tools/run_attention.h"
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -45,15 +47,81 @@ class HostTensor {
   TensorView view_;
 };
 
-// Returns the view of the input tensor `name`, which must be 4-D.
+// Returns the view of the input tensor `name`: [total, heads, head_dim] for
+// packed input, else [batch, seq, heads, head_dim].
 absl::StatusOr<TensorView> InputTensor(const io::SafetensorsFile& file,
-                                       absl::string_view name) {
+                                       absl::string_view name, bool packed) {
   DA_ASSIGN_OR_RETURN(TensorView view, file.View(name));
-  if (view.rank != 4) {
+  const int rank = packed ? 3 : 4;
+  if (view.rank != rank) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", file.path(), "': tensor '", name, "' must have shape ",
+        packed ? "[total, heads, head_dim] (the file has cu_seqlens)"
+               : "[batch, seq, heads, head_dim]",
+        ", got ", view.ShapeString()));
+  }
+  return view;
+}
+
+// Returns the file's optional "cu_seqlens" (I32 or I64, [batch + 1]) as
+// int32 in `storage`, or nullopt when the file has none.
+absl::StatusOr<std::optional<TensorView>> CuSeqlens(
+    const io::SafetensorsFile& file, std::vector<int32_t>* storage) {
+  if (!file.Find("cu_seqlens").ok()) return std::nullopt;
+  DA_ASSIGN_OR_RETURN(const io::SafetensorsTensor* tensor,
+                      file.Find("cu_seqlens"));
+  if (tensor->dtype != io::SafetensorsDType::kI32 &&
+      tensor->dtype != io::SafetensorsDType::kI64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", file.path(), "': tensor 'cu_seqlens' must be I32 or I64, got ",
+        io::SafetensorsDTypeName(tensor->dtype)));
+  }
+  if (tensor->shape.size() != 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("'", file.path(), "': tensor '", name,
-                     "' must have shape [batch, seq, heads, head_dim], got ",
-                     view.ShapeString()));
+        absl::StrCat("'", file.path(),
+                     "': tensor 'cu_seqlens' must be 1-D [batch + 1], got "
+                     "rank ",
+                     tensor->shape.size()));
+  }
+  for (double value : tensor->ToDoubles()) {
+    if (value < 0 || value > std::numeric_limits<int32_t>::max()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", file.path(), "': tensor 'cu_seqlens' holds ", value,
+                       ", outside [0, 2^31)"));
+    }
+    storage->push_back(static_cast<int32_t>(value));
+  }
+  return TensorView::Contiguous(storage->data(), DType::kInt32,
+                                {static_cast<int64_t>(storage->size())});
+}
+
+// Returns the file's optional "key_padding_mask" (BOOL or U8, nonzero =
+// padding) as a bool view, or nullopt when the file has none.
+absl::StatusOr<std::optional<TensorView>> KeyPaddingMask(
+    const io::SafetensorsFile& file) {
+  if (!file.Find("key_padding_mask").ok()) return std::nullopt;
+  DA_ASSIGN_OR_RETURN(const io::SafetensorsTensor* tensor,
+                      file.Find("key_padding_mask"));
+  if (tensor->dtype != io::SafetensorsDType::kBool &&
+      tensor->dtype != io::SafetensorsDType::kU8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", file.path(),
+                     "': tensor 'key_padding_mask' must be BOOL or U8, got ",
+                     io::SafetensorsDTypeName(tensor->dtype)));
+  }
+  TensorView view;
+  view.data = const_cast<void*>(tensor->data);
+  view.dtype = DType::kBool;
+  view.rank = static_cast<int>(tensor->shape.size());
+  if (view.rank > TensorView::kMaxRank) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", file.path(), "': tensor 'key_padding_mask' has rank ", view.rank));
+  }
+  int64_t stride = 1;
+  for (int d = view.rank - 1; d >= 0; --d) {
+    view.shape[d] = tensor->shape[d];
+    view.strides[d] = stride;
+    stride *= tensor->shape[d];
   }
   return view;
 }
@@ -81,60 +149,84 @@ absl::Status RunAttentionOnFiles(const RunRequest& request) {
                       CreateTensorStaging(request.device));
   DA_ASSIGN_OR_RETURN(io::SafetensorsFile input,
                       io::ReadSafetensors(request.input));
-  DA_ASSIGN_OR_RETURN(TensorView q, InputTensor(input, "q"));
-  DA_ASSIGN_OR_RETURN(TensorView k, InputTensor(input, "k"));
-  DA_ASSIGN_OR_RETURN(TensorView v, InputTensor(input, "v"));
+  std::vector<int32_t> offsets;
+  DA_ASSIGN_OR_RETURN(std::optional<TensorView> cu_seqlens,
+                      CuSeqlens(input, &offsets));
+  DA_ASSIGN_OR_RETURN(std::optional<TensorView> mask, KeyPaddingMask(input));
+  const bool packed = cu_seqlens.has_value();
+  DA_ASSIGN_OR_RETURN(TensorView q, InputTensor(input, "q", packed));
+  DA_ASSIGN_OR_RETURN(TensorView k, InputTensor(input, "k", packed));
+  DA_ASSIGN_OR_RETURN(TensorView v, InputTensor(input, "v", packed));
   TensorView grad_out;
   if (request.backward) {
-    DA_ASSIGN_OR_RETURN(grad_out, InputTensor(input, "grad_out"));
+    DA_ASSIGN_OR_RETURN(grad_out, InputTensor(input, "grad_out", packed));
   }
 
-  const int64_t batch = q.shape[0];
-  const int64_t seq = q.shape[1];
-  const int64_t heads = q.shape[2];
-  const int64_t head_dim = q.shape[3];
-  HostTensor out(q.dtype, {batch, seq, heads, head_dim});
-  HostTensor lse(DType::kFloat32, {batch, heads, seq});
+  // Results have q's shape; lse is [batch, heads, seq] or, packed,
+  // [heads, total].
+  const auto like_q = [&](DType dtype) {
+    return packed ? std::make_unique<HostTensor>(
+                        dtype,
+                        std::initializer_list<int64_t>{q.shape[0], q.shape[1],
+                                                       q.shape[2]})
+                  : std::make_unique<HostTensor>(
+                        dtype,
+                        std::initializer_list<int64_t>{q.shape[0], q.shape[1],
+                                                       q.shape[2], q.shape[3]});
+  };
+  const std::unique_ptr<HostTensor> out = like_q(q.dtype);
+  const std::unique_ptr<HostTensor> lse =
+      packed ? std::make_unique<HostTensor>(
+                   DType::kFloat32,
+                   std::initializer_list<int64_t>{q.shape[1], q.shape[0]})
+             : std::make_unique<HostTensor>(
+                   DType::kFloat32, std::initializer_list<int64_t>{
+                                        q.shape[0], q.shape[2], q.shape[1]});
 
-  DA_ASSIGN_OR_RETURN(TensorView q_on_device, staging->Upload(q));
-  DA_ASSIGN_OR_RETURN(TensorView k_on_device, staging->Upload(k));
-  DA_ASSIGN_OR_RETURN(TensorView v_on_device, staging->Upload(v));
-  DA_ASSIGN_OR_RETURN(TensorView out_on_device, staging->Reserve(out.view()));
-  DA_ASSIGN_OR_RETURN(TensorView lse_on_device, staging->Reserve(lse.view()));
   ForwardOptions options;
   options.is_causal = request.is_causal;
   options.stream = staging->stream();
+  // cu_seqlens may stay on the host for any device; the mask moves with the
+  // tensors.
+  options.cu_seqlens = cu_seqlens;
+  if (mask.has_value()) {
+    DA_ASSIGN_OR_RETURN(options.key_padding_mask, staging->Upload(*mask));
+  }
+  DA_ASSIGN_OR_RETURN(TensorView q_on_device, staging->Upload(q));
+  DA_ASSIGN_OR_RETURN(TensorView k_on_device, staging->Upload(k));
+  DA_ASSIGN_OR_RETURN(TensorView v_on_device, staging->Upload(v));
+  DA_ASSIGN_OR_RETURN(TensorView out_on_device, staging->Reserve(out->view()));
+  DA_ASSIGN_OR_RETURN(TensorView lse_on_device, staging->Reserve(lse->view()));
   DA_RETURN_IF_ERROR(attention->Forward(q_on_device, k_on_device, v_on_device,
                                         out_on_device, options,
                                         &lse_on_device));
-  DA_RETURN_IF_ERROR(staging->Download(out_on_device, out.view()));
-  std::vector<io::NamedTensor> results = {out.Named("out")};
-
-  if (request.backward) {
-    const HostTensor grad_q(q.dtype, {batch, seq, heads, head_dim});
-    const HostTensor grad_k(q.dtype, {batch, seq, heads, head_dim});
-    const HostTensor grad_v(q.dtype, {batch, seq, heads, head_dim});
-    DA_ASSIGN_OR_RETURN(TensorView grad_out_on_device,
-                        staging->Upload(grad_out));
-    DA_ASSIGN_OR_RETURN(TensorView grad_q_on_device,
-                        staging->Reserve(grad_q.view()));
-    DA_ASSIGN_OR_RETURN(TensorView grad_k_on_device,
-                        staging->Reserve(grad_k.view()));
-    DA_ASSIGN_OR_RETURN(TensorView grad_v_on_device,
-                        staging->Reserve(grad_v.view()));
-    DA_RETURN_IF_ERROR(attention->Backward(
-        q_on_device, k_on_device, v_on_device, out_on_device, lse_on_device,
-        grad_out_on_device, grad_q_on_device, grad_k_on_device,
-        grad_v_on_device, options));
-    DA_RETURN_IF_ERROR(staging->Download(grad_q_on_device, grad_q.view()));
-    DA_RETURN_IF_ERROR(staging->Download(grad_k_on_device, grad_k.view()));
-    DA_RETURN_IF_ERROR(staging->Download(grad_v_on_device, grad_v.view()));
-    results.push_back(grad_q.Named("grad_q"));
-    results.push_back(grad_k.Named("grad_k"));
-    results.push_back(grad_v.Named("grad_v"));
+  DA_RETURN_IF_ERROR(staging->Download(out_on_device, out->view()));
+  std::vector<io::NamedTensor> results = {out->Named("out")};
+  if (!request.backward) {
     return io::WriteSafetensors(request.output, results,
                                 OutputMetadata(request));
   }
+
+  const std::unique_ptr<HostTensor> grad_q = like_q(q.dtype);
+  const std::unique_ptr<HostTensor> grad_k = like_q(q.dtype);
+  const std::unique_ptr<HostTensor> grad_v = like_q(q.dtype);
+  DA_ASSIGN_OR_RETURN(TensorView grad_out_on_device, staging->Upload(grad_out));
+  DA_ASSIGN_OR_RETURN(TensorView grad_q_on_device,
+                      staging->Reserve(grad_q->view()));
+  DA_ASSIGN_OR_RETURN(TensorView grad_k_on_device,
+                      staging->Reserve(grad_k->view()));
+  DA_ASSIGN_OR_RETURN(TensorView grad_v_on_device,
+                      staging->Reserve(grad_v->view()));
+  DA_RETURN_IF_ERROR(
+      attention->Backward(q_on_device, k_on_device, v_on_device, out_on_device,
+                          lse_on_device, grad_out_on_device, grad_q_on_device,
+                          grad_k_on_device, grad_v_on_device, options));
+  DA_RETURN_IF_ERROR(staging->Download(grad_q_on_device, grad_q->view()));
+  DA_RETURN_IF_ERROR(staging->Download(grad_k_on_device, grad_k->view()));
+  DA_RETURN_IF_ERROR(staging->Download(grad_v_on_device, grad_v->view()));
+  results.push_back(grad_q->Named("grad_q"));
+  results.push_back(grad_k->Named("grad_k"));
+  results.push_back(grad_v->Named("grad_v"));
   return io::WriteSafetensors(request.output, results, OutputMetadata(request));
 }
 

@@ -31,10 +31,14 @@ struct RunRequest {
   bool is_causal = false;
   Device device = Device::Cpu();
   // Holds "q", "k", "v" ([batch, seq, heads, head_dim], one dtype of F32, F16
-  // or BF16) and, for a backward run, "grad_out"; other tensors are ignored.
+  // or BF16) and, for a backward run, "grad_out"; optionally "cu_seqlens"
+  // (I32 or I64 [batch + 1]: packed sequences, q, k, v, grad_out are then
+  // [total, heads, head_dim]) or "key_padding_mask" (BOOL or U8 [batch, seq],
+  // nonzero = padding). Other tensors are ignored.
   std::string input;
-  // Receives "out" (the dtype of q) and, for a backward run, "grad_q",
-  // "grad_k" and "grad_v"; the run's settings go into its metadata.
+  // Receives "out" (the dtype and shape of q) and, for a backward run,
+  // "grad_q", "grad_k" and "grad_v"; the run's settings go into its
+  // metadata.
   std::string output;
   bool backward = false;
 };

@@ -3,7 +3,6 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "attention/backend_registry.h"
 
 namespace dilated {
 namespace tools {
@@ -29,21 +28,28 @@ class HostStaging : public TensorStaging {
   void* stream() const override { return nullptr; }
 };
 
+CudaStagingFactory& InstalledCudaStaging() {
+  static CudaStagingFactory factory = nullptr;
+  return factory;
+}
+
 }  // namespace
+
+bool RegisterCudaStaging(CudaStagingFactory factory) {
+  InstalledCudaStaging() = factory;
+  return true;
+}
 
 absl::StatusOr<std::unique_ptr<TensorStaging>> CreateTensorStaging(
     const Device& device) {
   if (device.type == DeviceType::kCpu) return std::make_unique<HostStaging>();
-  if (BackendNames(DeviceType::kCuda).empty()) {
+  if (InstalledCudaStaging() == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("--device=", DeviceName(device),
                      ": this build has no CUDA kernels (build with "
                      "--config=cuda)"));
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "--device=", DeviceName(device),
-      ": copying tensors to and from a CUDA device is not implemented in "
-      "this tool yet"));
+  return InstalledCudaStaging()(device.index);
 }
 
 }  // namespace tools

@@ -3,8 +3,9 @@
 // TensorStaging places the tensors of one run on the device it runs on: the
 // inputs are uploaded, the outputs reserved there, and both read back into
 // host buffers at the end. For the CPU every step is the identity (the host
-// buffers are used in place); a CUDA staging (device allocation and copies on
-// a stream) plugs in behind the same interface.
+// buffers are used in place); the CUDA staging (cuda_tensor_staging.cc:
+// device allocations and copies on a stream of its own) plugs in behind the
+// same interface in builds with --config=cuda.
 //
 //   DA_ASSIGN_OR_RETURN(std::unique_ptr<TensorStaging> staging,
 //                       CreateTensorStaging(device));
@@ -45,11 +46,19 @@ class TensorStaging {
   virtual void* stream() const = 0;
 };
 
-// Returns the staging for `device`: the identity for the CPU;
-// FailedPrecondition for CUDA, saying whether the build lacks CUDA kernels or
-// only this tool's device copies.
+// Returns the staging for `device`: the identity for the CPU; for CUDA the
+// one the CUDA build installs (RegisterCudaStaging), or FailedPrecondition in
+// a build without CUDA kernels.
 absl::StatusOr<std::unique_ptr<TensorStaging>> CreateTensorStaging(
     const Device& device);
+
+// Makes the staging of a CUDA device.
+using CudaStagingFactory =
+    absl::StatusOr<std::unique_ptr<TensorStaging>> (*)(int device);
+
+// Installs the CUDA staging; the CUDA build's cuda_tensor_staging library
+// calls it at start-up.
+bool RegisterCudaStaging(CudaStagingFactory factory);
 
 }  // namespace tools
 }  // namespace dilated

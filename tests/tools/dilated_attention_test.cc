@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "io/safetensors.h"
+#include "tests/testing/oracle.h"
 #include "tests/tools/tool_runner.h"
 
 namespace dilated {
@@ -73,7 +74,7 @@ double WorstRatio(const io::SafetensorsTensor& actual,
   return worst;
 }
 
-class GoldenRunTest : public testing::TestWithParam<std::string> {};
+class GoldenRunTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenRunTest, WritesTheGoldenOutputsAndGradients) {
   const std::string input = kGoldenDir + GetParam() + ".safetensors";
@@ -108,9 +109,9 @@ TEST_P(GoldenRunTest, WritesTheGoldenOutputsAndGradients) {
 }
 
 INSTANTIATE_TEST_SUITE_P(OneFilePerDType, GoldenRunTest,
-                         testing::Values("f32_offset_beyond_segment_causal",
-                                         "f16_causal_b2",
-                                         "bf16_causal_custom_scale_b2"));
+                         ::testing::Values("f32_offset_beyond_segment_causal",
+                                           "f16_causal_b2",
+                                           "bf16_causal_custom_scale_b2"));
 
 TEST(DilatedAttentionToolTest, ForwardOnlyWritesOut) {
   const std::string input =
@@ -139,6 +140,155 @@ std::vector<std::string> ValidArgs(const std::string& input) {
 
 std::string UnevenHeadsInput() {
   return absl::StrCat(kGoldenDir, "f32_uneven_heads.safetensors");
+}
+
+// A float32 input file with the given layout tensors, and the oracle's
+// expected `out` for it (segments {4, 8}, rates {1, 2}, 2 heads of 8).
+struct LayoutInput {
+  std::string path;
+  std::vector<double> expected_out;
+};
+
+LayoutInput WriteLayoutInput(const std::string& name,
+                             const std::vector<int64_t>& seq_lens,
+                             const std::vector<uint8_t>& mask, int64_t batch,
+                             int64_t seq_len) {
+  testing::OracleProblem problem;
+  problem.batch = batch;
+  problem.seq_len = seq_len;
+  problem.num_heads = 2;
+  problem.head_dim = 8;
+  problem.segment_lengths = {4, 8};
+  problem.dilation_rates = {1, 2};
+  problem.softmax_scale = 1.0 / std::sqrt(8.0);
+  problem.seq_lens = seq_lens;
+  problem.key_padding_mask = mask;
+  std::vector<float> q(problem.NumElements()), k(q.size()), v(q.size());
+  for (size_t i = 0; i < q.size(); ++i) {
+    q[i] = std::sin(0.37 * i);
+    k[i] = std::cos(0.21 * i);
+    v[i] = std::sin(0.05 * i + 1.0);
+  }
+  const std::vector<double> qd(q.begin(), q.end()), kd(k.begin(), k.end()),
+      vd(v.begin(), v.end());
+  LayoutInput input;
+  input.path = TempPath(name + ".safetensors");
+  std::vector<double> lse;
+  testing::OracleForward(problem, qd, kd, vd, &input.expected_out, &lse);
+  const std::vector<int64_t> shape =
+      seq_lens.empty() ? std::vector<int64_t>{batch, seq_len, 2, 8}
+                       : std::vector<int64_t>{problem.Rows(), 2, 8};
+  std::vector<io::NamedTensor> tensors = {
+      {"q", io::SafetensorsDType::kF32, shape, q.data()},
+      {"k", io::SafetensorsDType::kF32, shape, k.data()},
+      {"v", io::SafetensorsDType::kF32, shape, v.data()}};
+  std::vector<int64_t> offsets = {0};
+  for (int64_t length : seq_lens) offsets.push_back(offsets.back() + length);
+  if (!seq_lens.empty()) {
+    tensors.push_back({"cu_seqlens",
+                       io::SafetensorsDType::kI64,
+                       {static_cast<int64_t>(offsets.size())},
+                       offsets.data()});
+  }
+  if (!mask.empty()) {
+    tensors.push_back({"key_padding_mask",
+                       io::SafetensorsDType::kU8,
+                       {batch, seq_len},
+                       mask.data()});
+  }
+  EXPECT_TRUE(io::WriteSafetensors(input.path, tensors).ok());
+  return input;
+}
+
+std::vector<double> RunForOut(const std::string& input) {
+  const std::string output = TempPath("layout_out.safetensors");
+  const ToolResult result =
+      RunTool({"--impl=auto", "--segment_lengths=4,8", "--dilation_rates=1,2",
+               "--input=" + input, "--output=" + output});
+  EXPECT_EQ(result.exit_code, 0) << result.error;
+  absl::StatusOr<io::SafetensorsFile> written = io::ReadSafetensors(output);
+  if (!written.ok()) return {};
+  return (*written->Find("out"))->ToDoubles();
+}
+
+// float32 kernels against the float64 oracle: a few float32 roundings.
+void ExpectNear(const std::vector<double>& actual,
+                const std::vector<double>& expected) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    EXPECT_NEAR(actual[i], expected[i], 1e-5) << i;
+  }
+}
+
+TEST(DilatedAttentionToolTest, RunsPackedSequencesFromCuSeqlens) {
+  const LayoutInput input =
+      WriteLayoutInput("packed", {5, 0, 11}, {}, /*batch=*/0, /*seq_len=*/0);
+  ExpectNear(RunForOut(input.path), input.expected_out);
+}
+
+TEST(DilatedAttentionToolTest, RunsAKeyPaddingMask) {
+  std::vector<uint8_t> mask(2 * 12, 0);
+  for (int n : {3, 9, 10, 11}) mask[n] = 1;
+  for (int n : {12 + 0, 12 + 7}) mask[n] = 1;
+  const LayoutInput input = WriteLayoutInput("masked", {}, mask, 2, 12);
+  ExpectNear(RunForOut(input.path), input.expected_out);
+}
+
+TEST(DilatedAttentionToolTest, RejectsBadCuSeqlens) {
+  const LayoutInput input = WriteLayoutInput("bad_offsets", {5, 11}, {}, 0, 0);
+  // Rewrite cu_seqlens so that it does not reach the total of 16 rows.
+  absl::StatusOr<io::SafetensorsFile> file = io::ReadSafetensors(input.path);
+  ASSERT_TRUE(file.ok());
+  const std::vector<double> q = (*file->Find("q"))->ToDoubles();
+  const std::vector<float> values(q.begin(), q.end());
+  const int32_t offsets[] = {0, 5, 15};
+  const std::string path = TempPath("bad_offsets_i32.safetensors");
+  ASSERT_TRUE(
+      io::WriteSafetensors(
+          path, {{"q", io::SafetensorsDType::kF32, {16, 2, 8}, values.data()},
+                 {"k", io::SafetensorsDType::kF32, {16, 2, 8}, values.data()},
+                 {"v", io::SafetensorsDType::kF32, {16, 2, 8}, values.data()},
+                 {"cu_seqlens", io::SafetensorsDType::kI32, {3}, offsets}})
+          .ok());
+  std::vector<std::string> args = ValidArgs(path);
+  ExpectOneLineError(RunTool(args),
+                     {"INVALID_ARGUMENT", "cu_seqlens[2] = 15", "16"});
+  const float not_offsets[] = {0, 5, 16};
+  ASSERT_TRUE(
+      io::WriteSafetensors(
+          path, {{"q", io::SafetensorsDType::kF32, {16, 2, 8}, values.data()},
+                 {"k", io::SafetensorsDType::kF32, {16, 2, 8}, values.data()},
+                 {"v", io::SafetensorsDType::kF32, {16, 2, 8}, values.data()},
+                 {"cu_seqlens", io::SafetensorsDType::kF32, {3}, not_offsets}})
+          .ok());
+  ExpectOneLineError(
+      RunTool(ValidArgs(path)),
+      {"INVALID_ARGUMENT", "'cu_seqlens' must be I32 or I64", "F32"});
+}
+
+TEST(DilatedAttentionToolTest, RejectsAMaskOfTheWrongShape) {
+  const std::vector<uint8_t> mask(12, 0);
+  const LayoutInput input = WriteLayoutInput("short_mask", {}, {}, 2, 12);
+  absl::StatusOr<io::SafetensorsFile> file = io::ReadSafetensors(input.path);
+  ASSERT_TRUE(file.ok());
+  const std::vector<double> q = (*file->Find("q"))->ToDoubles();
+  const std::vector<float> values(q.begin(), q.end());
+  const std::string path = TempPath("short_mask_file.safetensors");
+  ASSERT_TRUE(
+      io::WriteSafetensors(
+          path,
+          {{"q", io::SafetensorsDType::kF32, {2, 12, 2, 8}, values.data()},
+           {"k", io::SafetensorsDType::kF32, {2, 12, 2, 8}, values.data()},
+           {"v", io::SafetensorsDType::kF32, {2, 12, 2, 8}, values.data()},
+           {"key_padding_mask",
+            io::SafetensorsDType::kBool,
+            {1, 12},
+            mask.data()}})
+          .ok());
+  ExpectOneLineError(RunTool(ValidArgs(path)),
+                     {"INVALID_ARGUMENT",
+                      "key_padding_mask must have shape [batch, seq] = "
+                      "[2, 12], got [1, 12]"});
 }
 
 TEST(DilatedAttentionToolTest, RejectsAnUnknownImplementation) {
