@@ -27,6 +27,7 @@ namespace dilated {
 namespace {
 
 using testing::AllClose;
+using testing::DeviceBytes;
 using testing::Layout;
 using testing::OracleProblem;
 using testing::TestDevice;
@@ -127,23 +128,6 @@ std::vector<uint8_t> PaddingMask(const Shape& s) {
   }
   return mask;
 }
-
-// Bytes on a test device for the layout tensors (mask, cu_seqlens).
-class DeviceBytes {
- public:
-  DeviceBytes(TestDevice* device, const void* data, size_t bytes)
-      : device_(device), data_(device->Allocate(bytes == 0 ? 1 : bytes)) {
-    device_->CopyToDevice(data_, data, bytes);
-  }
-  ~DeviceBytes() { device_->Free(data_); }
-  DeviceBytes(const DeviceBytes&) = delete;
-  DeviceBytes& operator=(const DeviceBytes&) = delete;
-  void* data() const { return data_; }
-
- private:
-  TestDevice* device_;
-  void* data_;
-};
 
 struct Param {
   std::string implementation;

@@ -24,6 +24,7 @@ namespace dilated {
 namespace {
 
 using testing::AllClose;
+using testing::DeviceBytes;
 using testing::TestDevice;
 using testing::TestTensor;
 
@@ -35,23 +36,6 @@ const std::vector<int64_t> kLengths = {37, 1, 0, 100, 64};
 // The three runs hold the same rows, so only summation order could differ:
 // float32 rounding, far below any real disagreement.
 constexpr testing::Tolerance kSame = {1e-6, 1e-5};
-
-// Bytes on a test device (mask, cu_seqlens).
-class DeviceBytes {
- public:
-  DeviceBytes(TestDevice* device, const void* data, size_t bytes)
-      : device_(device), data_(device->Allocate(std::max<size_t>(bytes, 1))) {
-    device_->CopyToDevice(data_, data, bytes);
-  }
-  ~DeviceBytes() { device_->Free(data_); }
-  DeviceBytes(const DeviceBytes&) = delete;
-  DeviceBytes& operator=(const DeviceBytes&) = delete;
-  void* data() const { return data_; }
-
- private:
-  TestDevice* device_;
-  void* data_;
-};
 
 // out, lse and the three gradients of one run, in row-major order.
 struct Results {

@@ -33,6 +33,13 @@ std::vector<TestDevice*>& MutableDevices() {
 
 }  // namespace
 
+DeviceBytes::DeviceBytes(TestDevice* device, const void* data, size_t bytes)
+    : device_(device), data_(device->Allocate(bytes == 0 ? 1 : bytes)) {
+  if (bytes > 0) device_->CopyToDevice(data_, data, bytes);
+}
+
+DeviceBytes::~DeviceBytes() { device_->Free(data_); }
+
 const std::vector<TestDevice*>& TestDevices() { return MutableDevices(); }
 
 bool RegisterTestDevice(TestDevice* device) {

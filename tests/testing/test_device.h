@@ -29,6 +29,21 @@ class TestDevice {
   virtual void Synchronize() = 0;
 };
 
+// Bytes copied onto a test device (masks, offsets), freed with the object.
+class DeviceBytes {
+ public:
+  DeviceBytes(TestDevice* device, const void* data, size_t bytes);
+  ~DeviceBytes();
+  DeviceBytes(const DeviceBytes&) = delete;
+  DeviceBytes& operator=(const DeviceBytes&) = delete;
+
+  void* data() const { return data_; }
+
+ private:
+  TestDevice* device_;
+  void* data_;
+};
+
 // Returns every device registered in this binary (the CPU first).
 const std::vector<TestDevice*>& TestDevices();
 
