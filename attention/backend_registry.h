@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "attention/tensor.h"
+#include "factory/registry.h"
 #include "factory/status_macros.h"
 #include "kernels/dilated_params.h"
 #include "memory/allocator.h"
@@ -81,19 +82,9 @@ absl::Status RequireQueryKeyGeometry(absl::string_view backend,
 absl::Status RequireFixedLayout(absl::string_view backend,
                                 const kernels::ForwardParams& params);
 
-namespace internal {
-struct BackendRegistration {
-  BackendRegistration(absl::string_view name, DeviceType device,
-                      const Backend& backend, const char* file, int line) {
-    RegisterBackend(name, device, backend, file, line);
-  }
-};
-}  // namespace internal
-
-#define DA_REGISTER_BACKEND(name, device, backend)                            \
-  static const ::dilated::internal::BackendRegistration DA_INTERNAL_CONCAT(   \
-      da_backend_registration_, __COUNTER__)(name, device, backend, __FILE__, \
-                                             __LINE__)
+#define DA_REGISTER_BACKEND(name, device, backend) \
+  DA_REGISTER_AT_STARTUP(                          \
+      ::dilated::RegisterBackend(name, device, backend, __FILE__, __LINE__))
 
 }  // namespace dilated
 

@@ -39,22 +39,11 @@ absl::StatusOr<std::unique_ptr<Attention>> CreateAttention(
 // Returns the registered names, sorted.
 std::vector<std::string> RegisteredAttentionNames();
 
-namespace internal {
-struct AttentionRegistration {
-  AttentionRegistration(absl::string_view name,
-                        AttentionRegistry::Creator creator, const char* file,
-                        int line) {
-    GlobalAttentionRegistry().Register(name, std::move(creator), file, line);
-  }
-};
-}  // namespace internal
-
 // Registers `creator`, a callable (const AttentionConfig&) ->
 // absl::StatusOr<std::unique_ptr<Attention>>, under `name`.
-#define DA_REGISTER_ATTENTION(name, creator)                                  \
-  static const ::dilated::internal::AttentionRegistration DA_INTERNAL_CONCAT( \
-      da_attention_registration_, __COUNTER__)(name, creator, __FILE__,       \
-                                               __LINE__)
+#define DA_REGISTER_ATTENTION(name, creator)                            \
+  DA_REGISTER_AT_STARTUP(::dilated::GlobalAttentionRegistry().Register( \
+      name, creator, __FILE__, __LINE__))
 
 }  // namespace dilated
 

@@ -14,6 +14,14 @@
 //   absl::StatusOr<std::unique_ptr<Shape>> s =
 //       registry.Create("circle", 2.0);
 //
+// DA_REGISTER_AT_STARTUP(statement) runs a registration statement during
+// static initialisation; every registry of the library (attention
+// implementations, backends, multihead modules) defines its macro with it:
+//
+//   // The body of a registration macro of a Shape registry:
+//   DA_REGISTER_AT_STARTUP(
+//       ShapeRegistryInstance().Register(name, creator, __FILE__, __LINE__))
+//
 // Registering a name twice is a programming error (two libraries claiming the
 // same name, or one library linked twice) and aborts naming both sites. An
 // unknown name is NotFound and lists the names that are registered.
@@ -38,6 +46,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "factory/status_macros.h"
 
 namespace dilated {
 namespace factory {
@@ -123,7 +132,23 @@ class Registry {
   absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mutex_);
 };
 
+namespace internal {
+// Runs a registration when a static object is initialised.
+struct StaticInitializer {
+  template <typename Registration>
+  explicit StaticInitializer(Registration registration) {
+    registration();
+  }
+};
+}  // namespace internal
+
 }  // namespace factory
 }  // namespace dilated
+
+// Runs `statement` (a registration) at static-initialisation time. The
+// library holding it must be linked with alwayslink = 1.
+#define DA_REGISTER_AT_STARTUP(statement)                      \
+  static const ::dilated::factory::internal::StaticInitializer \
+  DA_INTERNAL_CONCAT(da_registration_, __COUNTER__)([] { statement; })
 
 #endif  // FACTORY_REGISTRY_H_

@@ -48,22 +48,12 @@ absl::StatusOr<std::unique_ptr<MultiheadAttention>> CreateMultiheadAttention(
 // Returns the registered names, sorted.
 std::vector<std::string> RegisteredMultiheadNames();
 
-namespace internal {
-struct MultiheadRegistration {
-  MultiheadRegistration(absl::string_view name,
-                        MultiheadRegistry::Creator creator, const char* file,
-                        int line) {
-    GlobalMultiheadRegistry().Register(name, std::move(creator), file, line);
-  }
-};
-}  // namespace internal
-
 // Registers `creator`, a callable (const MultiheadConfig&) ->
 // absl::StatusOr<std::unique_ptr<MultiheadAttention>>, under `name`.
-#define DA_REGISTER_MULTIHEAD(name, creator)                      \
-  static const ::dilated::models::internal::MultiheadRegistration \
-  DA_INTERNAL_CONCAT(da_multihead_registration_, __COUNTER__)(    \
-      name, creator, __FILE__, __LINE__)
+#define DA_REGISTER_MULTIHEAD(name, creator)                 \
+  DA_REGISTER_AT_STARTUP(                                    \
+      ::dilated::models::GlobalMultiheadRegistry().Register( \
+          name, creator, __FILE__, __LINE__))
 
 }  // namespace models
 }  // namespace dilated
