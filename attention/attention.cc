@@ -26,25 +26,23 @@ absl::Status Attention::CheckOptions(const TensorView& q,
 
 absl::StatusOr<memory::Allocator*> Attention::WorkspaceAllocator(
     const Device& device, const ForwardOptions& options) {
-  const memory::MemorySpace space =
-      device.type == DeviceType::kCpu
-          ? memory::MemorySpace::Host()
-          : memory::MemorySpace::CudaDevice(device.index);
   if (options.workspace_allocator != nullptr) {
-    if (options.workspace_allocator->space() != space) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "options.workspace_allocator allocates in ",
-          memory::MemorySpaceName(options.workspace_allocator->space()),
-          " but the tensors are on ", DeviceName(device)));
+    if (options.workspace_allocator->space() != device) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("options.workspace_allocator allocates in ",
+                       DeviceName(options.workspace_allocator->space()),
+                       " but the tensors are on ", DeviceName(device)));
     }
     return options.workspace_allocator;
   }
   if (device.type == DeviceType::kCuda) {
-    if (!config_.enable_memory_pool) return nullptr;
-    return memory::DefaultAllocator(space);
+    if (!config_.enable_memory_pool) {
+      return memory::StreamOrderedAllocator(device);
+    }
+    return memory::DefaultAllocator(device);
   }
   DA_ASSIGN_OR_RETURN(memory::Allocator * host,
-                      memory::DefaultAllocator(memory::MemorySpace::Host()));
+                      memory::DefaultAllocator(Device::Cpu()));
   if (!config_.enable_memory_pool) return host;
   absl::MutexLock lock(&host_pool_mutex_);
   if (host_pool_ == nullptr) {
@@ -60,9 +58,7 @@ absl::Status Attention::Forward(const TensorView& q, const TensorView& k,
   DA_ASSIGN_OR_RETURN(kernels::ForwardParams params,
                       MakeForwardParams(config_, q, k, v, out, lse, options));
   DA_RETURN_IF_ERROR(CheckOptions(q, options));
-  DA_ASSIGN_OR_RETURN(memory::Allocator * workspace,
-                      WorkspaceAllocator(q.device, options));
-  return DoForward(params, q.device, options.stream, workspace);
+  return DoForward(params, q.device, options);
 }
 
 absl::Status Attention::Backward(
@@ -74,9 +70,7 @@ absl::Status Attention::Backward(
                       MakeBackwardParams(config_, q, k, v, out, lse, grad_out,
                                          grad_q, grad_k, grad_v, options));
   DA_RETURN_IF_ERROR(CheckOptions(q, options));
-  DA_ASSIGN_OR_RETURN(memory::Allocator * workspace,
-                      WorkspaceAllocator(q.device, options));
-  return DoBackward(params, q.device, options.stream, workspace);
+  return DoBackward(params, q.device, options);
 }
 
 }  // namespace dilated

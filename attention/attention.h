@@ -75,25 +75,24 @@ class Attention {
   Attention(std::string name, AttentionConfig config)
       : name_(std::move(name)), config_(std::move(config)) {}
 
- private:
-  // Run with validated parameters on `device`; `workspace` is null only for
-  // CUDA tensors without a pool, where backends allocate stream-ordered
-  // scratch themselves.
-  virtual absl::Status DoForward(const kernels::ForwardParams& params,
-                                 const Device& device, void* stream,
-                                 memory::Allocator* workspace) = 0;
-  virtual absl::Status DoBackward(const kernels::BackwardParams& params,
-                                  const Device& device, void* stream,
-                                  memory::Allocator* workspace) = 0;
-
-  absl::Status CheckOptions(const TensorView& q,
-                            const ForwardOptions& options) const;
-
-  // Returns the workspace allocator of a call (see
-  // ForwardOptions::workspace_allocator).
+  // Returns the workspace allocator of a call on `device` (never null; see
+  // ForwardOptions::workspace_allocator), for implementations to call once
+  // they know they can run it.
   absl::StatusOr<memory::Allocator*> WorkspaceAllocator(
       const Device& device, const ForwardOptions& options)
       ABSL_LOCKS_EXCLUDED(host_pool_mutex_);
+
+ private:
+  // Run with validated parameters on `device` (the tensors' device).
+  virtual absl::Status DoForward(const kernels::ForwardParams& params,
+                                 const Device& device,
+                                 const ForwardOptions& options) = 0;
+  virtual absl::Status DoBackward(const kernels::BackwardParams& params,
+                                  const Device& device,
+                                  const ForwardOptions& options) = 0;
+
+  absl::Status CheckOptions(const TensorView& q,
+                            const ForwardOptions& options) const;
 
   std::string name_;
   AttentionConfig config_;

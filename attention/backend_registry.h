@@ -35,8 +35,8 @@ namespace dilated {
 struct ExecutionContext {
   Device device;
   void* stream = nullptr;  // cudaStream_t for CUDA backends.
-  // Workspace memory in the device's space. Never null for CPU tensors;
-  // null for CUDA tensors means stream-ordered cudaMallocAsync.
+  // Workspace memory in the device's space; never null. On a CUDA device it
+  // is stream-ordered: pass `stream` to it.
   memory::Allocator* workspace = nullptr;
 };
 

@@ -15,7 +15,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "attention/backend_registry.h"
-#include "attention/cuda_util.h"
+#include "attention/cuda_scratch.h"
+#include "base/cuda_util.h"
 #include "factory/status_macros.h"
 #include "kernels/cuda/flash_attention.h"
 

@@ -43,18 +43,24 @@ absl::StatusOr<Backend> KernelAttention::Resolve(
 }
 
 absl::Status KernelAttention::DoForward(const kernels::ForwardParams& params,
-                                        const Device& device, void* stream,
-                                        memory::Allocator* workspace) {
+                                        const Device& device,
+                                        const ForwardOptions& options) {
   DA_ASSIGN_OR_RETURN(Backend backend, Resolve(params, nullptr, device));
-  return backend.forward(params, ExecutionContext{device, stream, workspace});
+  DA_ASSIGN_OR_RETURN(memory::Allocator * workspace,
+                      WorkspaceAllocator(device, options));
+  return backend.forward(params,
+                         ExecutionContext{device, options.stream, workspace});
 }
 
 absl::Status KernelAttention::DoBackward(const kernels::BackwardParams& params,
-                                         const Device& device, void* stream,
-                                         memory::Allocator* workspace) {
+                                         const Device& device,
+                                         const ForwardOptions& options) {
   DA_ASSIGN_OR_RETURN(Backend backend,
                       Resolve(params.forward, &params, device));
-  return backend.backward(params, ExecutionContext{device, stream, workspace});
+  DA_ASSIGN_OR_RETURN(memory::Allocator * workspace,
+                      WorkspaceAllocator(device, options));
+  return backend.backward(params,
+                          ExecutionContext{device, options.stream, workspace});
 }
 
 std::unique_ptr<Attention> MakeKernelAttention(const std::string& name,

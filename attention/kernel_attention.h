@@ -26,11 +26,11 @@ class KernelAttention : public Attention {
 
  private:
   absl::Status DoForward(const kernels::ForwardParams& params,
-                         const Device& device, void* stream,
-                         memory::Allocator* workspace) override;
+                         const Device& device,
+                         const ForwardOptions& options) override;
   absl::Status DoBackward(const kernels::BackwardParams& params,
-                          const Device& device, void* stream,
-                          memory::Allocator* workspace) override;
+                          const Device& device,
+                          const ForwardOptions& options) override;
 
   // Returns the backend that runs a call: the named one when it can, else
   // (auto) the highest-priority one that can.

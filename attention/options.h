@@ -39,9 +39,9 @@ struct ForwardOptions {
   // Where workspace memory comes from (outputs are always the caller's). Its
   // space must be the tensors' device; it must outlive the call (and, on a
   // device, the work queued by it). Null: see
-  // AttentionConfig::enable_memory_pool; without the pool, host workspace is
-  // allocated directly and device workspace with cudaMallocAsync on
-  // `stream`.
+  // AttentionConfig::enable_memory_pool; without the pool, workspace comes
+  // from memory::StreamOrderedAllocator of the device (direct host
+  // allocation; stream-ordered device allocation on `stream`).
   memory::Allocator* workspace_allocator = nullptr;
 };
 

@@ -5,8 +5,8 @@
 
 #include "absl/status/status.h"
 #include "attention/backend_registry.h"
-#include "attention/cuda_util.h"
 #include "attention/standard_cuda_path.h"
+#include "base/cuda_util.h"
 #include "factory/status_macros.h"
 
 namespace dilated {

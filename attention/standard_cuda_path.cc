@@ -7,7 +7,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "attention/cuda_util.h"
+#include "attention/cuda_scratch.h"
+#include "base/cuda_util.h"
 #include "factory/status_macros.h"
 #include "kernels/cuda/standard_kernels.h"
 

@@ -5,10 +5,10 @@
 // buffers, S = scale * Q K^T and O = P V with cuBLAS strided-batched GEMMs
 // (float32 accumulation), a softmax kernel in between, and scatter
 // (1 / G) * O back; the backward pass likewise (dV, dP, dS, dQ, dK). The
-// in-house peer of the fused kernels, and the path "improved" takes for
-// float32 tensors. Everything is queued on `stream`; scratch memory comes
-// from cudaMallocAsync on that stream (at most ~1 GiB per chunk, at least
-// one problem).
+// in-house peer of the fused kernels, and the CUDA backend for float32
+// tensors. Everything is queued on `stream`; scratch memory comes from the
+// call's workspace allocator on that stream (at most ~1 GiB per chunk, at
+// least one problem).
 //
 // REQUIRES for both: params from the attention front end (validated), the
 // current device owns the tensors.
@@ -25,7 +25,7 @@
 namespace dilated {
 
 // Writes params.out (every element) and, when not null, params.lse.
-// Scratch comes from `workspace` (cudaMallocAsync when null).
+// Scratch comes from `workspace` (never null).
 absl::Status StandardCudaForward(const kernels::ForwardParams& params,
                                  cudaStream_t stream,
                                  memory::Allocator* workspace);

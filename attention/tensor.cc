@@ -47,11 +47,6 @@ int64_t DTypeSize(DType dtype) {
   return 0;
 }
 
-std::string DeviceName(const Device& device) {
-  if (device.type == DeviceType::kCpu) return "cpu";
-  return absl::StrCat("cuda:", device.index);
-}
-
 TensorView TensorView::Contiguous(void* data, DType dtype,
                                   std::initializer_list<int64_t> shape,
                                   Device device) {

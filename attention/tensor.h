@@ -19,6 +19,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "base/device.h"
 #include "dlpack/dlpack.h"
 #include "kernels/dilated_params.h"
 
@@ -26,26 +27,10 @@ namespace dilated {
 
 using DType = kernels::DataType;
 
-enum class DeviceType { kCpu, kCuda };
-
-struct Device {
-  DeviceType type = DeviceType::kCpu;
-  int index = 0;
-
-  static Device Cpu() { return Device{DeviceType::kCpu, 0}; }
-  static Device Cuda(int index) { return Device{DeviceType::kCuda, index}; }
-  bool operator==(const Device& other) const {
-    return type == other.type && index == other.index;
-  }
-  bool operator!=(const Device& other) const { return !(*this == other); }
-};
-
 // Returns "float32", "float16", "bfloat16", "int32" or "bool".
 const char* DTypeName(DType dtype);
 // Returns the size of one element in bytes.
 int64_t DTypeSize(DType dtype);
-// Returns "cpu" or "cuda:<index>".
-std::string DeviceName(const Device& device);
 
 struct TensorView {
   static constexpr int kMaxRank = 8;

@@ -9,16 +9,6 @@
 namespace dilated {
 namespace memory {
 
-std::string MemorySpaceName(const MemorySpace& space) {
-  switch (space.kind) {
-    case MemoryKind::kHost:
-      return "host";
-    case MemoryKind::kCudaDevice:
-      return absl::StrCat("cuda:", space.device);
-  }
-  return "unknown";
-}
-
 std::string StatsToString(const AllocatorStats& stats) {
   return absl::StrFormat(
       "in_use=%d peak_in_use=%d reserved=%d peak_reserved=%d "

@@ -44,30 +44,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "base/device.h"
 
 namespace dilated {
 namespace memory {
 
-// Where the memory of an allocator lives.
-enum class MemoryKind { kHost, kCudaDevice };
-
-// A memory kind plus, for devices, the device index.
-struct MemorySpace {
-  MemoryKind kind = MemoryKind::kHost;
-  int device = 0;  // Always 0 for host memory.
-
-  static MemorySpace Host() { return MemorySpace{MemoryKind::kHost, 0}; }
-  static MemorySpace CudaDevice(int device) {
-    return MemorySpace{MemoryKind::kCudaDevice, device};
-  }
-  bool operator==(const MemorySpace& other) const {
-    return kind == other.kind && device == other.device;
-  }
-  bool operator!=(const MemorySpace& other) const { return !(*this == other); }
-};
-
-// Returns "host" or "cuda:<device>".
-std::string MemorySpaceName(const MemorySpace& space);
+// Where the memory of an allocator lives: the host (Device::Cpu()) or a
+// CUDA device.
+using MemorySpace = Device;
 
 // An opaque stream: a cudaStream_t for device allocators (nullptr is CUDA's
 // default stream), ignored by host allocators. No CUDA type crosses this

@@ -6,23 +6,20 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "memory/internal/cuda_util.h"
+#include "base/cuda_util.h"
 
 namespace dilated {
 namespace memory {
 
-using memory_internal::CudaStatus;
-using memory_internal::ScopedCudaDevice;
-
 absl::StatusOr<std::unique_ptr<CudaAllocator>> CudaAllocator::Create(
     int device) {
-  absl::Status status = memory_internal::CheckCudaDevice(device);
+  absl::Status status = CheckCudaDevice(device);
   if (!status.ok()) return status;
   return std::unique_ptr<CudaAllocator>(new CudaAllocator(device));
 }
 
 CudaAllocator::CudaAllocator(int device)
-    : Allocator(MemorySpace::CudaDevice(device), kMaxAlignment,
+    : Allocator(Device::Cuda(device), kMaxAlignment,
                 absl::StrCat("cudaMalloc(cuda:", device, ")")),
       device_(device) {}
 

@@ -7,13 +7,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "memory/internal/cuda_util.h"
+#include "base/cuda_util.h"
 
 namespace dilated {
 namespace memory {
-
-using memory_internal::CudaStatus;
-using memory_internal::ScopedCudaDevice;
 
 namespace {
 
@@ -27,7 +24,7 @@ cudaStream_t AsStream(StreamHandle stream) {
 
 absl::StatusOr<std::unique_ptr<CudaAsyncAllocator>> CudaAsyncAllocator::Create(
     int device, CudaAsyncOptions options) {
-  absl::Status status = memory_internal::CheckCudaDevice(device);
+  absl::Status status = CheckCudaDevice(device);
   if (!status.ok()) return status;
   int supported = 0;
   status = CudaStatus(cudaDeviceGetAttribute(
@@ -60,7 +57,7 @@ absl::StatusOr<std::unique_ptr<CudaAsyncAllocator>> CudaAsyncAllocator::Create(
 }
 
 CudaAsyncAllocator::CudaAsyncAllocator(int device, void* pool)
-    : Allocator(MemorySpace::CudaDevice(device), kMaxAlignment,
+    : Allocator(Device::Cuda(device), kMaxAlignment,
                 absl::StrCat("cudaMallocAsync(cuda:", device, ")")),
       device_(device),
       pool_(pool) {}

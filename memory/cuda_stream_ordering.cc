@@ -2,17 +2,14 @@
 
 #include <cuda_runtime.h>
 
-#include "memory/internal/cuda_util.h"
+#include "base/cuda_util.h"
 
 namespace dilated {
 namespace memory {
 
-using memory_internal::CudaStatus;
-using memory_internal::ScopedCudaDevice;
-
 absl::StatusOr<std::unique_ptr<CudaStreamOrdering>> CudaStreamOrdering::Create(
     int device) {
-  absl::Status status = memory_internal::CheckCudaDevice(device);
+  absl::Status status = CheckCudaDevice(device);
   if (!status.ok()) return status;
   ScopedCudaDevice scope(device);
   cudaEvent_t event = nullptr;

@@ -14,11 +14,20 @@
 //   cudaFree cost tens of microseconds and synchronise the device.
 // Built-in defaults live until the process exits.
 //
-//   absl::StatusOr<Allocator*> host = DefaultAllocator(MemorySpace::Host());
+// Besides the default, every space has two built-in direct allocators for
+// code that must not pool (they are how the library allocates device memory
+// without a pool; nothing outside memory/ calls cudaMalloc):
+// - StreamOrderedAllocator: host: the HostAllocator; cuda:d: a
+//   CudaAsyncAllocator (cudaMallocFromPoolAsync / cudaFreeAsync on the
+//   caller's stream).
+// - PlainAllocator: host: the HostAllocator; cuda:d: a CudaAllocator
+//   (cudaMalloc, usable from every stream).
+//
+//   absl::StatusOr<Allocator*> host = DefaultAllocator(Device::Cpu());
 //   PoolAllocator pool(*host);
-//   Allocator* previous = SetDefaultAllocator(MemorySpace::Host(), &pool);
+//   Allocator* previous = SetDefaultAllocator(Device::Cpu(), &pool);
 //   ...                                        // code that uses the default
-//   SetDefaultAllocator(MemorySpace::Host(), previous);  // before pool dies
+//   SetDefaultAllocator(Device::Cpu(), previous);  // before pool dies
 
 #ifndef MEMORY_DEFAULT_ALLOCATOR_H_
 #define MEMORY_DEFAULT_ALLOCATOR_H_
@@ -43,15 +52,30 @@ absl::StatusOr<Allocator*> DefaultAllocator(const MemorySpace& space);
 // allocator->space() == space; otherwise the process aborts.
 Allocator* SetDefaultAllocator(const MemorySpace& space, Allocator* allocator);
 
-// Makes the built-in default of a device kind. Registered by the library
-// that implements the kind (e.g. //memory:cuda_default_allocator).
+// Returns the stream-ordered direct allocator of `space` (see the file
+// comment), made on first use, or FailedPrecondition when there is none.
+absl::StatusOr<Allocator*> StreamOrderedAllocator(const MemorySpace& space);
+
+// Returns the plain direct allocator of `space` (see the file comment), made
+// on first use, or FailedPrecondition when there is none.
+absl::StatusOr<Allocator*> PlainAllocator(const MemorySpace& space);
+
+// Makes a built-in allocator of a device type. Registered by the library
+// that implements the type (e.g. //memory:cuda_default_allocator).
 using DefaultAllocatorFactory =
     std::function<absl::StatusOr<std::unique_ptr<Allocator>>(int device)>;
 
-// Registers the built-in factory of `kind`; returns true so that it can
-// initialise a static. REQUIRES: called once per kind, for a device kind.
-bool RegisterBuiltinDefaultAllocator(MemoryKind kind,
-                                     DefaultAllocatorFactory factory);
+// The built-in allocators of a device type.
+struct BuiltinAllocatorFactories {
+  DefaultAllocatorFactory default_allocator;
+  DefaultAllocatorFactory stream_ordered;
+  DefaultAllocatorFactory plain;
+};
+
+// Registers the built-in factories of `type`; returns true so that it can
+// initialise a static. REQUIRES: called once per type, for a device type.
+bool RegisterBuiltinAllocators(DeviceType type,
+                               BuiltinAllocatorFactories factories);
 
 }  // namespace memory
 }  // namespace dilated

@@ -8,7 +8,7 @@ namespace dilated {
 namespace memory {
 
 HostAllocator::HostAllocator()
-    : Allocator(MemorySpace::Host(), kMaxAlignment, "host") {}
+    : Allocator(Device::Cpu(), kMaxAlignment, "host") {}
 
 absl::StatusOr<void*> HostAllocator::DoAllocate(size_t bytes, size_t alignment,
                                                 StreamHandle /*stream*/) {

@@ -1,5 +1,5 @@
 // The CUDA staging of the dilated_attention command (--device=cuda[:N]):
-// tensors are uploaded into device memory from memory::CudaAllocator, the
+// tensors are uploaded into device memory from memory::PlainAllocator, the
 // run happens on a stream of its own, and results are copied back after the
 // stream has drained.
 
@@ -11,9 +11,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "attention/cuda_util.h"
+#include "base/cuda_util.h"
 #include "factory/status_macros.h"
-#include "memory/cuda_allocator.h"
+#include "memory/default_allocator.h"
 #include "tools/tensor_staging.h"
 
 namespace dilated {
@@ -33,14 +33,14 @@ class CudaStaging : public TensorStaging {
   static absl::StatusOr<std::unique_ptr<TensorStaging>> Create(int device) {
     ScopedCudaDevice scoped(device);
     DA_RETURN_IF_ERROR(scoped.status());
-    DA_ASSIGN_OR_RETURN(std::unique_ptr<memory::CudaAllocator> allocator,
-                        memory::CudaAllocator::Create(device));
+    DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
+                        memory::PlainAllocator(Device::Cuda(device)));
     cudaStream_t stream = nullptr;
     DA_RETURN_IF_ERROR(
         CudaStatus(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
                    "cudaStreamCreateWithFlags"));
     return std::unique_ptr<TensorStaging>(
-        new CudaStaging(device, std::move(allocator), stream));
+        new CudaStaging(device, allocator, stream));
   }
 
   ~CudaStaging() override {
@@ -92,12 +92,11 @@ class CudaStaging : public TensorStaging {
     size_t bytes;
   };
 
-  CudaStaging(int device, std::unique_ptr<memory::CudaAllocator> allocator,
-              cudaStream_t stream)
-      : device_(device), allocator_(std::move(allocator)), stream_(stream) {}
+  CudaStaging(int device, memory::Allocator* allocator, cudaStream_t stream)
+      : device_(device), allocator_(allocator), stream_(stream) {}
 
   int device_;
-  std::unique_ptr<memory::CudaAllocator> allocator_;
+  memory::Allocator* allocator_;
   cudaStream_t stream_;
   std::vector<Block> blocks_;
 };

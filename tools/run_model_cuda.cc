@@ -9,7 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "attention/cuda_util.h"
+#include "base/cuda_util.h"
 #include "factory/status_macros.h"
 #include "models/cuda/cuda_multihead.h"
 #include "models/cuda/cuda_transformer.h"

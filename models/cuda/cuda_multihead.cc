@@ -6,8 +6,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "attention/cuda_util.h"
 #include "attention/registry.h"
+#include "base/cuda_util.h"
 #include "factory/status_macros.h"
 #include "models/attention_core.h"
 #include "models/cuda/device_ops.h"

@@ -4,7 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "attention/cuda_util.h"
+#include "base/cuda_util.h"
 #include "factory/status_macros.h"
 #include "models/cuda/device_ops.h"
 

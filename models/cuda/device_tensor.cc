@@ -5,19 +5,33 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "attention/cuda_util.h"
+#include "base/cuda_util.h"
 #include "factory/status_macros.h"
+#include "memory/default_allocator.h"
 
 namespace dilated {
 namespace models {
 
+namespace {
+
+// Device buffers are aligned for vector loads and cuBLAS.
+constexpr size_t kAlignment = 256;
+
+// Returns `bytes` from the allocator of `role` on `device`, ordered on
+// `stream` where the allocator is stream-ordered.
+absl::StatusOr<void*> AllocateOn(
+    absl::StatusOr<memory::Allocator*> (*role)(const memory::MemorySpace&),
+    int device, int64_t bytes, cudaStream_t stream,
+    memory::Allocator** allocator) {
+  DA_ASSIGN_OR_RETURN(*allocator, role(Device::Cuda(device)));
+  return (*allocator)->Allocate(static_cast<size_t>(bytes), kAlignment, stream);
+}
+
+}  // namespace
+
 void DeviceTensor::Free::operator()(void* data) const {
   if (data == nullptr) return;
-  if (stream_ordered) {
-    cudaFreeAsync(data, stream);
-  } else {
-    cudaFree(data);
-  }
+  allocator->Deallocate(data, bytes, kAlignment, stream);
 }
 
 absl::StatusOr<DeviceTensor> DeviceTensor::Empty(DType dtype,
@@ -30,14 +44,12 @@ absl::StatusOr<DeviceTensor> DeviceTensor::Empty(DType dtype,
   tensor.shape_ = std::move(shape);
   const int64_t bytes = tensor.NumBytes();
   if (bytes == 0) return tensor;
-  ScopedCudaDevice scoped(device);
-  DA_RETURN_IF_ERROR(scoped.status());
-  void* data = nullptr;
-  DA_RETURN_IF_ERROR(
-      CudaStatus(cudaMallocAsync(&data, static_cast<size_t>(bytes), stream),
-                 absl::StrCat("cudaMallocAsync of ", bytes, " bytes for a ",
-                              tensor.ShapeString(), " tensor")));
-  tensor.buffer_ = std::unique_ptr<void, Free>(data, Free{stream, true});
+  memory::Allocator* allocator = nullptr;
+  DA_ASSIGN_OR_RETURN(void* data,
+                      AllocateOn(&memory::StreamOrderedAllocator, device, bytes,
+                                 stream, &allocator));
+  tensor.buffer_ = std::unique_ptr<void, Free>(
+      data, Free{allocator, static_cast<size_t>(bytes), stream});
   return tensor;
 }
 
@@ -66,13 +78,13 @@ absl::StatusOr<DeviceTensor> DeviceTensor::UploadParameter(
   tensor.shape_ = parameter.shape;
   const int64_t bytes = tensor.NumBytes();
   if (bytes == 0) return tensor;
+  memory::Allocator* allocator = nullptr;
+  DA_ASSIGN_OR_RETURN(void* data, AllocateOn(&memory::PlainAllocator, device,
+                                             bytes, nullptr, &allocator));
+  tensor.buffer_ = std::unique_ptr<void, Free>(
+      data, Free{allocator, static_cast<size_t>(bytes), nullptr});
   ScopedCudaDevice scoped(device);
   DA_RETURN_IF_ERROR(scoped.status());
-  void* data = nullptr;
-  DA_RETURN_IF_ERROR(
-      CudaStatus(cudaMalloc(&data, static_cast<size_t>(bytes)),
-                 absl::StrCat("cudaMalloc of ", bytes, " bytes")));
-  tensor.buffer_ = std::unique_ptr<void, Free>(data, Free{nullptr, false});
   DA_RETURN_IF_ERROR(
       CudaStatus(cudaMemcpyAsync(data, host.data(), static_cast<size_t>(bytes),
                                  cudaMemcpyHostToDevice, stream),

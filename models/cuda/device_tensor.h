@@ -2,9 +2,10 @@
 //
 // DeviceTensor: an owning, row-major tensor in CUDA device memory (float32,
 // float16 or bfloat16), the activations and parameters of the models on
-// CUDA. Activations take stream-ordered memory (cudaMallocAsync on the
-// stream that makes them, cudaFreeAsync on it when they die); parameters take
-// plain cudaMalloc memory that any stream may read.
+// CUDA. Activations take stream-ordered memory
+// (memory::StreamOrderedAllocator, on the stream that makes them and given
+// back on it when they die); parameters take plain memory that any stream may
+// read (memory::PlainAllocator).
 //
 //   absl::StatusOr<DeviceTensor> x = DeviceTensor::Upload(host_x, 0, stream);
 //   absl::StatusOr<Tensor> back = x->Download(stream);  // waits for stream
@@ -21,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "attention/tensor.h"
+#include "memory/allocator.h"
 #include "models/module.h"
 #include "models/tensor.h"
 
@@ -69,15 +71,16 @@ class DeviceTensor {
 
  private:
   struct Free {
+    memory::Allocator* allocator;
+    size_t bytes;
     cudaStream_t stream;
-    bool stream_ordered;
     void operator()(void* data) const;
   };
 
   DType dtype_ = DType::kFloat32;
   int device_ = 0;
   std::vector<int64_t> shape_;
-  std::unique_ptr<void, Free> buffer_{nullptr, Free{nullptr, false}};
+  std::unique_ptr<void, Free> buffer_{nullptr, Free{nullptr, 0, nullptr}};
 };
 
 }  // namespace models

@@ -112,8 +112,7 @@ TEST(Workspace, AllocatorOnAnotherDeviceIsRejected) {
   // A device-space allocator used with CPU tensors: rejected before any use.
   class FakeDeviceAllocator : public memory::Allocator {
    public:
-    FakeDeviceAllocator()
-        : Allocator(memory::MemorySpace::CudaDevice(0), 256, "fake") {}
+    FakeDeviceAllocator() : Allocator(Device::Cuda(0), 256, "fake") {}
 
    private:
     absl::StatusOr<void*> DoAllocate(size_t, size_t,

@@ -114,10 +114,10 @@ TEST(CudaAllocatorTest, MissingDeviceIsInvalidArgument) {
 TEST(CudaAllocatorTest, NamesAndSpaces) {
   auto direct = *CudaAllocator::Create(0);
   EXPECT_EQ(direct->name(), "cudaMalloc(cuda:0)");
-  EXPECT_EQ(direct->space(), MemorySpace::CudaDevice(0));
+  EXPECT_EQ(direct->space(), Device::Cuda(0));
   auto pool = *MakeCudaPoolAllocator(0);
   EXPECT_EQ(pool->name(), "pool(cudaMalloc(cuda:0))");
-  EXPECT_EQ(pool->space(), MemorySpace::CudaDevice(0));
+  EXPECT_EQ(pool->space(), Device::Cuda(0));
 }
 
 void Sleep100ms(void*) {
@@ -180,11 +180,10 @@ TEST(CudaAsyncAllocatorTest, ReportsTheDriverPoolAndTrimsIt) {
 }
 
 TEST(CudaDefaultAllocatorTest, DeviceDefaultIsThePool) {
-  absl::StatusOr<Allocator*> device =
-      DefaultAllocator(MemorySpace::CudaDevice(0));
+  absl::StatusOr<Allocator*> device = DefaultAllocator(Device::Cuda(0));
   ASSERT_TRUE(device.ok()) << device.status();
   EXPECT_EQ((*device)->name(), "pool(cudaMalloc(cuda:0))");
-  EXPECT_EQ(*DefaultAllocator(MemorySpace::CudaDevice(0)), *device);
+  EXPECT_EQ(*DefaultAllocator(Device::Cuda(0)), *device);
 }
 
 }  // namespace

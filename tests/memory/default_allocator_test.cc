@@ -12,29 +12,28 @@ namespace memory {
 namespace {
 
 TEST(DefaultAllocatorTest, HostDefaultIsTheDirectHostAllocator) {
-  absl::StatusOr<Allocator*> host = DefaultAllocator(MemorySpace::Host());
+  absl::StatusOr<Allocator*> host = DefaultAllocator(Device::Cpu());
   ASSERT_TRUE(host.ok()) << host.status();
   EXPECT_EQ((*host)->name(), "host");
-  EXPECT_EQ((*host)->space(), MemorySpace::Host());
+  EXPECT_EQ((*host)->space(), Device::Cpu());
   // The same object every time.
-  EXPECT_EQ(*DefaultAllocator(MemorySpace::Host()), *host);
+  EXPECT_EQ(*DefaultAllocator(Device::Cpu()), *host);
 }
 
 TEST(DefaultAllocatorTest, SetReplacesAndRestores) {
-  Allocator* builtin = *DefaultAllocator(MemorySpace::Host());
+  Allocator* builtin = *DefaultAllocator(Device::Cpu());
   PoolAllocator pool(builtin);
-  EXPECT_EQ(SetDefaultAllocator(MemorySpace::Host(), &pool), nullptr);
-  EXPECT_EQ(*DefaultAllocator(MemorySpace::Host()), &pool);
+  EXPECT_EQ(SetDefaultAllocator(Device::Cpu(), &pool), nullptr);
+  EXPECT_EQ(*DefaultAllocator(Device::Cpu()), &pool);
   HostAllocator other;
-  EXPECT_EQ(SetDefaultAllocator(MemorySpace::Host(), &other), &pool);
-  EXPECT_EQ(*DefaultAllocator(MemorySpace::Host()), &other);
-  EXPECT_EQ(SetDefaultAllocator(MemorySpace::Host(), nullptr), &other);
-  EXPECT_EQ(*DefaultAllocator(MemorySpace::Host()), builtin);
+  EXPECT_EQ(SetDefaultAllocator(Device::Cpu(), &other), &pool);
+  EXPECT_EQ(*DefaultAllocator(Device::Cpu()), &other);
+  EXPECT_EQ(SetDefaultAllocator(Device::Cpu(), nullptr), &other);
+  EXPECT_EQ(*DefaultAllocator(Device::Cpu()), builtin);
 }
 
 TEST(DefaultAllocatorTest, DeviceWithoutABuiltinIsFailedPrecondition) {
-  absl::StatusOr<Allocator*> device =
-      DefaultAllocator(MemorySpace::CudaDevice(3));
+  absl::StatusOr<Allocator*> device = DefaultAllocator(Device::Cuda(3));
   ASSERT_FALSE(device.ok());
   EXPECT_EQ(device.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(device.status().message().find("cuda:3"), std::string::npos);
@@ -47,9 +46,9 @@ TEST(DefaultAllocatorDeathTest, InstallingForTheWrongSpaceDies) {
   EXPECT_DEATH(
       {
         HostAllocator host;
-        SetDefaultAllocator(MemorySpace::CudaDevice(0), &host);
+        SetDefaultAllocator(Device::Cuda(0), &host);
       },
-      "SetDefaultAllocator\\(cuda:0\\): the allocator 'host' serves host");
+      "SetDefaultAllocator\\(cuda:0\\): the allocator 'host' serves cpu");
 }
 
 }  // namespace

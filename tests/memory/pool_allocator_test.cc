@@ -285,7 +285,7 @@ TEST_F(PoolAllocatorTest, DestructionReturnsSegmentsEvenWithLiveBlocks) {
 TEST_F(PoolAllocatorTest, OwnsAnUpstreamGivenByUniquePointer) {
   PoolAllocator pool(std::make_unique<HostAllocator>());
   EXPECT_EQ(pool.name(), "pool(host)");
-  EXPECT_EQ(pool.space(), MemorySpace::Host());
+  EXPECT_EQ(pool.space(), Device::Cpu());
   void* p = MustAllocate(pool, 10);
   pool.Deallocate(p, 10);
 }
@@ -294,7 +294,7 @@ TEST_F(PoolAllocatorTest, OwnsAnUpstreamGivenByUniquePointer) {
 // hands out host blocks offset by 256 bytes from a 64 KiB boundary.
 class OffsetUpstream final : public Allocator {
  public:
-  OffsetUpstream() : Allocator(MemorySpace::Host(), 256, "offset") {}
+  OffsetUpstream() : Allocator(Device::Cpu(), 256, "offset") {}
 
  private:
   absl::StatusOr<void*> DoAllocate(size_t bytes, size_t alignment,
