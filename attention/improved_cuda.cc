@@ -1,12 +1,16 @@
 // The CUDA backend of "improved": the fused strided flash-attention kernels
 // (kernels/cuda/flash_attention.h) on the context's device and stream.
 //
-// The fused kernels take fixed-length float16 and bfloat16 tensors with
-// whole segments, head_dim a multiple of 8 up to 256, 16-byte aligned data
-// and strides that are multiples of 8 elements. The backend refuses anything
-// else (Supports), so that "auto" picks another backend (the unfused
-// "standard" path for float32) and a caller who asked for "improved" by
-// name learns why it cannot run.
+// The fused kernels take float16 and bfloat16 tensors with head_dim a
+// multiple of 8 up to 256, 16-byte aligned data and strides that are
+// multiples of 8 elements, in every sequence layout of the contract: whole
+// or partial segments, packed input (cu_seqlens) and key padding at the
+// start or end of each problem's selection (improved_cuda_layout.h). The
+// backend refuses other dtypes and shapes (Supports), so that "auto" picks
+// another backend (the unfused "standard" path for float32) and a caller who
+// asked for "improved" by name learns why it cannot run. Padding between
+// kept positions of a segment is only known once the mask has been read, so
+// Forward and Backward refuse it (Unimplemented) rather than Supports.
 
 #include <cuda_runtime_api.h>
 
@@ -16,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "attention/backend_registry.h"
 #include "attention/cuda_scratch.h"
+#include "attention/improved_cuda_layout.h"
 #include "base/cuda_util.h"
 #include "factory/status_macros.h"
 #include "kernels/cuda/flash_attention.h"
@@ -38,7 +43,7 @@ absl::Status Refuse(absl::string_view what) {
 
 absl::Status ImprovedSupportsCuda(const kernels::ForwardParams& p,
                                   const kernels::BackwardParams* backward) {
-  DA_RETURN_IF_ERROR(RequireFixedLayout("improved", p));
+  DA_RETURN_IF_ERROR(RequireQueryKeyGeometry("improved", p));
   if (!kernels::gpu::FlashSupports(p.dtype, p.head_dim)) {
     return Refuse(
         absl::StrCat("the fused kernels take float16 or bfloat16 "
@@ -65,8 +70,11 @@ absl::Status ImprovedForwardCuda(const kernels::ForwardParams& params,
   ScopedCudaDevice device(context.device.index);
   DA_RETURN_IF_ERROR(device.status());
   const auto stream = static_cast<cudaStream_t>(context.stream);
-  return CudaStatus(kernels::gpu::FlashForward(params, stream),
-                    "fused forward kernel");
+  DA_ASSIGN_OR_RETURN(FlashCallLayout layout,
+                      FlashCallLayout::Make(params, stream, context.workspace));
+  return CudaStatus(
+      kernels::gpu::FlashForward(params, layout.problems(), stream),
+      "fused forward kernel");
 }
 
 absl::Status ImprovedBackwardCuda(const kernels::BackwardParams& params,
@@ -75,10 +83,14 @@ absl::Status ImprovedBackwardCuda(const kernels::BackwardParams& params,
   DA_RETURN_IF_ERROR(device.status());
   const auto stream = static_cast<cudaStream_t>(context.stream);
   DA_ASSIGN_OR_RETURN(
+      FlashCallLayout layout,
+      FlashCallLayout::Make(params.forward, stream, context.workspace));
+  DA_ASSIGN_OR_RETURN(
       CudaScratch delta,
       CudaScratch::Allocate(kernels::gpu::FlashBackwardWorkspaceBytes(params),
                             stream, context.workspace));
-  return CudaStatus(kernels::gpu::FlashBackward(params, delta.data(), stream),
+  return CudaStatus(kernels::gpu::FlashBackward(params, layout.problems(),
+                                                delta.data(), stream),
                     "fused backward kernels");
 }
 

@@ -33,9 +33,7 @@ cudaError_t ForwardWgmma(const ForwardParams& p, cudaStream_t stream) {
 template <class Tile>
 cudaError_t KeyValue(const BackwardParams& p, float* delta,
                      cudaStream_t stream) {
-  FlashBackwardArgs args;
-  args.params = p;
-  args.delta = delta;
+  const FlashBackwardArgs args = MakeFlashBackwardArgs(p, delta);
   return LaunchFlashKeyValue<Tile>(args, stream);
 }
 
@@ -43,9 +41,7 @@ template <class Tile>
 cudaError_t KeyValueWgmma(const BackwardParams& p, float* delta,
                           cudaStream_t stream) {
   if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
-  FlashBackwardArgs args;
-  args.params = p;
-  args.delta = delta;
+  const FlashBackwardArgs args = MakeFlashBackwardArgs(p, delta);
   return LaunchFlashKeyValueWgmma<Tile>(args, stream);
 }
 
@@ -53,17 +49,13 @@ template <class Tile>
 cudaError_t QueryWgmma(const BackwardParams& p, float* delta,
                        cudaStream_t stream) {
   if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
-  FlashBackwardArgs args;
-  args.params = p;
-  args.delta = delta;
+  const FlashBackwardArgs args = MakeFlashBackwardArgs(p, delta);
   return LaunchFlashQueryWgmma<Tile>(args, stream);
 }
 
 template <class Tile>
 cudaError_t Query(const BackwardParams& p, float* delta, cudaStream_t stream) {
-  FlashBackwardArgs args;
-  args.params = p;
-  args.delta = delta;
+  const FlashBackwardArgs args = MakeFlashBackwardArgs(p, delta);
   return LaunchFlashQuery<Tile>(args, stream);
 }
 

@@ -5,6 +5,7 @@
 
 #include "kernels/cuda/flash_attention.h"
 #include "kernels/cuda/flash_attention_instances.h"
+#include "kernels/cuda/flash_common.cuh"
 #include "kernels/cuda/flash_forward_wgmma.cuh"
 
 namespace dilated {
@@ -21,31 +22,33 @@ int PaddedHeadDim(int64_t head_dim) {
 }
 
 template <DataType kDtype>
-cudaError_t ForwardFor(const ForwardParams& params, cudaStream_t stream) {
+cudaError_t ForwardFor(const ForwardParams& params,
+                       const FlashProblems* problems, cudaStream_t stream) {
   switch (PaddedHeadDim(params.head_dim)) {
     case 32:
-      return RunFlashForward<kDtype, 32>(params, stream);
+      return RunFlashForward<kDtype, 32>(params, problems, stream);
     case 64:
-      return RunFlashForward<kDtype, 64>(params, stream);
+      return RunFlashForward<kDtype, 64>(params, problems, stream);
     case 128:
-      return RunFlashForward<kDtype, 128>(params, stream);
+      return RunFlashForward<kDtype, 128>(params, problems, stream);
     default:
-      return RunFlashForward<kDtype, 256>(params, stream);
+      return RunFlashForward<kDtype, 256>(params, problems, stream);
   }
 }
 
 template <DataType kDtype>
-cudaError_t BackwardFor(const BackwardParams& params, float* delta,
+cudaError_t BackwardFor(const BackwardParams& params,
+                        const FlashProblems* problems, float* delta,
                         cudaStream_t stream) {
   switch (PaddedHeadDim(params.forward.head_dim)) {
     case 32:
-      return RunFlashBackward<kDtype, 32>(params, delta, stream);
+      return RunFlashBackward<kDtype, 32>(params, problems, delta, stream);
     case 64:
-      return RunFlashBackward<kDtype, 64>(params, delta, stream);
+      return RunFlashBackward<kDtype, 64>(params, problems, delta, stream);
     case 128:
-      return RunFlashBackward<kDtype, 128>(params, delta, stream);
+      return RunFlashBackward<kDtype, 128>(params, problems, delta, stream);
     default:
-      return RunFlashBackward<kDtype, 256>(params, delta, stream);
+      return RunFlashBackward<kDtype, 256>(params, problems, delta, stream);
   }
 }
 
@@ -75,21 +78,28 @@ bool FlashSupports(DataType dtype, int64_t head_dim) {
          head_dim >= 8 && head_dim <= kFlashMaxHeadDim && head_dim % 8 == 0;
 }
 
-cudaError_t FlashForward(const ForwardParams& params, cudaStream_t stream) {
+size_t FlashProblemTableBytes(int64_t count) {
+  return ProblemTable::Bytes(count);
+}
+
+cudaError_t FlashForward(const ForwardParams& params,
+                         const FlashProblems* problems, cudaStream_t stream) {
   if (!FlashSupports(params.dtype, params.head_dim)) {
     return cudaErrorInvalidValue;
   }
   return params.dtype == DataType::kFloat16
-             ? ForwardFor<DataType::kFloat16>(params, stream)
-             : ForwardFor<DataType::kBFloat16>(params, stream);
+             ? ForwardFor<DataType::kFloat16>(params, problems, stream)
+             : ForwardFor<DataType::kBFloat16>(params, problems, stream);
 }
 
 size_t FlashBackwardWorkspaceBytes(const BackwardParams& params) {
   const ForwardParams& p = params.forward;
-  return static_cast<size_t>(p.batch * p.num_heads * p.seq_len) * sizeof(float);
+  return static_cast<size_t>(StorageBatch(p) * p.num_heads * p.seq_len) *
+         sizeof(float);
 }
 
-cudaError_t FlashBackward(const BackwardParams& params, void* workspace,
+cudaError_t FlashBackward(const BackwardParams& params,
+                          const FlashProblems* problems, void* workspace,
                           cudaStream_t stream) {
   const ForwardParams& p = params.forward;
   if (!FlashSupports(p.dtype, p.head_dim) || p.lse == nullptr ||
@@ -98,8 +108,9 @@ cudaError_t FlashBackward(const BackwardParams& params, void* workspace,
   }
   float* delta = static_cast<float*>(workspace);
   return p.dtype == DataType::kFloat16
-             ? BackwardFor<DataType::kFloat16>(params, delta, stream)
-             : BackwardFor<DataType::kBFloat16>(params, delta, stream);
+             ? BackwardFor<DataType::kFloat16>(params, problems, delta, stream)
+             : BackwardFor<DataType::kBFloat16>(params, problems, delta,
+                                                stream);
 }
 
 }  // namespace gpu

@@ -7,12 +7,25 @@
 // accumulation; head_dim 32, 64 and 128 run on their own tile shapes, other
 // multiples of 8 up to 256 on the next larger one.
 //
-//   if (FlashSupports(params)) {
-//     cudaError_t error = FlashForward(params, stream);
-//   }
+// Two ways to lay the work out, chosen per call by the caller:
+//   - closed form (`problems` null): fixed-length input whose segments all
+//     divide seq_len, no key padding mask. The kernels derive every
+//     (group, batch, segment, head, row block) from the block index.
+//   - problem list (`problems` not null): anything else the contract allows
+//     whose problems are strided (kernels/problem_list.h with rows == null):
+//     partial last segments, packed variable-length input (cu_seqlens) and
+//     key padding at the start or end of each problem's selection. The
+//     caller builds the problems on the host (it reads cu_seqlens and the
+//     mask) and hands device scratch for the table the launches read.
 //
-// Nothing here synchronizes the device or allocates memory: the backward
-// pass takes its scratch from the caller.
+//   std::vector<FlashProblem> list = ...;  // empty for the closed form
+//   FlashProblems problems{list.data(), count, table_scratch};
+//   cudaError_t error = FlashForward(params, &problems, stream);
+//
+// Nothing here synchronizes the device or allocates memory: scratch comes
+// from the caller. The problem table is uploaded with one cudaMemcpyAsync
+// from pageable host memory per call, which returns once the source is
+// staged (the host buffers may go when the call returns).
 
 #ifndef KERNELS_CUDA_FLASH_ATTENTION_H_
 #define KERNELS_CUDA_FLASH_ATTENTION_H_
@@ -31,6 +44,40 @@ namespace gpu {
 // Largest head_dim the fused kernels handle.
 inline constexpr int64_t kFlashMaxHeadDim = 256;
 
+// One strided attention problem (kernels/problem_list.h) as the kernels read
+// it: rows j < length at positions first + j * step of a segment of `extent`
+// positions; every other position of the segment is zeroed for the group's
+// heads. The same POD on host and device.
+struct FlashProblem {
+  // Batch entry: multiplies the tensors' stride_b (0 when packed, where it is
+  // the sequence index and only segment_row locates the rows).
+  int64_t batch;
+  // Row, on the tensors' row axis, of the segment's first position: the
+  // sequence's first row (packed) plus the segment's start in the sequence.
+  int64_t segment_row;
+  int32_t group;  // Index into ForwardParams::groups.
+  // Position of row 0 relative to the segment's first position (any value
+  // when length == 0).
+  int32_t first;
+  int32_t step;    // Positions between consecutive rows (the dilation rate).
+  int32_t length;  // Rows; 0 zeroes the whole segment.
+  int32_t extent;  // Positions of the segment: min(segment_length, rest).
+};
+
+// The problems of a call on the problem-list path.
+struct FlashProblems {
+  const FlashProblem* problems;  // Host memory, `count` entries.
+  int64_t count;
+  // Device scratch of FlashProblemTableBytes(count) bytes, 8-byte aligned,
+  // ordered on the call's stream; it must outlive the call's kernels.
+  void* table;
+};
+
+// Returns the device scratch bytes the problem table of `count` problems
+// takes: the problems and one prefix count per problem for each launch of a
+// call (at most four in a backward pass).
+size_t FlashProblemTableBytes(int64_t count);
+
 // Returns true when `dtype` and `head_dim` have a fused kernel: float16 or
 // bfloat16, head_dim a multiple of 8 in [8, 256]. The caller also guarantees
 // 16-byte aligned data pointers and strides that are multiples of 8
@@ -38,9 +85,12 @@ inline constexpr int64_t kFlashMaxHeadDim = 256;
 bool FlashSupports(DataType dtype, int64_t head_dim);
 
 // Writes params.out (every element: selected rows get (1 / G) * attention,
-// the others zero) and, when not null, params.lse, on `stream`.
-// REQUIRES: FlashSupports(params.dtype, params.head_dim), alignment above.
-cudaError_t FlashForward(const ForwardParams& params, cudaStream_t stream);
+// the others zero) and, when not null, params.lse (-inf where not selected),
+// on `stream`. `problems` is null for the closed form (see above).
+// REQUIRES: FlashSupports(params.dtype, params.head_dim), alignment above;
+// key_seq_len == seq_len and key_position_offset == 0.
+cudaError_t FlashForward(const ForwardParams& params,
+                         const FlashProblems* problems, cudaStream_t stream);
 
 // Returns whether FlashForward runs the warpgroup (wgmma) kernels on the
 // current device: it runs this library's sm_90a code (compute capability 9.0)
@@ -49,15 +99,18 @@ cudaError_t FlashForward(const ForwardParams& params, cudaStream_t stream);
 // mma.sync kernels.
 bool WgmmaAvailable();
 
-// Returns the scratch bytes FlashBackward needs: one float per (batch, head,
-// position).
+// Returns the scratch bytes FlashBackward needs: one float per (storage
+// batch entry, head, row), laid out like the lse (a single batch entry when
+// packed).
 size_t FlashBackwardWorkspaceBytes(const BackwardParams& params);
 
 // Writes grad_q, grad_k and grad_v (every element) on `stream`, recomputing
 // the probabilities from forward.lse. Deterministic (no atomics).
-// REQUIRES: as FlashForward; forward.lse is not null; `workspace` holds
+// REQUIRES: as FlashForward (`problems` the call's, as there); forward.lse
+// is not null; `workspace` holds
 // FlashBackwardWorkspaceBytes(params) bytes, 4-byte aligned, on the device.
-cudaError_t FlashBackward(const BackwardParams& params, void* workspace,
+cudaError_t FlashBackward(const BackwardParams& params,
+                          const FlashProblems* problems, void* workspace,
                           cudaStream_t stream);
 
 }  // namespace gpu

@@ -10,20 +10,24 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernels/cuda/flash_attention.h"
 #include "kernels/dilated_params.h"
 
 namespace dilated {
 namespace kernels {
 namespace gpu {
 
-// Runs the forward kernel with head_dim padded to kHeadDim.
+// Runs the forward kernel with head_dim padded to kHeadDim; `problems` as
+// for FlashForward.
 template <DataType kDtype, int kHeadDim>
-cudaError_t RunFlashForward(const ForwardParams& params, cudaStream_t stream);
+cudaError_t RunFlashForward(const ForwardParams& params,
+                            const FlashProblems* problems, cudaStream_t stream);
 
-// Runs the backward kernels; `delta` is batch * heads * seq floats of
+// Runs the backward kernels; `delta` is FlashBackwardWorkspaceBytes of
 // scratch.
 template <DataType kDtype, int kHeadDim>
-cudaError_t RunFlashBackward(const BackwardParams& params, float* delta,
+cudaError_t RunFlashBackward(const BackwardParams& params,
+                             const FlashProblems* problems, float* delta,
                              cudaStream_t stream);
 
 }  // namespace gpu

@@ -8,21 +8,24 @@
 //   dQ = scale * dS K, dK = scale * dS^T Q,
 // where D = rowsum(dP o P) = rowsum(dO o out) (out already carries c).
 //
-// Three kernels, each over every group in one launch:
-//   1. FlashDeltaKernel: D for every selected row, into a [batch, heads, seq]
-//      float workspace.
-//   2. FlashKeyValueKernel: one block per block of kBlockN selected keys;
-//      each warp owns 16 keys and walks the query tiles, computing S^T and
-//      dP^T directly (no cross-warp reduction), accumulating dK and dV.
-//   3. FlashQueryKernel: one block per block of kBlockM selected queries,
-//      walking the key tiles and accumulating dQ.
-// Kernels 2 and 3 also write zeros to the rows the group does not select.
+// Three kernels, each over every problem (flash_common.cuh) in one launch:
+//   1. FlashDeltaKernel: D for every row of every problem, into a float
+//      workspace laid out like the lse (FlashBackwardArgs::delta).
+//   2. FlashKeyValueKernel: one block per block of kBlockN keys of a
+//      problem; each warp owns 16 keys and walks the query tiles, computing
+//      S^T and dP^T directly (no cross-warp reduction), accumulating dK and
+//      dV.
+//   3. FlashQueryKernel: one block per block of kBlockM queries of a
+//      problem, walking the key tiles and accumulating dQ.
+// Kernels 2 and 3 also write zeros to the positions of each segment that
+// are not rows of its problem (padded and unselected positions).
 
 #ifndef KERNELS_CUDA_FLASH_BACKWARD_CUH_
 #define KERNELS_CUDA_FLASH_BACKWARD_CUH_
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/cuda/device_primitives.cuh"
@@ -38,13 +41,43 @@ namespace gpu {
 // registers).
 enum class KeyValuePart { kBoth, kValueOnly, kKeyOnly };
 
-// Arguments of FlashDeltaKernel: rows [row_begin[i], row_begin[i + 1]) of
-// the launch belong to group i.
+// Arguments of FlashDeltaKernel. Closed form: rows [row_begin[i],
+// row_begin[i + 1]) of the launch belong to group i. Problem list: `general`
+// counts num_heads x length rows per problem (ProblemTable::AddRows).
 struct FlashDeltaArgs {
   BackwardParams params;
   int64_t row_begin[kMaxGroups + 1];
-  float* delta;
+  ProblemIndex general;
+  float* delta;  // As FlashBackwardArgs::delta.
+  int64_t delta_stride_b;
 };
+
+// Returns the work item (head set, block unset) and, in *j, the row of unit
+// `row_index` of FlashDeltaKernel: rows vary fastest, then heads.
+__host__ __device__ __forceinline__ WorkItem
+DecodeDeltaRow(const FlashDeltaArgs& args, int64_t row_index, int* j) {
+  const ForwardParams& p = args.params.forward;
+  if (args.general.problems != nullptr) {
+    const int64_t pi = FindProblem(args.general, row_index);
+    WorkItem w = ProblemWorkItem(args.general.problems[pi]);
+    const int64_t rest = row_index - args.general.begin[pi];
+    *j = static_cast<int>(rest % w.length);
+    w.head = p.groups[w.group].head_begin + rest / w.length;
+    return w;
+  }
+  int gi = 0;
+  while (gi + 1 < p.num_groups && row_index >= args.row_begin[gi + 1]) ++gi;
+  const GroupParams& g = p.groups[gi];
+  int64_t rest = row_index - args.row_begin[gi];
+  *j = static_cast<int>(rest % g.positions);
+  rest /= g.positions;
+  const int64_t head = g.head_begin + rest % g.num_heads;
+  rest /= g.num_heads;
+  const int64_t segments = p.seq_len / g.segment_length;
+  WorkItem w = SegmentWorkItem(p, gi, rest / segments, rest % segments);
+  w.head = head;
+  return w;
+}
 
 // One thread block of kRowsPerBlock rows, 8 lanes per row.
 template <DataType kDtype>
@@ -57,37 +90,26 @@ __global__ void __launch_bounds__(256)
       (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) /
       kLanesPerRow;
   const int lane = threadIdx.x % kLanesPerRow;
-  const int64_t total = args.row_begin[p.num_groups];
+  const int64_t total = args.general.problems != nullptr
+                            ? args.general.total
+                            : args.row_begin[p.num_groups];
   const bool valid = row_index < total;
   float dot = 0.0f;
   float* target = nullptr;
   if (valid) {
-    int gi = 0;
-    while (gi + 1 < p.num_groups && row_index >= args.row_begin[gi + 1]) ++gi;
-    const GroupParams& g = p.groups[gi];
-    int64_t rest = row_index - args.row_begin[gi];
-    const int j = static_cast<int>(rest % g.positions);
-    rest /= g.positions;
-    WorkItem w;
-    w.group = gi;
-    w.head = g.head_begin + rest % g.num_heads;
-    rest /= g.num_heads;
-    const int64_t segments = p.seq_len / g.segment_length;
-    w.segment = rest % segments;
-    w.batch = rest / segments;
-    w.block = 0;
-    w.num_blocks = 1;
-    const T* out_row =
-        SelectedRow0<const T>(p.out, w, g) + j * RowStep(p.out, g);
-    const T* grad_row = SelectedRow0<const T>(args.params.grad_out, w, g) +
-                        j * RowStep(args.params.grad_out, g);
+    int j;
+    const WorkItem w = DecodeDeltaRow(args, row_index, &j);
+    const T* out_row = SelectedRow0<const T>(p.out, w) + j * RowStep(p.out, w);
+    const T* grad_row = SelectedRow0<const T>(args.params.grad_out, w) +
+                        j * RowStep(args.params.grad_out, w);
+    // Before the loop, so that only the address stays live across it.
+    target = SegmentStart(args.delta, args.delta_stride_b, p.seq_len, w) +
+             w.first + j * w.step;
     const int chunks = static_cast<int>(p.head_dim / 8);
     for (int c = lane; c < chunks; c += kLanesPerRow) {
       dot += Dot8<T>(*reinterpret_cast<const uint4*>(out_row + c * 8),
                      *reinterpret_cast<const uint4*>(grad_row + c * 8));
     }
-    target = args.delta + (w.batch * p.num_heads + w.head) * p.seq_len +
-             w.segment * g.segment_length + g.offset + j * g.dilation_rate;
   }
 #pragma unroll
   for (int d = kLanesPerRow / 2; d > 0; d /= 2) {
@@ -96,39 +118,43 @@ __global__ void __launch_bounds__(256)
   if (valid && lane == 0) *target = dot;
 }
 
-// The forward log-sum-exp and D = rowsum(dO * out) of one (batch, segment,
-// head) sequence of a group, by selected row.
+// The forward log-sum-exp and D = rowsum(dO * out) of the rows of one
+// problem on one head.
 struct RowStatistics {
-  const float* lse;    // at selected row 0; stride `rate`
-  const float* delta;  // at selected row 0; stride `rate`
+  const float* lse;    // at row 0; stride `rate`
+  const float* delta;  // at row 0; stride `rate`
   int rate;
-  int rows;  // selected rows of the sequence
+  int rows;  // rows of the problem
 
-  // Returns lse * log2(e) of selected row `query`, or +inf for a padding row
-  // (query >= rows), which makes exp2(x - lse) vanish.
+  // Returns lse * log2(e) of row `query`, or +inf for a tile row past the
+  // problem's last (query >= rows), which makes exp2(x - lse) vanish.
   __device__ __forceinline__ float LseLog2(int query) const {
     return query < rows ? lse[query * rate] * kLog2e
                         : __int_as_float(0x7f800000);
   }
 
-  // Returns D of selected row `query`, or 0 for a padding row.
+  // Returns D of row `query`, or 0 for a tile row past the problem's last.
   __device__ __forceinline__ float Delta(int query) const {
     return query < rows ? delta[query * rate] : 0.0f;
   }
 };
 
-// Returns the row statistics of work item `w` of group `g`.
-__device__ __forceinline__ RowStatistics MakeRowStatistics(
-    const FlashBackwardArgs& args, const WorkItem& w, const GroupParams& g) {
+// Returns the delta buffer's entry of the segment's first position of `w`.
+__host__ __device__ __forceinline__ float* DeltaSegment(
+    const FlashBackwardArgs& args, const WorkItem& w) {
+  return SegmentStart(args.delta, args.delta_stride_b,
+                      args.params.forward.seq_len, w);
+}
+
+// Returns the row statistics of work item `w`.
+__device__ __forceinline__ RowStatistics
+MakeRowStatistics(const FlashBackwardArgs& args, const WorkItem& w) {
   const ForwardParams& p = args.params.forward;
   RowStatistics stats;
-  stats.lse =
-      SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w, g) + g.offset;
-  stats.delta =
-      SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
-      g.offset;
-  stats.rate = static_cast<int>(g.dilation_rate);
-  stats.rows = static_cast<int>(g.positions);
+  stats.lse = SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w) + w.first;
+  stats.delta = DeltaSegment(args, w) + w.first;
+  stats.rate = w.step;
+  stats.rows = w.length;
   return stats;
 }
 
@@ -185,10 +211,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
   const BackwardParams& bp = args.params;
   const ForwardParams& p = bp.forward;
-  const WorkItem w = DecodeWork(args.block_begin, p, blockIdx.x, kBlockN,
-                                /*heavy_last_first=*/false);
-  const GroupParams& g = p.groups[w.group];
-  const int num_rows = static_cast<int>(g.positions);
+  const WorkItem w =
+      DecodeBlock(args.block_begin, args.general, p, blockIdx.x, kBlockN,
+                  /*heavy_last_first=*/false);
+  const int num_rows = w.length;
   const int chunks = static_cast<int>(p.head_dim / 8);
   const int tid = threadIdx.x;
   const int k_begin = w.block * kBlockN;
@@ -206,13 +232,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int warp_row0 = warp * 16;
     const int warp_first = k_begin + warp_row0;  // first key of the warp
 
-    const T* q_rows = SelectedRow0<const T>(p.q, w, g);
-    const T* k_rows = SelectedRow0<const T>(p.k, w, g);
-    const T* v_rows = SelectedRow0<const T>(p.v, w, g);
-    const T* do_rows = SelectedRow0<const T>(bp.grad_out, w, g);
-    const int64_t q_step = RowStep(p.q, g);
-    const int64_t do_step = RowStep(bp.grad_out, g);
-    const RowStatistics stats = MakeRowStatistics(args, w, g);
+    const T* q_rows = SelectedRow0<const T>(p.q, w);
+    const T* k_rows = SelectedRow0<const T>(p.k, w);
+    const T* v_rows = SelectedRow0<const T>(p.v, w);
+    const T* do_rows = SelectedRow0<const T>(bp.grad_out, w);
+    const int64_t q_step = RowStep(p.q, w);
+    const int64_t do_step = RowStep(bp.grad_out, w);
+    const RowStatistics stats = MakeRowStatistics(args, w);
 
     // Starts loading query tile `qt` into buffer `buf`.
     auto load_query_tile = [&](int qt, int buf) {
@@ -230,9 +256,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     };
 
     LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
-        s_k, k_rows, RowStep(p.k, g), k_begin, num_rows, chunks, tid);
+        s_k, k_rows, RowStep(p.k, w), k_begin, num_rows, chunks, tid);
     LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
-        s_v, v_rows, RowStep(p.v, g), k_begin, num_rows, chunks, tid);
+        s_v, v_rows, RowStep(p.v, w), k_begin, num_rows, chunks, tid);
     const int first_tile = p.is_causal ? k_begin / kBlockM : 0;
     const int num_tiles = (num_rows + kBlockM - 1) / kBlockM;
     load_query_tile(first_tile, 0);
@@ -400,10 +426,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       }
     }
     __syncwarp();
-    T* dk_rows = SelectedRow0<T>(bp.grad_k, w, g);
-    T* dv_rows = SelectedRow0<T>(bp.grad_v, w, g);
-    const int64_t dk_step = RowStep(bp.grad_k, g);
-    const int64_t dv_step = RowStep(bp.grad_v, g);
+    T* dk_rows = SelectedRow0<T>(bp.grad_k, w);
+    T* dv_rows = SelectedRow0<T>(bp.grad_v, w);
+    const int64_t dk_step = RowStep(bp.grad_k, w);
+    const int64_t dv_step = RowStep(bp.grad_v, w);
     static_assert((16 * Tile::kChunks) % 32 == 0, "uneven store");
 #pragma unroll
     for (int it = 0; it < 16 * Tile::kChunks / 32; ++it) {
@@ -426,11 +452,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     }
   }
   if constexpr (kValue) {
-    ZeroUnselectedRows(SegmentStart<T>(bp.grad_v, w, g), bp.grad_v.stride_n, g,
+    ZeroUnselectedRows(SegmentStart<T>(bp.grad_v, w), bp.grad_v.stride_n, w,
                        k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
   }
   if constexpr (kKey) {
-    ZeroUnselectedRows(SegmentStart<T>(bp.grad_k, w, g), bp.grad_k.stride_n, g,
+    ZeroUnselectedRows(SegmentStart<T>(bp.grad_k, w), bp.grad_k.stride_n, w,
                        k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
   }
 }
@@ -481,10 +507,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
   const BackwardParams& bp = args.params;
   const ForwardParams& p = bp.forward;
-  const WorkItem w =
-      DecodeWork(args.block_begin, p, blockIdx.x, kBlockM, p.is_causal);
-  const GroupParams& g = p.groups[w.group];
-  const int num_rows = static_cast<int>(g.positions);
+  const WorkItem w = DecodeBlock(args.block_begin, args.general, p, blockIdx.x,
+                                 kBlockM, p.is_causal);
+  const int num_rows = w.length;
   const int chunks = static_cast<int>(p.head_dim / 8);
   const int tid = threadIdx.x;
   const int j_begin = w.block * kBlockM;
@@ -502,16 +527,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int warp_row0 = warp * 16;
     const int warp_first = j_begin + warp_row0;
 
-    const T* k_rows = SelectedRow0<const T>(p.k, w, g);
-    const T* v_rows = SelectedRow0<const T>(p.v, w, g);
-    const int64_t k_step = RowStep(p.k, g);
-    const int64_t v_step = RowStep(p.v, g);
+    const T* k_rows = SelectedRow0<const T>(p.k, w);
+    const T* v_rows = SelectedRow0<const T>(p.v, w);
+    const int64_t k_step = RowStep(p.k, w);
+    const int64_t v_step = RowStep(p.v, w);
 
     LoadRows<kBlockM, Tile::kHeadDim, Tile::kThreads>(
-        s_q, SelectedRow0<const T>(p.q, w, g), RowStep(p.q, g), j_begin,
-        num_rows, chunks, tid);
+        s_q, SelectedRow0<const T>(p.q, w), RowStep(p.q, w), j_begin, num_rows,
+        chunks, tid);
     LoadRows<kBlockM, Tile::kHeadDim, Tile::kThreads>(
-        s_do, SelectedRow0<const T>(bp.grad_out, w, g), RowStep(bp.grad_out, g),
+        s_do, SelectedRow0<const T>(bp.grad_out, w), RowStep(bp.grad_out, w),
         j_begin, num_rows, chunks, tid);
     LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(s_k, k_rows, k_step, 0,
                                                       num_rows, chunks, tid);
@@ -520,7 +545,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     CpAsyncCommit();
 
     // Row statistics of this thread's two rows.
-    const RowStatistics stats = MakeRowStatistics(args, w, g);
+    const RowStatistics stats = MakeRowStatistics(args, w);
     float row_lse[2];
     float row_delta[2];
 #pragma unroll
@@ -661,8 +686,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       }
     }
     __syncwarp();
-    T* dq_rows = SelectedRow0<T>(bp.grad_q, w, g);
-    const int64_t dq_step = RowStep(bp.grad_q, g);
+    T* dq_rows = SelectedRow0<T>(bp.grad_q, w);
+    const int64_t dq_step = RowStep(bp.grad_q, w);
     static_assert((16 * Tile::kChunks) % 32 == 0, "uneven store");
 #pragma unroll
     for (int it = 0; it < 16 * Tile::kChunks / 32; ++it) {
@@ -677,11 +702,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       }
     }
   }
-  ZeroUnselectedRows(SegmentStart<T>(bp.grad_q, w, g), bp.grad_q.stride_n, g,
+  ZeroUnselectedRows(SegmentStart<T>(bp.grad_q, w), bp.grad_q.stride_n, w,
                      j_begin, j_end, chunks, nullptr, tid, Tile::kThreads);
 }
 
-// Fills the row prefix counts of FlashDeltaKernel and returns the total.
+// Fills the row prefix counts of FlashDeltaKernel on the closed-form path
+// and returns the total.
 inline int64_t FillRowBegin(const ForwardParams& p, int64_t* row_begin) {
   int64_t total = 0;
   for (int i = 0; i < p.num_groups; ++i) {
@@ -708,14 +734,23 @@ cudaError_t LaunchWithSmem(void (*kernel)(Args), const Args& args,
   return cudaGetLastError();
 }
 
-// Launches FlashDeltaKernel.
+// Launches FlashDeltaKernel; `general` is the launch's problem list
+// (ProblemTable::AddRows()), or null for the closed form.
 template <DataType kDtype>
 cudaError_t LaunchFlashDelta(const BackwardParams& bp, float* delta,
-                             cudaStream_t stream) {
+                             cudaStream_t stream,
+                             const ProblemIndex& general = ProblemIndex{}) {
   FlashDeltaArgs args;
   args.params = bp;
+  args.general = general;
   args.delta = delta;
-  const int64_t rows = FillRowBegin(bp.forward, args.row_begin);
+  args.delta_stride_b = DeltaStrideB(bp.forward);
+  int64_t rows = general.total;
+  if (general.problems == nullptr) {
+    rows = FillRowBegin(bp.forward, args.row_begin);
+  } else {
+    std::fill(args.row_begin, args.row_begin + kMaxGroups + 1, 0);
+  }
   if (rows == 0) return cudaSuccess;
   constexpr int kThreads = 256;
   constexpr int kRowsPerBlock = kThreads / 8;
@@ -726,23 +761,28 @@ cudaError_t LaunchFlashDelta(const BackwardParams& bp, float* delta,
   return cudaGetLastError();
 }
 
-// Launches FlashKeyValueKernel<Tile>.
+// Launches FlashKeyValueKernel<Tile>; `general` is the launch's problem list
+// (ProblemTable::AddBlocks(Tile::kBlockN)), or null for the closed form.
 template <class Tile>
 cudaError_t LaunchFlashKeyValue(const FlashBackwardArgs& base,
-                                cudaStream_t stream) {
+                                cudaStream_t stream,
+                                const ProblemIndex& general = ProblemIndex{}) {
   FlashBackwardArgs args = base;
-  const int64_t blocks =
-      FillBlockBegin(args.params.forward, Tile::kBlockN, args.block_begin);
+  args.general = general;
+  const int64_t blocks = LaunchBlocks(args.params.forward, general,
+                                      Tile::kBlockN, args.block_begin);
   return LaunchWithSmem<Tile>(FlashKeyValueKernel<Tile>, args, blocks, stream);
 }
 
-// Launches FlashQueryKernel<Tile>.
+// Launches FlashQueryKernel<Tile>; `general` as for LaunchFlashKeyValue with
+// Tile::kBlockM rows per block.
 template <class Tile>
-cudaError_t LaunchFlashQuery(const FlashBackwardArgs& base,
-                             cudaStream_t stream) {
+cudaError_t LaunchFlashQuery(const FlashBackwardArgs& base, cudaStream_t stream,
+                             const ProblemIndex& general = ProblemIndex{}) {
   FlashBackwardArgs args = base;
-  const int64_t blocks =
-      FillBlockBegin(args.params.forward, Tile::kBlockM, args.block_begin);
+  args.general = general;
+  const int64_t blocks = LaunchBlocks(args.params.forward, general,
+                                      Tile::kBlockM, args.block_begin);
   return LaunchWithSmem<Tile>(FlashQueryKernel<Tile>, args, blocks, stream);
 }
 

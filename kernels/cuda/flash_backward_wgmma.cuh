@@ -7,13 +7,13 @@
 // its own use and, through FlashBackwardArgs::delta, for the key/value
 // kernel, so FlashDeltaKernel's extra pass over dO and out is not needed.
 // One warpgroup per block:
-//   - FlashKeyValueWgmmaKernel: 64 selected keys per block, walking query
-//     tiles of kBlockM rows. S^T = K Q^T and dP^T = V dO^T are m64 x kBlockM
-//     products with every operand in shared memory; dV += P^T dO and
-//     dK += dS^T Q take P^T and dS^T from registers.
-//   - FlashQueryWgmmaKernel: 64 selected queries per block, walking key tiles
-//     of kBlockN rows: S = Q K^T, dP = dO V^T from shared memory, dQ += dS K
-//     with dS from registers.
+//   - FlashKeyValueWgmmaKernel: 64 keys of a problem per block, walking
+//     query tiles of kBlockM rows. S^T = K Q^T and dP^T = V dO^T are
+//     m64 x kBlockM products with every operand in shared memory;
+//     dV += P^T dO and dK += dS^T Q take P^T and dS^T from registers.
+//   - FlashQueryWgmmaKernel: 64 queries of a problem per block, walking key
+//     tiles of kBlockN rows: S = Q K^T, dP = dO V^T from shared memory,
+//     dQ += dS K with dS from registers.
 // Tiles are 128-byte swizzled (swizzled_tile.cuh) and double-buffered with
 // cp.async.
 //
@@ -111,10 +111,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
   const BackwardParams& bp = args.params;
   const ForwardParams& p = bp.forward;
-  const WorkItem w = DecodeWork(args.block_begin, p, blockIdx.x, kBlockN,
-                                /*heavy_last_first=*/false);
-  const GroupParams& g = p.groups[w.group];
-  const int num_rows = static_cast<int>(g.positions);
+  const WorkItem w =
+      DecodeBlock(args.block_begin, args.general, p, blockIdx.x, kBlockN,
+                  /*heavy_last_first=*/false);
+  const int num_rows = w.length;
   const int chunks = static_cast<int>(p.head_dim / 8);
   const int tid = threadIdx.x;
   const int k_begin = w.block * kBlockN;
@@ -127,11 +127,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int pair = lane % 4;
     const int warp_first = k_begin + warp * 16;  // first key of the warp
 
-    const T* q_rows = SelectedRow0<const T>(p.q, w, g);
-    const T* do_rows = SelectedRow0<const T>(bp.grad_out, w, g);
-    const int64_t q_step = RowStep(p.q, g);
-    const int64_t do_step = RowStep(bp.grad_out, g);
-    const RowStatistics stats = MakeRowStatistics(args, w, g);
+    const T* q_rows = SelectedRow0<const T>(p.q, w);
+    const T* do_rows = SelectedRow0<const T>(bp.grad_out, w);
+    const int64_t q_step = RowStep(p.q, w);
+    const int64_t do_step = RowStep(bp.grad_out, w);
+    const RowStatistics stats = MakeRowStatistics(args, w);
 
     // Starts loading query tile `qt` into buffer `buf`.
     auto load_query_tile = [&](int qt, int buf) {
@@ -163,11 +163,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     };
 
     LoadRowsSwizzled<kBlockN, Tile::kThreads>(
-        s_k, SelectedRow0<const T>(p.k, w, g), RowStep(p.k, g), k_begin,
-        num_rows, chunks, tid);
+        s_k, SelectedRow0<const T>(p.k, w), RowStep(p.k, w), k_begin, num_rows,
+        chunks, tid);
     LoadRowsSwizzled<kBlockN, Tile::kThreads>(
-        s_v, SelectedRow0<const T>(p.v, w, g), RowStep(p.v, g), k_begin,
-        num_rows, chunks, tid);
+        s_v, SelectedRow0<const T>(p.v, w), RowStep(p.v, w), k_begin, num_rows,
+        chunks, tid);
     const int first_tile = p.is_causal ? k_begin / kBlockM : 0;
     const int num_tiles = (num_rows + kBlockM - 1) / kBlockM;
     load_query_tile(first_tile, 0);
@@ -282,14 +282,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     StageAccumulatorRows<kDtype>(stage_k, acc_dk, p.softmax_scale,
                                  p.softmax_scale, group, pair);
     __syncwarp();
-    StoreStagedRows(stage_v, SelectedRow0<T>(bp.grad_v, w, g),
-                    RowStep(bp.grad_v, g), warp_first, num_rows, chunks, lane);
-    StoreStagedRows(stage_k, SelectedRow0<T>(bp.grad_k, w, g),
-                    RowStep(bp.grad_k, g), warp_first, num_rows, chunks, lane);
+    StoreStagedRows(stage_v, SelectedRow0<T>(bp.grad_v, w),
+                    RowStep(bp.grad_v, w), warp_first, num_rows, chunks, lane);
+    StoreStagedRows(stage_k, SelectedRow0<T>(bp.grad_k, w),
+                    RowStep(bp.grad_k, w), warp_first, num_rows, chunks, lane);
   }
-  ZeroUnselectedRows(SegmentStart<T>(bp.grad_v, w, g), bp.grad_v.stride_n, g,
+  ZeroUnselectedRows(SegmentStart<T>(bp.grad_v, w), bp.grad_v.stride_n, w,
                      k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
-  ZeroUnselectedRows(SegmentStart<T>(bp.grad_k, w, g), bp.grad_k.stride_n, g,
+  ZeroUnselectedRows(SegmentStart<T>(bp.grad_k, w), bp.grad_k.stride_n, w,
                      k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
 #else
   __trap();  // never launched: WgmmaAvailable() is false without sm_90a
@@ -304,10 +304,10 @@ __device__ __forceinline__ const unsigned char* SharedPointer(
 }
 
 // Computes D = rowsum(dO * out) of the 64 rows of two swizzled tiles (dO and
-// out of selected rows [first, first + 64)) into row_delta[64], and writes
-// the rows < `rows` to delta_rows[row * rate] (delta_rows: selected row 0 of
-// the sequence). Two threads per row, float32 sums of the 16-bit products
-// in a fixed order. kThreads == 128.
+// out of rows [first, first + 64) of a problem) into row_delta[64], and
+// writes the rows < `rows` to delta_rows[row * rate] (delta_rows: the delta
+// entry of the problem's row 0). Two threads per row, float32 sums of the
+// 16-bit products in a fixed order. kThreads == 128.
 template <typename T, int kThreads>
 __device__ __forceinline__ void WriteRowDeltas(const unsigned char* grad_out,
                                                const unsigned char* out,
@@ -373,10 +373,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
   const BackwardParams& bp = args.params;
   const ForwardParams& p = bp.forward;
-  const WorkItem w =
-      DecodeWork(args.block_begin, p, blockIdx.x, kBlockM, p.is_causal);
-  const GroupParams& g = p.groups[w.group];
-  const int num_rows = static_cast<int>(g.positions);
+  const WorkItem w = DecodeBlock(args.block_begin, args.general, p, blockIdx.x,
+                                 kBlockM, p.is_causal);
+  const int num_rows = w.length;
   const int chunks = static_cast<int>(p.head_dim / 8);
   const int tid = threadIdx.x;
   const int j_begin = w.block * kBlockM;
@@ -389,19 +388,19 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int pair = lane % 4;
     const int warp_first = j_begin + warp * 16;  // first query of the warp
 
-    const T* k_rows = SelectedRow0<const T>(p.k, w, g);
-    const T* v_rows = SelectedRow0<const T>(p.v, w, g);
-    const int64_t k_step = RowStep(p.k, g);
-    const int64_t v_step = RowStep(p.v, g);
+    const T* k_rows = SelectedRow0<const T>(p.k, w);
+    const T* v_rows = SelectedRow0<const T>(p.v, w);
+    const int64_t k_step = RowStep(p.k, w);
+    const int64_t v_step = RowStep(p.v, w);
 
     LoadRowsSwizzled<kBlockM, Tile::kThreads>(
-        s_q, SelectedRow0<const T>(p.q, w, g), RowStep(p.q, g), j_begin,
-        num_rows, chunks, tid);
+        s_q, SelectedRow0<const T>(p.q, w), RowStep(p.q, w), j_begin, num_rows,
+        chunks, tid);
     LoadRowsSwizzled<kBlockM, Tile::kThreads>(
-        s_do, SelectedRow0<const T>(bp.grad_out, w, g), RowStep(bp.grad_out, g),
+        s_do, SelectedRow0<const T>(bp.grad_out, w), RowStep(bp.grad_out, w),
         j_begin, num_rows, chunks, tid);
     LoadRowsSwizzled<kBlockM, Tile::kThreads>(
-        s_o, SelectedRow0<const T>(p.out, w, g), RowStep(p.out, g), j_begin,
+        s_o, SelectedRow0<const T>(p.out, w), RowStep(p.out, w), j_begin,
         num_rows, chunks, tid);
     LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_k, k_rows, k_step, 0, num_rows,
                                               chunks, tid);
@@ -411,7 +410,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
     // Row statistics of this thread's two rows; D comes from the out and dO
     // tiles during the first key tile.
-    const RowStatistics stats = MakeRowStatistics(args, w, g);
+    const RowStatistics stats = MakeRowStatistics(args, w);
     float row_lse[2];
     float row_delta[2];
 #pragma unroll
@@ -461,9 +460,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         // rows, for this kernel and (through args.delta) the key/value one.
         WriteRowDeltas<T, Tile::kThreads>(
             SharedPointer(smem, s_do), SharedPointer(smem, s_o), s_row_delta,
-            SegmentStart(args.delta, p.num_heads * p.seq_len, p.seq_len, w, g) +
-                g.offset,
-            static_cast<int>(g.dilation_rate), num_rows, j_begin, tid);
+            DeltaSegment(args, w) + w.first, w.step, num_rows, j_begin, tid);
         __syncthreads();
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
@@ -512,34 +509,40 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     StageAccumulatorRows<kDtype>(stage, acc_dq, p.softmax_scale,
                                  p.softmax_scale, group, pair);
     __syncwarp();
-    StoreStagedRows(stage, SelectedRow0<T>(bp.grad_q, w, g),
-                    RowStep(bp.grad_q, g), warp_first, num_rows, chunks, lane);
+    StoreStagedRows(stage, SelectedRow0<T>(bp.grad_q, w), RowStep(bp.grad_q, w),
+                    warp_first, num_rows, chunks, lane);
   }
-  ZeroUnselectedRows(SegmentStart<T>(bp.grad_q, w, g), bp.grad_q.stride_n, g,
+  ZeroUnselectedRows(SegmentStart<T>(bp.grad_q, w), bp.grad_q.stride_n, w,
                      j_begin, j_end, chunks, nullptr, tid, Tile::kThreads);
 #else
   __trap();  // never launched: WgmmaAvailable() is false without sm_90a
 #endif
 }
 
-// Launches FlashKeyValueWgmmaKernel<Tile>.
+// Launches FlashKeyValueWgmmaKernel<Tile>; `general` is the launch's problem
+// list (ProblemTable::AddBlocks(Tile::kBlockN)), or null for the closed form.
 template <class Tile>
-cudaError_t LaunchFlashKeyValueWgmma(const FlashBackwardArgs& base,
-                                     cudaStream_t stream) {
+cudaError_t LaunchFlashKeyValueWgmma(
+    const FlashBackwardArgs& base, cudaStream_t stream,
+    const ProblemIndex& general = ProblemIndex{}) {
   FlashBackwardArgs args = base;
-  const int64_t blocks =
-      FillBlockBegin(args.params.forward, Tile::kBlockN, args.block_begin);
+  args.general = general;
+  const int64_t blocks = LaunchBlocks(args.params.forward, general,
+                                      Tile::kBlockN, args.block_begin);
   return LaunchWithSmem<Tile>(FlashKeyValueWgmmaKernel<Tile>, args, blocks,
                               stream);
 }
 
-// Launches FlashQueryWgmmaKernel<Tile>.
+// Launches FlashQueryWgmmaKernel<Tile>; `general` as for
+// LaunchFlashKeyValueWgmma with Tile::kBlockM rows per block.
 template <class Tile>
-cudaError_t LaunchFlashQueryWgmma(const FlashBackwardArgs& base,
-                                  cudaStream_t stream) {
+cudaError_t LaunchFlashQueryWgmma(
+    const FlashBackwardArgs& base, cudaStream_t stream,
+    const ProblemIndex& general = ProblemIndex{}) {
   FlashBackwardArgs args = base;
-  const int64_t blocks =
-      FillBlockBegin(args.params.forward, Tile::kBlockM, args.block_begin);
+  args.general = general;
+  const int64_t blocks = LaunchBlocks(args.params.forward, general,
+                                      Tile::kBlockM, args.block_begin);
   return LaunchWithSmem<Tile>(FlashQueryWgmmaKernel<Tile>, args, blocks,
                               stream);
 }

@@ -92,48 +92,93 @@ struct FlashConfig<kDtype, 256> {
   using Query = QueryTile<kDtype, 256, 32, 4, false, 1>;
 };
 
-template <DataType kDtype, int kHeadDim>
-cudaError_t RunFlashForward(const ForwardParams& params, cudaStream_t stream) {
-  using Config = FlashConfig<kDtype, kHeadDim>;
-  if constexpr (!std::is_void_v<typename Config::ForwardWgmma>) {
-    if (WgmmaAvailable()) {
-      return LaunchFlashForwardWgmma<typename Config::ForwardWgmma>(params,
-                                                                    stream);
-    }
-  }
-  return LaunchFlashForward<typename Config::Forward>(params, stream);
+// Runs the forward kernel of `Tile` through `launch` on the call's path:
+// the closed form without `problems`, else after uploading the problem
+// table.
+template <class Tile>
+cudaError_t RunForwardTile(cudaError_t (*launch)(const ForwardParams&,
+                                                 cudaStream_t,
+                                                 const ProblemIndex&),
+                           const ForwardParams& params,
+                           const FlashProblems* problems, cudaStream_t stream) {
+  ProblemTable table(problems, params);
+  const ProblemIndex index = table.AddBlocks(Tile::kBlockM);
+  const cudaError_t error = table.Upload(stream);
+  if (error != cudaSuccess) return error;
+  return launch(params, stream, index);
 }
 
 template <DataType kDtype, int kHeadDim>
-cudaError_t RunFlashBackward(const BackwardParams& params, float* delta,
-                             cudaStream_t stream) {
+cudaError_t RunFlashForward(const ForwardParams& params,
+                            const FlashProblems* problems,
+                            cudaStream_t stream) {
   using Config = FlashConfig<kDtype, kHeadDim>;
-  FlashBackwardArgs args;
-  args.params = params;
-  args.delta = delta;
-  if constexpr (!std::is_void_v<typename Config::KeyValueWgmma>) {
+  if constexpr (!std::is_void_v<typename Config::ForwardWgmma>) {
     if (WgmmaAvailable()) {
-      // The query kernel writes the delta rows the key/value kernel reads.
-      cudaError_t error =
-          params.forward.is_causal
-              ? LaunchFlashQueryWgmma<typename Config::QueryWgmmaCausal>(args,
-                                                                         stream)
-              : LaunchFlashQueryWgmma<typename Config::QueryWgmma>(args,
-                                                                   stream);
-      if (error != cudaSuccess) return error;
-      return LaunchFlashKeyValueWgmma<typename Config::KeyValueWgmma>(args,
-                                                                      stream);
+      using Tile = typename Config::ForwardWgmma;
+      return RunForwardTile<Tile>(&LaunchFlashForwardWgmma<Tile>, params,
+                                  problems, stream);
     }
   }
-  cudaError_t error = LaunchFlashDelta<kDtype>(params, delta, stream);
+  using Tile = typename Config::Forward;
+  return RunForwardTile<Tile>(&LaunchFlashForward<Tile>, params, problems,
+                              stream);
+}
+
+// The sm_90a backward: the query kernel writes the delta rows the key/value
+// kernel reads.
+template <class QueryTile, class KeyValueTile>
+cudaError_t RunBackwardWgmma(const FlashBackwardArgs& args,
+                             const FlashProblems* problems,
+                             cudaStream_t stream) {
+  ProblemTable table(problems, args.params.forward);
+  const ProblemIndex query = table.AddBlocks(QueryTile::kBlockM);
+  const ProblemIndex key_value = table.AddBlocks(KeyValueTile::kBlockN);
+  cudaError_t error = table.Upload(stream);
   if (error != cudaSuccess) return error;
-  error = LaunchFlashKeyValue<typename Config::KeyValue>(args, stream);
+  error = LaunchFlashQueryWgmma<QueryTile>(args, stream, query);
   if (error != cudaSuccess) return error;
-  if constexpr (!std::is_void_v<typename Config::KeyOnly>) {
-    error = LaunchFlashKeyValue<typename Config::KeyOnly>(args, stream);
+  return LaunchFlashKeyValueWgmma<KeyValueTile>(args, stream, key_value);
+}
+
+template <DataType kDtype, int kHeadDim>
+cudaError_t RunFlashBackward(const BackwardParams& params,
+                             const FlashProblems* problems, float* delta,
+                             cudaStream_t stream) {
+  using Config = FlashConfig<kDtype, kHeadDim>;
+  const FlashBackwardArgs args = MakeFlashBackwardArgs(params, delta);
+  if constexpr (!std::is_void_v<typename Config::KeyValueWgmma>) {
+    if (WgmmaAvailable()) {
+      using KeyValue = typename Config::KeyValueWgmma;
+      return params.forward.is_causal
+                 ? RunBackwardWgmma<typename Config::QueryWgmmaCausal,
+                                    KeyValue>(args, problems, stream)
+                 : RunBackwardWgmma<typename Config::QueryWgmma, KeyValue>(
+                       args, problems, stream);
+    }
+  }
+  using KeyValue = typename Config::KeyValue;
+  using KeyOnly = typename Config::KeyOnly;
+  using Query = typename Config::Query;
+  ProblemTable table(problems, params.forward);
+  const ProblemIndex delta_rows = table.AddRows();
+  const ProblemIndex key_value = table.AddBlocks(KeyValue::kBlockN);
+  [[maybe_unused]] ProblemIndex key_only = key_value;
+  if constexpr (!std::is_void_v<KeyOnly>) {
+    key_only = table.AddBlocks(KeyOnly::kBlockN);
+  }
+  const ProblemIndex query = table.AddBlocks(Query::kBlockM);
+  cudaError_t error = table.Upload(stream);
+  if (error != cudaSuccess) return error;
+  error = LaunchFlashDelta<kDtype>(params, delta, stream, delta_rows);
+  if (error != cudaSuccess) return error;
+  error = LaunchFlashKeyValue<KeyValue>(args, stream, key_value);
+  if (error != cudaSuccess) return error;
+  if constexpr (!std::is_void_v<KeyOnly>) {
+    error = LaunchFlashKeyValue<KeyOnly>(args, stream, key_only);
     if (error != cudaSuccess) return error;
   }
-  return LaunchFlashQuery<typename Config::Query>(args, stream);
+  return LaunchFlashQuery<Query>(args, stream, query);
 }
 
 }  // namespace gpu

@@ -1,14 +1,15 @@
 // File: flash_forward.cuh
 //
 // The fused strided forward kernel (FlashAttention-2 style): one thread block
-// per (group, batch, segment, head, block of kBlockM selected query rows).
-// It streams the group's keys and values of that sequence through shared
-// memory in tiles of kBlockN rows, keeps the scores, the running row maxima
-// and sums and the output in registers (mma.sync m16n8k16, float32
-// accumulation), and writes out * (1 / G), the log-sum-exp, and zeros for the
-// rows the group does not select. Under a causal mask, key tiles past the
-// block's last query are never loaded and a warp skips the tiles past its own
-// last row.
+// per (problem, head, block of kBlockM query rows), a problem being the rows
+// of one group in one segment of one sequence (flash_common.cuh). It streams
+// the problem's keys and values through shared memory in tiles of kBlockN
+// rows, keeps the scores, the running row maxima and sums and the output in
+// registers (mma.sync m16n8k16, float32 accumulation), and writes
+// out * (1 / G), the log-sum-exp, and zeros (lse -inf) for the positions of
+// the segment that are not rows of the problem. Under a causal mask, key
+// tiles past the block's last query are never loaded and a warp skips the
+// tiles past its own last row.
 //
 // Included by the per-(head_dim, dtype) instantiation files only.
 
@@ -83,17 +84,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   T* s_v = s_k + Tile::kStages * kBlockN * kStride;
 
   const ForwardParams& p = args.params;
-  const WorkItem w =
-      DecodeWork(args.block_begin, p, blockIdx.x, kBlockM, p.is_causal);
-  const GroupParams& g = p.groups[w.group];
-  const int num_rows = static_cast<int>(g.positions);
+  const WorkItem w = DecodeBlock(args.block_begin, args.general, p, blockIdx.x,
+                                 kBlockM, p.is_causal);
+  const int num_rows = w.length;
   const int chunks = static_cast<int>(p.head_dim / 8);
   const int tid = threadIdx.x;
   const int j_begin = w.block * kBlockM;
   const int j_end = min(j_begin + kBlockM, num_rows);
-  float* lse_segment = p.lse == nullptr ? nullptr
-                                        : SegmentStart(p.lse, p.lse_stride_b,
-                                                       p.lse_stride_h, w, g);
+  float* lse_segment =
+      p.lse == nullptr ? nullptr
+                       : SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w);
 
   if (num_rows > 0) {
     const int warp = tid / 32;
@@ -110,12 +110,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int warp_first = j_begin + warp_row0;  // first query row of the warp
     const int warp_last = warp_first + Tile::kWarpRows - 1;
 
-    const T* q_rows = SelectedRow0<const T>(p.q, w, g);
-    const T* k_rows = SelectedRow0<const T>(p.k, w, g);
-    const T* v_rows = SelectedRow0<const T>(p.v, w, g);
-    const int64_t q_step = RowStep(p.q, g);
-    const int64_t k_step = RowStep(p.k, g);
-    const int64_t v_step = RowStep(p.v, g);
+    const T* q_rows = SelectedRow0<const T>(p.q, w);
+    const T* k_rows = SelectedRow0<const T>(p.k, w);
+    const T* v_rows = SelectedRow0<const T>(p.v, w);
+    const int64_t q_step = RowStep(p.q, w);
+    const int64_t k_step = RowStep(p.k, w);
+    const int64_t v_step = RowStep(p.v, w);
 
     LoadRows<kBlockM, Tile::kHeadDim, Tile::kThreads>(
         s_q, q_rows, q_step, j_begin, num_rows, chunks, tid);
@@ -356,8 +356,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     // Epilogue: out = (1 / G) * O / rowsum, staged through this warp's own
     // rows of s_q (no other warp touches them) for 16-byte stores.
     __syncwarp();
-    const int o_offset = static_cast<int>(g.offset);
-    const int rate = static_cast<int>(g.dilation_rate);
+    const int o_offset = w.first;
+    const int rate = w.step;
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
@@ -382,8 +382,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       }
     }
     __syncwarp();
-    T* out_rows = SelectedRow0<T>(p.out, w, g);
-    const int64_t out_step = RowStep(p.out, g);
+    T* out_rows = SelectedRow0<T>(p.out, w);
+    const int64_t out_step = RowStep(p.out, w);
     static_assert((Tile::kWarpRows * Tile::kChunks) % 32 == 0, "uneven store");
 #pragma unroll
     for (int it = 0; it < Tile::kWarpRows * Tile::kChunks / 32; ++it) {
@@ -398,16 +398,21 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       }
     }
   }
-  ZeroUnselectedRows(SegmentStart<T>(p.out, w, g), p.out.stride_n, g, j_begin,
+  ZeroUnselectedRows(SegmentStart<T>(p.out, w), p.out.stride_n, w, j_begin,
                      j_end, chunks, lse_segment, tid, Tile::kThreads);
 }
 
-// Launches the forward kernel over every group of `p` on `stream`.
+// Launches the forward kernel over every group of `p` on `stream`; `general`
+// is the launch's problem list (ProblemTable::AddBlocks(Tile::kBlockM)), or
+// null for the closed form.
 template <class Tile>
-cudaError_t LaunchFlashForward(const ForwardParams& p, cudaStream_t stream) {
+cudaError_t LaunchFlashForward(const ForwardParams& p, cudaStream_t stream,
+                               const ProblemIndex& general = ProblemIndex{}) {
   FlashForwardArgs args;
   args.params = p;
-  const int64_t blocks = FillBlockBegin(p, Tile::kBlockM, args.block_begin);
+  args.general = general;
+  const int64_t blocks =
+      LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
   if (blocks == 0) return cudaSuccess;
   if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
   auto kernel = FlashForwardKernel<Tile>;

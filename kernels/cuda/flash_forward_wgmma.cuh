@@ -1,9 +1,9 @@
 // File: flash_forward_wgmma.cuh
 //
 // The fused strided forward kernel for Hopper (sm_90a), head_dim <= 64: the
-// contract of flash_forward.cuh (one thread block per (group, batch,
-// segment, head, block of selected query rows); out * (1 / G), the
-// log-sum-exp, zeros for unselected rows) with the two products on the
+// contract of flash_forward.cuh (one thread block per (problem, head, block
+// of query rows); out * (1 / G), the log-sum-exp, zeros for the positions
+// that are not rows of the problem) with the two products on the
 // warpgroup tensor cores (wgmma.cuh). Each warpgroup owns 64 query rows:
 // S = Q K^T is one m64n128 (or m64n64) product per k16 step with Q and K read
 // straight from 128-byte-swizzled shared tiles, and O += P V takes P from
@@ -69,17 +69,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const uint32_t s_v = s_k + 2 * kTileBytes;
 
   const ForwardParams& p = args.params;
-  const WorkItem w =
-      DecodeWork(args.block_begin, p, blockIdx.x, kBlockM, p.is_causal);
-  const GroupParams& g = p.groups[w.group];
-  const int num_rows = static_cast<int>(g.positions);
+  const WorkItem w = DecodeBlock(args.block_begin, args.general, p, blockIdx.x,
+                                 kBlockM, p.is_causal);
+  const int num_rows = w.length;
   const int chunks = static_cast<int>(p.head_dim / 8);
   const int tid = threadIdx.x;
   const int j_begin = w.block * kBlockM;
   const int j_end = min(j_begin + kBlockM, num_rows);
-  float* lse_segment = p.lse == nullptr ? nullptr
-                                        : SegmentStart(p.lse, p.lse_stride_b,
-                                                       p.lse_stride_h, w, g);
+  float* lse_segment =
+      p.lse == nullptr ? nullptr
+                       : SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w);
 
   if (num_rows > 0) {
     const int warpgroup = tid / 128;
@@ -91,12 +90,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int wg_last = wg_first + 63;
     const int warp_first = wg_first + warp * 16;
 
-    const T* q_rows = SelectedRow0<const T>(p.q, w, g);
-    const T* k_rows = SelectedRow0<const T>(p.k, w, g);
-    const T* v_rows = SelectedRow0<const T>(p.v, w, g);
-    const int64_t q_step = RowStep(p.q, g);
-    const int64_t k_step = RowStep(p.k, g);
-    const int64_t v_step = RowStep(p.v, g);
+    const T* q_rows = SelectedRow0<const T>(p.q, w);
+    const T* k_rows = SelectedRow0<const T>(p.k, w);
+    const T* v_rows = SelectedRow0<const T>(p.v, w);
+    const int64_t q_step = RowStep(p.q, w);
+    const int64_t k_step = RowStep(p.k, w);
+    const int64_t v_step = RowStep(p.v, w);
 
     LoadRowsSwizzled<kBlockM, Tile::kThreads>(s_q, q_rows, q_step, j_begin,
                                               num_rows, chunks, tid);
@@ -226,8 +225,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
     // Epilogue: out = (1 / G) * O / rowsum, staged through this warp's own
     // 16 rows of the (swizzled) Q tile for 16-byte stores.
-    const int o_offset = static_cast<int>(g.offset);
-    const int rate = static_cast<int>(g.dilation_rate);
+    const int o_offset = w.first;
+    const int rate = w.step;
     unsigned char* stage = smem + warpgroup * 64 * 128 + warp * 16 * 128;
     float inverse[2];
 #pragma unroll
@@ -245,23 +244,27 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     StageAccumulatorRows<kDtype>(stage, acc_o, inverse[0], inverse[1], group,
                                  pair);
     __syncwarp();
-    StoreStagedRows(stage, SelectedRow0<T>(p.out, w, g), RowStep(p.out, g),
+    StoreStagedRows(stage, SelectedRow0<T>(p.out, w), RowStep(p.out, w),
                     warp_first, num_rows, chunks, lane);
   }
-  ZeroUnselectedRows(SegmentStart<T>(p.out, w, g), p.out.stride_n, g, j_begin,
+  ZeroUnselectedRows(SegmentStart<T>(p.out, w), p.out.stride_n, w, j_begin,
                      j_end, chunks, lse_segment, tid, Tile::kThreads);
 #else
   __trap();  // never launched: WgmmaAvailable() is false without sm_90a
 #endif
 }
 
-// Launches the wgmma forward kernel over every group of `p` on `stream`.
+// Launches the wgmma forward kernel over every group of `p` on `stream`;
+// `general` as for LaunchFlashForward.
 template <class Tile>
-cudaError_t LaunchFlashForwardWgmma(const ForwardParams& p,
-                                    cudaStream_t stream) {
+cudaError_t LaunchFlashForwardWgmma(
+    const ForwardParams& p, cudaStream_t stream,
+    const ProblemIndex& general = ProblemIndex{}) {
   FlashForwardArgs args;
   args.params = p;
-  const int64_t blocks = FillBlockBegin(p, Tile::kBlockM, args.block_begin);
+  args.general = general;
+  const int64_t blocks =
+      LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
   if (blocks == 0) return cudaSuccess;
   if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
   auto kernel = FlashForwardWgmmaKernel<Tile>;

@@ -7,7 +7,8 @@ namespace kernels {
 namespace gpu {
 
 template cudaError_t RunFlashForward<DataType::kFloat16, 256>(
-    const ForwardParams& params, cudaStream_t stream);
+    const ForwardParams& params, const FlashProblems* problems,
+    cudaStream_t stream);
 
 }  // namespace gpu
 }  // namespace kernels

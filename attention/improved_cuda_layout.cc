@@ -1,0 +1,189 @@
+#include "attention/improved_cuda_layout.h"
+
+#include <cstdint>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "attention/backend_registry.h"
+#include "base/cuda_util.h"
+#include "factory/status_macros.h"
+#include "kernels/problem_list.h"
+
+namespace dilated {
+namespace {
+
+using kernels::gpu::FlashProblem;
+
+// Returns whether the host must copy `data` before reading it: device (or
+// managed) memory, which device work queued on the stream may still write.
+absl::StatusOr<bool> InDeviceMemory(const void* data) {
+  cudaPointerAttributes attributes;
+  DA_RETURN_IF_ERROR(CudaStatus(cudaPointerGetAttributes(&attributes, data),
+                                "cudaPointerGetAttributes"));
+  return attributes.type == cudaMemoryTypeDevice ||
+         attributes.type == cudaMemoryTypeManaged;
+}
+
+// Host copies of the layout tensors of a call.
+struct HostLayout {
+  std::vector<int32_t> cu_seqlens;
+  std::vector<uint8_t> mask;  // [batch, seq_len], dense.
+};
+
+// Queues copies of the device-resident cu_seqlens and mask of `params` into
+// `host` on `stream`, points `readable` at host memory holding them, and
+// returns whether anything was queued.
+absl::StatusOr<bool> QueueHostCopies(const kernels::ForwardParams& params,
+                                     cudaStream_t stream, HostLayout* host,
+                                     kernels::ForwardParams* readable) {
+  bool queued = false;
+  const kernels::SequenceParams& sequence = params.sequence;
+  if (sequence.cu_seqlens != nullptr) {
+    DA_ASSIGN_OR_RETURN(const bool on_device,
+                        InDeviceMemory(sequence.cu_seqlens));
+    if (on_device) {
+      host->cu_seqlens.resize(params.batch + 1);
+      DA_RETURN_IF_ERROR(CudaStatus(
+          cudaMemcpyAsync(host->cu_seqlens.data(), sequence.cu_seqlens,
+                          host->cu_seqlens.size() * sizeof(int32_t),
+                          cudaMemcpyDeviceToHost, stream),
+          "copying cu_seqlens to the host"));
+      readable->sequence.cu_seqlens = host->cu_seqlens.data();
+      queued = true;
+    }
+  }
+  if (sequence.key_padding_mask != nullptr) {
+    DA_ASSIGN_OR_RETURN(const bool on_device,
+                        InDeviceMemory(sequence.key_padding_mask));
+    if (on_device) {
+      const int64_t n = params.seq_len;
+      const int64_t stride = sequence.mask_stride_b;
+      host->mask.resize(params.batch * n);
+      if (stride >= n) {
+        DA_RETURN_IF_ERROR(CudaStatus(
+            cudaMemcpy2DAsync(host->mask.data(), n, sequence.key_padding_mask,
+                              stride, n, params.batch, cudaMemcpyDeviceToHost,
+                              stream),
+            "copying key_padding_mask to the host"));
+      } else {
+        // Rows that overlap (a broadcast mask has stride 0): one at a time.
+        for (int64_t b = 0; b < params.batch; ++b) {
+          DA_RETURN_IF_ERROR(
+              CudaStatus(cudaMemcpyAsync(host->mask.data() + b * n,
+                                         sequence.key_padding_mask + b * stride,
+                                         n, cudaMemcpyDeviceToHost, stream),
+                         "copying key_padding_mask to the host"));
+        }
+      }
+      readable->sequence.key_padding_mask = host->mask.data();
+      readable->sequence.mask_stride_b = n;
+      queued = true;
+    }
+  }
+  return queued;
+}
+
+// Checks host-readable cu_seqlens: the front end checks only those given on
+// the CPU, and the problem list addresses rows through them.
+absl::Status CheckCuSeqlens(const kernels::ForwardParams& params) {
+  const int32_t* cu = params.sequence.cu_seqlens;
+  if (cu == nullptr) return absl::OkStatus();
+  if (cu[0] != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cu_seqlens[0] must be 0, got ", cu[0]));
+  }
+  for (int64_t i = 0; i < params.batch; ++i) {
+    if (cu[i + 1] < cu[i]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cu_seqlens must be non-decreasing, got cu_seqlens[", i,
+          "] = ", cu[i], " > cu_seqlens[", i + 1, "] = ", cu[i + 1]));
+    }
+  }
+  if (cu[params.batch] != params.seq_len) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cu_seqlens[", params.batch, "] = ", cu[params.batch],
+                     " must equal the total rows ", params.seq_len));
+  }
+  return absl::OkStatus();
+}
+
+// Returns the kernels' form of the problems of `params` (host-readable
+// cu_seqlens and mask).
+absl::StatusOr<std::vector<FlashProblem>> ConvertProblems(
+    const kernels::ForwardParams& params) {
+  const kernels::ProblemList problems(params);
+  std::vector<FlashProblem> list;
+  list.reserve(problems.problems().size());
+  for (const kernels::Problem& problem : problems.problems()) {
+    if (problem.rows != nullptr) {
+      return absl::UnimplementedError(
+          "'improved' on CUDA cannot run a key_padding_mask with padding "
+          "between kept positions of a segment (padding at the start or end "
+          "of each sequence is supported)");
+    }
+    const int64_t extent = problem.segment_end - problem.segment_begin;
+    if (extent > std::numeric_limits<int32_t>::max()) {
+      return absl::UnimplementedError(absl::StrCat(
+          "'improved' on CUDA cannot run segments of more than 2^31 - 1 "
+          "positions, got ",
+          extent));
+    }
+    FlashProblem converted;
+    converted.batch = problem.b;
+    converted.segment_row = problem.row_base + problem.segment_begin;
+    converted.group = static_cast<int32_t>(problem.group - params.groups);
+    converted.first =
+        static_cast<int32_t>(problem.first - problem.segment_begin);
+    converted.step = static_cast<int32_t>(problem.step);
+    converted.length = static_cast<int32_t>(problem.length);
+    converted.extent = static_cast<int32_t>(extent);
+    list.push_back(converted);
+  }
+  return list;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<FlashProblem>> FlashProblemsOf(
+    const kernels::ForwardParams& params) {
+  DA_RETURN_IF_ERROR(CheckCuSeqlens(params));
+  return ConvertProblems(params);
+}
+
+absl::StatusOr<FlashCallLayout> FlashCallLayout::Make(
+    const kernels::ForwardParams& params, cudaStream_t stream,
+    memory::Allocator* workspace) {
+  if (RequireFixedLayout("improved", params).ok()) {
+    DA_ASSIGN_OR_RETURN(CudaScratch none,
+                        CudaScratch::Allocate(0, stream, nullptr));
+    return FlashCallLayout(/*closed_form=*/true, {}, std::move(none));
+  }
+  HostLayout host;
+  kernels::ForwardParams readable = params;
+  DA_ASSIGN_OR_RETURN(const bool queued,
+                      QueueHostCopies(params, stream, &host, &readable));
+  if (queued) {
+    DA_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream),
+                                  "waiting for the layout tensors' copies"));
+  }
+  DA_ASSIGN_OR_RETURN(std::vector<FlashProblem> list,
+                      FlashProblemsOf(readable));
+  DA_ASSIGN_OR_RETURN(
+      CudaScratch table,
+      CudaScratch::Allocate(kernels::gpu::FlashProblemTableBytes(list.size()),
+                            stream, workspace));
+  return FlashCallLayout(/*closed_form=*/false, std::move(list),
+                         std::move(table));
+}
+
+const kernels::gpu::FlashProblems* FlashCallLayout::problems() {
+  if (closed_form_) return nullptr;
+  view_ = kernels::gpu::FlashProblems{
+      list_.data(), static_cast<int64_t>(list_.size()), table_.data()};
+  return &view_;
+}
+
+}  // namespace dilated
