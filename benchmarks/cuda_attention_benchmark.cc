@@ -4,19 +4,27 @@
 // 1/2/4) from 32K to 16M tokens, forward and forward+backward, causal or
 // not; config B (b=4, n=2048, h=12, d=64, segments 512/1024/2048).
 //
+// Sequence layouts at config A's heads, beside the fixed-length run of the
+// same tokens: <name>/A/packed16/n:1048576 (16 sequences of 4K to 128K
+// tokens, 1M in all, cu_seqlens on the host) against <name>/A/n:1048576;
+// <name>/A/b2/n:524288 (two sequences of 512K) against
+// <name>/A/b2_padded50/n:524288 (the same with the second half of each
+// marked in a device key_padding_mask).
+//
 // Timed with CUDA events around each call (UseManualTime). Counters:
 //   TFLOPs   useful TFLOP/s (docs/BASELINES.md section 1): forward =
 //            4 b g (n/s) L^2 d per group, halved when causal; forward +
-//            backward = 3.5 x forward.
-//   extra_MiB  peak stream-ordered scratch (the device memory pool's high
-//            watermark: every scratch allocation of the library goes through
-//            cudaMallocAsync) above q, k, v, out, lse and the gradients.
+//            backward = 3.5 x forward. For the layout cases, the FLOPs of
+//            the fixed-length peer (so TFLOPs compare times directly).
+//   extra_MiB  peak workspace (a stream-ordered allocator of the case's own,
+//            what the library uses by default) above q, k, v, out, lse and
+//            the gradients.
 //
 // Pairs with and without the workspace pool, run back to back: config A,
 // n = 32K and 128K, not causal, forward and forward+backward, each as
-//   <case>/direct  no workspace allocator: the library's default without
-//                  the pool (AttentionConfig::enable_memory_pool off), which
-//                  takes scratch with cudaMallocAsync;
+//   <case>/direct  a stream-ordered CudaAsyncAllocator: the library's
+//                  default without the pool (AttentionConfig::
+//                  enable_memory_pool off);
 //   <case>/pool    ForwardOptions::workspace_allocator = a PoolAllocator over
 //                  cudaMalloc with stream ordering (MakeCudaPoolAllocator,
 //                  what enable_memory_pool selects), fresh for the case and
@@ -48,10 +56,14 @@
 #include "benchmark/benchmark.h"
 #include "benchmarks/workspace_variant.h"
 #include "kernels/numeric.h"
+#include "memory/cuda_async_allocator.h"
 #include "memory/cuda_pool.h"
 
 namespace dilated {
 namespace {
+
+// How the tokens of a case are laid out (see the file comment).
+enum class Layout { kFixed, kPacked16, kPadded50 };
 
 struct Shape {
   std::string config;
@@ -61,7 +73,19 @@ struct Shape {
   int64_t head_dim;
   std::vector<int64_t> segments;
   std::vector<int64_t> rates;
+  Layout layout = Layout::kFixed;
 };
+
+// Sixteen sequence lengths from 4K to 128K (multiples of 4K) that add up to
+// 1M tokens, as cu_seqlens.
+std::vector<int32_t> Packed16Offsets() {
+  const std::vector<int32_t> lengths = {
+      4096,  8192,  12288, 16384, 24576, 32768,  40960,  49152,
+      57344, 65536, 73728, 81920, 98304, 114688, 131072, 131072};
+  std::vector<int32_t> offsets = {0};
+  for (int32_t length : lengths) offsets.push_back(offsets.back() + length);
+  return offsets;
+}
 
 Shape ConfigA(int64_t seq) {
   return {"A", 1, seq, 8, 64, {2048, 4096, 8192}, {1, 2, 4}};
@@ -127,23 +151,6 @@ class Buffer {
   size_t bytes_;
 };
 
-void ResetPoolHighWatermark() {
-  cudaMemPool_t pool;
-  Check(cudaDeviceGetDefaultMemPool(&pool, 0), "cudaDeviceGetDefaultMemPool");
-  uint64_t zero = 0;
-  Check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero),
-        "reset pool watermark");
-}
-
-double PoolHighWatermarkMiB() {
-  cudaMemPool_t pool;
-  Check(cudaDeviceGetDefaultMemPool(&pool, 0), "cudaDeviceGetDefaultMemPool");
-  uint64_t high = 0;
-  Check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high),
-        "read pool watermark");
-  return static_cast<double>(high) / (1 << 20);
-}
-
 // Where a case's workspace comes from.
 enum class Workspace {
   kDefault,  // The library's default; no name suffix.
@@ -158,6 +165,8 @@ void RunAttention(benchmark::State& state, const std::string& name,
   const size_t bytes = elements * 2;
   Buffer q(bytes, true), k(bytes, true), v(bytes, true), out(bytes, false);
   Buffer lse(s.batch * s.heads * s.seq * sizeof(float), false);
+  const std::vector<int32_t> offsets = Packed16Offsets();
+  std::unique_ptr<Buffer> mask;
   std::unique_ptr<Buffer> grad_out, grad_q, grad_k, grad_v;
   if (backward) {
     grad_out = std::make_unique<Buffer>(bytes, true);
@@ -165,13 +174,19 @@ void RunAttention(benchmark::State& state, const std::string& name,
     grad_k = std::make_unique<Buffer>(bytes, false);
     grad_v = std::make_unique<Buffer>(bytes, false);
   }
+  const bool packed = s.layout == Layout::kPacked16;
   auto view = [&](const Buffer& b) {
-    return TensorView::Contiguous(b.data(), DType::kFloat16,
-                                  {s.batch, s.seq, s.heads, s.head_dim},
-                                  device);
+    return packed ? TensorView::Contiguous(b.data(), DType::kFloat16,
+                                           {s.seq, s.heads, s.head_dim}, device)
+                  : TensorView::Contiguous(
+                        b.data(), DType::kFloat16,
+                        {s.batch, s.seq, s.heads, s.head_dim}, device);
   };
-  const TensorView lse_view = TensorView::Contiguous(
-      lse.data(), DType::kFloat32, {s.batch, s.heads, s.seq}, device);
+  const TensorView lse_view =
+      packed ? TensorView::Contiguous(lse.data(), DType::kFloat32,
+                                      {s.heads, s.seq}, device)
+             : TensorView::Contiguous(lse.data(), DType::kFloat32,
+                                      {s.batch, s.heads, s.seq}, device);
 
   AttentionConfig config;
   config.segment_lengths = s.segments;
@@ -187,9 +202,16 @@ void RunAttention(benchmark::State& state, const std::string& name,
     }
     workspace = std::make_unique<WorkspaceVariant>(
         WorkspaceVariant::Pooled(std::move(*pool)));
-  } else {
+  }
+  absl::StatusOr<std::unique_ptr<memory::CudaAsyncAllocator>> direct =
+      memory::CudaAsyncAllocator::Create(/*device=*/0);
+  if (!direct.ok()) {
+    state.SkipWithError(direct.status().ToString().c_str());
+    return;
+  }
+  if (mode != Workspace::kPool) {
     workspace = std::make_unique<WorkspaceVariant>(
-        WorkspaceVariant::Direct(/*direct=*/nullptr));
+        WorkspaceVariant::Direct(direct->get()));
   }
   cudaStream_t stream;
   Check(cudaStreamCreate(&stream), "cudaStreamCreate");
@@ -197,6 +219,23 @@ void RunAttention(benchmark::State& state, const std::string& name,
   options.is_causal = causal;
   options.stream = stream;
   options.workspace_allocator = workspace->allocator();
+  if (packed) {
+    options.cu_seqlens = TensorView::Contiguous(
+        const_cast<int32_t*>(offsets.data()), DType::kInt32,
+        {static_cast<int64_t>(offsets.size())});
+  }
+  if (s.layout == Layout::kPadded50) {
+    std::vector<uint8_t> padding(s.batch * s.seq);
+    for (int64_t i = 0; i < s.batch * s.seq; ++i) {
+      padding[i] = i % s.seq >= s.seq / 2;
+    }
+    mask = std::make_unique<Buffer>(padding.size(), false);
+    Check(cudaMemcpy(mask->data(), padding.data(), padding.size(),
+                     cudaMemcpyHostToDevice),
+          "cudaMemcpy mask");
+    options.key_padding_mask = TensorView::Contiguous(
+        mask->data(), DType::kBool, {s.batch, s.seq}, device);
+  }
 
   auto run = [&]() {
     absl::Status status = attention.Forward(view(q), view(k), view(v),
@@ -215,7 +254,6 @@ void RunAttention(benchmark::State& state, const std::string& name,
     return;
   }
   Check(cudaStreamSynchronize(stream), "warm-up");
-  ResetPoolHighWatermark();
 
   cudaEvent_t start, stop;
   Check(cudaEventCreate(&start), "cudaEventCreate");
@@ -237,7 +275,10 @@ void RunAttention(benchmark::State& state, const std::string& name,
   const double flops = ForwardFlops(s, causal) * (backward ? 3.5 : 1.0);
   state.counters["TFLOPs"] = benchmark::Counter(
       flops / 1e12, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["extra_MiB"] = PoolHighWatermarkMiB();
+  state.counters["extra_MiB"] =
+      static_cast<double>(
+          workspace->allocator()->GetStats().peak_bytes_in_use) /
+      (1 << 20);
   workspace->ReportCounters(state);
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
@@ -251,9 +292,13 @@ void Register(const std::string& name, const Shape& s, bool causal,
   const char* const suffix = mode == Workspace::kDirect ? "/direct"
                              : mode == Workspace::kPool ? "/pool"
                                                         : "";
-  const std::string label = absl::StrCat(name, "/", s.config, "/n:", s.seq, "/",
-                                         backward ? "fwdbwd" : "fwd",
-                                         causal ? "/causal" : "", suffix);
+  const char* const layout = s.layout == Layout::kPacked16   ? "/packed16"
+                             : s.layout == Layout::kPadded50 ? "/b2_padded50"
+                             : s.batch == 2                  ? "/b2"
+                                                             : "";
+  const std::string label = absl::StrCat(
+      name, "/", s.config, layout, "/n:", s.seq, "/",
+      backward ? "fwdbwd" : "fwd", causal ? "/causal" : "", suffix);
   benchmark::RegisterBenchmark(label.c_str(),
                                [=](benchmark::State& state) {
                                  RunAttention(state, name, s, causal, backward,
@@ -278,6 +323,21 @@ void RegisterAll() {
     }
     for (bool causal : {false, true})
       Register(name, ConfigB(2048), causal, false);
+  }
+  // The layouts ("improved": "standard" on CUDA runs fixed-length input
+  // only); the peer of packed16 is improved/A/n:1048576 above.
+  for (bool causal : {false, true}) {
+    for (bool backward : {false, true}) {
+      Shape packed = ConfigA(1048576);
+      packed.layout = Layout::kPacked16;
+      Register("improved", packed, causal, backward);
+      Shape unpadded = ConfigA(524288);
+      unpadded.batch = 2;
+      Shape padded = unpadded;
+      padded.layout = Layout::kPadded50;
+      Register("improved", unpadded, causal, backward);
+      Register("improved", padded, causal, backward);
+    }
   }
   // With and without the workspace pool, each pair back to back.
   for (const std::string name : {"improved", "standard"}) {

@@ -37,8 +37,8 @@ namespace dilated {
 class WorkspaceVariant {
  public:
   // Workspace from `direct`. A null `direct` passes no allocator at all:
-  // the implementation's own default without the pool (cudaMallocAsync for
-  // CUDA scratch), and no counters.
+  // the implementation's own default without the pool
+  // (memory::StreamOrderedAllocator), and no counters.
   static WorkspaceVariant Direct(memory::Allocator* direct) {
     return WorkspaceVariant(direct, nullptr);
   }

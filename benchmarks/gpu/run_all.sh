@@ -4,9 +4,11 @@
 #   1. the GPU tests (the CUDA suite, also with the sm_90a wgmma kernels
 #      switched off, the conformance suite and the golden files on CUDA; run
 #      from the repository root, where tests/data is);
-#   2. compute-sanitizer memcheck and racecheck on a few small test cases;
+#   2. compute-sanitizer memcheck and racecheck on a few small test cases
+#      (fixed-length and every sequence layout);
 #   3. compare.py (our benchmark binary, PyTorch reference algorithm, dense
-#      SDPA), unless QUICK=1 limits it to n = 1M and config B.
+#      SDPA), unless QUICK=1 limits it to n = 1M and config B; COMPARE=0
+#      skips it.
 # Logs go to $OUT (or /tmp when OUT is unset).
 set -u
 dir=$(cd "$(dirname "$0")" && pwd)
@@ -15,8 +17,8 @@ export LD_LIBRARY_PATH=$dir:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
 status=0
 export MODEL_GOLDEN_DIR=${MODEL_GOLDEN_DIR:-$PWD/tests/data/models/}
-for test in dilated_attention_cuda_test conformance_cuda_test golden_cuda_test \
-            models_golden_cuda_test; do
+for test in dilated_attention_cuda_test flash_work_test conformance_cuda_test \
+            golden_cuda_test models_golden_cuda_test; do
   "$dir/$test" --gtest_brief=1 > "$out/$test.log" 2>&1 || status=1
   echo "$test:"; tail -2 "$out/$test.log"
 done
@@ -25,6 +27,8 @@ DA_DISABLE_WGMMA=1 "$dir/dilated_attention_cuda_test" --gtest_brief=1 \
 echo "dilated_attention_cuda_test, DA_DISABLE_WGMMA=1:"
 tail -2 "$out/dilated_attention_cuda_test_mma_sync.log"
 filter='*improved_d64_f16_causal:*improved_d128_f16_causal:*improved_offset_past_segment_f16:*improved_d32_b2_f16_causal:*improved_uneven_heads_bf16_causal:*standard_d64_f16'
+# The sequence layouts: packed, padded at the ends, partial segments.
+filter="$filter:*improved_packed_d64_bf16_causal:*improved_packed_short_d64_f16_causal:*improved_right_padding_d64_bf16_causal:*improved_both_ends_padding_d32_f16:*improved_partial_offset_past_end_f16_causal:*improved_partial_d128_f16_causal"
 for tool in memcheck racecheck; do
   compute-sanitizer --tool $tool --error-exitcode 9 \
     "$dir/dilated_attention_cuda_test" --gtest_filter="$filter" --gtest_brief=1 \
@@ -32,6 +36,7 @@ for tool in memcheck racecheck; do
   echo "compute-sanitizer $tool: exit $?"
   tail -3 "$out/sanitizer_$tool.log"
 done
+[ "${COMPARE:-1}" = 0 ] && exit $status
 quick=()
 [ "${QUICK:-0}" = 1 ] && quick=(--quick)
 PYTHONUNBUFFERED=1 python3 "$dir/compare.py" --binary "$dir/cuda_attention_benchmark" \
