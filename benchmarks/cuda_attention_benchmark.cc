@@ -80,8 +80,8 @@ struct Shape {
 // 1M tokens, as cu_seqlens.
 std::vector<int32_t> Packed16Offsets() {
   const std::vector<int32_t> lengths = {
-      4096,  8192,  12288, 16384, 24576, 32768,  40960,  49152,
-      57344, 65536, 73728, 81920, 98304, 114688, 131072, 131072};
+      4096,  8192,  16384, 24576, 32768,  40960,  49152,  57344,
+      65536, 73728, 81920, 98304, 114688, 118784, 131072, 131072};
   std::vector<int32_t> offsets = {0};
   for (int32_t length : lengths) offsets.push_back(offsets.back() + length);
   return offsets;

@@ -4,8 +4,36 @@
 
 namespace dilated {
 namespace kernels {
+namespace {
+
+// Returns the first j >= 0 with first + j * step >= position.
+int64_t FirstRowAtOrAfter(int64_t first, int64_t step, int64_t position) {
+  return position <= first ? 0 : (position - first + step - 1) / step;
+}
+
+}  // namespace
+
+ProblemList::Unpadded ProblemList::FindUnpadded(const uint8_t* padded,
+                                                int64_t n) {
+  const uint8_t* end = padded + n;
+  const uint8_t* first = std::find(padded, end, 0);
+  if (first == end) return Unpadded{true, 0, 0};
+  const uint8_t* last = end;
+  while (last[-1] != 0) --last;
+  const bool interval = std::count(first, last, 0) == last - first;
+  return Unpadded{interval, first - padded, last - padded};
+}
+
 ProblemList::ProblemList(const ForwardParams& p) {
   const int32_t* cu = p.sequence.cu_seqlens;
+  const uint8_t* mask = p.sequence.key_padding_mask;
+  std::vector<Unpadded> unpadded(p.batch, Unpadded{true, 0, p.seq_len});
+  if (mask != nullptr) {
+    for (int64_t b = 0; b < p.batch; ++b) {
+      unpadded[b] =
+          FindUnpadded(mask + b * p.sequence.mask_stride_b, p.seq_len);
+    }
+  }
   for (int gi = 0; gi < p.num_groups; ++gi) {
     const GroupParams& g = p.groups[gi];
     if (g.num_heads == 0) continue;
@@ -14,7 +42,7 @@ ProblemList::ProblemList(const ForwardParams& p) {
       const int64_t n = cu != nullptr ? cu[b + 1] - cu[b] : p.seq_len;
       for (int64_t begin = 0; begin < n; begin += g.segment_length) {
         AddSegment(p, g, b, row_base, begin,
-                   std::min(n, begin + g.segment_length));
+                   std::min(n, begin + g.segment_length), unpadded[b]);
       }
     }
   }
@@ -27,7 +55,7 @@ ProblemList::ProblemList(const ForwardParams& p) {
 
 void ProblemList::AddSegment(const ForwardParams& p, const GroupParams& g,
                              int64_t b, int64_t row_base, int64_t begin,
-                             int64_t end) {
+                             int64_t end, const Unpadded& unpadded) {
   Problem problem;
   problem.group = &g;
   problem.b = b;
@@ -40,7 +68,18 @@ void ProblemList::AddSegment(const ForwardParams& p, const GroupParams& g,
   problem.rows = nullptr;
   int64_t row_offset = -1;
   const uint8_t* mask = p.sequence.key_padding_mask;
-  if (mask != nullptr && problem.length > 0) {
+  if (mask != nullptr && problem.length > 0 && unpadded.interval) {
+    // Keep the rows inside the sequence's unpadded interval.
+    const int64_t lo = std::min(
+        problem.length,
+        FirstRowAtOrAfter(problem.first, problem.step, unpadded.begin));
+    const int64_t hi = std::max(
+        lo,
+        std::min(problem.length,
+                 FirstRowAtOrAfter(problem.first, problem.step, unpadded.end)));
+    problem.first += lo * problem.step;
+    problem.length = hi - lo;
+  } else if (mask != nullptr && problem.length > 0) {
     const uint8_t* padded = mask + b * p.sequence.mask_stride_b;
     // Padding at either end of the selection shortens the strided form;
     // padding between kept rows needs a row list.

@@ -68,8 +68,20 @@ class ProblemList {
   int64_t max_length() const { return max_length_; }
 
  private:
+  // The unpadded positions of one sequence when they form one interval
+  // [begin, end) (padding only at the ends, or none), which lets every
+  // problem of the sequence be trimmed by arithmetic; else `interval` is
+  // false and problems are checked position by position.
+  struct Unpadded {
+    bool interval;
+    int64_t begin;
+    int64_t end;
+  };
+  static Unpadded FindUnpadded(const uint8_t* padded, int64_t n);
+
   void AddSegment(const ForwardParams& params, const GroupParams& group,
-                  int64_t b, int64_t row_base, int64_t begin, int64_t end);
+                  int64_t b, int64_t row_base, int64_t begin, int64_t end,
+                  const Unpadded& unpadded);
 
   std::vector<Problem> problems_;
   // Row lists of the problems with holes, one after the other; problems_

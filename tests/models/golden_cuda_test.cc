@@ -108,6 +108,13 @@ TEST_P(GoldenCudaTest, MatchesPyTorch) {
   absl::StatusOr<DeviceTensor> y_device =
       RunOnCuda(c, *module, *x_device,
                 memory_device ? &*memory_device : nullptr, stream_);
+  if (GetParam().core == "improved" && x->dtype() == DType::kFloat32) {
+    // The fused CUDA kernels take float16 and bfloat16 only, and say so
+    // rather than running another implementation ("auto" picks "standard").
+    EXPECT_EQ(y_device.status().code(), absl::StatusCode::kUnimplemented)
+        << y_device.status();
+    return;
+  }
   ASSERT_TRUE(y_device.ok()) << y_device.status();
   absl::StatusOr<Tensor> y = y_device->Download(stream_);
   ASSERT_TRUE(y.ok()) << y.status();
