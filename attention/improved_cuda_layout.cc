@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -10,12 +11,18 @@
 #include "attention/backend_registry.h"
 #include "base/cuda_util.h"
 #include "factory/status_macros.h"
+#include "kernels/cuda/padding_summary.h"
 #include "kernels/problem_list.h"
 
 namespace dilated {
 namespace {
 
 using kernels::gpu::FlashProblem;
+
+constexpr char kHolesRefusal[] =
+    "'improved' on CUDA cannot run a key_padding_mask with padding between "
+    "kept positions of a segment (padding at the start or end of each "
+    "sequence is supported)";
 
 // Returns whether the host must copy `data` before reading it: device (or
 // managed) memory, which device work queued on the stream may still write.
@@ -27,15 +34,17 @@ absl::StatusOr<bool> InDeviceMemory(const void* data) {
          attributes.type == cudaMemoryTypeManaged;
 }
 
-// Host copies of the layout tensors of a call.
+// What the host reads of the layout tensors of a call: a copy of
+// device-resident cu_seqlens, and the summary of a device key padding mask
+// (kernels/cuda/padding_summary.h) rather than the mask itself.
 struct HostLayout {
   std::vector<int32_t> cu_seqlens;
-  std::vector<uint8_t> mask;  // [batch, seq_len], dense.
+  std::vector<kernels::gpu::PaddingSummary> padding;
 };
 
-// Queues copies of the device-resident cu_seqlens and mask of `params` into
-// `host` on `stream`, points `readable` at host memory holding them, and
-// returns whether anything was queued.
+// Queues a copy of device-resident cu_seqlens of `params` into `host` on
+// `stream`, points `readable` at host memory holding them, and returns
+// whether anything was queued.
 absl::StatusOr<bool> QueueHostCopies(const kernels::ForwardParams& params,
                                      cudaStream_t stream, HostLayout* host,
                                      kernels::ForwardParams* readable) {
@@ -52,34 +61,6 @@ absl::StatusOr<bool> QueueHostCopies(const kernels::ForwardParams& params,
                           cudaMemcpyDeviceToHost, stream),
           "copying cu_seqlens to the host"));
       readable->sequence.cu_seqlens = host->cu_seqlens.data();
-      queued = true;
-    }
-  }
-  if (sequence.key_padding_mask != nullptr) {
-    DA_ASSIGN_OR_RETURN(const bool on_device,
-                        InDeviceMemory(sequence.key_padding_mask));
-    if (on_device) {
-      const int64_t n = params.seq_len;
-      const int64_t stride = sequence.mask_stride_b;
-      host->mask.resize(params.batch * n);
-      if (stride >= n) {
-        DA_RETURN_IF_ERROR(CudaStatus(
-            cudaMemcpy2DAsync(host->mask.data(), n, sequence.key_padding_mask,
-                              stride, n, params.batch, cudaMemcpyDeviceToHost,
-                              stream),
-            "copying key_padding_mask to the host"));
-      } else {
-        // Rows that overlap (a broadcast mask has stride 0): one at a time.
-        for (int64_t b = 0; b < params.batch; ++b) {
-          DA_RETURN_IF_ERROR(
-              CudaStatus(cudaMemcpyAsync(host->mask.data() + b * n,
-                                         sequence.key_padding_mask + b * stride,
-                                         n, cudaMemcpyDeviceToHost, stream),
-                         "copying key_padding_mask to the host"));
-        }
-      }
-      readable->sequence.key_padding_mask = host->mask.data();
-      readable->sequence.mask_stride_b = n;
       queued = true;
     }
   }
@@ -113,17 +94,12 @@ absl::Status CheckCuSeqlens(const kernels::ForwardParams& params) {
 // Returns the kernels' form of the problems of `params` (host-readable
 // cu_seqlens and mask).
 absl::StatusOr<std::vector<FlashProblem>> ConvertProblems(
-    const kernels::ForwardParams& params) {
-  const kernels::ProblemList problems(params);
+    const kernels::ForwardParams& params,
+    const kernels::ProblemList& problems) {
   std::vector<FlashProblem> list;
   list.reserve(problems.problems().size());
   for (const kernels::Problem& problem : problems.problems()) {
-    if (problem.rows != nullptr) {
-      return absl::UnimplementedError(
-          "'improved' on CUDA cannot run a key_padding_mask with padding "
-          "between kept positions of a segment (padding at the start or end "
-          "of each sequence is supported)");
-    }
+    if (problem.rows != nullptr) return absl::UnimplementedError(kHolesRefusal);
     const int64_t extent = problem.segment_end - problem.segment_begin;
     if (extent > std::numeric_limits<int32_t>::max()) {
       return absl::UnimplementedError(absl::StrCat(
@@ -145,12 +121,53 @@ absl::StatusOr<std::vector<FlashProblem>> ConvertProblems(
   return list;
 }
 
+// Queues the summary of the device key padding mask of `params` into
+// host->padding on `stream`, its device part from `workspace`.
+absl::StatusOr<CudaScratch> QueuePaddingSummary(
+    const kernels::ForwardParams& params, cudaStream_t stream,
+    memory::Allocator* workspace, HostLayout* host) {
+  const size_t bytes = kernels::gpu::PaddingSummaryBytes(params.batch);
+  DA_ASSIGN_OR_RETURN(CudaScratch summary,
+                      CudaScratch::Allocate(bytes, stream, workspace));
+  auto* device = static_cast<kernels::gpu::PaddingSummary*>(summary.data());
+  DA_RETURN_IF_ERROR(CudaStatus(
+      kernels::gpu::SummarizePadding(
+          params.sequence.key_padding_mask, params.sequence.mask_stride_b,
+          params.batch, params.seq_len, device, stream),
+      "summarizing key_padding_mask"));
+  host->padding.resize(params.batch);
+  DA_RETURN_IF_ERROR(
+      CudaStatus(cudaMemcpyAsync(host->padding.data(), device, bytes,
+                                 cudaMemcpyDeviceToHost, stream),
+                 "copying the key_padding_mask summary to the host"));
+  return summary;
+}
+
+// Returns every sequence's unpadded interval, or Unimplemented when some
+// sequence has padding between unpadded positions.
+absl::StatusOr<std::vector<kernels::ProblemList::Interval>> UnpaddedIntervals(
+    const std::vector<kernels::gpu::PaddingSummary>& padding) {
+  std::vector<kernels::ProblemList::Interval> intervals;
+  intervals.reserve(padding.size());
+  for (const kernels::gpu::PaddingSummary& summary : padding) {
+    if (summary.unpadded == 0) {
+      intervals.push_back({0, 0});
+      continue;
+    }
+    if (summary.unpadded != summary.end - summary.begin) {
+      return absl::UnimplementedError(kHolesRefusal);
+    }
+    intervals.push_back({summary.begin, summary.end});
+  }
+  return intervals;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<FlashProblem>> FlashProblemsOf(
     const kernels::ForwardParams& params) {
   DA_RETURN_IF_ERROR(CheckCuSeqlens(params));
-  return ConvertProblems(params);
+  return ConvertProblems(params, kernels::ProblemList(params));
 }
 
 absl::StatusOr<FlashCallLayout> FlashCallLayout::Make(
@@ -163,14 +180,33 @@ absl::StatusOr<FlashCallLayout> FlashCallLayout::Make(
   }
   HostLayout host;
   kernels::ForwardParams readable = params;
-  DA_ASSIGN_OR_RETURN(const bool queued,
+  DA_ASSIGN_OR_RETURN(bool queued,
                       QueueHostCopies(params, stream, &host, &readable));
+  std::optional<CudaScratch> summary;
+  if (params.sequence.key_padding_mask != nullptr) {
+    DA_ASSIGN_OR_RETURN(const bool on_device,
+                        InDeviceMemory(params.sequence.key_padding_mask));
+    if (on_device) {
+      DA_ASSIGN_OR_RETURN(
+          summary, QueuePaddingSummary(params, stream, workspace, &host));
+      queued = true;
+    }
+  }
   if (queued) {
     DA_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream),
                                   "waiting for the layout tensors' copies"));
   }
-  DA_ASSIGN_OR_RETURN(std::vector<FlashProblem> list,
-                      FlashProblemsOf(readable));
+  DA_RETURN_IF_ERROR(CheckCuSeqlens(readable));
+  std::vector<FlashProblem> list;
+  if (summary.has_value()) {
+    DA_ASSIGN_OR_RETURN(std::vector<kernels::ProblemList::Interval> intervals,
+                        UnpaddedIntervals(host.padding));
+    DA_ASSIGN_OR_RETURN(
+        list,
+        ConvertProblems(readable, kernels::ProblemList(readable, intervals)));
+  } else {
+    DA_ASSIGN_OR_RETURN(list, FlashProblemsOf(readable));
+  }
   DA_ASSIGN_OR_RETURN(
       CudaScratch table,
       CudaScratch::Allocate(kernels::gpu::FlashProblemTableBytes(list.size()),

@@ -6,21 +6,23 @@
 // kernels' closed form: nothing to prepare. Anything else the kernels can
 // run (partial segments, packed input, padding at either end of each
 // problem's selection) takes the problem list: the host builds the
-// ProblemList (kernels/problem_list.h) from host copies of cu_seqlens and
-// the mask, converts it into FlashProblems and takes device scratch for the
-// table the launches read.
+// ProblemList (kernels/problem_list.h) from a host copy of cu_seqlens and,
+// for a device mask, from its per-sequence summary computed on the device
+// (kernels/cuda/padding_summary.h: a few bytes per sequence cross to the
+// host, not the mask), converts it into FlashProblems and takes device
+// scratch for the table the launches read.
 //
 //   DA_ASSIGN_OR_RETURN(FlashCallLayout layout,
 //                       FlashCallLayout::Make(params, stream, workspace));
 //   cudaError_t error = FlashForward(params, layout.problems(), stream);
 //
 // Cost of the problem list: when cu_seqlens or the mask lives in device
-// memory, Make copies it to the host and waits for `stream`
-// (cudaStreamSynchronize), so the call blocks until the work queued before
-// it has finished; the kernels' upload of the table from pageable memory is
-// one more copy per call (and neither can be captured into a CUDA graph).
-// The backward pass builds the list again. The closed form costs none of
-// this.
+// memory, Make copies cu_seqlens or the mask's summary to the host and waits
+// for `stream` (cudaStreamSynchronize), so the call blocks until the work
+// queued before it has finished (cu_seqlens given on the host avoid it); the
+// kernels' upload of the table from pageable memory is one more copy per call
+// (and neither can be captured into a CUDA graph). The backward pass builds the
+// list again. The closed form costs none of this.
 
 #ifndef ATTENTION_IMPROVED_CUDA_LAYOUT_H_
 #define ATTENTION_IMPROVED_CUDA_LAYOUT_H_

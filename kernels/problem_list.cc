@@ -25,7 +25,6 @@ ProblemList::Unpadded ProblemList::FindUnpadded(const uint8_t* padded,
 }
 
 ProblemList::ProblemList(const ForwardParams& p) {
-  const int32_t* cu = p.sequence.cu_seqlens;
   const uint8_t* mask = p.sequence.key_padding_mask;
   std::vector<Unpadded> unpadded(p.batch, Unpadded{true, 0, p.seq_len});
   if (mask != nullptr) {
@@ -34,6 +33,22 @@ ProblemList::ProblemList(const ForwardParams& p) {
           FindUnpadded(mask + b * p.sequence.mask_stride_b, p.seq_len);
     }
   }
+  Build(p, unpadded);
+}
+
+ProblemList::ProblemList(const ForwardParams& p,
+                         const std::vector<Interval>& intervals) {
+  std::vector<Unpadded> unpadded;
+  unpadded.reserve(intervals.size());
+  for (const Interval& interval : intervals) {
+    unpadded.push_back(Unpadded{true, interval.begin, interval.end});
+  }
+  Build(p, unpadded);
+}
+
+void ProblemList::Build(const ForwardParams& p,
+                        const std::vector<Unpadded>& unpadded) {
+  const int32_t* cu = p.sequence.cu_seqlens;
   for (int gi = 0; gi < p.num_groups; ++gi) {
     const GroupParams& g = p.groups[gi];
     if (g.num_heads == 0) continue;
@@ -68,7 +83,7 @@ void ProblemList::AddSegment(const ForwardParams& p, const GroupParams& g,
   problem.rows = nullptr;
   int64_t row_offset = -1;
   const uint8_t* mask = p.sequence.key_padding_mask;
-  if (mask != nullptr && problem.length > 0 && unpadded.interval) {
+  if (problem.length > 0 && unpadded.interval) {
     // Keep the rows inside the sequence's unpadded interval.
     const int64_t lo = std::min(
         problem.length,

@@ -58,6 +58,19 @@ class ProblemList {
   // and key_padding_mask, when set, readable from the host.
   explicit ProblemList(const ForwardParams& params);
 
+  // Positions [begin, end) of a sequence.
+  struct Interval {
+    int64_t begin;
+    int64_t end;
+  };
+
+  // As above for a key padding mask whose unpadded positions form one
+  // interval per sequence, unpadded[b] (what the host learns of a device
+  // mask without copying it); params.sequence.key_padding_mask is not read.
+  // REQUIRES: as above except for the mask; unpadded.size() == batch.
+  ProblemList(const ForwardParams& params,
+              const std::vector<Interval>& unpadded);
+
   ProblemList(const ProblemList&) = delete;
   ProblemList& operator=(const ProblemList&) = delete;
 
@@ -78,6 +91,9 @@ class ProblemList {
     int64_t end;
   };
   static Unpadded FindUnpadded(const uint8_t* padded, int64_t n);
+
+  void Build(const ForwardParams& params,
+             const std::vector<Unpadded>& unpadded);
 
   void AddSegment(const ForwardParams& params, const GroupParams& group,
                   int64_t b, int64_t row_base, int64_t begin, int64_t end,
