@@ -4,7 +4,8 @@
 #   1. the GPU tests (the CUDA suite, also with the sm_90a wgmma kernels
 #      switched off, the conformance suite and the golden files on CUDA; run
 #      from the repository root, where tests/data is);
-#   2. compute-sanitizer memcheck and racecheck on a few small test cases
+#   2. the dilated_attention command on CUDA (tool_check.py);
+#      compute-sanitizer memcheck and racecheck on a few small test cases
 #      (fixed-length and every sequence layout);
 #   3. compare.py (our benchmark binary, PyTorch reference algorithm, dense
 #      SDPA), unless QUICK=1 limits it to n = 1M and config B; COMPARE=0
@@ -26,6 +27,13 @@ DA_DISABLE_WGMMA=1 "$dir/dilated_attention_cuda_test" --gtest_brief=1 \
   > "$out/dilated_attention_cuda_test_mma_sync.log" 2>&1 || status=1
 echo "dilated_attention_cuda_test, DA_DISABLE_WGMMA=1:"
 tail -2 "$out/dilated_attention_cuda_test_mma_sync.log"
+# The dilated_attention command with --device=cuda on golden files
+# (fixed-length, partial segments, packed).
+python3 "$dir/tool_check.py" --binary "$dir/dilated_attention" \
+  tests/data/golden/f16_causal_b2.safetensors \
+  tests/data/golden/f16_partial_segments.safetensors \
+  tests/data/golden/f16_packed.safetensors > "$out/tool_check.log" 2>&1 || status=1
+tail -1 "$out/tool_check.log"
 filter='*improved_d64_f16_causal:*improved_d128_f16_causal:*improved_offset_past_segment_f16:*improved_d32_b2_f16_causal:*improved_uneven_heads_bf16_causal:*standard_d64_f16'
 # The sequence layouts: packed, padded at the ends, partial segments.
 filter="$filter:*improved_packed_d64_bf16_causal:*improved_packed_short_d64_f16_causal:*improved_right_padding_d64_bf16_causal:*improved_both_ends_padding_d32_f16:*improved_partial_offset_past_end_f16_causal:*improved_partial_d128_f16_causal"

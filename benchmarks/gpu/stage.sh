@@ -13,7 +13,8 @@ dst=${1:-.gpu}
   //tests/cuda:dilated_attention_cuda_test //tests/cuda:flash_work_test \
   //tests/attention:conformance_cuda_test \
   //tests/attention:golden_cuda_test //tests/models:golden_cuda_test \
-  //benchmarks:cuda_attention_benchmark //benchmarks:cuda_tile_sweep
+  //benchmarks:cuda_attention_benchmark //benchmarks:cuda_tile_sweep \
+  //tools:dilated_attention
 rm -rf "$dst"
 mkdir -p "$dst"
 cp bazel-bin/tests/cuda/dilated_attention_cuda_test \
@@ -22,10 +23,11 @@ cp bazel-bin/tests/cuda/dilated_attention_cuda_test \
   bazel-bin/tests/attention/golden_cuda_test \
   bazel-bin/benchmarks/cuda_attention_benchmark \
   bazel-bin/benchmarks/cuda_tile_sweep \
-  benchmarks/gpu/compare.py benchmarks/gpu/run_all.sh benchmarks/gpu/profile.sh \
+  bazel-bin/tools/dilated_attention \
+  benchmarks/gpu/compare.py benchmarks/gpu/tool_check.py benchmarks/gpu/run_all.sh benchmarks/gpu/profile.sh \
   benchmarks/gpu/ab.sh \
   "$dst/"
-for lib in $(ldd "$dst"/cuda_attention_benchmark "$dst"/dilated_attention_cuda_test \
+for lib in $(ldd "$dst"/cuda_attention_benchmark "$dst"/dilated_attention_cuda_test "$dst"/dilated_attention \
              "$dst"/conformance_cuda_test | awk '/=>/ {print $3}' | sort -u |
              grep -E 'libabsl|libbenchmark|libgomp'); do
   cp -L "$lib" "$dst/"

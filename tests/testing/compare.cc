@@ -62,6 +62,8 @@ Tolerance OutputTolerance(DType dtype) {
       // Rounding to bfloat16 is relative 2^-8, for the output and for the
       // probabilities GPU kernels feed to P.V.
       return {1.5e-2, 2e-2};
+    default:  // Index and mask dtypes: never attention tensors.
+      break;
   }
   return {0, 0};
 }
@@ -78,6 +80,8 @@ Tolerance GradientTolerance(DType dtype) {
     case DType::kBFloat16:
       // As float16, with bfloat16's 2^-8 rounding.
       return {5e-2, 5e-2};
+    default:  // Index and mask dtypes: never attention tensors.
+      break;
   }
   return {0, 0};
 }

@@ -21,6 +21,8 @@ double RoundTo(DType dtype, double value) {
       return kernels::HalfToFloat(kernels::FloatToHalf(f));
     case DType::kBFloat16:
       return kernels::BFloat16ToFloat(kernels::FloatToBFloat16(f));
+    default:  // Index and mask dtypes: never attention tensors.
+      break;
   }
   return value;
 }

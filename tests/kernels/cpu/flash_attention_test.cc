@@ -48,6 +48,8 @@ Tolerance OutputTolerance(DataType dtype) {
     case DataType::kBFloat16:
       // Rounded to bfloat16: half an ulp is 2^-8 relative.
       return {8e-3, 8e-3};
+    default:  // Index and mask dtypes: never attention tensors.
+      break;
   }
   return {0, 0};
 }
@@ -65,6 +67,8 @@ Tolerance GradientTolerance(DataType dtype) {
     case DataType::kBFloat16:
       // As float16 with bfloat16's 2^-8.
       return {5e-2, 5e-2};
+    default:  // Index and mask dtypes: never attention tensors.
+      break;
   }
   return {0, 0};
 }

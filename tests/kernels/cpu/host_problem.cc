@@ -32,6 +32,8 @@ double RoundTo(DataType dtype, double value) {
       return HalfToFloat(FloatToHalf(f));
     case DataType::kBFloat16:
       return BFloat16ToFloat(FloatToBFloat16(f));
+    default:  // Index and mask dtypes: never attention tensors.
+      break;
   }
   return value;
 }
@@ -44,6 +46,8 @@ std::string DataTypeName(DataType dtype) {
       return "float16";
     case DataType::kBFloat16:
       return "bfloat16";
+    default:  // Index and mask dtypes: never attention tensors.
+      break;
   }
   return "unknown";
 }
