@@ -20,9 +20,9 @@ namespace {
 using kernels::gpu::FlashProblem;
 
 constexpr char kHolesRefusal[] =
-    "'improved' on CUDA cannot run a key_padding_mask with padding between "
-    "kept positions of a segment (padding at the start or end of each "
-    "sequence is supported)";
+    "CUDA kernels cannot run a key_padding_mask with padding between kept "
+    "positions of a segment (padding at the start or end of each sequence "
+    "is supported)";
 
 // Returns whether the host must copy `data` before reading it: device (or
 // managed) memory, which device work queued on the stream may still write.
@@ -99,7 +99,9 @@ absl::StatusOr<std::vector<FlashProblem>> ConvertProblems(
   std::vector<FlashProblem> list;
   list.reserve(problems.problems().size());
   for (const kernels::Problem& problem : problems.problems()) {
-    if (problem.rows != nullptr) return absl::UnimplementedError(kHolesRefusal);
+    if (problem.rows != nullptr) {
+      return absl::UnimplementedError(kHolesRefusal);
+    }
     const int64_t extent = problem.segment_end - problem.segment_begin;
     if (extent > std::numeric_limits<int32_t>::max()) {
       return absl::UnimplementedError(absl::StrCat(
@@ -170,14 +172,9 @@ absl::StatusOr<std::vector<FlashProblem>> FlashProblemsOf(
   return ConvertProblems(params, kernels::ProblemList(params));
 }
 
-absl::StatusOr<FlashCallLayout> FlashCallLayout::Make(
+absl::StatusOr<std::vector<FlashProblem>> CallProblems(
     const kernels::ForwardParams& params, cudaStream_t stream,
     memory::Allocator* workspace) {
-  if (RequireFixedLayout("improved", params).ok()) {
-    DA_ASSIGN_OR_RETURN(CudaScratch none,
-                        CudaScratch::Allocate(0, stream, nullptr));
-    return FlashCallLayout(/*closed_form=*/true, {}, std::move(none));
-  }
   HostLayout host;
   kernels::ForwardParams readable = params;
   DA_ASSIGN_OR_RETURN(bool queued,
@@ -197,16 +194,22 @@ absl::StatusOr<FlashCallLayout> FlashCallLayout::Make(
                                   "waiting for the layout tensors' copies"));
   }
   DA_RETURN_IF_ERROR(CheckCuSeqlens(readable));
-  std::vector<FlashProblem> list;
-  if (summary.has_value()) {
-    DA_ASSIGN_OR_RETURN(std::vector<kernels::ProblemList::Interval> intervals,
-                        UnpaddedIntervals(host.padding));
-    DA_ASSIGN_OR_RETURN(
-        list,
-        ConvertProblems(readable, kernels::ProblemList(readable, intervals)));
-  } else {
-    DA_ASSIGN_OR_RETURN(list, FlashProblemsOf(readable));
+  if (!summary.has_value()) return FlashProblemsOf(readable);
+  DA_ASSIGN_OR_RETURN(std::vector<kernels::ProblemList::Interval> intervals,
+                      UnpaddedIntervals(host.padding));
+  return ConvertProblems(readable, kernels::ProblemList(readable, intervals));
+}
+
+absl::StatusOr<FlashCallLayout> FlashCallLayout::Make(
+    const kernels::ForwardParams& params, cudaStream_t stream,
+    memory::Allocator* workspace) {
+  if (RequireFixedLayout("improved", params).ok()) {
+    DA_ASSIGN_OR_RETURN(CudaScratch none,
+                        CudaScratch::Allocate(0, stream, nullptr));
+    return FlashCallLayout(/*closed_form=*/true, {}, std::move(none));
   }
+  DA_ASSIGN_OR_RETURN(std::vector<FlashProblem> list,
+                      CallProblems(params, stream, workspace));
   DA_ASSIGN_OR_RETURN(
       CudaScratch table,
       CudaScratch::Allocate(kernels::gpu::FlashProblemTableBytes(list.size()),

@@ -50,6 +50,15 @@ namespace dilated {
 absl::StatusOr<std::vector<kernels::gpu::FlashProblem>> FlashProblemsOf(
     const kernels::ForwardParams& params);
 
+// Returns the problems of a call whose cu_seqlens and mask may live in
+// device memory: copies device cu_seqlens to the host and summarises a
+// device mask on the device (waiting for `stream` when it does either),
+// with device scratch from `workspace`; errors as FlashProblemsOf.
+// REQUIRES: params validated by the front end.
+absl::StatusOr<std::vector<kernels::gpu::FlashProblem>> CallProblems(
+    const kernels::ForwardParams& params, cudaStream_t stream,
+    memory::Allocator* workspace);
+
 // The layout of one call: the closed form, or the problem list with its
 // device table. The table's scratch goes back (stream-ordered) when the
 // object dies, so it must live until the call's kernels are queued.

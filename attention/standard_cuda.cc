@@ -28,10 +28,11 @@ absl::Status StandardBackwardCuda(const kernels::BackwardParams& params,
                               context.workspace);
 }
 
-// Fixed-length input with whole segments only.
+// Every layout but padding between kept positions of a segment, which the
+// run refuses once it has read the mask (as "improved" does).
 absl::Status StandardSupportsCuda(const kernels::ForwardParams& params,
                                   const kernels::BackwardParams* /*backward*/) {
-  return RequireFixedLayout("standard", params);
+  return RequireQueryKeyGeometry("standard", params);
 }
 
 }  // namespace

@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "attention/backend_registry.h"
 #include "attention/cuda_scratch.h"
+#include "attention/improved_cuda_layout.h"
 #include "base/cuda_util.h"
 #include "factory/status_macros.h"
 #include "kernels/cuda/standard_kernels.h"
@@ -80,9 +83,74 @@ struct Gemm {
   }
 };
 
-int64_t Problems(const ForwardParams& p, const GroupParams& g) {
-  return p.batch * (p.seq_len / g.segment_length) * g.num_heads;
-}
+// The problems of every group of a call: the closed form (every table
+// null) for fixed-length input with whole segments, else one device table
+// of StandardProblems per group (kernels/cuda/standard_kernels.h) built
+// from the call's problem list.
+class GroupTables {
+ public:
+  static absl::StatusOr<GroupTables> Make(const ForwardParams& p,
+                                          cudaStream_t stream,
+                                          memory::Allocator* workspace) {
+    GroupTables tables;
+    if (RequireFixedLayout("standard", p).ok()) return tables;
+    DA_ASSIGN_OR_RETURN(std::vector<kernels::gpu::FlashProblem> problems,
+                        CallProblems(p, stream, workspace));
+    // The list runs group by group; keep each group's entries contiguous.
+    std::vector<kernels::gpu::StandardProblem> host;
+    host.reserve(problems.size());
+    std::vector<int64_t> begin(p.num_groups + 1, 0);
+    for (int gi = 0; gi < p.num_groups; ++gi) {
+      begin[gi] = static_cast<int64_t>(host.size());
+      for (const kernels::gpu::FlashProblem& problem : problems) {
+        if (problem.group != gi) continue;
+        host.push_back({problem.batch, problem.segment_row + problem.first,
+                        problem.length});
+      }
+    }
+    begin[p.num_groups] = static_cast<int64_t>(host.size());
+    const size_t bytes = host.size() * sizeof(kernels::gpu::StandardProblem);
+    DA_ASSIGN_OR_RETURN(tables.scratch_,
+                        CudaScratch::Allocate(bytes, stream, workspace));
+    if (bytes > 0) {
+      // From pageable memory: returns once `host` has been staged.
+      DA_RETURN_IF_ERROR(
+          CudaStatus(cudaMemcpyAsync(tables.scratch_.data(), host.data(), bytes,
+                                     cudaMemcpyHostToDevice, stream),
+                     "uploading the problem tables"));
+    }
+    const auto* device = static_cast<const kernels::gpu::StandardProblem*>(
+        tables.scratch_.data());
+    tables.table_.assign(p.num_groups, nullptr);
+    tables.entries_.assign(p.num_groups, 0);
+    for (int gi = 0; gi < p.num_groups; ++gi) {
+      tables.table_[gi] = device + begin[gi];
+      tables.entries_[gi] = begin[gi + 1] - begin[gi];
+    }
+    return tables;
+  }
+
+  // Returns group gi's device table, or null for the closed form.
+  const kernels::gpu::StandardProblem* table(int gi) const {
+    return table_.empty() ? nullptr : table_[gi];
+  }
+
+  // Returns the problems (times heads) of group gi.
+  int64_t Problems(const ForwardParams& p, int gi) const {
+    const GroupParams& g = p.groups[gi];
+    if (table_.empty()) {
+      return p.batch * (p.seq_len / g.segment_length) * g.num_heads;
+    }
+    return entries_[gi] * g.num_heads;
+  }
+
+ private:
+  GroupTables() : scratch_(*CudaScratch::Allocate(0, nullptr, nullptr)) {}
+
+  CudaScratch scratch_;
+  std::vector<const kernels::gpu::StandardProblem*> table_;
+  std::vector<int64_t> entries_;
+};
 
 // Sizes of one problem's buffers.
 struct ProblemBytes {
@@ -99,11 +167,10 @@ ProblemBytes BytesOf(const ForwardParams& p, const GroupParams& g) {
                       l * l * 4};
 }
 
-// Returns how many problems of `g` run at once given `per_problem` bytes.
-int64_t ChunkProblems(const ForwardParams& p, const GroupParams& g,
-                      int64_t per_problem) {
+// Returns how many of `problems` run at once given `per_problem` bytes.
+int64_t ChunkProblems(int64_t problems, int64_t per_problem) {
   return std::max<int64_t>(
-      1, std::min(Problems(p, g), kScratchBudgetBytes / per_problem));
+      1, std::min(problems, kScratchBudgetBytes / per_problem));
 }
 
 // Carves consecutive buffers, each rounded up to 256 bytes (alignment for
@@ -135,6 +202,8 @@ absl::Status StandardCudaForward(const ForwardParams& p, cudaStream_t stream,
       CudaStatus(gpu::StandardZero(p, p.out, stream), "zeroing out"));
   DA_RETURN_IF_ERROR(
       CudaStatus(gpu::StandardFillLse(p, stream), "filling lse"));
+  DA_ASSIGN_OR_RETURN(const GroupTables tables,
+                      GroupTables::Make(p, stream, workspace));
 
   int64_t scratch_bytes = 0;
   for (int i = 0; i < p.num_groups; ++i) {
@@ -142,8 +211,9 @@ absl::Status StandardCudaForward(const ForwardParams& p, cudaStream_t stream,
     if (g.positions == 0) continue;
     const ProblemBytes b = BytesOf(p, g);
     const int64_t per = 3 * b.rows + b.square32 + b.square + b.rows32;
-    scratch_bytes = std::max(scratch_bytes,
-                             ChunkProblems(p, g, per) * per + kBuffers * 256);
+    scratch_bytes = std::max(
+        scratch_bytes,
+        ChunkProblems(tables.Problems(p, i), per) * per + kBuffers * 256);
   }
   DA_ASSIGN_OR_RETURN(CudaScratch scratch,
                       CudaScratch::Allocate(scratch_bytes, stream, workspace));
@@ -153,8 +223,9 @@ absl::Status StandardCudaForward(const ForwardParams& p, cudaStream_t stream,
     if (g.positions == 0) continue;
     const ProblemBytes b = BytesOf(p, g);
     const int64_t per = 3 * b.rows + b.square32 + b.square + b.rows32;
-    const int64_t chunk = ChunkProblems(p, g, per);
-    const int64_t total = Problems(p, g);
+    const int64_t total = tables.Problems(p, i);
+    const int64_t chunk = ChunkProblems(total, per);
+    const kernels::gpu::StandardProblem* table = tables.table(i);
     const int64_t l = g.positions;
     const int64_t d = p.head_dim;
     for (int64_t first = 0; first < total; first += chunk) {
@@ -170,26 +241,30 @@ absl::Status StandardCudaForward(const ForwardParams& p, cudaStream_t stream,
       const int64_t rows_stride = b.rows / es;
       const int64_t square_stride = b.square / es;
       DA_RETURN_IF_ERROR(CudaStatus(
-          gpu::StandardGather(p, p.q, i, first, count, q, stream), "gather q"));
+          gpu::StandardGather(p, p.q, i, table, first, count, q, stream),
+          "gather q"));
       DA_RETURN_IF_ERROR(CudaStatus(
-          gpu::StandardGather(p, p.k, i, first, count, k, stream), "gather k"));
+          gpu::StandardGather(p, p.k, i, table, first, count, k, stream),
+          "gather k"));
       DA_RETURN_IF_ERROR(CudaStatus(
-          gpu::StandardGather(p, p.v, i, first, count, v, stream), "gather v"));
+          gpu::StandardGather(p, p.v, i, table, first, count, v, stream),
+          "gather v"));
       const Gemm gemm{handle, CudaType(p.dtype), static_cast<int>(count)};
       // S = scale * Q K^T: column-major S^T = K Q^T.
       DA_RETURN_IF_ERROR(gemm.Run(true, false, l, l, d, p.softmax_scale, k, d,
                                   rows_stride, q, d, rows_stride, scores, l,
                                   b.square32 / 4));
-      DA_RETURN_IF_ERROR(CudaStatus(
-          gpu::StandardSoftmax(p, i, first, count, scores, probs, stream),
-          "softmax"));
+      DA_RETURN_IF_ERROR(
+          CudaStatus(gpu::StandardSoftmax(p, i, table, first, count, scores,
+                                          probs, stream),
+                     "softmax"));
       // O = P V: column-major O^T = V^T P^T.
       DA_RETURN_IF_ERROR(gemm.Run(false, false, d, l, l, 1.0f, v, d,
                                   rows_stride, probs, l, square_stride, o, d,
                                   b.rows32 / 4));
       DA_RETURN_IF_ERROR(
-          CudaStatus(gpu::StandardScatter(p, o, p.output_scale, i, first, count,
-                                          p.out, stream),
+          CudaStatus(gpu::StandardScatter(p, o, p.output_scale, i, table, first,
+                                          count, p.out, stream),
                      "scatter out"));
     }
   }
@@ -210,6 +285,8 @@ absl::Status StandardCudaBackward(const BackwardParams& bp, cudaStream_t stream,
         CudaStatus(gpu::StandardZero(p, *grad, stream), "zeroing gradients"));
   }
 
+  DA_ASSIGN_OR_RETURN(const GroupTables tables,
+                      GroupTables::Make(p, stream, workspace));
   auto per_problem = [&](const ProblemBytes& b) {
     return 4 * b.rows + 2 * b.square32 + 2 * b.square + b.rows32;
   };
@@ -218,8 +295,9 @@ absl::Status StandardCudaBackward(const BackwardParams& bp, cudaStream_t stream,
     const GroupParams& g = p.groups[i];
     if (g.positions == 0) continue;
     const int64_t per = per_problem(BytesOf(p, g));
-    scratch_bytes = std::max(scratch_bytes,
-                             ChunkProblems(p, g, per) * per + kBuffers * 256);
+    scratch_bytes = std::max(
+        scratch_bytes,
+        ChunkProblems(tables.Problems(p, i), per) * per + kBuffers * 256);
   }
   DA_ASSIGN_OR_RETURN(CudaScratch scratch,
                       CudaScratch::Allocate(scratch_bytes, stream, workspace));
@@ -228,8 +306,9 @@ absl::Status StandardCudaBackward(const BackwardParams& bp, cudaStream_t stream,
     const GroupParams& g = p.groups[i];
     if (g.positions == 0) continue;
     const ProblemBytes b = BytesOf(p, g);
-    const int64_t chunk = ChunkProblems(p, g, per_problem(b));
-    const int64_t total = Problems(p, g);
+    const int64_t total = tables.Problems(p, i);
+    const int64_t chunk = ChunkProblems(total, per_problem(b));
+    const kernels::gpu::StandardProblem* table = tables.table(i);
     const int64_t l = g.positions;
     const int64_t d = p.head_dim;
     const int64_t es = gpu::ElementBytes(p.dtype);
@@ -250,27 +329,32 @@ absl::Status StandardCudaBackward(const BackwardParams& bp, cudaStream_t stream,
       void* grad_scores = carve.Take(count * b.square);
       float* result = carve.Take<float>(count * b.rows32);
       DA_RETURN_IF_ERROR(CudaStatus(
-          gpu::StandardGather(p, p.q, i, first, count, q, stream), "gather q"));
+          gpu::StandardGather(p, p.q, i, table, first, count, q, stream),
+          "gather q"));
       DA_RETURN_IF_ERROR(CudaStatus(
-          gpu::StandardGather(p, p.k, i, first, count, k, stream), "gather k"));
+          gpu::StandardGather(p, p.k, i, table, first, count, k, stream),
+          "gather k"));
       DA_RETURN_IF_ERROR(CudaStatus(
-          gpu::StandardGather(p, p.v, i, first, count, v, stream), "gather v"));
-      DA_RETURN_IF_ERROR(CudaStatus(
-          gpu::StandardGather(p, bp.grad_out, i, first, count, grad_o, stream),
-          "gather grad_out"));
+          gpu::StandardGather(p, p.v, i, table, first, count, v, stream),
+          "gather v"));
+      DA_RETURN_IF_ERROR(
+          CudaStatus(gpu::StandardGather(p, bp.grad_out, i, table, first, count,
+                                         grad_o, stream),
+                     "gather grad_out"));
       const Gemm gemm{handle, CudaType(p.dtype), static_cast<int>(count)};
       // S = scale * Q K^T, then P.
       DA_RETURN_IF_ERROR(gemm.Run(true, false, l, l, d, p.softmax_scale, k, d,
                                   rs, q, d, rs, probs32, l, ss32));
-      DA_RETURN_IF_ERROR(CudaStatus(
-          gpu::StandardSoftmax(p, i, first, count, probs32, probs, stream),
-          "softmax"));
+      DA_RETURN_IF_ERROR(
+          CudaStatus(gpu::StandardSoftmax(p, i, table, first, count, probs32,
+                                          probs, stream),
+                     "softmax"));
       // dV = c P^T dO: column-major dV^T = dO^T P.
       DA_RETURN_IF_ERROR(gemm.Run(false, true, d, l, l, p.output_scale, grad_o,
                                   d, rs, probs, l, ss, result, d, rs32));
       DA_RETURN_IF_ERROR(
-          CudaStatus(gpu::StandardScatter(p, result, 1.0f, i, first, count,
-                                          bp.grad_v, stream),
+          CudaStatus(gpu::StandardScatter(p, result, 1.0f, i, table, first,
+                                          count, bp.grad_v, stream),
                      "scatter grad_v"));
       // dP = c dO V^T: column-major dP^T = V dO^T.
       DA_RETURN_IF_ERROR(gemm.Run(true, false, l, l, d, p.output_scale, v, d,
@@ -283,15 +367,15 @@ absl::Status StandardCudaBackward(const BackwardParams& bp, cudaStream_t stream,
       DA_RETURN_IF_ERROR(gemm.Run(false, false, d, l, l, p.softmax_scale, k, d,
                                   rs, grad_scores, l, ss, result, d, rs32));
       DA_RETURN_IF_ERROR(
-          CudaStatus(gpu::StandardScatter(p, result, 1.0f, i, first, count,
-                                          bp.grad_q, stream),
+          CudaStatus(gpu::StandardScatter(p, result, 1.0f, i, table, first,
+                                          count, bp.grad_q, stream),
                      "scatter grad_q"));
       // dK = scale dS^T Q: column-major dK^T = Q^T dS.
       DA_RETURN_IF_ERROR(gemm.Run(false, true, d, l, l, p.softmax_scale, q, d,
                                   rs, grad_scores, l, ss, result, d, rs32));
       DA_RETURN_IF_ERROR(
-          CudaStatus(gpu::StandardScatter(p, result, 1.0f, i, first, count,
-                                          bp.grad_k, stream),
+          CudaStatus(gpu::StandardScatter(p, result, 1.0f, i, table, first,
+                                          count, bp.grad_k, stream),
                      "scatter grad_k"));
     }
   }

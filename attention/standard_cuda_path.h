@@ -10,6 +10,12 @@
 // call's workspace allocator on that stream (at most ~1 GiB per chunk, at
 // least one problem).
 //
+// Every sequence layout of the front end runs (docs/ARCHITECTURE.md section
+// 1.9) but padding between kept positions of a segment, which is
+// Unimplemented; the other layouts read per-problem tables built from the
+// call's problem list (attention/improved_cuda_layout.h), whose dense buffers
+// are padded to the group's full segment.
+//
 // REQUIRES for both: params from the attention front end (validated), the
 // current device owns the tensors.
 

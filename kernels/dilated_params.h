@@ -19,6 +19,13 @@
 
 #include <cstdint>
 
+// Helpers below are callable from host and device code.
+#ifdef __CUDACC__
+#define DA_HOST_DEVICE __host__ __device__
+#else
+#define DA_HOST_DEVICE
+#endif
+
 namespace dilated {
 namespace kernels {
 
@@ -59,7 +66,8 @@ struct GroupParams {
 
 // Returns the positions group `g` selects in a segment of `extent` positions
 // (a full segment has extent == segment_length).
-inline int64_t SegmentPositions(const GroupParams& g, int64_t extent) {
+DA_HOST_DEVICE inline int64_t SegmentPositions(const GroupParams& g,
+                                               int64_t extent) {
   return g.offset >= extent
              ? 0
              : (extent - g.offset + g.dilation_rate - 1) / g.dilation_rate;
@@ -119,13 +127,13 @@ struct ForwardParams {
 };
 
 // Returns whether the tensors use the packed variable-length layout.
-inline bool IsPacked(const ForwardParams& p) {
+DA_HOST_DEVICE inline bool IsPacked(const ForwardParams& p) {
   return p.sequence.cu_seqlens != nullptr;
 }
 
 // Returns the extent of the tensors' batch axis: 1 when packed (the rows of
 // every sequence share one axis), else batch.
-inline int64_t StorageBatch(const ForwardParams& p) {
+DA_HOST_DEVICE inline int64_t StorageBatch(const ForwardParams& p) {
   return IsPacked(p) ? 1 : p.batch;
 }
 

@@ -20,38 +20,47 @@ __device__ __forceinline__ void StoreElement(float x, __nv_bfloat16* dst) {
   *dst = __float2bfloat16_rn(x);
 }
 
-// Returns the element offset of selected row j of problem x of group g.
-__device__ __forceinline__ int64_t RowOffset(const ForwardParams& p,
-                                             const GroupParams& g,
-                                             const TensorParams& t, int64_t x,
-                                             int64_t j) {
-  const int64_t head = g.head_begin + x % g.num_heads;
+// Where problem x of group g lives: batch entry, row of its row 0, rows.
+struct Located {
+  int64_t head;
+  int64_t batch;
+  int64_t row0;
+  int64_t length;
+};
+
+__device__ __forceinline__ Located Locate(const ForwardParams& p,
+                                          const GroupParams& g,
+                                          const StandardProblem* problems,
+                                          int64_t x) {
+  Located at;
+  at.head = g.head_begin + x % g.num_heads;
   const int64_t sequence = x / g.num_heads;
+  if (problems != nullptr) {
+    const StandardProblem& problem = problems[sequence];
+    at.batch = problem.batch;
+    at.row0 = problem.row0;
+    at.length = problem.length;
+    return at;
+  }
   const int64_t segments = p.seq_len / g.segment_length;
-  const int64_t segment = sequence % segments;
-  const int64_t batch = sequence / segments;
-  const int64_t position =
-      segment * g.segment_length + g.offset + j * g.dilation_rate;
-  return batch * t.stride_b + position * t.stride_n + head * t.stride_h;
+  at.batch = sequence / segments;
+  at.row0 = (sequence % segments) * g.segment_length + g.offset;
+  at.length = g.positions;
+  return at;
 }
 
-// Returns the lse entry of selected row j of problem x of group g.
-__device__ __forceinline__ float* LseEntry(const ForwardParams& p,
-                                           const GroupParams& g, int64_t x,
-                                           int64_t j) {
-  const int64_t head = g.head_begin + x % g.num_heads;
-  const int64_t sequence = x / g.num_heads;
-  const int64_t segments = p.seq_len / g.segment_length;
-  const int64_t segment = sequence % segments;
-  const int64_t batch = sequence / segments;
-  return p.lse + batch * p.lse_stride_b + head * p.lse_stride_h +
-         segment * g.segment_length + g.offset + j * g.dilation_rate;
+// Returns the element offset of row j of a located problem in t.
+__device__ __forceinline__ int64_t RowOffset(const GroupParams& g,
+                                             const TensorParams& t,
+                                             const Located& at, int64_t j) {
+  return at.batch * t.stride_b + (at.row0 + j * g.dilation_rate) * t.stride_n +
+         at.head * t.stride_h;
 }
 
 template <typename T>
 __global__ void ZeroKernel(const __grid_constant__ ForwardParams p,
                            TensorParams t) {
-  const int64_t total = p.batch * p.seq_len * p.num_heads * p.head_dim;
+  const int64_t total = StorageBatch(p) * p.seq_len * p.num_heads * p.head_dim;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     int64_t rest = i;
@@ -67,7 +76,7 @@ __global__ void ZeroKernel(const __grid_constant__ ForwardParams p,
 }
 
 __global__ void FillLseKernel(const __grid_constant__ ForwardParams p) {
-  const int64_t total = p.batch * p.num_heads * p.seq_len;
+  const int64_t total = StorageBatch(p) * p.num_heads * p.seq_len;
   const float minus_inf = -__int_as_float(0x7f800000);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -80,7 +89,8 @@ __global__ void FillLseKernel(const __grid_constant__ ForwardParams p) {
 
 template <typename T>
 __global__ void GatherKernel(const __grid_constant__ ForwardParams p,
-                             TensorParams t, int group, int64_t first,
+                             TensorParams t, int group,
+                             const StandardProblem* problems, int64_t first,
                              int64_t count, T* dense) {
   const GroupParams& g = p.groups[group];
   const int64_t total = count * g.positions * p.head_dim;
@@ -89,15 +99,21 @@ __global__ void GatherKernel(const __grid_constant__ ForwardParams p,
        i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t d = i % p.head_dim;
     const int64_t j = (i / p.head_dim) % g.positions;
-    const int64_t x = first + i / (p.head_dim * g.positions);
-    dense[i] = src[RowOffset(p, g, t, x, j) + d];
+    const Located at =
+        Locate(p, g, problems, first + i / (p.head_dim * g.positions));
+    if (j < at.length) {
+      dense[i] = src[RowOffset(g, t, at, j) + d];
+    } else {
+      StoreElement(0.0f, dense + i);
+    }
   }
 }
 
 template <typename T>
 __global__ void ScatterKernel(const __grid_constant__ ForwardParams p,
                               const float* dense, float scale, int group,
-                              int64_t first, int64_t count, TensorParams t) {
+                              const StandardProblem* problems, int64_t first,
+                              int64_t count, TensorParams t) {
   const GroupParams& g = p.groups[group];
   const int64_t total = count * g.positions * p.head_dim;
   T* dst = static_cast<T*>(t.data);
@@ -105,8 +121,11 @@ __global__ void ScatterKernel(const __grid_constant__ ForwardParams p,
        i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t d = i % p.head_dim;
     const int64_t j = (i / p.head_dim) % g.positions;
-    const int64_t x = first + i / (p.head_dim * g.positions);
-    StoreElement(scale * dense[i], dst + RowOffset(p, g, t, x, j) + d);
+    const Located at =
+        Locate(p, g, problems, first + i / (p.head_dim * g.positions));
+    if (j < at.length) {
+      StoreElement(scale * dense[i], dst + RowOffset(g, t, at, j) + d);
+    }
   }
 }
 
@@ -133,16 +152,25 @@ __device__ float BlockReduce(float x, float* scratch) {
 // One block per row of the scores.
 template <typename T>
 __global__ void SoftmaxKernel(const __grid_constant__ ForwardParams p,
-                              int group, int64_t first, float* scores,
-                              T* probs) {
+                              int group, const StandardProblem* problems,
+                              int64_t first, float* scores, T* probs) {
   __shared__ float scratch[kThreads / 32];
   const GroupParams& g = p.groups[group];
   const int64_t length = g.positions;
   const int64_t row = blockIdx.x;  // within the chunk
   const int64_t i = row % length;  // query index
+  const Located at = Locate(p, g, problems, first + row / length);
   float* s = scores + row * length;
   T* out = probs + row * length;
-  const int64_t allowed = p.is_causal ? i + 1 : length;
+  if (i >= at.length) {
+    // A row past the problem's length: no probabilities, no lse.
+    for (int64_t j = threadIdx.x; j < length; j += blockDim.x) {
+      s[j] = 0.0f;
+      StoreElement(0.0f, out + j);
+    }
+    return;
+  }
+  const int64_t allowed = p.is_causal ? i + 1 : at.length;
   const float minus_inf = -__int_as_float(0x7f800000);
   float m = minus_inf;
   for (int64_t j = threadIdx.x; j < allowed; j += blockDim.x) {
@@ -161,7 +189,8 @@ __global__ void SoftmaxKernel(const __grid_constant__ ForwardParams p,
     StoreElement(prob, out + j);
   }
   if (p.lse != nullptr && threadIdx.x == 0) {
-    *LseEntry(p, g, first + row / length, i) = m + logf(sum);
+    p.lse[at.batch * p.lse_stride_b + at.head * p.lse_stride_h + at.row0 +
+          i * g.dilation_rate] = m + logf(sum);
   }
 }
 
@@ -214,7 +243,7 @@ cudaError_t WithType(DataType dtype, F f) {
 
 cudaError_t StandardZero(const ForwardParams& p, const TensorParams& t,
                          cudaStream_t stream) {
-  const int64_t total = p.batch * p.seq_len * p.num_heads * p.head_dim;
+  const int64_t total = StorageBatch(p) * p.seq_len * p.num_heads * p.head_dim;
   return WithType(p.dtype, [&](auto tag) {
     using T = decltype(tag);
     ZeroKernel<T><<<GridFor(total), kThreads, 0, stream>>>(p, t);
@@ -223,35 +252,38 @@ cudaError_t StandardZero(const ForwardParams& p, const TensorParams& t,
 
 cudaError_t StandardFillLse(const ForwardParams& p, cudaStream_t stream) {
   if (p.lse == nullptr) return cudaSuccess;
-  FillLseKernel<<<GridFor(p.batch * p.num_heads * p.seq_len), kThreads, 0,
-                  stream>>>(p);
+  FillLseKernel<<<GridFor(StorageBatch(p) * p.num_heads * p.seq_len), kThreads,
+                  0, stream>>>(p);
   return cudaGetLastError();
 }
 
 cudaError_t StandardGather(const ForwardParams& p, const TensorParams& t,
-                           int group, int64_t first, int64_t count, void* dense,
+                           int group, const StandardProblem* problems,
+                           int64_t first, int64_t count, void* dense,
                            cudaStream_t stream) {
   const int64_t total = count * p.groups[group].positions * p.head_dim;
   return WithType(p.dtype, [&](auto tag) {
     using T = decltype(tag);
     GatherKernel<T><<<GridFor(total), kThreads, 0, stream>>>(
-        p, t, group, first, count, static_cast<T*>(dense));
+        p, t, group, problems, first, count, static_cast<T*>(dense));
   });
 }
 
 cudaError_t StandardScatter(const ForwardParams& p, const float* dense,
-                            float scale, int group, int64_t first,
+                            float scale, int group,
+                            const StandardProblem* problems, int64_t first,
                             int64_t count, const TensorParams& t,
                             cudaStream_t stream) {
   const int64_t total = count * p.groups[group].positions * p.head_dim;
   return WithType(p.dtype, [&](auto tag) {
     using T = decltype(tag);
     ScatterKernel<T><<<GridFor(total), kThreads, 0, stream>>>(
-        p, dense, scale, group, first, count, t);
+        p, dense, scale, group, problems, first, count, t);
   });
 }
 
-cudaError_t StandardSoftmax(const ForwardParams& p, int group, int64_t first,
+cudaError_t StandardSoftmax(const ForwardParams& p, int group,
+                            const StandardProblem* problems, int64_t first,
                             int64_t count, float* scores, void* probs,
                             cudaStream_t stream) {
   const int64_t rows = count * p.groups[group].positions;
@@ -259,7 +291,7 @@ cudaError_t StandardSoftmax(const ForwardParams& p, int group, int64_t first,
   return WithType(p.dtype, [&](auto tag) {
     using T = decltype(tag);
     SoftmaxKernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-        p, group, first, scores, static_cast<T*>(probs));
+        p, group, problems, first, scores, static_cast<T*>(probs));
   });
 }
 

@@ -9,8 +9,12 @@
 //
 // A "problem" of group i is one (batch, segment, head) attention: problem
 // index x maps to head head_begin + x % num_heads, then segment and batch
-// (docs/ARCHITECTURE.md section 1). Chunks [first, first + count) of problems
-// are processed at a time to bound the scratch memory.
+// (docs/ARCHITECTURE.md section 1), or, for the other sequence layouts
+// (partial segments, packed input, padding at the ends of sequences), to
+// entry x / num_heads of a device table of StandardProblems. Dense buffers
+// always hold g.positions rows per problem; rows past a table entry's
+// length are zero, and their keys are masked. Chunks [first, first + count)
+// of problems are processed at a time to bound the scratch memory.
 
 #ifndef KERNELS_CUDA_STANDARD_KERNELS_H_
 #define KERNELS_CUDA_STANDARD_KERNELS_H_
@@ -25,13 +29,23 @@ namespace dilated {
 namespace kernels {
 namespace gpu {
 
+// One problem of a group on the table path: its rows are row0 + j *
+// dilation_rate (j < length) of the tensors' row axis, in batch entry
+// `batch` (which multiplies stride_b; 0-stride when packed).
+struct StandardProblem {
+  int64_t batch;
+  int64_t row0;
+  int64_t length;
+};
+
 // Returns the size in bytes of one element of `dtype`.
 inline int64_t ElementBytes(DataType dtype) {
   return dtype == DataType::kFloat32 ? 4 : 2;
 }
 
 // Sets every element of the [batch, seq_len, heads, head_dim] tensor `t`
-// (geometry and dtype from `p`) to zero.
+// ([seq_len, heads, head_dim] when packed; geometry and dtype from `p`) to
+// zero.
 cudaError_t StandardZero(const ForwardParams& p, const TensorParams& t,
                          cudaStream_t stream);
 
@@ -40,22 +54,27 @@ cudaError_t StandardFillLse(const ForwardParams& p, cudaStream_t stream);
 
 // Copies the selected rows of problems [first, first + count) of group
 // `group` of `t` into `dense` ([count, positions, head_dim], p.dtype).
+// `problems` is the group's device table, or null for the closed form.
 cudaError_t StandardGather(const ForwardParams& p, const TensorParams& t,
-                           int group, int64_t first, int64_t count, void* dense,
+                           int group, const StandardProblem* problems,
+                           int64_t first, int64_t count, void* dense,
                            cudaStream_t stream);
 
 // Writes scale * dense ([count, positions, head_dim] float32) into the
 // selected rows of problems [first, first + count) of `t`.
 cudaError_t StandardScatter(const ForwardParams& p, const float* dense,
-                            float scale, int group, int64_t first,
+                            float scale, int group,
+                            const StandardProblem* problems, int64_t first,
                             int64_t count, const TensorParams& t,
                             cudaStream_t stream);
 
 // Turns scaled scores ([count, positions, positions] float32, in place) into
-// probabilities, masking keys after the query when p.is_causal; also writes
-// them rounded to p.dtype into `probs` and, when p.lse is not null, the
-// log-sum-exp of every row.
-cudaError_t StandardSoftmax(const ForwardParams& p, int group, int64_t first,
+// probabilities, masking keys after the query when p.is_causal and keys past
+// a problem's length; also writes them rounded to p.dtype into `probs` and,
+// when p.lse is not null, the log-sum-exp of every row of the problem (rows
+// past its length get probabilities 0).
+cudaError_t StandardSoftmax(const ForwardParams& p, int group,
+                            const StandardProblem* problems, int64_t first,
                             int64_t count, float* scores, void* probs,
                             cudaStream_t stream);
 

@@ -721,7 +721,19 @@ std::vector<std::tuple<Case, std::string>> AllParams() {
       params.emplace_back(c, implementation);
     }
   }
-  for (const Case& c : LayoutCases()) params.emplace_back(c, "improved");
+  for (const Case& c : LayoutCases()) {
+    for (const char* implementation : {"improved", "standard"}) {
+      params.emplace_back(c, implementation);
+    }
+  }
+  // float32 layouts run on "standard" only (and through "auto").
+  for (Case c : LayoutCases()) {
+    c.name += "_as_f32";
+    c.dtype = DType::kFloat32;
+    for (const char* implementation : {"auto", "standard"}) {
+      params.emplace_back(c, implementation);
+    }
+  }
   return params;
 }
 
@@ -814,7 +826,7 @@ TEST(DilatedAttentionCudaBackendTest, ImprovedRefusesFloat32AutoRunsIt) {
 
 // A mask with padding between kept positions of a segment needs listed rows,
 // which the fused kernels do not take: Unimplemented, forward and backward.
-TEST(DilatedAttentionCudaBackendTest, ImprovedRefusesPaddingBetweenRows) {
+TEST(DilatedAttentionCudaBackendTest, EveryBackendRefusesPaddingBetweenRows) {
   constexpr int64_t kBatch = 2;
   constexpr int64_t kSeq = 256;
   const SmallCall call(DType::kFloat16, kBatch, kSeq, 2, 64);
@@ -829,14 +841,17 @@ TEST(DilatedAttentionCudaBackendTest, ImprovedRefusesPaddingBetweenRows) {
   options.key_padding_mask = TensorView::Contiguous(
       mask_on_device->data(), DType::kBool, {kBatch, kSeq}, Device::Cuda(0));
 
-  std::unique_ptr<Attention> improved = Create("improved");
-  ASSERT_NE(improved, nullptr);
-  for (const absl::Status& status :
-       {call.Forward(*improved, options), call.Backward(*improved, options)}) {
-    EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented) << status;
-    EXPECT_NE(status.message().find("padding between kept positions"),
-              std::string::npos)
-        << status;
+  for (const char* name : {"improved", "standard", "auto"}) {
+    std::unique_ptr<Attention> attention = Create(name);
+    ASSERT_NE(attention, nullptr);
+    for (const absl::Status& status : {call.Forward(*attention, options),
+                                       call.Backward(*attention, options)}) {
+      EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented)
+          << name << ": " << status;
+      EXPECT_NE(status.message().find("padding between kept positions"),
+                std::string::npos)
+          << name << ": " << status;
+    }
   }
 }
 
