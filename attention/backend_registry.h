@@ -8,7 +8,10 @@
 //
 // Every backend says which calls it can run (Backend::supports); "auto"
 // takes the highest-priority backend that can, and a backend asked by name
-// for a call it cannot run answers with its reason. No backend runs another
+// for a call it cannot run answers with its reason. What a backend can only
+// learn by reading device data (a device mask's layout) it may refuse as it
+// runs, with Unimplemented and before it writes any output; "auto" then
+// runs the next backend. No backend runs another
 // one behind the caller's back.
 //
 //   DA_REGISTER_BACKEND(

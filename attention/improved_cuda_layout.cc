@@ -1,7 +1,9 @@
 #include "attention/improved_cuda_layout.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -20,9 +22,9 @@ namespace {
 using kernels::gpu::FlashProblem;
 
 constexpr char kHolesRefusal[] =
-    "CUDA kernels cannot run a key_padding_mask with padding between kept "
-    "positions of a segment (padding at the start or end of each sequence "
-    "is supported)";
+    "'improved' on CUDA cannot run a key_padding_mask with padding between "
+    "kept positions of a segment (padding at the start or end of each "
+    "sequence is supported; 'standard' runs it)";
 
 // Returns whether the host must copy `data` before reading it: device (or
 // managed) memory, which device work queued on the stream may still write.
@@ -172,18 +174,21 @@ absl::StatusOr<std::vector<FlashProblem>> FlashProblemsOf(
   return ConvertProblems(params, kernels::ProblemList(params));
 }
 
-absl::StatusOr<std::vector<FlashProblem>> CallProblems(
+absl::StatusOr<std::unique_ptr<CallProblemList>> CallProblemList::Make(
     const kernels::ForwardParams& params, cudaStream_t stream,
     memory::Allocator* workspace) {
+  std::unique_ptr<CallProblemList> call(new CallProblemList());
+  call->params_ = params;
+  kernels::ForwardParams& readable = call->params_;
   HostLayout host;
-  kernels::ForwardParams readable = params;
   DA_ASSIGN_OR_RETURN(bool queued,
                       QueueHostCopies(params, stream, &host, &readable));
   std::optional<CudaScratch> summary;
-  if (params.sequence.key_padding_mask != nullptr) {
-    DA_ASSIGN_OR_RETURN(const bool on_device,
-                        InDeviceMemory(params.sequence.key_padding_mask));
-    if (on_device) {
+  const uint8_t* mask = params.sequence.key_padding_mask;
+  bool device_mask = false;
+  if (mask != nullptr) {
+    DA_ASSIGN_OR_RETURN(device_mask, InDeviceMemory(mask));
+    if (device_mask) {
       DA_ASSIGN_OR_RETURN(
           summary, QueuePaddingSummary(params, stream, workspace, &host));
       queued = true;
@@ -193,11 +198,52 @@ absl::StatusOr<std::vector<FlashProblem>> CallProblems(
     DA_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream),
                                   "waiting for the layout tensors' copies"));
   }
+  call->cu_seqlens_ = std::move(host.cu_seqlens);
+  if (!call->cu_seqlens_.empty()) {
+    readable.sequence.cu_seqlens = call->cu_seqlens_.data();
+  }
   DA_RETURN_IF_ERROR(CheckCuSeqlens(readable));
-  if (!summary.has_value()) return FlashProblemsOf(readable);
-  DA_ASSIGN_OR_RETURN(std::vector<kernels::ProblemList::Interval> intervals,
-                      UnpaddedIntervals(host.padding));
-  return ConvertProblems(readable, kernels::ProblemList(readable, intervals));
+  if (!device_mask) {
+    call->list_ = std::make_unique<kernels::ProblemList>(readable);
+    return call;
+  }
+  absl::StatusOr<std::vector<kernels::ProblemList::Interval>> intervals =
+      UnpaddedIntervals(host.padding);
+  if (intervals.ok()) {
+    call->list_ = std::make_unique<kernels::ProblemList>(readable, *intervals);
+    return call;
+  }
+  // Padding between unpadded positions: the row lists need the whole mask.
+  const int64_t n = params.seq_len;
+  call->mask_.resize(params.batch * n);
+  DA_RETURN_IF_ERROR(CudaStatus(
+      cudaMemcpy2DAsync(call->mask_.data(), n, mask,
+                        std::max(params.sequence.mask_stride_b, n), n,
+                        params.sequence.mask_stride_b >= n ? params.batch : 1,
+                        cudaMemcpyDeviceToHost, stream),
+      "copying key_padding_mask to the host"));
+  for (int64_t b = 1; params.sequence.mask_stride_b < n && b < params.batch;
+       ++b) {
+    DA_RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpyAsync(call->mask_.data() + b * n,
+                                   mask + b * params.sequence.mask_stride_b, n,
+                                   cudaMemcpyDeviceToHost, stream),
+                   "copying key_padding_mask to the host"));
+  }
+  DA_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream),
+                                "waiting for the key_padding_mask copy"));
+  readable.sequence.key_padding_mask = call->mask_.data();
+  readable.sequence.mask_stride_b = n;
+  call->list_ = std::make_unique<kernels::ProblemList>(readable);
+  return call;
+}
+
+absl::StatusOr<std::vector<FlashProblem>> CallProblems(
+    const kernels::ForwardParams& params, cudaStream_t stream,
+    memory::Allocator* workspace) {
+  DA_ASSIGN_OR_RETURN(std::unique_ptr<CallProblemList> call,
+                      CallProblemList::Make(params, stream, workspace));
+  return ConvertProblems(call->params(), call->list());
 }
 
 absl::StatusOr<FlashCallLayout> FlashCallLayout::Make(

@@ -29,6 +29,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -36,6 +37,7 @@
 #include "attention/cuda_scratch.h"
 #include "kernels/cuda/flash_attention.h"
 #include "kernels/dilated_params.h"
+#include "kernels/problem_list.h"
 #include "memory/allocator.h"
 
 namespace dilated {
@@ -49,6 +51,35 @@ namespace dilated {
 // set, readable from the host.
 absl::StatusOr<std::vector<kernels::gpu::FlashProblem>> FlashProblemsOf(
     const kernels::ForwardParams& params);
+
+// The problem list of a call (kernels/problem_list.h) with the host copies
+// it reads.
+class CallProblemList {
+ public:
+  // Returns the problems of a call whose cu_seqlens and mask may live in
+  // device memory: copies device cu_seqlens to the host and summarises a
+  // device mask on the device, copying the whole mask only when the summary
+  // shows padding between unpadded positions (waiting for `stream` when it
+  // copies anything), with device scratch from `workspace`; InvalidArgument
+  // for device cu_seqlens that do not describe seq_len rows.
+  // REQUIRES: params validated by the front end.
+  static absl::StatusOr<std::unique_ptr<CallProblemList>> Make(
+      const kernels::ForwardParams& params, cudaStream_t stream,
+      memory::Allocator* workspace);
+
+  const kernels::ProblemList& list() const { return *list_; }
+  // The parameters the list was built from (host-readable layout tensors);
+  // Problem::group points into their groups.
+  const kernels::ForwardParams& params() const { return params_; }
+
+ private:
+  CallProblemList() = default;
+
+  kernels::ForwardParams params_{};
+  std::vector<int32_t> cu_seqlens_;
+  std::vector<uint8_t> mask_;
+  std::unique_ptr<kernels::ProblemList> list_;
+};
 
 // Returns the problems of a call whose cu_seqlens and mask may live in
 // device memory: copies device cu_seqlens to the host and summarises a

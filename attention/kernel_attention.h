@@ -3,7 +3,8 @@
 // KernelAttention: an Attention that runs the backend registered for its name
 // and the tensors' device (backend_registry.h). "standard" and "improved" are
 // KernelAttentions with a fixed backend name; "auto" takes, per call, the
-// highest-priority backend registered for the device that can run the call.
+// highest-priority backend registered for the device that can run the call
+// (and the next one when a backend refuses as it runs).
 
 #ifndef ATTENTION_KERNEL_ATTENTION_H_
 #define ATTENTION_KERNEL_ATTENTION_H_
@@ -11,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "attention/attention.h"
 #include "attention/backend_registry.h"
@@ -32,12 +34,21 @@ class KernelAttention : public Attention {
                           const Device& device,
                           const ForwardOptions& options) override;
 
-  // Returns the backend that runs a call: the named one when it can, else
-  // (auto) the highest-priority one that can.
-  // `backward` is null for a forward call.
-  absl::StatusOr<Backend> Resolve(const kernels::ForwardParams& params,
-                                  const kernels::BackwardParams* backward,
-                                  const Device& device) const;
+  // Returns the backends that can run a call, best first: the named one
+  // (or its refusal), else (auto) every registered one that says it can.
+  absl::StatusOr<std::vector<Backend>> Candidates(
+      const kernels::ForwardParams& params,
+      const kernels::BackwardParams* backward, const Device& device) const;
+
+  // Runs the first candidate; "auto" moves on to the next one when a backend
+  // refuses with Unimplemented as it runs (before it writes anything).
+  template <typename Params, typename Run>
+  absl::Status RunFirstThatCan(const kernels::ForwardParams& forward,
+                               const Params* backward, const Device& device,
+                               const ForwardOptions& options, Run run);
+
+  absl::Status NoBackendCanRun(const Device& device,
+                               const std::vector<std::string>& refusals) const;
 
   std::optional<std::string> backend_name_;
 };

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -86,7 +87,7 @@ struct Gemm {
 // The problems of every group of a call: the closed form (every table
 // null) for fixed-length input with whole segments, else one device table
 // of StandardProblems per group (kernels/cuda/standard_kernels.h) built
-// from the call's problem list.
+// from the call's problem list, row lists included.
 class GroupTables {
  public:
   static absl::StatusOr<GroupTables> Make(const ForwardParams& p,
@@ -94,37 +95,61 @@ class GroupTables {
                                           memory::Allocator* workspace) {
     GroupTables tables;
     if (RequireFixedLayout("standard", p).ok()) return tables;
-    DA_ASSIGN_OR_RETURN(std::vector<kernels::gpu::FlashProblem> problems,
-                        CallProblems(p, stream, workspace));
-    // The list runs group by group; keep each group's entries contiguous.
+    DA_ASSIGN_OR_RETURN(std::unique_ptr<CallProblemList> call,
+                        CallProblemList::Make(p, stream, workspace));
+    const std::vector<kernels::Problem>& problems = call->list().problems();
+    // Row lists first, then the problems (8-byte aligned after the rows).
+    std::vector<int32_t> rows;
+    std::vector<int64_t> rows_at(problems.size(), -1);
+    for (size_t i = 0; i < problems.size(); ++i) {
+      if (problems[i].rows == nullptr) continue;
+      rows_at[i] = static_cast<int64_t>(rows.size());
+      rows.insert(rows.end(), problems[i].rows,
+                  problems[i].rows + problems[i].length);
+    }
+    const size_t rows_bytes = (rows.size() * sizeof(int32_t) + 7) / 8 * 8;
+    const size_t problem_bytes =
+        problems.size() * sizeof(kernels::gpu::StandardProblem);
+    DA_ASSIGN_OR_RETURN(
+        tables.scratch_,
+        CudaScratch::Allocate(rows_bytes + problem_bytes, stream, workspace));
+    auto* device_rows = static_cast<int32_t*>(tables.scratch_.data());
+    auto* device_problems = reinterpret_cast<kernels::gpu::StandardProblem*>(
+        static_cast<char*>(tables.scratch_.data()) + rows_bytes);
+    // Problems run group by group in the list: one contiguous range each.
     std::vector<kernels::gpu::StandardProblem> host;
     host.reserve(problems.size());
     std::vector<int64_t> begin(p.num_groups + 1, 0);
-    for (int gi = 0; gi < p.num_groups; ++gi) {
-      begin[gi] = static_cast<int64_t>(host.size());
-      for (const kernels::gpu::FlashProblem& problem : problems) {
-        if (problem.group != gi) continue;
-        host.push_back({problem.batch, problem.segment_row + problem.first,
-                        problem.length});
-      }
+    int group = 0;
+    for (size_t i = 0; i < problems.size(); ++i) {
+      const int gi =
+          static_cast<int>(problems[i].group - call->params().groups);
+      while (group < gi) begin[++group] = static_cast<int64_t>(i);
+      host.push_back({problems[i].b, problems[i].row_base, problems[i].first,
+                      problems[i].length,
+                      rows_at[i] < 0 ? nullptr : device_rows + rows_at[i]});
     }
-    begin[p.num_groups] = static_cast<int64_t>(host.size());
-    const size_t bytes = host.size() * sizeof(kernels::gpu::StandardProblem);
-    DA_ASSIGN_OR_RETURN(tables.scratch_,
-                        CudaScratch::Allocate(bytes, stream, workspace));
-    if (bytes > 0) {
-      // From pageable memory: returns once `host` has been staged.
+    while (group < p.num_groups) {
+      begin[++group] = static_cast<int64_t>(problems.size());
+    }
+    // From pageable memory: each copy returns once its source is staged.
+    if (!rows.empty()) {
       DA_RETURN_IF_ERROR(
-          CudaStatus(cudaMemcpyAsync(tables.scratch_.data(), host.data(), bytes,
+          CudaStatus(cudaMemcpyAsync(device_rows, rows.data(),
+                                     rows.size() * sizeof(int32_t),
                                      cudaMemcpyHostToDevice, stream),
-                     "uploading the problem tables"));
+                     "uploading the row lists"));
     }
-    const auto* device = static_cast<const kernels::gpu::StandardProblem*>(
-        tables.scratch_.data());
+    if (problem_bytes > 0) {
+      DA_RETURN_IF_ERROR(CudaStatus(
+          cudaMemcpyAsync(device_problems, host.data(), problem_bytes,
+                          cudaMemcpyHostToDevice, stream),
+          "uploading the problem tables"));
+    }
     tables.table_.assign(p.num_groups, nullptr);
     tables.entries_.assign(p.num_groups, 0);
     for (int gi = 0; gi < p.num_groups; ++gi) {
-      tables.table_[gi] = device + begin[gi];
+      tables.table_[gi] = device_problems + begin[gi];
       tables.entries_[gi] = begin[gi + 1] - begin[gi];
     }
     return tables;

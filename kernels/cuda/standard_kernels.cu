@@ -20,12 +20,20 @@ __device__ __forceinline__ void StoreElement(float x, __nv_bfloat16* dst) {
   *dst = __float2bfloat16_rn(x);
 }
 
-// Where problem x of group g lives: batch entry, row of its row 0, rows.
+// Where problem x of group g lives: head, batch entry, rows.
 struct Located {
   int64_t head;
   int64_t batch;
-  int64_t row0;
+  int64_t row_base;
+  int64_t first;
   int64_t length;
+  const int32_t* rows;
+
+  // Returns the row (on the tensors' row axis) of problem row j.
+  __device__ __forceinline__ int64_t Row(const GroupParams& g,
+                                         int64_t j) const {
+    return row_base + (rows != nullptr ? rows[j] : first + j * g.dilation_rate);
+  }
 };
 
 __device__ __forceinline__ Located Locate(const ForwardParams& p,
@@ -38,14 +46,18 @@ __device__ __forceinline__ Located Locate(const ForwardParams& p,
   if (problems != nullptr) {
     const StandardProblem& problem = problems[sequence];
     at.batch = problem.batch;
-    at.row0 = problem.row0;
+    at.row_base = problem.row_base;
+    at.first = problem.first;
     at.length = problem.length;
+    at.rows = problem.rows;
     return at;
   }
   const int64_t segments = p.seq_len / g.segment_length;
   at.batch = sequence / segments;
-  at.row0 = (sequence % segments) * g.segment_length + g.offset;
+  at.row_base = 0;
+  at.first = (sequence % segments) * g.segment_length + g.offset;
   at.length = g.positions;
+  at.rows = nullptr;
   return at;
 }
 
@@ -53,7 +65,7 @@ __device__ __forceinline__ Located Locate(const ForwardParams& p,
 __device__ __forceinline__ int64_t RowOffset(const GroupParams& g,
                                              const TensorParams& t,
                                              const Located& at, int64_t j) {
-  return at.batch * t.stride_b + (at.row0 + j * g.dilation_rate) * t.stride_n +
+  return at.batch * t.stride_b + at.Row(g, j) * t.stride_n +
          at.head * t.stride_h;
 }
 
@@ -189,8 +201,8 @@ __global__ void SoftmaxKernel(const __grid_constant__ ForwardParams p,
     StoreElement(prob, out + j);
   }
   if (p.lse != nullptr && threadIdx.x == 0) {
-    p.lse[at.batch * p.lse_stride_b + at.head * p.lse_stride_h + at.row0 +
-          i * g.dilation_rate] = m + logf(sum);
+    p.lse[at.batch * p.lse_stride_b + at.head * p.lse_stride_h + at.Row(g, i)] =
+        m + logf(sum);
   }
 }
 

@@ -29,13 +29,17 @@ namespace dilated {
 namespace kernels {
 namespace gpu {
 
-// One problem of a group on the table path: its rows are row0 + j *
-// dilation_rate (j < length) of the tensors' row axis, in batch entry
-// `batch` (which multiplies stride_b; 0-stride when packed).
+// One problem of a group on the table path: its rows are row_base +
+// first + j * dilation_rate (j < length) of the tensors' row axis, or
+// row_base + rows[j] when `rows` is not null (padding between kept
+// positions), in batch entry `batch` (which multiplies stride_b; 0-stride
+// when packed).
 struct StandardProblem {
   int64_t batch;
-  int64_t row0;
+  int64_t row_base;
+  int64_t first;
   int64_t length;
+  const int32_t* rows;  // Device memory, `length` entries, or null.
 };
 
 // Returns the size in bytes of one element of `dtype`.
