@@ -17,7 +17,8 @@ import tempfile
 import numpy as np
 
 DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16,
-          "I32": np.int32, "I64": np.int64, "U8": np.uint8, "BOOL": np.bool_}
+          "BF16": np.uint16, "I32": np.int32, "I64": np.int64, "U8": np.uint8,
+          "BOOL": np.bool_}
 # Per storage dtype: a few roundings of the stored result (the golden test
 # holds the kernels to the tight bounds; this checks the command's plumbing).
 TOLERANCE = {"F32": 1e-4, "F16": 4e-3}
@@ -32,8 +33,10 @@ def read(path):
     tensors = {}
     for name, entry in header.items():
         begin, end = entry["data_offsets"]
-        tensors[name] = (entry["dtype"], np.frombuffer(
-            data[begin:end], dtype=DTYPES[entry["dtype"]]).reshape(entry["shape"]))
+        values = np.frombuffer(data[begin:end], dtype=DTYPES[entry["dtype"]])
+        if entry["dtype"] == "BF16":  # numpy has no bfloat16: widen the bits
+            values = (values.astype(np.uint32) << 16).view(np.float32)
+        tensors[name] = (entry["dtype"], values.reshape(entry["shape"]))
     return metadata, tensors
 
 
