@@ -147,9 +147,9 @@ absl::StatusOr<CudaScratch> QueuePaddingSummary(
   return summary;
 }
 
-// Returns every sequence's unpadded interval, or Unimplemented when some
-// sequence has padding between unpadded positions.
-absl::StatusOr<std::vector<kernels::ProblemList::Interval>> UnpaddedIntervals(
+// Returns every sequence's unpadded interval, or nullopt when some sequence
+// has padding between unpadded positions.
+std::optional<std::vector<kernels::ProblemList::Interval>> UnpaddedIntervals(
     const std::vector<kernels::gpu::PaddingSummary>& padding) {
   std::vector<kernels::ProblemList::Interval> intervals;
   intervals.reserve(padding.size());
@@ -158,9 +158,7 @@ absl::StatusOr<std::vector<kernels::ProblemList::Interval>> UnpaddedIntervals(
       intervals.push_back({0, 0});
       continue;
     }
-    if (summary.unpadded != summary.end - summary.begin) {
-      return absl::UnimplementedError(kHolesRefusal);
-    }
+    if (summary.unpadded != summary.end - summary.begin) return std::nullopt;
     intervals.push_back({summary.begin, summary.end});
   }
   return intervals;
@@ -207,23 +205,17 @@ absl::StatusOr<std::unique_ptr<CallProblemList>> CallProblemList::Make(
     call->list_ = std::make_unique<kernels::ProblemList>(readable);
     return call;
   }
-  absl::StatusOr<std::vector<kernels::ProblemList::Interval>> intervals =
+  const std::optional<std::vector<kernels::ProblemList::Interval>> intervals =
       UnpaddedIntervals(host.padding);
-  if (intervals.ok()) {
+  if (intervals.has_value()) {
     call->list_ = std::make_unique<kernels::ProblemList>(readable, *intervals);
     return call;
   }
-  // Padding between unpadded positions: the row lists need the whole mask.
+  // Padding between unpadded positions: the row lists need the whole mask,
+  // one row per batch entry (rows may overlap: a broadcast mask has stride 0).
   const int64_t n = params.seq_len;
   call->mask_.resize(params.batch * n);
-  DA_RETURN_IF_ERROR(CudaStatus(
-      cudaMemcpy2DAsync(call->mask_.data(), n, mask,
-                        std::max(params.sequence.mask_stride_b, n), n,
-                        params.sequence.mask_stride_b >= n ? params.batch : 1,
-                        cudaMemcpyDeviceToHost, stream),
-      "copying key_padding_mask to the host"));
-  for (int64_t b = 1; params.sequence.mask_stride_b < n && b < params.batch;
-       ++b) {
+  for (int64_t b = 0; b < params.batch; ++b) {
     DA_RETURN_IF_ERROR(
         CudaStatus(cudaMemcpyAsync(call->mask_.data() + b * n,
                                    mask + b * params.sequence.mask_stride_b, n,
