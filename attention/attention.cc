@@ -51,14 +51,23 @@ absl::StatusOr<memory::Allocator*> Attention::WorkspaceAllocator(
   return host_pool_.get();
 }
 
+absl::Status Attention::AgreeOnCall(const absl::Status& checked,
+                                   const kernels::ForwardParams* /*params*/,
+                                   bool /*backward*/) {
+  return checked;
+}
+
 absl::Status Attention::Forward(const TensorView& q, const TensorView& k,
                                 const TensorView& v, const TensorView& out,
                                 const ForwardOptions& options,
                                 const TensorView* lse) {
-  DA_ASSIGN_OR_RETURN(kernels::ForwardParams params,
-                      MakeForwardParams(config_, q, k, v, out, lse, options));
-  DA_RETURN_IF_ERROR(CheckOptions(q, options));
-  return DoForward(params, q.device, options);
+  absl::StatusOr<kernels::ForwardParams> params =
+      MakeForwardParams(config_, q, k, v, out, lse, options);
+  absl::Status checked = params.status();
+  if (checked.ok()) checked = CheckOptions(q, options);
+  DA_RETURN_IF_ERROR(AgreeOnCall(checked, params.ok() ? &*params : nullptr,
+                                 /*backward=*/false));
+  return DoForward(*params, q.device, options);
 }
 
 absl::Status Attention::Backward(
@@ -66,11 +75,15 @@ absl::Status Attention::Backward(
     const TensorView& out, const TensorView& lse, const TensorView& grad_out,
     const TensorView& grad_q, const TensorView& grad_k,
     const TensorView& grad_v, const ForwardOptions& options) {
-  DA_ASSIGN_OR_RETURN(kernels::BackwardParams params,
-                      MakeBackwardParams(config_, q, k, v, out, lse, grad_out,
-                                         grad_q, grad_k, grad_v, options));
-  DA_RETURN_IF_ERROR(CheckOptions(q, options));
-  return DoBackward(params, q.device, options);
+  absl::StatusOr<kernels::BackwardParams> params =
+      MakeBackwardParams(config_, q, k, v, out, lse, grad_out, grad_q, grad_k,
+                         grad_v, options);
+  absl::Status checked = params.status();
+  if (checked.ok()) checked = CheckOptions(q, options);
+  DA_RETURN_IF_ERROR(AgreeOnCall(checked,
+                                 params.ok() ? &params->forward : nullptr,
+                                 /*backward=*/true));
+  return DoBackward(*params, q.device, options);
 }
 
 }  // namespace dilated

@@ -83,6 +83,15 @@ class Attention {
       ABSL_LOCKS_EXCLUDED(host_pool_mutex_);
 
  private:
+  // Called on every call with the outcome of the front end's checks
+  // (`params` is null when they failed) before anything runs; returns the
+  // status the call goes on with. Implementations whose calls span
+  // processes agree here, so that one process's failure or mismatch is an
+  // error on every process instead of a hang. Returns `checked` by default.
+  virtual absl::Status AgreeOnCall(const absl::Status& checked,
+                                   const kernels::ForwardParams* params,
+                                   bool backward);
+
   // Run with validated parameters on `device` (the tensors' device).
   virtual absl::Status DoForward(const kernels::ForwardParams& params,
                                  const Device& device,

@@ -21,6 +21,9 @@
 #include "absl/status/status.h"
 
 namespace dilated {
+namespace distributed {
+class Communicator;  // distributed/communicator.h
+}  // namespace distributed
 
 struct AttentionConfig {
   // Segment length of every group; each must be positive.
@@ -39,6 +42,11 @@ struct AttentionConfig {
   // stream-ordered pool). Off by default, as in the reference. A
   // ForwardOptions::workspace_allocator passed to a call takes precedence.
   bool enable_memory_pool = false;
+  // The ranks of a sequence-parallel implementation ("ring", "distributed"):
+  // each call computes this process's shard of a sequence spread over
+  // communicator->size() processes. Not owned; it must outlive the
+  // attention. Null means one process. Other implementations ignore it.
+  distributed::Communicator* communicator = nullptr;
 
   // Returns OK, or InvalidArgument naming the field and the value at fault.
   absl::Status Validate() const;

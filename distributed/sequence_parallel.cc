@@ -1,0 +1,88 @@
+#include "distributed/sequence_parallel.h"
+
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "attention/registry.h"
+#include "distributed/call_agreement.h"
+#include "distributed/local_kernels.h"
+#include "factory/status_macros.h"
+
+namespace dilated {
+namespace distributed {
+
+SequenceParallelAttention::SequenceParallelAttention(
+    std::string name, AttentionConfig config,
+    SequenceParallelAlgorithm algorithm)
+    : Attention(std::move(name), std::move(config)), algorithm_(algorithm) {
+  if (this->config().communicator == nullptr) {
+    single_process_ = CreateSingleProcessCommunicator();
+  }
+}
+
+Communicator& SequenceParallelAttention::communicator() const {
+  return config().communicator != nullptr ? *config().communicator
+                                          : *single_process_;
+}
+
+absl::Status SequenceParallelAttention::AgreeOnCall(
+    const absl::Status& checked, const kernels::ForwardParams* params,
+    bool backward) {
+  absl::Status local = checked;
+  if (local.ok() && (kernels::IsPacked(*params) ||
+                     params->sequence.key_padding_mask != nullptr)) {
+    local = absl::UnimplementedError(absl::StrCat(
+        "'", name(),
+        "' runs fixed-length input: options.cu_seqlens and "
+        "options.key_padding_mask are not supported"));
+  }
+  return AgreeAcrossRanks(communicator(), local,
+                          local.ok() ? params : nullptr, backward);
+}
+
+absl::StatusOr<ExecutionContext> SequenceParallelAttention::Context(
+    const Device& device, const ForwardOptions& options) {
+  DA_ASSIGN_OR_RETURN(memory::Allocator * workspace,
+                      WorkspaceAllocator(device, options));
+  return ExecutionContext{device, options.stream, workspace};
+}
+
+absl::Status SequenceParallelAttention::DoForward(
+    const kernels::ForwardParams& params, const Device& device,
+    const ForwardOptions& options) {
+  DA_ASSIGN_OR_RETURN(ExecutionContext context, Context(device, options));
+  LocalKernels local(context);
+  return ShardForward(params, algorithm_, communicator(), local);
+}
+
+absl::Status SequenceParallelAttention::DoBackward(
+    const kernels::BackwardParams& params, const Device& device,
+    const ForwardOptions& options) {
+  DA_ASSIGN_OR_RETURN(ExecutionContext context, Context(device, options));
+  LocalKernels local(context);
+  return ShardBackward(params, algorithm_, communicator(), local);
+}
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<Attention>> CreateDistributed(
+    const AttentionConfig& config) {
+  return std::make_unique<SequenceParallelAttention>(
+      "distributed", config, SequenceParallelAlgorithm::kAllGather);
+}
+
+absl::StatusOr<std::unique_ptr<Attention>> CreateRing(
+    const AttentionConfig& config) {
+  return std::make_unique<SequenceParallelAttention>(
+      "ring", config, SequenceParallelAlgorithm::kRing);
+}
+
+}  // namespace
+
+DA_REGISTER_ATTENTION("distributed", CreateDistributed);
+DA_REGISTER_ATTENTION("ring", CreateRing);
+
+}  // namespace distributed
+}  // namespace dilated
