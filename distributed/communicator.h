@@ -26,9 +26,28 @@
 // peer's receive of the same size.
 //
 // Counters: bytes_sent() and bytes_received() count the payload of each
-// operation as the algorithm sees it (an all-gather of B bytes per rank sends
-// B * (size - 1) and receives B * (size - 1); an exchange counts its sends
-// and receives), not the engine's internal routing.
+// operation that succeeded, as the algorithm sees it, not the engine's
+// internal routing. With B the bytes of one call (bytes for AllGather,
+// count * ElementSize(type) for the reductions) and n = size():
+//   AllGather      B * (n - 1) sent and B * (n - 1) received (every rank's
+//                  block reaches every other rank);
+//   ReduceScatter  B * (n - 1) each way (each rank sends the n - 1 blocks
+//                  that others keep and receives its own from n - 1 ranks);
+//   AllReduce      2 * (n - 1) * B / n each way, rounded down (the ring
+//                  algorithm: a reduce-scatter and an all-gather of B / n);
+//   Barrier        nothing;
+//   Exchange       the sum of its sends, and the sum of its receives
+//                  (counted when FinishExchange succeeds).
+// A one-rank communicator therefore counts nothing.
+//
+// Timeouts: an operation that does not complete within timeout() returns
+// DeadlineExceeded. Its buffers may still be read or written by the engine
+// until the communicator is destroyed (the peers may arrive late), and every
+// later call on the communicator fails with FailedPrecondition: a timeout
+// ends the communicator's useful life. The destructor waits up to timeout()
+// for such abandoned operations.
+//
+// A Communicator is not thread-safe: one thread at a time calls it.
 
 #ifndef DISTRIBUTED_COMMUNICATOR_H_
 #define DISTRIBUTED_COMMUNICATOR_H_
@@ -37,6 +56,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -80,16 +100,28 @@ struct Transfer {
   }
 };
 
+class Communicator;
+
 // An exchange started by StartExchange, finished by FinishExchange. Opaque;
-// engines keep their state behind `state`.
+// engines keep their state behind `state` (null when there is nothing to
+// wait for). Move-only; a moved-from object is inactive.
 class PendingExchange {
  public:
   PendingExchange() = default;
-  PendingExchange(PendingExchange&&) = default;
-  PendingExchange& operator=(PendingExchange&&) = default;
+  PendingExchange(PendingExchange&& other) noexcept {
+    *this = std::move(other);
+  }
+  PendingExchange& operator=(PendingExchange&& other) noexcept {
+    state_ = std::move(other.state_);
+    owner_ = other.owner_;
+    bytes_sent_ = other.bytes_sent_;
+    bytes_received_ = other.bytes_received_;
+    other.owner_ = nullptr;
+    return *this;
+  }
 
   // Returns whether it holds an exchange not finished yet.
-  bool active() const { return state_ != nullptr; }
+  bool active() const { return owner_ != nullptr; }
 
   struct State {
     virtual ~State() = default;
@@ -100,7 +132,14 @@ class PendingExchange {
   std::unique_ptr<State> release() { return std::move(state_); }
 
  private:
+  friend class Communicator;
+
   std::unique_ptr<State> state_;
+  // Set by Communicator::StartExchange: the communicator that must finish it
+  // and the payload it counts on success.
+  const Communicator* owner_ = nullptr;
+  uint64_t bytes_sent_ = 0;
+  uint64_t bytes_received_ = 0;
 };
 
 class Communicator {
@@ -121,18 +160,19 @@ class Communicator {
   absl::Duration timeout() const { return timeout_; }
 
   // Gathers `bytes` bytes from every rank: rank r's `send` lands at
-  // recv + r * bytes. `recv` holds size() * bytes bytes.
+  // recv + r * bytes. `recv` holds size() * bytes bytes and must not overlap
+  // `send`.
   absl::Status AllGather(const void* send, void* recv, size_t bytes,
                          const Buffers& buffers);
 
   // Reduces size() * count elements over the ranks and leaves block r
-  // (count elements at recv) on rank r.
+  // (count elements at recv) on rank r. `recv` must not overlap `send`.
   absl::Status ReduceScatter(const void* send, void* recv, int64_t count,
                              ElementType type, ReduceOp op,
                              const Buffers& buffers);
 
   // Reduces `count` elements over the ranks into `recv` on every rank
-  // (`send` may equal `recv`).
+  // (`send` may equal `recv`; other overlaps are InvalidArgument).
   absl::Status AllReduce(const void* send, void* recv, int64_t count,
                          ElementType type, ReduceOp op, const Buffers& buffers);
 
@@ -143,14 +183,16 @@ class Communicator {
   // another, so a ring step (send to the next rank, receive from the
   // previous) cannot deadlock. Returns when they are done (host buffers) or
   // ordered on buffers.stream (device buffers). A peer equal to rank() is
-  // InvalidArgument; zero-byte transfers are skipped.
+  // InvalidArgument; zero-byte transfers are skipped. Several transfers
+  // between the same two ranks match in the order they are listed.
   absl::Status Exchange(absl::Span<const Transfer> transfers,
                         const Buffers& buffers);
 
   // As Exchange, but returns at once so that the caller can compute while
   // the messages travel; FinishExchange completes it (host buffers) or
   // orders it before later work on buffers.stream (device buffers). The
-  // buffers must stay untouched until then.
+  // buffers must stay untouched until then. Finishing an inactive exchange
+  // or one started on another communicator is InvalidArgument.
   absl::StatusOr<PendingExchange> StartExchange(
       absl::Span<const Transfer> transfers, const Buffers& buffers);
   absl::Status FinishExchange(PendingExchange pending);
