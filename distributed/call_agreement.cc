@@ -104,6 +104,8 @@ Difference FirstDifference(const CallSummary& a, const CallSummary& b) {
 
 }  // namespace
 
+size_t AgreementBytes() { return sizeof(CallSummary); }
+
 absl::Status AgreeAcrossRanks(Communicator& comm, const absl::Status& local,
                               const kernels::ForwardParams* params,
                               bool backward) {

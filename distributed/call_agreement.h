@@ -14,12 +14,18 @@
 #ifndef DISTRIBUTED_CALL_AGREEMENT_H_
 #define DISTRIBUTED_CALL_AGREEMENT_H_
 
+#include <cstddef>
+
 #include "absl/status/status.h"
 #include "distributed/communicator.h"
 #include "kernels/dilated_params.h"
 
 namespace dilated {
 namespace distributed {
+
+// Returns the bytes each rank contributes to the agreement's all-gather
+// (what the byte counters show for it: size - 1 times this, each way).
+size_t AgreementBytes();
 
 // `params` is null exactly when `local` is not OK.
 absl::Status AgreeAcrossRanks(Communicator& comm, const absl::Status& local,

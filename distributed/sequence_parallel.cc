@@ -31,11 +31,13 @@ absl::Status SequenceParallelAttention::AgreeOnCall(
     const absl::Status& checked, const kernels::ForwardParams* params,
     bool backward) {
   absl::Status local = checked;
-  if (local.ok() && (kernels::IsPacked(*params) ||
+  if (local.ok() && communicator().size() > 1 &&
+      (kernels::IsPacked(*params) ||
                      params->sequence.key_padding_mask != nullptr)) {
     local = absl::UnimplementedError(absl::StrCat(
         "'", name(),
-        "' runs fixed-length input: options.cu_seqlens and "
+        "' over ", communicator().size(),
+        " ranks runs fixed-length input: options.cu_seqlens and "
         "options.key_padding_mask are not supported"));
   }
   return AgreeAcrossRanks(communicator(), local,

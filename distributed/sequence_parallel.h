@@ -18,9 +18,10 @@
 // device type and shard shape; each call first checks that they do with one
 // small all-gather, so a mismatch, or a rank whose own checks failed, is an
 // error on every rank (and a rank that never calls is DeadlineExceeded after
-// the communicator's timeout), never a hang. Fixed-length input only
-// (cu_seqlens and key_padding_mask are Unimplemented). With no communicator
-// (one process) both names compute what "improved" computes.
+// the communicator's timeout), never a hang. Over several ranks the input
+// is fixed-length (cu_seqlens and key_padding_mask are Unimplemented); with
+// one rank (no communicator) both names run the best local backend, as
+// "auto" does, on every layout.
 
 #ifndef DISTRIBUTED_SEQUENCE_PARALLEL_H_
 #define DISTRIBUTED_SEQUENCE_PARALLEL_H_

@@ -713,12 +713,15 @@ class ShardRunner {
 absl::Status ShardForward(const ForwardParams& params,
                           SequenceParallelAlgorithm algorithm,
                           Communicator& comm, LocalKernels& local) {
+  // One rank holds the whole sequence, in any layout.
+  if (comm.size() == 1) return local.Forward(params);
   return ShardRunner(params, algorithm, comm, local).Forward();
 }
 
 absl::Status ShardBackward(const BackwardParams& params,
                            SequenceParallelAlgorithm algorithm,
                            Communicator& comm, LocalKernels& local) {
+  if (comm.size() == 1) return local.Backward(params);
   return ShardRunner(params.forward, algorithm, comm, local).Backward(params);
 }
 
