@@ -6,10 +6,15 @@
 //       [--device=cpu|cuda[:N]] --input=in.safetensors
 //       --output=out.safetensors [--backward]
 //
+//   mpirun -np 4 dilated_attention --impl=ring --comm=mpi ...
+//       every rank reads the whole input, computes its shard of the
+//       sequence, and rank 0 writes the whole output.
+//
 // Any error is printed as one line on stderr and the exit status is 1.
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +31,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "attention/registry.h"
+#include "distributed/communicator.h"
+#include "distributed/mpi_communicator.h"
 #include "factory/status_macros.h"
 #include "tools/run_attention.h"
 
@@ -49,6 +56,9 @@ ABSL_FLAG(std::string, output, "",
           "safetensors file to write out (and grad_q, grad_k, grad_v)");
 ABSL_FLAG(bool, backward, false,
           "also run the backward pass with grad_out from --input");
+ABSL_FLAG(std::string, comm, "none",
+          "none, or mpi (under mpirun): the ranks a sequence-parallel "
+          "implementation (ring, distributed) spreads the sequence over");
 
 namespace dilated {
 namespace tools {
@@ -127,6 +137,15 @@ absl::StatusOr<RunRequest> RequestFromFlags() {
   return request;
 }
 
+// Returns the communicator --comm names, or null for "none".
+absl::StatusOr<std::unique_ptr<distributed::Communicator>> CommunicatorFromFlag(
+    absl::string_view engine) {
+  if (engine == "none") return nullptr;
+  if (engine == "mpi") return distributed::CreateMpiCommunicator({});
+  return absl::InvalidArgumentError(
+      absl::StrCat("--comm must be none or mpi, got '", engine, "'"));
+}
+
 absl::Status Run(const std::vector<char*>& positional) {
   if (positional.size() > 1) {
     return absl::InvalidArgumentError(
@@ -134,6 +153,9 @@ absl::Status Run(const std::vector<char*>& positional) {
                      "'; every setting is a --flag"));
   }
   DA_ASSIGN_OR_RETURN(RunRequest request, RequestFromFlags());
+  DA_ASSIGN_OR_RETURN(std::unique_ptr<distributed::Communicator> comm,
+                      CommunicatorFromFlag(absl::GetFlag(FLAGS_comm)));
+  request.config.communicator = comm.get();
   return RunAttentionOnFiles(request);
 }
 

@@ -1,6 +1,7 @@
 #include "tools/run_attention.h"
 
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <memory>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "attention/attention.h"
 #include "attention/registry.h"
+#include "distributed/communicator.h"
 #include "factory/status_macros.h"
 #include "io/safetensors.h"
 #include "tools/tensor_staging.h"
@@ -126,6 +128,67 @@ absl::StatusOr<std::optional<TensorView>> KeyPaddingMask(
   return view;
 }
 
+// This rank's part of a sequence-parallel run: rows [begin, begin + rows)
+// of every input's sequence axis; the whole sequence with one rank.
+struct Shard {
+  distributed::Communicator* comm = nullptr;
+  int64_t begin = 0;
+  int64_t rows = 0;
+  int64_t seq_len = 0;
+
+  bool split() const { return comm != nullptr && comm->size() > 1; }
+};
+
+absl::StatusOr<Shard> ShardOf(const RunRequest& request, const TensorView& q) {
+  Shard shard;
+  shard.comm = request.config.communicator;
+  shard.seq_len = q.shape[1];
+  shard.rows = q.shape[1];
+  if (!shard.split()) return shard;
+  const int size = shard.comm->size();
+  if (shard.seq_len % size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", request.input, "': the sequence length ", shard.seq_len,
+        " of 'q' must be a multiple of the number of ranks, ", size));
+  }
+  shard.rows = shard.seq_len / size;
+  shard.begin = shard.rows * shard.comm->rank();
+  return shard;
+}
+
+// Returns rows [shard.begin, shard.begin + shard.rows) of a [batch, seq,
+// heads, head_dim] view (a strided view of the same memory).
+TensorView ShardRows(const TensorView& whole, const Shard& shard) {
+  TensorView part = whole;
+  part.data = static_cast<char*>(whole.data) +
+              shard.begin * whole.strides[1] * DTypeSize(whole.dtype);
+  part.shape[1] = shard.rows;
+  return part;
+}
+
+// Gathers every rank's contiguous [batch, rows, heads, head_dim] `part` into
+// `whole` ([batch, ranks * rows, heads, head_dim], rank 0 only).
+absl::Status GatherRows(const Shard& shard, const TensorView& part,
+                        const TensorView& whole) {
+  const size_t bytes = part.NumElements() * DTypeSize(part.dtype);
+  std::vector<char> all(bytes * shard.comm->size());
+  DA_RETURN_IF_ERROR(shard.comm->AllGather(
+      part.data, all.data(), bytes, distributed::Buffers{Device::Cpu(), nullptr}));
+  if (shard.comm->rank() != 0) return absl::OkStatus();
+  const int64_t batch = part.shape[0];
+  const size_t row_bytes =
+      part.shape[2] * part.shape[3] * DTypeSize(part.dtype);
+  for (int r = 0; r < shard.comm->size(); ++r) {
+    for (int64_t b = 0; b < batch; ++b) {
+      std::memcpy(static_cast<char*>(whole.data) +
+                      (b * shard.seq_len + r * shard.rows) * row_bytes,
+                  all.data() + r * bytes + b * shard.rows * row_bytes,
+                  shard.rows * row_bytes);
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::map<std::string, std::string> OutputMetadata(const RunRequest& request) {
   std::map<std::string, std::string> metadata = {
       {"impl", request.impl},
@@ -136,6 +199,10 @@ std::map<std::string, std::string> OutputMetadata(const RunRequest& request) {
   };
   if (request.config.softmax_scale.has_value()) {
     metadata["softmax_scale"] = absl::StrCat(*request.config.softmax_scale);
+  }
+  if (request.config.communicator != nullptr) {
+    metadata["ranks"] = absl::StrCat(request.config.communicator->size());
+    metadata["communicator"] = request.config.communicator->engine();
   }
   return metadata;
 }
@@ -160,6 +227,19 @@ absl::Status RunAttentionOnFiles(const RunRequest& request) {
   TensorView grad_out;
   if (request.backward) {
     DA_ASSIGN_OR_RETURN(grad_out, InputTensor(input, "grad_out", packed));
+  }
+  DA_ASSIGN_OR_RETURN(const Shard shard, ShardOf(request, q));
+  if (shard.split()) {
+    if (packed || mask.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", request.input,
+          "': a run over several ranks takes fixed-length input without "
+          "cu_seqlens or key_padding_mask"));
+    }
+    q = ShardRows(q, shard);
+    k = ShardRows(k, shard);
+    v = ShardRows(v, shard);
+    if (request.backward) grad_out = ShardRows(grad_out, shard);
   }
 
   // Results have q's shape; lse is [batch, heads, seq] or, packed,
@@ -201,11 +281,32 @@ absl::Status RunAttentionOnFiles(const RunRequest& request) {
                                         out_on_device, options,
                                         &lse_on_device));
   DA_RETURN_IF_ERROR(staging->Download(out_on_device, out->view()));
-  std::vector<io::NamedTensor> results = {out->Named("out")};
-  if (!request.backward) {
+  // The whole sequence's tensors (rank 0 of a sequence-parallel run gathers
+  // them; otherwise the results themselves).
+  std::vector<std::unique_ptr<HostTensor>> gathered;
+  std::vector<io::NamedTensor> results;
+  const auto add_result = [&](const HostTensor& part,
+                              const char* name) -> absl::Status {
+    if (!shard.split()) {
+      results.push_back(part.Named(name));
+      return absl::OkStatus();
+    }
+    const TensorView& view = part.view();
+    gathered.push_back(std::make_unique<HostTensor>(
+        view.dtype, std::initializer_list<int64_t>{
+                        view.shape[0], shard.seq_len, view.shape[2],
+                        view.shape[3]}));
+    DA_RETURN_IF_ERROR(GatherRows(shard, view, gathered.back()->view()));
+    results.push_back(gathered.back()->Named(name));
+    return absl::OkStatus();
+  };
+  const auto write = [&]() -> absl::Status {
+    if (shard.split() && shard.comm->rank() != 0) return absl::OkStatus();
     return io::WriteSafetensors(request.output, results,
                                 OutputMetadata(request));
-  }
+  };
+  DA_RETURN_IF_ERROR(add_result(*out, "out"));
+  if (!request.backward) return write();
 
   const std::unique_ptr<HostTensor> grad_q = like_q(q.dtype);
   const std::unique_ptr<HostTensor> grad_k = like_q(q.dtype);
@@ -224,10 +325,10 @@ absl::Status RunAttentionOnFiles(const RunRequest& request) {
   DA_RETURN_IF_ERROR(staging->Download(grad_q_on_device, grad_q->view()));
   DA_RETURN_IF_ERROR(staging->Download(grad_k_on_device, grad_k->view()));
   DA_RETURN_IF_ERROR(staging->Download(grad_v_on_device, grad_v->view()));
-  results.push_back(grad_q->Named("grad_q"));
-  results.push_back(grad_k->Named("grad_k"));
-  results.push_back(grad_v->Named("grad_v"));
-  return io::WriteSafetensors(request.output, results, OutputMetadata(request));
+  DA_RETURN_IF_ERROR(add_result(*grad_q, "grad_q"));
+  DA_RETURN_IF_ERROR(add_result(*grad_k, "grad_k"));
+  DA_RETURN_IF_ERROR(add_result(*grad_v, "grad_v"));
+  return write();
 }
 
 }  // namespace tools

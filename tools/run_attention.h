@@ -39,6 +39,12 @@ struct RunRequest {
   // Receives "out" (the dtype and shape of q) and, for a backward run,
   // "grad_q", "grad_k" and "grad_v"; the run's settings go into its
   // metadata.
+  //
+  // With config.communicator over P > 1 ranks (a sequence-parallel
+  // implementation, every rank running this with the same request), each
+  // rank reads the whole input, keeps its shard of the sequence axis (rows
+  // [p * n / P, (p + 1) * n / P); n must be a multiple of P), computes it,
+  // and rank 0 gathers the shards and alone writes the output.
   std::string output;
   bool backward = false;
 };
