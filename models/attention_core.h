@@ -27,11 +27,19 @@ namespace models {
 std::string DefaultAttentionCoreName();
 
 // Returns the attention registered as `name` (DefaultAttentionCoreName() when
-// empty) configured with the given groups and the default softmax scale;
+// empty) configured with the given groups, the default softmax scale and
+// `communicator` (AttentionConfig::communicator: the ranks a
+// sequence-parallel core spreads the sequence over; null for one process);
 // InvalidArgument for a bad configuration, NotFound for an unknown name.
 absl::StatusOr<std::unique_ptr<Attention>> CreateAttentionCore(
     const std::string& name, const std::vector<int64_t>& segment_lengths,
-    const std::vector<int64_t>& dilation_rates);
+    const std::vector<int64_t>& dilation_rates,
+    distributed::Communicator* communicator = nullptr);
+
+// Returns the number of shards a module's input holds of the sequence: the
+// communicator's size, or 1 without one. Modules check segment lengths
+// against the whole sequence, shards times their input's length.
+int64_t SequenceShards(const distributed::Communicator* communicator);
 
 }  // namespace models
 }  // namespace dilated

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "factory/status_macros.h"
+#include "models/attention_core.h"
 #include "models/ops.h"
 
 namespace dilated {
@@ -48,7 +49,8 @@ absl::StatusOr<Tensor> DilatedTransformerDecoderLayer::Forward(
     const Tensor& tgt, const Tensor& memory, bool tgt_is_causal,
     bool memory_is_causal) {
   DA_RETURN_IF_ERROR(
-      CheckLayerInput("tgt", tgt, config_.d_model, config_.segment_lengths));
+      CheckLayerInput("tgt", tgt, config_.d_model, config_.segment_lengths,
+                      SequenceShards(config_.communicator)));
   if (memory.shape() != tgt.shape() || memory.dtype() != tgt.dtype()) {
     return absl::InvalidArgumentError(
         absl::StrCat("memory must have the shape and dtype of tgt ",

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "factory/status_macros.h"
+#include "models/attention_core.h"
 #include "models/ops.h"
 
 namespace dilated {
@@ -39,7 +40,8 @@ DilatedTransformerEncoderLayer::DilatedTransformerEncoderLayer(
 absl::StatusOr<Tensor> DilatedTransformerEncoderLayer::Forward(
     const Tensor& src, bool is_causal) {
   DA_RETURN_IF_ERROR(
-      CheckLayerInput("src", src, config_.d_model, config_.segment_lengths));
+      CheckLayerInput("src", src, config_.d_model, config_.segment_lengths,
+                      SequenceShards(config_.communicator)));
   Tensor x = norm1_.Forward(src);
   DA_ASSIGN_OR_RETURN(Tensor attended, self_attn_->Forward(x, is_causal));
   x = src;

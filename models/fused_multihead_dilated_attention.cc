@@ -21,7 +21,7 @@ FusedMultiheadDilatedAttention::Create(const MultiheadConfig& config) {
   DA_ASSIGN_OR_RETURN(
       std::unique_ptr<Attention> core,
       CreateAttentionCore(config.attention_core, config.segment_lengths,
-                          config.dilation_rates));
+                          config.dilation_rates, config.communicator));
   std::unique_ptr<FusedMultiheadDilatedAttention> module(
       new FusedMultiheadDilatedAttention(config, std::move(core)));
   module->Reset(config.seed);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "factory/status_macros.h"
+#include "models/attention_core.h"
 #include "models/init.h"
 
 namespace dilated {
@@ -33,6 +34,7 @@ TransformerLayerConfig LongNetConfig::LayerConfig(bool is_encoder) const {
   config.variant = variant;
   config.normalize_group_sums = normalize_group_sums;
   config.attention_core = attention_core;
+  config.communicator = communicator;
   config.seed = seed;
   if (num_encoder_layers >= 1 && num_decoder_layers >= 1) {
     config.gamma_init =
@@ -66,7 +68,8 @@ absl::StatusOr<std::unique_ptr<LongNet>> LongNet::Create(
 
 absl::StatusOr<Tensor> LongNet::Forward(const Tensor& x, bool is_causal) {
   DA_RETURN_IF_ERROR(
-      CheckLayerInput("x", x, config_.d_model, config_.segment_lengths));
+      CheckLayerInput("x", x, config_.d_model, config_.segment_lengths,
+                      SequenceShards(config_.communicator)));
   Tensor memory = x;
   for (const auto& layer : encoder_) {
     DA_ASSIGN_OR_RETURN(memory, layer->Forward(memory, is_causal));

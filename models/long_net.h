@@ -52,6 +52,9 @@ struct LongNetConfig {
   bool normalize_group_sums = false;
   // Factory name of the attention core; empty for DefaultAttentionCoreName().
   std::string attention_core;
+  // MultiheadConfig::communicator of every attention: x is then this rank's
+  // shard of the sequence (forward only).
+  distributed::Communicator* communicator = nullptr;
   uint64_t seed = 0;
 
   // Returns OK, or InvalidArgument naming the field and the value (both

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "attention/config.h"
+#include "models/attention_core.h"
 #include "factory/status_macros.h"
 
 namespace dilated {
@@ -80,6 +81,12 @@ absl::Status MultiheadConfig::Validate() const {
         absl::StrCat("num_heads (", num_heads, ") must be >= num_groups (",
                      attention.num_groups(), ", len(segment_lengths))"));
   }
+  if (normalize_group_sums && SequenceShards(communicator) > 1) {
+    return absl::UnimplementedError(absl::StrCat(
+        "normalize_group_sums sums over the whole sequence, which a "
+        "communicator of ",
+        SequenceShards(communicator), " ranks spreads over several processes"));
+  }
   return absl::OkStatus();
 }
 
@@ -127,11 +134,13 @@ absl::StatusOr<Tensor> MultiheadAttention::Forward(const Tensor& query,
         "query must have a positive batch and sequence length, got ",
         query.ShapeString()));
   }
+  const int64_t seq_len =
+      query.dim(1) * SequenceShards(config_.communicator);
   for (size_t i = 0; i < config_.segment_lengths.size(); ++i) {
-    if (query.dim(1) % config_.segment_lengths[i] != 0) {
+    if (seq_len % config_.segment_lengths[i] != 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("sequence length ", query.dim(1),
-                       " (query.shape[1]) is not "
+          absl::StrCat("sequence length ", seq_len,
+                       " (query.shape[1] times the ranks) is not "
                        "divisible by segment_lengths[",
                        i, "] = ", config_.segment_lengths[i]));
     }

@@ -68,6 +68,10 @@ struct MultiheadConfig {
   bool normalize_group_sums = false;
   // Factory name of the attention core; empty for DefaultAttentionCoreName().
   std::string attention_core;
+  // With a sequence-parallel core ("ring", "distributed"): the ranks whose
+  // inputs are the shards of one sequence (AttentionConfig::communicator).
+  // Not owned. Forward only.
+  distributed::Communicator* communicator = nullptr;
   // Seed of the initialisation of a fresh module.
   uint64_t seed = 0;
 

@@ -20,7 +20,7 @@ MultiheadDilatedAttention::Create(const MultiheadConfig& config, Rng* rng) {
   DA_ASSIGN_OR_RETURN(
       std::unique_ptr<Attention> core,
       CreateAttentionCore(config.attention_core, config.segment_lengths,
-                          config.dilation_rates));
+                          config.dilation_rates, config.communicator));
   std::unique_ptr<MultiheadDilatedAttention> module(
       new MultiheadDilatedAttention(config, std::move(core)));
   module->Reset(rng);

@@ -35,21 +35,24 @@ MultiheadConfig TransformerLayerConfig::AttentionConfig(bool layer_norm) const {
   config.variant = variant;
   config.normalize_group_sums = normalize_group_sums;
   config.attention_core = attention_core;
+  config.communicator = communicator;
   config.seed = seed;
   return config;
 }
 
 absl::Status CheckLayerInput(const char* name, const Tensor& t, int64_t d_model,
-                             const std::vector<int64_t>& segment_lengths) {
+                             const std::vector<int64_t>& segment_lengths,
+                             int64_t shards) {
   if (t.rank() != 3 || t.dim(0) <= 0 || t.dim(1) <= 0 || t.dim(2) != d_model) {
     return absl::InvalidArgumentError(absl::StrCat(
         name, " must be [batch, seq_len, d_model] with d_model = ", d_model,
         " and positive batch and seq_len, got ", t.ShapeString()));
   }
+  const int64_t seq_len = t.dim(1) * shards;
   for (size_t i = 0; i < segment_lengths.size(); ++i) {
-    if (t.dim(1) % segment_lengths[i] != 0) {
+    if (seq_len % segment_lengths[i] != 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("sequence length ", t.dim(1), " of ", name,
+          absl::StrCat("sequence length ", seq_len, " of ", name,
                        " is not divisible by segment_lengths[", i,
                        "] = ", segment_lengths[i]));
     }

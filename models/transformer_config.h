@@ -35,6 +35,8 @@ struct TransformerLayerConfig {
   bool normalize_group_sums = false;
   // Factory name of the attention core; empty for DefaultAttentionCoreName().
   std::string attention_core;
+  // MultiheadConfig::communicator of the attentions.
+  distributed::Communicator* communicator = nullptr;
   // Seed of the initialisation of a fresh layer.
   uint64_t seed = 0;
 
@@ -46,10 +48,12 @@ struct TransformerLayerConfig {
 };
 
 // Returns InvalidArgument naming `name` unless `t` is [batch, seq, d_model]
-// with a positive batch and a sequence length that is a multiple of every
-// segment length.
+// with a positive batch and a sequence length (seq times `shards`, the
+// shards of a sequence-parallel run) that is a multiple of every segment
+// length.
 absl::Status CheckLayerInput(const char* name, const Tensor& t, int64_t d_model,
-                             const std::vector<int64_t>& segment_lengths);
+                             const std::vector<int64_t>& segment_lengths,
+                             int64_t shards = 1);
 
 }  // namespace models
 }  // namespace dilated
