@@ -134,15 +134,15 @@ absl::StatusOr<Tensor> MultiheadAttention::Forward(const Tensor& query,
         "query must have a positive batch and sequence length, got ",
         query.ShapeString()));
   }
-  const int64_t seq_len =
-      query.dim(1) * SequenceShards(config_.communicator);
+  const int64_t shards = SequenceShards(config_.communicator);
+  const int64_t seq_len = query.dim(1) * shards;
   for (size_t i = 0; i < config_.segment_lengths.size(); ++i) {
     if (seq_len % config_.segment_lengths[i] != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sequence length ", seq_len,
-                       " (query.shape[1] times the ranks) is not "
-                       "divisible by segment_lengths[",
-                       i, "] = ", config_.segment_lengths[i]));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sequence length ", seq_len, " (query.shape[1]",
+          shards > 1 ? absl::StrCat(" times ", shards, " ranks") : "",
+          ") is not divisible by segment_lengths[", i,
+          "] = ", config_.segment_lengths[i]));
     }
   }
   return DoForward(query, key, value, &key == &query, &value == &query,

@@ -1,0 +1,39 @@
+#!/bin/bash
+# The sequence-parallel run on the GPU machine (one GPU): MPI ranks sharing
+# it with CUDA tensors, the tests, then time, workspace and bytes per rank
+# at n = 1M. Staged by stage_distributed.sh; run from anywhere.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+export LD_LIBRARY_PATH="$here:${LD_LIBRARY_PATH:-}"
+export DA_MPI_TIMEOUT=500
+run() { echo "== $*"; "$@"; echo "== exit $?"; }
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+mpirun --version | head -1
+for ranks in 2 4; do
+  run "$here/mpi_run.sh" "$ranks" "$here/mpi_communicator_test_bin" \
+    --gtest_brief=1
+  run "$here/mpi_run.sh" "$ranks" "$here/sequence_parallel_test_bin" \
+    --gtest_brief=1
+done
+run "$here/mpi_run.sh" 2 "$here/long_net_test_bin" --gtest_brief=1
+if [[ -x "$here/nccl_communicator_test" ]]; then
+  run "$here/nccl_communicator_test" --gtest_brief=1
+fi
+# Config A (every segment inside a shard) and L (segments spanning 2 and 4
+# shards), n = 1M, float16, b=1 h=8 d=64; P=1 is "improved" on one rank.
+A="--segment_lengths=2048,4096,8192 --dilation_rates=1,2,4"
+L="--segment_lengths=2048,524288,1048576 --dilation_rates=1,128,256"
+for cfg in A L; do
+  flags=${!cfg}
+  for pass in "" "--backward"; do
+    for causal in "" "--causal"; do
+      for impl in distributed ring; do
+        for ranks in 1 2 4; do
+          echo "-- config $cfg"
+          "$here/mpi_run.sh" "$ranks" "$here/sequence_parallel_cuda_run" \
+            --impl=$impl --n=1048576 $flags $pass $causal
+        done
+      done
+    done
+  done
+done
