@@ -49,6 +49,17 @@ cc_library(
     ],
     deps = [":cudart"],
 )
+
+# NCCL as shipped in the toolkit's include/ and lib64/ (nccl.h, libnccl.so).
+cc_library(
+    name = "nccl",
+    linkopts = [
+        "-L{lib}",
+        "-Wl,-rpath,{lib}",
+        "-lnccl",
+    ],
+    deps = [":cudart"],
+)
 """
 
 _MISSING_BUILD = """
@@ -65,6 +76,8 @@ cc_library(name = "cuda_headers", hdrs = [":missing"])
 cc_library(name = "cudart", deps = [":cuda_headers"])
 
 cc_library(name = "cublas", deps = [":cuda_headers"])
+
+cc_library(name = "nccl", deps = [":cuda_headers"])
 """
 
 def _cuda_configure_impl(repository_ctx):

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -24,10 +25,13 @@
 #include "attention/registry.h"
 #include "distributed/communicator.h"
 #include "distributed/mpi_communicator.h"
+#include "distributed/nccl_communicator.h"
 #include "memory/default_allocator.h"
 #include "memory/tracking_allocator.h"
 
 ABSL_FLAG(std::string, impl, "ring", "ring or distributed");
+ABSL_FLAG(std::string, comm, "mpi",
+          "mpi, or nccl (bootstrapped over MPI; one rank per GPU)");
 ABSL_FLAG(int64_t, n, 1 << 20, "positions of the whole sequence");
 ABSL_FLAG(int64_t, batch, 1, "batch");
 ABSL_FLAG(int64_t, heads, 8, "heads");
@@ -59,8 +63,14 @@ std::vector<int64_t> ParseList(const std::string& text) {
 }
 
 int Run() {
-  absl::StatusOr<std::unique_ptr<distributed::Communicator>> comm =
+  absl::StatusOr<std::unique_ptr<distributed::Communicator>> mpi =
       distributed::CreateMpiCommunicator({});
+  absl::StatusOr<std::unique_ptr<distributed::Communicator>> comm =
+      std::move(mpi);
+  if (comm.ok() && absl::GetFlag(FLAGS_comm) == "nccl") {
+    mpi = std::move(comm);
+    comm = distributed::CreateNcclCommunicator({}, **mpi);
+  }
   if (!comm.ok()) {
     std::fprintf(stderr, "%s\n", comm.status().ToString().c_str());
     return 1;
@@ -155,9 +165,10 @@ int Run() {
   if ((*comm)->rank() == 0) {
     for (int r = 0; r < (*comm)->size(); ++r) {
       std::printf(
-          "%s n=%lld P=%d rank=%d %s%s: %.3f ms/call, workspace %.1f MiB, "
+          "%s over %s n=%lld P=%d rank=%d %s%s: %.3f ms/call, workspace %.1f MiB, "
           "sent %.1f MiB, received %.1f MiB per call\n",
-          absl::GetFlag(FLAGS_impl).c_str(), static_cast<long long>(n),
+          absl::GetFlag(FLAGS_impl).c_str(), (*comm)->engine().c_str(),
+          static_cast<long long>(n),
           (*comm)->size(), r, backward ? "fwd+bwd" : "fwd",
           options.is_causal ? " causal" : "", all[r].ms_per_call,
           all[r].peak_workspace_bytes / (1 << 20),

@@ -16,9 +16,12 @@ for ranks in 2 4; do
     --gtest_brief=1
 done
 run "$here/mpi_run.sh" 2 "$here/long_net_test_bin" --gtest_brief=1
-if [[ -x "$here/nccl_communicator_test" ]]; then
-  run "$here/nccl_communicator_test" --gtest_brief=1
-fi
+# NCCL with one rank (one GPU): the engine's set-up and its collectives
+# (the agreement and the statistics travel through it).
+for impl in distributed ring; do
+  run "$here/mpi_run.sh" 1 "$here/sequence_parallel_cuda_run" --comm=nccl \
+    --impl=$impl --n=262144 --backward
+done
 # Config A (every segment inside a shard) and L (segments spanning 2 and 4
 # shards), n = 1M, float16, b=1 h=8 d=64; P=1 is "improved" on one rank.
 A="--segment_lengths=2048,4096,8192 --dilation_rates=1,2,4"
