@@ -33,6 +33,9 @@
 #include "attention/registry.h"
 #include "distributed/communicator.h"
 #include "distributed/mpi_communicator.h"
+#ifdef DA_TOOL_HAS_NCCL
+#include "distributed/nccl_communicator.h"
+#endif
 #include "factory/status_macros.h"
 #include "tools/run_attention.h"
 
@@ -57,8 +60,9 @@ ABSL_FLAG(std::string, output, "",
 ABSL_FLAG(bool, backward, false,
           "also run the backward pass with grad_out from --input");
 ABSL_FLAG(std::string, comm, "none",
-          "none, or mpi (under mpirun): the ranks a sequence-parallel "
-          "implementation (ring, distributed) spreads the sequence over");
+          "none, mpi or nccl (under mpirun; nccl needs --device=cuda and "
+          "one GPU per rank): the ranks a sequence-parallel implementation "
+          "(ring, distributed) spreads the sequence over");
 
 namespace dilated {
 namespace tools {
@@ -137,13 +141,41 @@ absl::StatusOr<RunRequest> RequestFromFlags() {
   return request;
 }
 
-// Returns the communicator --comm names, or null for "none".
-absl::StatusOr<std::unique_ptr<distributed::Communicator>> CommunicatorFromFlag(
-    absl::string_view engine) {
-  if (engine == "none") return nullptr;
-  if (engine == "mpi") return distributed::CreateMpiCommunicator({});
-  return absl::InvalidArgumentError(
-      absl::StrCat("--comm must be none or mpi, got '", engine, "'"));
+// The communicators of --comm: `ranks` is what the attention uses (null
+// for "none"); NCCL's is bootstrapped over `mpi`, which must outlive it.
+struct Communicators {
+  std::unique_ptr<distributed::Communicator> mpi;
+  std::unique_ptr<distributed::Communicator> nccl;
+
+  distributed::Communicator* ranks() const {
+    return nccl != nullptr ? nccl.get() : mpi.get();
+  }
+};
+
+absl::StatusOr<Communicators> CommunicatorsFromFlag(absl::string_view engine,
+                                                    const Device& device) {
+  Communicators comms;
+  if (engine == "none") return comms;
+  if (engine != "mpi" && engine != "nccl") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--comm must be none, mpi or nccl, got '", engine, "'"));
+  }
+  DA_ASSIGN_OR_RETURN(comms.mpi, distributed::CreateMpiCommunicator({}));
+  if (engine == "mpi") return comms;
+  if (device.type != DeviceType::kCuda) {
+    return absl::InvalidArgumentError(
+        "--comm=nccl needs --device=cuda (NCCL moves device memory)");
+  }
+#ifdef DA_TOOL_HAS_NCCL
+  distributed::NcclOptions options;
+  options.device = device.index;
+  DA_ASSIGN_OR_RETURN(comms.nccl,
+                      distributed::CreateNcclCommunicator(options, *comms.mpi));
+  return comms;
+#else
+  return absl::FailedPreconditionError(
+      "--comm=nccl needs a build with --config=cuda");
+#endif
 }
 
 absl::Status Run(const std::vector<char*>& positional) {
@@ -153,9 +185,10 @@ absl::Status Run(const std::vector<char*>& positional) {
                      "'; every setting is a --flag"));
   }
   DA_ASSIGN_OR_RETURN(RunRequest request, RequestFromFlags());
-  DA_ASSIGN_OR_RETURN(std::unique_ptr<distributed::Communicator> comm,
-                      CommunicatorFromFlag(absl::GetFlag(FLAGS_comm)));
-  request.config.communicator = comm.get();
+  DA_ASSIGN_OR_RETURN(
+      const Communicators comms,
+      CommunicatorsFromFlag(absl::GetFlag(FLAGS_comm), request.device));
+  request.config.communicator = comms.ranks();
   return RunAttentionOnFiles(request);
 }
 
