@@ -25,6 +25,19 @@ namespace distributed {
 class Communicator;  // distributed/communicator.h
 }  // namespace distributed
 
+// How the sequence is spread over the ranks of a sequence-parallel
+// implementation (docs/DISTRIBUTED.md), P ranks and n = P * l positions.
+enum class ShardPlacement {
+  // Rank p holds positions [p * l, (p + 1) * l).
+  kContiguous,
+  // The sequence is cut into 2P chunks of l / 2 positions; rank p holds
+  // chunks p and 2P - 1 - p, in that order (its shard's rows [0, l / 2) and
+  // [l / 2, l)). Under a causal mask this gives every rank the same work in
+  // segments that span ranks; the caller lays the tokens out that way. l
+  // must be even.
+  kZigzag,
+};
+
 struct AttentionConfig {
   // Segment length of every group; each must be positive.
   std::vector<int64_t> segment_lengths = {2048, 4096, 8192};
@@ -47,6 +60,8 @@ struct AttentionConfig {
   // communicator->size() processes. Not owned; it must outlive the
   // attention. Null means one process. Other implementations ignore it.
   distributed::Communicator* communicator = nullptr;
+  // Which positions each rank holds (sequence-parallel implementations).
+  ShardPlacement shard_placement = ShardPlacement::kContiguous;
 
   // Returns OK, or InvalidArgument naming the field and the value at fault.
   absl::Status Validate() const;

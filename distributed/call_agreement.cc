@@ -16,6 +16,7 @@ namespace {
 struct CallSummary {
   int64_t status_code;
   int64_t backward;
+  int64_t placement;
   int64_t dtype;
   int64_t is_causal;
   int64_t batch;
@@ -29,11 +30,13 @@ struct CallSummary {
 };
 
 CallSummary Summarize(const absl::Status& local,
-                      const kernels::ForwardParams* p, bool backward) {
+                      const kernels::ForwardParams* p, ShardPlacement placement,
+                      bool backward) {
   CallSummary s;
   std::memset(&s, 0, sizeof(s));
   s.status_code = static_cast<int64_t>(local.code());
   s.backward = backward ? 1 : 0;
+  s.placement = static_cast<int64_t>(placement);
   if (p == nullptr) return s;
   s.dtype = static_cast<int64_t>(p->dtype);
   s.is_causal = p->is_causal ? 1 : 0;
@@ -72,6 +75,7 @@ Difference FirstDifference(const CallSummary& a, const CallSummary& b) {
     int64_t CallSummary::*field;
   } fields[] = {
       {"pass (0 forward, 1 backward)", &CallSummary::backward},
+      {"shard_placement (0 contiguous, 1 zigzag)", &CallSummary::placement},
       {"dtype", &CallSummary::dtype},
       {"is_causal", &CallSummary::is_causal},
       {"batch", &CallSummary::batch},
@@ -108,9 +112,9 @@ size_t AgreementBytes() { return sizeof(CallSummary); }
 
 absl::Status AgreeAcrossRanks(Communicator& comm, const absl::Status& local,
                               const kernels::ForwardParams* params,
-                              bool backward) {
+                              ShardPlacement placement, bool backward) {
   if (comm.size() == 1) return local;
-  const CallSummary mine = Summarize(local, params, backward);
+  const CallSummary mine = Summarize(local, params, placement, backward);
   std::vector<CallSummary> all(comm.size());
   const absl::Status gathered =
       comm.AllGather(&mine, all.data(), sizeof(CallSummary),

@@ -2,7 +2,7 @@
 //
 // The check every sequence-parallel call starts with: the ranks all-gather a
 // small summary of their call (their own checks' outcome, the backward flag,
-// dtype, causal flag, shard shape, scale and groups) and each
+// shard placement, dtype, causal flag, shard shape, scale and groups) and each
 // returns the same verdict:
 //   - a rank whose own checks failed gets its own error; the others get
 //     FailedPrecondition naming that rank;
@@ -17,6 +17,7 @@
 #include <cstddef>
 
 #include "absl/status/status.h"
+#include "attention/config.h"
 #include "distributed/communicator.h"
 #include "kernels/dilated_params.h"
 
@@ -30,7 +31,7 @@ size_t AgreementBytes();
 // `params` is null exactly when `local` is not OK.
 absl::Status AgreeAcrossRanks(Communicator& comm, const absl::Status& local,
                               const kernels::ForwardParams* params,
-                              bool backward);
+                              ShardPlacement placement, bool backward);
 
 }  // namespace distributed
 }  // namespace dilated

@@ -40,8 +40,16 @@ absl::Status SequenceParallelAttention::AgreeOnCall(
         " ranks runs fixed-length input: options.cu_seqlens and "
         "options.key_padding_mask are not supported"));
   }
+  if (local.ok() && communicator().size() > 1 &&
+      config().shard_placement == ShardPlacement::kZigzag &&
+      params->seq_len % 2 != 0) {
+    local = absl::InvalidArgumentError(absl::StrCat(
+        "'", name(), "' with zigzag placement needs an even shard length "
+        "(q.shape[1]), got ", params->seq_len));
+  }
   return AgreeAcrossRanks(communicator(), local,
-                          local.ok() ? params : nullptr, backward);
+                          local.ok() ? params : nullptr,
+                          config().shard_placement, backward);
 }
 
 absl::StatusOr<ExecutionContext> SequenceParallelAttention::Context(
@@ -56,7 +64,8 @@ absl::Status SequenceParallelAttention::DoForward(
     const ForwardOptions& options) {
   DA_ASSIGN_OR_RETURN(ExecutionContext context, Context(device, options));
   LocalKernels local(context);
-  return ShardForward(params, algorithm_, communicator(), local);
+  return ShardForward(params, algorithm_, config().shard_placement,
+                      communicator(), local);
 }
 
 absl::Status SequenceParallelAttention::DoBackward(
@@ -64,7 +73,8 @@ absl::Status SequenceParallelAttention::DoBackward(
     const ForwardOptions& options) {
   DA_ASSIGN_OR_RETURN(ExecutionContext context, Context(device, options));
   LocalKernels local(context);
-  return ShardBackward(params, algorithm_, communicator(), local);
+  return ShardBackward(params, algorithm_, config().shard_placement,
+                       communicator(), local);
 }
 
 namespace {

@@ -19,8 +19,9 @@ using kernels::GroupParams;
 using kernels::TensorParams;
 
 constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
+constexpr LseView kNoLse{nullptr, 0, 0, 0};
 
-// The K and V rows of one block (or of a gathered segment), dense.
+// K and V rows, dense (row_ops.h DenseRows).
 struct KeyRows {
   TensorParams k;
   TensorParams v;
@@ -29,22 +30,20 @@ struct KeyRows {
 class ShardRunner {
  public:
   ShardRunner(const ForwardParams& params, SequenceParallelAlgorithm algorithm,
-              Communicator& comm, LocalKernels& local)
+              ShardPlacement placement, Communicator& comm, LocalKernels& local)
       : p_(params),
         algorithm_(algorithm),
+        placement_(placement),
         comm_(comm),
         local_(local),
         elem_(params.dtype == DataType::kFloat32 ? 4 : 2),
-        buffers_{local.context().device, local.context().stream},
-        shard_begin_(comm.rank() * params.seq_len) {}
+        buffers_{local.context().device, local.context().stream} {}
 
   absl::Status Forward() {
-    for (const GroupPlan& plan :
-         PlanShard(p_, p_.seq_len, comm_.rank(), comm_.size())) {
+    for (const GroupPlan& plan : Plan()) {
       const GroupParams& g = p_.groups[plan.group];
-      if (plan.local_end > plan.local_begin) {
-        DA_RETURN_IF_ERROR(local_.Forward(
-            LocalParams(p_, g, plan.local_begin, plan.local_end)));
+      for (const RowRange& range : plan.local) {
+        DA_RETURN_IF_ERROR(local_.Forward(LocalParams(g, range)));
       }
       for (const SharedSegment& segment : plan.shared) {
         DA_RETURN_IF_ERROR(ForwardShared(g, segment));
@@ -54,16 +53,15 @@ class ShardRunner {
   }
 
   absl::Status Backward(const BackwardParams& params) {
-    for (const GroupPlan& plan :
-         PlanShard(p_, p_.seq_len, comm_.rank(), comm_.size())) {
+    for (const GroupPlan& plan : Plan()) {
       const GroupParams& g = p_.groups[plan.group];
-      if (plan.local_end > plan.local_begin) {
+      for (const RowRange& range : plan.local) {
         BackwardParams local;
-        local.forward = LocalParams(p_, g, plan.local_begin, plan.local_end);
-        local.grad_out = View(params.grad_out, plan.local_begin, g, 1);
-        local.grad_q = View(params.grad_q, plan.local_begin, g, 1);
-        local.grad_k = View(params.grad_k, plan.local_begin, g, 1);
-        local.grad_v = View(params.grad_v, plan.local_begin, g, 1);
+        local.forward = LocalParams(g, range);
+        local.grad_out = View(params.grad_out, range.begin, g, 1);
+        local.grad_q = View(params.grad_q, range.begin, g, 1);
+        local.grad_k = View(params.grad_k, range.begin, g, 1);
+        local.grad_v = View(params.grad_v, range.begin, g, 1);
         DA_RETURN_IF_ERROR(local_.Backward(local));
       }
       for (const SharedSegment& segment : plan.shared) {
@@ -74,13 +72,11 @@ class ShardRunner {
   }
 
  private:
-  // The rows of one group on this rank in a shared segment.
-  struct Mine {
-    RankRows rows;
-    int64_t first_row;  // Shard row of the first selected row.
-    int64_t key_end;    // Keys the rows attend: [0, key_end).
-    RowsShape shape;    // [batch, rows, heads of the group, head_dim].
-  };
+  std::vector<GroupPlan> Plan() const {
+    return PlanShard(p_, placement_, p_.seq_len, comm_.rank(), comm_.size());
+  }
+
+  // ---- Views and sizes ---------------------------------------------------
 
   // Returns a view of `t` from shard row `row` and the group's first head,
   // rows `step` apart.
@@ -92,43 +88,70 @@ class ShardRunner {
         t.stride_b, step * t.stride_n, t.stride_h};
   }
 
-  LseView LseOf(const ForwardParams& p, int64_t row, const GroupParams& g,
-                int64_t step) const {
-    if (p.lse == nullptr) return LseView{nullptr, 0, 0, 0};
-    return LseView{p.lse + g.head_begin * p.lse_stride_h + row, p.lse_stride_b,
-                   p.lse_stride_h, step};
+  // Returns the view of a run's selected rows in the shard's tensor `t`.
+  TensorParams RunView(const TensorParams& t, const GroupParams& g,
+                       const Run& run) const {
+    return View(t, run.first_row, g, g.dilation_rate);
+  }
+
+  // Returns the shard's lse of a run (or of `rows` from shard row `row`,
+  // `step` apart); no data without an lse.
+  LseView LseOf(int64_t row, const GroupParams& g, int64_t step) const {
+    if (p_.lse == nullptr) return kNoLse;
+    return LseView{p_.lse + g.head_begin * p_.lse_stride_h + row,
+                   p_.lse_stride_b, p_.lse_stride_h, step};
+  }
+  LseView RunLse(const GroupParams& g, const Run& run) const {
+    return LseOf(run.first_row, g, g.dilation_rate);
   }
 
   // Returns `dense` (DenseRows) from its row `row` on.
   TensorParams RowsAt(const TensorParams& dense, int64_t row) const {
-    return TensorParams{static_cast<char*>(dense.data) +
-                            row * dense.stride_n * elem_,
-                        dense.stride_b, dense.stride_n, dense.stride_h};
+    return TensorParams{
+        static_cast<char*>(dense.data) + row * dense.stride_n * elem_,
+        dense.stride_b, dense.stride_n, dense.stride_h};
   }
 
-  size_t RowBytes(const RowsShape& s, int64_t rows) const {
-    return static_cast<size_t>(rows * s.batch * s.heads * s.head_dim) * elem_;
+  // Returns a float32 accumulator (gradients: no lse) from its row `row` on.
+  static Accumulator AccumulatorAt(const Accumulator& acc, const RowsShape& s,
+                                   int64_t row) {
+    return Accumulator{acc.data + row * s.batch * s.heads * s.head_dim,
+                       nullptr};
+  }
+
+  RowsShape Shape(const GroupParams& g, int64_t rows) const {
+    return RowsShape{p_.batch, rows, g.num_heads, p_.head_dim};
+  }
+
+  size_t RowBytes(const RowsShape& s) const {
+    return static_cast<size_t>(s.rows * s.batch * s.heads * s.head_dim) *
+           elem_;
+  }
+
+  static int64_t Values(const RowsShape& s) {
+    return s.rows * s.batch * s.heads * s.head_dim;
   }
 
   static size_t FloatBytes(int64_t count) {
     return static_cast<size_t>(count) * sizeof(float);
   }
 
-  // The parameters of the whole segments of group `g` in shard rows
-  // [begin, end): one group, its heads renumbered from 0, the shard's scale.
-  ForwardParams LocalParams(const ForwardParams& p, const GroupParams& g,
-                            int64_t begin, int64_t end) const {
-    ForwardParams local = p;
-    local.q = View(p.q, begin, g, 1);
-    local.k = View(p.k, begin, g, 1);
-    local.v = View(p.v, begin, g, 1);
-    local.out = View(p.out, begin, g, 1);
-    local.lse = p.lse == nullptr
+  // ---- Parameters of the local kernel calls ------------------------------
+
+  // The whole segments of group `g` in shard rows `range`: one group, its
+  // heads renumbered from 0, the call's scale.
+  ForwardParams LocalParams(const GroupParams& g, const RowRange& range) const {
+    ForwardParams local = p_;
+    local.q = View(p_.q, range.begin, g, 1);
+    local.k = View(p_.k, range.begin, g, 1);
+    local.v = View(p_.v, range.begin, g, 1);
+    local.out = View(p_.out, range.begin, g, 1);
+    local.lse = p_.lse == nullptr
                     ? nullptr
-                    : p.lse + g.head_begin * p.lse_stride_h + begin;
-    local.seq_len = end - begin;
-    local.key_seq_len = end - begin;
-    local.sequence.max_seq_len = end - begin;
+                    : p_.lse + g.head_begin * p_.lse_stride_h + range.begin;
+    local.seq_len = range.end - range.begin;
+    local.key_seq_len = local.seq_len;
+    local.sequence.max_seq_len = local.seq_len;
     local.num_heads = g.num_heads;
     local.num_groups = 1;
     local.groups[0] = g;
@@ -136,8 +159,8 @@ class ShardRunner {
     return local;
   }
 
-  // The parameters of `rows` queries attending `rows` keys (one dense
-  // square problem), lse into a dense [batch, heads, rows] array.
+  // `rows` queries attending `rows` keys (one dense square problem), lse
+  // into a dense [batch, heads, rows] array.
   ForwardParams BlockParams(const TensorParams& q, const KeyRows& keys,
                             const TensorParams& out, float* lse, int64_t rows,
                             int64_t heads, bool causal,
@@ -162,117 +185,136 @@ class ShardRunner {
     return block;
   }
 
-  Mine MineOf(const GroupParams& g, const SharedSegment& segment) const {
-    Mine mine;
-    mine.rows = segment.holders[segment.self];
-    mine.first_row =
-        SelectedPosition(g, segment, mine.rows.begin) - shard_begin_;
-    mine.key_end = p_.is_causal ? mine.rows.end : segment.length;
-    mine.shape = RowsShape{p_.batch, mine.rows.size(), g.num_heads,
-                           p_.head_dim};
-    return mine;
+  // ---- Who attends what --------------------------------------------------
+
+  // Returns whether run `q` attends the keys of run `k`.
+  bool Attends(const Run& q, const Run& k) const {
+    return !p_.is_causal || k.begin <= q.begin;
   }
 
-  // Returns whether holder `t` attends keys of holder `u`.
-  bool Attends(const RankRows& t, const RankRows& u,
-               const SharedSegment& segment) const {
-    const int64_t key_end = p_.is_causal ? t.end : segment.length;
-    return u.begin < key_end;
-  }
-
-  // Zeroes this rank's positions of `segment` in the given tensors for the
-  // group's heads (and sets their lse to -inf).
-  absl::Status ZeroPortion(const GroupParams& g, const SharedSegment& segment,
-                           std::initializer_list<TensorParams> tensors,
-                           const ForwardParams* lse_of) {
-    const RowsShape portion{p_.batch, segment.portion_end - segment.portion_begin,
-                            g.num_heads, p_.head_dim};
-    for (const TensorParams& t : tensors) {
-      DA_RETURN_IF_ERROR(
-          local_.ZeroRows(p_.dtype, portion, View(t, segment.portion_begin, g, 1)));
+  // Returns the end of the keys `rank`'s runs attend: [0, key_end).
+  int64_t KeyEnd(const SharedSegment& segment, int rank) const {
+    if (!p_.is_causal) return segment.length;
+    int64_t end = 0;
+    for (const Run& run : segment.runs) {
+      if (run.rank == rank) end = std::max(end, run.end);
     }
-    if (lse_of != nullptr && lse_of->lse != nullptr) {
-      DA_RETURN_IF_ERROR(local_.FillLse(
-          portion, LseOf(*lse_of, segment.portion_begin, g, 1),
-          kNegativeInfinity));
+    return end;
+  }
+
+  // Returns the runs of `rank`, in row order.
+  static std::vector<const Run*> RunsOf(const SharedSegment& segment,
+                                        int rank) {
+    std::vector<const Run*> runs;
+    for (const Run& run : segment.runs) {
+      if (run.rank == rank) runs.push_back(&run);
+    }
+    return runs;
+  }
+
+  // ---- Shared pieces of work ---------------------------------------------
+
+  // Zeroes this rank's positions of `segment` in `tensors` for the group's
+  // heads (and, when `lse` is set, sets their lse to -inf).
+  absl::Status ZeroPortions(const GroupParams& g, const SharedSegment& segment,
+                            std::initializer_list<TensorParams> tensors,
+                            bool lse) {
+    for (const RowRange& portion : segment.portions) {
+      const RowsShape shape = Shape(g, portion.end - portion.begin);
+      for (const TensorParams& t : tensors) {
+        DA_RETURN_IF_ERROR(
+            local_.ZeroRows(p_.dtype, shape, View(t, portion.begin, g, 1)));
+      }
+      if (lse && p_.lse != nullptr) {
+        DA_RETURN_IF_ERROR(local_.FillLse(shape, LseOf(portion.begin, g, 1),
+                                          kNegativeInfinity));
+      }
     }
     return absl::OkStatus();
   }
 
-  // Copies this rank's selected K/V rows of the group into rows
-  // [mine.rows.begin, ...) of `keys`.
-  absl::Status CopyOwnKeys(const GroupParams& g, const Mine& mine,
+  // Returns dense K and V buffers of `rows` rows.
+  absl::StatusOr<Scratch> DenseKeys(const GroupParams& g, int64_t rows,
+                                    KeyRows* keys) {
+    const RowsShape shape = Shape(g, rows);
+    DA_ASSIGN_OR_RETURN(Scratch scratch, local_.Allocate(2 * RowBytes(shape)));
+    keys->k = DenseRows(scratch.data(), shape);
+    keys->v = DenseRows(scratch.as<char>() + RowBytes(shape), shape);
+    return scratch;
+  }
+
+  // Copies run `run`'s K/V rows (this rank's) to `keys` from row `row` on.
+  absl::Status CopyOwnKeys(const GroupParams& g, const Run& run,
                            const KeyRows& keys, int64_t row) {
-    DA_RETURN_IF_ERROR(local_.CopyRows(p_.dtype, mine.shape,
-                                       View(p_.k, mine.first_row, g,
-                                            g.dilation_rate),
+    const RowsShape shape = Shape(g, run.size());
+    DA_RETURN_IF_ERROR(local_.CopyRows(p_.dtype, shape, RunView(p_.k, g, run),
                                        RowsAt(keys.k, row)));
-    return local_.CopyRows(p_.dtype, mine.shape,
-                           View(p_.v, mine.first_row, g, g.dilation_rate),
+    return local_.CopyRows(p_.dtype, shape, RunView(p_.v, g, run),
                            RowsAt(keys.v, row));
   }
 
-  // Fills `keys` (dense, mine.key_end rows) with the segment's selected K/V
-  // rows [0, mine.key_end): this rank's own, and the others' received while
+  // Fills `keys` (dense, key_end rows indexed like the segment's rows) with
+  // the rows [0, key_end): this rank's runs, and the others' received while
   // this rank's go to the ranks that attend them.
   absl::Status GatherKeys(const GroupParams& g, const SharedSegment& segment,
-                          const Mine& mine, const KeyRows& keys) {
-    DA_RETURN_IF_ERROR(CopyOwnKeys(g, mine, keys, mine.rows.begin));
-    const size_t own_bytes = RowBytes(mine.shape, mine.rows.size());
+                          int64_t key_end, const KeyRows& keys) {
+    for (int index : segment.mine) {
+      const Run& run = segment.runs[index];
+      DA_RETURN_IF_ERROR(CopyOwnKeys(g, run, keys, run.begin));
+    }
     std::vector<Transfer> transfers;
-    for (const RankRows& t : segment.holders) {
-      if (t.rank == comm_.rank()) continue;
-      if (Attends(t, mine.rows, segment)) {
-        transfers.push_back(Transfer::Send(
-            t.rank, RowsAt(keys.k, mine.rows.begin).data, own_bytes));
-        transfers.push_back(Transfer::Send(
-            t.rank, RowsAt(keys.v, mine.rows.begin).data, own_bytes));
+    for (int peer : segment.Holders()) {
+      if (peer == comm_.rank()) continue;
+      const int64_t peer_key_end = KeyEnd(segment, peer);
+      for (int index : segment.mine) {
+        const Run& run = segment.runs[index];
+        if (run.begin >= peer_key_end) continue;
+        const size_t bytes = RowBytes(Shape(g, run.size()));
+        transfers.push_back(
+            Transfer::Send(peer, RowsAt(keys.k, run.begin).data, bytes));
+        transfers.push_back(
+            Transfer::Send(peer, RowsAt(keys.v, run.begin).data, bytes));
       }
-      if (Attends(mine.rows, t, segment)) {
-        const size_t bytes = RowBytes(mine.shape, t.size());
+      for (const Run* run : RunsOf(segment, peer)) {
+        if (run->begin >= key_end) continue;
+        const size_t bytes = RowBytes(Shape(g, run->size()));
         transfers.push_back(
-            Transfer::Receive(t.rank, RowsAt(keys.k, t.begin).data, bytes));
+            Transfer::Receive(peer, RowsAt(keys.k, run->begin).data, bytes));
         transfers.push_back(
-            Transfer::Receive(t.rank, RowsAt(keys.v, t.begin).data, bytes));
+            Transfer::Receive(peer, RowsAt(keys.v, run->begin).data, bytes));
       }
     }
     return comm_.Exchange(transfers, buffers_);
-  }
-
-  absl::StatusOr<Scratch> DenseKeys(const Mine& mine, int64_t rows,
-                                    KeyRows* keys) {
-    const RowsShape shape{mine.shape.batch, rows, mine.shape.heads,
-                          mine.shape.head_dim};
-    DA_ASSIGN_OR_RETURN(Scratch scratch,
-                        local_.Allocate(2 * RowBytes(shape, rows)));
-    keys->k = DenseRows(scratch.data(), shape);
-    keys->v = DenseRows(scratch.as<char>() + RowBytes(shape, rows), shape);
-    return scratch;
   }
 
   // ---- Forward -----------------------------------------------------------
 
   absl::Status ForwardShared(const GroupParams& g,
                              const SharedSegment& segment) {
-    DA_RETURN_IF_ERROR(ZeroPortion(g, segment, {p_.out}, &p_));
-    if (segment.self < 0) return absl::OkStatus();
-    const Mine mine = MineOf(g, segment);
-    if (!segment.EqualBlocks()) return ForwardWholeSegment(g, segment, mine);
+    DA_RETURN_IF_ERROR(ZeroPortions(g, segment, {p_.out}, /*lse=*/true));
+    if (segment.mine.empty()) return absl::OkStatus();
+    if (!segment.EqualBlocks()) return ForwardWholeSegment(g, segment);
     if (algorithm_ == SequenceParallelAlgorithm::kRing) {
-      return ForwardRing(g, segment, mine);
+      return ForwardRing(g, segment);
     }
+    const int64_t key_end = KeyEnd(segment, comm_.rank());
     KeyRows keys;
-    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(mine, mine.key_end, &keys));
-    DA_RETURN_IF_ERROR(GatherKeys(g, segment, mine, keys));
-    DA_ASSIGN_OR_RETURN(BlockAccumulator acc, NewBlockAccumulator(mine));
-    for (const RankRows& t : segment.holders) {
-      if (!Attends(mine.rows, t, segment)) continue;
-      DA_RETURN_IF_ERROR(AttendBlock(g, mine, t,
-                                     KeyRows{RowsAt(keys.k, t.begin),
-                                             RowsAt(keys.v, t.begin)},
-                                     acc));
+    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(g, key_end, &keys));
+    DA_RETURN_IF_ERROR(GatherKeys(g, segment, key_end, keys));
+    const int64_t rows = segment.runs.front().size();
+    DA_ASSIGN_OR_RETURN(BlockAccumulator acc, NewBlockAccumulator(g, rows));
+    for (int index : segment.mine) {
+      const Run& mine = segment.runs[index];
+      DA_RETURN_IF_ERROR(local_.ClearAccumulator(Shape(g, rows), acc.acc));
+      for (const Run& run : segment.runs) {
+        if (!Attends(mine, run)) continue;
+        DA_RETURN_IF_ERROR(AttendBlock(
+            g, mine, KeyRows{RowsAt(keys.k, run.begin), RowsAt(keys.v, run.begin)},
+            &run == &mine, acc));
+      }
+      DA_RETURN_IF_ERROR(StoreBlockResult(g, mine, acc));
     }
-    return StoreBlockResult(g, mine, acc);
+    return absl::OkStatus();
   }
 
   // A float32 accumulator of merged partial results and one piece buffer.
@@ -283,57 +325,68 @@ class ShardRunner {
     float* piece_lse;
   };
 
-  absl::StatusOr<BlockAccumulator> NewBlockAccumulator(const Mine& mine) {
-    const RowsShape& s = mine.shape;
-    const int64_t values = s.rows * s.batch * s.heads * s.head_dim;
-    const int64_t rows = s.batch * s.heads * s.rows;
+  absl::StatusOr<BlockAccumulator> NewBlockAccumulator(const GroupParams& g,
+                                                       int64_t rows) {
+    const RowsShape s = Shape(g, rows);
+    const int64_t values = Values(s);
+    const int64_t lse_rows = s.batch * s.heads * s.rows;
     BlockAccumulator b;
     DA_ASSIGN_OR_RETURN(
-        b.scratch, local_.Allocate(FloatBytes(values + 2 * rows) +
-                                   RowBytes(s, s.rows)));
+        b.scratch,
+        local_.Allocate(FloatBytes(values + 2 * lse_rows) + RowBytes(s)));
     float* floats = b.scratch.as<float>();
     b.acc = Accumulator{floats, floats + values};
-    b.piece_lse = floats + values + rows;
-    b.piece = DenseRows(floats + values + 2 * rows, s);
+    b.piece_lse = floats + values + lse_rows;
+    b.piece = DenseRows(floats + values + 2 * lse_rows, s);
     DA_RETURN_IF_ERROR(local_.ClearAccumulator(s, b.acc));
     return b;
   }
 
-  // Attends this rank's queries to the block of holder t (keys: its rows)
-  // and merges the result into acc.
-  absl::Status AttendBlock(const GroupParams& g, const Mine& mine,
-                           const RankRows& t, const KeyRows& keys,
+  // Attends run `mine`'s queries to `keys` (a run of the same size; the
+  // causal diagonal when `diagonal`) and merges the result into b.acc.
+  absl::Status AttendBlock(const GroupParams& g, const Run& mine,
+                           const KeyRows& keys, bool diagonal,
                            BlockAccumulator& b) {
-    const bool diagonal = t.rank == comm_.rank();
     DA_RETURN_IF_ERROR(local_.Forward(BlockParams(
-        View(p_.q, mine.first_row, g, g.dilation_rate), keys, b.piece,
-        b.piece_lse, mine.rows.size(), g.num_heads, p_.is_causal && diagonal,
-        1.0f)));
-    return local_.MergeInto(p_.dtype, mine.shape, b.piece,
-                            DenseLse(b.piece_lse, mine.shape), b.acc);
+        RunView(p_.q, g, mine), keys, b.piece, b.piece_lse, mine.size(),
+        g.num_heads, p_.is_causal && diagonal, 1.0f)));
+    const RowsShape s = Shape(g, mine.size());
+    return local_.MergeInto(p_.dtype, s, b.piece, DenseLse(b.piece_lse, s),
+                            b.acc);
   }
 
-  absl::Status StoreBlockResult(const GroupParams& g, const Mine& mine,
+  absl::Status StoreBlockResult(const GroupParams& g, const Run& mine,
                                 const BlockAccumulator& b) {
-    return local_.StoreAccumulator(
-        p_.dtype, mine.shape, b.acc, p_.output_scale,
-        View(p_.out, mine.first_row, g, g.dilation_rate),
-        LseOf(p_, mine.first_row, g, g.dilation_rate));
+    return local_.StoreAccumulator(p_.dtype, Shape(g, mine.size()), b.acc,
+                                   p_.output_scale, RunView(p_.out, g, mine),
+                                   RunLse(g, mine));
   }
 
-  absl::Status ForwardRing(const GroupParams& g, const SharedSegment& segment,
-                           const Mine& mine) {
-    const int count = static_cast<int>(segment.holders.size());
-    const int self = segment.self;
-    const int next = segment.holders[(self + 1) % count].rank;
-    const int prev = segment.holders[(self + count - 1) % count].rank;
-    const int64_t rows = mine.rows.size();
+  // The blocks of the segment's ranks (each its runs, in row order) travel
+  // around them; each step attends the block at hand while the next one
+  // arrives.
+  absl::Status ForwardRing(const GroupParams& g, const SharedSegment& segment) {
+    const std::vector<int> ring = segment.Holders();
+    const int count = static_cast<int>(ring.size());
+    const int self = static_cast<int>(
+        std::find(ring.begin(), ring.end(), comm_.rank()) - ring.begin());
+    const int next = ring[(self + 1) % count];
+    const int prev = ring[(self + count - 1) % count];
+    const int64_t rows = segment.runs.front().size();
+    const int64_t block_rows = rows * segment.mine.size();
     KeyRows blocks[2];
-    DA_ASSIGN_OR_RETURN(Scratch first, DenseKeys(mine, rows, &blocks[0]));
-    DA_ASSIGN_OR_RETURN(Scratch second, DenseKeys(mine, rows, &blocks[1]));
-    DA_RETURN_IF_ERROR(CopyOwnKeys(g, mine, blocks[0], 0));
-    DA_ASSIGN_OR_RETURN(BlockAccumulator acc, NewBlockAccumulator(mine));
-    const size_t bytes = RowBytes(mine.shape, rows);
+    DA_ASSIGN_OR_RETURN(Scratch first, DenseKeys(g, block_rows, &blocks[0]));
+    DA_ASSIGN_OR_RETURN(Scratch second, DenseKeys(g, block_rows, &blocks[1]));
+    for (size_t i = 0; i < segment.mine.size(); ++i) {
+      DA_RETURN_IF_ERROR(CopyOwnKeys(g, segment.runs[segment.mine[i]],
+                                     blocks[0], i * rows));
+    }
+    std::vector<BlockAccumulator> accs;
+    for (size_t i = 0; i < segment.mine.size(); ++i) {
+      DA_ASSIGN_OR_RETURN(BlockAccumulator acc, NewBlockAccumulator(g, rows));
+      accs.push_back(std::move(acc));
+    }
+    const size_t bytes = RowBytes(Shape(g, block_rows));
     for (int step = 0; step < count; ++step) {
       const KeyRows& current = blocks[step % 2];
       const KeyRows& incoming = blocks[(step + 1) % 2];
@@ -346,28 +399,40 @@ class ShardRunner {
             Transfer::Receive(prev, incoming.v.data, bytes)};
         DA_ASSIGN_OR_RETURN(pending, comm_.StartExchange(transfers, buffers_));
       }
-      const RankRows& source = segment.holders[(self - step + count) % count];
-      if (Attends(mine.rows, source, segment)) {
-        DA_RETURN_IF_ERROR(AttendBlock(g, mine, source, current, acc));
+      const std::vector<const Run*> source =
+          RunsOf(segment, ring[(self - step + count) % count]);
+      for (size_t a = 0; a < segment.mine.size(); ++a) {
+        const Run& mine = segment.runs[segment.mine[a]];
+        for (size_t i = 0; i < source.size(); ++i) {
+          if (!Attends(mine, *source[i])) continue;
+          DA_RETURN_IF_ERROR(AttendBlock(
+              g, mine,
+              KeyRows{RowsAt(current.k, i * rows), RowsAt(current.v, i * rows)},
+              source[i] == &mine, accs[a]));
+        }
       }
       if (pending.active()) {
         DA_RETURN_IF_ERROR(comm_.FinishExchange(std::move(pending)));
       }
     }
-    return StoreBlockResult(g, mine, acc);
+    for (size_t a = 0; a < segment.mine.size(); ++a) {
+      DA_RETURN_IF_ERROR(
+          StoreBlockResult(g, segment.runs[segment.mine[a]], accs[a]));
+    }
+    return absl::OkStatus();
   }
 
-  // Uneven segments: this rank's queries sit at their rows of a dense
-  // problem over the gathered keys [0, key_end); the other query rows are
-  // zero and their outputs discarded.
+  // Uneven runs: this rank's queries sit at their rows of one dense problem
+  // over the gathered keys [0, key_end); the other query rows are zero and
+  // their outputs discarded.
   absl::Status ForwardWholeSegment(const GroupParams& g,
-                                   const SharedSegment& segment,
-                                   const Mine& mine) {
+                                   const SharedSegment& segment) {
+    const int64_t key_end = KeyEnd(segment, comm_.rank());
     KeyRows keys;
-    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(mine, mine.key_end, &keys));
-    DA_RETURN_IF_ERROR(GatherKeys(g, segment, mine, keys));
-    const RowsShape all{p_.batch, mine.key_end, g.num_heads, p_.head_dim};
-    const size_t bytes = RowBytes(all, mine.key_end);
+    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(g, key_end, &keys));
+    DA_RETURN_IF_ERROR(GatherKeys(g, segment, key_end, keys));
+    const RowsShape all = Shape(g, key_end);
+    const size_t bytes = RowBytes(all);
     const int64_t lse_rows = all.batch * all.heads * all.rows;
     DA_ASSIGN_OR_RETURN(Scratch scratch,
                         local_.Allocate(2 * bytes + FloatBytes(lse_rows)));
@@ -375,27 +440,34 @@ class ShardRunner {
     const TensorParams out = DenseRows(scratch.as<char>() + bytes, all);
     float* lse = reinterpret_cast<float*>(scratch.as<char>() + 2 * bytes);
     DA_RETURN_IF_ERROR(local_.ZeroRows(p_.dtype, all, q));
-    DA_RETURN_IF_ERROR(local_.CopyRows(
-        p_.dtype, mine.shape, View(p_.q, mine.first_row, g, g.dilation_rate),
-        RowsAt(q, mine.rows.begin)));
-    DA_RETURN_IF_ERROR(local_.Forward(BlockParams(q, keys, out, lse,
-                                                  mine.key_end, g.num_heads,
-                                                  p_.is_causal,
+    for (int index : segment.mine) {
+      const Run& run = segment.runs[index];
+      DA_RETURN_IF_ERROR(local_.CopyRows(p_.dtype, Shape(g, run.size()),
+                                         RunView(p_.q, g, run),
+                                         RowsAt(q, run.begin)));
+    }
+    DA_RETURN_IF_ERROR(local_.Forward(BlockParams(q, keys, out, lse, key_end,
+                                                  g.num_heads, p_.is_causal,
                                                   p_.output_scale)));
-    DA_RETURN_IF_ERROR(local_.CopyRows(
-        p_.dtype, mine.shape, RowsAt(out, mine.rows.begin),
-        View(p_.out, mine.first_row, g, g.dilation_rate)));
-    if (p_.lse == nullptr) return absl::OkStatus();
-    return local_.CopyLse(
-        mine.shape,
-        LseView{lse + mine.rows.begin, all.heads * all.rows, all.rows, 1},
-        LseOf(p_, mine.first_row, g, g.dilation_rate));
+    for (int index : segment.mine) {
+      const Run& run = segment.runs[index];
+      const RowsShape shape = Shape(g, run.size());
+      DA_RETURN_IF_ERROR(local_.CopyRows(p_.dtype, shape, RowsAt(out, run.begin),
+                                         RunView(p_.out, g, run)));
+      if (p_.lse != nullptr) {
+        DA_RETURN_IF_ERROR(local_.CopyLse(
+            shape, LseView{lse + run.begin, all.heads * all.rows, all.rows, 1},
+            RunLse(g, run)));
+      }
+    }
+    return absl::OkStatus();
   }
 
   // ---- Backward ----------------------------------------------------------
 
-  // The per-rank views of a backward pass over this rank's rows.
-  struct GradientViews {
+  // A run's rows in the tensors of a backward pass.
+  struct RunGradients {
+    TensorParams q;
     TensorParams out;
     TensorParams grad_out;
     TensorParams grad_q;
@@ -403,193 +475,250 @@ class ShardRunner {
     TensorParams grad_v;
   };
 
-  GradientViews GradientsOf(const BackwardParams& params, const GroupParams& g,
-                            const Mine& mine) const {
-    const int64_t r = g.dilation_rate;
-    return GradientViews{View(p_.out, mine.first_row, g, r),
-                         View(params.grad_out, mine.first_row, g, r),
-                         View(params.grad_q, mine.first_row, g, r),
-                         View(params.grad_k, mine.first_row, g, r),
-                         View(params.grad_v, mine.first_row, g, r)};
+  RunGradients GradientsOf(const BackwardParams& params, const GroupParams& g,
+                           const Run& run) const {
+    return RunGradients{RunView(p_.q, g, run),
+                        RunView(p_.out, g, run),
+                        RunView(params.grad_out, g, run),
+                        RunView(params.grad_q, g, run),
+                        RunView(params.grad_k, g, run),
+                        RunView(params.grad_v, g, run)};
   }
 
   absl::Status BackwardShared(const BackwardParams& params,
                               const GroupParams& g,
                               const SharedSegment& segment) {
-    DA_RETURN_IF_ERROR(ZeroPortion(
-        g, segment, {params.grad_q, params.grad_k, params.grad_v}, nullptr));
-    if (segment.self < 0) return absl::OkStatus();
-    const Mine mine = MineOf(g, segment);
-    const GradientViews views = GradientsOf(params, g, mine);
+    DA_RETURN_IF_ERROR(ZeroPortions(
+        g, segment, {params.grad_q, params.grad_k, params.grad_v},
+        /*lse=*/false));
+    if (segment.mine.empty()) return absl::OkStatus();
     if (!segment.EqualBlocks()) {
-      return BackwardWholeSegment(g, segment, mine, views);
+      return BackwardWholeSegment(params, g, segment);
     }
-    // This rank's lse rows, dense, as the kernels read them.
-    const RowsShape& s = mine.shape;
-    DA_ASSIGN_OR_RETURN(Scratch lse_scratch,
-                        local_.Allocate(FloatBytes(s.batch * s.heads * s.rows)));
-    float* lse = lse_scratch.as<float>();
-    DA_RETURN_IF_ERROR(local_.CopyLse(s, LseOf(p_, mine.first_row, g,
-                                               g.dilation_rate),
-                                      DenseLse(lse, s)));
+    const int64_t rows = segment.runs.front().size();
+    const RowsShape s = Shape(g, rows);
+    const int64_t lse_rows = s.batch * s.heads * s.rows;
+    // Each of this rank's runs' lse rows, dense, as the kernels read them.
+    DA_ASSIGN_OR_RETURN(
+        Scratch lse_scratch,
+        local_.Allocate(FloatBytes(lse_rows * segment.mine.size())));
+    std::vector<float*> lse;
+    for (size_t a = 0; a < segment.mine.size(); ++a) {
+      lse.push_back(lse_scratch.as<float>() + a * lse_rows);
+      DA_RETURN_IF_ERROR(local_.CopyLse(
+          s, RunLse(g, segment.runs[segment.mine[a]]), DenseLse(lse[a], s)));
+    }
+    // Scratch of one block's gradients: dQ, dK, dV pieces and the dQ sum.
+    DA_ASSIGN_OR_RETURN(
+        Scratch piece_scratch,
+        local_.Allocate(3 * RowBytes(s) +
+                        FloatBytes(Values(s) * segment.mine.size())));
+    char* base = piece_scratch.as<char>();
+    const Pieces pieces{DenseRows(base, s), DenseRows(base + RowBytes(s), s),
+                        DenseRows(base + 2 * RowBytes(s), s),
+                        reinterpret_cast<float*>(base + 3 * RowBytes(s))};
+    for (size_t a = 0; a < segment.mine.size(); ++a) {
+      DA_RETURN_IF_ERROR(local_.ClearAccumulator(s, pieces.QueryGradient(s, a)));
+    }
     if (algorithm_ == SequenceParallelAlgorithm::kRing) {
-      return BackwardRing(g, segment, mine, views, lse);
+      DA_RETURN_IF_ERROR(BackwardRing(params, g, segment, lse, pieces));
+    } else {
+      DA_RETURN_IF_ERROR(BackwardGather(params, g, segment, lse, pieces));
     }
-    KeyRows keys;
-    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(mine, mine.key_end, &keys));
-    DA_RETURN_IF_ERROR(GatherKeys(g, segment, mine, keys));
-    KeyRows grads;
-    DA_ASSIGN_OR_RETURN(Scratch grad_scratch,
-                        DenseKeys(mine, mine.key_end, &grads));
-    DA_ASSIGN_OR_RETURN(QueryGradient dq, NewQueryGradient(mine));
-    for (const RankRows& t : segment.holders) {
-      if (!Attends(mine.rows, t, segment)) continue;
-      DA_RETURN_IF_ERROR(BackwardBlock(
-          g, mine, views, lse, t,
-          KeyRows{RowsAt(keys.k, t.begin), RowsAt(keys.v, t.begin)},
-          KeyRows{RowsAt(grads.k, t.begin), RowsAt(grads.v, t.begin)}, dq));
+    for (size_t a = 0; a < segment.mine.size(); ++a) {
+      const Run& mine = segment.runs[segment.mine[a]];
+      DA_RETURN_IF_ERROR(local_.StoreAccumulator(
+          p_.dtype, s, pieces.QueryGradient(s, a), 1.0f,
+          RunView(params.grad_q, g, mine), kNoLse));
     }
-    DA_RETURN_IF_ERROR(local_.StoreAccumulator(p_.dtype, s, dq.acc, 1.0f,
-                                               views.grad_q,
-                                               LseView{nullptr, 0, 0, 0}));
-    return ReduceKeyGradients(segment, mine, grads, views);
+    return absl::OkStatus();
   }
 
-  struct QueryGradient {
-    Scratch scratch;
-    Accumulator acc;
-    TensorParams piece;
+  // Per-block gradient pieces (dtype, one run) and the float32 dQ sums of
+  // this rank's runs.
+  struct Pieces {
+    TensorParams dq;
+    TensorParams dk;
+    TensorParams dv;
+    float* dq_sums;
+
+    Accumulator QueryGradient(const RowsShape& s, size_t run) const {
+      return Accumulator{dq_sums + run * Values(s), nullptr};
+    }
   };
 
-  absl::StatusOr<QueryGradient> NewQueryGradient(const Mine& mine) {
-    const RowsShape& s = mine.shape;
-    const int64_t values = s.rows * s.batch * s.heads * s.head_dim;
-    QueryGradient dq;
-    DA_ASSIGN_OR_RETURN(dq.scratch, local_.Allocate(FloatBytes(values) +
-                                                    RowBytes(s, s.rows)));
-    dq.acc = Accumulator{dq.scratch.as<float>(), nullptr};
-    dq.piece = DenseRows(dq.scratch.as<float>() + values, s);
-    DA_RETURN_IF_ERROR(local_.ClearAccumulator(s, dq.acc));
-    return dq;
-  }
-
-  // The gradients of this rank's queries attending holder t's block: dQ
-  // added to dq, dK and dV written to `key_grads` (dense, the block's rows).
-  absl::Status BackwardBlock(const GroupParams& g, const Mine& mine,
-                             const GradientViews& views, float* lse,
-                             const RankRows& t, const KeyRows& keys,
-                             const KeyRows& key_grads, QueryGradient& dq) {
-    const bool diagonal = t.rank == comm_.rank();
+  // The gradients of run `mine` attending `keys` (one run): dQ added to the
+  // run's sum, dK and dV added to `dk`, `dv` (float32, the key run's rows).
+  absl::Status BackwardBlock(const BackwardParams& params, const GroupParams& g,
+                             const Run& mine, size_t mine_index, float* lse,
+                             const KeyRows& keys, bool diagonal,
+                             const Pieces& pieces, const Accumulator& dk,
+                             const Accumulator& dv) {
+    const RowsShape s = Shape(g, mine.size());
     BackwardParams block;
-    block.forward = BlockParams(View(p_.q, mine.first_row, g, g.dilation_rate),
-                                keys, views.out, lse, mine.rows.size(),
-                                g.num_heads, p_.is_causal && diagonal,
-                                p_.output_scale);
-    block.grad_out = views.grad_out;
-    block.grad_q = dq.piece;
-    block.grad_k = key_grads.k;
-    block.grad_v = key_grads.v;
+    block.forward =
+        BlockParams(RunView(p_.q, g, mine), keys, RunView(p_.out, g, mine),
+                    lse, mine.size(), g.num_heads, p_.is_causal && diagonal,
+                    p_.output_scale);
+    block.grad_out = RunView(params.grad_out, g, mine);
+    block.grad_q = pieces.dq;
+    block.grad_k = pieces.dk;
+    block.grad_v = pieces.dv;
     DA_RETURN_IF_ERROR(local_.Backward(block));
-    return local_.AddInto(p_.dtype, mine.shape, dq.piece, dq.acc);
+    DA_RETURN_IF_ERROR(local_.AddInto(p_.dtype, s, pieces.dq,
+                                      pieces.QueryGradient(s, mine_index)));
+    DA_RETURN_IF_ERROR(local_.AddInto(p_.dtype, s, pieces.dk, dk));
+    return local_.AddInto(p_.dtype, s, pieces.dv, dv);
   }
 
-  // Sends the key gradients of the other holders' rows (dense `grads`,
-  // indexed like the gathered keys) to them, receives the ones of this
-  // rank's rows from every rank that attended them, and stores the sums.
-  absl::Status ReduceKeyGradients(const SharedSegment& segment,
-                                  const Mine& mine, const KeyRows& grads,
-                                  const GradientViews& views) {
-    const RowsShape& s = mine.shape;
-    const size_t own_bytes = RowBytes(s, s.rows);
-    std::vector<Transfer> transfers;
-    int senders = 0;
-    for (const RankRows& t : segment.holders) {
-      if (t.rank == comm_.rank()) continue;
-      if (Attends(t, mine.rows, segment)) ++senders;
-    }
-    DA_ASSIGN_OR_RETURN(Scratch received,
-                        local_.Allocate(2 * senders * own_bytes));
-    std::vector<TensorParams> pieces;
-    for (const RankRows& t : segment.holders) {
-      if (t.rank == comm_.rank()) continue;
-      if (Attends(mine.rows, t, segment)) {
-        const size_t bytes = RowBytes(s, t.size());
-        transfers.push_back(
-            Transfer::Send(t.rank, RowsAt(grads.k, t.begin).data, bytes));
-        transfers.push_back(
-            Transfer::Send(t.rank, RowsAt(grads.v, t.begin).data, bytes));
+  absl::Status BackwardGather(const BackwardParams& params,
+                              const GroupParams& g,
+                              const SharedSegment& segment,
+                              const std::vector<float*>& lse,
+                              const Pieces& pieces) {
+    const int64_t key_end = KeyEnd(segment, comm_.rank());
+    KeyRows keys;
+    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(g, key_end, &keys));
+    DA_RETURN_IF_ERROR(GatherKeys(g, segment, key_end, keys));
+    const RowsShape all = Shape(g, key_end);
+    DA_ASSIGN_OR_RETURN(Scratch sums, local_.Allocate(FloatBytes(2 * Values(all))));
+    const Accumulator dk{sums.as<float>(), nullptr};
+    const Accumulator dv{sums.as<float>() + Values(all), nullptr};
+    DA_RETURN_IF_ERROR(local_.ClearAccumulator(all, dk));
+    DA_RETURN_IF_ERROR(local_.ClearAccumulator(all, dv));
+    for (size_t a = 0; a < segment.mine.size(); ++a) {
+      const Run& mine = segment.runs[segment.mine[a]];
+      for (const Run& run : segment.runs) {
+        if (!Attends(mine, run)) continue;
+        DA_RETURN_IF_ERROR(BackwardBlock(
+            params, g, mine, a, lse[a],
+            KeyRows{RowsAt(keys.k, run.begin), RowsAt(keys.v, run.begin)},
+            &run == &mine, pieces, AccumulatorAt(dk, all, run.begin),
+            AccumulatorAt(dv, all, run.begin)));
       }
-      if (Attends(t, mine.rows, segment)) {
-        char* slot = received.as<char>() + pieces.size() * own_bytes;
-        transfers.push_back(Transfer::Receive(t.rank, slot, own_bytes));
+    }
+    return ReduceKeyGradients(params, g, segment, key_end, dk, dv);
+  }
+
+  // Sends the key gradients this rank computed for the other ranks' runs
+  // (float32 sums `dk`, `dv` over rows [0, key_end), sent in the dtype) to
+  // them, receives the ones of its own runs from every rank that attended
+  // them, and stores the totals.
+  absl::Status ReduceKeyGradients(const BackwardParams& params,
+                                  const GroupParams& g,
+                                  const SharedSegment& segment, int64_t key_end,
+                                  const Accumulator& dk,
+                                  const Accumulator& dv) {
+    const RowsShape all = Shape(g, key_end);
+    KeyRows grads;
+    DA_ASSIGN_OR_RETURN(Scratch grad_scratch, DenseKeys(g, key_end, &grads));
+    DA_RETURN_IF_ERROR(
+        local_.StoreAccumulator(p_.dtype, all, dk, 1.0f, grads.k, kNoLse));
+    DA_RETURN_IF_ERROR(
+        local_.StoreAccumulator(p_.dtype, all, dv, 1.0f, grads.v, kNoLse));
+    struct Incoming {
+      int run;  // Index into segment.runs (this rank's).
+      size_t offset;
+    };
+    std::vector<Incoming> incoming;
+    size_t received_bytes = 0;
+    for (int peer : segment.Holders()) {
+      if (peer == comm_.rank()) continue;
+      const int64_t peer_key_end = KeyEnd(segment, peer);
+      for (int index : segment.mine) {
+        const Run& run = segment.runs[index];
+        if (run.begin >= peer_key_end) continue;
+        incoming.push_back(Incoming{index, received_bytes});
+        received_bytes += 2 * RowBytes(Shape(g, run.size()));
+      }
+    }
+    DA_ASSIGN_OR_RETURN(Scratch received, local_.Allocate(received_bytes));
+    std::vector<Transfer> transfers;
+    size_t next_incoming = 0;
+    for (int peer : segment.Holders()) {
+      if (peer == comm_.rank()) continue;
+      for (const Run* run : RunsOf(segment, peer)) {
+        if (run->begin >= key_end) continue;
+        const size_t bytes = RowBytes(Shape(g, run->size()));
         transfers.push_back(
-            Transfer::Receive(t.rank, slot + own_bytes, own_bytes));
-        pieces.push_back(DenseRows(slot, s));
-        pieces.push_back(DenseRows(slot + own_bytes, s));
+            Transfer::Send(peer, RowsAt(grads.k, run->begin).data, bytes));
+        transfers.push_back(
+            Transfer::Send(peer, RowsAt(grads.v, run->begin).data, bytes));
+      }
+      const int64_t peer_key_end = KeyEnd(segment, peer);
+      for (int index : segment.mine) {
+        const Run& run = segment.runs[index];
+        if (run.begin >= peer_key_end) continue;
+        const size_t bytes = RowBytes(Shape(g, run.size()));
+        char* slot = received.as<char>() + incoming[next_incoming++].offset;
+        transfers.push_back(Transfer::Receive(peer, slot, bytes));
+        transfers.push_back(Transfer::Receive(peer, slot + bytes, bytes));
       }
     }
     DA_RETURN_IF_ERROR(comm_.Exchange(transfers, buffers_));
-    const int64_t values = s.rows * s.batch * s.heads * s.head_dim;
-    DA_ASSIGN_OR_RETURN(Scratch sums, local_.Allocate(FloatBytes(2 * values)));
-    const Accumulator dk{sums.as<float>(), nullptr};
-    const Accumulator dv{sums.as<float>() + values, nullptr};
-    DA_RETURN_IF_ERROR(local_.ClearAccumulator(s, dk));
-    DA_RETURN_IF_ERROR(local_.ClearAccumulator(s, dv));
-    DA_RETURN_IF_ERROR(
-        local_.AddInto(p_.dtype, s, RowsAt(grads.k, mine.rows.begin), dk));
-    DA_RETURN_IF_ERROR(
-        local_.AddInto(p_.dtype, s, RowsAt(grads.v, mine.rows.begin), dv));
-    for (size_t i = 0; i < pieces.size(); i += 2) {
-      DA_RETURN_IF_ERROR(local_.AddInto(p_.dtype, s, pieces[i], dk));
-      DA_RETURN_IF_ERROR(local_.AddInto(p_.dtype, s, pieces[i + 1], dv));
+    for (int index : segment.mine) {
+      const Run& run = segment.runs[index];
+      const RowsShape s = Shape(g, run.size());
+      const Accumulator own_k = AccumulatorAt(dk, all, run.begin);
+      const Accumulator own_v = AccumulatorAt(dv, all, run.begin);
+      for (const Incoming& in : incoming) {
+        if (in.run != index) continue;
+        char* slot = received.as<char>() + in.offset;
+        DA_RETURN_IF_ERROR(
+            local_.AddInto(p_.dtype, s, DenseRows(slot, s), own_k));
+        DA_RETURN_IF_ERROR(local_.AddInto(
+            p_.dtype, s, DenseRows(slot + RowBytes(s), s), own_v));
+      }
+      DA_RETURN_IF_ERROR(local_.StoreAccumulator(
+          p_.dtype, s, own_k, 1.0f, RunView(params.grad_k, g, run), kNoLse));
+      DA_RETURN_IF_ERROR(local_.StoreAccumulator(
+          p_.dtype, s, own_v, 1.0f, RunView(params.grad_v, g, run), kNoLse));
     }
-    const LseView none{nullptr, 0, 0, 0};
-    DA_RETURN_IF_ERROR(
-        local_.StoreAccumulator(p_.dtype, s, dk, 1.0f, views.grad_k, none));
-    return local_.StoreAccumulator(p_.dtype, s, dv, 1.0f, views.grad_v, none);
+    return absl::OkStatus();
   }
 
   // The blocks travel around the segment's ranks with float32 key
   // gradients that every rank adds to; after the last step each block's
   // gradients take one more hop, to their owner.
-  absl::Status BackwardRing(const GroupParams& g, const SharedSegment& segment,
-                            const Mine& mine, const GradientViews& views,
-                            float* lse) {
-    const int count = static_cast<int>(segment.holders.size());
-    const int self = segment.self;
-    const int next = segment.holders[(self + 1) % count].rank;
-    const int prev = segment.holders[(self + count - 1) % count].rank;
-    const RowsShape& s = mine.shape;
-    const int64_t rows = s.rows;
-    const int64_t values = rows * s.batch * s.heads * s.head_dim;
-    const size_t bytes = RowBytes(s, rows);
-    const size_t grad_bytes = FloatBytes(values);
+  absl::Status BackwardRing(const BackwardParams& params, const GroupParams& g,
+                            const SharedSegment& segment,
+                            const std::vector<float*>& lse,
+                            const Pieces& pieces) {
+    const std::vector<int> ring = segment.Holders();
+    const int count = static_cast<int>(ring.size());
+    const int self = static_cast<int>(
+        std::find(ring.begin(), ring.end(), comm_.rank()) - ring.begin());
+    const int next = ring[(self + 1) % count];
+    const int prev = ring[(self + count - 1) % count];
+    const int64_t rows = segment.runs.front().size();
+    const RowsShape s = Shape(g, rows);
+    const RowsShape block = Shape(g, rows * segment.mine.size());
+    const size_t bytes = RowBytes(block);
+    const size_t grad_bytes = FloatBytes(Values(block));
     // Per slot: K, V (dtype) and dK, dV (float32).
     struct Slot {
       KeyRows keys;
       Accumulator dk;
       Accumulator dv;
     };
-    DA_ASSIGN_OR_RETURN(Scratch scratch,
-                        local_.Allocate(2 * (2 * bytes + 2 * grad_bytes) +
-                                        2 * bytes));
-    char* base = scratch.as<char>();
+    const size_t slot_bytes = 2 * bytes + 2 * grad_bytes;
+    DA_ASSIGN_OR_RETURN(Scratch scratch, local_.Allocate(2 * slot_bytes));
     Slot slots[2];
     for (int i = 0; i < 2; ++i) {
-      char* slot = base + i * (2 * bytes + 2 * grad_bytes);
-      slots[i].keys = KeyRows{DenseRows(slot, s), DenseRows(slot + bytes, s)};
-      slots[i].dk = Accumulator{reinterpret_cast<float*>(slot + 2 * bytes),
-                                nullptr};
+      char* slot = scratch.as<char>() + i * slot_bytes;
+      slots[i].keys =
+          KeyRows{DenseRows(slot, block), DenseRows(slot + bytes, block)};
+      slots[i].dk =
+          Accumulator{reinterpret_cast<float*>(slot + 2 * bytes), nullptr};
       slots[i].dv = Accumulator{
           reinterpret_cast<float*>(slot + 2 * bytes + grad_bytes), nullptr};
     }
-    char* piece_base = base + 2 * (2 * bytes + 2 * grad_bytes);
-    const KeyRows key_grads{DenseRows(piece_base, s),
-                            DenseRows(piece_base + bytes, s)};
-    DA_RETURN_IF_ERROR(CopyOwnKeys(g, mine, slots[0].keys, 0));
-    DA_RETURN_IF_ERROR(local_.ClearAccumulator(s, slots[0].dk));
-    DA_RETURN_IF_ERROR(local_.ClearAccumulator(s, slots[0].dv));
-    DA_ASSIGN_OR_RETURN(QueryGradient dq, NewQueryGradient(mine));
+    for (size_t i = 0; i < segment.mine.size(); ++i) {
+      DA_RETURN_IF_ERROR(CopyOwnKeys(g, segment.runs[segment.mine[i]],
+                                     slots[0].keys, i * rows));
+    }
+    DA_RETURN_IF_ERROR(local_.ClearAccumulator(block, slots[0].dk));
+    DA_RETURN_IF_ERROR(local_.ClearAccumulator(block, slots[0].dv));
     for (int step = 0; step < count; ++step) {
       Slot& current = slots[step % 2];
       Slot& incoming = slots[(step + 1) % 2];
@@ -604,14 +733,19 @@ class ShardRunner {
             Transfer::Receive(prev, incoming.keys.v.data, bytes)};
         DA_ASSIGN_OR_RETURN(pending, comm_.StartExchange(transfers, buffers_));
       }
-      const RankRows& source = segment.holders[(self - step + count) % count];
-      if (Attends(mine.rows, source, segment)) {
-        DA_RETURN_IF_ERROR(BackwardBlock(g, mine, views, lse, source,
-                                         current.keys, key_grads, dq));
-        DA_RETURN_IF_ERROR(
-            local_.AddInto(p_.dtype, s, key_grads.k, current.dk));
-        DA_RETURN_IF_ERROR(
-            local_.AddInto(p_.dtype, s, key_grads.v, current.dv));
+      const std::vector<const Run*> source =
+          RunsOf(segment, ring[(self - step + count) % count]);
+      for (size_t a = 0; a < segment.mine.size(); ++a) {
+        const Run& mine = segment.runs[segment.mine[a]];
+        for (size_t i = 0; i < source.size(); ++i) {
+          if (!Attends(mine, *source[i])) continue;
+          DA_RETURN_IF_ERROR(BackwardBlock(
+              params, g, mine, a, lse[a],
+              KeyRows{RowsAt(current.keys.k, i * rows),
+                      RowsAt(current.keys.v, i * rows)},
+              source[i] == &mine, pieces, AccumulatorAt(current.dk, s, i * rows),
+              AccumulatorAt(current.dv, s, i * rows)));
+        }
       }
       if (pending.active()) {
         DA_RETURN_IF_ERROR(comm_.FinishExchange(std::move(pending)));
@@ -629,100 +763,112 @@ class ShardRunner {
     }
     // After `count` hops of the gradients each rank holds its own block's.
     const Slot& own = slots[count > 1 ? count % 2 : 0];
-    const LseView none{nullptr, 0, 0, 0};
-    DA_RETURN_IF_ERROR(local_.StoreAccumulator(
-        p_.dtype, s, dq.acc, 1.0f, views.grad_q, none));
-    DA_RETURN_IF_ERROR(
-        StoreFloatRows(s, own.dk, views.grad_k));
-    return StoreFloatRows(s, own.dv, views.grad_v);
+    for (size_t a = 0; a < segment.mine.size(); ++a) {
+      const Run& mine = segment.runs[segment.mine[a]];
+      DA_RETURN_IF_ERROR(local_.StoreAccumulator(
+          p_.dtype, s, AccumulatorAt(own.dk, s, a * rows), 1.0f,
+          RunView(params.grad_k, g, mine), kNoLse));
+      DA_RETURN_IF_ERROR(local_.StoreAccumulator(
+          p_.dtype, s, AccumulatorAt(own.dv, s, a * rows), 1.0f,
+          RunView(params.grad_v, g, mine), kNoLse));
+    }
+    return absl::OkStatus();
   }
 
-  absl::Status StoreFloatRows(const RowsShape& s, const Accumulator& acc,
-                              const TensorParams& dst) {
-    return local_.StoreAccumulator(p_.dtype, s, acc, 1.0f, dst,
-                                   LseView{nullptr, 0, 0, 0});
-  }
-
-  // Uneven segments: one dense backward over the gathered keys with this
-  // rank's rows in place and the others zero (their dO is zero, so they add
+  // Uneven runs: one dense backward over the gathered keys with this rank's
+  // rows in place and the others zero (their dO is zero, so they add
   // nothing to dK or dV).
-  absl::Status BackwardWholeSegment(const GroupParams& g,
-                                    const SharedSegment& segment,
-                                    const Mine& mine,
-                                    const GradientViews& views) {
+  absl::Status BackwardWholeSegment(const BackwardParams& params,
+                                    const GroupParams& g,
+                                    const SharedSegment& segment) {
+    const int64_t key_end = KeyEnd(segment, comm_.rank());
     KeyRows keys;
-    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(mine, mine.key_end, &keys));
-    DA_RETURN_IF_ERROR(GatherKeys(g, segment, mine, keys));
-    KeyRows grads;
-    DA_ASSIGN_OR_RETURN(Scratch grad_scratch,
-                        DenseKeys(mine, mine.key_end, &grads));
-    const RowsShape all{p_.batch, mine.key_end, g.num_heads, p_.head_dim};
-    const size_t bytes = RowBytes(all, mine.key_end);
+    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(g, key_end, &keys));
+    DA_RETURN_IF_ERROR(GatherKeys(g, segment, key_end, keys));
+    const RowsShape all = Shape(g, key_end);
+    const size_t bytes = RowBytes(all);
     const int64_t lse_rows = all.batch * all.heads * all.rows;
-    DA_ASSIGN_OR_RETURN(Scratch scratch,
-                        local_.Allocate(4 * bytes + FloatBytes(lse_rows)));
+    DA_ASSIGN_OR_RETURN(
+        Scratch scratch,
+        local_.Allocate(6 * bytes + FloatBytes(lse_rows + 2 * Values(all))));
     char* base = scratch.as<char>();
     const TensorParams q = DenseRows(base, all);
     const TensorParams out = DenseRows(base + bytes, all);
     const TensorParams grad_out = DenseRows(base + 2 * bytes, all);
     const TensorParams grad_q = DenseRows(base + 3 * bytes, all);
-    float* lse = reinterpret_cast<float*>(base + 4 * bytes);
-    const int64_t r = g.dilation_rate;
-    const struct {
-      TensorParams dense;
-      TensorParams shard;
-    } inputs[] = {{q, View(p_.q, mine.first_row, g, r)},
-                  {out, views.out},
-                  {grad_out, views.grad_out}};
-    for (const auto& input : inputs) {
-      DA_RETURN_IF_ERROR(local_.ZeroRows(p_.dtype, all, input.dense));
-      DA_RETURN_IF_ERROR(local_.CopyRows(p_.dtype, mine.shape, input.shard,
-                                         RowsAt(input.dense, mine.rows.begin)));
+    const KeyRows key_grads{DenseRows(base + 4 * bytes, all),
+                            DenseRows(base + 5 * bytes, all)};
+    float* lse = reinterpret_cast<float*>(base + 6 * bytes);
+    const Accumulator dk{lse + lse_rows, nullptr};
+    const Accumulator dv{lse + lse_rows + Values(all), nullptr};
+    for (const TensorParams& dense : {q, out, grad_out}) {
+      DA_RETURN_IF_ERROR(local_.ZeroRows(p_.dtype, all, dense));
     }
     // Any finite lse keeps the zero rows' probabilities finite; their dO is
     // zero, so they contribute nothing.
     DA_RETURN_IF_ERROR(local_.FillLse(all, DenseLse(lse, all), 0.0f));
-    DA_RETURN_IF_ERROR(local_.CopyLse(
-        mine.shape, LseOf(p_, mine.first_row, g, r),
-        LseView{lse + mine.rows.begin, all.heads * all.rows, all.rows, 1}));
+    for (int index : segment.mine) {
+      const Run& run = segment.runs[index];
+      const RowsShape shape = Shape(g, run.size());
+      const RunGradients views = GradientsOf(params, g, run);
+      const std::pair<TensorParams, TensorParams> copies[] = {
+          {views.q, q}, {views.out, out}, {views.grad_out, grad_out}};
+      for (const auto& [shard, dense] : copies) {
+        DA_RETURN_IF_ERROR(local_.CopyRows(p_.dtype, shape, shard,
+                                           RowsAt(dense, run.begin)));
+      }
+      DA_RETURN_IF_ERROR(local_.CopyLse(
+          shape, RunLse(g, run),
+          LseView{lse + run.begin, all.heads * all.rows, all.rows, 1}));
+    }
     BackwardParams block;
-    block.forward = BlockParams(q, keys, out, lse, mine.key_end, g.num_heads,
+    block.forward = BlockParams(q, keys, out, lse, key_end, g.num_heads,
                                 p_.is_causal, p_.output_scale);
     block.grad_out = grad_out;
     block.grad_q = grad_q;
-    block.grad_k = grads.k;
-    block.grad_v = grads.v;
+    block.grad_k = key_grads.k;
+    block.grad_v = key_grads.v;
     DA_RETURN_IF_ERROR(local_.Backward(block));
-    DA_RETURN_IF_ERROR(local_.CopyRows(p_.dtype, mine.shape,
-                                       RowsAt(grad_q, mine.rows.begin),
-                                       views.grad_q));
-    return ReduceKeyGradients(segment, mine, grads, views);
+    for (int index : segment.mine) {
+      const Run& run = segment.runs[index];
+      DA_RETURN_IF_ERROR(local_.CopyRows(p_.dtype, Shape(g, run.size()),
+                                         RowsAt(grad_q, run.begin),
+                                         RunView(params.grad_q, g, run)));
+    }
+    DA_RETURN_IF_ERROR(local_.ClearAccumulator(all, dk));
+    DA_RETURN_IF_ERROR(local_.ClearAccumulator(all, dv));
+    DA_RETURN_IF_ERROR(local_.AddInto(p_.dtype, all, key_grads.k, dk));
+    DA_RETURN_IF_ERROR(local_.AddInto(p_.dtype, all, key_grads.v, dv));
+    return ReduceKeyGradients(params, g, segment, key_end, dk, dv);
   }
 
   const ForwardParams& p_;
   SequenceParallelAlgorithm algorithm_;
+  ShardPlacement placement_;
   Communicator& comm_;
   LocalKernels& local_;
   int64_t elem_;
   Buffers buffers_;
-  int64_t shard_begin_;
 };
 
 }  // namespace
 
 absl::Status ShardForward(const ForwardParams& params,
                           SequenceParallelAlgorithm algorithm,
-                          Communicator& comm, LocalKernels& local) {
+                          ShardPlacement placement, Communicator& comm,
+                          LocalKernels& local) {
   // One rank holds the whole sequence, in any layout.
   if (comm.size() == 1) return local.Forward(params);
-  return ShardRunner(params, algorithm, comm, local).Forward();
+  return ShardRunner(params, algorithm, placement, comm, local).Forward();
 }
 
 absl::Status ShardBackward(const BackwardParams& params,
                            SequenceParallelAlgorithm algorithm,
-                           Communicator& comm, LocalKernels& local) {
+                           ShardPlacement placement, Communicator& comm,
+                           LocalKernels& local) {
   if (comm.size() == 1) return local.Backward(params);
-  return ShardRunner(params.forward, algorithm, comm, local).Backward(params);
+  return ShardRunner(params.forward, algorithm, placement, comm, local)
+      .Backward(params);
 }
 
 }  // namespace distributed

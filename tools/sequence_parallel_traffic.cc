@@ -9,7 +9,7 @@ namespace tools {
 namespace {
 
 using distributed::GroupPlan;
-using distributed::RankRows;
+using distributed::Run;
 using distributed::SharedSegment;
 using kernels::GroupParams;
 
@@ -22,22 +22,32 @@ kernels::ForwardParams PlanParams(const SpProblem& problem) {
 }
 
 std::vector<GroupPlan> Plan(const SpProblem& problem, int rank) {
-  return distributed::PlanShard(PlanParams(problem),
+  return distributed::PlanShard(PlanParams(problem), problem.placement,
                                 problem.seq_len / problem.ranks, rank,
                                 problem.ranks);
 }
 
-// Whether holder t's queries attend holder u's keys (as the shard runner
-// decides it).
-bool Attends(const SpProblem& problem, const RankRows& t, const RankRows& u,
-             const SharedSegment& segment) {
-  const int64_t key_end = problem.is_causal ? t.end : segment.length;
-  return u.begin < key_end;
+// The end of the keys `rank`'s runs attend, as the shard runner decides it.
+int64_t KeyEnd(const SpProblem& problem, const SharedSegment& segment,
+               int rank) {
+  if (!problem.is_causal) return segment.length;
+  int64_t end = 0;
+  for (const Run& run : segment.runs) {
+    if (run.rank == rank) end = std::max(end, run.end);
+  }
+  return end;
 }
 
 // Whether the segment runs on the ring path: ring chosen and equal blocks.
 bool RunsRing(SpAlgorithm algorithm, const SharedSegment& segment) {
   return algorithm == SpAlgorithm::kRing && segment.EqualBlocks();
+}
+
+// Rows this rank holds of a segment.
+int64_t MyRows(const SharedSegment& segment) {
+  int64_t rows = 0;
+  for (int index : segment.mine) rows += segment.runs[index].size();
+  return rows;
 }
 
 // Query-key pairs of `rows` query rows from row `begin` of a segment of
@@ -106,38 +116,40 @@ RankTraffic ModelTraffic(const SpProblem& problem, SpAlgorithm algorithm,
                                    problem.head_dim * element);
     };
     for (const SharedSegment& segment : plan.shared) {
-      if (segment.self < 0) continue;  // Holds no row: sends nothing.
-      const RankRows& mine = segment.holders[segment.self];
-      const uint64_t holders = segment.holders.size();
+      if (segment.mine.empty()) continue;  // Holds no row: sends nothing.
       if (RunsRing(algorithm, segment)) {
-        const uint64_t kv =
-            (holders - 1) * 2 * bytes(mine.size(), problem.kv_bytes);
+        const uint64_t holders = segment.Holders().size();
+        const int64_t block = MyRows(segment);
+        const uint64_t kv = (holders - 1) * 2 * bytes(block, problem.kv_bytes);
         // H hops of float32 dK and dV; none when this rank is alone.
-        const uint64_t grads =
-            holders > 1 ? holders * 2 * bytes(mine.size(), 4) : 0;
+        const uint64_t grads = holders > 1 ? holders * 2 * bytes(block, 4) : 0;
         traffic.forward_sent += kv;
         traffic.forward_received += kv;
         traffic.backward_sent += kv + grads;
         traffic.backward_received += kv + grads;
         continue;
       }
-      for (const RankRows& t : segment.holders) {
-        if (t.rank == rank) continue;
-        // The gather, in forward and again in backward.
-        if (Attends(problem, t, mine, segment)) {
-          const uint64_t sent = 2 * bytes(mine.size(), problem.kv_bytes);
-          traffic.forward_sent += sent;
-          traffic.backward_sent += sent;
-          // t's gradients of this rank's keys come back.
-          traffic.backward_received +=
-              2 * bytes(mine.size(), problem.grad_bytes);
-        }
-        if (Attends(problem, mine, t, segment)) {
-          const uint64_t received = 2 * bytes(t.size(), problem.kv_bytes);
-          traffic.forward_received += received;
-          traffic.backward_received += received;
-          // The gradients of t's keys go back to t.
-          traffic.backward_sent += 2 * bytes(t.size(), problem.grad_bytes);
+      const int64_t key_end = KeyEnd(problem, segment, rank);
+      for (int peer : segment.Holders()) {
+        if (peer == rank) continue;
+        const int64_t peer_key_end = KeyEnd(problem, segment, peer);
+        for (const Run& run : segment.runs) {
+          if (run.rank == rank && run.begin < peer_key_end) {
+            // The gather, in forward and again in backward; the peer's
+            // gradients of this run come back.
+            const uint64_t sent = 2 * bytes(run.size(), problem.kv_bytes);
+            traffic.forward_sent += sent;
+            traffic.backward_sent += sent;
+            traffic.backward_received +=
+                2 * bytes(run.size(), problem.grad_bytes);
+          }
+          if (run.rank == peer && run.begin < key_end) {
+            const uint64_t received = 2 * bytes(run.size(), problem.kv_bytes);
+            traffic.forward_received += received;
+            traffic.backward_received += received;
+            // The gradients of the peer's run go back to it.
+            traffic.backward_sent += 2 * bytes(run.size(), problem.grad_bytes);
+          }
         }
       }
     }
@@ -152,10 +164,11 @@ RankWork ModelWork(const SpProblem& problem, SpAlgorithm algorithm, int rank) {
   for (const GroupPlan& plan : Plan(problem, rank)) {
     const GroupParams& g = params.groups[plan.group];
     const int64_t s = g.segment_length;
-    // Whole segments: full ones, then the sequence's partial last one.
-    const int64_t local = plan.local_end - plan.local_begin;
+    // Whole segments of each local range: full ones, then the sequence's
+    // partial last one.
     double pairs = 0.0;
-    if (local > 0) {
+    for (const distributed::RowRange& range : plan.local) {
+      const int64_t local = range.end - range.begin;
       const int64_t full = local / s;
       const int64_t rows = kernels::SegmentPositions(g, s);
       pairs += full * Pairs(problem.is_causal, 0, rows, rows);
@@ -170,30 +183,37 @@ RankWork ModelWork(const SpProblem& problem, SpAlgorithm algorithm, int rank) {
                                    problem.head_dim * element);
     };
     for (const SharedSegment& segment : plan.shared) {
-      if (segment.self < 0) continue;
-      const RankRows& mine = segment.holders[segment.self];
-      pairs +=
-          Pairs(problem.is_causal, mine.begin, mine.size(), segment.length);
+      if (segment.mine.empty()) continue;
+      for (int index : segment.mine) {
+        const Run& run = segment.runs[index];
+        pairs += Pairs(problem.is_causal, run.begin, run.size(), segment.length);
+      }
+      const int64_t block = MyRows(segment);
       uint64_t forward = 0;
       uint64_t backward = 0;
       if (RunsRing(algorithm, segment)) {
         // Two blocks of K and V; backward: two slots of K, V (dtype) and
-        // dK, dV (float32), and one dtype piece of dK, dV.
-        forward = 2 * 2 * bytes(mine.size(), problem.kv_bytes);
-        backward = 2 * (2 * bytes(mine.size(), problem.kv_bytes) +
-                        2 * bytes(mine.size(), 4)) +
-                   2 * bytes(mine.size(), problem.kv_bytes);
+        // dK, dV (float32), and the dtype pieces of one run.
+        forward = 2 * 2 * bytes(block, problem.kv_bytes);
+        backward = 2 * (2 * bytes(block, problem.kv_bytes) +
+                        2 * bytes(block, 4)) +
+                   3 * bytes(segment.runs.front().size(), problem.kv_bytes);
       } else {
-        const int64_t key_end = problem.is_causal ? mine.end : segment.length;
-        int64_t senders = 0;
-        for (const RankRows& t : segment.holders) {
-          if (t.rank != rank && Attends(problem, t, mine, segment)) ++senders;
+        const int64_t key_end = KeyEnd(problem, segment, rank);
+        // Gathered K, V; backward: also their float32 gradient sums, their
+        // dtype copies and the gradients other ranks send back.
+        int64_t returned = 0;
+        for (int peer : segment.Holders()) {
+          if (peer == rank) continue;
+          for (int index : segment.mine) {
+            if (segment.runs[index].begin < KeyEnd(problem, segment, peer)) {
+              returned += segment.runs[index].size();
+            }
+          }
         }
-        // Gathered K, V; backward: also their gradients (dtype) and the
-        // gradient pieces the other holders send back.
         forward = 2 * bytes(key_end, problem.kv_bytes);
-        backward =
-            2 * forward + senders * 2 * bytes(mine.size(), problem.kv_bytes);
+        backward = 2 * forward + 2 * bytes(key_end, 4) +
+                   2 * bytes(returned, problem.kv_bytes);
       }
       work.forward_buffer_bytes = std::max(work.forward_buffer_bytes, forward);
       work.backward_buffer_bytes =

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "attention/config.h"
 #include "kernels/dilated_params.h"
 
 namespace dilated {
@@ -52,6 +53,7 @@ struct SpProblem {
   bool is_causal = false;
   int64_t kv_bytes = 2;    // Bytes of one K or V element (the dtype).
   int64_t grad_bytes = 2;  // Bytes of one dK/dV element the all-gather sends.
+  ShardPlacement placement = ShardPlacement::kContiguous;
 };
 
 // Sets `problem`'s heads and groups to a named configuration over a

@@ -2,7 +2,8 @@
 // rank computes its shard of forward and backward, which must equal the
 // float64 oracle's rows of the whole sequence, for every dtype, causal or
 // not, with segments inside the shards, spanning whole shards (blocks of
-// equal size) and straddling shard boundaries unevenly. Also: the bytes each
+// equal size) and straddling shard boundaries unevenly, with contiguous and
+// zigzag shard placement. Also: the bytes each
 // rank sends against the plan's arithmetic, and calls on which the ranks
 // disagree or one rank fails, which must be errors on every rank.
 
@@ -20,6 +21,7 @@
 #include "distributed/call_agreement.h"
 #include "distributed/communicator.h"
 #include "distributed/mpi_communicator.h"
+#include "distributed/shard_plan.h"
 #include "gtest/gtest.h"
 #include "tests/testing/compare.h"
 #include "tests/testing/oracle.h"
@@ -82,6 +84,7 @@ struct Param {
   bool is_causal;
   int geometry;
   TestDevice* device;
+  ShardPlacement placement = ShardPlacement::kContiguous;
 };
 
 std::string DTypeLabel(DType dtype) {
@@ -103,6 +106,10 @@ std::vector<Param> AllParams() {
         for (int geometry = 0; geometry < 3; ++geometry) {
           for (TestDevice* device : testing::TestDevices()) {
             params.push_back({name, dtype, causal, geometry, device});
+            if (dtype != DType::kFloat16) {
+              params.push_back({name, dtype, causal, geometry, device,
+                                ShardPlacement::kZigzag});
+            }
           }
         }
       }
@@ -115,27 +122,33 @@ std::string ParamName(const ::testing::TestParamInfo<Param>& info) {
   const Param& p = info.param;
   std::string device = DeviceName(p.device->device());
   device.erase(std::remove(device.begin(), device.end(), ':'), device.end());
-  return absl::StrCat(p.implementation, "_", DTypeLabel(p.dtype),
-                      p.is_causal ? "_causal_" : "_full_",
-                      Geometries(0)[p.geometry].label, "_", device);
+  return absl::StrCat(
+      p.implementation, "_", DTypeLabel(p.dtype),
+      p.is_causal ? "_causal_" : "_full_", Geometries(0)[p.geometry].label,
+      p.placement == ShardPlacement::kZigzag ? "_zigzag_" : "_", device);
 }
 
-// Returns rows [begin, begin + rows) of a [batch, n, heads, head_dim]
-// tensor, or of a [batch, heads, n] lse when head_dim is 0.
-std::vector<double> Rows(const std::vector<double>& whole, int64_t n,
-                         int64_t begin, int64_t rows, int64_t head_dim) {
+// Returns this rank's shard (positions in the order of its pieces) of a
+// [batch, n, heads, head_dim] tensor, or of a [batch, heads, n] lse when
+// head_dim is 0.
+std::vector<double> Shard(const std::vector<double>& whole, int64_t n,
+                          const std::vector<distributed::ShardPiece>& pieces,
+                          int64_t head_dim) {
   std::vector<double> part;
   if (head_dim == 0) {
     for (int64_t b = 0; b < kBatch; ++b)
       for (int64_t h = 0; h < kHeads; ++h)
-        for (int64_t i = 0; i < rows; ++i)
-          part.push_back(whole[(b * kHeads + h) * n + begin + i]);
+        for (const distributed::ShardPiece& piece : pieces)
+          for (int64_t i = piece.begin; i < piece.end; ++i)
+            part.push_back(whole[(b * kHeads + h) * n + i]);
     return part;
   }
   const int64_t row = kHeads * head_dim;
   for (int64_t b = 0; b < kBatch; ++b) {
-    const auto first = whole.begin() + (b * n + begin) * row;
-    part.insert(part.end(), first, first + rows * row);
+    for (const distributed::ShardPiece& piece : pieces) {
+      const auto first = whole.begin() + (b * n + piece.begin) * row;
+      part.insert(part.end(), first, first + (piece.end - piece.begin) * row);
+    }
   }
   return part;
 }
@@ -146,13 +159,18 @@ TEST_P(SequenceParallelTest, ShardsEqualTheOracle) {
   const Param& p = GetParam();
   Communicator& comm = World();
   const int64_t n = kShardLen * comm.size();
-  const int64_t begin = kShardLen * comm.rank();
+  const std::vector<distributed::ShardPiece> pieces = distributed::ShardPieces(
+      p.placement, kShardLen, comm.rank(), comm.size());
+  const auto shard = [&](const std::vector<double>& whole, int64_t head_dim) {
+    return Shard(whole, n, pieces, head_dim);
+  };
   const Geometry geometry = Geometries(n)[p.geometry];
 
   AttentionConfig config;
   config.segment_lengths = geometry.segment_lengths;
   config.dilation_rates = geometry.dilation_rates;
   config.communicator = &comm;
+  config.shard_placement = p.placement;
   absl::StatusOr<std::unique_ptr<Attention>> attention =
       CreateAttention(p.implementation, config);
   ASSERT_TRUE(attention.ok()) << attention.status();
@@ -181,10 +199,10 @@ TEST_P(SequenceParallelTest, ShardsEqualTheOracle) {
       grad_out_t(p.device, p.dtype, shape), grad_q_t(p.device, p.dtype, shape),
       grad_k_t(p.device, p.dtype, shape), grad_v_t(p.device, p.dtype, shape),
       lse_t(p.device, DType::kFloat32, {kBatch, kHeads, kShardLen});
-  q_t.Upload(Rows(q, n, begin, kShardLen, kHeadDim));
-  k_t.Upload(Rows(k, n, begin, kShardLen, kHeadDim));
-  v_t.Upload(Rows(v, n, begin, kShardLen, kHeadDim));
-  grad_out_t.Upload(Rows(grad_out, n, begin, kShardLen, kHeadDim));
+  q_t.Upload(shard(q, kHeadDim));
+  k_t.Upload(shard(k, kHeadDim));
+  v_t.Upload(shard(v, kHeadDim));
+  grad_out_t.Upload(shard(grad_out, kHeadDim));
 
   ForwardOptions options;
   options.is_causal = p.is_causal;
@@ -195,10 +213,10 @@ TEST_P(SequenceParallelTest, ShardsEqualTheOracle) {
   std::vector<double> out, lse;
   testing::OracleForward(problem, q, k, v, &out, &lse);
   EXPECT_TRUE(AllClose(out_t.Download(),
-                       Rows(out, n, begin, kShardLen, kHeadDim),
+                       shard(out, kHeadDim),
                        testing::OutputTolerance(p.dtype)))
       << "out, rank " << comm.rank();
-  EXPECT_TRUE(AllClose(lse_t.Download(), Rows(lse, n, begin, kShardLen, 0),
+  EXPECT_TRUE(AllClose(lse_t.Download(), shard(lse, 0),
                        testing::OutputTolerance(DType::kFloat32)))
       << "lse, rank " << comm.rank();
 
@@ -212,13 +230,13 @@ TEST_P(SequenceParallelTest, ShardsEqualTheOracle) {
                           &grad_v);
   const testing::Tolerance tolerance = testing::GradientTolerance(p.dtype);
   EXPECT_TRUE(AllClose(grad_q_t.Download(),
-                       Rows(grad_q, n, begin, kShardLen, kHeadDim), tolerance))
+                       shard(grad_q, kHeadDim), tolerance))
       << "grad_q, rank " << comm.rank();
   EXPECT_TRUE(AllClose(grad_k_t.Download(),
-                       Rows(grad_k, n, begin, kShardLen, kHeadDim), tolerance))
+                       shard(grad_k, kHeadDim), tolerance))
       << "grad_k, rank " << comm.rank();
   EXPECT_TRUE(AllClose(grad_v_t.Download(),
-                       Rows(grad_v, n, begin, kShardLen, kHeadDim), tolerance))
+                       shard(grad_v, kHeadDim), tolerance))
       << "grad_v, rank " << comm.rank();
 }
 
