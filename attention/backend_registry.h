@@ -60,6 +60,11 @@ struct Backend {
   // "auto" picks the registered backend with the highest priority for the
   // tensors' device.
   int priority;
+  // Whether backward takes each row's softmax statistics from forward.out
+  // and forward.lse (flash-style) rather than recomputing them from the keys
+  // it is given. Only such a backward can run a block of a row's keys on its
+  // own (the sequence-parallel implementations split rows that way).
+  bool backward_reads_forward_lse = false;
 };
 
 // Stores `backend` for (name, device).

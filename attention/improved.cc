@@ -57,6 +57,7 @@ DA_REGISTER_ATTENTION("improved", CreateImproved);
 DA_REGISTER_BACKEND("improved", DeviceType::kCpu,
                     (Backend{&ImprovedForwardCpu, &ImprovedBackwardCpu,
                              &ImprovedSupportsCpu,
-                             /*priority=*/10}));
+                             /*priority=*/10,
+                             /*backward_reads_forward_lse=*/true}));
 
 }  // namespace dilated

@@ -99,6 +99,7 @@ absl::Status ImprovedBackwardCuda(const kernels::BackwardParams& params,
 DA_REGISTER_BACKEND("improved", DeviceType::kCuda,
                     (Backend{&ImprovedForwardCuda, &ImprovedBackwardCuda,
                              &ImprovedSupportsCuda,
-                             /*priority=*/10}));
+                             /*priority=*/10,
+                             /*backward_reads_forward_lse=*/true}));
 
 }  // namespace dilated

@@ -40,6 +40,7 @@ ABSL_FLAG(std::string, segment_lengths, "2048,4096,8192", "segments");
 ABSL_FLAG(std::string, dilation_rates, "1,2,4", "rates");
 ABSL_FLAG(std::string, dtype, "f16", "f16 or bf16");
 ABSL_FLAG(bool, causal, false, "causal mask");
+ABSL_FLAG(bool, zigzag, false, "zigzag shard placement");
 ABSL_FLAG(bool, backward, false, "time forward + backward");
 ABSL_FLAG(int, iters, 5, "timed calls after one warm-up call");
 
@@ -86,6 +87,9 @@ int Run() {
   config.segment_lengths = ParseList(absl::GetFlag(FLAGS_segment_lengths));
   config.dilation_rates = ParseList(absl::GetFlag(FLAGS_dilation_rates));
   config.communicator = comm->get();
+  if (absl::GetFlag(FLAGS_zigzag)) {
+    config.shard_placement = ShardPlacement::kZigzag;
+  }
   absl::StatusOr<std::unique_ptr<Attention>> attention =
       CreateAttention(absl::GetFlag(FLAGS_impl), config);
   if (!attention.ok()) {
@@ -165,12 +169,13 @@ int Run() {
   if ((*comm)->rank() == 0) {
     for (int r = 0; r < (*comm)->size(); ++r) {
       std::printf(
-          "%s over %s n=%lld P=%d rank=%d %s%s: %.3f ms/call, workspace %.1f MiB, "
+          "%s over %s n=%lld P=%d rank=%d %s%s%s: %.3f ms/call, workspace %.1f MiB, "
           "sent %.1f MiB, received %.1f MiB per call\n",
           absl::GetFlag(FLAGS_impl).c_str(), (*comm)->engine().c_str(),
           static_cast<long long>(n),
           (*comm)->size(), r, backward ? "fwd+bwd" : "fwd",
-          options.is_causal ? " causal" : "", all[r].ms_per_call,
+          options.is_causal ? " causal" : "",
+          absl::GetFlag(FLAGS_zigzag) ? " zigzag" : "", all[r].ms_per_call,
           all[r].peak_workspace_bytes / (1 << 20),
           all[r].bytes_sent / (1 << 20), all[r].bytes_received / (1 << 20));
     }

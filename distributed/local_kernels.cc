@@ -99,6 +99,18 @@ absl::Status LocalKernels::RunBest(const kernels::ForwardParams& forward,
                    absl::StrJoin(refusals, "; ")));
 }
 
+bool LocalKernels::BackwardReadsForwardLse(
+    const kernels::BackwardParams& params) const {
+  for (const std::string& name : BackendNames(context_.device.type)) {
+    std::optional<Backend> backend = FindBackend(name, context_.device.type);
+    if (backend.has_value() &&
+        backend->supports(params.forward, &params).ok()) {
+      return backend->backward_reads_forward_lse;
+    }
+  }
+  return false;
+}
+
 absl::Status LocalKernels::Forward(const kernels::ForwardParams& params) {
   return RunBest<kernels::ForwardParams>(
       params, nullptr,

@@ -64,6 +64,12 @@ class LocalKernels {
   absl::Status Forward(const kernels::ForwardParams& params);
   absl::Status Backward(const kernels::BackwardParams& params);
 
+  // Returns whether the backend Backward would pick for `params` takes the
+  // rows' softmax statistics from forward.out and forward.lse
+  // (Backend::backward_reads_forward_lse), so that a block of a row's keys
+  // can run on its own.
+  bool BackwardReadsForwardLse(const kernels::BackwardParams& params) const;
+
   // row_ops.h on the call's device (and stream).
   absl::Status CopyRows(kernels::DataType dtype, const RowsShape& shape,
                         const kernels::TensorParams& src,

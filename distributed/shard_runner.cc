@@ -492,7 +492,7 @@ class ShardRunner {
         g, segment, {params.grad_q, params.grad_k, params.grad_v},
         /*lse=*/false));
     if (segment.mine.empty()) return absl::OkStatus();
-    if (!segment.EqualBlocks()) {
+    if (!segment.EqualBlocks() || !BlocksRunAlone(params, g, segment)) {
       return BackwardWholeSegment(params, g, segment);
     }
     const int64_t rows = segment.runs.front().size();
@@ -532,6 +532,26 @@ class ShardRunner {
           RunView(params.grad_q, g, mine), kNoLse));
     }
     return absl::OkStatus();
+  }
+
+  // Returns whether the local backend's backward of one block (a run's
+  // queries against one run's keys) reads the rows' statistics from the
+  // final out and lse; a backward that recomputes them from the block's keys
+  // alone (the unfused path) runs the whole segment at once instead.
+  bool BlocksRunAlone(const BackwardParams& params, const GroupParams& g,
+                      const SharedSegment& segment) const {
+    const Run& mine = segment.runs[segment.mine.front()];
+    BackwardParams block;
+    block.forward = BlockParams(RunView(p_.q, g, mine),
+                                KeyRows{RunView(p_.k, g, mine),
+                                        RunView(p_.v, g, mine)},
+                                RunView(p_.out, g, mine), p_.lse, mine.size(),
+                                g.num_heads, p_.is_causal, p_.output_scale);
+    block.grad_out = RunView(params.grad_out, g, mine);
+    block.grad_q = RunView(params.grad_q, g, mine);
+    block.grad_k = RunView(params.grad_k, g, mine);
+    block.grad_v = RunView(params.grad_v, g, mine);
+    return local_.BackwardReadsForwardLse(block);
   }
 
   // Per-block gradient pieces (dtype, one run) and the float32 dQ sums of

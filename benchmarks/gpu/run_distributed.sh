@@ -1,10 +1,18 @@
 #!/bin/bash
 # The sequence-parallel run on the GPU machine (one GPU): MPI ranks sharing
 # it with CUDA tensors, the tests, then time, workspace and bytes per rank
-# at n = 1M. Staged by stage_distributed.sh; run from anywhere.
+# at n = 1M. Staged by stage_distributed.sh; run from anywhere; the
+# argument `tests` stops after the tests.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export LD_LIBRARY_PATH="$here:${LD_LIBRARY_PATH:-}"
+# NCCL may come with the CUDA toolkit or with PyTorch's wheels.
+nccl=$(ldconfig -p | awk '/libnccl.so.2/ {print $NF; exit}')
+if [[ -z "$nccl" ]]; then
+  nccl=$(find / -name 'libnccl.so.2' -not -path '/proc/*' 2>/dev/null | head -1)
+  [[ -n "$nccl" ]] && export LD_LIBRARY_PATH="$(dirname "$nccl"):$LD_LIBRARY_PATH"
+fi
+echo "libnccl: ${nccl:-none}"
 export DA_MPI_TIMEOUT=500
 run() { echo "== $*"; "$@"; echo "== exit $?"; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
@@ -22,6 +30,7 @@ for impl in distributed ring; do
   run "$here/mpi_run.sh" 1 "$here/sequence_parallel_cuda_run" --comm=nccl \
     --impl=$impl --n=262144 --backward
 done
+[[ "${1:-all}" == tests ]] && exit 0
 # Config A (every segment inside a shard) and L (segments spanning 2 and 4
 # shards), n = 1M, float16, b=1 h=8 d=64; P=1 is "improved" on one rank.
 A="--segment_lengths=2048,4096,8192 --dilation_rates=1,2,4"
@@ -36,6 +45,11 @@ for cfg in A L; do
           "$here/mpi_run.sh" "$ranks" "$here/sequence_parallel_cuda_run" \
             --impl=$impl --n=1048576 $flags $pass $causal
         done
+        if [[ $cfg == L && -n "$causal" ]]; then
+          echo "-- config $cfg, zigzag placement"
+          "$here/mpi_run.sh" 4 "$here/sequence_parallel_cuda_run" \
+            --impl=$impl --n=1048576 $flags $pass $causal --zigzag
+        fi
       done
     done
   done
