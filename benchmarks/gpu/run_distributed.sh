@@ -30,6 +30,18 @@ for impl in distributed ring; do
   run "$here/mpi_run.sh" 1 "$here/sequence_parallel_cuda_run" --comm=nccl \
     --impl=$impl --n=262144 --backward
 done
+# The command under mpirun on CUDA tensors: MPI with 2 and 4 ranks, NCCL
+# with one.
+for impl in distributed ring; do
+  for ranks in 2 4; do
+    run python3 "$here/tool_check.py" --binary "$here/dilated_attention" \
+      --impl=$impl --launcher="$here/mpi_run.sh $ranks" --flag=--comm=mpi \
+      "$here"/golden/*.safetensors
+  done
+  run python3 "$here/tool_check.py" --binary "$here/dilated_attention" \
+    --impl=$impl --launcher="$here/mpi_run.sh 1" --flag=--comm=nccl \
+    "$here"/golden/*.safetensors
+done
 [[ "${1:-all}" == tests ]] && exit 0
 # Config A (every segment inside a shard) and L (segments spanning 2 and 4
 # shards), n = 1M, float16, b=1 h=8 d=64; P=1 is "improved" on one rank.

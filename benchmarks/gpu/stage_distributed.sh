@@ -13,6 +13,7 @@ targets=(
   //tests/sequence_parallel:sequence_parallel_test_bin
   //tests/sequence_parallel:long_net_test_bin
   //benchmarks:sequence_parallel_cuda_run
+  //tools:dilated_attention
 )
 if [[ -n "${DA_EXTRA_TARGETS:-}" ]]; then targets+=(${DA_EXTRA_TARGETS}); fi
 ./bazelw build -c opt --config=cuda --dynamic_mode=off "${targets[@]}"
@@ -22,7 +23,10 @@ for target in "${targets[@]}"; do
   path=${target#//}
   cp "bazel-bin/${path%%:*}/${path##*:}" "$dst/"
 done
-cp bazel/mpi_run.sh benchmarks/gpu/run_distributed.sh "$dst/"
+cp bazel/mpi_run.sh benchmarks/gpu/run_distributed.sh benchmarks/gpu/tool_check.py "$dst/"
+mkdir -p "$dst/golden"
+cp tests/data/golden/f16_causal_b2.safetensors tests/data/golden/bf16_uneven_heads.safetensors \
+  tests/data/golden/f32_custom_scale_b2.safetensors "$dst/golden/"
 for lib in $(ldd "$dst"/sequence_parallel_test_bin "$dst"/sequence_parallel_cuda_run |
              awk '/=>/ {print $3}' | sort -u | grep -E 'libabsl|libgomp|libgtest'); do
   cp -L "$lib" "$dst/"

@@ -4,6 +4,8 @@ checks its outputs against the files' float64 expectations (the GPU machine
 has no safetensors package: the format is read here with json and numpy).
 
     python3 tool_check.py --binary .gpu/dilated_attention tests/data/golden/f16_packed.safetensors ...
+    python3 tool_check.py --binary .gpu_dist/dilated_attention --impl=ring \
+        --launcher=".gpu_dist/mpi_run.sh 2" --flag=--comm=mpi FILES...
 """
 
 import argparse
@@ -40,10 +42,11 @@ def read(path):
     return metadata, tensors
 
 
-def check(binary, path):
+def check(binary, path, impl="auto", launcher=(), flags=()):
     metadata, golden = read(path)
     output = os.path.join(tempfile.mkdtemp(), "out.safetensors")
-    args = [binary, "--impl=auto", "--device=cuda", "--backward",
+    args = [*launcher, binary, "--impl=" + impl, "--device=cuda", "--backward",
+            *flags,
             "--segment_lengths=" + metadata["segment_lengths"],
             "--dilation_rates=" + metadata["dilation_rates"],
             "--is_causal=" + metadata["is_causal"],
@@ -70,9 +73,15 @@ def check(binary, path):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
+    parser.add_argument("--impl", default="auto")
+    parser.add_argument("--launcher", default="",
+                        help="command the binary runs under, e.g. 'mpi_run.sh 2'")
+    parser.add_argument("--flag", action="append", default=[],
+                        help="an extra flag for the binary (repeatable)")
     parser.add_argument("files", nargs="+")
     args = parser.parse_args()
-    results = [check(args.binary, path) for path in args.files]
+    results = [check(args.binary, path, args.impl, args.launcher.split(),
+                     args.flag) for path in args.files]
     print("tool_check:", "PASS" if all(results) else "FAIL")
     sys.exit(0 if all(results) else 1)
 
