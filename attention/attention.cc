@@ -52,8 +52,8 @@ absl::StatusOr<memory::Allocator*> Attention::WorkspaceAllocator(
 }
 
 absl::Status Attention::AgreeOnCall(const absl::Status& checked,
-                                   const kernels::ForwardParams* /*params*/,
-                                   bool /*backward*/) {
+                                    const kernels::ForwardParams* /*params*/,
+                                    bool /*backward*/) {
   return checked;
 }
 
@@ -75,9 +75,8 @@ absl::Status Attention::Backward(
     const TensorView& out, const TensorView& lse, const TensorView& grad_out,
     const TensorView& grad_q, const TensorView& grad_k,
     const TensorView& grad_v, const ForwardOptions& options) {
-  absl::StatusOr<kernels::BackwardParams> params =
-      MakeBackwardParams(config_, q, k, v, out, lse, grad_out, grad_q, grad_k,
-                         grad_v, options);
+  absl::StatusOr<kernels::BackwardParams> params = MakeBackwardParams(
+      config_, q, k, v, out, lse, grad_out, grad_q, grad_k, grad_v, options);
   absl::Status checked = params.status();
   if (checked.ok()) checked = CheckOptions(q, options);
   DA_RETURN_IF_ERROR(AgreeOnCall(checked,

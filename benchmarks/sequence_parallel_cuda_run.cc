@@ -14,8 +14,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -129,11 +129,11 @@ int Run() {
   options.workspace_allocator = &tracking;
   const bool backward = absl::GetFlag(FLAGS_backward);
   const auto call = [&]() -> absl::Status {
-    absl::Status status =
-        (*attention)->Forward(q, k, v, out, options, &lse);
+    absl::Status status = (*attention)->Forward(q, k, v, out, options, &lse);
     if (!status.ok() || !backward) return status;
-    return (*attention)->Backward(q, k, v, out, lse, grad_out, grad_q, grad_k,
-                                  grad_v, options);
+    return (*attention)
+        ->Backward(q, k, v, out, lse, grad_out, grad_q, grad_k, grad_v,
+                   options);
   };
   absl::Status status = call();
   cudaDeviceSynchronize();
@@ -153,14 +153,14 @@ int Run() {
   cudaEventSynchronize(stop);
   float ms = 0;
   cudaEventElapsedTime(&ms, start, stop);
-  const RankStats mine{ms / iters,
-                       static_cast<double>(tracking.GetStats().peak_bytes_in_use),
-                       static_cast<double>((*comm)->bytes_sent()) / iters,
-                       static_cast<double>((*comm)->bytes_received()) / iters};
+  const RankStats mine{
+      ms / iters, static_cast<double>(tracking.GetStats().peak_bytes_in_use),
+      static_cast<double>((*comm)->bytes_sent()) / iters,
+      static_cast<double>((*comm)->bytes_received()) / iters};
   std::vector<RankStats> all((*comm)->size());
-  const absl::Status gathered = (*comm)->AllGather(
-      &mine, all.data(), sizeof(RankStats),
-      distributed::Buffers{Device::Cpu(), nullptr});
+  const absl::Status gathered =
+      (*comm)->AllGather(&mine, all.data(), sizeof(RankStats),
+                         distributed::Buffers{Device::Cpu(), nullptr});
   if (!status.ok() || !gathered.ok()) {
     std::fprintf(stderr, "rank %d: %s %s\n", (*comm)->rank(),
                  status.ToString().c_str(), gathered.ToString().c_str());
@@ -169,12 +169,12 @@ int Run() {
   if ((*comm)->rank() == 0) {
     for (int r = 0; r < (*comm)->size(); ++r) {
       std::printf(
-          "%s over %s n=%lld P=%d rank=%d %s%s%s: %.3f ms/call, workspace %.1f MiB, "
+          "%s over %s n=%lld P=%d rank=%d %s%s%s: %.3f ms/call, workspace %.1f "
+          "MiB, "
           "sent %.1f MiB, received %.1f MiB per call\n",
           absl::GetFlag(FLAGS_impl).c_str(), (*comm)->engine().c_str(),
-          static_cast<long long>(n),
-          (*comm)->size(), r, backward ? "fwd+bwd" : "fwd",
-          options.is_causal ? " causal" : "",
+          static_cast<long long>(n), (*comm)->size(), r,
+          backward ? "fwd+bwd" : "fwd", options.is_causal ? " causal" : "",
           absl::GetFlag(FLAGS_zigzag) ? " zigzag" : "", all[r].ms_per_call,
           all[r].peak_workspace_bytes / (1 << 20),
           all[r].bytes_sent / (1 << 20), all[r].bytes_received / (1 << 20));

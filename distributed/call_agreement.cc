@@ -96,12 +96,11 @@ Difference FirstDifference(const CallSummary& a, const CallSummary& b) {
                   b.segment_lengths) ||
       !std::equal(a.dilation_rates, a.dilation_rates + groups,
                   b.dilation_rates)) {
-    return Difference{
-        "segment_lengths/dilation_rates",
-        absl::StrCat(Groups(a.segment_lengths, groups), "/",
-                     Groups(a.dilation_rates, groups)),
-        absl::StrCat(Groups(b.segment_lengths, groups), "/",
-                     Groups(b.dilation_rates, groups))};
+    return Difference{"segment_lengths/dilation_rates",
+                      absl::StrCat(Groups(a.segment_lengths, groups), "/",
+                                   Groups(a.dilation_rates, groups)),
+                      absl::StrCat(Groups(b.segment_lengths, groups), "/",
+                                   Groups(b.dilation_rates, groups))};
   }
   return Difference{};
 }
@@ -116,9 +115,8 @@ absl::Status AgreeAcrossRanks(Communicator& comm, const absl::Status& local,
   if (comm.size() == 1) return local;
   const CallSummary mine = Summarize(local, params, placement, backward);
   std::vector<CallSummary> all(comm.size());
-  const absl::Status gathered =
-      comm.AllGather(&mine, all.data(), sizeof(CallSummary),
-                     Buffers{Device::Cpu(), nullptr});
+  const absl::Status gathered = comm.AllGather(
+      &mine, all.data(), sizeof(CallSummary), Buffers{Device::Cpu(), nullptr});
   if (!gathered.ok()) {
     return absl::Status(
         gathered.code(),
@@ -129,20 +127,20 @@ absl::Status AgreeAcrossRanks(Communicator& comm, const absl::Status& local,
   if (!local.ok()) return local;
   for (int r = 0; r < comm.size(); ++r) {
     if (all[r].status_code != 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "sequence-parallel call refused: rank ", r, " of ", comm.size(),
-          " failed its own checks (",
-          absl::StatusCodeToString(
-              static_cast<absl::StatusCode>(all[r].status_code)),
-          "); see that rank's error"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("sequence-parallel call refused: rank ", r, " of ",
+                       comm.size(), " failed its own checks (",
+                       absl::StatusCodeToString(
+                           static_cast<absl::StatusCode>(all[r].status_code)),
+                       "); see that rank's error"));
     }
   }
   for (int r = 1; r < comm.size(); ++r) {
     const Difference d = FirstDifference(all[0], all[r]);
     if (!d.field.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "sequence-parallel call: ranks disagree on ", d.field, ": rank 0 has ",
-          d.a, ", rank ", r, " has ", d.b,
+          "sequence-parallel call: ranks disagree on ", d.field,
+          ": rank 0 has ", d.a, ", rank ", r, " has ", d.b,
           "; every rank must call with the same configuration and shapes"));
     }
   }

@@ -24,15 +24,14 @@ absl::Status NoCuda() {
 #ifdef DA_SEQUENCE_PARALLEL_HAS_CUDA
 absl::Status GpuStatus(int code, const char* what) {
   if (code == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrCat(what, ": ",
-                   cudaGetErrorString(static_cast<cudaError_t>(code))));
+  return absl::InternalError(absl::StrCat(
+      what, ": ", cudaGetErrorString(static_cast<cudaError_t>(code))));
 }
-#define DA_ROW_OP(cpu_call, gpu_call, name)          \
-  if (!on_device()) {                                \
-    cpu::cpu_call;                                   \
-    return absl::OkStatus();                         \
-  }                                                  \
+#define DA_ROW_OP(cpu_call, gpu_call, name) \
+  if (!on_device()) {                       \
+    cpu::cpu_call;                          \
+    return absl::OkStatus();                \
+  }                                         \
   return GpuStatus(gpu::gpu_call, name)
 #else
 #define DA_ROW_OP(cpu_call, gpu_call, name) \
@@ -93,10 +92,9 @@ absl::Status LocalKernels::RunBest(const kernels::ForwardParams& forward,
   if (context_.device.type == DeviceType::kCuda && refusals.empty()) {
     return NoCuda();
   }
-  return absl::UnimplementedError(
-      absl::StrCat("no local backend for ", DeviceName(context_.device),
-                   " can run a block of this call: ",
-                   absl::StrJoin(refusals, "; ")));
+  return absl::UnimplementedError(absl::StrCat(
+      "no local backend for ", DeviceName(context_.device),
+      " can run a block of this call: ", absl::StrJoin(refusals, "; ")));
 }
 
 bool LocalKernels::BackwardReadsForwardLse(
@@ -146,15 +144,14 @@ absl::Status LocalKernels::FillLse(const RowsShape& shape, const LseView& dst,
 
 absl::Status LocalKernels::CopyLse(const RowsShape& shape, const LseView& src,
                                    const LseView& dst) {
-  DA_ROW_OP(CopyLse(shape, src, dst),
-            CopyLse(shape, src, dst, context_.stream), "copy lse");
+  DA_ROW_OP(CopyLse(shape, src, dst), CopyLse(shape, src, dst, context_.stream),
+            "copy lse");
 }
 
 absl::Status LocalKernels::ClearAccumulator(const RowsShape& shape,
                                             const Accumulator& acc) {
   DA_ROW_OP(ClearAccumulator(shape, acc),
-            ClearAccumulator(shape, acc, context_.stream),
-            "clear accumulator");
+            ClearAccumulator(shape, acc, context_.stream), "clear accumulator");
 }
 
 absl::Status LocalKernels::MergeInto(kernels::DataType dtype,
@@ -180,10 +177,10 @@ absl::Status LocalKernels::StoreAccumulator(kernels::DataType dtype,
                                             const Accumulator& acc, float scale,
                                             const kernels::TensorParams& dst,
                                             const LseView& dst_lse) {
-  DA_ROW_OP(StoreAccumulator(dtype, shape, acc, scale, dst, dst_lse),
-            StoreAccumulator(dtype, shape, acc, scale, dst, dst_lse,
-                             context_.stream),
-            "store accumulator");
+  DA_ROW_OP(
+      StoreAccumulator(dtype, shape, acc, scale, dst, dst_lse),
+      StoreAccumulator(dtype, shape, acc, scale, dst, dst_lse, context_.stream),
+      "store accumulator");
 }
 
 }  // namespace distributed

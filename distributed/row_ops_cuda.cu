@@ -118,8 +118,9 @@ __global__ void RowKernel(Args a, int64_t total) {
         const float take = __expf(incoming - high);
         const float total_weight = keep + take;
         float* acc = a.acc.data + AccOffset(a.shape, x);
-        *acc = (keep * *acc + take * Load(a.dtype, a.src.data, Offset(a.src, x))) /
-               total_weight;
+        *acc =
+            (keep * *acc + take * Load(a.dtype, a.src.data, Offset(a.src, x))) /
+            total_weight;
         break;
       }
       case Op::kAdd:

@@ -33,22 +33,22 @@ absl::Status SequenceParallelAttention::AgreeOnCall(
   absl::Status local = checked;
   if (local.ok() && communicator().size() > 1 &&
       (kernels::IsPacked(*params) ||
-                     params->sequence.key_padding_mask != nullptr)) {
-    local = absl::UnimplementedError(absl::StrCat(
-        "'", name(),
-        "' over ", communicator().size(),
-        " ranks runs fixed-length input: options.cu_seqlens and "
-        "options.key_padding_mask are not supported"));
+       params->sequence.key_padding_mask != nullptr)) {
+    local = absl::UnimplementedError(
+        absl::StrCat("'", name(), "' over ", communicator().size(),
+                     " ranks runs fixed-length input: options.cu_seqlens and "
+                     "options.key_padding_mask are not supported"));
   }
   if (local.ok() && communicator().size() > 1 &&
       config().shard_placement == ShardPlacement::kZigzag &&
       params->seq_len % 2 != 0) {
-    local = absl::InvalidArgumentError(absl::StrCat(
-        "'", name(), "' with zigzag placement needs an even shard length "
-        "(q.shape[1]), got ", params->seq_len));
+    local = absl::InvalidArgumentError(
+        absl::StrCat("'", name(),
+                     "' with zigzag placement needs an even shard length "
+                     "(q.shape[1]), got ",
+                     params->seq_len));
   }
-  return AgreeAcrossRanks(communicator(), local,
-                          local.ok() ? params : nullptr,
+  return AgreeAcrossRanks(communicator(), local, local.ok() ? params : nullptr,
                           config().shard_placement, backward);
 }
 

@@ -37,8 +37,7 @@ SharedSegment MakeShared(const kernels::GroupParams& g, int64_t start,
       const int64_t last = FirstRowAtOrAfter(g, start, stop, s.length);
       if (last <= first) continue;
       const int64_t position = start + g.offset + first * g.dilation_rate;
-      s.runs.push_back(
-          Run{t, first, last, position - piece.begin + piece.row});
+      s.runs.push_back(Run{t, first, last, position - piece.begin + piece.row});
     }
   }
   std::sort(s.runs.begin(), s.runs.end(),
@@ -51,8 +50,8 @@ SharedSegment MakeShared(const kernels::GroupParams& g, int64_t start,
 
 }  // namespace
 
-std::vector<ShardPiece> ShardPieces(ShardPlacement placement,
-                                    int64_t shard_len, int rank, int size) {
+std::vector<ShardPiece> ShardPieces(ShardPlacement placement, int64_t shard_len,
+                                    int rank, int size) {
   if (placement == ShardPlacement::kContiguous) {
     return {ShardPiece{rank * shard_len, (rank + 1) * shard_len, 0}};
   }

@@ -33,8 +33,8 @@ struct ShardPiece {
 };
 
 // Returns the pieces of rank `rank` of `size`, in shard-row order.
-std::vector<ShardPiece> ShardPieces(ShardPlacement placement,
-                                    int64_t shard_len, int rank, int size);
+std::vector<ShardPiece> ShardPieces(ShardPlacement placement, int64_t shard_len,
+                                    int rank, int size);
 
 // The selected rows [begin, end) of a shared segment that one piece holds.
 struct Run {

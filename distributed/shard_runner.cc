@@ -124,8 +124,7 @@ class ShardRunner {
   }
 
   size_t RowBytes(const RowsShape& s) const {
-    return static_cast<size_t>(s.rows * s.batch * s.heads * s.head_dim) *
-           elem_;
+    return static_cast<size_t>(s.rows * s.batch * s.heads * s.head_dim) * elem_;
   }
 
   static int64_t Values(const RowsShape& s) {
@@ -210,6 +209,60 @@ class ShardRunner {
       if (run.rank == rank) runs.push_back(&run);
     }
     return runs;
+  }
+
+  // The segment's ranks in ring order and this rank's place among them.
+  struct Ring {
+    std::vector<int> ranks;
+    int self;
+
+    int count() const { return static_cast<int>(ranks.size()); }
+    int next() const { return ranks[(self + 1) % count()]; }
+    int prev() const { return ranks[(self + count() - 1) % count()]; }
+    // The rank whose block this rank holds at `step`.
+    int source(int step) const {
+      return ranks[(self - step + count()) % count()];
+    }
+  };
+
+  Ring RingOf(const SharedSegment& segment) const {
+    Ring ring{segment.Holders(), 0};
+    ring.self = static_cast<int>(
+        std::find(ring.ranks.begin(), ring.ranks.end(), comm_.rank()) -
+        ring.ranks.begin());
+    return ring;
+  }
+
+  // Starts passing `current` (K and V, `bytes` each) to the next rank and
+  // receiving the previous rank's into `incoming`; nothing after the last
+  // step.
+  absl::StatusOr<PendingExchange> PassKeys(const Ring& ring, int step,
+                                           const KeyRows& current,
+                                           const KeyRows& incoming,
+                                           size_t bytes) {
+    if (step + 1 >= ring.count()) return PendingExchange();
+    const Transfer transfers[] = {
+        Transfer::Send(ring.next(), current.k.data, bytes),
+        Transfer::Send(ring.next(), current.v.data, bytes),
+        Transfer::Receive(ring.prev(), incoming.k.data, bytes),
+        Transfer::Receive(ring.prev(), incoming.v.data, bytes)};
+    return comm_.StartExchange(transfers, buffers_);
+  }
+
+  // Calls fn(a, mine, i, key) for this rank's run `mine` (the a-th of its
+  // runs) and every run `key` (the i-th of `block`) it attends.
+  template <typename Fn>
+  absl::Status ForEachAttended(const SharedSegment& segment,
+                               const std::vector<const Run*>& block, Fn fn) {
+    for (size_t a = 0; a < segment.mine.size(); ++a) {
+      const Run& mine = segment.runs[segment.mine[a]];
+      for (size_t i = 0; i < block.size(); ++i) {
+        if (Attends(mine, *block[i])) {
+          DA_RETURN_IF_ERROR(fn(a, mine, i, *block[i]));
+        }
+      }
+    }
+    return absl::OkStatus();
   }
 
   // ---- Shared pieces of work ---------------------------------------------
@@ -303,13 +356,15 @@ class ShardRunner {
     DA_RETURN_IF_ERROR(GatherKeys(g, segment, key_end, keys));
     const int64_t rows = segment.runs.front().size();
     DA_ASSIGN_OR_RETURN(BlockAccumulator acc, NewBlockAccumulator(g, rows));
+    // One run of this rank at a time, through one accumulator.
     for (int index : segment.mine) {
       const Run& mine = segment.runs[index];
       DA_RETURN_IF_ERROR(local_.ClearAccumulator(Shape(g, rows), acc.acc));
       for (const Run& run : segment.runs) {
         if (!Attends(mine, run)) continue;
         DA_RETURN_IF_ERROR(AttendBlock(
-            g, mine, KeyRows{RowsAt(keys.k, run.begin), RowsAt(keys.v, run.begin)},
+            g, mine,
+            KeyRows{RowsAt(keys.k, run.begin), RowsAt(keys.v, run.begin)},
             &run == &mine, acc));
       }
       DA_RETURN_IF_ERROR(StoreBlockResult(g, mine, acc));
@@ -347,9 +402,9 @@ class ShardRunner {
   absl::Status AttendBlock(const GroupParams& g, const Run& mine,
                            const KeyRows& keys, bool diagonal,
                            BlockAccumulator& b) {
-    DA_RETURN_IF_ERROR(local_.Forward(BlockParams(
-        RunView(p_.q, g, mine), keys, b.piece, b.piece_lse, mine.size(),
-        g.num_heads, p_.is_causal && diagonal, 1.0f)));
+    DA_RETURN_IF_ERROR(local_.Forward(
+        BlockParams(RunView(p_.q, g, mine), keys, b.piece, b.piece_lse,
+                    mine.size(), g.num_heads, p_.is_causal && diagonal, 1.0f)));
     const RowsShape s = Shape(g, mine.size());
     return local_.MergeInto(p_.dtype, s, b.piece, DenseLse(b.piece_lse, s),
                             b.acc);
@@ -366,20 +421,15 @@ class ShardRunner {
   // around them; each step attends the block at hand while the next one
   // arrives.
   absl::Status ForwardRing(const GroupParams& g, const SharedSegment& segment) {
-    const std::vector<int> ring = segment.Holders();
-    const int count = static_cast<int>(ring.size());
-    const int self = static_cast<int>(
-        std::find(ring.begin(), ring.end(), comm_.rank()) - ring.begin());
-    const int next = ring[(self + 1) % count];
-    const int prev = ring[(self + count - 1) % count];
+    const Ring ring = RingOf(segment);
     const int64_t rows = segment.runs.front().size();
     const int64_t block_rows = rows * segment.mine.size();
     KeyRows blocks[2];
     DA_ASSIGN_OR_RETURN(Scratch first, DenseKeys(g, block_rows, &blocks[0]));
     DA_ASSIGN_OR_RETURN(Scratch second, DenseKeys(g, block_rows, &blocks[1]));
     for (size_t i = 0; i < segment.mine.size(); ++i) {
-      DA_RETURN_IF_ERROR(CopyOwnKeys(g, segment.runs[segment.mine[i]],
-                                     blocks[0], i * rows));
+      DA_RETURN_IF_ERROR(
+          CopyOwnKeys(g, segment.runs[segment.mine[i]], blocks[0], i * rows));
     }
     std::vector<BlockAccumulator> accs;
     for (size_t i = 0; i < segment.mine.size(); ++i) {
@@ -387,30 +437,19 @@ class ShardRunner {
       accs.push_back(std::move(acc));
     }
     const size_t bytes = RowBytes(Shape(g, block_rows));
-    for (int step = 0; step < count; ++step) {
+    for (int step = 0; step < ring.count(); ++step) {
       const KeyRows& current = blocks[step % 2];
-      const KeyRows& incoming = blocks[(step + 1) % 2];
-      PendingExchange pending;
-      if (step + 1 < count) {
-        const Transfer transfers[] = {
-            Transfer::Send(next, current.k.data, bytes),
-            Transfer::Send(next, current.v.data, bytes),
-            Transfer::Receive(prev, incoming.k.data, bytes),
-            Transfer::Receive(prev, incoming.v.data, bytes)};
-        DA_ASSIGN_OR_RETURN(pending, comm_.StartExchange(transfers, buffers_));
-      }
-      const std::vector<const Run*> source =
-          RunsOf(segment, ring[(self - step + count) % count]);
-      for (size_t a = 0; a < segment.mine.size(); ++a) {
-        const Run& mine = segment.runs[segment.mine[a]];
-        for (size_t i = 0; i < source.size(); ++i) {
-          if (!Attends(mine, *source[i])) continue;
-          DA_RETURN_IF_ERROR(AttendBlock(
-              g, mine,
-              KeyRows{RowsAt(current.k, i * rows), RowsAt(current.v, i * rows)},
-              source[i] == &mine, accs[a]));
-        }
-      }
+      DA_ASSIGN_OR_RETURN(
+          PendingExchange pending,
+          PassKeys(ring, step, current, blocks[(step + 1) % 2], bytes));
+      DA_RETURN_IF_ERROR(ForEachAttended(
+          segment, RunsOf(segment, ring.source(step)),
+          [&](size_t a, const Run& mine, size_t i, const Run& key) {
+            return AttendBlock(g, mine,
+                               KeyRows{RowsAt(current.k, i * rows),
+                                       RowsAt(current.v, i * rows)},
+                               &key == &mine, accs[a]);
+          }));
       if (pending.active()) {
         DA_RETURN_IF_ERROR(comm_.FinishExchange(std::move(pending)));
       }
@@ -446,14 +485,14 @@ class ShardRunner {
                                          RunView(p_.q, g, run),
                                          RowsAt(q, run.begin)));
     }
-    DA_RETURN_IF_ERROR(local_.Forward(BlockParams(q, keys, out, lse, key_end,
-                                                  g.num_heads, p_.is_causal,
-                                                  p_.output_scale)));
+    DA_RETURN_IF_ERROR(
+        local_.Forward(BlockParams(q, keys, out, lse, key_end, g.num_heads,
+                                   p_.is_causal, p_.output_scale)));
     for (int index : segment.mine) {
       const Run& run = segment.runs[index];
       const RowsShape shape = Shape(g, run.size());
-      DA_RETURN_IF_ERROR(local_.CopyRows(p_.dtype, shape, RowsAt(out, run.begin),
-                                         RunView(p_.out, g, run)));
+      DA_RETURN_IF_ERROR(local_.CopyRows(
+          p_.dtype, shape, RowsAt(out, run.begin), RunView(p_.out, g, run)));
       if (p_.lse != nullptr) {
         DA_RETURN_IF_ERROR(local_.CopyLse(
             shape, LseView{lse + run.begin, all.heads * all.rows, all.rows, 1},
@@ -488,9 +527,9 @@ class ShardRunner {
   absl::Status BackwardShared(const BackwardParams& params,
                               const GroupParams& g,
                               const SharedSegment& segment) {
-    DA_RETURN_IF_ERROR(ZeroPortions(
-        g, segment, {params.grad_q, params.grad_k, params.grad_v},
-        /*lse=*/false));
+    DA_RETURN_IF_ERROR(
+        ZeroPortions(g, segment, {params.grad_q, params.grad_k, params.grad_v},
+                     /*lse=*/false));
     if (segment.mine.empty()) return absl::OkStatus();
     if (!segment.EqualBlocks() || !BlocksRunAlone(params, g, segment)) {
       return BackwardWholeSegment(params, g, segment);
@@ -518,7 +557,8 @@ class ShardRunner {
                         DenseRows(base + 2 * RowBytes(s), s),
                         reinterpret_cast<float*>(base + 3 * RowBytes(s))};
     for (size_t a = 0; a < segment.mine.size(); ++a) {
-      DA_RETURN_IF_ERROR(local_.ClearAccumulator(s, pieces.QueryGradient(s, a)));
+      DA_RETURN_IF_ERROR(
+          local_.ClearAccumulator(s, pieces.QueryGradient(s, a)));
     }
     if (algorithm_ == SequenceParallelAlgorithm::kRing) {
       DA_RETURN_IF_ERROR(BackwardRing(params, g, segment, lse, pieces));
@@ -527,9 +567,9 @@ class ShardRunner {
     }
     for (size_t a = 0; a < segment.mine.size(); ++a) {
       const Run& mine = segment.runs[segment.mine[a]];
-      DA_RETURN_IF_ERROR(local_.StoreAccumulator(
-          p_.dtype, s, pieces.QueryGradient(s, a), 1.0f,
-          RunView(params.grad_q, g, mine), kNoLse));
+      DA_RETURN_IF_ERROR(
+          local_.StoreAccumulator(p_.dtype, s, pieces.QueryGradient(s, a), 1.0f,
+                                  RunView(params.grad_q, g, mine), kNoLse));
     }
     return absl::OkStatus();
   }
@@ -542,11 +582,11 @@ class ShardRunner {
                       const SharedSegment& segment) const {
     const Run& mine = segment.runs[segment.mine.front()];
     BackwardParams block;
-    block.forward = BlockParams(RunView(p_.q, g, mine),
-                                KeyRows{RunView(p_.k, g, mine),
-                                        RunView(p_.v, g, mine)},
-                                RunView(p_.out, g, mine), p_.lse, mine.size(),
-                                g.num_heads, p_.is_causal, p_.output_scale);
+    block.forward =
+        BlockParams(RunView(p_.q, g, mine),
+                    KeyRows{RunView(p_.k, g, mine), RunView(p_.v, g, mine)},
+                    RunView(p_.out, g, mine), p_.lse, mine.size(), g.num_heads,
+                    p_.is_causal, p_.output_scale);
     block.grad_out = RunView(params.grad_out, g, mine);
     block.grad_q = RunView(params.grad_q, g, mine);
     block.grad_k = RunView(params.grad_k, g, mine);
@@ -576,10 +616,9 @@ class ShardRunner {
                              const Accumulator& dv) {
     const RowsShape s = Shape(g, mine.size());
     BackwardParams block;
-    block.forward =
-        BlockParams(RunView(p_.q, g, mine), keys, RunView(p_.out, g, mine),
-                    lse, mine.size(), g.num_heads, p_.is_causal && diagonal,
-                    p_.output_scale);
+    block.forward = BlockParams(
+        RunView(p_.q, g, mine), keys, RunView(p_.out, g, mine), lse,
+        mine.size(), g.num_heads, p_.is_causal && diagonal, p_.output_scale);
     block.grad_out = RunView(params.grad_out, g, mine);
     block.grad_q = pieces.dq;
     block.grad_k = pieces.dk;
@@ -601,22 +640,22 @@ class ShardRunner {
     DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(g, key_end, &keys));
     DA_RETURN_IF_ERROR(GatherKeys(g, segment, key_end, keys));
     const RowsShape all = Shape(g, key_end);
-    DA_ASSIGN_OR_RETURN(Scratch sums, local_.Allocate(FloatBytes(2 * Values(all))));
+    DA_ASSIGN_OR_RETURN(Scratch sums,
+                        local_.Allocate(FloatBytes(2 * Values(all))));
     const Accumulator dk{sums.as<float>(), nullptr};
     const Accumulator dv{sums.as<float>() + Values(all), nullptr};
     DA_RETURN_IF_ERROR(local_.ClearAccumulator(all, dk));
     DA_RETURN_IF_ERROR(local_.ClearAccumulator(all, dv));
-    for (size_t a = 0; a < segment.mine.size(); ++a) {
-      const Run& mine = segment.runs[segment.mine[a]];
-      for (const Run& run : segment.runs) {
-        if (!Attends(mine, run)) continue;
-        DA_RETURN_IF_ERROR(BackwardBlock(
-            params, g, mine, a, lse[a],
-            KeyRows{RowsAt(keys.k, run.begin), RowsAt(keys.v, run.begin)},
-            &run == &mine, pieces, AccumulatorAt(dk, all, run.begin),
-            AccumulatorAt(dv, all, run.begin)));
-      }
-    }
+    std::vector<const Run*> runs;
+    for (const Run& run : segment.runs) runs.push_back(&run);
+    DA_RETURN_IF_ERROR(ForEachAttended(
+        segment, runs, [&](size_t a, const Run& mine, size_t, const Run& key) {
+          return BackwardBlock(
+              params, g, mine, a, lse[a],
+              KeyRows{RowsAt(keys.k, key.begin), RowsAt(keys.v, key.begin)},
+              &key == &mine, pieces, AccumulatorAt(dk, all, key.begin),
+              AccumulatorAt(dv, all, key.begin));
+        }));
     return ReduceKeyGradients(params, g, segment, key_end, dk, dv);
   }
 
@@ -704,12 +743,8 @@ class ShardRunner {
                             const SharedSegment& segment,
                             const std::vector<float*>& lse,
                             const Pieces& pieces) {
-    const std::vector<int> ring = segment.Holders();
-    const int count = static_cast<int>(ring.size());
-    const int self = static_cast<int>(
-        std::find(ring.begin(), ring.end(), comm_.rank()) - ring.begin());
-    const int next = ring[(self + 1) % count];
-    const int prev = ring[(self + count - 1) % count];
+    const Ring ring = RingOf(segment);
+    const int count = ring.count();
     const int64_t rows = segment.runs.front().size();
     const RowsShape s = Shape(g, rows);
     const RowsShape block = Shape(g, rows * segment.mine.size());
@@ -744,29 +779,19 @@ class ShardRunner {
       Slot& incoming = slots[(step + 1) % 2];
       // K and V leave at once; their gradients follow once this rank has
       // added its part.
-      PendingExchange pending;
-      if (step + 1 < count) {
-        const Transfer transfers[] = {
-            Transfer::Send(next, current.keys.k.data, bytes),
-            Transfer::Send(next, current.keys.v.data, bytes),
-            Transfer::Receive(prev, incoming.keys.k.data, bytes),
-            Transfer::Receive(prev, incoming.keys.v.data, bytes)};
-        DA_ASSIGN_OR_RETURN(pending, comm_.StartExchange(transfers, buffers_));
-      }
-      const std::vector<const Run*> source =
-          RunsOf(segment, ring[(self - step + count) % count]);
-      for (size_t a = 0; a < segment.mine.size(); ++a) {
-        const Run& mine = segment.runs[segment.mine[a]];
-        for (size_t i = 0; i < source.size(); ++i) {
-          if (!Attends(mine, *source[i])) continue;
-          DA_RETURN_IF_ERROR(BackwardBlock(
-              params, g, mine, a, lse[a],
-              KeyRows{RowsAt(current.keys.k, i * rows),
-                      RowsAt(current.keys.v, i * rows)},
-              source[i] == &mine, pieces, AccumulatorAt(current.dk, s, i * rows),
-              AccumulatorAt(current.dv, s, i * rows)));
-        }
-      }
+      DA_ASSIGN_OR_RETURN(
+          PendingExchange pending,
+          PassKeys(ring, step, current.keys, incoming.keys, bytes));
+      DA_RETURN_IF_ERROR(ForEachAttended(
+          segment, RunsOf(segment, ring.source(step)),
+          [&](size_t a, const Run& mine, size_t i, const Run& key) {
+            return BackwardBlock(params, g, mine, a, lse[a],
+                                 KeyRows{RowsAt(current.keys.k, i * rows),
+                                         RowsAt(current.keys.v, i * rows)},
+                                 &key == &mine, pieces,
+                                 AccumulatorAt(current.dk, s, i * rows),
+                                 AccumulatorAt(current.dv, s, i * rows));
+          }));
       if (pending.active()) {
         DA_RETURN_IF_ERROR(comm_.FinishExchange(std::move(pending)));
       }
@@ -774,10 +799,10 @@ class ShardRunner {
         // After the last step the gradients go to the block's owner, which
         // is the next rank.
         const Transfer transfers[] = {
-            Transfer::Send(next, current.dk.data, grad_bytes),
-            Transfer::Send(next, current.dv.data, grad_bytes),
-            Transfer::Receive(prev, incoming.dk.data, grad_bytes),
-            Transfer::Receive(prev, incoming.dv.data, grad_bytes)};
+            Transfer::Send(ring.next(), current.dk.data, grad_bytes),
+            Transfer::Send(ring.next(), current.dv.data, grad_bytes),
+            Transfer::Receive(ring.prev(), incoming.dk.data, grad_bytes),
+            Transfer::Receive(ring.prev(), incoming.dv.data, grad_bytes)};
         DA_RETURN_IF_ERROR(comm_.Exchange(transfers, buffers_));
       }
     }
@@ -834,8 +859,8 @@ class ShardRunner {
       const std::pair<TensorParams, TensorParams> copies[] = {
           {views.q, q}, {views.out, out}, {views.grad_out, grad_out}};
       for (const auto& [shard, dense] : copies) {
-        DA_RETURN_IF_ERROR(local_.CopyRows(p_.dtype, shape, shard,
-                                           RowsAt(dense, run.begin)));
+        DA_RETURN_IF_ERROR(
+            local_.CopyRows(p_.dtype, shape, shard, RowsAt(dense, run.begin)));
       }
       DA_RETURN_IF_ERROR(local_.CopyLse(
           shape, RunLse(g, run),

@@ -48,9 +48,9 @@ DilatedTransformerDecoderLayer::DilatedTransformerDecoderLayer(
 absl::StatusOr<Tensor> DilatedTransformerDecoderLayer::Forward(
     const Tensor& tgt, const Tensor& memory, bool tgt_is_causal,
     bool memory_is_causal) {
-  DA_RETURN_IF_ERROR(
-      CheckLayerInput("tgt", tgt, config_.d_model, config_.segment_lengths,
-                      SequenceShards(config_.communicator)));
+  DA_RETURN_IF_ERROR(CheckLayerInput("tgt", tgt, config_.d_model,
+                                     config_.segment_lengths,
+                                     SequenceShards(config_.communicator)));
   if (memory.shape() != tgt.shape() || memory.dtype() != tgt.dtype()) {
     return absl::InvalidArgumentError(
         absl::StrCat("memory must have the shape and dtype of tgt ",

@@ -39,9 +39,9 @@ DilatedTransformerEncoderLayer::DilatedTransformerEncoderLayer(
 
 absl::StatusOr<Tensor> DilatedTransformerEncoderLayer::Forward(
     const Tensor& src, bool is_causal) {
-  DA_RETURN_IF_ERROR(
-      CheckLayerInput("src", src, config_.d_model, config_.segment_lengths,
-                      SequenceShards(config_.communicator)));
+  DA_RETURN_IF_ERROR(CheckLayerInput("src", src, config_.d_model,
+                                     config_.segment_lengths,
+                                     SequenceShards(config_.communicator)));
   Tensor x = norm1_.Forward(src);
   DA_ASSIGN_OR_RETURN(Tensor attended, self_attn_->Forward(x, is_causal));
   x = src;

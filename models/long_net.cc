@@ -67,9 +67,9 @@ absl::StatusOr<std::unique_ptr<LongNet>> LongNet::Create(
 }
 
 absl::StatusOr<Tensor> LongNet::Forward(const Tensor& x, bool is_causal) {
-  DA_RETURN_IF_ERROR(
-      CheckLayerInput("x", x, config_.d_model, config_.segment_lengths,
-                      SequenceShards(config_.communicator)));
+  DA_RETURN_IF_ERROR(CheckLayerInput("x", x, config_.d_model,
+                                     config_.segment_lengths,
+                                     SequenceShards(config_.communicator)));
   Tensor memory = x;
   for (const auto& layer : encoder_) {
     DA_ASSIGN_OR_RETURN(memory, layer->Forward(memory, is_causal));

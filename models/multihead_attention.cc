@@ -6,8 +6,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "attention/config.h"
-#include "models/attention_core.h"
 #include "factory/status_macros.h"
+#include "models/attention_core.h"
 
 namespace dilated {
 namespace models {

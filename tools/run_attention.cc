@@ -172,8 +172,9 @@ absl::Status GatherRows(const Shard& shard, const TensorView& part,
                         const TensorView& whole) {
   const size_t bytes = part.NumElements() * DTypeSize(part.dtype);
   std::vector<char> all(bytes * shard.comm->size());
-  DA_RETURN_IF_ERROR(shard.comm->AllGather(
-      part.data, all.data(), bytes, distributed::Buffers{Device::Cpu(), nullptr}));
+  DA_RETURN_IF_ERROR(
+      shard.comm->AllGather(part.data, all.data(), bytes,
+                            distributed::Buffers{Device::Cpu(), nullptr}));
   if (shard.comm->rank() != 0) return absl::OkStatus();
   const int64_t batch = part.shape[0];
   const size_t row_bytes =
@@ -293,9 +294,9 @@ absl::Status RunAttentionOnFiles(const RunRequest& request) {
     }
     const TensorView& view = part.view();
     gathered.push_back(std::make_unique<HostTensor>(
-        view.dtype, std::initializer_list<int64_t>{
-                        view.shape[0], shard.seq_len, view.shape[2],
-                        view.shape[3]}));
+        view.dtype,
+        std::initializer_list<int64_t>{view.shape[0], shard.seq_len,
+                                       view.shape[2], view.shape[3]}));
     DA_RETURN_IF_ERROR(GatherRows(shard, view, gathered.back()->view()));
     results.push_back(gathered.back()->Named(name));
     return absl::OkStatus();

@@ -186,7 +186,8 @@ RankWork ModelWork(const SpProblem& problem, SpAlgorithm algorithm, int rank) {
       if (segment.mine.empty()) continue;
       for (int index : segment.mine) {
         const Run& run = segment.runs[index];
-        pairs += Pairs(problem.is_causal, run.begin, run.size(), segment.length);
+        pairs +=
+            Pairs(problem.is_causal, run.begin, run.size(), segment.length);
       }
       const int64_t block = MyRows(segment);
       uint64_t forward = 0;
@@ -195,9 +196,9 @@ RankWork ModelWork(const SpProblem& problem, SpAlgorithm algorithm, int rank) {
         // Two blocks of K and V; backward: two slots of K, V (dtype) and
         // dK, dV (float32), and the dtype pieces of one run.
         forward = 2 * 2 * bytes(block, problem.kv_bytes);
-        backward = 2 * (2 * bytes(block, problem.kv_bytes) +
-                        2 * bytes(block, 4)) +
-                   3 * bytes(segment.runs.front().size(), problem.kv_bytes);
+        backward =
+            2 * (2 * bytes(block, problem.kv_bytes) + 2 * bytes(block, 4)) +
+            3 * bytes(segment.runs.front().size(), problem.kv_bytes);
       } else {
         const int64_t key_end = KeyEnd(problem, segment, rank);
         // Gathered K, V; backward: also their float32 gradient sums, their

@@ -4,6 +4,8 @@
 // one process, with segments that stay inside a shard and segments that
 // span shards, causal or not.
 
+#include "models/long_net.h"
+
 #include <cmath>
 #include <memory>
 #include <random>
@@ -15,7 +17,6 @@
 #include "distributed/communicator.h"
 #include "distributed/mpi_communicator.h"
 #include "gtest/gtest.h"
-#include "models/long_net.h"
 #include "models/tensor.h"
 
 namespace dilated {
@@ -70,9 +71,10 @@ TEST_P(LongNetSequenceParallelTest, ShardEqualsTheWholeSequencesRows) {
   absl::StatusOr<std::unique_ptr<models::LongNet>> whole_model =
       models::LongNet::Create(SmallLongNet(n, "improved"));
   ASSERT_TRUE(whole_model.ok()) << whole_model.status();
-  absl::StatusOr<models::Tensor> whole = (*whole_model)->Forward(
-      models::Tensor::FromFloat32({kBatch, n, kDModel}, x),
-      GetParam().is_causal);
+  absl::StatusOr<models::Tensor> whole =
+      (*whole_model)
+          ->Forward(models::Tensor::FromFloat32({kBatch, n, kDModel}, x),
+                    GetParam().is_causal);
   ASSERT_TRUE(whole.ok()) << whole.status();
 
   models::LongNetConfig config = SmallLongNet(n, GetParam().core);
@@ -86,9 +88,11 @@ TEST_P(LongNetSequenceParallelTest, ShardEqualsTheWholeSequencesRows) {
     const auto first = x.begin() + (b * n + begin) * kDModel;
     shard_x.insert(shard_x.end(), first, first + kShardLen * kDModel);
   }
-  absl::StatusOr<models::Tensor> shard = (*shard_model)->Forward(
-      models::Tensor::FromFloat32({kBatch, kShardLen, kDModel}, shard_x),
-      GetParam().is_causal);
+  absl::StatusOr<models::Tensor> shard =
+      (*shard_model)
+          ->Forward(models::Tensor::FromFloat32({kBatch, kShardLen, kDModel},
+                                                shard_x),
+                    GetParam().is_causal);
   ASSERT_TRUE(shard.ok()) << shard.status();
 
   const std::vector<float> expected = whole->ToFloat32();

@@ -212,31 +212,28 @@ TEST_P(SequenceParallelTest, ShardsEqualTheOracle) {
                   .ok());
   std::vector<double> out, lse;
   testing::OracleForward(problem, q, k, v, &out, &lse);
-  EXPECT_TRUE(AllClose(out_t.Download(),
-                       shard(out, kHeadDim),
+  EXPECT_TRUE(AllClose(out_t.Download(), shard(out, kHeadDim),
                        testing::OutputTolerance(p.dtype)))
       << "out, rank " << comm.rank();
   EXPECT_TRUE(AllClose(lse_t.Download(), shard(lse, 0),
                        testing::OutputTolerance(DType::kFloat32)))
       << "lse, rank " << comm.rank();
 
-  const absl::Status backward = (*attention)->Backward(
-      q_t.view(), k_t.view(), v_t.view(), out_t.view(), lse_t.view(),
-      grad_out_t.view(), grad_q_t.view(), grad_k_t.view(), grad_v_t.view(),
-      options);
+  const absl::Status backward =
+      (*attention)
+          ->Backward(q_t.view(), k_t.view(), v_t.view(), out_t.view(),
+                     lse_t.view(), grad_out_t.view(), grad_q_t.view(),
+                     grad_k_t.view(), grad_v_t.view(), options);
   ASSERT_TRUE(backward.ok()) << backward;
   std::vector<double> grad_q, grad_k, grad_v;
   testing::OracleBackward(problem, q, k, v, grad_out, &grad_q, &grad_k,
                           &grad_v);
   const testing::Tolerance tolerance = testing::GradientTolerance(p.dtype);
-  EXPECT_TRUE(AllClose(grad_q_t.Download(),
-                       shard(grad_q, kHeadDim), tolerance))
+  EXPECT_TRUE(AllClose(grad_q_t.Download(), shard(grad_q, kHeadDim), tolerance))
       << "grad_q, rank " << comm.rank();
-  EXPECT_TRUE(AllClose(grad_k_t.Download(),
-                       shard(grad_k, kHeadDim), tolerance))
+  EXPECT_TRUE(AllClose(grad_k_t.Download(), shard(grad_k, kHeadDim), tolerance))
       << "grad_k, rank " << comm.rank();
-  EXPECT_TRUE(AllClose(grad_v_t.Download(),
-                       shard(grad_v, kHeadDim), tolerance))
+  EXPECT_TRUE(AllClose(grad_v_t.Download(), shard(grad_v, kHeadDim), tolerance))
       << "grad_v, rank " << comm.rank();
 }
 
@@ -303,9 +300,8 @@ TEST_P(SequenceParallelCallTest, BytesSentFollowTheSegmentsRows) {
   EXPECT_EQ(result.bytes_sent, expected) << "rank " << comm.rank();
 
   // Segments inside the shards need nothing but the agreement.
-  const CallResult local =
-      RunForward(GetParam(), Geometries(n)[0], kShardLen, DType::kFloat32,
-                 false);
+  const CallResult local = RunForward(GetParam(), Geometries(n)[0], kShardLen,
+                                      DType::kFloat32, false);
   ASSERT_TRUE(local.status.ok()) << local.status;
   EXPECT_EQ(local.bytes_sent,
             distributed::AgreementBytes() * (comm.size() - 1));
@@ -341,8 +337,8 @@ TEST_P(SequenceParallelCallTest, OneRanksBadInputFailsEveryRank) {
   const int64_t n = kShardLen * comm.size();
   // Rank 1's output has the wrong dtype: its own check fails.
   const DType out_dtype = comm.rank() == 1 ? DType::kFloat16 : DType::kFloat32;
-  const CallResult result = RunForward(GetParam(), Geometries(n)[1], kShardLen,
-                                       out_dtype, true);
+  const CallResult result =
+      RunForward(GetParam(), Geometries(n)[1], kShardLen, out_dtype, true);
   if (comm.rank() == 1) {
     EXPECT_EQ(result.status.code(), absl::StatusCode::kInvalidArgument)
         << result.status;

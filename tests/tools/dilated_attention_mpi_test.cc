@@ -42,11 +42,16 @@ TEST_P(DilatedAttentionMpiTest, RankZeroWritesTheWholeGoldenResult) {
   const std::string output = tools_testing::TempPath(
       absl::StrCat(p.impl, "_", p.golden, "_", p.ranks, ".safetensors"));
   std::vector<std::string> args = {
-      absl::StrCat(p.ranks), kBinary, "--impl=" + p.impl, "--comm=mpi",
+      absl::StrCat(p.ranks),
+      kBinary,
+      "--impl=" + p.impl,
+      "--comm=mpi",
       "--segment_lengths=" + metadata.at("segment_lengths"),
       "--dilation_rates=" + metadata.at("dilation_rates"),
-      "--is_causal=" + metadata.at("is_causal"), "--input=" + input,
-      "--output=" + output, "--backward"};
+      "--is_causal=" + metadata.at("is_causal"),
+      "--input=" + input,
+      "--output=" + output,
+      "--backward"};
   const auto scale = metadata.find("softmax_scale");
   if (scale != metadata.end()) {
     args.push_back("--softmax_scale=" + scale->second);
@@ -81,8 +86,8 @@ std::vector<Param> AllParams() {
   std::vector<Param> params;
   // Segments that span shards evenly (f16, bf16) and that straddle them
   // unevenly (f32: 12 positions, segments 4 and 6).
-  for (const char* golden : {"f16_causal_b2", "bf16_uneven_heads",
-                             "f32_custom_scale_b2"}) {
+  for (const char* golden :
+       {"f16_causal_b2", "bf16_uneven_heads", "f32_custom_scale_b2"}) {
     for (int ranks : {2, 4}) {
       for (const char* impl : {"distributed", "ring"}) {
         params.push_back({golden, ranks, impl});
@@ -99,10 +104,10 @@ TEST(DilatedAttentionMpiErrorTest, SequenceNotAMultipleOfTheRanks) {
   const std::string input =
       absl::StrCat(kGoldenDir, "f32_partial_segments_causal.safetensors");
   const tools_testing::ToolResult result = tools_testing::RunTool(
-      kMpiRun, {"2", kBinary, "--impl=ring", "--comm=mpi",
-                "--segment_lengths=8,4,16", "--dilation_rates=1,2,4",
-                "--input=" + input,
-                "--output=" + tools_testing::TempPath("never.safetensors")});
+      kMpiRun,
+      {"2", kBinary, "--impl=ring", "--comm=mpi", "--segment_lengths=8,4,16",
+       "--dilation_rates=1,2,4", "--input=" + input,
+       "--output=" + tools_testing::TempPath("never.safetensors")});
   EXPECT_NE(result.exit_code, 0);
   EXPECT_NE(result.error.find("multiple of the number of ranks, 2"),
             std::string::npos)
