@@ -2,7 +2,7 @@
 # The sequence-parallel run on the GPU machine (one GPU): MPI ranks sharing
 # it with CUDA tensors, the tests, then time, workspace and bytes per rank
 # at n = 1M. Staged by stage_distributed.sh; run from anywhere; the
-# argument `tests` stops after the tests.
+# argument `tests` stops after the tests, `bench` skips them.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export LD_LIBRARY_PATH="$here:${LD_LIBRARY_PATH:-}"
@@ -17,6 +17,7 @@ export DA_MPI_TIMEOUT=500
 run() { echo "== $*"; "$@"; echo "== exit $?"; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 mpirun --version | head -1
+if [[ "${1:-all}" != bench ]]; then
 for ranks in 2 4; do
   run "$here/mpi_run.sh" "$ranks" "$here/mpi_communicator_test_bin" \
     --gtest_brief=1
@@ -42,11 +43,15 @@ for impl in distributed ring; do
     --impl=$impl --launcher="$here/mpi_run.sh 1" --flag=--comm=nccl \
     "$here"/golden/*.safetensors
 done
+fi
 [[ "${1:-all}" == tests ]] && exit 0
 # Config A (every segment inside a shard) and L (segments spanning 2 and 4
 # shards), n = 1M, float16, b=1 h=8 d=64; P=1 is "improved" on one rank.
 A="--segment_lengths=2048,4096,8192 --dilation_rates=1,2,4"
 L="--segment_lengths=2048,524288,1048576 --dilation_rates=1,128,256"
+# The PyTorch peer on one process, same shapes.
+python3 "$here/torch_peer.py" --segments 2048,4096,8192 --rates 1,2,4
+python3 "$here/torch_peer.py" --segments 2048,524288,1048576 --rates 1,128,256
 for cfg in A L; do
   flags=${!cfg}
   for pass in "" "--backward"; do

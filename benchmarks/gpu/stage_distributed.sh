@@ -23,7 +23,8 @@ for target in "${targets[@]}"; do
   path=${target#//}
   cp "bazel-bin/${path%%:*}/${path##*:}" "$dst/"
 done
-cp bazel/mpi_run.sh benchmarks/gpu/run_distributed.sh benchmarks/gpu/tool_check.py "$dst/"
+cp bazel/mpi_run.sh benchmarks/gpu/run_distributed.sh benchmarks/gpu/tool_check.py \
+  benchmarks/gpu/torch_peer.py "$dst/"
 mkdir -p "$dst/golden"
 cp tests/data/golden/f16_causal_b2.safetensors tests/data/golden/bf16_uneven_heads.safetensors \
   tests/data/golden/f32_custom_scale_b2.safetensors "$dst/golden/"
