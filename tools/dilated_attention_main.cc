@@ -59,6 +59,9 @@ ABSL_FLAG(std::string, output, "",
           "safetensors file to write out (and grad_q, grad_k, grad_v)");
 ABSL_FLAG(bool, backward, false,
           "also run the backward pass with grad_out from --input");
+ABSL_FLAG(std::string, placement, "contiguous",
+          "with --comm: contiguous or zigzag, the positions each rank holds "
+          "(docs/DISTRIBUTED.md)");
 ABSL_FLAG(std::string, comm, "none",
           "none, mpi or nccl (under mpirun; nccl needs --device=cuda and "
           "one GPU per rank): the ranks a sequence-parallel implementation "
@@ -138,6 +141,13 @@ absl::StatusOr<RunRequest> RequestFromFlags() {
   DA_ASSIGN_OR_RETURN(request.output,
                       RequiredPath("output", absl::GetFlag(FLAGS_output)));
   request.backward = absl::GetFlag(FLAGS_backward);
+  const std::string placement = absl::GetFlag(FLAGS_placement);
+  if (placement == "zigzag") {
+    request.config.shard_placement = ShardPlacement::kZigzag;
+  } else if (placement != "contiguous") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--placement must be contiguous or zigzag, got '", placement, "'"));
+  }
   return request;
 }
 

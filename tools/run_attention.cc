@@ -13,6 +13,7 @@
 #include "attention/attention.h"
 #include "attention/registry.h"
 #include "distributed/communicator.h"
+#include "distributed/shard_plan.h"
 #include "factory/status_macros.h"
 #include "io/safetensors.h"
 #include "tools/tensor_staging.h"
@@ -128,46 +129,68 @@ absl::StatusOr<std::optional<TensorView>> KeyPaddingMask(
   return view;
 }
 
-// This rank's part of a sequence-parallel run: rows [begin, begin + rows)
-// of every input's sequence axis; the whole sequence with one rank.
+// This rank's part of a sequence-parallel run: its pieces of every input's
+// sequence axis (distributed/shard_plan.h: one piece for contiguous
+// placement, two for zigzag); the whole sequence with one rank.
 struct Shard {
   distributed::Communicator* comm = nullptr;
-  int64_t begin = 0;
+  ShardPlacement placement = ShardPlacement::kContiguous;
   int64_t rows = 0;
   int64_t seq_len = 0;
 
   bool split() const { return comm != nullptr && comm->size() > 1; }
+
+  std::vector<distributed::ShardPiece> PiecesOf(int rank) const {
+    return distributed::ShardPieces(placement, rows, rank, comm->size());
+  }
 };
 
 absl::StatusOr<Shard> ShardOf(const RunRequest& request, const TensorView& q) {
   Shard shard;
   shard.comm = request.config.communicator;
+  shard.placement = request.config.shard_placement;
   shard.seq_len = q.shape[1];
   shard.rows = q.shape[1];
   if (!shard.split()) return shard;
   const int size = shard.comm->size();
-  if (shard.seq_len % size != 0) {
+  const int64_t multiple =
+      shard.placement == ShardPlacement::kZigzag ? 2 * size : size;
+  if (shard.seq_len % multiple != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "'", request.input, "': the sequence length ", shard.seq_len,
-        " of 'q' must be a multiple of the number of ranks, ", size));
+        " of 'q' must be a multiple of ", multiple,
+        shard.placement == ShardPlacement::kZigzag
+            ? " (twice the number of ranks, for zigzag placement)"
+            : " (the number of ranks)"));
   }
   shard.rows = shard.seq_len / size;
-  shard.begin = shard.rows * shard.comm->rank();
   return shard;
 }
 
-// Returns rows [shard.begin, shard.begin + shard.rows) of a [batch, seq,
-// heads, head_dim] view (a strided view of the same memory).
-TensorView ShardRows(const TensorView& whole, const Shard& shard) {
-  TensorView part = whole;
-  part.data = static_cast<char*>(whole.data) +
-              shard.begin * whole.strides[1] * DTypeSize(whole.dtype);
-  part.shape[1] = shard.rows;
-  return part;
+// Copies the rows of `rank`'s pieces between a whole [batch, seq, heads,
+// head_dim] tensor and a contiguous [batch, rows, heads, head_dim] shard
+// (to the shard when `to_shard`, else back).
+void CopyPieces(const Shard& shard, int rank, const TensorView& whole,
+                char* part, bool to_shard) {
+  const size_t row_bytes =
+      whole.shape[2] * whole.shape[3] * DTypeSize(whole.dtype);
+  char* base = static_cast<char*>(whole.data);
+  for (int64_t b = 0; b < whole.shape[0]; ++b) {
+    for (const distributed::ShardPiece& piece : shard.PiecesOf(rank)) {
+      char* in_whole = base + (b * shard.seq_len + piece.begin) * row_bytes;
+      char* in_part = part + (b * shard.rows + piece.row) * row_bytes;
+      const size_t bytes = (piece.end - piece.begin) * row_bytes;
+      if (to_shard) {
+        std::memcpy(in_part, in_whole, bytes);
+      } else {
+        std::memcpy(in_whole, in_part, bytes);
+      }
+    }
+  }
 }
 
 // Gathers every rank's contiguous [batch, rows, heads, head_dim] `part` into
-// `whole` ([batch, ranks * rows, heads, head_dim], rank 0 only).
+// `whole` ([batch, seq, heads, head_dim], rank 0 only).
 absl::Status GatherRows(const Shard& shard, const TensorView& part,
                         const TensorView& whole) {
   const size_t bytes = part.NumElements() * DTypeSize(part.dtype);
@@ -176,16 +199,8 @@ absl::Status GatherRows(const Shard& shard, const TensorView& part,
       shard.comm->AllGather(part.data, all.data(), bytes,
                             distributed::Buffers{Device::Cpu(), nullptr}));
   if (shard.comm->rank() != 0) return absl::OkStatus();
-  const int64_t batch = part.shape[0];
-  const size_t row_bytes =
-      part.shape[2] * part.shape[3] * DTypeSize(part.dtype);
   for (int r = 0; r < shard.comm->size(); ++r) {
-    for (int64_t b = 0; b < batch; ++b) {
-      std::memcpy(static_cast<char*>(whole.data) +
-                      (b * shard.seq_len + r * shard.rows) * row_bytes,
-                  all.data() + r * bytes + b * shard.rows * row_bytes,
-                  shard.rows * row_bytes);
-    }
+    CopyPieces(shard, r, whole, all.data() + r * bytes, /*to_shard=*/false);
   }
   return absl::OkStatus();
 }
@@ -204,6 +219,10 @@ std::map<std::string, std::string> OutputMetadata(const RunRequest& request) {
   if (request.config.communicator != nullptr) {
     metadata["ranks"] = absl::StrCat(request.config.communicator->size());
     metadata["communicator"] = request.config.communicator->engine();
+    metadata["shard_placement"] =
+        request.config.shard_placement == ShardPlacement::kZigzag
+            ? "zigzag"
+            : "contiguous";
   }
   return metadata;
 }
@@ -230,6 +249,8 @@ absl::Status RunAttentionOnFiles(const RunRequest& request) {
     DA_ASSIGN_OR_RETURN(grad_out, InputTensor(input, "grad_out", packed));
   }
   DA_ASSIGN_OR_RETURN(const Shard shard, ShardOf(request, q));
+  // This rank's shard of each input (copies of its pieces).
+  std::vector<std::unique_ptr<HostTensor>> shards;
   if (shard.split()) {
     if (packed || mask.has_value()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -237,10 +258,17 @@ absl::Status RunAttentionOnFiles(const RunRequest& request) {
           "': a run over several ranks takes fixed-length input without "
           "cu_seqlens or key_padding_mask"));
     }
-    q = ShardRows(q, shard);
-    k = ShardRows(k, shard);
-    v = ShardRows(v, shard);
-    if (request.backward) grad_out = ShardRows(grad_out, shard);
+    for (TensorView* input : {&q, &k, &v, &grad_out}) {
+      if (input->data == nullptr) continue;  // grad_out without --backward.
+      shards.push_back(std::make_unique<HostTensor>(
+          input->dtype,
+          std::initializer_list<int64_t>{input->shape[0], shard.rows,
+                                         input->shape[2], input->shape[3]}));
+      CopyPieces(shard, shard.comm->rank(), *input,
+                 static_cast<char*>(shards.back()->view().data),
+                 /*to_shard=*/true);
+      *input = shards.back()->view();
+    }
   }
 
   // Results have q's shape; lse is [batch, heads, seq] or, packed,

@@ -24,11 +24,12 @@ struct Param {
   std::string golden;
   int ranks;
   std::string impl;
+  std::string placement = "contiguous";
 };
 
 std::string ParamName(const ::testing::TestParamInfo<Param>& info) {
   return absl::StrCat(info.param.impl, "_", info.param.golden, "_",
-                      info.param.ranks, "ranks");
+                      info.param.ranks, "ranks_", info.param.placement);
 }
 
 class DilatedAttentionMpiTest : public ::testing::TestWithParam<Param> {};
@@ -40,7 +41,8 @@ TEST_P(DilatedAttentionMpiTest, RankZeroWritesTheWholeGoldenResult) {
   ASSERT_TRUE(golden.ok()) << golden.status();
   const std::map<std::string, std::string>& metadata = golden->metadata();
   const std::string output = tools_testing::TempPath(
-      absl::StrCat(p.impl, "_", p.golden, "_", p.ranks, ".safetensors"));
+      absl::StrCat(p.impl, "_", p.golden, "_", p.ranks, "_", p.placement,
+                   ".safetensors"));
   std::vector<std::string> args = {
       absl::StrCat(p.ranks),
       kBinary,
@@ -93,6 +95,11 @@ std::vector<Param> AllParams() {
         params.push_back({golden, ranks, impl});
       }
     }
+    // Zigzag placement: the length (16) is a multiple of 2P.
+    if (std::string(golden) != "f32_custom_scale_b2") {
+      params.push_back({golden, 2, "ring", "zigzag"});
+      params.push_back({golden, 4, "distributed", "zigzag"});
+    }
   }
   return params;
 }
@@ -109,7 +116,7 @@ TEST(DilatedAttentionMpiErrorTest, SequenceNotAMultipleOfTheRanks) {
        "--dilation_rates=1,2,4", "--input=" + input,
        "--output=" + tools_testing::TempPath("never.safetensors")});
   EXPECT_NE(result.exit_code, 0);
-  EXPECT_NE(result.error.find("multiple of the number of ranks, 2"),
+  EXPECT_NE(result.error.find("multiple of 2 (the number of ranks)"),
             std::string::npos)
       << result.error;
 }
