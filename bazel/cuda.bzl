@@ -38,6 +38,11 @@ def cuda_library(name, srcs, hdrs = [], deps = [], nvcc_flags = [], **kwargs):
       nvcc_flags: extra nvcc flags.
       **kwargs: passed to the cc_library (visibility, testonly, ...).
     """
+    # Sources include headers relative to the root of the repository that
+    # declares the target: "." in our workspace, external/<name> when the
+    # library is used from another workspace.
+    repository = native.repository_name().lstrip("@")
+    root = "external/" + repository if repository else "."
     objects = []
     for src in srcs:
         obj = name + "_" + src.replace("/", "_").replace(".cu", ".o")
@@ -57,8 +62,8 @@ def cuda_library(name, srcs, hdrs = [], deps = [], nvcc_flags = [], **kwargs):
                 "--expt-relaxed-constexpr",
                 "-Xcompiler -fPIC",
                 "-lineinfo",
-                "-I.",
-                "-I$(GENDIR)",
+                "-I" + root,
+                "-I$(GENDIR)/" + root,
             ] + CUDA_GENCODE + nvcc_flags + [
                 "$(location " + src + ")",
                 "-o $@",
