@@ -37,8 +37,8 @@ struct Run {
 
 dilated::TensorView View(std::vector<float>* data,
                          std::initializer_list<int64_t> shape) {
-  return dilated::TensorView::Contiguous(data->data(),
-                                         dilated::DType::kFloat32, shape);
+  return dilated::TensorView::Contiguous(data->data(), dilated::DType::kFloat32,
+                                         shape);
 }
 
 // Runs the implementation registered as `name` on q, k, v and grad_out.
@@ -56,8 +56,7 @@ bool RunImplementation(const std::string& name, std::vector<float>* q,
                  attention.status().ToString().c_str());
     return false;
   }
-  const std::initializer_list<int64_t> shape = {kBatch, kSeq, kHeads,
-                                                kHeadDim};
+  const std::initializer_list<int64_t> shape = {kBatch, kSeq, kHeads, kHeadDim};
   const size_t elements = kBatch * kSeq * kHeads * kHeadDim;
   run->out.assign(elements, 0.0f);
   run->grad_q.assign(elements, 0.0f);
@@ -66,16 +65,17 @@ bool RunImplementation(const std::string& name, std::vector<float>* q,
   run->lse.assign(kBatch * kHeads * kSeq, 0.0f);
   const dilated::TensorView lse = View(&run->lse, {kBatch, kHeads, kSeq});
 
-  absl::Status status = (*attention)->Forward(
-      View(q, shape), View(k, shape), View(v, shape), View(&run->out, shape),
-      dilated::ForwardOptions(), &lse);
+  absl::Status status =
+      (*attention)
+          ->Forward(View(q, shape), View(k, shape), View(v, shape),
+                    View(&run->out, shape), dilated::ForwardOptions(), &lse);
   if (status.ok()) {
-    status = (*attention)
-                 ->Backward(View(q, shape), View(k, shape), View(v, shape),
-                            View(&run->out, shape), lse,
-                            View(grad_out, shape), View(&run->grad_q, shape),
-                            View(&run->grad_k, shape),
-                            View(&run->grad_v, shape));
+    status =
+        (*attention)
+            ->Backward(View(q, shape), View(k, shape), View(v, shape),
+                       View(&run->out, shape), lse, View(grad_out, shape),
+                       View(&run->grad_q, shape), View(&run->grad_k, shape),
+                       View(&run->grad_v, shape));
   }
   if (!status.ok()) {
     std::fprintf(stderr, "%s: %s\n", name.c_str(), status.ToString().c_str());
@@ -137,8 +137,8 @@ int main() {
   for (const auto& check : checks) {
     const double diff = MaxAbsDiff(check.improved, check.standard);
     const bool pass = diff < kTolerance;
-    std::printf("%-7s max |improved - standard| = %.3g %s\n", check.name,
-                diff, pass ? "ok" : "FAIL");
+    std::printf("%-7s max |improved - standard| = %.3g %s\n", check.name, diff,
+                pass ? "ok" : "FAIL");
     ok = ok && pass;
   }
   for (const std::vector<float>* grad :
