@@ -3,13 +3,16 @@
 // and not. Reports useful FLOP/s with the FlashAttention convention
 // (docs/BASELINES.md section 1):
 // forward = 4 * b * g * (n / s) * L^2 * d per group, halved when causal;
-// forward + backward = 3.5 x forward.
+// forward + backward = 3.5 x forward. Ends with a table of every
+// implementation's time and its ratio to "standard", shape by shape
+// (benchmarks/summary_reporter.h).
 //
 //   ./bazelw run -c opt //benchmarks:attention_benchmark
 //   ./bazelw run -c opt //benchmarks:attention_benchmark --
 //       --benchmark_filter='improved/A/n:32768'  (one line)
 
 #include <cstdint>
+#include <iostream>
 #include <memory>
 #include <random>
 #include <string>
@@ -19,6 +22,7 @@
 #include "attention/params_builder.h"
 #include "attention/registry.h"
 #include "benchmark/benchmark.h"
+#include "benchmarks/summary_reporter.h"
 #include "benchmarks/workspace_variant.h"
 #include "memory/host_allocator.h"
 #include "memory/pool_allocator.h"
@@ -148,6 +152,10 @@ std::vector<Workload> Workloads() {
 
 void RegisterAll() {
   for (const std::string& name : RegisteredAttentionNames()) {
+    // On one process "ring" and "distributed" run what "auto" runs, so they
+    // would time the same kernel again; their own benchmark, on several
+    // ranks, is benchmarks/sequence_parallel_benchmark.
+    if (name == "ring" || name == "distributed") continue;
     for (const Workload& w : Workloads()) {
       const std::string label =
           absl::StrCat(name, "/", w.config_name, "/n:", w.seq_len,
@@ -165,10 +173,19 @@ void RegisterAll() {
 }  // namespace dilated
 
 int main(int argc, char** argv) {
+  const benchmark::ConsoleReporter::OutputOptions console_options =
+      dilated::ConsoleOptionsFromFlags(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   dilated::RegisterAll();
-  benchmark::RunSpecifiedBenchmarks();
+  dilated::SummaryReporter reporter(
+      "No PyTorch peer runs in this binary: the comparison with PyTorch is in "
+      "docs/PERFORMANCE_CUDA.md\n(benchmarks/gpu/compare.py on the GPU "
+      "machine); CPU \"improved\" vs \"standard\" in detail: "
+      "docs/PERFORMANCE_CPU.md.",
+      console_options);
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  reporter.PrintSummary(std::cout);
   benchmark::Shutdown();
   return 0;
 }
