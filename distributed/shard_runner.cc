@@ -340,6 +340,16 @@ class ShardRunner {
     return comm_.Exchange(transfers, buffers_);
   }
 
+  // Returns dense K/V buffers holding the segment's rows [0, key_end)
+  // (GatherKeys).
+  absl::StatusOr<Scratch> GatheredKeys(const GroupParams& g,
+                                       const SharedSegment& segment,
+                                       int64_t key_end, KeyRows* keys) {
+    DA_ASSIGN_OR_RETURN(Scratch scratch, DenseKeys(g, key_end, keys));
+    DA_RETURN_IF_ERROR(GatherKeys(g, segment, key_end, *keys));
+    return scratch;
+  }
+
   // ---- Forward -----------------------------------------------------------
 
   absl::Status ForwardShared(const GroupParams& g,
@@ -352,8 +362,8 @@ class ShardRunner {
     }
     const int64_t key_end = KeyEnd(segment, comm_.rank());
     KeyRows keys;
-    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(g, key_end, &keys));
-    DA_RETURN_IF_ERROR(GatherKeys(g, segment, key_end, keys));
+    DA_ASSIGN_OR_RETURN(Scratch key_scratch,
+                        GatheredKeys(g, segment, key_end, &keys));
     const int64_t rows = segment.runs.front().size();
     DA_ASSIGN_OR_RETURN(BlockAccumulator acc, NewBlockAccumulator(g, rows));
     // One run of this rank at a time, through one accumulator.
@@ -468,8 +478,8 @@ class ShardRunner {
                                    const SharedSegment& segment) {
     const int64_t key_end = KeyEnd(segment, comm_.rank());
     KeyRows keys;
-    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(g, key_end, &keys));
-    DA_RETURN_IF_ERROR(GatherKeys(g, segment, key_end, keys));
+    DA_ASSIGN_OR_RETURN(Scratch key_scratch,
+                        GatheredKeys(g, segment, key_end, &keys));
     const RowsShape all = Shape(g, key_end);
     const size_t bytes = RowBytes(all);
     const int64_t lse_rows = all.batch * all.heads * all.rows;
@@ -637,8 +647,8 @@ class ShardRunner {
                               const Pieces& pieces) {
     const int64_t key_end = KeyEnd(segment, comm_.rank());
     KeyRows keys;
-    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(g, key_end, &keys));
-    DA_RETURN_IF_ERROR(GatherKeys(g, segment, key_end, keys));
+    DA_ASSIGN_OR_RETURN(Scratch key_scratch,
+                        GatheredKeys(g, segment, key_end, &keys));
     const RowsShape all = Shape(g, key_end);
     DA_ASSIGN_OR_RETURN(Scratch sums,
                         local_.Allocate(FloatBytes(2 * Values(all))));
@@ -828,8 +838,8 @@ class ShardRunner {
                                     const SharedSegment& segment) {
     const int64_t key_end = KeyEnd(segment, comm_.rank());
     KeyRows keys;
-    DA_ASSIGN_OR_RETURN(Scratch key_scratch, DenseKeys(g, key_end, &keys));
-    DA_RETURN_IF_ERROR(GatherKeys(g, segment, key_end, keys));
+    DA_ASSIGN_OR_RETURN(Scratch key_scratch,
+                        GatheredKeys(g, segment, key_end, &keys));
     const RowsShape all = Shape(g, key_end);
     const size_t bytes = RowBytes(all);
     const int64_t lse_rows = all.batch * all.heads * all.rows;

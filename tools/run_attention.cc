@@ -156,12 +156,12 @@ absl::StatusOr<Shard> ShardOf(const RunRequest& request, const TensorView& q) {
   const int64_t multiple =
       shard.placement == ShardPlacement::kZigzag ? 2 * size : size;
   if (shard.seq_len % multiple != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", request.input, "': the sequence length ", shard.seq_len,
-        " of 'q' must be a multiple of ", multiple,
-        shard.placement == ShardPlacement::kZigzag
-            ? " (twice the number of ranks, for zigzag placement)"
-            : " (the number of ranks)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", request.input, "': the sequence length ",
+                     shard.seq_len, " of 'q' must be a multiple of ", multiple,
+                     shard.placement == ShardPlacement::kZigzag
+                         ? " (twice the number of ranks, for zigzag placement)"
+                         : " (the number of ranks)"));
   }
   shard.rows = shard.seq_len / size;
   return shard;

@@ -40,9 +40,8 @@ TEST_P(DilatedAttentionMpiTest, RankZeroWritesTheWholeGoldenResult) {
   absl::StatusOr<io::SafetensorsFile> golden = io::ReadSafetensors(input);
   ASSERT_TRUE(golden.ok()) << golden.status();
   const std::map<std::string, std::string>& metadata = golden->metadata();
-  const std::string output = tools_testing::TempPath(
-      absl::StrCat(p.impl, "_", p.golden, "_", p.ranks, "_", p.placement,
-                   ".safetensors"));
+  const std::string output = tools_testing::TempPath(absl::StrCat(
+      p.impl, "_", p.golden, "_", p.ranks, "_", p.placement, ".safetensors"));
   std::vector<std::string> args = {
       absl::StrCat(p.ranks),
       kBinary,
