@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs //:main of this workspace, which uses @dilated_attention as
-# another project would (see WORKSPACE and .bazelrc here).
+# another project would (see WORKSPACE and .bazelrc here), after checking that
+# a repository this workspace declares itself is kept.
 # Usage: examples/external_workspace/run.sh [bazel build flags, e.g. --config=cuda]
 #
 # ../../bazelw installs the Debian packages the library needs; it runs bazel in
@@ -8,4 +9,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ../../bazelw --install-only
+bazel build "$@" //:own_dlpack_is_kept
 bazel run "$@" //:main
