@@ -119,6 +119,13 @@ def dilated_attention_deps():
         path = "/usr/include",
     )
 
+    _maybe(
+        native.new_local_repository,
+        "libpng",
+        build_file = _build_file("libpng.BUILD"),
+        path = "/usr/include",
+    )
+
     # Open MPI from libopenmpi-dev (headers and libmpi under the architecture's
     # openmpi/ folder); mpirun comes from openmpi-bin.
     _maybe(

@@ -5,11 +5,16 @@
 // forward = 4 * b * g * (n / s) * L^2 * d per group, halved when causal;
 // forward + backward = 3.5 x forward. Ends with a table of every
 // implementation's time and its ratio to "standard", shape by shape
-// (benchmarks/summary_reporter.h).
+// (benchmarks/summary_reporter.h). "extra_heap_MiB" is the peak heap above
+// what was held before one call (inputs and outputs are allocated first).
+// With --plot=FILE it also writes a PNG of time and memory against the
+// sequence length (benchmarks/sequence_length_plot.h).
 //
 //   ./bazelw run -c opt //benchmarks:attention_benchmark
 //   ./bazelw run -c opt //benchmarks:attention_benchmark --
 //       --benchmark_filter='improved/A/n:32768'  (one line)
+//   ./bazelw run -c opt //benchmarks:attention_benchmark --
+//       --benchmark_out=results.json --plot=results.png
 
 #include <cstdint>
 #include <iostream>
@@ -18,10 +23,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "attention/params_builder.h"
 #include "attention/registry.h"
 #include "benchmark/benchmark.h"
+#include "benchmarks/heap_tracker.h"
+#include "benchmarks/sequence_length_plot.h"
 #include "benchmarks/summary_reporter.h"
 #include "benchmarks/workspace_variant.h"
 #include "memory/host_allocator.h"
@@ -98,7 +107,7 @@ void RunAttention(benchmark::State& state, const std::string& name,
   ForwardOptions options;
   options.is_causal = w.is_causal;
   options.workspace_allocator = workspace.allocator();
-  for (auto _ : state) {
+  auto call = [&]() {
     absl::Status status =
         (*attention)->Forward(q.view, k.view, v.view, out.view, options, &lse);
     if (status.ok() && w.backward) {
@@ -107,6 +116,16 @@ void RunAttention(benchmark::State& state, const std::string& name,
               ->Backward(q.view, k.view, v.view, out.view, lse, grad_out.view,
                          grad_q.view, grad_k.view, grad_v.view, options);
     }
+    return status;
+  };
+
+  // One untimed call measures the memory (and warms up).
+  const int64_t baseline = heap_tracker::CurrentBytes();
+  heap_tracker::ResetPeak();
+  absl::Status status = call();
+  const int64_t extra_heap_bytes = heap_tracker::PeakBytes() - baseline;
+  for (auto _ : state) {
+    if (status.ok()) status = call();
     if (!status.ok()) {
       state.SkipWithError(std::string(status.message()).c_str());
       return;
@@ -114,6 +133,8 @@ void RunAttention(benchmark::State& state, const std::string& name,
     benchmark::DoNotOptimize(out.values.data());
     benchmark::ClobberMemory();
   }
+  state.counters["extra_heap_MiB"] =
+      static_cast<double>(extra_heap_bytes) / (1 << 20);
   state.counters["GFLOPs"] =
       benchmark::Counter(UsefulFlops(w, config) * 1e-9,
                          benchmark::Counter::kIsIterationInvariantRate);
@@ -173,6 +194,12 @@ void RegisterAll() {
 }  // namespace dilated
 
 int main(int argc, char** argv) {
+  const absl::StatusOr<std::string> plot_path =
+      dilated::TakePlotFlag(&argc, argv);
+  if (!plot_path.ok()) {
+    std::cerr << plot_path.status().message() << "\n";
+    return 1;
+  }
   const benchmark::ConsoleReporter::OutputOptions console_options =
       dilated::ConsoleOptionsFromFlags(argc, argv);
   benchmark::Initialize(&argc, argv);
@@ -187,5 +214,16 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
   reporter.PrintSummary(std::cout);
   benchmark::Shutdown();
+  if (!plot_path->empty()) {
+    const absl::Status status = dilated::WriteSequenceLengthPlot(
+        reporter.Results(), {"extra_heap_MiB", "peak extra heap (MiB)"},
+        "attention_benchmark: CPU float32, b=1 d=64 (A: h=8, B: h=12)",
+        *plot_path);
+    if (!status.ok()) {
+      std::cerr << status.message() << "\n";
+      return 1;
+    }
+    std::cout << "plot: " << *plot_path << "\n";
+  }
   return 0;
 }

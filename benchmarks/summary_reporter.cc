@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,6 +51,14 @@ bool IsTrue(const std::string& value) {
   return value == "true" || value == "yes" || value == "1" || value == "on";
 }
 
+// The user counters of a run, as the console prints them.
+std::map<std::string, double> CounterValues(
+    const benchmark::BenchmarkReporter::Run& run) {
+  std::map<std::string, double> values;
+  for (const auto& [name, counter] : run.counters) values[name] = counter.value;
+  return values;
+}
+
 }  // namespace
 
 benchmark::ConsoleReporter::OutputOptions ConsoleOptionsFromFlags(int argc,
@@ -86,7 +95,10 @@ SummaryReporter::Entry& SummaryReporter::Find(const std::string& implementation,
       return entry;
     }
   }
-  entries_.push_back(Entry{implementation, shape});
+  Entry entry;
+  entry.implementation = implementation;
+  entry.shape = shape;
+  entries_.push_back(std::move(entry));
   return entries_.back();
 }
 
@@ -103,13 +115,25 @@ void SummaryReporter::ReportRuns(const std::vector<Run>& reports) {
       if (run.aggregate_name == "median") {
         entry.has_median = true;
         entry.median_ms = RealMilliseconds(run);
+        entry.counters = CounterValues(run);
       }
     } else {
       entry.iteration_ms_sum += RealMilliseconds(run);
       ++entry.iteration_count;
+      if (!entry.has_median) entry.counters = CounterValues(run);
     }
   }
   benchmark::ConsoleReporter::ReportRuns(reports);
+}
+
+std::vector<SummaryReporter::Result> SummaryReporter::Results() const {
+  std::vector<Result> results;
+  for (const Entry& entry : entries_) {
+    if (!entry.HasTime()) continue;
+    results.push_back(Result{entry.implementation, entry.shape,
+                             entry.Milliseconds(), entry.counters});
+  }
+  return results;
 }
 
 void SummaryReporter::PrintSummary(std::ostream& out) const {

@@ -5,6 +5,7 @@
 #ifndef DILATED_BENCHMARKS_SUMMARY_REPORTER_H_
 #define DILATED_BENCHMARKS_SUMMARY_REPORTER_H_
 
+#include <map>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -40,6 +41,19 @@ class SummaryReporter : public benchmark::ConsoleReporter {
   // saying so when no run was recorded.
   void PrintSummary(std::ostream& out) const;
 
+  // One benchmark that ran without error: its time (as in the summary) and
+  // the user counters of the run the time comes from (the median aggregate,
+  // or the last iteration run).
+  struct Result {
+    std::string implementation;
+    std::string shape;
+    double milliseconds = 0.0;
+    std::map<std::string, double> counters;
+  };
+
+  // Every benchmark with a time, in the order they first ran.
+  std::vector<Result> Results() const;
+
  private:
   struct Entry {
     std::string implementation;
@@ -49,6 +63,7 @@ class SummaryReporter : public benchmark::ConsoleReporter {
     int iteration_count = 0;
     bool has_median = false;
     double median_ms = 0.0;
+    std::map<std::string, double> counters;
 
     // The time to report, in ms; meaningful only when !error and a run was
     // recorded.
