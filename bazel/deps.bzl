@@ -17,6 +17,7 @@ repository when loaded from ours.
 """
 
 load("//bazel:cuda_configure.bzl", "cuda_configure")
+load("//bazel:torch_configure.bzl", "torch_configure")
 
 # A file in third_party/: its directory holds the stub repositories.
 _THIRD_PARTY_MARKER = Label("//third_party:BUILD.bazel")
@@ -139,3 +140,7 @@ def dilated_attention_deps():
     # Always declared: CPU-only builds load it too, and it is empty without a
     # toolkit.
     _maybe(cuda_configure, "local_cuda")
+
+    # LibTorch's stable-ABI headers from the installed torch, for the PyTorch
+    # package's op library; empty without torch.
+    _maybe(torch_configure, "local_torch")

@@ -1,0 +1,29 @@
+"""dilated_attention_torch: dilated attention (LongNet) for PyTorch on the
+C++ library's CPU and CUDA kernels.
+
+A drop-in for dilated-attention-pytorch's core classes:
+
+    import dilated_attention_torch as dilated_attention_pytorch
+
+and a functional API, ``dilated_attention(q, k, v, segment_lengths,
+dilation_rates, ...)``, differentiable, usable under torch.compile.
+"""
+
+from .core import create_dilated_attention, create_multihead_dilated_attention
+from .dilated_attention import DilatedAttention
+from .improved_dilated_attention import ImprovedDilatedAttention
+from .improved_multihead_dilated_attention import (
+    ImprovedMultiheadDilatedAttention)
+from .multihead_dilated_attention import MultiheadDilatedAttention
+from .ops import dilated_attention, implementations
+
+__all__ = [
+    "DilatedAttention",
+    "ImprovedDilatedAttention",
+    "ImprovedMultiheadDilatedAttention",
+    "MultiheadDilatedAttention",
+    "create_dilated_attention",
+    "create_multihead_dilated_attention",
+    "dilated_attention",
+    "implementations",
+]

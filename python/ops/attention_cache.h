@@ -1,0 +1,37 @@
+// The Attention objects behind the PyTorch ops, one per configuration,
+// created on first use and kept for the life of the process, so that a call
+// costs no factory look-up or set-up.
+
+#ifndef DILATED_PYTHON_OPS_ATTENTION_CACHE_H_
+#define DILATED_PYTHON_OPS_ATTENTION_CACHE_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "attention/attention.h"
+
+namespace dilated {
+namespace torch_ops {
+
+struct AttentionKey {
+  std::string implementation;
+  std::vector<int64_t> segment_lengths;
+  std::vector<int64_t> dilation_rates;
+  std::optional<double> softmax_scale;
+};
+
+// Runs `call` with the Attention of `key`, creating it on first use
+// (CreateAttention's error, e.g. an unknown name or invalid lengths, is
+// returned then and the next call tries again). Calls on one Attention are
+// serialised; different configurations run concurrently.
+absl::Status WithAttention(const AttentionKey& key,
+                           const std::function<absl::Status(Attention&)>& call);
+
+}  // namespace torch_ops
+}  // namespace dilated
+
+#endif  // DILATED_PYTHON_OPS_ATTENTION_CACHE_H_
