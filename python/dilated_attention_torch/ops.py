@@ -71,14 +71,14 @@ torch.library.register_autograd("dilated_attention::forward", _backward,
                                 setup_context=_setup_context)
 
 
-_IMPLEMENTATIONS = []
+# Read once at import: the registry does not change after the libraries
+# load, and a plain list keeps the check below out of torch.compile's graph.
+_IMPLEMENTATIONS = tuple(_OPS.implementations())
 
 
 def implementations():
     """The names of the library's implementations ("standard", "improved",
     "auto", ...)."""
-    if not _IMPLEMENTATIONS:
-        _IMPLEMENTATIONS.extend(_OPS.implementations())
     return list(_IMPLEMENTATIONS)
 
 
@@ -135,9 +135,9 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
       NotImplementedError: a call an implementation cannot run.
     """
     _check_lengths(segment_lengths, dilation_rates)
-    if impl not in (_IMPLEMENTATIONS or implementations()):
+    if impl not in _IMPLEMENTATIONS:
         raise ValueError(f"impl: unknown implementation {impl!r}; "
-                         f"registered: {implementations()}")
+                         f"registered: {list(_IMPLEMENTATIONS)}")
     try:
         out, lse = _OPS.forward(q, k, v, list(segment_lengths),
                                 list(dilation_rates), bool(is_causal),

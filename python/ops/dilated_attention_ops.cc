@@ -106,13 +106,17 @@ std::tuple<Tensor, Tensor> Forward(Tensor q, Tensor k, Tensor v,
                              std::move(dilation_rates), is_causal,
                              softmax_scale, std::move(impl), key_padding_mask,
                              cu_seqlens);
+  // Inputs first, so that a refused input is reported by its own name.
+  const TensorView q_view = View(q, "q");
+  const TensorView k_view = View(k, "k");
+  const TensorView v_view = View(v, "v");
   Tensor out = EmptyLike(q, q);
   Tensor lse = torch::stable::new_empty(q, LseShape(q),
                                         torch::headeronly::ScalarType::Float);
   const TensorView lse_view = View(lse, "lse");
   ThrowIfError(WithAttention(call.key, [&](Attention& attention) {
-    return attention.Forward(View(q, "q"), View(k, "k"), View(v, "v"),
-                             View(out, "out"), call.options, &lse_view);
+    return attention.Forward(q_view, k_view, v_view, View(out, "out"),
+                             call.options, &lse_view);
   }));
   return {out, lse};
 }
@@ -126,14 +130,20 @@ std::tuple<Tensor, Tensor, Tensor> Backward(
                              std::move(dilation_rates), is_causal,
                              softmax_scale, std::move(impl), key_padding_mask,
                              cu_seqlens);
+  const TensorView q_view = View(q, "q");
+  const TensorView k_view = View(k, "k");
+  const TensorView v_view = View(v, "v");
+  const TensorView out_view = View(out, "out");
+  const TensorView lse_view = View(lse, "lse");
+  const TensorView grad_out_view = View(grad_out, "grad_out");
   Tensor grad_q = EmptyLike(q, q);
   Tensor grad_k = EmptyLike(q, k);
   Tensor grad_v = EmptyLike(q, v);
   ThrowIfError(WithAttention(call.key, [&](Attention& attention) {
-    return attention.Backward(
-        View(q, "q"), View(k, "k"), View(v, "v"), View(out, "out"),
-        View(lse, "lse"), View(grad_out, "grad_out"), View(grad_q, "grad_q"),
-        View(grad_k, "grad_k"), View(grad_v, "grad_v"), call.options);
+    return attention.Backward(q_view, k_view, v_view, out_view, lse_view,
+                              grad_out_view, View(grad_q, "grad_q"),
+                              View(grad_k, "grad_k"), View(grad_v, "grad_v"),
+                              call.options);
   }));
   return {grad_q, grad_k, grad_v};
 }

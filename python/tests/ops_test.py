@@ -1,0 +1,190 @@
+"""The operators and the functional API against the float64 oracle, the
+golden files, torch.library.opcheck and torch.compile."""
+
+import glob
+import os
+import unittest
+
+import torch
+
+import dilated_attention_torch as da
+import oracle
+import safetensors_file
+
+# float32 kernels against a float64 oracle on rows of at most 32 keys: the
+# error is a few float32 ulps of values of order 1; 1e-5 leaves room while
+# any wrong mask, scale or group is orders of magnitude larger.
+FLOAT32_TOLERANCE = 1e-5
+# Gradients sum over more terms (dS, then dQ and dK over the keys).
+GRADIENT_TOLERANCE = 5e-5
+
+CASES = [
+    # (name, shape [b, n, h, d], segments, rates, is_causal, scale)
+    ("three_groups", (2, 32, 3, 8), [8, 16, 32], [1, 2, 4], False, None),
+    ("causal", (1, 32, 4, 16), [8, 16], [1, 2], True, None),
+    ("partial_segments", (1, 27, 2, 8), [8, 16], [1, 2], True, None),
+    ("uneven_heads_scale", (1, 16, 5, 8), [4, 8], [1, 2], False, 0.3),
+    ("offset_beyond_segment", (1, 16, 3, 8), [4, 8, 2], [1, 2, 4], False,
+     None),
+]
+
+
+def random_inputs(shape, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=generator) for _ in range(4)]
+
+
+class FunctionalTest(unittest.TestCase):
+
+    def test_forward_and_backward_match_the_oracle(self):
+        for impl in ("standard", "improved", "auto"):
+            for name, shape, segs, rates, causal, scale in CASES:
+                with self.subTest(impl=impl, case=name):
+                    q, k, v, grad_out = random_inputs(shape, seed=len(name))
+                    inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+                    out = da.dilated_attention(*inputs, segs, rates,
+                                               is_causal=causal,
+                                               softmax_scale=scale, impl=impl)
+                    out.backward(grad_out)
+                    reference = [t.double().requires_grad_() for t in (q, k, v)]
+                    expected = oracle.dilated_attention(
+                        *reference, segs, rates, is_causal=causal,
+                        softmax_scale=scale)
+                    expected.backward(grad_out.double())
+                    torch.testing.assert_close(out.double(), expected,
+                                               atol=FLOAT32_TOLERANCE, rtol=0)
+                    for got, want in zip(inputs, reference):
+                        torch.testing.assert_close(
+                            got.grad.double(), want.grad,
+                            atol=GRADIENT_TOLERANCE, rtol=0)
+
+    def test_strided_inputs_need_no_copy(self):
+        # Heads sliced out of a wider tensor: strides that are not contiguous.
+        q, k, v, _ = random_inputs((1, 32, 6, 8), seed=3)
+        views = [t[:, :, 1:5] for t in (q, k, v)]
+        self.assertFalse(views[0].is_contiguous())
+        out = da.dilated_attention(*views, [8, 16], [1, 2], impl="improved")
+        expected = oracle.dilated_attention(*views, [8, 16], [1, 2])
+        torch.testing.assert_close(out.double(), expected,
+                                   atol=FLOAT32_TOLERANCE, rtol=0)
+
+    def test_key_padding_mask_is_honoured(self):
+        q, k, v, _ = random_inputs((2, 16, 2, 8), seed=4)
+        mask = torch.zeros(2, 16, dtype=torch.bool)
+        mask[0, 12:] = True
+        mask[1, :3] = True
+        out = da.dilated_attention(q, k, v, [8, 16], [1, 2],
+                                   key_padding_mask=mask)
+        expected = oracle.dilated_attention(q, k, v, [8, 16], [1, 2],
+                                            key_padding_mask=mask)
+        torch.testing.assert_close(out.double(), expected,
+                                   atol=FLOAT32_TOLERANCE, rtol=0)
+        self.assertEqual(out[0, 12:].abs().max().item(), 0.0)
+
+    def test_packed_sequences_equal_each_sequence_alone(self):
+        lengths = [9, 16]
+        q, k, v, _ = random_inputs((sum(lengths), 2, 8), seed=5)
+        cu_seqlens = torch.tensor([0, 9, 25], dtype=torch.int32)
+        out, lse = da.dilated_attention(q, k, v, [8, 16], [1, 2],
+                                        cu_seqlens=cu_seqlens,
+                                        return_lse=True)
+        self.assertEqual(tuple(lse.shape), (2, 25))
+        for begin, end in ((0, 9), (9, 25)):
+            alone = da.dilated_attention(
+                *(t[None, begin:end] for t in (q, k, v)), [8, 16], [1, 2])
+            torch.testing.assert_close(out[begin:end], alone[0])
+
+    def test_lse_matches_the_scores(self):
+        q, k, v, _ = random_inputs((1, 8, 1, 4), seed=6)
+        _, lse = da.dilated_attention(q, k, v, [8], [1], return_lse=True)
+        scores = torch.einsum("pd,kd->pk", q[0, :, 0], k[0, :, 0]) / 2.0
+        torch.testing.assert_close(lse[0, 0], torch.logsumexp(scores, -1))
+
+    def test_refusals_name_the_value(self):
+        q, k, v, _ = random_inputs((1, 16, 2, 8), seed=7)
+        with self.assertRaisesRegex(ValueError, "unknown implementation 'x'"):
+            da.dilated_attention(q, k, v, [8], [1], impl="x")
+        with self.assertRaisesRegex(ValueError, r"segment_lengths\[1\] must be "
+                                    "positive, got 0"):
+            da.dilated_attention(q, k, v, [8, 0], [1, 1])
+        with self.assertRaisesRegex(ValueError, "same length: 2 != 1"):
+            da.dilated_attention(q, k, v, [8, 16], [1])
+        with self.assertRaisesRegex(ValueError, "num_heads 2"):
+            da.dilated_attention(q, k, v, [2, 4, 8], [1, 1, 1])
+        with self.assertRaisesRegex(ValueError, "q: dtype Double is not "
+                                    "supported"):
+            da.dilated_attention(q.double(), k.double(), v.double(), [8], [1])
+
+
+class GoldenFileTest(unittest.TestCase):
+    """The library's golden files: inputs and float64 expected outputs."""
+
+    def test_every_golden_file(self):
+        directory = os.path.join(os.environ["TEST_SRCDIR"],
+                                 os.environ["TEST_WORKSPACE"],
+                                 "tests/data/golden")
+        paths = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
+        self.assertGreater(len(paths), 10)
+        for path in paths:
+            with self.subTest(golden=os.path.basename(path)):
+                tensors, meta = safetensors_file.load(path)
+                segs = [int(x) for x in meta["segment_lengths"].split(",")]
+                rates = [int(x) for x in meta["dilation_rates"].split(",")]
+                scale = meta.get("softmax_scale")
+                out, lse = da.dilated_attention(
+                    tensors["q"], tensors["k"], tensors["v"], segs, rates,
+                    is_causal=meta["is_causal"] == "true",
+                    softmax_scale=float(scale) if scale else None,
+                    key_padding_mask=tensors.get("key_padding_mask"),
+                    cu_seqlens=tensors.get("cu_seqlens"), return_lse=True)
+                # Storage precision bounds the error: float16/bfloat16
+                # outputs are rounded to 11/8 significant bits.
+                atol = {torch.float32: 1e-5, torch.float16: 2e-3,
+                        torch.bfloat16: 1.6e-2}[tensors["q"].dtype]
+                torch.testing.assert_close(out.double(), tensors["out"],
+                                           atol=atol, rtol=0)
+
+
+class OpcheckTest(unittest.TestCase):
+
+    def test_forward_operator(self):
+        q, k, v, _ = random_inputs((1, 16, 2, 8), seed=8)
+        for causal in (False, True):
+            args = ([t.clone().requires_grad_() for t in (q, k, v)] +
+                    [[8, 16], [1, 2], causal, None, "improved", None, None])
+            torch.library.opcheck(torch.ops.dilated_attention.forward.default,
+                                  args)
+
+    def test_backward_operator(self):
+        q, k, v, grad_out = random_inputs((1, 16, 2, 8), seed=9)
+        out, lse = torch.ops.dilated_attention.forward(
+            q, k, v, [8, 16], [1, 2], False, None, "improved", None, None)
+        torch.library.opcheck(
+            torch.ops.dilated_attention.backward.default,
+            (grad_out, q, k, v, out, lse, [8, 16], [1, 2], False, None,
+             "improved", None, None))
+
+
+class CompileTest(unittest.TestCase):
+
+    def test_compiled_forward_and_backward_equal_eager(self):
+        q, k, v, grad_out = random_inputs((1, 32, 2, 8), seed=10)
+
+        def loss(q, k, v):
+            out = da.dilated_attention(q, k, v, [8, 16], [1, 2],
+                                       is_causal=True)
+            return (out * grad_out).sum()
+
+        compiled = torch.compile(loss, fullgraph=True)
+        eager_inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+        compiled_inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+        torch.testing.assert_close(compiled(*compiled_inputs),
+                                   loss(*eager_inputs))
+        loss(*eager_inputs).backward()
+        compiled(*compiled_inputs).backward()
+        for eager, compiled_input in zip(eager_inputs, compiled_inputs):
+            torch.testing.assert_close(compiled_input.grad, eager.grad)
+
+
+if __name__ == "__main__":
+    unittest.main()
