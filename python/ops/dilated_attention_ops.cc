@@ -148,9 +148,11 @@ std::tuple<Tensor, Tensor, Tensor> Backward(
   return {grad_q, grad_k, grad_v};
 }
 
+#ifndef DA_TORCH_OPS_CUDA
 std::vector<std::string> Implementations() {
   return RegisteredAttentionNames();
 }
+#endif
 
 }  // namespace
 }  // namespace torch_ops
