@@ -46,8 +46,8 @@ using torch::stable::Tensor;
 
 void ThrowIfError(const absl::Status& status) {
   if (status.ok()) return;
-  throw std::runtime_error(absl::StrCat(
-      absl::StatusCodeToString(status.code()), ": ", status.message()));
+  throw std::runtime_error(absl::StrCat(absl::StatusCodeToString(status.code()),
+                                        ": ", status.message()));
 }
 
 TensorView View(const Tensor& tensor, const char* name) {
@@ -94,18 +94,14 @@ Tensor EmptyLike(const Tensor& like, const Tensor& shape_of) {
   return torch::stable::new_empty(like, shape);
 }
 
-std::tuple<Tensor, Tensor> Forward(Tensor q, Tensor k, Tensor v,
-                                   std::vector<int64_t> segment_lengths,
-                                   std::vector<int64_t> dilation_rates,
-                                   bool is_causal,
-                                   std::optional<double> softmax_scale,
-                                   std::string impl,
-                                   std::optional<Tensor> key_padding_mask,
-                                   std::optional<Tensor> cu_seqlens) {
-  const Call call = MakeCall(q, std::move(segment_lengths),
-                             std::move(dilation_rates), is_causal,
-                             softmax_scale, std::move(impl), key_padding_mask,
-                             cu_seqlens);
+std::tuple<Tensor, Tensor> Forward(
+    Tensor q, Tensor k, Tensor v, std::vector<int64_t> segment_lengths,
+    std::vector<int64_t> dilation_rates, bool is_causal,
+    std::optional<double> softmax_scale, std::string impl,
+    std::optional<Tensor> key_padding_mask, std::optional<Tensor> cu_seqlens) {
+  const Call call = MakeCall(
+      q, std::move(segment_lengths), std::move(dilation_rates), is_causal,
+      softmax_scale, std::move(impl), key_padding_mask, cu_seqlens);
   // Inputs first, so that a refused input is reported by its own name.
   const TensorView q_view = View(q, "q");
   const TensorView k_view = View(k, "k");
@@ -126,10 +122,9 @@ std::tuple<Tensor, Tensor, Tensor> Backward(
     std::vector<int64_t> segment_lengths, std::vector<int64_t> dilation_rates,
     bool is_causal, std::optional<double> softmax_scale, std::string impl,
     std::optional<Tensor> key_padding_mask, std::optional<Tensor> cu_seqlens) {
-  const Call call = MakeCall(q, std::move(segment_lengths),
-                             std::move(dilation_rates), is_causal,
-                             softmax_scale, std::move(impl), key_padding_mask,
-                             cu_seqlens);
+  const Call call = MakeCall(
+      q, std::move(segment_lengths), std::move(dilation_rates), is_causal,
+      softmax_scale, std::move(impl), key_padding_mask, cu_seqlens);
   const TensorView q_view = View(q, "q");
   const TensorView k_view = View(k, "k");
   const TensorView v_view = View(v, "v");

@@ -29,10 +29,10 @@ absl::StatusOr<DType> DTypeOf(ScalarType type, absl::string_view name) {
     case ScalarType::Bool:
       return DType::kBool;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, ": dtype ", torch::headeronly::toString(type),
-          " is not supported (float32, float16 or bfloat16; int32 "
-          "cu_seqlens, bool masks)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": dtype ", torch::headeronly::toString(type),
+                       " is not supported (float32, float16 or bfloat16; int32 "
+                       "cu_seqlens, bool masks)"));
   }
 }
 
