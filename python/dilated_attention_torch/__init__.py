@@ -14,13 +14,20 @@ from .dilated_attention import DilatedAttention
 from .improved_dilated_attention import ImprovedDilatedAttention
 from .improved_multihead_dilated_attention import (
     ImprovedMultiheadDilatedAttention)
+from .long_net import LongNet, LongNetLM
 from .multihead_dilated_attention import MultiheadDilatedAttention
 from .ops import dilated_attention, implementations
+from .transformer import (DilatedTransformerDecoderLayer,
+                          DilatedTransformerEncoderLayer)
 
 __all__ = [
     "DilatedAttention",
+    "DilatedTransformerDecoderLayer",
+    "DilatedTransformerEncoderLayer",
     "ImprovedDilatedAttention",
     "ImprovedMultiheadDilatedAttention",
+    "LongNet",
+    "LongNetLM",
     "MultiheadDilatedAttention",
     "create_dilated_attention",
     "create_multihead_dilated_attention",

@@ -64,6 +64,116 @@ class CheckpointTest(unittest.TestCase):
                                            atol=atol, rtol=0)
 
 
+def _layer_count(tensors, prefix):
+    indices = {int(name[len(prefix):].split(".")[0]) for name in tensors
+               if name.startswith(prefix)}
+    return len(indices)
+
+
+class ModelCheckpointTest(unittest.TestCase):
+    """The transformer layers and LongNet from the Python library's state
+    dicts (tools/make_model_goldens.py) against their float64 outputs."""
+
+    CASES = ("encoder_layer_gelu", "encoder_layer_relu_causal",
+             "encoder_layer_bf16", "decoder_layer_causal", "longnet_causal",
+             "longnet_1x1_noncausal")
+
+    def test_checkpoints_load_and_match(self):
+        for name in self.CASES:
+            with self.subTest(model=name):
+                tensors, meta = safetensors_file.load(
+                    model_file(name + ".safetensors"))
+                expected, _ = safetensors_file.load(
+                    model_file(name + ".expected.safetensors"))
+                x = tensors.pop("input.x")
+                memory = tensors.pop("input.memory", None)
+                causal = meta["is_causal"] == "true"
+                feed_forward = next(t for n, t in tensors.items()
+                                    if n.endswith("linear1.weight"))
+                common = dict(
+                    d_model=x.shape[-1], nhead=int(meta["nhead"]),
+                    segment_lengths=[int(s) for s in
+                                     meta["segment_lengths"].split(",")],
+                    dilation_rates=[int(r) for r in
+                                    meta["dilation_rates"].split(",")],
+                    dim_feedforward=feed_forward.shape[0], dropout=0.0,
+                    activation=meta.get("activation", "relu"), dtype=x.dtype)
+                if meta["model"] == "encoder_layer":
+                    module = da.DilatedTransformerEncoderLayer(**common)
+                    run = lambda: module(x, is_causal=causal)
+                elif meta["model"] == "decoder_layer":
+                    module = da.DilatedTransformerDecoderLayer(**common)
+                    run = lambda: module(x, memory, tgt_is_causal=causal,
+                                         memory_is_causal=causal)
+                else:
+                    module = da.LongNet(
+                        num_encoder_layers=_layer_count(tensors,
+                                                        "encoder.layers."),
+                        num_decoder_layers=_layer_count(tensors,
+                                                        "decoder.layers."),
+                        **common)
+                    run = lambda: module(x, is_causal=causal)
+                module.load_state_dict(tensors, strict=True)
+                with torch.no_grad():
+                    result = run()
+                # float32: rounding through two or four layers of width 32;
+                # bfloat16 parameters and activations keep 8 significant bits.
+                atol = 0.1 if x.dtype == torch.bfloat16 else 2e-4
+                torch.testing.assert_close(result.double(), expected["y"],
+                                           atol=atol, rtol=0)
+
+
+class LongNetLMTest(unittest.TestCase):
+
+    def test_xpos_rotates_and_scales_channel_pairs(self):
+        # xPos written as complex multiplication: pair j at row t becomes
+        # (x_2j + i x_2j+1) * exp(i t w_j) * zeta_j ** (p_t / 512), with
+        # w_j = 10000 ** (-j / pairs), zeta_j = (2j + 0.4 d) / (1.4 d) and
+        # p_t the centred position floor(-n / 2) + t.
+        d, n = 8, 7
+        xpos = da.long_net.XPOS(d)
+        x = torch.randn(2, n, d, dtype=torch.float64)
+        pairs = d // 2
+        t = torch.arange(n, dtype=torch.float64)[:, None]
+        j = torch.arange(pairs, dtype=torch.float64)[None, :]
+        zeta = (2 * j + 0.4 * d) / (1.4 * d)
+        position = (-n // 2) + t
+        factor = torch.polar(zeta ** (position / 512),
+                             t * 10000 ** (-j / pairs))
+        expected = torch.view_as_real(
+            torch.view_as_complex(x.reshape(2, n, pairs, 2)) * factor)
+        torch.testing.assert_close(xpos.double()(x), expected.reshape(2, n, d))
+
+    def test_names_and_shapes(self):
+        torch.manual_seed(0)
+        model = da.LongNetLM(num_tokens=50, d_model=32, nhead=4,
+                             num_encoder_layers=1, num_decoder_layers=1,
+                             dim_feedforward=48, segment_lengths=[8, 16],
+                             dilation_rates=[1, 2])
+        names = set(model.state_dict())
+        for name in ("token_embedding.weight", "pos_embedding.scale",
+                     "long_net.encoder.layers.0.self_attn.q_proj.weight",
+                     "long_net.decoder.layers.0.multihead_attn.k_ln.weight",
+                     "norm.weight", "out.weight", "out.bias"):
+            self.assertIn(name, names)
+        logits = model(torch.randint(0, 50, (2, 16)))
+        self.assertEqual(logits.shape, (2, 16, 50))
+        logits.sum().backward()
+        self.assertGreater(model.token_embedding.weight.grad.abs().sum(), 0)
+
+    def test_magneto_gains(self):
+        model = da.LongNet(d_model=32, nhead=4, num_encoder_layers=2,
+                           num_decoder_layers=2, dim_feedforward=48,
+                           segment_lengths=[8, 16], dilation_rates=[1, 2])
+        self.assertAlmostEqual(model.encoder.layers[0].gamma_init, 0.9099278,
+                               places=6)
+        self.assertAlmostEqual(model.decoder.layers[0].gamma_init, 1.3385662,
+                               places=6)
+        # Copies of one initialised layer, as in the Python library.
+        torch.testing.assert_close(model.encoder.layers[0].linear1.weight,
+                                   model.encoder.layers[1].linear1.weight)
+
+
 class ModuleTest(unittest.TestCase):
 
     def test_dilated_attention_classes_compute_the_documented_function(self):
