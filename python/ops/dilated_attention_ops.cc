@@ -10,8 +10,9 @@
 //
 // q, k, v are [batch, seq, heads, head_dim] (or [total, heads, head_dim] with
 // cu_seqlens) with any strides and a contiguous last axis; outputs are new
-// contiguous tensors from torch's allocator; lse is float32 [batch, heads,
-// seq] ([heads, total] packed). Errors raise RuntimeError with the library's
+// contiguous tensors from torch's allocator, and so is the workspace of a
+// call (python/ops/torch_allocator.h); lse is float32 [batch, heads, seq]
+// ([heads, total] packed). Errors raise RuntimeError with the library's
 // message, prefixed by its status code ("INVALID_ARGUMENT: ...").
 // The Python package (python/dilated_attention_torch) adds fake kernels and
 // autograd.
@@ -37,6 +38,7 @@
 #include "python/ops/attention_cache.h"
 #include "python/ops/current_stream.h"
 #include "python/ops/tensor_conversion.h"
+#include "python/ops/torch_allocator.h"
 
 namespace dilated {
 namespace torch_ops {
@@ -110,9 +112,12 @@ std::tuple<Tensor, Tensor> Forward(
   Tensor lse = torch::stable::new_empty(q, LseShape(q),
                                         torch::headeronly::ScalarType::Float);
   const TensorView lse_view = View(lse, "lse");
+  TorchAllocator workspace(q);
+  ForwardOptions options = call.options;
+  options.workspace_allocator = &workspace;
   ThrowIfError(WithAttention(call.key, [&](Attention& attention) {
-    return attention.Forward(q_view, k_view, v_view, View(out, "out"),
-                             call.options, &lse_view);
+    return attention.Forward(q_view, k_view, v_view, View(out, "out"), options,
+                             &lse_view);
   }));
   return {out, lse};
 }
@@ -134,11 +139,14 @@ std::tuple<Tensor, Tensor, Tensor> Backward(
   Tensor grad_q = EmptyLike(q, q);
   Tensor grad_k = EmptyLike(q, k);
   Tensor grad_v = EmptyLike(q, v);
+  TorchAllocator workspace(q);
+  ForwardOptions options = call.options;
+  options.workspace_allocator = &workspace;
   ThrowIfError(WithAttention(call.key, [&](Attention& attention) {
     return attention.Backward(q_view, k_view, v_view, out_view, lse_view,
                               grad_out_view, View(grad_q, "grad_q"),
                               View(grad_k, "grad_k"), View(grad_v, "grad_v"),
-                              call.options);
+                              options);
   }));
   return {grad_q, grad_k, grad_v};
 }
