@@ -2,7 +2,8 @@
 
 build_wheel runs ./bazelw to build the operator libraries against the torch
 of the interpreter running this backend, then writes a wheel with the Python
-modules and the libraries. The libraries use LibTorch's stable ABI and no
+modules, the libraries and the Abseil shared libraries they load (found with
+ldd; the op libraries look for them in their own directory first). The libraries use LibTorch's stable ABI and no
 Python C API, so the wheel is tagged py3-none-<platform> and serves every
 torch from 2.10 on.
 
@@ -90,6 +91,21 @@ def _build_libraries():
     return built
 
 
+def _bundled_libraries(libraries):
+    """The Abseil shared libraries the op libraries load (Debian's), which
+    the wheel carries next to them (the op libraries' RUNPATH is $ORIGIN)."""
+    bundled = set()
+    for library in libraries:
+        listing = subprocess.run(["ldd", library], check=True,
+                                 capture_output=True, text=True).stdout
+        for line in listing.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] == "=>" and "libabsl_" in parts[0]:
+                bundled.add(os.path.realpath(parts[2]) + "|" + parts[0])
+    # (file on disk, the soname the op libraries ask for)
+    return sorted(tuple(entry.split("|")) for entry in bundled)
+
+
 def _package_files():
     """(path on disk, path in the wheel) of every Python module."""
     source = os.path.join(_ROOT, "python", _PACKAGE)
@@ -118,8 +134,11 @@ def get_requires_for_build_sdist(config_settings=None):
 def build_wheel(wheel_directory, config_settings=None,
                 metadata_directory=None):
     files = list(_package_files())
+    libraries = _build_libraries()
     files += [(path, f"{_PACKAGE}/{os.path.basename(path)}")
-              for path in _build_libraries()]
+              for path in libraries]
+    files += [(path, f"{_PACKAGE}/{soname}")
+              for path, soname in _bundled_libraries(libraries)]
     dist_info = f"{_dist_name()}.dist-info"
     tag = f"py3-none-{_platform_tag()}"
     wheel_name = f"{_dist_name()}-{tag}.whl"
