@@ -1,0 +1,14 @@
+#!/bin/bash
+# The PyTorch package on the GPU machine (staged by stage_python.sh): installs
+# the wheel into a folder of its own, runs the package's tests (CUDA ones
+# included), then times the functional API at config A n = 1M against the
+# same call's kernel time.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+python -m pip install --quiet --no-deps --target "$here/site" "$here"/*.whl
+export PYTHONPATH="$here/site:$here"
+# The tests find their data as under bazel test.
+export TEST_SRCDIR="$here/srcdir" TEST_WORKSPACE=dilated_attention
+cd "$here"
+python -m unittest -v cuda_test ops_test modules_test 2>&1 | tail -40
+python torch_module_timing.py
