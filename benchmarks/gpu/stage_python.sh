@@ -10,7 +10,7 @@ set -euo pipefail
 dst=${1:-.gpu_python}
 rm -rf "$dst"
 mkdir -p "$dst/srcdir/dilated_attention/tests/data"
-DA_BAZEL_FLAGS="-c opt --config=cuda" \
+DA_BAZEL_FLAGS="${DA_BAZEL_FLAGS:--c opt --config=cuda}" \
   pip wheel --no-build-isolation --no-deps -w "$dst" .
 cp python/tests/*.py benchmarks/gpu/run_python.sh \
   benchmarks/gpu/torch_module_timing.py "$dst/"
