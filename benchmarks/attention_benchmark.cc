@@ -217,7 +217,8 @@ int main(int argc, char** argv) {
   if (!plot_path->empty()) {
     const absl::Status status = dilated::WriteSequenceLengthPlot(
         reporter.Results(), {"extra_heap_MiB", "peak extra heap (MiB)"},
-        "attention_benchmark: CPU float32, b=1 d=64 (A: h=8, B: h=12)",
+        "attention_benchmark: CPU float32, every implementation (shapes: "
+        "docs/BASELINES.md)",
         *plot_path);
     if (!status.ok()) {
       std::cerr << status.message() << "\n";

@@ -7,23 +7,24 @@
 #   PREFIX/lib/cmake/DilatedAttention/      find_package(DilatedAttention)
 #   PREFIX/lib/pkgconfig/dilated_attention.pc
 #
-# Run through Bazel, which passes the files before "--":
+# Only through `bazel run`, which starts it in its runfiles tree and passes
+# the files to install before "--":
 #   ./bazelw run -c opt //:install -- PREFIX
 #   ./bazelw run -c opt --config=cuda //:install -- PREFIX   (CUDA kernels too)
 # A relative PREFIX is taken from the directory bazel was run in.
 set -euo pipefail
 
 usage="usage: ./bazelw run -c opt [--config=cuda] //:install -- PREFIX"
-
-# `bazel run` starts this script in its runfiles tree; run directly, find it.
-if [[ ! -e "${1:-}" && -d "$0.runfiles/dilated_attention" ]]; then
-  cd "$0.runfiles/dilated_attention"
+if (($# < 4)); then
+  echo "install: run me with ${usage#usage: }" >&2
+  exit 2
 fi
 
 library=$1
 cmake_config=$2
-pkgconfig_template=$3
-shift 3
+cmake_version=$3
+pkgconfig=$4
+shift 4
 headers=()
 while (($# > 0)) && [[ "$1" != "--" ]]; do
   headers+=("$1")
@@ -59,9 +60,9 @@ install -m 0755 "${library}" "${lib_dir}/libdilated_attention.so.0"
 ln -sf libdilated_attention.so.0 "${lib_dir}/libdilated_attention.so"
 
 install -m 0644 "${cmake_config}" "${cmake_dir}/DilatedAttentionConfig.cmake"
-sed -e "s|@PREFIX@|${prefix}|g" "${pkgconfig_template}" \
-  >"${pkgconfig_dir}/dilated_attention.pc"
-chmod 0644 "${pkgconfig_dir}/dilated_attention.pc"
+install -m 0644 "${cmake_version}" \
+  "${cmake_dir}/DilatedAttentionConfigVersion.cmake"
+install -m 0644 "${pkgconfig}" "${pkgconfig_dir}/dilated_attention.pc"
 
 echo "installed ${#headers[@]} headers, libdilated_attention.so, the CMake" \
   "package and dilated_attention.pc under ${prefix}"

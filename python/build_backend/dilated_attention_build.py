@@ -69,7 +69,9 @@ def _platform_tag():
 def _build_libraries():
     """Runs bazel; returns the paths of the libraries it built."""
     flags = shlex.split(os.environ.get("DA_BAZEL_FLAGS", "-c opt"))
-    cuda = "--config=cuda" in flags
+    cuda = "--config=cuda" in flags or any(
+        flag == "--config" and value == "cuda"
+        for flag, value in zip(flags, flags[1:]))
     targets = [f"//python:{_PACKAGE}/_ops_cpu.so"]
     if cuda:
         targets.append(f"//python:{_PACKAGE}/_ops_cuda.so")
@@ -91,19 +93,37 @@ def _build_libraries():
     return built
 
 
+def _needed(library):
+    """The DT_NEEDED sonames of a shared library."""
+    dynamic = subprocess.run(["readelf", "-d", library], check=True,
+                             capture_output=True, text=True).stdout
+    return set(re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dynamic))
+
+
 def _bundled_libraries(libraries):
-    """The Abseil shared libraries the op libraries load (Debian's), which
-    the wheel carries next to them (the op libraries' RUNPATH is $ORIGIN)."""
-    bundled = set()
+    """(file, soname) of the Abseil shared libraries the op libraries load
+    (Debian's), which the wheel carries next to them.
+
+    The op libraries' RUNPATH ($ORIGIN) serves only their own dependencies,
+    so every Abseil library loaded, indirect ones included, must be one they
+    name directly; the build fails otherwise (add it to their linkopts).
+    """
+    bundled = {}
     for library in libraries:
         listing = subprocess.run(["ldd", library], check=True,
                                  capture_output=True, text=True).stdout
         for line in listing.splitlines():
             parts = line.split()
             if len(parts) >= 3 and parts[1] == "=>" and "libabsl_" in parts[0]:
-                bundled.add(os.path.realpath(parts[2]) + "|" + parts[0])
-    # (file on disk, the soname the op libraries ask for)
-    return sorted(tuple(entry.split("|")) for entry in bundled)
+                bundled[parts[0]] = os.path.realpath(parts[2])
+    direct = set().union(*(_needed(library) for library in libraries))
+    indirect = sorted(set(bundled) - direct)
+    if indirect:
+        raise RuntimeError(
+            "the op libraries load Abseil libraries they do not name "
+            f"directly: {indirect}; add them to _OPS_LINKOPTS in "
+            "python/BUILD.bazel")
+    return sorted((path, soname) for soname, path in bundled.items())
 
 
 def _package_files():

@@ -6,6 +6,7 @@ is loaded when this torch has CUDA.
 """
 
 import os
+import warnings
 
 import torch
 
@@ -15,17 +16,27 @@ CUDA_LIBRARY = os.path.join(_HERE, "_ops_cuda.so")
 
 
 def load():
-    """Loads the libraries once; returns whether the CUDA kernels are loaded."""
+    """Loads the libraries once; returns whether the CUDA kernels are loaded.
+
+    A CUDA library that does not load (it links the cuBLAS of the CUDA
+    toolkit it was built with, which torch's must match) is reported as a
+    warning, and the CPU kernels stay usable.
+    """
     if not os.path.exists(CPU_LIBRARY):
         raise ImportError(
             f"dilated_attention_torch: {CPU_LIBRARY} is missing; install the "
             "package with `pip install .` from the repository root"
         )
     torch.ops.load_library(CPU_LIBRARY)
-    has_cuda = torch.version.cuda is not None and os.path.exists(CUDA_LIBRARY)
-    if has_cuda:
+    if torch.version.cuda is None or not os.path.exists(CUDA_LIBRARY):
+        return False
+    try:
         torch.ops.load_library(CUDA_LIBRARY)
-    return has_cuda
+    except OSError as error:
+        warnings.warn(f"dilated_attention_torch: the CUDA kernels did not "
+                      f"load ({error}); CUDA tensors are not supported")
+        return False
+    return True
 
 
 HAS_CUDA_KERNELS = load()

@@ -28,9 +28,10 @@ class DilatedAttention(nn.Module):
     - Attention dropout in training mode is not implemented yet and raises
       NotImplementedError (dropout 0, or eval mode, runs); the Python library
       applies dropout twice.
-    - use_tf32, enable_memory_pool, lightweight_pool, enable_profiling and op
-      are accepted and kept but change nothing: the kernels manage their own
-      memory and never touch process-wide TF32 flags.
+    - use_tf32, device, dtype, enable_memory_pool, lightweight_pool,
+      enable_profiling and op are accepted and change nothing: the module has
+      no parameters, the kernels take their workspace from torch, and no
+      process-wide TF32 flag is touched.
     """
 
     implementation = "standard"

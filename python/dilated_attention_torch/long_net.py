@@ -25,6 +25,7 @@ class _LayerStack(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(
             [copy.deepcopy(layer) for _ in range(num_layers)])
+        self.num_layers = num_layers
         self.norm = None
 
 
@@ -85,23 +86,30 @@ class XPOS(nn.Module):
             (torch.arange(0, head_dim, 2) + 0.4 * head_dim) / (1.4 * head_dim))
 
     def forward(self, x, offset=0, downscale=False):
+        # The tables are built in float32 on the buffer's device whatever the
+        # module's dtype (angles reach the sequence length, beyond float16's
+        # range) and cast once; in float32 this is torchscale's arithmetic.
+        device = self.scale.device
         length = x.shape[1]
         # Positions centred on zero: floor(-(length + offset) / 2) onwards.
         first = -(length + offset) // 2
-        positions = torch.arange(first, first + length + offset).to(self.scale)
-        scale = self.scale ** (positions / self.scale_base)[:, None]
+        positions = torch.arange(first, first + length + offset,
+                                 device=device, dtype=torch.float32)
+        base = self.scale.to(torch.float32)
+        scale = base ** (positions / self.scale_base)[:, None]
         pairs = scale.shape[1]
-        frequencies = 1.0 / (10000 ** (torch.arange(0, pairs) / pairs))
+        frequencies = 1.0 / (10000 ** (
+            torch.arange(0, pairs, device=device, dtype=torch.float32) / pairs))
         angles = torch.outer(
-            torch.arange(0, scale.shape[0], dtype=torch.float),
-            frequencies).to(scale)
+            torch.arange(0, scale.shape[0], device=device,
+                         dtype=torch.float32), frequencies)
         sin, cos = angles.sin()[-length:], angles.cos()[-length:]
         scale = scale[-length:]
         if downscale:
             scale = 1 / scale
         # Each pair's factor applies to both of its channels.
-        sin = (sin * scale).repeat_interleave(2, dim=-1)
-        cos = (cos * scale).repeat_interleave(2, dim=-1)
+        sin = (sin * scale).repeat_interleave(2, dim=-1).to(x.dtype)
+        cos = (cos * scale).repeat_interleave(2, dim=-1).to(x.dtype)
         rotated = torch.stack((-x[..., 1::2], x[..., ::2]), dim=-1).flatten(-2)
         return x * cos + rotated * sin
 

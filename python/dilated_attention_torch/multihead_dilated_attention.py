@@ -52,7 +52,9 @@ class MultiheadDilatedAttention(nn.Module):
 
     Where the Python library validates masks and then ignores them, this
     module honours key_padding_mask (bool [batch, seq], True = padding) and
-    refuses attn_mask with NotImplementedError.
+    refuses attn_mask with NotImplementedError. device=None means torch's
+    default device, as for any torch module (the Python library picks CUDA
+    when it is available).
     """
 
     def __init__(self, embed_dim, num_heads, dilation_rates, segment_lengths,

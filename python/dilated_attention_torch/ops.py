@@ -60,10 +60,13 @@ def _backward(ctx, grad_out, grad_lse):
     q, k, v, out, lse, key_padding_mask, cu_seqlens = ctx.saved_tensors
     segment_lengths, dilation_rates, is_causal, softmax_scale, impl = (
         ctx.arguments)
-    grad_q, grad_k, grad_v = _OPS.backward(
-        grad_out.contiguous(), q, k, v, out, lse, segment_lengths,
-        dilation_rates, is_causal, softmax_scale, impl, key_padding_mask,
-        cu_seqlens)
+    try:
+        grad_q, grad_k, grad_v = _OPS.backward(
+            grad_out.contiguous(), q, k, v, out, lse, segment_lengths,
+            dilation_rates, is_causal, softmax_scale, impl, key_padding_mask,
+            cu_seqlens)
+    except RuntimeError as error:
+        raise _translate(error) from None
     return (grad_q, grad_k, grad_v) + (None,) * 7
 
 
@@ -153,6 +156,7 @@ _ERROR_TYPES = {
     "FAILED_PRECONDITION": ValueError,
     "OUT_OF_RANGE": ValueError,
     "UNIMPLEMENTED": NotImplementedError,
+    "RESOURCE_EXHAUSTED": torch.OutOfMemoryError,
 }
 
 

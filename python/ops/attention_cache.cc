@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "attention/attention.h"
@@ -28,7 +29,10 @@ std::string KeyString(const AttentionKey& key) {
   return absl::StrCat(
       key.implementation, "|", absl::StrJoin(key.segment_lengths, ","), "|",
       absl::StrJoin(key.dilation_rates, ","), "|",
-      key.softmax_scale.has_value() ? absl::StrCat(*key.softmax_scale) : "-");
+      // %a: the exact double, so that scales differing in the last bit
+      // get Attentions of their own.
+      key.softmax_scale.has_value() ? absl::StrFormat("%a", *key.softmax_scale)
+                                    : "-");
 }
 
 // Returns the entry of `key`, inserting an empty one; entries are never

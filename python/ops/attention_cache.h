@@ -1,6 +1,8 @@
 // The Attention objects behind the PyTorch ops, one per configuration,
 // created on first use and kept for the life of the process, so that a call
-// costs no factory look-up or set-up.
+// costs no factory look-up or set-up. The cache grows by one small entry per
+// distinct configuration (implementation, lengths, rates, scale) a process
+// uses, including ones that failed to create.
 
 #ifndef DILATED_PYTHON_OPS_ATTENTION_CACHE_H_
 #define DILATED_PYTHON_OPS_ATTENTION_CACHE_H_

@@ -104,7 +104,8 @@ std::tuple<Tensor, Tensor> Forward(
   const Call call = MakeCall(
       q, std::move(segment_lengths), std::move(dilation_rates), is_causal,
       softmax_scale, std::move(impl), key_padding_mask, cu_seqlens);
-  // Inputs first, so that a refused input is reported by its own name.
+  // q, k and v before the outputs, so that a refused input is reported by
+  // its own name.
   const TensorView q_view = View(q, "q");
   const TensorView k_view = View(k, "k");
   const TensorView v_view = View(v, "v");

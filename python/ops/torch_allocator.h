@@ -27,8 +27,9 @@ class TorchAllocator : public memory::Allocator {
   ~TorchAllocator() override;
 
  private:
-  // Torch aligns blocks to at least 64 bytes; larger alignments are met by
-  // allocating alignment - 1 bytes more and rounding the pointer up.
+  // Every block is allocated alignment - 1 bytes larger and its pointer
+  // rounded up, which meets any alignment up to this one whatever torch's
+  // own alignment is.
   static constexpr size_t kMaxAlignment = 4096;
 
   absl::StatusOr<void*> DoAllocate(size_t bytes, size_t alignment,

@@ -59,7 +59,11 @@ class CudaTest(unittest.TestCase):
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            out = da.dilated_attention(q, k, v, [64, 128], [1, 2])
+            # The inputs are written on the side stream after a long sleep:
+            # kernels launched on any other stream would read them first.
+            torch.cuda._sleep(200_000_000)
+            late = [t * 1 for t in (q, k, v)]
+            out = da.dilated_attention(*late, [64, 128], [1, 2])
         torch.cuda.current_stream().wait_stream(side)
         torch.testing.assert_close(out, expected)
 

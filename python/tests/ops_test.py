@@ -131,18 +131,31 @@ class GoldenFileTest(unittest.TestCase):
                 segs = [int(x) for x in meta["segment_lengths"].split(",")]
                 rates = [int(x) for x in meta["dilation_rates"].split(",")]
                 scale = meta.get("softmax_scale")
+                inputs = [tensors[name].clone().requires_grad_()
+                          for name in ("q", "k", "v")]
                 out, lse = da.dilated_attention(
-                    tensors["q"], tensors["k"], tensors["v"], segs, rates,
+                    *inputs, segs, rates,
                     is_causal=meta["is_causal"] == "true",
                     softmax_scale=float(scale) if scale else None,
                     key_padding_mask=tensors.get("key_padding_mask"),
                     cu_seqlens=tensors.get("cu_seqlens"), return_lse=True)
+                out.backward(tensors["grad_out"])
                 # Storage precision bounds the error: float16/bfloat16
-                # outputs are rounded to 11/8 significant bits.
+                # outputs are rounded to 11/8 significant bits; gradients
+                # sum more rounded terms.
                 atol = {torch.float32: 1e-5, torch.float16: 2e-3,
                         torch.bfloat16: 1.6e-2}[tensors["q"].dtype]
                 torch.testing.assert_close(out.double(), tensors["out"],
                                            atol=atol, rtol=0)
+                # lse is float32 whatever the storage: -inf where a row has
+                # no key, matching exactly.
+                torch.testing.assert_close(lse.double(), tensors["lse"],
+                                           atol=1e-4, rtol=0)
+                for name, tensor in zip(("grad_q", "grad_k", "grad_v"),
+                                        inputs):
+                    torch.testing.assert_close(
+                        tensor.grad.double(), tensors[name], atol=4 * atol,
+                        rtol=0, msg=lambda m, name=name: f"{name}: {m}")
 
 
 class OpcheckTest(unittest.TestCase):

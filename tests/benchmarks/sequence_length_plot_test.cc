@@ -24,6 +24,11 @@ using Result = SummaryReporter::Result;
 
 const MemoryCounter kMemory = {"extra_heap_MiB", "heap (MiB)"};
 
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
+}
+
 Result Make(const std::string& implementation, const std::string& shape,
             double ms, double mib) {
   return Result{implementation, shape, ms, {{"extra_heap_MiB", mib}}};
@@ -69,8 +74,7 @@ TEST(SequenceLengthPanelsTest, AResultWithoutTheCounterHasNoMemoryPoint) {
 }
 
 TEST(WriteSequenceLengthPlotTest, WritesAPngFile) {
-  const std::string path =
-      std::string(std::getenv("TEST_TMPDIR")) + "/sequence_length.png";
+  const std::string path = TempPath("sequence_length.png");
   ASSERT_TRUE(WriteSequenceLengthPlot({Make("standard", "A/n:1024/fwd", 1, 2),
                                        Make("standard", "A/n:2048/fwd", 2, 4)},
                                       kMemory, "title", path)
@@ -82,9 +86,9 @@ TEST(WriteSequenceLengthPlotTest, WritesAPngFile) {
 }
 
 TEST(WriteSequenceLengthPlotTest, NothingToPlotIsAnError) {
-  const absl::Status status = WriteSequenceLengthPlot(
-      {Make("standard", "A/n:1024/fwd", 1, 2)}, kMemory, "title",
-      std::string(std::getenv("TEST_TMPDIR")) + "/empty.png");
+  const absl::Status status =
+      WriteSequenceLengthPlot({Make("standard", "A/n:1024/fwd", 1, 2)}, kMemory,
+                              "title", TempPath("empty.png"));
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("two or more sequence lengths"));
 }

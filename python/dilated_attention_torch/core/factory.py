@@ -19,6 +19,16 @@ _MULTIHEAD = {
 }
 
 
+_ATTENTION_ONLY_SETTINGS = ("enable_memory_pool", "lightweight_pool",
+                            "enable_buffer_manager", "enable_profiling")
+
+
+def _default(values, default):
+    """`values`, or `default` when None (an empty list stays empty, and is
+    refused by the attention)."""
+    return default if values is None else values
+
+
 def _resolve(attention_type, registry):
     """"auto" is "improved", the fused kernels (which pick the fastest
     backend of the tensors' device at each call)."""
@@ -53,8 +63,8 @@ def create_dilated_attention(attention_type="auto", segment_lengths=None,
     """
     cls = _resolve(attention_type, _ATTENTION)
     arguments = dict(kwargs)
-    arguments["segment_lengths"] = segment_lengths or [2048, 4096, 8192]
-    arguments["dilation_rates"] = dilation_rates or [1, 2, 4]
+    arguments["segment_lengths"] = _default(segment_lengths, [2048, 4096, 8192])
+    arguments["dilation_rates"] = _default(dilation_rates, [1, 2, 4])
     if cls is DilatedAttention and "dropout" in arguments:
         arguments["attention_dropout"] = arguments.pop("dropout")
     return _construct(cls, arguments)
@@ -68,10 +78,14 @@ def create_multihead_dilated_attention(attention_type="auto", embed_dim=768,
     ImprovedMultiheadDilatedAttention)."""
     cls = _resolve(attention_type, _MULTIHEAD)
     arguments = dict(kwargs)
-    arguments.update(embed_dim=embed_dim, num_heads=num_heads,
-                     segment_lengths=segment_lengths or [2048, 4096, 8192],
-                     dilation_rates=dilation_rates or [1, 2, 4])
-    for name in ("enable_memory_pool", "lightweight_pool",
-                 "enable_buffer_manager"):
+    arguments.update(
+        embed_dim=embed_dim, num_heads=num_heads,
+        segment_lengths=_default(segment_lengths, [2048, 4096, 8192]),
+        dilation_rates=_default(dilation_rates, [1, 2, 4]))
+    # Settings the Python library routes to the inner attention's config,
+    # where they change nothing here.
+    for name in _ATTENTION_ONLY_SETTINGS:
         arguments.pop(name, None)
+    if cls is MultiheadDilatedAttention:
+        arguments.pop("use_tf32", None)
     return _construct(cls, arguments)
