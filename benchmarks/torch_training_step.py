@@ -1,0 +1,112 @@
+"""A training step of a small LongNet through the PyTorch package, against
+the same model with its attention computed the way the Python library
+computes it (per group: strided gather, F.scaled_dot_product_attention,
+scatter of out / G), in one run, same weights, same inputs.
+
+A step: forward (causal), loss = mean(y^2), backward, AdamW. Prints the
+median step time of each, their ratio, and the largest difference between
+the two models' outputs (they compute the same function).
+
+  ./bazelw run -c opt //benchmarks:torch_training_step [-- --device=cuda]
+"""
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import dilated_attention_torch as dat
+
+
+class GatherSdpaScatter(nn.Module):
+    """The Python library's algorithm in plain PyTorch (the peer)."""
+
+    def __init__(self, segment_lengths, dilation_rates):
+        super().__init__()
+        self.segment_lengths = segment_lengths
+        self.dilation_rates = dilation_rates
+
+    def forward(self, q, k, v, is_causal=False, key_padding_mask=None):
+        b, n, h, d = q.shape
+        groups = len(self.segment_lengths)
+        out = torch.zeros_like(q)
+        first = 0
+        for i, (s, r) in enumerate(zip(self.segment_lengths,
+                                       self.dilation_rates)):
+            count = h // groups + (1 if i < h % groups else 0)
+            heads = slice(first, first + count)
+            first += count
+
+            def gather(t):
+                t = t[:, :, heads].reshape(b, n // s, s, count, d)
+                t = t[:, :, i % r::r]
+                return t.reshape(b * (n // s), -1, count, d).transpose(1, 2)
+
+            rows = F.scaled_dot_product_attention(
+                gather(q), gather(k), gather(v), is_causal=is_causal)
+            rows = rows.transpose(1, 2).reshape(b, n // s, -1, count, d)
+            view = out[:, :, heads].reshape(b, n // s, s, count, d).clone()
+            view[:, :, i % r::r] = rows / groups
+            out[:, :, heads] = view.reshape(b, n, count, d)
+        return out
+
+
+def with_peer_attention(model):
+    peer = copy.deepcopy(model)
+    for module in peer.modules():
+        if isinstance(module, dat.MultiheadDilatedAttention):
+            module.attention = GatherSdpaScatter(
+                module.attention.segment_lengths,
+                module.attention.dilation_rates)
+    return peer
+
+
+def step_times(model, x, steps):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times = []
+    for _ in range(steps + 1):  # The first step warms up.
+        start = time.perf_counter()
+        loss = model(x, is_causal=True).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:]) * 1e3
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seq", type=int, default=8192)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    config = dict(d_model=256, nhead=8, num_encoder_layers=2,
+                  num_decoder_layers=2, dim_feedforward=512,
+                  segment_lengths=[512, 1024, 2048], dilation_rates=[1, 2, 4],
+                  dropout=0.0)
+    ours = dat.LongNet(**config).to(args.device)
+    peer = with_peer_attention(ours)
+    x = torch.randn(1, args.seq, config["d_model"], device=args.device)
+    with torch.no_grad():
+        difference = (ours(x) - peer(x)).abs().max().item()
+    ours_ms = step_times(ours, x, args.steps)
+    peer_ms = step_times(peer, x, args.steps)
+    print(f"torch {torch.__version__}, device {args.device}, "
+          f"{torch.get_num_threads()} threads; LongNet {config}, "
+          f"n={args.seq}, float32")
+    print(f"training step (forward causal, backward, AdamW), median of "
+          f"{args.steps}: dilated_attention_torch {ours_ms:.1f} ms, "
+          f"gather + SDPA + scatter {peer_ms:.1f} ms, "
+          f"ratio {peer_ms / ours_ms:.2f}x; max |difference| of outputs "
+          f"{difference:.2e}")
+
+
+if __name__ == "__main__":
+    main()
