@@ -29,7 +29,6 @@ import zipfile
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 _PACKAGE = "dilated_attention_torch"
-_LIBRARIES = ("_ops_cpu.so", "_ops_cuda.so")
 
 
 def _project():
@@ -72,9 +71,9 @@ def _build_libraries():
     cuda = "--config=cuda" in flags or any(
         flag == "--config" and value == "cuda"
         for flag, value in zip(flags, flags[1:]))
-    targets = [f"//python:{_PACKAGE}/_ops_cpu.so"]
-    if cuda:
-        targets.append(f"//python:{_PACKAGE}/_ops_cuda.so")
+    libraries = ["_ops_cpu.so", "_ops_mpi.so"] + (["_ops_cuda.so"]
+                                                 if cuda else [])
+    targets = [f"//python:{_PACKAGE}/{name}" for name in libraries]
     environment = dict(os.environ, DA_PYTHON=sys.executable)
     command = [os.path.join(_ROOT, "bazelw"), "build"] + flags + targets
     print("dilated_attention_build:", " ".join(command), file=sys.stderr)
@@ -85,7 +84,7 @@ def _build_libraries():
         cwd=_ROOT, env=environment, check=True, capture_output=True,
         text=True).stdout.strip()
     built = [os.path.join(bin_dir, "python", _PACKAGE, name)
-             for name in _LIBRARIES[:len(targets)]]
+             for name in libraries]
     for path in built:
         if not os.path.exists(path):
             raise RuntimeError(f"bazel did not produce {path}; is torch "

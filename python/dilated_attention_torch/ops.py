@@ -31,7 +31,8 @@ def _lse_shape(q):
 
 @torch.library.register_fake("dilated_attention::forward")
 def _forward_fake(q, k, v, segment_lengths, dilation_rates, is_causal,
-                  softmax_scale, impl, key_padding_mask, cu_seqlens):
+                  softmax_scale, impl, key_padding_mask, cu_seqlens,
+                  communicator=0):
     out = q.new_empty(q.shape)
     lse = q.new_empty(_lse_shape(q), dtype=torch.float32)
     return out, lse
@@ -40,17 +41,17 @@ def _forward_fake(q, k, v, segment_lengths, dilation_rates, is_causal,
 @torch.library.register_fake("dilated_attention::backward")
 def _backward_fake(grad_out, q, k, v, out, lse, segment_lengths,
                    dilation_rates, is_causal, softmax_scale, impl,
-                   key_padding_mask, cu_seqlens):
+                   key_padding_mask, cu_seqlens, communicator=0):
     return q.new_empty(q.shape), q.new_empty(k.shape), q.new_empty(v.shape)
 
 
 def _setup_context(ctx, inputs, output):
     (q, k, v, segment_lengths, dilation_rates, is_causal, softmax_scale, impl,
-     key_padding_mask, cu_seqlens) = inputs
+     key_padding_mask, cu_seqlens, communicator) = inputs
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse, key_padding_mask, cu_seqlens)
     ctx.arguments = (segment_lengths, dilation_rates, is_causal,
-                     softmax_scale, impl)
+                     softmax_scale, impl, communicator)
     # lse is a by-product for backward and for merging partial results; no
     # gradient flows through it.
     ctx.mark_non_differentiable(lse)
@@ -58,16 +59,16 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_out, grad_lse):
     q, k, v, out, lse, key_padding_mask, cu_seqlens = ctx.saved_tensors
-    segment_lengths, dilation_rates, is_causal, softmax_scale, impl = (
-        ctx.arguments)
+    (segment_lengths, dilation_rates, is_causal, softmax_scale, impl,
+     communicator) = ctx.arguments
     try:
         grad_q, grad_k, grad_v = _OPS.backward(
             grad_out.contiguous(), q, k, v, out, lse, segment_lengths,
             dilation_rates, is_causal, softmax_scale, impl, key_padding_mask,
-            cu_seqlens)
+            cu_seqlens, communicator)
     except RuntimeError as error:
         raise _translate(error) from None
-    return (grad_q, grad_k, grad_v) + (None,) * 7
+    return (grad_q, grad_k, grad_v) + (None,) * 8
 
 
 torch.library.register_autograd("dilated_attention::forward", _backward,
@@ -107,7 +108,7 @@ def _check_lengths(segment_lengths, dilation_rates):
 def dilated_attention(q, k, v, segment_lengths, dilation_rates,
                       is_causal=False, softmax_scale=None, impl="auto",
                       key_padding_mask=None, cu_seqlens=None,
-                      return_lse=False):
+                      return_lse=False, communicator=None):
     """Dilated attention of q, k, v.
 
     Args:
@@ -128,6 +129,11 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
       return_lse: also return the float32 log-sum-exp of every row,
         [batch, heads, seq] ([heads, total] packed; -inf where a row has no
         key).
+      communicator: for impl "ring" or "distributed" across processes, a
+        communicator from mpi_communicator() (the processes launched by
+        mpirun); q, k, v are then this rank's contiguous shard of the
+        sequence (rank p holds rows p*n/P .. (p+1)*n/P - 1), and so is the
+        output. Every rank makes the same calls.
 
     Returns:
       out, shaped like q (and lse with return_lse).
@@ -145,7 +151,9 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
         out, lse = _OPS.forward(q, k, v, list(segment_lengths),
                                 list(dilation_rates), bool(is_causal),
                                 softmax_scale, impl, key_padding_mask,
-                                cu_seqlens)
+                                cu_seqlens,
+                                0 if communicator is None else
+                                communicator.handle)
     except RuntimeError as error:
         raise _translate(error) from None
     return (out, lse) if return_lse else out

@@ -32,7 +32,8 @@ std::string KeyString(const AttentionKey& key) {
       // %a: the exact double, so that scales differing in the last bit
       // get Attentions of their own.
       key.softmax_scale.has_value() ? absl::StrFormat("%a", *key.softmax_scale)
-                                    : "-");
+                                    : "-",
+      "|", key.communicator);
 }
 
 // Returns the entry of `key`, inserting an empty one; entries are never
@@ -58,6 +59,8 @@ absl::Status WithAttention(
     config.segment_lengths = key.segment_lengths;
     config.dilation_rates = key.dilation_rates;
     config.softmax_scale = key.softmax_scale;
+    config.communicator =
+        reinterpret_cast<distributed::Communicator*>(key.communicator);
     absl::StatusOr<std::unique_ptr<Attention>> attention =
         CreateAttention(key.implementation, config);
     if (!attention.ok()) return attention.status();

@@ -24,6 +24,9 @@ struct AttentionKey {
   std::vector<int64_t> segment_lengths;
   std::vector<int64_t> dilation_rates;
   std::optional<double> softmax_scale;
+  // A distributed::Communicator's address (mpi_communicator_ops.cc), 0 for
+  // none: one process.
+  int64_t communicator = 0;
 };
 
 // Runs `call` with the Attention of `key`, creating it on first use

@@ -3,7 +3,8 @@
 // from 2.10 on:
 //
 //   forward(q, k, v, segment_lengths, dilation_rates, is_causal,
-//           softmax_scale, impl, key_padding_mask, cu_seqlens) -> (out, lse)
+//           softmax_scale, impl, key_padding_mask, cu_seqlens,
+//           communicator=0) -> (out, lse)
 //   backward(grad_out, q, k, v, out, lse, <the same arguments>)
 //       -> (grad_q, grad_k, grad_v)
 //   implementations() -> the registered names
@@ -68,10 +69,11 @@ Call MakeCall(const Tensor& q, std::vector<int64_t> segment_lengths,
               std::vector<int64_t> dilation_rates, bool is_causal,
               std::optional<double> softmax_scale, std::string impl,
               const std::optional<Tensor>& key_padding_mask,
-              const std::optional<Tensor>& cu_seqlens) {
+              const std::optional<Tensor>& cu_seqlens, int64_t communicator) {
   Call call;
-  call.key = AttentionKey{std::move(impl), std::move(segment_lengths),
-                          std::move(dilation_rates), softmax_scale};
+  call.key =
+      AttentionKey{std::move(impl), std::move(segment_lengths),
+                   std::move(dilation_rates), softmax_scale, communicator};
   call.options.is_causal = is_causal;
   if (key_padding_mask.has_value()) {
     call.options.key_padding_mask = View(*key_padding_mask, "key_padding_mask");
@@ -100,10 +102,12 @@ std::tuple<Tensor, Tensor> Forward(
     Tensor q, Tensor k, Tensor v, std::vector<int64_t> segment_lengths,
     std::vector<int64_t> dilation_rates, bool is_causal,
     std::optional<double> softmax_scale, std::string impl,
-    std::optional<Tensor> key_padding_mask, std::optional<Tensor> cu_seqlens) {
-  const Call call = MakeCall(
-      q, std::move(segment_lengths), std::move(dilation_rates), is_causal,
-      softmax_scale, std::move(impl), key_padding_mask, cu_seqlens);
+    std::optional<Tensor> key_padding_mask, std::optional<Tensor> cu_seqlens,
+    int64_t communicator) {
+  const Call call =
+      MakeCall(q, std::move(segment_lengths), std::move(dilation_rates),
+               is_causal, softmax_scale, std::move(impl), key_padding_mask,
+               cu_seqlens, communicator);
   // q, k and v before the outputs, so that a refused input is reported by
   // its own name.
   const TensorView q_view = View(q, "q");
@@ -127,10 +131,12 @@ std::tuple<Tensor, Tensor, Tensor> Backward(
     Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse,
     std::vector<int64_t> segment_lengths, std::vector<int64_t> dilation_rates,
     bool is_causal, std::optional<double> softmax_scale, std::string impl,
-    std::optional<Tensor> key_padding_mask, std::optional<Tensor> cu_seqlens) {
-  const Call call = MakeCall(
-      q, std::move(segment_lengths), std::move(dilation_rates), is_causal,
-      softmax_scale, std::move(impl), key_padding_mask, cu_seqlens);
+    std::optional<Tensor> key_padding_mask, std::optional<Tensor> cu_seqlens,
+    int64_t communicator) {
+  const Call call =
+      MakeCall(q, std::move(segment_lengths), std::move(dilation_rates),
+               is_causal, softmax_scale, std::move(impl), key_padding_mask,
+               cu_seqlens, communicator);
   const TensorView q_view = View(q, "q");
   const TensorView k_view = View(k, "k");
   const TensorView v_view = View(v, "v");
@@ -169,12 +175,13 @@ STABLE_TORCH_LIBRARY(dilated_attention, m) {
   m.def(
       "forward(Tensor q, Tensor k, Tensor v, int[] segment_lengths, "
       "int[] dilation_rates, bool is_causal, float? softmax_scale, str impl, "
-      "Tensor? key_padding_mask, Tensor? cu_seqlens) -> (Tensor, Tensor)");
+      "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0) "
+      "-> (Tensor, Tensor)");
   m.def(
       "backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, "
       "Tensor lse, int[] segment_lengths, int[] dilation_rates, "
       "bool is_causal, float? softmax_scale, str impl, "
-      "Tensor? key_padding_mask, Tensor? cu_seqlens) "
+      "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0) "
       "-> (Tensor, Tensor, Tensor)");
   m.def("implementations() -> str[]");
 }
