@@ -116,6 +116,29 @@ class FunctionalTest(unittest.TestCase):
             da.dilated_attention(q.double(), k.double(), v.double(), [8], [1])
 
 
+class GradcheckTest(unittest.TestCase):
+    """torch.autograd.gradcheck: the backward operator against finite
+    differences of the forward one. The kernels have no float64 path, so
+    this runs in float32: central differences with eps 1e-2 on inputs of
+    order 1 are accurate to about 1e-3 (truncation) plus float32 rounding
+    of the outputs divided by eps (~1e-5), hence the tolerances."""
+
+    def test_gradcheck_float32(self):
+        generator = torch.Generator().manual_seed(11)
+        for impl in ("standard", "improved"):
+            for causal in (False, True):
+                with self.subTest(impl=impl, causal=causal):
+                    inputs = [torch.randn(1, 16, 2, 4, generator=generator,
+                                          requires_grad=True)
+                              for _ in range(3)]
+                    self.assertTrue(torch.autograd.gradcheck(
+                        lambda q, k, v: da.dilated_attention(
+                            q, k, v, [8, 16], [1, 2], is_causal=causal,
+                            impl=impl),
+                        inputs, eps=1e-2, atol=5e-3, rtol=5e-3,
+                        nondet_tol=1e-6))
+
+
 class GoldenFileTest(unittest.TestCase):
     """The library's golden files: inputs and float64 expected outputs."""
 
