@@ -28,9 +28,16 @@ export OMPI_MCA_rmaps_base_oversubscribe=${OMPI_MCA_rmaps_base_oversubscribe:-1}
 export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
 # Everything runs on this host: no ssh/rsh launcher is looked for.
 export OMPI_MCA_plm=${OMPI_MCA_plm:-isolated}
-# A short session directory (Bazel's TEST_TMPDIR can exceed the length of a
-# Unix socket path).
-export OMPI_MCA_orte_tmpdir_base=${OMPI_MCA_orte_tmpdir_base:-/tmp}
+# A session directory and shared-memory files of this run's own: inside
+# Bazel's sandboxes every mpirun can get the same PID, hence the same job id
+# and, under a shared /tmp and /dev/shm, the same file names as another test
+# running at the same time, whose ranks then read each other's messages.
+# Short, under /tmp (Bazel's TEST_TMPDIR can exceed the length of a Unix
+# socket path).
+session=$(mktemp -d /tmp/da-mpi.XXXXXX)
+trap 'rm -rf "${session}"' EXIT
+export OMPI_MCA_orte_tmpdir_base=${OMPI_MCA_orte_tmpdir_base:-${session}}
+export OMPI_MCA_btl_vader_backing_directory=${OMPI_MCA_btl_vader_backing_directory:-${session}}
 
-exec timeout --kill-after=10 "${DA_MPI_TIMEOUT:-240}" \
+timeout --kill-after=10 "${DA_MPI_TIMEOUT:-240}" \
   mpirun -np "${ranks}" --oversubscribe --bind-to none "$@"
