@@ -189,7 +189,7 @@ using TileGemmFn = void (*)(int64_t m, int64_t n, int64_t k,
 // (kBlockK and the padded head dimension `dim`), else the AVX2 one.
 TileGemmFn ChooseTileGemm(int64_t dim) {
   const bool avx512 =
-      ActiveCpuPath() == CpuPath::kAvx512 && dim % 16 == 0 && kBlockK % 16 == 0;
+      ActiveCpuPath() != CpuPath::kAvx2 && dim % 16 == 0 && kBlockK % 16 == 0;
   return avx512 ? &TileGemmAvx512 : &TileGemm;
 }
 

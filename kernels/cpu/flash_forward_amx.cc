@@ -1,0 +1,499 @@
+// The forward pass on AMX (flash_amx.h): per work unit of up to 16 query
+// blocks of 32 rows, a walk over key tiles of 64 keys; each key tile is
+// packed once for all blocks of the unit.
+//
+// Here queries are the rows of every tile (S = Q K^T is queries x keys), as
+// the AMX products want: the A operand of a tile product is row-major, the B
+// operand holds pairs of consecutive reduction elements side by side (the
+// "VNNI" layout). K^T in that layout is k's rows cut into 32-bit pairs and
+// transposed; V in it interleaves pairs of key rows. The softmax walks the
+// score rows with 16-lane vectors and writes P row-major, which is the A
+// operand of P V as it stands.
+//
+// The file is compiled for x86-64-v3 like the rest of the library; only the
+// functions marked DA_AMX_TARGET use AVX-512 and AMX, and they are called only
+// when CpuHasAmx(). Shared inline code (flash_common.h, row_io.h) is thus
+// compiled for x86-64-v3 here as everywhere else.
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "kernels/cpu/flash_amx.h"
+#include "kernels/cpu/flash_common.h"
+
+// 2^x for 16 lanes (AVX-512F), the exponential of the other AVX-512 code.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl")
+#include "kernels/cpu/simd_exp_avx512.h"
+#pragma GCC pop_options
+
+#define DA_AMX_TARGET                                             \
+  __attribute__((                                                 \
+      target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,amx-" \
+             "tile,amx-bf16")))
+
+namespace dilated {
+namespace kernels {
+namespace cpu {
+namespace {
+
+// 32 queries x 64 keys: a score tile is 2 x 4 AMX tiles of 16 x 16 floats,
+// computed in two halves of 32 keys (four accumulators, two A and two B
+// tiles: the eight tile registers).
+constexpr int64_t kBlockQ = 32;
+constexpr int64_t kBlockK = 64;
+// Keys (and dims) per reduction step of a tile product: 16 pairs.
+constexpr int64_t kChunk = 32;
+// Query blocks of one work unit (512 rows): each key tile is packed once for
+// all of them, as in flash_forward.cc.
+constexpr int64_t kMaxBlocks = 16;
+// A tile's max may exceed the running max by this much (log2 units) before
+// the running max moves: probabilities up to 2^8, far from overflow, and
+// fewer rescalings of the output rows.
+constexpr float kMaxSlack = 8.0f;
+
+int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Planes of the 16-bit inputs: bfloat16 has one (hi), float16 two (hi, lo;
+// flash_amx.h).
+int64_t Planes(DataType dtype) { return dtype == DataType::kFloat16 ? 2 : 1; }
+
+// The (A plane, B plane) pairs whose products sum to one product: hi*hi,
+// then for float16 hi*lo and lo*hi.
+struct Terms {
+  int count;
+  int a[3];
+  int b[3];
+};
+
+Terms ProductTerms(DataType dtype) {
+  if (dtype == DataType::kFloat16) return {3, {0, 0, 1}, {0, 1, 0}};
+  return {1, {0}, {0}};
+}
+
+struct Block {
+  int64_t i0 = 0;
+  int64_t rows = 0;
+  int64_t key_end = 0;
+  uint16_t* q[2] = {nullptr, nullptr};  // Planes of kBlockQ x dp, row-major.
+  float* o = nullptr;                   // kBlockQ x dp, unnormalised.
+  float* row_max = nullptr;             // kBlockQ, base-2 scores.
+  float* row_sum = nullptr;             // kBlockQ.
+};
+
+// One thread's tiles; 16-bit arrays are carved as floats (two per float).
+struct Scratch {
+  Scratch(int64_t head_dim, DataType dtype, Carver* carver)
+      : dp(RoundUp(head_dim, kChunk)), planes(Planes(dtype)) {
+    for (int64_t b = 0; b < kMaxBlocks; ++b) {
+      for (int64_t pl = 0; pl < planes; ++pl) {
+        blocks[b].q[pl] =
+            reinterpret_cast<uint16_t*>(carver->Take(kBlockQ * dp / 2));
+      }
+      blocks[b].o = carver->Take(kBlockQ * dp);
+      blocks[b].row_max = carver->Take(kBlockQ);
+      blocks[b].row_sum = carver->Take(kBlockQ);
+    }
+    for (int64_t pl = 0; pl < planes; ++pl) {
+      kt[pl] = reinterpret_cast<uint32_t*>(carver->Take(dp / 2 * kBlockK));
+      v[pl] = reinterpret_cast<uint32_t*>(carver->Take(kBlockK / 2 * dp));
+      p[pl] = reinterpret_cast<uint16_t*>(carver->Take(kBlockQ * kBlockK / 2));
+      staged[pl] = reinterpret_cast<uint16_t*>(carver->Take(kBlockK * dp / 2));
+      key_row[pl] = reinterpret_cast<uint16_t*>(carver->Take(dp / 2));
+    }
+    s = carver->Take(kBlockQ * kBlockK);
+  }
+
+  int64_t dp;      // head_dim rounded up to kChunk (zero padded).
+  int64_t planes;  // 1 (bfloat16) or 2 (float16).
+  Block blocks[kMaxBlocks];
+  // Per plane: K^T of the key tile as dp / 2 x kBlockK pairs, V as
+  // kBlockK / 2 x dp pairs, P as kBlockQ x kBlockK, and key rows on their
+  // way into V (kBlockK x dp), and one k row on its way into K^T (dp).
+  uint32_t* kt[2] = {nullptr, nullptr};
+  uint32_t* v[2] = {nullptr, nullptr};
+  uint16_t* p[2] = {nullptr, nullptr};
+  uint16_t* staged[2] = {nullptr, nullptr};
+  uint16_t* key_row[2] = {nullptr, nullptr};
+  float* s;  // kBlockQ x kBlockK scores.
+};
+
+// The palette-1 tile configuration: tiles 0-7 of 16 rows x 64 bytes.
+struct alignas(64) TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+static_assert(sizeof(TileConfig) == 64, "LDTILECFG reads 64 bytes");
+
+DA_AMX_TARGET void ConfigureTiles() {
+  TileConfig config;
+  std::memset(&config, 0, sizeof(config));
+  config.palette_id = 1;
+  for (int t = 0; t < 8; ++t) {
+    config.colsb[t] = 64;
+    config.rows[t] = 16;
+  }
+  _tile_loadconfig(&config);
+}
+
+DA_AMX_TARGET void ReleaseTiles() { _tile_release(); }
+
+// Returns the lanes below `count` (0 to 16) set.
+DA_AMX_TARGET __mmask16 FirstLanes(int64_t count) {
+  if (count <= 0) return 0;
+  if (count >= 16) return 0xffff;
+  return static_cast<__mmask16>((1u << count) - 1);
+}
+
+// Returns bf16 lanes widened to float32.
+DA_AMX_TARGET __m512 Widen(__m256i bf16) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16), 16));
+}
+
+DA_AMX_TARGET __m256i ToBf16(__m512 x) {
+  return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
+}
+
+// Writes `count` stored elements at `src` as dp 16-bit planes values (zero
+// beyond count): bfloat16 copied, float16 split into hi and lo.
+DA_AMX_TARGET void StageRow(const void* src, DataType dtype, int64_t count,
+                            int64_t dp, uint16_t* hi, uint16_t* lo) {
+  const uint16_t* h = static_cast<const uint16_t*>(src);
+  for (int64_t a = 0; a < dp; a += 16) {
+    const __mmask16 mask = FirstLanes(count - a);
+    const __m256i x = _mm256_maskz_loadu_epi16(mask, h + a);
+    if (dtype == DataType::kBFloat16) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + a), x);
+      continue;
+    }
+    const __m512 f = _mm512_cvtph_ps(x);
+    const __m256i high = ToBf16(f);
+    const __m256i low = ToBf16(_mm512_sub_ps(f, Widen(high)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + a), high);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + a), low);
+  }
+}
+
+// Packs the rows of `block` of q into its planes (rows past block->rows
+// zero).
+DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
+                               int64_t dp, Block* block) {
+  for (int64_t i = 0; i < kBlockQ; ++i) {
+    uint16_t* hi = block->q[0] + i * dp;
+    uint16_t* lo = block->q[1] == nullptr ? nullptr : block->q[1] + i * dp;
+    if (i >= block->rows) {
+      std::memset(hi, 0, dp * sizeof(uint16_t));
+      if (lo != nullptr) std::memset(lo, 0, dp * sizeof(uint16_t));
+      continue;
+    }
+    if (i + kRowsAhead < block->rows) {
+      PrefetchRow<_MM_HINT_T0>(p.q, p.dtype, p.head_dim, s,
+                               block->i0 + i + kRowsAhead);
+    }
+    StageRow(SegmentRow(p.q, p.dtype, s, block->i0 + i), p.dtype, p.head_dim,
+             dp, hi, lo);
+  }
+}
+
+// Packs key rows j0 .. j0 + keys - 1 of k (as K^T pairs) and v (as pairs of
+// key rows) into the scratch planes; keys past `keys` are zero.
+DA_AMX_TARGET void PackKeyTile(const ForwardParams& p, const Segment& s,
+                               int64_t j0, int64_t keys, Scratch* scratch) {
+  const int64_t dp = scratch->dp;
+  const int64_t pairs = dp / 2;
+  // K: stage each row, then scatter its 32-bit pairs down a column of kt.
+  uint16_t* const* row = scratch->key_row;
+  for (int64_t j = 0; j < kBlockK; ++j) {
+    if (j + kRowsAhead < keys) {
+      PrefetchRow<_MM_HINT_T0>(p.k, p.dtype, p.head_dim, s,
+                               j0 + j + kRowsAhead);
+      PrefetchRow<_MM_HINT_T0>(p.v, p.dtype, p.head_dim, s,
+                               j0 + j + kRowsAhead);
+    }
+    if (j < keys) {
+      StageRow(SegmentRow(p.k, p.dtype, s, j0 + j), p.dtype, p.head_dim, dp,
+               row[0], row[1]);
+      StageRow(SegmentRow(p.v, p.dtype, s, j0 + j), p.dtype, p.head_dim, dp,
+               scratch->staged[0] + j * dp,
+               scratch->planes > 1 ? scratch->staged[1] + j * dp : nullptr);
+    } else {
+      for (int64_t pl = 0; pl < scratch->planes; ++pl) {
+        std::memset(row[pl], 0, dp * sizeof(uint16_t));
+        std::memset(scratch->staged[pl] + j * dp, 0, dp * sizeof(uint16_t));
+      }
+    }
+    for (int64_t pl = 0; pl < scratch->planes; ++pl) {
+      const uint32_t* pairs_of_row = reinterpret_cast<const uint32_t*>(row[pl]);
+      uint32_t* column = scratch->kt[pl] + j;
+      for (int64_t r = 0; r < pairs; ++r) column[r * kBlockK] = pairs_of_row[r];
+    }
+  }
+  // V: interleave the 16-bit elements of key rows 2r and 2r + 1.
+  const __m512i even = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11,
+                                        42, 10, 41, 9, 40, 8, 39, 7, 38, 6, 37,
+                                        5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i odd = _mm512_add_epi16(even, _mm512_set1_epi16(16));
+  for (int64_t pl = 0; pl < scratch->planes; ++pl) {
+    const uint16_t* staged = scratch->staged[pl];
+    for (int64_t r = 0; r < kBlockK / 2; ++r) {
+      const uint16_t* a = staged + 2 * r * dp;
+      const uint16_t* b = a + dp;
+      uint32_t* out = scratch->v[pl] + r * dp;
+      for (int64_t c = 0; c < dp; c += 32) {
+        const __m512i x = _mm512_loadu_si512(a + c);
+        const __m512i y = _mm512_loadu_si512(b + c);
+        _mm512_storeu_si512(out + c, _mm512_permutex2var_epi16(x, even, y));
+        _mm512_storeu_si512(out + c + 16, _mm512_permutex2var_epi16(x, odd, y));
+      }
+    }
+  }
+}
+
+// S[:, 32h .. 32h + 31] = Q K^T for key half h of the tile.
+DA_AMX_TARGET void Scores(const Scratch& scratch, const Terms& terms,
+                          const Block& block, int64_t h) {
+  const int64_t dp = scratch.dp;
+  const int64_t q_stride = dp * sizeof(uint16_t);
+  const int64_t kt_stride = kBlockK * sizeof(uint32_t);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int t = 0; t < terms.count; ++t) {
+    const uint16_t* q = block.q[terms.a[t]];
+    const uint32_t* kt = scratch.kt[terms.b[t]] + h * kChunk;
+    for (int64_t c = 0; c < dp; c += kChunk) {
+      _tile_loadd(4, q + c, q_stride);
+      _tile_loadd(5, q + 16 * dp + c, q_stride);
+      _tile_loadd(6, kt + c / 2 * kBlockK, kt_stride);
+      _tile_loadd(7, kt + c / 2 * kBlockK + 16, kt_stride);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  float* s = scratch.s + h * kChunk;
+  const int64_t s_stride = kBlockK * sizeof(float);
+  _tile_stored(0, s, s_stride);
+  _tile_stored(1, s + 16, s_stride);
+  _tile_stored(2, s + 16 * kBlockK, s_stride);
+  _tile_stored(3, s + 16 * kBlockK + 16, s_stride);
+}
+
+// O[:, 32c .. 32c + 31] += P V over the first `halves` key halves.
+DA_AMX_TARGET void AccumulateOutput(const Scratch& scratch, const Terms& terms,
+                                    int64_t halves, Block* block) {
+  const int64_t dp = scratch.dp;
+  const int64_t o_stride = dp * sizeof(float);
+  const int64_t p_stride = kBlockK * sizeof(uint16_t);
+  const int64_t v_stride = dp * sizeof(uint32_t);
+  for (int64_t c = 0; c < dp; c += kChunk) {
+    float* o = block->o + c;
+    _tile_loadd(0, o, o_stride);
+    _tile_loadd(1, o + 16, o_stride);
+    _tile_loadd(2, o + 16 * dp, o_stride);
+    _tile_loadd(3, o + 16 * dp + 16, o_stride);
+    for (int t = 0; t < terms.count; ++t) {
+      const uint16_t* p = scratch.p[terms.a[t]];
+      const uint32_t* v = scratch.v[terms.b[t]] + c;
+      for (int64_t h = 0; h < halves; ++h) {
+        _tile_loadd(4, p + h * kChunk, p_stride);
+        _tile_loadd(5, p + 16 * kBlockK + h * kChunk, p_stride);
+        _tile_loadd(6, v + h * 16 * dp, v_stride);
+        _tile_loadd(7, v + h * 16 * dp + 16, v_stride);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+    }
+    _tile_stored(0, o, o_stride);
+    _tile_stored(1, o + 16, o_stride);
+    _tile_stored(2, o + 16 * dp, o_stride);
+    _tile_stored(3, o + 16 * dp + 16, o_stride);
+  }
+}
+
+// Turns the scores of the first `halves` key halves into P (every plane),
+// updating the block's running max and sum and rescaling output rows whose
+// max moves. Keys at or past `keys`, and under a causal mask keys after
+// their query, get probability 0.
+DA_AMX_TARGET void Softmax(const ForwardParams& p, int64_t j0, int64_t keys,
+                           int64_t halves, Scratch* scratch, Block* block) {
+  const int64_t dp = scratch->dp;
+  const int64_t vectors = halves * 2;
+  const __m512 scale = _mm512_set1_ps(p.softmax_scale * kLog2e);
+  const __m512 minus_inf =
+      _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t r = 0; r < kBlockQ; ++r) {
+    const int64_t visible =
+        p.is_causal ? std::min(keys, block->i0 + r - j0 + 1) : keys;
+    uint16_t* hi = scratch->p[0] + r * kBlockK;
+    uint16_t* lo = scratch->planes > 1 ? scratch->p[1] + r * kBlockK : nullptr;
+    if (visible <= 0) {
+      std::memset(hi, 0, kBlockK * sizeof(uint16_t));
+      if (lo != nullptr) std::memset(lo, 0, kBlockK * sizeof(uint16_t));
+      continue;
+    }
+    const float* s = scratch->s + r * kBlockK;
+    __m512 x[kBlockK / 16];
+    __m512 tile_max = minus_inf;
+    for (int64_t v = 0; v < vectors; ++v) {
+      x[v] = _mm512_mask_mul_ps(minus_inf, FirstLanes(visible - 16 * v),
+                                _mm512_loadu_ps(s + 16 * v), scale);
+      tile_max = _mm512_max_ps(tile_max, x[v]);
+    }
+    const float m = _mm512_reduce_max_ps(tile_max);
+    float old_max = block->row_max[r];
+    if (old_max == -std::numeric_limits<float>::infinity() ||
+        m > old_max + kMaxSlack) {
+      // First keys of the row, or a max far above the reference: move it.
+      const float alpha = old_max == -std::numeric_limits<float>::infinity()
+                              ? 0.0f
+                              : std::exp2(old_max - m);
+      block->row_sum[r] *= alpha;
+      float* o = block->o + r * dp;
+      const __m512 a = _mm512_set1_ps(alpha);
+      for (int64_t c = 0; c < dp; c += 16) {
+        _mm512_storeu_ps(o + c, _mm512_mul_ps(_mm512_loadu_ps(o + c), a));
+      }
+      old_max = m;
+      block->row_max[r] = m;
+    }
+    const __m512 ref = _mm512_set1_ps(old_max);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t v = 0; v < vectors; ++v) {
+      const __m512 prob = Exp2x16(_mm512_sub_ps(x[v], ref));
+      sum = _mm512_add_ps(sum, prob);
+      const __m256i high = ToBf16(prob);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + 16 * v), high);
+      if (lo != nullptr) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + 16 * v),
+                            ToBf16(_mm512_sub_ps(prob, Widen(high))));
+      }
+    }
+    block->row_sum[r] += _mm512_reduce_add_ps(sum);
+  }
+}
+
+// Normalises `block`, applies 1/G and stores its rows of out; writes
+// lse = ln 2 * (max + log2(sum)).
+DA_AMX_TARGET void StoreBlock(const ForwardParams& p, const Segment& s,
+                              int64_t dp, const Block& block) {
+  float* lse_row = LseRow(p, s);
+  const int64_t d = p.head_dim;
+  for (int64_t r = 0; r < block.rows; ++r) {
+    const int64_t i = block.i0 + r;
+    if (r + kRowsAhead < block.rows) {
+      PrefetchRow<_MM_HINT_T0>(p.out, p.dtype, d, s, i + kRowsAhead);
+    }
+    const __m512 factor = _mm512_set1_ps(p.output_scale / block.row_sum[r]);
+    const float* o = block.o + r * dp;
+    uint16_t* out =
+        reinterpret_cast<uint16_t*>(SegmentRow(p.out, p.dtype, s, i));
+    for (int64_t a = 0; a < d; a += 16) {
+      const __m512 y = _mm512_mul_ps(_mm512_loadu_ps(o + a), factor);
+      const __m256i stored =
+          p.dtype == DataType::kBFloat16
+              ? ToBf16(y)
+              : _mm512_cvtps_ph(y,
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm256_mask_storeu_epi16(out + a, FirstLanes(d - a), stored);
+    }
+    if (lse_row != nullptr) {
+      lse_row[s.problem->Position(i)] =
+          (block.row_max[r] + std::log2(block.row_sum[r])) * kLn2;
+    }
+  }
+}
+
+// Computes the rows of `unit` of problem s into out (and lse), and zeroes the
+// unselected positions that follow them.
+DA_AMX_TARGET void ForwardUnit(const ForwardParams& p, const Segment& s,
+                               int64_t unit, Scratch* scratch) {
+  const int64_t length = s.problem->length;
+  const int64_t unit_rows = kBlockQ * kMaxBlocks;
+  const int64_t unit_begin = unit * unit_rows;
+  const int64_t unit_end = std::min(length, unit_begin + unit_rows);
+  ZeroUnselected(p.out, p.dtype, p.head_dim, s, unit_begin,
+                 std::max(unit_begin, unit_end), LseRow(p, s));
+  if (unit_end <= unit_begin) return;
+  const int64_t dp = scratch->dp;
+  const Terms terms = ProductTerms(p.dtype);
+
+  int64_t num_blocks = 0;
+  int64_t key_end = 0;
+  for (int64_t i0 = unit_begin; i0 < unit_end; i0 += kBlockQ) {
+    Block& block = scratch->blocks[num_blocks++];
+    block.i0 = i0;
+    block.rows = std::min(kBlockQ, unit_end - i0);
+    // Causal: keys up to the block's last query; later tiles are skipped.
+    block.key_end = p.is_causal ? i0 + block.rows : length;
+    key_end = std::max(key_end, block.key_end);
+    PackQueries(p, s, dp, &block);
+    std::fill(block.o, block.o + kBlockQ * dp, 0.0f);
+    std::fill(block.row_max, block.row_max + kBlockQ,
+              -std::numeric_limits<float>::infinity());
+    std::fill(block.row_sum, block.row_sum + kBlockQ, 0.0f);
+  }
+
+  for (int64_t j0 = 0; j0 < key_end; j0 += kBlockK) {
+    const int64_t keys = std::min(kBlockK, key_end - j0);
+    PackKeyTile(p, s, j0, keys, scratch);
+    for (int64_t b = 0; b < num_blocks; ++b) {
+      Block& block = scratch->blocks[b];
+      if (j0 >= block.key_end) continue;
+      const int64_t block_keys = std::min(keys, block.key_end - j0);
+      const int64_t halves = (block_keys + kChunk - 1) / kChunk;
+      for (int64_t h = 0; h < halves; ++h) Scores(*scratch, terms, block, h);
+      Softmax(p, j0, block_keys, halves, scratch, &block);
+      AccumulateOutput(*scratch, terms, halves, &block);
+    }
+  }
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    StoreBlock(p, s, dp, scratch->blocks[b]);
+  }
+}
+
+}  // namespace
+
+int64_t FlashForwardAmxWorkspacePerThread(const ForwardParams& p) {
+  Carver counter(nullptr);
+  Scratch layout(p.head_dim, p.dtype, &counter);
+  return counter.used();
+}
+
+void FlashForwardAmx(const ForwardParams& p, float* workspace,
+                     int num_threads) {
+  const ProblemList problems(p);
+  const WorkList work(problems, kBlockQ * kMaxBlocks);
+  const int64_t per_thread = FlashForwardAmxWorkspacePerThread(p);
+#pragma omp parallel num_threads(num_threads)
+  {
+    Carver carver(workspace + omp_get_thread_num() * per_thread);
+    Scratch scratch(p.head_dim, p.dtype, &carver);
+    ConfigureTiles();
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t index = 0; index < work.size(); ++index) {
+      int64_t unit;
+      const Segment s = work.Decode(index, &unit);
+      ForwardUnit(p, s, unit, &scratch);
+    }
+    ReleaseTiles();
+  }
+}
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace dilated
