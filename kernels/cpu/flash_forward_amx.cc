@@ -43,16 +43,17 @@ namespace kernels {
 namespace cpu {
 namespace {
 
-// 32 queries x 64 keys: a score tile is 2 x 4 AMX tiles of 16 x 16 floats,
-// computed in two halves of 32 keys (four accumulators, two A and two B
-// tiles: the eight tile registers).
+// 32 queries x 128 keys: a score tile is 2 x 8 AMX tiles of 16 x 16 floats,
+// computed in quarters of 32 keys (four accumulators, two A and two B tiles:
+// the eight tile registers). 128 keys per tile halve the loads and stores of
+// the output tiles per key against 64.
 constexpr int64_t kBlockQ = 32;
-constexpr int64_t kBlockK = 64;
+constexpr int64_t kBlockK = 128;
 // Keys (and dims) per reduction step of a tile product: 16 pairs.
 constexpr int64_t kChunk = 32;
 // Query blocks of one work unit (512 rows): each key tile is packed once for
 // all of them, as in flash_forward.cc.
-constexpr int64_t kMaxBlocks = 16;
+constexpr int64_t kMaxBlocks = 64;
 // A tile's max may exceed the running max by this much (log2 units) before
 // the running max moves: probabilities up to 2^8, far from overflow, and
 // fewer rescalings of the output rows.
@@ -84,7 +85,9 @@ struct Block {
   uint16_t* q[2] = {nullptr, nullptr};  // Planes of kBlockQ x dp, row-major.
   float* o = nullptr;                   // kBlockQ x dp, unnormalised.
   float* row_max = nullptr;             // kBlockQ, base-2 scores.
-  float* row_sum = nullptr;             // kBlockQ.
+  // kBlockQ x 16 lane-wise partial sums of 2^(score - row_max); a row's sum
+  // is the sum of its 16, taken once at the end.
+  float* row_sum = nullptr;
 };
 
 // One thread's tiles; 16-bit arrays are carved as floats (two per float).
@@ -98,14 +101,16 @@ struct Scratch {
       }
       blocks[b].o = carver->Take(kBlockQ * dp);
       blocks[b].row_max = carver->Take(kBlockQ);
-      blocks[b].row_sum = carver->Take(kBlockQ);
+      blocks[b].row_sum = carver->Take(kBlockQ * 16);
     }
     for (int64_t pl = 0; pl < planes; ++pl) {
       kt[pl] = reinterpret_cast<uint32_t*>(carver->Take(dp / 2 * kBlockK));
       v[pl] = reinterpret_cast<uint32_t*>(carver->Take(kBlockK / 2 * dp));
       p[pl] = reinterpret_cast<uint16_t*>(carver->Take(kBlockQ * kBlockK / 2));
-      staged[pl] = reinterpret_cast<uint16_t*>(carver->Take(kBlockK * dp / 2));
-      key_row[pl] = reinterpret_cast<uint16_t*>(carver->Take(dp / 2));
+      staged_k[pl] =
+          reinterpret_cast<uint16_t*>(carver->Take(kBlockK * dp / 2));
+      staged_v[pl] =
+          reinterpret_cast<uint16_t*>(carver->Take(kBlockK * dp / 2));
     }
     s = carver->Take(kBlockQ * kBlockK);
   }
@@ -119,8 +124,8 @@ struct Scratch {
   uint32_t* kt[2] = {nullptr, nullptr};
   uint32_t* v[2] = {nullptr, nullptr};
   uint16_t* p[2] = {nullptr, nullptr};
-  uint16_t* staged[2] = {nullptr, nullptr};
-  uint16_t* key_row[2] = {nullptr, nullptr};
+  uint16_t* staged_k[2] = {nullptr, nullptr};
+  uint16_t* staged_v[2] = {nullptr, nullptr};
   float* s;  // kBlockQ x kBlockK scores.
 };
 
@@ -170,8 +175,10 @@ DA_AMX_TARGET void StageRow(const void* src, DataType dtype, int64_t count,
                             int64_t dp, uint16_t* hi, uint16_t* lo) {
   const uint16_t* h = static_cast<const uint16_t*>(src);
   for (int64_t a = 0; a < dp; a += 16) {
-    const __mmask16 mask = FirstLanes(count - a);
-    const __m256i x = _mm256_maskz_loadu_epi16(mask, h + a);
+    const __m256i x =
+        count - a >= 16
+            ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + a))
+            : _mm256_maskz_loadu_epi16(FirstLanes(count - a), h + a);
     if (dtype == DataType::kBFloat16) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + a), x);
       continue;
@@ -185,9 +192,9 @@ DA_AMX_TARGET void StageRow(const void* src, DataType dtype, int64_t count,
 }
 
 // Packs the rows of `block` of q into its planes (rows past block->rows
-// zero).
+// zero), asking for the rows that follow, up to `end`, ahead of time.
 DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
-                               int64_t dp, Block* block) {
+                               int64_t dp, int64_t end, Block* block) {
   for (int64_t i = 0; i < kBlockQ; ++i) {
     uint16_t* hi = block->q[0] + i * dp;
     uint16_t* lo = block->q[1] == nullptr ? nullptr : block->q[1] + i * dp;
@@ -196,7 +203,7 @@ DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
       if (lo != nullptr) std::memset(lo, 0, dp * sizeof(uint16_t));
       continue;
     }
-    if (i + kRowsAhead < block->rows) {
+    if (block->i0 + i + kRowsAhead < end) {
       PrefetchRow<_MM_HINT_T0>(p.q, p.dtype, p.head_dim, s,
                                block->i0 + i + kRowsAhead);
     }
@@ -205,14 +212,81 @@ DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
   }
 }
 
+// Transposes the 16 x 16 matrix of 32-bit elements x[row][lane].
+DA_AMX_TARGET void Transpose16x16(__m512i* x) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(x[i], x[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(x[i], x[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    x[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    x[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    x[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    x[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // x[4b + c] now holds, in its 128-bit lane l, the elements 4l + c of rows
+  // 4b .. 4b + 3; a 4 x 4 transpose of 128-bit lanes per c finishes.
+  for (int c = 0; c < 4; ++c) {
+    const __m512i a0 = _mm512_shuffle_i32x4(x[c], x[4 + c], 0x44);
+    const __m512i a1 = _mm512_shuffle_i32x4(x[c], x[4 + c], 0xee);
+    const __m512i a2 = _mm512_shuffle_i32x4(x[8 + c], x[12 + c], 0x44);
+    const __m512i a3 = _mm512_shuffle_i32x4(x[8 + c], x[12 + c], 0xee);
+    t[c] = _mm512_shuffle_i32x4(a0, a2, 0x88);
+    t[4 + c] = _mm512_shuffle_i32x4(a0, a2, 0xdd);
+    t[8 + c] = _mm512_shuffle_i32x4(a1, a3, 0x88);
+    t[12 + c] = _mm512_shuffle_i32x4(a1, a3, 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) x[i] = t[i];
+}
+
+// Writes the kBlockK x dp 16-bit `rows` as K^T in pairs: kt[r * kBlockK + j]
+// holds elements 2r and 2r + 1 of row j. 16 x 16 blocks of 32-bit pairs are
+// transposed in registers, so that every store fills a cache line.
+DA_AMX_TARGET void TransposePairs(const uint16_t* rows, int64_t dp,
+                                  uint32_t* kt) {
+  const uint32_t* in = reinterpret_cast<const uint32_t*>(rows);
+  const int64_t pairs = dp / 2;
+  for (int64_t j = 0; j < kBlockK; j += 16) {
+    for (int64_t r = 0; r < pairs; r += 16) {
+      __m512i x[16];
+      for (int i = 0; i < 16; ++i) {
+        x[i] = _mm512_loadu_si512(in + (j + i) * pairs + r);
+      }
+      Transpose16x16(x);
+      for (int i = 0; i < 16; ++i) {
+        _mm512_storeu_si512(kt + (r + i) * kBlockK + j, x[i]);
+      }
+    }
+  }
+}
+
+// Writes the kBlockK x dp 16-bit `rows` as pairs of rows: v[r * dp + a]
+// holds element a of rows 2r and 2r + 1.
+DA_AMX_TARGET void InterleaveRowPairs(const uint16_t* rows, int64_t dp,
+                                      uint32_t* v) {
+  const __m512i even = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11,
+                                        42, 10, 41, 9, 40, 8, 39, 7, 38, 6, 37,
+                                        5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i odd = _mm512_add_epi16(even, _mm512_set1_epi16(16));
+  for (int64_t r = 0; r < kBlockK / 2; ++r) {
+    const uint16_t* a = rows + 2 * r * dp;
+    const uint16_t* b = a + dp;
+    uint32_t* out = v + r * dp;
+    for (int64_t c = 0; c < dp; c += 32) {
+      const __m512i x = _mm512_loadu_si512(a + c);
+      const __m512i y = _mm512_loadu_si512(b + c);
+      _mm512_storeu_si512(out + c, _mm512_permutex2var_epi16(x, even, y));
+      _mm512_storeu_si512(out + c + 16, _mm512_permutex2var_epi16(x, odd, y));
+    }
+  }
+}
+
 // Packs key rows j0 .. j0 + keys - 1 of k (as K^T pairs) and v (as pairs of
 // key rows) into the scratch planes; keys past `keys` are zero.
 DA_AMX_TARGET void PackKeyTile(const ForwardParams& p, const Segment& s,
                                int64_t j0, int64_t keys, Scratch* scratch) {
   const int64_t dp = scratch->dp;
-  const int64_t pairs = dp / 2;
-  // K: stage each row, then scatter its 32-bit pairs down a column of kt.
-  uint16_t* const* row = scratch->key_row;
   for (int64_t j = 0; j < kBlockK; ++j) {
     if (j + kRowsAhead < keys) {
       PrefetchRow<_MM_HINT_T0>(p.k, p.dtype, p.head_dim, s,
@@ -220,46 +294,29 @@ DA_AMX_TARGET void PackKeyTile(const ForwardParams& p, const Segment& s,
       PrefetchRow<_MM_HINT_T0>(p.v, p.dtype, p.head_dim, s,
                                j0 + j + kRowsAhead);
     }
+    uint16_t* k_lo =
+        scratch->planes > 1 ? scratch->staged_k[1] + j * dp : nullptr;
+    uint16_t* v_lo =
+        scratch->planes > 1 ? scratch->staged_v[1] + j * dp : nullptr;
     if (j < keys) {
       StageRow(SegmentRow(p.k, p.dtype, s, j0 + j), p.dtype, p.head_dim, dp,
-               row[0], row[1]);
+               scratch->staged_k[0] + j * dp, k_lo);
       StageRow(SegmentRow(p.v, p.dtype, s, j0 + j), p.dtype, p.head_dim, dp,
-               scratch->staged[0] + j * dp,
-               scratch->planes > 1 ? scratch->staged[1] + j * dp : nullptr);
+               scratch->staged_v[0] + j * dp, v_lo);
     } else {
       for (int64_t pl = 0; pl < scratch->planes; ++pl) {
-        std::memset(row[pl], 0, dp * sizeof(uint16_t));
-        std::memset(scratch->staged[pl] + j * dp, 0, dp * sizeof(uint16_t));
+        std::memset(scratch->staged_k[pl] + j * dp, 0, dp * sizeof(uint16_t));
+        std::memset(scratch->staged_v[pl] + j * dp, 0, dp * sizeof(uint16_t));
       }
-    }
-    for (int64_t pl = 0; pl < scratch->planes; ++pl) {
-      const uint32_t* pairs_of_row = reinterpret_cast<const uint32_t*>(row[pl]);
-      uint32_t* column = scratch->kt[pl] + j;
-      for (int64_t r = 0; r < pairs; ++r) column[r * kBlockK] = pairs_of_row[r];
     }
   }
-  // V: interleave the 16-bit elements of key rows 2r and 2r + 1.
-  const __m512i even = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11,
-                                        42, 10, 41, 9, 40, 8, 39, 7, 38, 6, 37,
-                                        5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
-  const __m512i odd = _mm512_add_epi16(even, _mm512_set1_epi16(16));
   for (int64_t pl = 0; pl < scratch->planes; ++pl) {
-    const uint16_t* staged = scratch->staged[pl];
-    for (int64_t r = 0; r < kBlockK / 2; ++r) {
-      const uint16_t* a = staged + 2 * r * dp;
-      const uint16_t* b = a + dp;
-      uint32_t* out = scratch->v[pl] + r * dp;
-      for (int64_t c = 0; c < dp; c += 32) {
-        const __m512i x = _mm512_loadu_si512(a + c);
-        const __m512i y = _mm512_loadu_si512(b + c);
-        _mm512_storeu_si512(out + c, _mm512_permutex2var_epi16(x, even, y));
-        _mm512_storeu_si512(out + c + 16, _mm512_permutex2var_epi16(x, odd, y));
-      }
-    }
+    TransposePairs(scratch->staged_k[pl], dp, scratch->kt[pl]);
+    InterleaveRowPairs(scratch->staged_v[pl], dp, scratch->v[pl]);
   }
 }
 
-// S[:, 32h .. 32h + 31] = Q K^T for key half h of the tile.
+// S[:, 32h .. 32h + 31] = Q K^T for key chunk h of the tile (32 keys).
 DA_AMX_TARGET void Scores(const Scratch& scratch, const Terms& terms,
                           const Block& block, int64_t h) {
   const int64_t dp = scratch.dp;
@@ -291,9 +348,9 @@ DA_AMX_TARGET void Scores(const Scratch& scratch, const Terms& terms,
   _tile_stored(3, s + 16 * kBlockK + 16, s_stride);
 }
 
-// O[:, 32c .. 32c + 31] += P V over the first `halves` key halves.
+// O[:, 32c .. 32c + 31] += P V over the first `chunks` key chunks of 32.
 DA_AMX_TARGET void AccumulateOutput(const Scratch& scratch, const Terms& terms,
-                                    int64_t halves, Block* block) {
+                                    int64_t chunks, Block* block) {
   const int64_t dp = scratch.dp;
   const int64_t o_stride = dp * sizeof(float);
   const int64_t p_stride = kBlockK * sizeof(uint16_t);
@@ -307,7 +364,7 @@ DA_AMX_TARGET void AccumulateOutput(const Scratch& scratch, const Terms& terms,
     for (int t = 0; t < terms.count; ++t) {
       const uint16_t* p = scratch.p[terms.a[t]];
       const uint32_t* v = scratch.v[terms.b[t]] + c;
-      for (int64_t h = 0; h < halves; ++h) {
+      for (int64_t h = 0; h < chunks; ++h) {
         _tile_loadd(4, p + h * kChunk, p_stride);
         _tile_loadd(5, p + 16 * kBlockK + h * kChunk, p_stride);
         _tile_loadd(6, v + h * 16 * dp, v_stride);
@@ -325,14 +382,22 @@ DA_AMX_TARGET void AccumulateOutput(const Scratch& scratch, const Terms& terms,
   }
 }
 
-// Turns the scores of the first `halves` key halves into P (every plane),
+// Returns the max of the lanes of x in every lane.
+DA_AMX_TARGET __m512 MaxOfLanes(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(1, 0, 3, 2)));
+  x = _mm512_max_ps(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(2, 3, 0, 1)));
+  x = _mm512_max_ps(x, _mm512_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)));
+  return _mm512_max_ps(x, _mm512_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+// Turns the scores of the first `chunks` key chunks into P (every plane),
 // updating the block's running max and sum and rescaling output rows whose
 // max moves. Keys at or past `keys`, and under a causal mask keys after
 // their query, get probability 0.
 DA_AMX_TARGET void Softmax(const ForwardParams& p, int64_t j0, int64_t keys,
-                           int64_t halves, Scratch* scratch, Block* block) {
+                           int64_t chunks, Scratch* scratch, Block* block) {
   const int64_t dp = scratch->dp;
-  const int64_t vectors = halves * 2;
+  const int64_t vectors = chunks * 2;
   const __m512 scale = _mm512_set1_ps(p.softmax_scale * kLog2e);
   const __m512 minus_inf =
       _mm512_set1_ps(-std::numeric_limits<float>::infinity());
@@ -354,25 +419,26 @@ DA_AMX_TARGET void Softmax(const ForwardParams& p, int64_t j0, int64_t keys,
                                 _mm512_loadu_ps(s + 16 * v), scale);
       tile_max = _mm512_max_ps(tile_max, x[v]);
     }
-    const float m = _mm512_reduce_max_ps(tile_max);
+    const float m = _mm512_cvtss_f32(MaxOfLanes(tile_max));
+    float* row_sum = block->row_sum + 16 * r;
     float old_max = block->row_max[r];
     if (old_max == -std::numeric_limits<float>::infinity() ||
         m > old_max + kMaxSlack) {
       // First keys of the row, or a max far above the reference: move it.
-      const float alpha = old_max == -std::numeric_limits<float>::infinity()
-                              ? 0.0f
-                              : std::exp2(old_max - m);
-      block->row_sum[r] *= alpha;
+      const __m512 alpha =
+          _mm512_set1_ps(old_max == -std::numeric_limits<float>::infinity()
+                             ? 0.0f
+                             : std::exp2(old_max - m));
+      _mm512_storeu_ps(row_sum, _mm512_mul_ps(_mm512_loadu_ps(row_sum), alpha));
       float* o = block->o + r * dp;
-      const __m512 a = _mm512_set1_ps(alpha);
       for (int64_t c = 0; c < dp; c += 16) {
-        _mm512_storeu_ps(o + c, _mm512_mul_ps(_mm512_loadu_ps(o + c), a));
+        _mm512_storeu_ps(o + c, _mm512_mul_ps(_mm512_loadu_ps(o + c), alpha));
       }
       old_max = m;
       block->row_max[r] = m;
     }
     const __m512 ref = _mm512_set1_ps(old_max);
-    __m512 sum = _mm512_setzero_ps();
+    __m512 sum = _mm512_loadu_ps(row_sum);
     for (int64_t v = 0; v < vectors; ++v) {
       const __m512 prob = Exp2x16(_mm512_sub_ps(x[v], ref));
       sum = _mm512_add_ps(sum, prob);
@@ -383,7 +449,7 @@ DA_AMX_TARGET void Softmax(const ForwardParams& p, int64_t j0, int64_t keys,
                             ToBf16(_mm512_sub_ps(prob, Widen(high))));
       }
     }
-    block->row_sum[r] += _mm512_reduce_add_ps(sum);
+    _mm512_storeu_ps(row_sum, sum);
   }
 }
 
@@ -398,7 +464,9 @@ DA_AMX_TARGET void StoreBlock(const ForwardParams& p, const Segment& s,
     if (r + kRowsAhead < block.rows) {
       PrefetchRow<_MM_HINT_T0>(p.out, p.dtype, d, s, i + kRowsAhead);
     }
-    const __m512 factor = _mm512_set1_ps(p.output_scale / block.row_sum[r]);
+    const float sum =
+        _mm512_reduce_add_ps(_mm512_loadu_ps(block.row_sum + 16 * r));
+    const __m512 factor = _mm512_set1_ps(p.output_scale / sum);
     const float* o = block.o + r * dp;
     uint16_t* out =
         reinterpret_cast<uint16_t*>(SegmentRow(p.out, p.dtype, s, i));
@@ -413,7 +481,7 @@ DA_AMX_TARGET void StoreBlock(const ForwardParams& p, const Segment& s,
     }
     if (lse_row != nullptr) {
       lse_row[s.problem->Position(i)] =
-          (block.row_max[r] + std::log2(block.row_sum[r])) * kLn2;
+          (block.row_max[r] + std::log2(sum)) * kLn2;
     }
   }
 }
@@ -441,24 +509,34 @@ DA_AMX_TARGET void ForwardUnit(const ForwardParams& p, const Segment& s,
     // Causal: keys up to the block's last query; later tiles are skipped.
     block.key_end = p.is_causal ? i0 + block.rows : length;
     key_end = std::max(key_end, block.key_end);
-    PackQueries(p, s, dp, &block);
+    PackQueries(p, s, dp, unit_end, &block);
     std::fill(block.o, block.o + kBlockQ * dp, 0.0f);
     std::fill(block.row_max, block.row_max + kBlockQ,
               -std::numeric_limits<float>::infinity());
-    std::fill(block.row_sum, block.row_sum + kBlockQ, 0.0f);
+    std::fill(block.row_sum, block.row_sum + kBlockQ * 16, 0.0f);
   }
 
   for (int64_t j0 = 0; j0 < key_end; j0 += kBlockK) {
     const int64_t keys = std::min(kBlockK, key_end - j0);
     PackKeyTile(p, s, j0, keys, scratch);
+    // The next tile is fetched into L2 in slices, one per block, so that the
+    // requests stay few at a time and overlap the arithmetic.
+    const int64_t next_end = std::min(key_end, j0 + 2 * kBlockK);
+    const int64_t slice = (kBlockK + num_blocks - 1) / num_blocks;
     for (int64_t b = 0; b < num_blocks; ++b) {
+      const int64_t prefetch_begin = j0 + kBlockK + b * slice;
+      for (int64_t j = prefetch_begin;
+           j < std::min(next_end, prefetch_begin + slice); ++j) {
+        PrefetchRow<_MM_HINT_T1>(p.k, p.dtype, p.head_dim, s, j);
+        PrefetchRow<_MM_HINT_T1>(p.v, p.dtype, p.head_dim, s, j);
+      }
       Block& block = scratch->blocks[b];
       if (j0 >= block.key_end) continue;
       const int64_t block_keys = std::min(keys, block.key_end - j0);
-      const int64_t halves = (block_keys + kChunk - 1) / kChunk;
-      for (int64_t h = 0; h < halves; ++h) Scores(*scratch, terms, block, h);
-      Softmax(p, j0, block_keys, halves, scratch, &block);
-      AccumulateOutput(*scratch, terms, halves, &block);
+      const int64_t chunks = (block_keys + kChunk - 1) / kChunk;
+      for (int64_t h = 0; h < chunks; ++h) Scores(*scratch, terms, block, h);
+      Softmax(p, j0, block_keys, chunks, scratch, &block);
+      AccumulateOutput(*scratch, terms, chunks, &block);
     }
   }
   for (int64_t b = 0; b < num_blocks; ++b) {
