@@ -11,9 +11,9 @@
 // operand of P V as it stands.
 //
 // The file is compiled for x86-64-v3 like the rest of the library; only the
-// functions marked DA_AMX_TARGET use AVX-512 and AMX, and they are called only
-// when CpuHasAmx(). Shared inline code (flash_common.h, row_io.h) is thus
-// compiled for x86-64-v3 here as everywhere else.
+// functions marked DA_AMX_TARGET (amx_tiles.h) use AVX-512 and AMX, and they
+// are called only when CpuHasAmx(). Shared inline code (flash_common.h) is
+// thus compiled for x86-64-v3 here as everywhere else.
 
 #include <immintrin.h>
 #include <omp.h>
@@ -24,19 +24,16 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/flash_amx.h"
 #include "kernels/cpu/flash_common.h"
+#include "kernels/cpu/tile_gemm_amx.h"
 
 // 2^x for 16 lanes (AVX-512F), the exponential of the other AVX-512 code.
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl")
 #include "kernels/cpu/simd_exp_avx512.h"
 #pragma GCC pop_options
-
-#define DA_AMX_TARGET                                             \
-  __attribute__((                                                 \
-      target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,amx-" \
-             "tile,amx-bf16")))
 
 namespace dilated {
 namespace kernels {
@@ -129,46 +126,6 @@ struct Scratch {
   float* s;  // kBlockQ x kBlockK scores.
 };
 
-// The palette-1 tile configuration: tiles 0-7 of 16 rows x 64 bytes.
-struct alignas(64) TileConfig {
-  uint8_t palette_id;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
-static_assert(sizeof(TileConfig) == 64, "LDTILECFG reads 64 bytes");
-
-DA_AMX_TARGET void ConfigureTiles() {
-  TileConfig config;
-  std::memset(&config, 0, sizeof(config));
-  config.palette_id = 1;
-  for (int t = 0; t < 8; ++t) {
-    config.colsb[t] = 64;
-    config.rows[t] = 16;
-  }
-  _tile_loadconfig(&config);
-}
-
-DA_AMX_TARGET void ReleaseTiles() { _tile_release(); }
-
-// Returns the lanes below `count` (0 to 16) set.
-DA_AMX_TARGET __mmask16 FirstLanes(int64_t count) {
-  if (count <= 0) return 0;
-  if (count >= 16) return 0xffff;
-  return static_cast<__mmask16>((1u << count) - 1);
-}
-
-// Returns bf16 lanes widened to float32.
-DA_AMX_TARGET __m512 Widen(__m256i bf16) {
-  return _mm512_castsi512_ps(
-      _mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16), 16));
-}
-
-DA_AMX_TARGET __m256i ToBf16(__m512 x) {
-  return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
-}
-
 // Writes `count` stored elements at `src` as dp 16-bit planes values (zero
 // beyond count): bfloat16 copied, float16 split into hi and lo.
 DA_AMX_TARGET void StageRow(const void* src, DataType dtype, int64_t count,
@@ -210,34 +167,6 @@ DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
     StageRow(SegmentRow(p.q, p.dtype, s, block->i0 + i), p.dtype, p.head_dim,
              dp, hi, lo);
   }
-}
-
-// Transposes the 16 x 16 matrix of 32-bit elements x[row][lane].
-DA_AMX_TARGET void Transpose16x16(__m512i* x) {
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(x[i], x[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(x[i], x[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    x[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-    x[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-    x[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-    x[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
-  // x[4b + c] now holds, in its 128-bit lane l, the elements 4l + c of rows
-  // 4b .. 4b + 3; a 4 x 4 transpose of 128-bit lanes per c finishes.
-  for (int c = 0; c < 4; ++c) {
-    const __m512i a0 = _mm512_shuffle_i32x4(x[c], x[4 + c], 0x44);
-    const __m512i a1 = _mm512_shuffle_i32x4(x[c], x[4 + c], 0xee);
-    const __m512i a2 = _mm512_shuffle_i32x4(x[8 + c], x[12 + c], 0x44);
-    const __m512i a3 = _mm512_shuffle_i32x4(x[8 + c], x[12 + c], 0xee);
-    t[c] = _mm512_shuffle_i32x4(a0, a2, 0x88);
-    t[4 + c] = _mm512_shuffle_i32x4(a0, a2, 0xdd);
-    t[8 + c] = _mm512_shuffle_i32x4(a1, a3, 0x88);
-    t[12 + c] = _mm512_shuffle_i32x4(a1, a3, 0xdd);
-  }
-  for (int i = 0; i < 16; ++i) x[i] = t[i];
 }
 
 // Writes the kBlockK x dp 16-bit `rows` as K^T in pairs: kt[r * kBlockK + j]
@@ -561,14 +490,14 @@ void FlashForwardAmx(const ForwardParams& p, float* workspace,
   {
     Carver carver(workspace + omp_get_thread_num() * per_thread);
     Scratch scratch(p.head_dim, p.dtype, &carver);
-    ConfigureTiles();
+    AmxBeginThread();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t index = 0; index < work.size(); ++index) {
       int64_t unit;
       const Segment s = work.Decode(index, &unit);
       ForwardUnit(p, s, unit, &scratch);
     }
-    ReleaseTiles();
+    AmxEndThread();
   }
 }
 
