@@ -15,7 +15,8 @@
 // tile work of bfloat16 and keeps float16's accuracy, where a plain
 // conversion to bfloat16 would lose three bits of every input.
 //
-// Called by FlashForward when ActiveCpuPath() is kAmx (cpu_path.h).
+// Called by FlashForward and FlashBackward when ActiveCpuPath() is kAmx
+// (cpu_path.h).
 
 #ifndef KERNELS_CPU_FLASH_AMX_H_
 #define KERNELS_CPU_FLASH_AMX_H_
@@ -38,6 +39,16 @@ int64_t FlashForwardAmxWorkspacePerThread(const ForwardParams& params);
 // 64-byte aligned.
 void FlashForwardAmx(const ForwardParams& params, float* workspace,
                      int num_threads);
+
+// Returns the float32 workspace (in floats) one thread of FlashBackwardAmx
+// needs: the packed query side of the longest problem plus tiles.
+int64_t FlashBackwardAmxWorkspacePerThread(const ForwardParams& params);
+
+// As FlashBackward (flash_attention.h).
+// REQUIRES: as FlashForwardAmx, with FlashBackwardAmxWorkspacePerThread(
+// params.forward).
+void FlashBackwardAmx(const BackwardParams& params, float* workspace,
+                      int num_threads);
 
 }  // namespace cpu
 }  // namespace kernels

@@ -16,13 +16,13 @@
 #include <cstdint>
 
 #include "kernels/cpu/cpu_path.h"
+#include "kernels/cpu/flash_amx.h"
 #include "kernels/cpu/flash_attention.h"
 #include "kernels/cpu/flash_common.h"
 #include "kernels/cpu/row_io.h"
 #include "kernels/cpu/simd_convert.h"
 #include "kernels/cpu/simd_exp.h"
 #include "kernels/cpu/tile_gemm.h"
-#include "kernels/cpu/tile_gemm_amx.h"
 #include "kernels/cpu/tile_gemm_avx512.h"
 
 namespace dilated {
@@ -185,18 +185,12 @@ using TileGemmFn = void (*)(int64_t m, int64_t n, int64_t k,
                             const StridedOperand& a, const RowOperand& b,
                             const RowResult& c, bool accumulate);
 
-// Returns the AMX product for 16-bit tensors on the AMX path (split into hi
-// and lo parts for float16, whose values bfloat16 cannot hold); else the
-// AVX-512 product when the process runs the AVX-512 path and every product of
-// the pass is a whole number of 16-lane vectors wide (kBlockK and the padded
-// head dimension `dim`); else the AVX2 one.
-TileGemmFn ChooseTileGemm(DataType dtype, int64_t dim) {
-  const CpuPath path = ActiveCpuPath();
-  if (path == CpuPath::kAmx && dtype != DataType::kFloat32) {
-    return dtype == DataType::kFloat16 ? &TileGemmAmxSplit : &TileGemmAmx;
-  }
+// Returns the AVX-512 product when the process runs the AVX-512 path and
+// every product of the pass is a whole number of 16-lane vectors wide
+// (kBlockK and the padded head dimension `dim`), else the AVX2 one.
+TileGemmFn ChooseTileGemm(int64_t dim) {
   const bool avx512 =
-      path != CpuPath::kAvx2 && dim % 16 == 0 && kBlockK % 16 == 0;
+      ActiveCpuPath() != CpuPath::kAvx2 && dim % 16 == 0 && kBlockK % 16 == 0;
   return avx512 ? &TileGemmAvx512 : &TileGemm;
 }
 
@@ -253,32 +247,36 @@ void BackwardSegment(const BackwardParams& bp, const Segment& s,
 
 }  // namespace
 
+// Both layouts fit for 16-bit tensors, so that the workspace sized before a
+// call suits whichever path runs it.
 int64_t FlashBackwardWorkspacePerThread(const ForwardParams& p) {
   Carver counter(nullptr);
   BackwardScratch layout(MaxPositions(p), p.head_dim, &counter);
-  return counter.used();
+  if (p.dtype == DataType::kFloat32) return counter.used();
+  return std::max(counter.used(), FlashBackwardAmxWorkspacePerThread(p));
 }
 
 void FlashBackward(const BackwardParams& bp, float* workspace,
                    int num_threads) {
   const ForwardParams& fp = bp.forward;
+  if (ActiveCpuPath() == CpuPath::kAmx && fp.dtype != DataType::kFloat32) {
+    FlashBackwardAmx(bp, workspace, num_threads);
+    return;
+  }
   const ProblemList problems(fp);
   const WorkList work(problems, /*block_rows=*/0);
   const int64_t per_thread = FlashBackwardWorkspacePerThread(fp);
-  const TileGemmFn gemm = ChooseTileGemm(fp.dtype, RoundUpTo8(fp.head_dim));
-  const bool amx = gemm == &TileGemmAmx || gemm == &TileGemmAmxSplit;
+  const TileGemmFn gemm = ChooseTileGemm(RoundUpTo8(fp.head_dim));
 #pragma omp parallel num_threads(num_threads)
   {
     Carver carver(workspace + omp_get_thread_num() * per_thread);
     BackwardScratch scratch(MaxPositions(fp), fp.head_dim, &carver);
-    if (amx) AmxBeginThread();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t index = 0; index < work.size(); ++index) {
       int64_t block;
       const Segment s = work.Decode(index, &block);
       BackwardSegment(bp, s, gemm, &scratch);
     }
-    if (amx) AmxEndThread();
   }
 }
 

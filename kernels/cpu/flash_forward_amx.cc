@@ -58,23 +58,6 @@ constexpr float kMaxSlack = 8.0f;
 
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Planes of the 16-bit inputs: bfloat16 has one (hi), float16 two (hi, lo;
-// flash_amx.h).
-int64_t Planes(DataType dtype) { return dtype == DataType::kFloat16 ? 2 : 1; }
-
-// The (A plane, B plane) pairs whose products sum to one product: hi*hi,
-// then for float16 hi*lo and lo*hi.
-struct Terms {
-  int count;
-  int a[3];
-  int b[3];
-};
-
-Terms ProductTerms(DataType dtype) {
-  if (dtype == DataType::kFloat16) return {3, {0, 0, 1}, {0, 1, 0}};
-  return {1, {0}, {0}};
-}
-
 struct Block {
   int64_t i0 = 0;
   int64_t rows = 0;
@@ -90,7 +73,7 @@ struct Block {
 // One thread's tiles; 16-bit arrays are carved as floats (two per float).
 struct Scratch {
   Scratch(int64_t head_dim, DataType dtype, Carver* carver)
-      : dp(RoundUp(head_dim, kChunk)), planes(Planes(dtype)) {
+      : dp(RoundUp(head_dim, kChunk)), planes(PlanesOf(dtype)) {
     for (int64_t b = 0; b < kMaxBlocks; ++b) {
       for (int64_t pl = 0; pl < planes; ++pl) {
         blocks[b].q[pl] =
@@ -126,28 +109,6 @@ struct Scratch {
   float* s;  // kBlockQ x kBlockK scores.
 };
 
-// Writes `count` stored elements at `src` as dp 16-bit planes values (zero
-// beyond count): bfloat16 copied, float16 split into hi and lo.
-DA_AMX_TARGET void StageRow(const void* src, DataType dtype, int64_t count,
-                            int64_t dp, uint16_t* hi, uint16_t* lo) {
-  const uint16_t* h = static_cast<const uint16_t*>(src);
-  for (int64_t a = 0; a < dp; a += 16) {
-    const __m256i x =
-        count - a >= 16
-            ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + a))
-            : _mm256_maskz_loadu_epi16(FirstLanes(count - a), h + a);
-    if (dtype == DataType::kBFloat16) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + a), x);
-      continue;
-    }
-    const __m512 f = _mm512_cvtph_ps(x);
-    const __m256i high = ToBf16(f);
-    const __m256i low = ToBf16(_mm512_sub_ps(f, Widen(high)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + a), high);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + a), low);
-  }
-}
-
 // Packs the rows of `block` of q into its planes (rows past block->rows
 // zero), asking for the rows that follow, up to `end`, ahead of time.
 DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
@@ -166,48 +127,6 @@ DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
     }
     StageRow(SegmentRow(p.q, p.dtype, s, block->i0 + i), p.dtype, p.head_dim,
              dp, hi, lo);
-  }
-}
-
-// Writes the kBlockK x dp 16-bit `rows` as K^T in pairs: kt[r * kBlockK + j]
-// holds elements 2r and 2r + 1 of row j. 16 x 16 blocks of 32-bit pairs are
-// transposed in registers, so that every store fills a cache line.
-DA_AMX_TARGET void TransposePairs(const uint16_t* rows, int64_t dp,
-                                  uint32_t* kt) {
-  const uint32_t* in = reinterpret_cast<const uint32_t*>(rows);
-  const int64_t pairs = dp / 2;
-  for (int64_t j = 0; j < kBlockK; j += 16) {
-    for (int64_t r = 0; r < pairs; r += 16) {
-      __m512i x[16];
-      for (int i = 0; i < 16; ++i) {
-        x[i] = _mm512_loadu_si512(in + (j + i) * pairs + r);
-      }
-      Transpose16x16(x);
-      for (int i = 0; i < 16; ++i) {
-        _mm512_storeu_si512(kt + (r + i) * kBlockK + j, x[i]);
-      }
-    }
-  }
-}
-
-// Writes the kBlockK x dp 16-bit `rows` as pairs of rows: v[r * dp + a]
-// holds element a of rows 2r and 2r + 1.
-DA_AMX_TARGET void InterleaveRowPairs(const uint16_t* rows, int64_t dp,
-                                      uint32_t* v) {
-  const __m512i even = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11,
-                                        42, 10, 41, 9, 40, 8, 39, 7, 38, 6, 37,
-                                        5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
-  const __m512i odd = _mm512_add_epi16(even, _mm512_set1_epi16(16));
-  for (int64_t r = 0; r < kBlockK / 2; ++r) {
-    const uint16_t* a = rows + 2 * r * dp;
-    const uint16_t* b = a + dp;
-    uint32_t* out = v + r * dp;
-    for (int64_t c = 0; c < dp; c += 32) {
-      const __m512i x = _mm512_loadu_si512(a + c);
-      const __m512i y = _mm512_loadu_si512(b + c);
-      _mm512_storeu_si512(out + c, _mm512_permutex2var_epi16(x, even, y));
-      _mm512_storeu_si512(out + c + 16, _mm512_permutex2var_epi16(x, odd, y));
-    }
   }
 }
 
@@ -240,13 +159,14 @@ DA_AMX_TARGET void PackKeyTile(const ForwardParams& p, const Segment& s,
     }
   }
   for (int64_t pl = 0; pl < scratch->planes; ++pl) {
-    TransposePairs(scratch->staged_k[pl], dp, scratch->kt[pl]);
-    InterleaveRowPairs(scratch->staged_v[pl], dp, scratch->v[pl]);
+    TransposePairs(scratch->staged_k[pl], kBlockK, dp, scratch->kt[pl],
+                   kBlockK);
+    InterleaveRowPairs(scratch->staged_v[pl], kBlockK, dp, scratch->v[pl]);
   }
 }
 
 // S[:, 32h .. 32h + 31] = Q K^T for key chunk h of the tile (32 keys).
-DA_AMX_TARGET void Scores(const Scratch& scratch, const Terms& terms,
+DA_AMX_TARGET void Scores(const Scratch& scratch, const ProductTerms& terms,
                           const Block& block, int64_t h) {
   const int64_t dp = scratch.dp;
   const int64_t q_stride = dp * sizeof(uint16_t);
@@ -278,8 +198,9 @@ DA_AMX_TARGET void Scores(const Scratch& scratch, const Terms& terms,
 }
 
 // O[:, 32c .. 32c + 31] += P V over the first `chunks` key chunks of 32.
-DA_AMX_TARGET void AccumulateOutput(const Scratch& scratch, const Terms& terms,
-                                    int64_t chunks, Block* block) {
+DA_AMX_TARGET void AccumulateOutput(const Scratch& scratch,
+                                    const ProductTerms& terms, int64_t chunks,
+                                    Block* block) {
   const int64_t dp = scratch.dp;
   const int64_t o_stride = dp * sizeof(float);
   const int64_t p_stride = kBlockK * sizeof(uint16_t);
@@ -395,19 +316,8 @@ DA_AMX_TARGET void StoreBlock(const ForwardParams& p, const Segment& s,
     }
     const float sum =
         _mm512_reduce_add_ps(_mm512_loadu_ps(block.row_sum + 16 * r));
-    const __m512 factor = _mm512_set1_ps(p.output_scale / sum);
-    const float* o = block.o + r * dp;
-    uint16_t* out =
-        reinterpret_cast<uint16_t*>(SegmentRow(p.out, p.dtype, s, i));
-    for (int64_t a = 0; a < d; a += 16) {
-      const __m512 y = _mm512_mul_ps(_mm512_loadu_ps(o + a), factor);
-      const __m256i stored =
-          p.dtype == DataType::kBFloat16
-              ? ToBf16(y)
-              : _mm512_cvtps_ph(y,
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      _mm256_mask_storeu_epi16(out + a, FirstLanes(d - a), stored);
-    }
+    StoreScaledRow(block.o + r * dp, p.output_scale / sum, p.dtype, d,
+                   SegmentRow(p.out, p.dtype, s, i));
     if (lse_row != nullptr) {
       lse_row[s.problem->Position(i)] =
           (block.row_max[r] + std::log2(sum)) * kLn2;
@@ -427,7 +337,7 @@ DA_AMX_TARGET void ForwardUnit(const ForwardParams& p, const Segment& s,
                  std::max(unit_begin, unit_end), LseRow(p, s));
   if (unit_end <= unit_begin) return;
   const int64_t dp = scratch->dp;
-  const Terms terms = ProductTerms(p.dtype);
+  const ProductTerms terms = ProductTermsOf(p.dtype);
 
   int64_t num_blocks = 0;
   int64_t key_end = 0;

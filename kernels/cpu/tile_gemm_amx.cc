@@ -47,17 +47,6 @@ Buffers& ThreadBuffers() {
   return buffers;
 }
 
-// Stores 16 float32 lanes as bfloat16 at hi (and, with lo, the remainders
-// at lo).
-DA_AMX_TARGET void StoreSplit(__m512 x, uint16_t* hi, uint16_t* lo) {
-  const __m256i high = ToBf16(x);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi), high);
-  if (lo != nullptr) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo),
-                        ToBf16(_mm512_sub_ps(x, Widen(high))));
-  }
-}
-
 // Packs A (m x k) into row-major planes of mp x kp.
 DA_AMX_TARGET void PackA(int64_t m, int64_t k, const StridedOperand& a,
                          int64_t mp, int64_t kp, uint16_t* hi, uint16_t* lo) {
