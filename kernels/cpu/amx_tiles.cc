@@ -3,10 +3,37 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 namespace dilated {
 namespace kernels {
 namespace cpu {
+namespace {
+
+// The palette-1 tile configuration (LDTILECFG's 64-byte operand).
+struct alignas(64) TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+static_assert(sizeof(TileConfig) == 64, "LDTILECFG reads 64 bytes");
+
+}  // namespace
+
+DA_AMX_TARGET void AmxBeginThread() {
+  TileConfig config;
+  std::memset(&config, 0, sizeof(config));
+  config.palette_id = 1;
+  for (int t = 0; t < 8; ++t) {
+    config.colsb[t] = 64;
+    config.rows[t] = 16;
+  }
+  _tile_loadconfig(&config);
+}
+
+DA_AMX_TARGET void AmxEndThread() { _tile_release(); }
 
 DA_AMX_TARGET void StageRow(const void* src, DataType dtype, int64_t count,
                             int64_t dp, uint16_t* hi, uint16_t* lo) {

@@ -1,13 +1,13 @@
 // File: amx_tiles.h
 //
 // Building blocks of the AMX kernels (flash_forward_amx.cc,
-// flash_backward_amx.cc, tile_gemm_amx.cc): the target attribute that lets a
+// flash_backward_amx.cc): the target attribute that lets a
 // function use AVX-512, AVX512-BF16 and AMX in files compiled for x86-64-v3,
 // small vector helpers carrying it, and the packing and tile-product steps
 // the kernels share (amx_tiles.cc). Every function here has that attribute,
 // so that any copy the linker keeps is an AMX-path copy; all are called only
 // where CpuHasAmx() (cpu_path.h), the tile products between AmxBeginThread()
-// and AmxEndThread() (tile_gemm_amx.h).
+// and AmxEndThread() on the calling thread.
 //
 // Operands are 16-bit "planes": bfloat16 values as stored (one plane), or
 // float16 values split into hi + lo bfloat16 planes (flash_amx.h).
@@ -94,6 +94,13 @@ inline ProductTerms ProductTermsOf(DataType dtype) {
   if (dtype == DataType::kFloat16) return {3, {0, 0, 1}, {0, 1, 0}};
   return {1, {0, 0, 0}, {0, 0, 0}};
 }
+
+// Loads the tile configuration of the kernels on the calling thread: tiles
+// 0-7 of 16 rows x 64 bytes.
+void AmxBeginThread();
+
+// Releases the calling thread's tile state.
+void AmxEndThread();
 
 // Writes `count` stored bfloat16 or float16 elements at `src` as dp values of
 // the planes hi (and lo for float16; unused otherwise), zero past count.

@@ -20,12 +20,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 
 #include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/flash_amx.h"
 #include "kernels/cpu/flash_common.h"
-#include "kernels/cpu/tile_gemm_amx.h"
 
 // 2^x for 16 lanes (AVX-512F), the exponential of the other AVX-512 code.
 #pragma GCC push_options
@@ -38,7 +36,10 @@ namespace kernels {
 namespace cpu {
 namespace {
 
-constexpr int64_t kBlockQ = 32;
+// 64 queries x 64 keys: the reductions over queries (dV += P^T dO,
+// dK += dS^T Q) then take two 32-row steps per load and store of their
+// accumulator tiles, against one with 32 queries.
+constexpr int64_t kBlockQ = 64;
 constexpr int64_t kBlockK = 64;
 
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -325,16 +326,24 @@ DA_AMX_TARGET void BackwardSegment(const BackwardParams& bp, const Segment& s,
         pt[pl] = scratch->pt[pl];
         dst[pl] = scratch->dst[pl];
       }
-      // S = Q K^T and dP = dO V^T (kBlockQ x kBlockK), 32 keys at a time.
+      // S = Q K^T and dP = dO V^T (kBlockQ x kBlockK) in 32 x 32 blocks.
       for (int64_t h = 0; h < kBlockK; h += 32) {
         for (int64_t pl = 0; pl < planes; ++pl) {
           kt[pl] = scratch->kt[pl] + h;
           vt[pl] = scratch->vt[pl] + h;
         }
-        TileBlock32(q, dp, kt, kBlockK, dp, terms, scratch->s + h, kBlockK,
-                    false);
-        TileBlock32(grad_out, dp, vt, kBlockK, dp, terms, scratch->dpm + h,
-                    kBlockK, false);
+        for (int64_t r = 0; r < kBlockQ; r += 32) {
+          const uint16_t* q_rows[2];
+          const uint16_t* grad_out_rows[2];
+          for (int64_t pl = 0; pl < planes; ++pl) {
+            q_rows[pl] = q[pl] + r * dp;
+            grad_out_rows[pl] = grad_out[pl] + r * dp;
+          }
+          TileBlock32(q_rows, dp, kt, kBlockK, dp, terms,
+                      scratch->s + r * kBlockK + h, kBlockK, false);
+          TileBlock32(grad_out_rows, dp, vt, kBlockK, dp, terms,
+                      scratch->dpm + r * kBlockK + h, kBlockK, false);
+        }
       }
       Probabilities(fp, i0, length, j0, keys, scratch);
       // dV += P^T dO and dK += dS^T Q (kBlockK x dp), dQ += dS K
@@ -359,8 +368,14 @@ DA_AMX_TARGET void BackwardSegment(const BackwardParams& bp, const Segment& s,
           TileBlock32(dst_rows, kBlockQ, q_cols, dp, kBlockQ, terms,
                       scratch->grad_k + r * dp + c, dp, true);
         }
-        TileBlock32(ds, kBlockK, k_pairs, dp, kBlockK, terms,
-                    scratch->grad_q + i0 * dp + c, dp, true);
+        for (int64_t r = 0; r < kBlockQ; r += 32) {
+          const uint16_t* ds_rows[2];
+          for (int64_t pl = 0; pl < planes; ++pl) {
+            ds_rows[pl] = ds[pl] + r * kBlockK;
+          }
+          TileBlock32(ds_rows, kBlockK, k_pairs, dp, kBlockK, terms,
+                      scratch->grad_q + (i0 + r) * dp + c, dp, true);
+        }
       }
     }
     StoreRows(fp, bp.grad_k, s, j0, keys, scratch->grad_k, dp,

@@ -27,7 +27,6 @@
 #include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/flash_amx.h"
 #include "kernels/cpu/flash_common.h"
-#include "kernels/cpu/tile_gemm_amx.h"
 
 // 2^x for 16 lanes (AVX-512F), the exponential of the other AVX-512 code.
 #pragma GCC push_options
