@@ -410,7 +410,9 @@ TEST_P(AmxPathTest, AmxAndAvx512Agree) {
   // of probabilities float32 too: float32 rounding apart.
   EXPECT_TRUE(AllClose(lse[1], lse[0], {1e-5, 1e-6})) << "lse";
   // Not the same code: bfloat16 probabilities leave a trace in the bits.
-  if (dtype == DataType::kBFloat16) EXPECT_NE(out[1], out[0]);
+  if (dtype == DataType::kBFloat16) {
+    EXPECT_NE(out[1], out[0]);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
