@@ -55,6 +55,9 @@ constexpr int64_t kMaxBlocks = 64;
 // fewer rescalings of the output rows.
 constexpr float kMaxSlack = 8.0f;
 
+// How far ahead the packing of q and of a key tile asks for rows into L2.
+constexpr int64_t kFarRowsAhead = 8 * kRowsAhead;
+
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 struct Block {
@@ -120,6 +123,12 @@ DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
       if (lo != nullptr) std::memset(lo, 0, dp * sizeof(uint16_t));
       continue;
     }
+    // Rows far ahead into L2, near ones into L1: a burst of strided rows
+    // outruns a short prefetch distance.
+    if (block->i0 + i + kFarRowsAhead < end) {
+      PrefetchRow<_MM_HINT_T1>(p.q, p.dtype, p.head_dim, s,
+                               block->i0 + i + kFarRowsAhead);
+    }
     if (block->i0 + i + kRowsAhead < end) {
       PrefetchRow<_MM_HINT_T0>(p.q, p.dtype, p.head_dim, s,
                                block->i0 + i + kRowsAhead);
@@ -135,6 +144,12 @@ DA_AMX_TARGET void PackKeyTile(const ForwardParams& p, const Segment& s,
                                int64_t j0, int64_t keys, Scratch* scratch) {
   const int64_t dp = scratch->dp;
   for (int64_t j = 0; j < kBlockK; ++j) {
+    if (j + kFarRowsAhead < keys) {
+      PrefetchRow<_MM_HINT_T1>(p.k, p.dtype, p.head_dim, s,
+                               j0 + j + kFarRowsAhead);
+      PrefetchRow<_MM_HINT_T1>(p.v, p.dtype, p.head_dim, s,
+                               j0 + j + kFarRowsAhead);
+    }
     if (j + kRowsAhead < keys) {
       PrefetchRow<_MM_HINT_T0>(p.k, p.dtype, p.head_dim, s,
                                j0 + j + kRowsAhead);
