@@ -30,7 +30,8 @@ namespace kernels {
 namespace cpu {
 
 // Returns the float32 workspace (in floats) one thread of FlashForwardAmx
-// needs: tiles only, under 1 MiB at head_dim 64.
+// needs: tiles only, about 1.1 MiB whatever the sequence length (1 MiB of
+// q, output and sum tiles, plus one key tile).
 int64_t FlashForwardAmxWorkspacePerThread(const ForwardParams& params);
 
 // As FlashForward (flash_attention.h).

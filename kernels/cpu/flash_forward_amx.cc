@@ -1,6 +1,7 @@
-// The forward pass on AMX (flash_amx.h): per work unit of up to 16 query
-// blocks of 32 rows, a walk over key tiles of 64 keys; each key tile is
-// packed once for all blocks of the unit.
+// The forward pass on AMX (flash_amx.h): per work unit of up to 64 query
+// blocks of 32 rows (a whole problem of 2,048 rows at head_dim 64), a walk
+// over key tiles of 128 keys; each key tile is packed once for all blocks of
+// the unit, so that k and v are read once per unit.
 //
 // Here queries are the rows of every tile (S = Q K^T is queries x keys), as
 // the AMX products want: the A operand of a tile product is row-major, the B
@@ -47,9 +48,12 @@ constexpr int64_t kBlockQ = 32;
 constexpr int64_t kBlockK = 128;
 // Keys (and dims) per reduction step of a tile product: 16 pairs.
 constexpr int64_t kChunk = 32;
-// Query blocks of one work unit (512 rows): each key tile is packed once for
-// all of them, as in flash_forward.cc.
+// Query blocks of one work unit: each key tile is packed once for all of
+// them, as in flash_forward.cc. Their q, output and sum tiles are held to
+// 1 MiB: 64 blocks (2,048 rows) at head_dim 64 in bfloat16, fewer for wider
+// heads and float16.
 constexpr int64_t kMaxBlocks = 64;
+constexpr int64_t kUnitTileBytes = 1024 * 1024;
 // A tile's max may exceed the running max by this much (log2 units) before
 // the running max moves: probabilities up to 2^8, far from overflow, and
 // fewer rescalings of the output rows.
@@ -59,6 +63,15 @@ constexpr float kMaxSlack = 8.0f;
 constexpr int64_t kFarRowsAhead = 8 * kRowsAhead;
 
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Returns the query blocks of a work unit for `head_dim` and `dtype`.
+int64_t BlocksPerUnit(int64_t head_dim, DataType dtype) {
+  const int64_t dp = RoundUp(head_dim, kChunk);
+  const int64_t per_block =
+      kBlockQ * (dp * 2 * PlanesOf(dtype) + dp * 4 + 17 * 4);
+  return std::max<int64_t>(
+      1, std::min<int64_t>(kMaxBlocks, kUnitTileBytes / per_block));
+}
 
 struct Block {
   int64_t i0 = 0;
@@ -75,8 +88,10 @@ struct Block {
 // One thread's tiles; 16-bit arrays are carved as floats (two per float).
 struct Scratch {
   Scratch(int64_t head_dim, DataType dtype, Carver* carver)
-      : dp(RoundUp(head_dim, kChunk)), planes(PlanesOf(dtype)) {
-    for (int64_t b = 0; b < kMaxBlocks; ++b) {
+      : dp(RoundUp(head_dim, kChunk)),
+        planes(PlanesOf(dtype)),
+        num_blocks(BlocksPerUnit(head_dim, dtype)) {
+    for (int64_t b = 0; b < num_blocks; ++b) {
       for (int64_t pl = 0; pl < planes; ++pl) {
         blocks[b].q[pl] =
             reinterpret_cast<uint16_t*>(carver->Take(kBlockQ * dp / 2));
@@ -99,10 +114,11 @@ struct Scratch {
 
   int64_t dp;      // head_dim rounded up to kChunk (zero padded).
   int64_t planes;  // 1 (bfloat16) or 2 (float16).
+  int64_t num_blocks;
   Block blocks[kMaxBlocks];
   // Per plane: K^T of the key tile as dp / 2 x kBlockK pairs, V as
-  // kBlockK / 2 x dp pairs, P as kBlockQ x kBlockK, and key rows on their
-  // way into V (kBlockK x dp), and one k row on its way into K^T (dp).
+  // kBlockK / 2 x dp pairs, P as kBlockQ x kBlockK, and k and v rows on
+  // their way into K^T and V (kBlockK x dp).
   uint32_t* kt[2] = {nullptr, nullptr};
   uint32_t* v[2] = {nullptr, nullptr};
   uint16_t* p[2] = {nullptr, nullptr};
@@ -344,7 +360,7 @@ DA_AMX_TARGET void StoreBlock(const ForwardParams& p, const Segment& s,
 DA_AMX_TARGET void ForwardUnit(const ForwardParams& p, const Segment& s,
                                int64_t unit, Scratch* scratch) {
   const int64_t length = s.problem->length;
-  const int64_t unit_rows = kBlockQ * kMaxBlocks;
+  const int64_t unit_rows = kBlockQ * scratch->num_blocks;
   const int64_t unit_begin = unit * unit_rows;
   const int64_t unit_end = std::min(length, unit_begin + unit_rows);
   ZeroUnselected(p.out, p.dtype, p.head_dim, s, unit_begin,
@@ -408,7 +424,7 @@ int64_t FlashForwardAmxWorkspacePerThread(const ForwardParams& p) {
 void FlashForwardAmx(const ForwardParams& p, float* workspace,
                      int num_threads) {
   const ProblemList problems(p);
-  const WorkList work(problems, kBlockQ * kMaxBlocks);
+  const WorkList work(problems, kBlockQ * BlocksPerUnit(p.head_dim, p.dtype));
   const int64_t per_thread = FlashForwardAmxWorkspacePerThread(p);
 #pragma omp parallel num_threads(num_threads)
   {

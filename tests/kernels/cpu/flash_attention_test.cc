@@ -282,6 +282,23 @@ TEST(FlashWorkspace, ForwardStaysUnderOneMiBPerThread) {
   }
 }
 
+// 16-bit tensors size the workspace for the AMX forward too: its unit holds
+// up to 1 MiB of query-block tiles plus a key tile, whatever the sequence
+// length.
+TEST(FlashWorkspace, SixteenBitForwardStaysUnderTwoMiBPerThread) {
+  for (DataType dtype : {DataType::kBFloat16, DataType::kFloat16}) {
+    for (int64_t head_dim : {8, 40, 64, 128, 256, 512}) {
+      ForwardParams params{};
+      params.dtype = dtype;
+      params.head_dim = head_dim;
+      params.seq_len = 1 << 20;
+      EXPECT_LE(FlashForwardWorkspacePerThread(params) * sizeof(float),
+                size_t{2} << 20)
+          << testing::DataTypeName(dtype) << " head_dim " << head_dim;
+    }
+  }
+}
+
 // Every output byte must be the same whatever the number of threads.
 class ThreadCountTest
     : public ::testing::TestWithParam<std::tuple<DataType, bool>> {};
