@@ -11,6 +11,9 @@
 // the peak heap above what was held before the call (inputs and outputs are
 // allocated before);
 // out_MiB, the size of the output for comparison; threads, the OpenMP threads.
+// The CPU column of the attention cases is the CPU time of the whole process
+// (every thread): on a machine shared with other work, CPU / threads tracks
+// what the wall time would be alone.
 // "fma_peak" measures the FMA ceiling of the same threads (AVX2, float32),
 // "fma_peak_avx512" the 16-lane one where the CPU has AVX-512: on CPUs with
 // two 512-bit FMA pipes it is twice fma_peak, and the AVX-512 step of
@@ -330,8 +333,6 @@ void RegisterAll() {
           name, "/", w.config_name, "/n:", w.seq_len,
           w.is_causal ? "/causal" : "/full", w.backward ? "/fwd_bwd" : "/fwd",
           "/", DTypeLabel(w.dtype));
-      // CPU time of the process (all threads): on a machine shared with
-      // other work, CPU / threads tracks what the wall time would be alone.
       benchmark::RegisterBenchmark(label.c_str(), RunAttention, name, w)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime()
