@@ -1,8 +1,9 @@
-// "improved" against "standard" (and any other CPU backend) on CPU tensors,
-// float32, over the configurations of docs/BASELINES.md: config A (segments
-// 2048, 4096, 8192; rates 1, 2, 4; b = 1, h = 8, d = 64) at n = 8K, 32K, 128K
-// and config B (segments 512, 1024, 2048; rates 1, 2, 4; b = 1, h = 12,
-// d = 64) at n = 2K, 8K; causal and not; forward and forward + backward.
+// "improved" against "standard" (and any other CPU backend) on CPU tensors
+// over the configurations of docs/BASELINES.md: config A (segments 2048,
+// 4096, 8192; rates 1, 2, 4; b = 1, h = 8, d = 64) at n = 8K, 32K, 128K and
+// config B (segments 512, 1024, 2048; rates 1, 2, 4; b = 1, h = 12, d = 64)
+// at n = 2K, 8K; causal and not; forward and forward + backward; float32,
+// bfloat16 and float16 (the last part of a case's name: fp32, bf16, fp16).
 //
 // Counters: GFLOPs, useful FLOP/s with the FlashAttention convention of
 // docs/BASELINES.md section 1 (forward = 4 * b * g * (n / s) * L^2 * d per
@@ -10,13 +11,19 @@
 // the peak heap above what was held before the call (inputs and outputs are
 // allocated before);
 // out_MiB, the size of the output for comparison; threads, the OpenMP threads.
+// The CPU column of the attention cases is the CPU time of the whole process
+// (every thread): on a machine shared with other work, CPU / threads tracks
+// what the wall time would be alone.
 // "fma_peak" measures the FMA ceiling of the same threads (AVX2, float32),
 // "fma_peak_avx512" the 16-lane one where the CPU has AVX-512: on CPUs with
 // two 512-bit FMA pipes it is twice fma_peak, and the AVX-512 step of
-// "improved" is read against it.
+// "improved" is read against it. "amx_peak", registered where the CPU has
+// AMX (cpu_path.h), measures the bfloat16 tile-product ceiling (TDPBF16PS on
+// resident tiles), against which the bf16 and fp16 cases of the AMX path
+// are read.
 // The context line cpu_path names the instruction set of the fused kernels
-// (kernels/cpu/cpu_path.h): avx512 where the CPU has it, unless
-// DILATED_CPU_PATH=avx2 is set.
+// (kernels/cpu/cpu_path.h): amx or avx512 where the CPU has it, unless
+// DILATED_CPU_PATH=avx2 or =avx512 is set.
 //
 //   ./bazelw build -c opt //benchmarks:cpu_attention_benchmark
 //   OMP_NUM_THREADS=2 bazel-bin/benchmarks/cpu_attention_benchmark
@@ -26,6 +33,7 @@
 #include <omp.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -38,6 +46,7 @@
 #include "benchmark/benchmark.h"
 #include "benchmarks/heap_tracker.h"
 #include "kernels/cpu/cpu_path.h"
+#include "kernels/numeric.h"
 
 namespace dilated {
 namespace {
@@ -49,7 +58,21 @@ struct Workload {
   std::vector<int64_t> segment_lengths;
   bool is_causal;
   bool backward;
+  DType dtype;
 };
+
+// Returns the dtype's part of a case name.
+const char* DTypeLabel(DType dtype) {
+  switch (dtype) {
+    case DType::kBFloat16:
+      return "bf16";
+    case DType::kFloat16:
+      return "fp16";
+    default:
+      break;
+  }
+  return "fp32";
+}
 
 constexpr int64_t kHeadDim = 64;
 const std::vector<int64_t>& Rates() {
@@ -70,16 +93,29 @@ double UsefulFlops(const Workload& w, const AttentionConfig& config) {
   return flops;
 }
 
-// A float32 [1, n, h, d] tensor filled with uniform values in [-1, 1].
+// A [1, n, h, d] tensor of the workload's dtype filled with uniform values
+// in [-1, 1].
 struct Buffer {
   Buffer(const Workload& w, std::mt19937* rng)
-      : values(w.seq_len * w.num_heads * kHeadDim) {
+      : elements(w.seq_len * w.num_heads * kHeadDim),
+        bytes(elements * DTypeSize(w.dtype)) {
     std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-    for (float& v : values) v = uniform(*rng);
-    view = TensorView::Contiguous(values.data(), DType::kFloat32,
+    for (int64_t i = 0; i < elements; ++i) {
+      const float x = uniform(*rng);
+      if (w.dtype == DType::kFloat32) {
+        std::memcpy(bytes.data() + 4 * i, &x, 4);
+        continue;
+      }
+      const uint16_t h = w.dtype == DType::kBFloat16
+                             ? kernels::FloatToBFloat16(x)
+                             : kernels::FloatToHalf(x);
+      std::memcpy(bytes.data() + 2 * i, &h, 2);
+    }
+    view = TensorView::Contiguous(bytes.data(), w.dtype,
                                   {1, w.seq_len, w.num_heads, kHeadDim});
   }
-  std::vector<float> values;
+  int64_t elements;
+  std::vector<unsigned char> bytes;
   TensorView view;
 };
 
@@ -119,7 +155,7 @@ void RunAttention(benchmark::State& state, const std::string& name,
       state.SkipWithError(std::string(status.message()).c_str());
       return;
     }
-    benchmark::DoNotOptimize(out.values.data());
+    benchmark::DoNotOptimize(out.bytes.data());
     benchmark::ClobberMemory();
   }
   constexpr double kMiB = 1024.0 * 1024.0;
@@ -127,8 +163,7 @@ void RunAttention(benchmark::State& state, const std::string& name,
       benchmark::Counter(UsefulFlops(w, config) * 1e-9,
                          benchmark::Counter::kIsIterationInvariantRate);
   state.counters["extra_MiB"] = static_cast<double>(extra_bytes) / kMiB;
-  state.counters["out_MiB"] =
-      static_cast<double>(out.values.size() * sizeof(float)) / kMiB;
+  state.counters["out_MiB"] = static_cast<double>(out.bytes.size()) / kMiB;
   state.counters["threads"] = omp_get_max_threads();
 }
 
@@ -197,19 +232,80 @@ void RunFmaPeak(benchmark::State& state, float (*chains)(int64_t), int lanes) {
   state.counters["threads"] = threads;
 }
 
-std::vector<Workload> Workloads() {
-  std::vector<Workload> workloads;
-  for (int64_t n : {8192, 32768, 131072}) {
-    for (bool causal : {false, true}) {
-      for (bool backward : {false, true}) {
-        workloads.push_back({"A", n, 8, {2048, 4096, 8192}, causal, backward});
-      }
+// The bfloat16 tile-product ceiling (call only where CpuHasAmx()): on every
+// OpenMP thread, four accumulator tiles (16 x 16 float32) fed by two A and two
+// B tiles that stay in the tile registers, the 2 x 2 blocking of the AMX
+// kernels, in a loop of 4 TDPBF16PS per iteration.
+__attribute__((target("amx-tile,amx-bf16"))) float TileProducts(
+    int64_t iterations) {
+  struct alignas(64) {
+    uint8_t palette_id = 1;
+    uint8_t start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+    uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+  } config;
+  alignas(64) uint16_t ones[16 * 32];
+  for (uint16_t& x : ones) x = kernels::FloatToBFloat16(1e-3f);
+  alignas(64) float c[16 * 16];
+  _tile_loadconfig(&config);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(5, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_loadd(7, ones, 64);
+  for (int64_t it = 0; it < iterations; ++it) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, c, 64);
+  _tile_release();
+  return c[0];
+}
+
+// Runs TileProducts on every OpenMP thread and reports the GFLOP/s of all
+// threads together.
+void RunTilePeak(benchmark::State& state) {
+  constexpr int64_t kIterations = 1000000;
+  // 4 products of (16 x 32) by (32 x 16), 2 FLOP per multiply-add.
+  constexpr double kFlopsPerIteration = 4.0 * 16 * 16 * 32 * 2;
+  int threads = 1;
+  for (auto _ : state) {
+#pragma omp parallel
+    {
+#pragma omp single
+      threads = omp_get_num_threads();
+      benchmark::DoNotOptimize(TileProducts(kIterations));
     }
   }
-  for (int64_t n : {2048, 8192}) {
-    for (bool causal : {false, true}) {
-      for (bool backward : {false, true}) {
-        workloads.push_back({"B", n, 12, {512, 1024, 2048}, causal, backward});
+  state.counters["GFLOPs"] =
+      benchmark::Counter(kFlopsPerIteration * kIterations * threads * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["threads"] = threads;
+}
+
+std::vector<Workload> Workloads() {
+  std::vector<Workload> workloads;
+  for (DType dtype : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
+    for (int64_t n : {8192, 32768, 131072}) {
+      for (bool causal : {false, true}) {
+        for (bool backward : {false, true}) {
+          workloads.push_back(
+              {"A", n, 8, {2048, 4096, 8192}, causal, backward, dtype});
+        }
+      }
+    }
+    for (int64_t n : {2048, 8192}) {
+      for (bool causal : {false, true}) {
+        for (bool backward : {false, true}) {
+          workloads.push_back(
+              {"B", n, 12, {512, 1024, 2048}, causal, backward, dtype});
+        }
       }
     }
   }
@@ -226,14 +322,21 @@ void RegisterAll() {
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
   }
+  if (kernels::cpu::CpuHasAmx()) {
+    benchmark::RegisterBenchmark("amx_peak", RunTilePeak)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
   for (const Workload& w : Workloads()) {
     for (const std::string& name : BackendNames(DeviceType::kCpu)) {
       const std::string label = absl::StrCat(
           name, "/", w.config_name, "/n:", w.seq_len,
-          w.is_causal ? "/causal" : "/full", w.backward ? "/fwd_bwd" : "/fwd");
+          w.is_causal ? "/causal" : "/full", w.backward ? "/fwd_bwd" : "/fwd",
+          "/", DTypeLabel(w.dtype));
       benchmark::RegisterBenchmark(label.c_str(), RunAttention, name, w)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime()
+          ->MeasureProcessCPUTime()
           ->MinTime(0.5);
     }
   }

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/cpu_path.h"
+#include "kernels/cpu/flash_amx.h"
 #include "kernels/cpu/flash_attention.h"
 #include "kernels/cpu/flash_common.h"
 #include "kernels/cpu/row_io.h"
@@ -189,7 +190,7 @@ using TileGemmFn = void (*)(int64_t m, int64_t n, int64_t k,
 // (kBlockK and the padded head dimension `dim`), else the AVX2 one.
 TileGemmFn ChooseTileGemm(int64_t dim) {
   const bool avx512 =
-      ActiveCpuPath() == CpuPath::kAvx512 && dim % 16 == 0 && kBlockK % 16 == 0;
+      ActiveCpuPath() != CpuPath::kAvx2 && dim % 16 == 0 && kBlockK % 16 == 0;
   return avx512 ? &TileGemmAvx512 : &TileGemm;
 }
 
@@ -246,15 +247,22 @@ void BackwardSegment(const BackwardParams& bp, const Segment& s,
 
 }  // namespace
 
+// Both layouts fit for 16-bit tensors, so that the workspace sized before a
+// call suits whichever path runs it.
 int64_t FlashBackwardWorkspacePerThread(const ForwardParams& p) {
   Carver counter(nullptr);
   BackwardScratch layout(MaxPositions(p), p.head_dim, &counter);
-  return counter.used();
+  if (p.dtype == DataType::kFloat32) return counter.used();
+  return std::max(counter.used(), FlashBackwardAmxWorkspacePerThread(p));
 }
 
 void FlashBackward(const BackwardParams& bp, float* workspace,
                    int num_threads) {
   const ForwardParams& fp = bp.forward;
+  if (ActiveCpuPath() == CpuPath::kAmx && fp.dtype != DataType::kFloat32) {
+    FlashBackwardAmx(bp, workspace, num_threads);
+    return;
+  }
   const ProblemList problems(fp);
   const WorkList work(problems, /*block_rows=*/0);
   const int64_t per_thread = FlashBackwardWorkspacePerThread(fp);

@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "kernels/cpu/cpu_path.h"
+#include "kernels/cpu/flash_amx.h"
 #include "kernels/cpu/flash_attention.h"
 #include "kernels/cpu/flash_common.h"
 #include "kernels/cpu/flash_forward_tile.h"
@@ -225,17 +226,24 @@ void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
 
 }  // namespace
 
+// Both layouts fit for 16-bit tensors, so that the workspace sized before a
+// call suits whichever path runs it.
 int64_t FlashForwardWorkspacePerThread(const ForwardParams& p) {
   Carver counter(nullptr);
   ForwardScratch layout(p.head_dim, &counter);
-  return counter.used();
+  if (p.dtype == DataType::kFloat32) return counter.used();
+  return std::max(counter.used(), FlashForwardAmxWorkspacePerThread(p));
 }
 
 void FlashForward(const ForwardParams& p, float* workspace, int num_threads) {
+  if (ActiveCpuPath() == CpuPath::kAmx && p.dtype != DataType::kFloat32) {
+    FlashForwardAmx(p, workspace, num_threads);
+    return;
+  }
   const ProblemList problems(p);
   const WorkList work(problems, kBlockQ * BlocksPerUnit(p.head_dim));
   const int64_t per_thread = FlashForwardWorkspacePerThread(p);
-  const AttendToTileFn attend = ActiveCpuPath() == CpuPath::kAvx512
+  const AttendToTileFn attend = ActiveCpuPath() != CpuPath::kAvx2
                                     ? &AttendToTileAvx512
                                     : &AttendToTileAvx2;
 #pragma omp parallel num_threads(num_threads)

@@ -46,7 +46,8 @@ Tolerance OutputTolerance(DataType dtype) {
       // The output is rounded to float16: half an ulp is 2^-11 relative.
       return {1e-3, 1e-3};
     case DataType::kBFloat16:
-      // Rounded to bfloat16: half an ulp is 2^-8 relative.
+      // Rounded to bfloat16: half an ulp is 2^-8 relative; the AMX path's
+      // bfloat16 P (2^-9 per probability) averages out below that.
       return {8e-3, 8e-3};
     default:  // Index and mask dtypes: never attention tensors.
       break;
@@ -65,7 +66,8 @@ Tolerance GradientTolerance(DataType dtype) {
       // reads (2^-11 relative each), amplified by |dS K| sums.
       return {6e-3, 6e-3};
     case DataType::kBFloat16:
-      // As float16 with bfloat16's 2^-8.
+      // As float16 with bfloat16's 2^-8 (the AMX path rounds P and dS to
+      // bfloat16 too, as FlashAttention does).
       return {5e-2, 5e-2};
     default:  // Index and mask dtypes: never attention tensors.
       break;
@@ -282,6 +284,23 @@ TEST(FlashWorkspace, ForwardStaysUnderOneMiBPerThread) {
   }
 }
 
+// 16-bit tensors size the workspace for the AMX forward too: its unit holds
+// up to 1 MiB of query-block tiles plus a key tile, whatever the sequence
+// length.
+TEST(FlashWorkspace, SixteenBitForwardStaysUnderTwoMiBPerThread) {
+  for (DataType dtype : {DataType::kBFloat16, DataType::kFloat16}) {
+    for (int64_t head_dim : {8, 40, 64, 128, 256, 512}) {
+      ForwardParams params{};
+      params.dtype = dtype;
+      params.head_dim = head_dim;
+      params.seq_len = 1 << 20;
+      EXPECT_LE(FlashForwardWorkspacePerThread(params) * sizeof(float),
+                size_t{2} << 20)
+          << testing::DataTypeName(dtype) << " head_dim " << head_dim;
+    }
+  }
+}
+
 // Every output byte must be the same whatever the number of threads.
 class ThreadCountTest
     : public ::testing::TestWithParam<std::tuple<DataType, bool>> {};
@@ -315,13 +334,19 @@ TEST_P(ThreadCountTest, ResultsAreBitwiseIdentical) {
   }
 }
 
-// The path comes from the CPU unless DILATED_CPU_PATH=avx2 forces AVX2 (the
-// _avx2 test target sets it, so that the suite above runs on both paths).
+// The path comes from the CPU unless DILATED_CPU_PATH forces a narrower one
+// (the _avx2 and _avx512 test targets set it, so that the suites above run on
+// every path).
 TEST(CpuPathTest, EnvironmentAndCpuChooseThePath) {
-  const char* forced = std::getenv("DILATED_CPU_PATH");
-  const bool avx2_forced = forced != nullptr && std::string(forced) == "avx2";
-  const CpuPath expected =
-      avx2_forced || !CpuHasAvx512() ? CpuPath::kAvx2 : CpuPath::kAvx512;
+  const char* env = std::getenv("DILATED_CPU_PATH");
+  const std::string forced = env == nullptr ? "" : env;
+  CpuPath expected = CpuHasAmx()      ? CpuPath::kAmx
+                     : CpuHasAvx512() ? CpuPath::kAvx512
+                                      : CpuPath::kAvx2;
+  if (forced == "avx2") expected = CpuPath::kAvx2;
+  if (forced == "avx512" && expected == CpuPath::kAmx) {
+    expected = CpuPath::kAvx512;
+  }
   EXPECT_EQ(CpuPathName(expected), std::string(CpuPathName(ActiveCpuPath())));
   ::testing::Test::RecordProperty("cpu_path", CpuPathName(ActiveCpuPath()));
 }
@@ -361,13 +386,63 @@ TEST(CpuPathTest, Avx2AndAvx512Agree) {
   }
 }
 
-// Forcing AVX-512 where the CPU lacks it is refused.
-TEST(CpuPathTest, Avx512IsRefusedWithoutTheCpu) {
+// Forcing a path the CPU lacks is refused.
+TEST(CpuPathTest, PathsAreRefusedWithoutTheCpu) {
   ScopedCpuPath restore;
   EXPECT_EQ(CpuHasAvx512(), SetCpuPath(CpuPath::kAvx512));
+  EXPECT_EQ(CpuHasAmx(), SetCpuPath(CpuPath::kAmx));
   EXPECT_TRUE(SetCpuPath(CpuPath::kAvx2));
   EXPECT_EQ(CpuPath::kAvx2, ActiveCpuPath());
 }
+
+// AMX needs AVX-512 for its softmax: a CPU reported with AMX has both.
+TEST(CpuPathTest, AmxImpliesAvx512) {
+  if (CpuHasAmx()) EXPECT_TRUE(CpuHasAvx512());
+}
+
+// The AMX kernels against the AVX-512 ones on 16-bit tensors: the same
+// attention; bfloat16 differs by the rounding of P to bfloat16 (2^-9
+// relative per probability) on top of the output's own rounding, float16 by
+// the output's rounding only (its products are split into exact bfloat16
+// pairs, flash_amx.h).
+class AmxPathTest
+    : public ::testing::TestWithParam<std::tuple<DataType, bool>> {};
+
+TEST_P(AmxPathTest, AmxAndAvx512Agree) {
+  if (!CpuHasAmx()) GTEST_SKIP() << "no AMX on this CPU";
+  const DataType dtype = std::get<0>(GetParam());
+  const bool causal = std::get<1>(GetParam());
+  ScopedCpuPath restore;
+  const ProblemShape shape{"amx", 1, 1536, 3, 64, {512, 1536}, {1, 3}};
+  std::vector<double> out[2];
+  std::vector<double> lse[2];
+  const CpuPath paths[2] = {CpuPath::kAvx512, CpuPath::kAmx};
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(SetCpuPath(paths[i]));
+    HostProblem problem(shape, dtype, causal, 5);
+    RunFlashForward(problem.Forward());
+    out[i] = problem.out.Download();
+    lse[i] = ToDouble(problem.lse);
+  }
+  EXPECT_TRUE(AllClose(out[1], out[0], OutputTolerance(dtype))) << "out";
+  // Scores are exact float32 sums of exact products on both paths, the sums
+  // of probabilities float32 too: float32 rounding apart.
+  EXPECT_TRUE(AllClose(lse[1], lse[0], {1e-5, 1e-6})) << "lse";
+  // Not the same code: bfloat16 probabilities leave a trace in the bits.
+  if (dtype == DataType::kBFloat16) {
+    EXPECT_NE(out[1], out[0]);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    SixteenBit, AmxPathTest,
+    ::testing::Combine(::testing::Values(DataType::kFloat16,
+                                         DataType::kBFloat16),
+                       ::testing::Bool()),
+    [](const ::testing::TestParamInfo<std::tuple<DataType, bool>>& info) {
+      return testing::DataTypeName(std::get<0>(info.param)) +
+             (std::get<1>(info.param) ? "_causal" : "_full");
+    });
 
 INSTANTIATE_TEST_SUITE_P(
     AllDtypes, ThreadCountTest,

@@ -1,0 +1,419 @@
+// The backward pass on AMX (flash_amx.h), FlashAttention-2 as in
+// flash_backward.cc: per (batch, segment, head) problem one thread walks the
+// key tiles (64 keys); for each it recomputes P of every query block (32
+// rows) from the saved log-sum-exp and accumulates dV and dK of the tile and
+// dQ of the whole problem in float32.
+//
+// Operands are packed once where they are reused: the query side of the
+// problem (q and dO as row-major A operands and as pairs of rows for B) when
+// the problem starts, the key side (K^T and V^T pairs, k as pairs of rows)
+// per key tile. Per block, the softmax writes P and dS row-major for
+// dQ += dS K, and their transposes (16 x 16 register transposes) for
+// dV += P^T dO and dK += dS^T Q.
+//
+// As flash_forward_amx.cc: compiled for x86-64-v3, AVX-512 and AMX only in
+// DA_AMX_TARGET functions.
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/cpu/amx_tiles.h"
+#include "kernels/cpu/flash_amx.h"
+#include "kernels/cpu/flash_common.h"
+
+// 2^x for 16 lanes (AVX-512F), the exponential of the other AVX-512 code.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl")
+#include "kernels/cpu/simd_exp_avx512.h"
+#pragma GCC pop_options
+
+namespace dilated {
+namespace kernels {
+namespace cpu {
+namespace {
+
+// 64 queries x 64 keys: the reductions over queries (dV += P^T dO,
+// dK += dS^T Q) then take two 32-row steps per load and store of their
+// accumulator tiles, against one with 32 queries.
+constexpr int64_t kBlockQ = 64;
+constexpr int64_t kBlockK = 64;
+
+int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+int64_t MaxPositions(const ForwardParams& p) {
+  int64_t max_positions = 0;
+  for (int gi = 0; gi < p.num_groups; ++gi) {
+    max_positions = std::max(max_positions, p.groups[gi].positions);
+  }
+  return max_positions;
+}
+
+// One thread's buffers, sized for the longest problem of the call; 16-bit
+// arrays are carved as floats (two per float). Per plane where two.
+struct Scratch {
+  Scratch(int64_t max_positions, int64_t head_dim, DataType dtype,
+          Carver* carver)
+      : dp(RoundUp(head_dim, 32)),
+        rows(RoundUp(max_positions, kBlockQ)),
+        planes(PlanesOf(dtype)) {
+    for (int64_t pl = 0; pl < planes; ++pl) {
+      q[pl] = Take16(carver, rows * dp);
+      grad_out[pl] = Take16(carver, rows * dp);
+      q_pairs[pl] = Take32(carver, rows / 2 * dp);
+      grad_out_pairs[pl] = Take32(carver, rows / 2 * dp);
+      staged_k[pl] = Take16(carver, kBlockK * dp);
+      staged_v[pl] = Take16(carver, kBlockK * dp);
+      kt[pl] = Take32(carver, dp / 2 * kBlockK);
+      vt[pl] = Take32(carver, dp / 2 * kBlockK);
+      k_pairs[pl] = Take32(carver, kBlockK / 2 * dp);
+      ds[pl] = Take16(carver, kBlockQ * kBlockK);
+      pt[pl] = Take16(carver, kBlockK * kBlockQ);
+      dst[pl] = Take16(carver, kBlockK * kBlockQ);
+    }
+    grad_q = carver->Take(rows * dp);
+    lse2 = carver->Take(rows);
+    delta = carver->Take(rows);
+    grad_k = carver->Take(kBlockK * dp);
+    grad_v = carver->Take(kBlockK * dp);
+    s = carver->Take(kBlockQ * kBlockK);
+    dpm = carver->Take(kBlockQ * kBlockK);
+  }
+
+  static uint16_t* Take16(Carver* carver, int64_t count) {
+    return reinterpret_cast<uint16_t*>(carver->Take((count + 1) / 2));
+  }
+  static uint32_t* Take32(Carver* carver, int64_t count) {
+    return reinterpret_cast<uint32_t*>(carver->Take(count));
+  }
+
+  int64_t dp;      // head_dim rounded up to 32 (zero padded).
+  int64_t rows;    // Longest problem rounded up to kBlockQ (zero padded).
+  int64_t planes;  // 1 (bfloat16) or 2 (float16).
+  // Query side, per plane: q and dO row-major (rows x dp) and in pairs of
+  // rows (rows / 2 x dp).
+  uint16_t* q[2] = {nullptr, nullptr};
+  uint16_t* grad_out[2] = {nullptr, nullptr};
+  uint32_t* q_pairs[2] = {nullptr, nullptr};
+  uint32_t* grad_out_pairs[2] = {nullptr, nullptr};
+  // Key side, per plane: k and v rows (kBlockK x dp), K^T and V^T in pairs
+  // (dp / 2 x kBlockK), k in pairs of rows (kBlockK / 2 x dp).
+  uint16_t* staged_k[2] = {nullptr, nullptr};
+  uint16_t* staged_v[2] = {nullptr, nullptr};
+  uint32_t* kt[2] = {nullptr, nullptr};
+  uint32_t* vt[2] = {nullptr, nullptr};
+  uint32_t* k_pairs[2] = {nullptr, nullptr};
+  // Per block and plane: dS (kBlockQ x kBlockK), P^T and dS^T (kBlockK x
+  // kBlockQ).
+  uint16_t* ds[2] = {nullptr, nullptr};
+  uint16_t* pt[2] = {nullptr, nullptr};
+  uint16_t* dst[2] = {nullptr, nullptr};
+  float* grad_q;  // rows x dp, accumulated.
+  float* lse2;    // rows: lse * log2(e).
+  float* delta;   // rows: rowsum(dO * out).
+  float* grad_k;  // kBlockK x dp, accumulated per key tile.
+  float* grad_v;  // kBlockK x dp.
+  float* s;       // kBlockQ x kBlockK: scores, then P.
+  float* dpm;     // kBlockQ x kBlockK: dP, then dS.
+};
+
+// Returns 16 stored 16-bit elements (lanes below `count`) as float32.
+DA_AMX_TARGET __m512 LoadAsFloat(const uint16_t* src, DataType dtype,
+                                 int64_t count) {
+  const __m256i x = _mm256_maskz_loadu_epi16(FirstLanes(count), src);
+  return dtype == DataType::kBFloat16 ? Widen(x) : _mm512_cvtph_ps(x);
+}
+
+// Packs the query side of problem s (q, dO, lse, delta) and zeroes dQ.
+DA_AMX_TARGET void LoadQuerySide(const BackwardParams& bp, const Segment& s,
+                                 int64_t length, Scratch* scratch) {
+  const ForwardParams& p = bp.forward;
+  const int64_t d = p.head_dim;
+  const int64_t dp = scratch->dp;
+  const int64_t padded = RoundUp(std::max<int64_t>(length, 1), kBlockQ);
+  const float* lse_row = LseRow(p, s);
+  for (int64_t i = 0; i < padded; ++i) {
+    uint16_t* q_lo = scratch->planes > 1 ? scratch->q[1] + i * dp : nullptr;
+    uint16_t* grad_out_lo =
+        scratch->planes > 1 ? scratch->grad_out[1] + i * dp : nullptr;
+    if (i >= length) {
+      for (int64_t pl = 0; pl < scratch->planes; ++pl) {
+        std::memset(scratch->q[pl] + i * dp, 0, dp * sizeof(uint16_t));
+        std::memset(scratch->grad_out[pl] + i * dp, 0, dp * sizeof(uint16_t));
+      }
+      scratch->lse2[i] = 0.0f;
+      scratch->delta[i] = 0.0f;
+      continue;
+    }
+    if (i + kRowsAhead < length) {
+      for (const TensorParams* t : {&p.q, &bp.grad_out, &p.out}) {
+        PrefetchRow<_MM_HINT_T0>(*t, p.dtype, d, s, i + kRowsAhead);
+      }
+    }
+    const void* grad_out = SegmentRow(bp.grad_out, p.dtype, s, i);
+    StageRow(SegmentRow(p.q, p.dtype, s, i), p.dtype, d, dp,
+             scratch->q[0] + i * dp, q_lo);
+    StageRow(grad_out, p.dtype, d, dp, scratch->grad_out[0] + i * dp,
+             grad_out_lo);
+    const uint16_t* g = static_cast<const uint16_t*>(grad_out);
+    const uint16_t* o =
+        reinterpret_cast<const uint16_t*>(SegmentRow(p.out, p.dtype, s, i));
+    __m512 dot = _mm512_setzero_ps();
+    for (int64_t a = 0; a < d; a += 16) {
+      dot = _mm512_fmadd_ps(LoadAsFloat(g + a, p.dtype, d - a),
+                            LoadAsFloat(o + a, p.dtype, d - a), dot);
+    }
+    scratch->delta[i] = _mm512_reduce_add_ps(dot);
+    scratch->lse2[i] = lse_row[s.problem->Position(i)] * kLog2e;
+  }
+  for (int64_t pl = 0; pl < scratch->planes; ++pl) {
+    InterleaveRowPairs(scratch->q[pl], padded, dp, scratch->q_pairs[pl]);
+    InterleaveRowPairs(scratch->grad_out[pl], padded, dp,
+                       scratch->grad_out_pairs[pl]);
+  }
+  std::fill(scratch->grad_q, scratch->grad_q + padded * dp, 0.0f);
+}
+
+// Packs key rows j0 .. j0 + keys - 1 (zero past keys).
+DA_AMX_TARGET void PackKeyTile(const ForwardParams& p, const Segment& s,
+                               int64_t j0, int64_t keys, Scratch* scratch) {
+  const int64_t dp = scratch->dp;
+  for (int64_t j = 0; j < kBlockK; ++j) {
+    if (j >= keys) {
+      for (int64_t pl = 0; pl < scratch->planes; ++pl) {
+        std::memset(scratch->staged_k[pl] + j * dp, 0, dp * sizeof(uint16_t));
+        std::memset(scratch->staged_v[pl] + j * dp, 0, dp * sizeof(uint16_t));
+      }
+      continue;
+    }
+    if (j + kRowsAhead < keys) {
+      PrefetchRow<_MM_HINT_T0>(p.k, p.dtype, p.head_dim, s,
+                               j0 + j + kRowsAhead);
+      PrefetchRow<_MM_HINT_T0>(p.v, p.dtype, p.head_dim, s,
+                               j0 + j + kRowsAhead);
+    }
+    StageRow(SegmentRow(p.k, p.dtype, s, j0 + j), p.dtype, p.head_dim, dp,
+             scratch->staged_k[0] + j * dp,
+             scratch->planes > 1 ? scratch->staged_k[1] + j * dp : nullptr);
+    StageRow(SegmentRow(p.v, p.dtype, s, j0 + j), p.dtype, p.head_dim, dp,
+             scratch->staged_v[0] + j * dp,
+             scratch->planes > 1 ? scratch->staged_v[1] + j * dp : nullptr);
+  }
+  for (int64_t pl = 0; pl < scratch->planes; ++pl) {
+    TransposePairs(scratch->staged_k[pl], kBlockK, dp, scratch->kt[pl],
+                   kBlockK);
+    TransposePairs(scratch->staged_v[pl], kBlockK, dp, scratch->vt[pl],
+                   kBlockK);
+    InterleaveRowPairs(scratch->staged_k[pl], kBlockK, dp,
+                       scratch->k_pairs[pl]);
+  }
+}
+
+// Writes the transpose of the kBlockQ x kBlockK float32 tile `src` as
+// kBlockK x kBlockQ planes.
+DA_AMX_TARGET void TransposeToPlanes(const float* src, uint16_t* hi,
+                                     uint16_t* lo) {
+  for (int64_t q0 = 0; q0 < kBlockQ; q0 += 16) {
+    for (int64_t k0 = 0; k0 < kBlockK; k0 += 16) {
+      __m512i x[16];
+      for (int t = 0; t < 16; ++t) {
+        x[t] =
+            _mm512_castps_si512(_mm512_loadu_ps(src + (q0 + t) * kBlockK + k0));
+      }
+      Transpose16x16(x);
+      for (int t = 0; t < 16; ++t) {
+        const int64_t at = (k0 + t) * kBlockQ + q0;
+        StoreSplit(_mm512_castsi512_ps(x[t]), hi + at,
+                   lo == nullptr ? nullptr : lo + at);
+      }
+    }
+  }
+}
+
+// Turns the scores (s) and dP (dpm) of rows i0 .. i0 + kBlockQ - 1 into
+// P = 2^(s * scale * log2 e - lse2) and dS = P (c dP - delta), zero for rows
+// past `length`, keys past `keys` and, when causal, keys after the row's
+// query; writes dS as planes and P^T, dS^T as planes.
+DA_AMX_TARGET void Probabilities(const ForwardParams& fp, int64_t i0,
+                                 int64_t length, int64_t j0, int64_t keys,
+                                 Scratch* scratch) {
+  const __m512 score_scale = _mm512_set1_ps(fp.softmax_scale * kLog2e);
+  const __m512 output_scale = _mm512_set1_ps(fp.output_scale);
+  uint16_t* ds_lo = scratch->planes > 1 ? scratch->ds[1] : nullptr;
+  for (int64_t r = 0; r < kBlockQ; ++r) {
+    const int64_t query = i0 + r;
+    int64_t visible = query < length ? keys : 0;
+    if (fp.is_causal) visible = std::min(visible, query - j0 + 1);
+    const __m512 lse2 = _mm512_set1_ps(scratch->lse2[query]);
+    const __m512 delta = _mm512_set1_ps(scratch->delta[query]);
+    float* p = scratch->s + r * kBlockK;
+    float* ds = scratch->dpm + r * kBlockK;
+    for (int64_t col = 0; col < kBlockK; col += 16) {
+      const __m512 prob = Exp2x16(
+          _mm512_maskz_fmsub_ps(FirstLanes(visible - col),
+                                _mm512_loadu_ps(p + col), score_scale, lse2));
+      const __m512 keep = _mm512_maskz_mov_ps(FirstLanes(visible - col), prob);
+      const __m512 grad = _mm512_mul_ps(
+          keep,
+          _mm512_fmsub_ps(_mm512_loadu_ps(ds + col), output_scale, delta));
+      _mm512_storeu_ps(p + col, keep);
+      _mm512_storeu_ps(ds + col, grad);
+      StoreSplit(grad, scratch->ds[0] + r * kBlockK + col,
+                 ds_lo == nullptr ? nullptr : ds_lo + r * kBlockK + col);
+    }
+  }
+  TransposeToPlanes(scratch->s, scratch->pt[0],
+                    scratch->planes > 1 ? scratch->pt[1] : nullptr);
+  TransposeToPlanes(scratch->dpm, scratch->dst[0],
+                    scratch->planes > 1 ? scratch->dst[1] : nullptr);
+}
+
+// Stores `rows` rows of `src` (row stride dp) times `factor` into rows
+// j0 .. of t.
+DA_AMX_TARGET void StoreRows(const ForwardParams& p, const TensorParams& t,
+                             const Segment& s, int64_t j0, int64_t rows,
+                             const float* src, int64_t dp, float factor) {
+  for (int64_t j = 0; j < rows; ++j) {
+    if (j + kRowsAhead < rows) {
+      PrefetchRow<_MM_HINT_T0>(t, p.dtype, p.head_dim, s, j0 + j + kRowsAhead);
+    }
+    StoreScaledRow(src + j * dp, factor, p.dtype, p.head_dim,
+                   SegmentRow(t, p.dtype, s, j0 + j));
+  }
+}
+
+DA_AMX_TARGET void BackwardSegment(const BackwardParams& bp, const Segment& s,
+                                   Scratch* scratch) {
+  const ForwardParams& fp = bp.forward;
+  const int64_t d = fp.head_dim;
+  const int64_t dp = scratch->dp;
+  const int64_t length = s.problem->length;
+  for (const TensorParams* grad : {&bp.grad_q, &bp.grad_k, &bp.grad_v}) {
+    ZeroUnselected(*grad, fp.dtype, d, s, 0, length, nullptr);
+  }
+  if (length == 0) return;
+  LoadQuerySide(bp, s, length, scratch);
+  const ProductTerms terms = ProductTermsOf(fp.dtype);
+  const int64_t planes = scratch->planes;
+
+  for (int64_t j0 = 0; j0 < length; j0 += kBlockK) {
+    const int64_t keys = std::min(kBlockK, length - j0);
+    PackKeyTile(fp, s, j0, keys, scratch);
+    std::fill(scratch->grad_k, scratch->grad_k + kBlockK * dp, 0.0f);
+    std::fill(scratch->grad_v, scratch->grad_v + kBlockK * dp, 0.0f);
+    // Causal: query blocks before the tile's first key see none of it.
+    const int64_t i_begin = fp.is_causal ? j0 / kBlockQ * kBlockQ : 0;
+    for (int64_t i0 = i_begin; i0 < length; i0 += kBlockQ) {
+      const uint16_t* q[2];
+      const uint16_t* grad_out[2];
+      const uint32_t* q_pairs[2];
+      const uint32_t* grad_out_pairs[2];
+      const uint32_t* kt[2];
+      const uint32_t* vt[2];
+      const uint32_t* k_pairs[2];
+      const uint16_t* ds[2];
+      const uint16_t* pt[2];
+      const uint16_t* dst[2];
+      for (int64_t pl = 0; pl < planes; ++pl) {
+        q[pl] = scratch->q[pl] + i0 * dp;
+        grad_out[pl] = scratch->grad_out[pl] + i0 * dp;
+        q_pairs[pl] = scratch->q_pairs[pl] + i0 / 2 * dp;
+        grad_out_pairs[pl] = scratch->grad_out_pairs[pl] + i0 / 2 * dp;
+        ds[pl] = scratch->ds[pl];
+        pt[pl] = scratch->pt[pl];
+        dst[pl] = scratch->dst[pl];
+      }
+      // S = Q K^T and dP = dO V^T (kBlockQ x kBlockK) in 32 x 32 blocks.
+      for (int64_t h = 0; h < kBlockK; h += 32) {
+        for (int64_t pl = 0; pl < planes; ++pl) {
+          kt[pl] = scratch->kt[pl] + h;
+          vt[pl] = scratch->vt[pl] + h;
+        }
+        for (int64_t r = 0; r < kBlockQ; r += 32) {
+          const uint16_t* q_rows[2];
+          const uint16_t* grad_out_rows[2];
+          for (int64_t pl = 0; pl < planes; ++pl) {
+            q_rows[pl] = q[pl] + r * dp;
+            grad_out_rows[pl] = grad_out[pl] + r * dp;
+          }
+          TileBlock32(q_rows, dp, kt, kBlockK, dp, terms,
+                      scratch->s + r * kBlockK + h, kBlockK, false);
+          TileBlock32(grad_out_rows, dp, vt, kBlockK, dp, terms,
+                      scratch->dpm + r * kBlockK + h, kBlockK, false);
+        }
+      }
+      Probabilities(fp, i0, length, j0, keys, scratch);
+      // dV += P^T dO and dK += dS^T Q (kBlockK x dp), dQ += dS K
+      // (kBlockQ x dp), 32 columns at a time.
+      for (int64_t c = 0; c < dp; c += 32) {
+        const uint32_t* grad_out_cols[2];
+        const uint32_t* q_cols[2];
+        for (int64_t pl = 0; pl < planes; ++pl) {
+          grad_out_cols[pl] = grad_out_pairs[pl] + c;
+          q_cols[pl] = q_pairs[pl] + c;
+          k_pairs[pl] = scratch->k_pairs[pl] + c;
+        }
+        for (int64_t r = 0; r < kBlockK; r += 32) {
+          const uint16_t* pt_rows[2];
+          const uint16_t* dst_rows[2];
+          for (int64_t pl = 0; pl < planes; ++pl) {
+            pt_rows[pl] = pt[pl] + r * kBlockQ;
+            dst_rows[pl] = dst[pl] + r * kBlockQ;
+          }
+          TileBlock32(pt_rows, kBlockQ, grad_out_cols, dp, kBlockQ, terms,
+                      scratch->grad_v + r * dp + c, dp, true);
+          TileBlock32(dst_rows, kBlockQ, q_cols, dp, kBlockQ, terms,
+                      scratch->grad_k + r * dp + c, dp, true);
+        }
+        for (int64_t r = 0; r < kBlockQ; r += 32) {
+          const uint16_t* ds_rows[2];
+          for (int64_t pl = 0; pl < planes; ++pl) {
+            ds_rows[pl] = ds[pl] + r * kBlockK;
+          }
+          TileBlock32(ds_rows, kBlockK, k_pairs, dp, kBlockK, terms,
+                      scratch->grad_q + (i0 + r) * dp + c, dp, true);
+        }
+      }
+    }
+    StoreRows(fp, bp.grad_k, s, j0, keys, scratch->grad_k, dp,
+              fp.softmax_scale);
+    StoreRows(fp, bp.grad_v, s, j0, keys, scratch->grad_v, dp, fp.output_scale);
+  }
+  StoreRows(fp, bp.grad_q, s, 0, length, scratch->grad_q, dp, fp.softmax_scale);
+}
+
+}  // namespace
+
+int64_t FlashBackwardAmxWorkspacePerThread(const ForwardParams& p) {
+  Carver counter(nullptr);
+  Scratch layout(MaxPositions(p), p.head_dim, p.dtype, &counter);
+  return counter.used();
+}
+
+void FlashBackwardAmx(const BackwardParams& bp, float* workspace,
+                      int num_threads) {
+  const ForwardParams& fp = bp.forward;
+  const ProblemList problems(fp);
+  const WorkList work(problems, /*block_rows=*/0);
+  const int64_t per_thread = FlashBackwardAmxWorkspacePerThread(fp);
+#pragma omp parallel num_threads(num_threads)
+  {
+    Carver carver(workspace + omp_get_thread_num() * per_thread);
+    Scratch scratch(MaxPositions(fp), fp.head_dim, fp.dtype, &carver);
+    AmxBeginThread();
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t index = 0; index < work.size(); ++index) {
+      int64_t block;
+      const Segment s = work.Decode(index, &block);
+      BackwardSegment(bp, s, &scratch);
+    }
+    AmxEndThread();
+  }
+}
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace dilated
