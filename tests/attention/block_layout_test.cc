@@ -47,9 +47,9 @@ std::vector<std::string> Build(const BlockSparseConfig& config,
 TEST(BlockLayoutTest, LocalWindowHalfWidthIsHalfTheWindowInBlocks) {
   BlockSparseConfig config = Config(BlockPattern::kLocalWindow, 4);
   config.window = 12;  // 3 blocks: w' = 1.
-  EXPECT_THAT(Build(config, 20), ::testing::ElementsAre("11000", "11100",
-                                                        "01110", "00111",
-                                                        "00011"));
+  EXPECT_THAT(
+      Build(config, 20),
+      ::testing::ElementsAre("11000", "11100", "01110", "00111", "00011"));
   config.window = 4;  // One block: w' = 0, the diagonal.
   EXPECT_THAT(Build(config, 12), ::testing::ElementsAre("100", "010", "001"));
   config.window = 23;  // 5 whole blocks: w' = 2.
@@ -76,12 +76,13 @@ TEST(BlockLayoutTest, GlobalLocalRoundsGlobalTokensUpToBlocks) {
   BlockSparseConfig config = Config(BlockPattern::kGlobalLocal, 4);
   config.window = 4;
   config.global_tokens = 5;  // Two global blocks.
-  EXPECT_THAT(Build(config, 20), ::testing::ElementsAre("11111", "11111",
-                                                        "11100", "11010",
-                                                        "11001"));
+  EXPECT_THAT(
+      Build(config, 20),
+      ::testing::ElementsAre("11111", "11111", "11100", "11010", "11001"));
   // 64 global tokens at block 128 make one global block (the Python library
   // rounds down to none).
-  BlockSparseConfig reference_defaults = Config(BlockPattern::kGlobalLocal, 128);
+  BlockSparseConfig reference_defaults =
+      Config(BlockPattern::kGlobalLocal, 128);
   reference_defaults.window = 128;
   reference_defaults.global_tokens = 64;
   EXPECT_THAT(Build(reference_defaults, 384),
@@ -95,14 +96,14 @@ TEST(BlockLayoutTest, HierarchicalIsTheUnionOfItsLevels) {
   // 64, window 256); blocks 0 and 4 see 8 each side (stride 256, window
   // 1024); block 0 sees everything (stride 1024, global).
   BlockSparseConfig config = Config(BlockPattern::kHierarchical, 64);
-  EXPECT_THAT(Build(config, 512),
-              ::testing::ElementsAre("11111111", "11110000", "11111000",
-                                     "01111100", "11111111", "00011111",
-                                     "00001111", "00000111"));
+  EXPECT_THAT(
+      Build(config, 512),
+      ::testing::ElementsAre("11111111", "11110000", "11111000", "01111100",
+                             "11111111", "00011111", "00001111", "00000111"));
   config.hierarchical_levels = {{128, 64}};  // Stride 2 blocks, window 1.
-  EXPECT_THAT(Build(config, 320), ::testing::ElementsAre("10000", "00000",
-                                                         "00100", "00000",
-                                                         "00001"));
+  EXPECT_THAT(
+      Build(config, 320),
+      ::testing::ElementsAre("10000", "00000", "00100", "00000", "00001"));
 }
 
 TEST(BlockLayoutTest, CustomLayoutIsReturnedAsGiven) {

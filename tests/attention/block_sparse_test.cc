@@ -5,6 +5,8 @@
 // the three gradients. Then the refusals, the probabilities of the debugging
 // output, and that inactive blocks are never read.
 
+#include "attention/block_sparse.h"
+
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -13,7 +15,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "attention/block_layout.h"
-#include "attention/block_sparse.h"
 #include "attention/registry.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -29,9 +30,9 @@ namespace {
 using testing::AllClose;
 using testing::AttentionInputs;
 using testing::AttentionResults;
+using ::testing::HasSubstr;
 using testing::MaskedProblem;
 using testing::TestDevice;
-using ::testing::HasSubstr;
 
 struct Case {
   std::string label;
@@ -169,10 +170,9 @@ std::vector<Param> AllParams() {
 
 std::string ParamName(const ::testing::TestParamInfo<Param>& info) {
   const Param& p = info.param;
-  std::string name =
-      absl::StrCat(p.c.label, "_", DTypeName(p.dtype),
-                   p.causal ? "_causal_" : "_full_",
-                   DeviceName(p.device->device()));
+  std::string name = absl::StrCat(p.c.label, "_", DTypeName(p.dtype),
+                                  p.causal ? "_causal_" : "_full_",
+                                  DeviceName(p.device->device()));
   name.erase(std::remove(name.begin(), name.end(), ':'), name.end());
   return name;
 }
@@ -231,10 +231,12 @@ std::unique_ptr<Attention> Create(const BlockSparseConfig& sparse) {
 TEST(BlockSparseTest, InactiveBlocksAreNeverRead) {
   // Key block 2 is active for no query block: its k and v rows are NaN.
   BlockSparseConfig sparse = Pattern(BlockPattern::kCustom, 4);
-  sparse.custom_layout = {1, 4, {1, 0, 0, 0,  //
-                                 1, 1, 0, 0,  //
-                                 0, 1, 0, 1,  //
-                                 1, 0, 0, 1}};
+  sparse.custom_layout = {1,
+                          4,
+                          {1, 0, 0, 0,  //
+                           1, 1, 0, 0,  //
+                           0, 1, 0, 1,  //
+                           1, 0, 0, 1}};
   const Case c{"nan_block", 1, 16, 2, 8, sparse};
   AttentionInputs in = Inputs(c, DType::kFloat32, false);
   for (int64_t n = 8; n < 12; ++n) {
@@ -244,15 +246,16 @@ TEST(BlockSparseTest, InactiveBlocksAreNeverRead) {
     }
   }
   std::unique_ptr<Attention> attention = Create(sparse);
-  const AttentionResults got = testing::RunAttention(
-      *attention, testing::TestDevices()[0], DType::kFloat32,
-      testing::Layout::kContiguous, in);
+  const AttentionResults got =
+      testing::RunAttention(*attention, testing::TestDevices()[0],
+                            DType::kFloat32, testing::Layout::kContiguous, in);
   ASSERT_TRUE(got.forward.ok()) << got.forward;
   const MaskedProblem oracle =
       OracleFor(c, sparse.custom_layout, false, in.key_padding_mask);
   std::vector<double> out, lse;
   testing::MaskedForward(oracle, in.q, in.k, in.v, &out, &lse);
-  EXPECT_TRUE(AllClose(got.out, out, testing::OutputTolerance(DType::kFloat32)));
+  EXPECT_TRUE(
+      AllClose(got.out, out, testing::OutputTolerance(DType::kFloat32)));
 }
 
 TEST(BlockSparseTest, OneObjectServesSeveralSequenceLengths) {
@@ -334,8 +337,9 @@ TEST(BlockSparseTest, ProbabilitiesAreTheRowSoftmaxOverActiveBlocks) {
           for (double s : scores) sum += s == -INFINITY ? 0 : std::exp(s - max);
           for (int64_t col = 0; col < 4; ++col) {
             const int64_t key = j * 4 + col;
-            const double expected =
-                scores[key] == -INFINITY ? 0 : std::exp(scores[key] - max) / sum;
+            const double expected = scores[key] == -INFINITY
+                                        ? 0
+                                        : std::exp(scores[key] - max) / sum;
             const float got =
                 probabilities
                     ->values[(((e * 2 + b) * 2 + h) * 4 + r) * 4 + col];
@@ -376,8 +380,9 @@ TEST(BlockSparseValidationTest, SequenceNotAMultipleOfTheBlockSize) {
   const AttentionResults got =
       RunOnCpu(Pattern(BlockPattern::kDilatedSparse, 8), 30, 2);
   EXPECT_EQ(got.forward.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(got.forward.message()),
-              HasSubstr("sequence length 30 must be a multiple of block_size 8"));
+  EXPECT_THAT(
+      std::string(got.forward.message()),
+      HasSubstr("sequence length 30 must be a multiple of block_size 8"));
 }
 
 TEST(BlockSparseValidationTest, CustomLayoutOfTheWrongShape) {
@@ -418,8 +423,8 @@ TEST(BlockSparseValidationTest, PackedSequencesAreUnimplemented) {
   const TensorView t = TensorView::Contiguous(data.data(), DType::kFloat32,
                                               {8, 2, 4}, Device::Cpu());
   ForwardOptions options;
-  options.cu_seqlens = TensorView::Contiguous(offsets.data(), DType::kInt32,
-                                              {2}, Device::Cpu());
+  options.cu_seqlens =
+      TensorView::Contiguous(offsets.data(), DType::kInt32, {2}, Device::Cpu());
   const absl::Status status = attention->Forward(t, t, t, t, options);
   EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented);
   EXPECT_THAT(std::string(status.message()), HasSubstr("cu_seqlens"));

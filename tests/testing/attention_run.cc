@@ -27,13 +27,12 @@ AttentionResults RunAttention(Attention& attention, TestDevice* device,
   const DeviceBytes mask(device, in.key_padding_mask.data(),
                          in.key_padding_mask.size());
   if (!in.key_padding_mask.empty()) {
-    options.key_padding_mask =
-        TensorView::Contiguous(mask.data(), DType::kBool, {shape[0], shape[1]},
-                               device->device());
+    options.key_padding_mask = TensorView::Contiguous(
+        mask.data(), DType::kBool, {shape[0], shape[1]}, device->device());
   }
   AttentionResults results;
-  results.forward = attention.Forward(q.view(), k.view(), v.view(),
-                                      out.view(), options, &lse.view());
+  results.forward = attention.Forward(q.view(), k.view(), v.view(), out.view(),
+                                      options, &lse.view());
   if (!results.forward.ok()) return results;
   results.out = out.Download();
   results.lse = lse.Download();

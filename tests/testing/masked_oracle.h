@@ -30,9 +30,7 @@ struct MaskedProblem {
   // ((b * heads + h) * seq + p) * seq + p'.
   std::vector<double> key_weights;
 
-  int64_t NumElements() const {
-    return batch * seq_len * num_heads * head_dim;
-  }
+  int64_t NumElements() const { return batch * seq_len * num_heads * head_dim; }
   double KeyWeight(int64_t b, int64_t h, int64_t p, int64_t key) const {
     return key_weights[((b * num_heads + h) * seq_len + p) * seq_len + key];
   }
