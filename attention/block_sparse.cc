@@ -2,8 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "attention/block_sparse_device.h"
 #include "attention/params_builder.h"
 #include "attention/registry.h"
 #include "attention/workspace.h"
@@ -30,7 +37,42 @@ absl::StatusOr<std::unique_ptr<Attention>> CreateBlockSparse(
   return std::unique_ptr<Attention>(new BlockSparseAttention(config));
 }
 
+struct DeviceKernelsRegistry {
+  absl::Mutex mutex;
+  std::map<DeviceType, std::pair<BlockSparseDeviceKernels, std::string>> kernels
+      ABSL_GUARDED_BY(mutex);
+};
+
+DeviceKernelsRegistry& DeviceKernels() {
+  static DeviceKernelsRegistry* registry = new DeviceKernelsRegistry();
+  return *registry;
+}
+
 }  // namespace
+
+void RegisterBlockSparseDeviceKernels(DeviceType device,
+                                      const BlockSparseDeviceKernels& kernels,
+                                      const char* file, int line) {
+  DeviceKernelsRegistry& registry = DeviceKernels();
+  absl::MutexLock lock(&registry.mutex);
+  const std::string site = absl::StrCat(file, ":", line);
+  auto [it, inserted] =
+      registry.kernels.emplace(device, std::make_pair(kernels, site));
+  if (!inserted) {
+    std::fprintf(stderr,
+                 "block_sparse device kernels registered twice: %s and %s\n",
+                 it->second.second.c_str(), site.c_str());
+    std::abort();
+  }
+}
+
+const BlockSparseDeviceKernels* FindBlockSparseDeviceKernels(
+    DeviceType device) {
+  DeviceKernelsRegistry& registry = DeviceKernels();
+  absl::MutexLock lock(&registry.mutex);
+  auto found = registry.kernels.find(device);
+  return found == registry.kernels.end() ? nullptr : &found->second.first;
+}
 
 BlockSparseAttention::BlockSparseAttention(const AttentionConfig& config)
     : Attention("block_sparse", WithOneGroup(config)),
@@ -39,7 +81,8 @@ BlockSparseAttention::BlockSparseAttention(const AttentionConfig& config)
 absl::StatusOr<std::shared_ptr<const BlockListStorage>>
 BlockSparseAttention::ListsFor(const kernels::ForwardParams& params,
                                const Device& device) {
-  if (device.type != DeviceType::kCpu) {
+  if (device.type != DeviceType::kCpu &&
+      FindBlockSparseDeviceKernels(device.type) == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("'block_sparse' has no kernel for ", DeviceName(device),
                      " tensors in this build"));
@@ -61,6 +104,10 @@ absl::Status BlockSparseAttention::DoForward(
   const kernels::BlockLists lists = storage->Lists();
   DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
                       WorkspaceAllocator(device, options));
+  if (device.type != DeviceType::kCpu) {
+    return FindBlockSparseDeviceKernels(device.type)
+        ->forward(params, lists, {device, options.stream, allocator});
+  }
   const int threads = kernels::cpu::MaxThreads();
   DA_ASSIGN_OR_RETURN(
       HostWorkspace workspace,
@@ -79,6 +126,10 @@ absl::Status BlockSparseAttention::DoBackward(
   const kernels::BlockLists lists = storage->Lists();
   DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
                       WorkspaceAllocator(device, options));
+  if (device.type != DeviceType::kCpu) {
+    return FindBlockSparseDeviceKernels(device.type)
+        ->backward(params, lists, {device, options.stream, allocator});
+  }
   const int threads = kernels::cpu::MaxThreads();
   DA_ASSIGN_OR_RETURN(
       HostWorkspace workspace,
@@ -92,6 +143,10 @@ absl::Status BlockSparseAttention::DoBackward(
 absl::StatusOr<BlockProbabilities> BlockSparseAttention::Probabilities(
     const TensorView& q, const TensorView& k, const TensorView& lse,
     const ForwardOptions& options) {
+  if (q.device.type != DeviceType::kCpu) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Probabilities reads CPU tensors; q is on ", DeviceName(q.device)));
+  }
   // q stands in for v and out: only shapes are checked, nothing is written.
   DA_ASSIGN_OR_RETURN(const kernels::ForwardParams p,
                       MakeForwardParams(config(), q, k, q, q, &lse, options));

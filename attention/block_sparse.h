@@ -16,8 +16,10 @@
 //
 // Tensors: [batch, seq, heads, head_dim] with seq a multiple of block_size
 // (InvalidArgument otherwise), float32, float16 or bfloat16, key_padding_mask
-// allowed; packed (cu_seqlens) input is Unimplemented. CPU tensors only in
-// this build (CUDA tensors: FailedPrecondition).
+// allowed; packed (cu_seqlens) input is Unimplemented. CPU tensors run
+// kernels/cpu/block_sparse_attention.h; CUDA tensors run
+// kernels/cuda/block_sparse_attention.h in builds with --config=cuda
+// (block_sparse_device.h; FailedPrecondition otherwise).
 
 #ifndef ATTENTION_BLOCK_SPARSE_H_
 #define ATTENTION_BLOCK_SPARSE_H_

@@ -30,7 +30,7 @@ namespace cpu {
 
 // Returns the float32 workspace one thread of BlockSparseForward or
 // BlockSparseBackward needs: about 4 block_size^2 + 9 block_size x head_dim
-// floats (rounded up to multiples of 8).
+// floats (rounded up to multiples of 16).
 int64_t BlockSparseWorkspacePerThread(const ForwardParams& params,
                                       const BlockLists& lists);
 

@@ -61,8 +61,8 @@ void ProbabilitiesAndScoreGradient(const ForwardParams& p, const TileShape& s,
   const int64_t lanes = s.padded_rows;
   Scores(p, s, query, key_block, tiles);
   // dP^T = V dO^T: (keys x dim) by (dim x lanes).
-  TileGemm(s.rows, lanes, s.dim, {tiles->v_rows, s.padded_dim, 1},
-           {tiles->dot, lanes}, {tiles->dpt, lanes}, /*accumulate=*/false);
+  s.gemm(s.rows, lanes, s.dim, {tiles->v_rows, s.padded_dim, 1},
+         {tiles->dot, lanes}, {tiles->dpt, lanes}, /*accumulate=*/false);
   for (int64_t j = 0; j < s.rows; ++j) {
     float* st = tiles->st + j * lanes;
     float* dpt = tiles->dpt + j * lanes;
@@ -112,12 +112,12 @@ void KeyBlockGradients(const BackwardParams& bp, const BlockLists& lists,
     LoadQuerySide(bp, s, query, tiles);
     ProbabilitiesAndScoreGradient(p, s, query, at.block, tiles);
     // dV += P^T dO and dK += dS^T q: (keys x lanes) by (lanes x dim).
-    TileGemm(s.rows, s.padded_dim, lanes, {tiles->st, lanes, 1},
-             {tiles->do_rows, s.padded_dim}, {grad_v, s.padded_dim},
-             /*accumulate=*/true);
-    TileGemm(s.rows, s.padded_dim, lanes, {tiles->dpt, lanes, 1},
-             {tiles->q_rows, s.padded_dim}, {grad_k, s.padded_dim},
-             /*accumulate=*/true);
+    s.gemm(s.rows, s.padded_dim, lanes, {tiles->st, lanes, 1},
+           {tiles->do_rows, s.padded_dim}, {grad_v, s.padded_dim},
+           /*accumulate=*/true);
+    s.gemm(s.rows, s.padded_dim, lanes, {tiles->dpt, lanes, 1},
+           {tiles->q_rows, s.padded_dim}, {grad_k, s.padded_dim},
+           /*accumulate=*/true);
   }
   StoreRows(p, s, at, grad_k, p.softmax_scale, bp.grad_k, tiles->row);
   StoreRows(p, s, at, grad_v, 1.0f, bp.grad_v, tiles->row);
@@ -140,9 +140,9 @@ void QueryBlockGradient(const BackwardParams& bp, const BlockLists& lists,
     LoadRows(p, s, keys, p.v, tiles->v_rows);
     ProbabilitiesAndScoreGradient(p, s, at, key_block, tiles);
     // dQ += dS K: (lanes x keys) by (keys x dim), dS read from dS^T.
-    TileGemm(s.rows, s.padded_dim, s.rows, {tiles->dpt, 1, lanes},
-             {tiles->k_rows, s.padded_dim}, {grad_q, s.padded_dim},
-             /*accumulate=*/true);
+    s.gemm(s.rows, s.padded_dim, s.rows, {tiles->dpt, 1, lanes},
+           {tiles->k_rows, s.padded_dim}, {grad_q, s.padded_dim},
+           /*accumulate=*/true);
   }
   StoreRows(p, s, at, grad_q, p.softmax_scale, bp.grad_q, tiles->row);
 }

@@ -56,8 +56,8 @@ void FoldKeyBlock(const TileShape& s, BlockTiles* tiles) {
     }
   }
   // O^T += V^T P^T: (dim x keys) by (keys x lanes).
-  TileGemm(s.dim, lanes, s.rows, {tiles->v_rows, 1, s.padded_dim}, {st, lanes},
-           {tiles->ot, lanes}, /*accumulate=*/true);
+  s.gemm(s.dim, lanes, s.rows, {tiles->v_rows, 1, s.padded_dim}, {st, lanes},
+         {tiles->ot, lanes}, /*accumulate=*/true);
 }
 
 // Writes the normalised rows of the query block and their log-sum-exp; rows

@@ -3,13 +3,29 @@
 #include <algorithm>
 #include <limits>
 
+#include "kernels/cpu/cpu_path.h"
 #include "kernels/cpu/row_io.h"
 #include "kernels/cpu/simd_convert.h"
 #include "kernels/cpu/tile_gemm.h"
+#include "kernels/cpu/tile_gemm_avx512.h"
 
 namespace dilated {
 namespace kernels {
 namespace cpu {
+
+namespace {
+
+// Widths in multiples of 16 floats: the AVX-512 panel, two AVX2 panels.
+int64_t RoundUp16(int64_t x) { return (x + 15) / 16 * 16; }
+
+}  // namespace
+
+TileShape::TileShape(const ForwardParams& p, const BlockLists& lists)
+    : rows(lists.block_size),
+      padded_rows(RoundUp16(lists.block_size)),
+      dim(p.head_dim),
+      padded_dim(RoundUp16(p.head_dim)),
+      gemm(ActiveCpuPath() == CpuPath::kAvx512 ? &TileGemmAvx512 : &TileGemm) {}
 
 BlockTiles::BlockTiles(const TileShape& s, Carver* carver) {
   const int64_t lanes = s.padded_rows;
@@ -57,8 +73,8 @@ void LoadRows(const ForwardParams& p, const TileShape& s, const BlockAt& at,
 void Scores(const ForwardParams& p, const TileShape& s, const BlockAt& query,
             int64_t key_block, BlockTiles* tiles) {
   const int64_t lanes = s.padded_rows;
-  TileGemm(s.rows, lanes, s.dim, {tiles->k_rows, s.padded_dim, 1},
-           {tiles->qt, lanes}, {tiles->st, lanes}, /*accumulate=*/false);
+  s.gemm(s.rows, lanes, s.dim, {tiles->k_rows, s.padded_dim, 1},
+         {tiles->qt, lanes}, {tiles->st, lanes}, /*accumulate=*/false);
   constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
   if (p.is_causal && key_block == query.block) {
     for (int64_t j = 1; j < s.rows; ++j) {

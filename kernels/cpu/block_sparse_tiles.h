@@ -8,8 +8,8 @@
 // Tiles are transposed so that queries run along the SIMD lanes, as in the
 // dilated kernels (flash_forward.cc): scores are S^T (keys x queries), query
 // blocks are packed as q^T (head_dim x queries), and k, v stay in their row
-// layout (keys x head_dim). Every width is rounded up to a multiple of 8 (the
-// TileGemm panel) and padded with zeros.
+// layout (keys x head_dim). Every width is rounded up to a multiple of 16
+// (the AVX-512 TileGemm panel) and padded with zeros.
 
 #ifndef KERNELS_CPU_BLOCK_SPARSE_TILES_H_
 #define KERNELS_CPU_BLOCK_SPARSE_TILES_H_
@@ -18,24 +18,28 @@
 
 #include "kernels/block_sparse_params.h"
 #include "kernels/cpu/flash_common.h"
+#include "kernels/cpu/tile_gemm.h"
 #include "kernels/dilated_params.h"
 
 namespace dilated {
 namespace kernels {
 namespace cpu {
 
-// The widths of a call's tiles.
+// The tile product of the instruction set in use (cpu_path.h): TileGemm
+// (AVX2) or TileGemmAvx512.
+using TileGemmFn = void (*)(int64_t m, int64_t n, int64_t k,
+                            const StridedOperand& a, const RowOperand& b,
+                            const RowResult& c, bool accumulate);
+
+// The widths of a call's tiles and the tile product that runs them.
 struct TileShape {
-  TileShape(const ForwardParams& p, const BlockLists& lists)
-      : rows(lists.block_size),
-        padded_rows((lists.block_size + 7) / 8 * 8),
-        dim(p.head_dim),
-        padded_dim((p.head_dim + 7) / 8 * 8) {}
+  TileShape(const ForwardParams& p, const BlockLists& lists);
 
   int64_t rows;         // Tokens per block.
   int64_t padded_rows;  // Query lanes.
   int64_t dim;
   int64_t padded_dim;
+  TileGemmFn gemm;
 };
 
 // One thread's tiles; the forward pass uses the first group, the backward

@@ -132,6 +132,10 @@ std::vector<Param> AllParams() {
     // block_sparse (tests/attention/block_sparse_test.cc checks the refusal).
     if (name == "block_sparse") continue;
     for (TestDevice* device : testing::TestDevices()) {
+      // longnet runs on the CPU only (docs/LONGNET_MIXING.md).
+      if (name == "longnet" && device->device().type != DeviceType::kCpu) {
+        continue;
+      }
       for (bool causal : {false, true})
         params.push_back({name, causal, device});
     }
