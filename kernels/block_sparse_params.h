@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "kernels/dilated_params.h"  // DA_HOST_DEVICE
+
 namespace dilated {
 namespace kernels {
 
@@ -33,7 +35,8 @@ struct BlockLists {
 };
 
 // Returns the list index of call head `head` (0 when the layout is shared).
-inline int64_t LayoutHead(const BlockLists& lists, int64_t head) {
+DA_HOST_DEVICE inline int64_t LayoutHead(const BlockLists& lists,
+                                         int64_t head) {
   return lists.heads == 1 ? 0 : head;
 }
 
