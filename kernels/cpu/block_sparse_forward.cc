@@ -24,35 +24,51 @@ namespace {
 constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
 
 // Folds the scores in tiles->st (keys x lanes) and the v rows of their key
-// block into the running max, sum and O^T of the query block.
+// block into the running max, sum and O^T of the query block. The tile is
+// walked row by row (contiguous lanes) in each of its two passes: the new
+// maxima, then the probabilities and their sums.
 void FoldKeyBlock(const TileShape& s, BlockTiles* tiles) {
   const int64_t lanes = s.padded_rows;
   float* st = tiles->st;
+  float* base = tiles->reference;
   for (int64_t i8 = 0; i8 < lanes; i8 += 8) {
-    __m256 tile_max = _mm256_set1_ps(kMinusInf);
-    for (int64_t j = 0; j < s.rows; ++j) {
-      tile_max = _mm256_max_ps(tile_max, _mm256_loadu_ps(st + j * lanes + i8));
+    _mm256_storeu_ps(base + i8, _mm256_loadu_ps(tiles->row_max + i8));
+  }
+  for (int64_t j = 0; j < s.rows; ++j) {
+    const float* scores = st + j * lanes;
+    for (int64_t i8 = 0; i8 < lanes; i8 += 8) {
+      _mm256_storeu_ps(base + i8, _mm256_max_ps(_mm256_loadu_ps(base + i8),
+                                                _mm256_loadu_ps(scores + i8)));
     }
-    const __m256 old_max = _mm256_loadu_ps(tiles->row_max + i8);
-    const __m256 new_max = _mm256_max_ps(old_max, tile_max);
-    // Lanes without any key so far subtract 0: 2^(-inf - 0) is exactly 0,
-    // where -inf - (-inf) would be NaN.
-    const __m256 no_key =
-        _mm256_cmp_ps(new_max, _mm256_set1_ps(kMinusInf), _CMP_EQ_OQ);
-    const __m256 base = _mm256_blendv_ps(new_max, _mm256_setzero_ps(), no_key);
-    const __m256 alpha = Exp2(_mm256_sub_ps(old_max, base));
-    __m256 sum = _mm256_mul_ps(_mm256_loadu_ps(tiles->row_sum + i8), alpha);
-    for (int64_t j = 0; j < s.rows; ++j) {
-      const __m256 pj =
-          Exp2(_mm256_sub_ps(_mm256_loadu_ps(st + j * lanes + i8), base));
-      _mm256_storeu_ps(st + j * lanes + i8, pj);
-      sum = _mm256_add_ps(sum, pj);
-    }
-    _mm256_storeu_ps(tiles->row_sum + i8, sum);
+  }
+  // Lanes without any key so far subtract 0: 2^(-inf - 0) is exactly 0,
+  // where -inf - (-inf) would be NaN.
+  const __m256 minus_inf = _mm256_set1_ps(kMinusInf);
+  for (int64_t i8 = 0; i8 < lanes; i8 += 8) {
+    const __m256 new_max = _mm256_loadu_ps(base + i8);
+    const __m256 no_key = _mm256_cmp_ps(new_max, minus_inf, _CMP_EQ_OQ);
+    const __m256 reference =
+        _mm256_blendv_ps(new_max, _mm256_setzero_ps(), no_key);
+    const __m256 alpha =
+        Exp2(_mm256_sub_ps(_mm256_loadu_ps(tiles->row_max + i8), reference));
+    _mm256_storeu_ps(
+        tiles->row_sum + i8,
+        _mm256_mul_ps(_mm256_loadu_ps(tiles->row_sum + i8), alpha));
     _mm256_storeu_ps(tiles->row_max + i8, new_max);
+    _mm256_storeu_ps(base + i8, reference);
     for (int64_t a = 0; a < s.dim; ++a) {
       float* o = tiles->ot + a * lanes + i8;
       _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_loadu_ps(o), alpha));
+    }
+  }
+  for (int64_t j = 0; j < s.rows; ++j) {
+    float* scores = st + j * lanes;
+    for (int64_t i8 = 0; i8 < lanes; i8 += 8) {
+      const __m256 p = Exp2(_mm256_sub_ps(_mm256_loadu_ps(scores + i8),
+                                          _mm256_loadu_ps(base + i8)));
+      _mm256_storeu_ps(scores + i8, p);
+      _mm256_storeu_ps(tiles->row_sum + i8,
+                       _mm256_add_ps(_mm256_loadu_ps(tiles->row_sum + i8), p));
     }
   }
   // O^T += V^T P^T: (dim x keys) by (keys x lanes).

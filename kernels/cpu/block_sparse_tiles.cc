@@ -36,6 +36,7 @@ BlockTiles::BlockTiles(const TileShape& s, Carver* carver) {
   ot = carver->Take(s.padded_dim * lanes);
   row_max = carver->Take(lanes);
   row_sum = carver->Take(lanes);
+  reference = carver->Take(lanes);
   row = carver->Take(s.padded_dim);
   q_rows = carver->Take(lanes * s.padded_dim);
   do_rows = carver->Take(lanes * s.padded_dim);

@@ -48,14 +48,15 @@ struct TileShape {
 struct BlockTiles {
   BlockTiles(const TileShape& s, Carver* carver);
 
-  float* qt;       // padded_dim x padded_rows: q^T (scaled, see LoadQueryT).
-  float* k_rows;   // rows x padded_dim.
-  float* v_rows;   // rows x padded_dim.
-  float* st;       // rows x padded_rows: S^T, then P^T.
-  float* ot;       // padded_dim x padded_rows: unnormalised O^T.
-  float* row_max;  // padded_rows: running max of base-2 scores.
-  float* row_sum;  // padded_rows: running sum of 2^(score - max).
-  float* row;      // padded_dim: one row on its way in or out.
+  float* qt;         // padded_dim x padded_rows: q^T (scaled, see LoadQueryT).
+  float* k_rows;     // rows x padded_dim.
+  float* v_rows;     // rows x padded_dim.
+  float* st;         // rows x padded_rows: S^T, then P^T.
+  float* ot;         // padded_dim x padded_rows: unnormalised O^T.
+  float* row_max;    // padded_rows: running max of base-2 scores.
+  float* row_sum;    // padded_rows: running sum of 2^(score - max).
+  float* reference;  // padded_rows: what a key block's scores are taken from.
+  float* row;        // padded_dim: one row on its way in or out.
   // Backward only.
   float* q_rows;   // padded_rows x padded_dim: q, unscaled.
   float* do_rows;  // padded_rows x padded_dim: grad_out.
