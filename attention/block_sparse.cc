@@ -2,14 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <map>
-#include <string>
-#include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "attention/block_sparse_device.h"
 #include "attention/params_builder.h"
 #include "attention/registry.h"
@@ -37,42 +31,7 @@ absl::StatusOr<std::unique_ptr<Attention>> CreateBlockSparse(
   return std::unique_ptr<Attention>(new BlockSparseAttention(config));
 }
 
-struct DeviceKernelsRegistry {
-  absl::Mutex mutex;
-  std::map<DeviceType, std::pair<BlockSparseDeviceKernels, std::string>> kernels
-      ABSL_GUARDED_BY(mutex);
-};
-
-DeviceKernelsRegistry& DeviceKernels() {
-  static DeviceKernelsRegistry* registry = new DeviceKernelsRegistry();
-  return *registry;
-}
-
 }  // namespace
-
-void RegisterBlockSparseDeviceKernels(DeviceType device,
-                                      const BlockSparseDeviceKernels& kernels,
-                                      const char* file, int line) {
-  DeviceKernelsRegistry& registry = DeviceKernels();
-  absl::MutexLock lock(&registry.mutex);
-  const std::string site = absl::StrCat(file, ":", line);
-  auto [it, inserted] =
-      registry.kernels.emplace(device, std::make_pair(kernels, site));
-  if (!inserted) {
-    std::fprintf(stderr,
-                 "block_sparse device kernels registered twice: %s and %s\n",
-                 it->second.second.c_str(), site.c_str());
-    std::abort();
-  }
-}
-
-const BlockSparseDeviceKernels* FindBlockSparseDeviceKernels(
-    DeviceType device) {
-  DeviceKernelsRegistry& registry = DeviceKernels();
-  absl::MutexLock lock(&registry.mutex);
-  auto found = registry.kernels.find(device);
-  return found == registry.kernels.end() ? nullptr : &found->second.first;
-}
 
 BlockSparseAttention::BlockSparseAttention(const AttentionConfig& config)
     : Attention("block_sparse", WithOneGroup(config)),
@@ -82,7 +41,7 @@ absl::StatusOr<std::shared_ptr<const BlockListStorage>>
 BlockSparseAttention::ListsFor(const kernels::ForwardParams& params,
                                const Device& device) {
   if (device.type != DeviceType::kCpu &&
-      FindBlockSparseDeviceKernels(device.type) == nullptr) {
+      DeviceKernels<BlockSparseDeviceKernels>::Find(device.type) == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("'block_sparse' has no kernel for ", DeviceName(device),
                      " tensors in this build"));
@@ -105,7 +64,7 @@ absl::Status BlockSparseAttention::DoForward(
   DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
                       WorkspaceAllocator(device, options));
   if (device.type != DeviceType::kCpu) {
-    return FindBlockSparseDeviceKernels(device.type)
+    return DeviceKernels<BlockSparseDeviceKernels>::Find(device.type)
         ->forward(params, lists, {device, options.stream, allocator});
   }
   const int threads = kernels::cpu::MaxThreads();
@@ -127,7 +86,7 @@ absl::Status BlockSparseAttention::DoBackward(
   DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
                       WorkspaceAllocator(device, options));
   if (device.type != DeviceType::kCpu) {
-    return FindBlockSparseDeviceKernels(device.type)
+    return DeviceKernels<BlockSparseDeviceKernels>::Find(device.type)
         ->backward(params, lists, {device, options.stream, allocator});
   }
   const int threads = kernels::cpu::MaxThreads();

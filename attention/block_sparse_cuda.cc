@@ -103,8 +103,8 @@ absl::Status BackwardCuda(const kernels::BackwardParams& params,
 
 }  // namespace
 
-DA_REGISTER_BLOCK_SPARSE_DEVICE(DeviceType::kCuda,
-                                (BlockSparseDeviceKernels{&ForwardCuda,
-                                                          &BackwardCuda}));
+DA_REGISTER_DEVICE_KERNELS(BlockSparseDeviceKernels, DeviceType::kCuda,
+                           (BlockSparseDeviceKernels{&ForwardCuda,
+                                                     &BackwardCuda}));
 
 }  // namespace dilated

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "attention/attention.h"
+#include "attention/longnet_device.h"
 #include "attention/registry.h"
 #include "attention/workspace.h"
 #include "factory/status_macros.h"
@@ -173,7 +174,8 @@ class LongNetAttention : public Attention {
  private:
   absl::Status CheckCall(const ForwardParams& params,
                          const Device& device) const {
-    if (device.type != DeviceType::kCpu) {
+    if (device.type != DeviceType::kCpu &&
+        DeviceKernels<LongNetDeviceKernels>::Find(device.type) == nullptr) {
       return absl::FailedPreconditionError(
           absl::StrCat("'longnet' has no kernel for ", DeviceName(device),
                        " tensors in this build"));
@@ -199,11 +201,24 @@ class LongNetAttention : public Attention {
                         config().dilation_rates[i]);
   }
 
+  std::vector<ForwardParams> Branches(const ForwardParams& params) const {
+    std::vector<ForwardParams> branches;
+    for (int i = 0; i < config().num_groups(); ++i) {
+      branches.push_back(Branch(params, i));
+    }
+    return branches;
+  }
+
   absl::Status DoForward(const ForwardParams& params, const Device& device,
                          const ForwardOptions& options) override {
     DA_RETURN_IF_ERROR(CheckCall(params, device));
     DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
                         WorkspaceAllocator(device, options));
+    if (device.type != DeviceType::kCpu) {
+      return DeviceKernels<LongNetDeviceKernels>::Find(device.type)
+          ->forward(params, Branches(params),
+                    {device, options.stream, allocator});
+    }
     const int count = config().num_groups();
     DA_ASSIGN_OR_RETURN(BranchBuffers branches,
                         BranchBuffers::Allocate(allocator, params, count));
@@ -236,6 +251,10 @@ class LongNetAttention : public Attention {
     DA_RETURN_IF_ERROR(CheckCall(fp, device));
     DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
                         WorkspaceAllocator(device, options));
+    if (device.type != DeviceType::kCpu) {
+      return DeviceKernels<LongNetDeviceKernels>::Find(device.type)
+          ->backward(params, Branches(fp), {device, options.stream, allocator});
+    }
     const int count = config().num_groups();
     const int threads = kernels::cpu::MaxThreads();
     const int64_t elements = StorageRows(fp) * fp.num_heads * fp.head_dim;

@@ -16,8 +16,9 @@
 //   config.dilation_rates = {1, 2, 4};
 //   auto attention = dilated::CreateAttention("longnet", config);
 //
-// As for every name, heads >= len(segment_lengths). CPU tensors only in this
-// build (CUDA tensors: FailedPrecondition).
+// As for every name, heads >= len(segment_lengths). CUDA tensors run the
+// fused CUDA kernels of "improved" (float16 and bfloat16) in builds with
+// --config=cuda (longnet_device.h; FailedPrecondition otherwise).
 
 #ifndef ATTENTION_LONGNET_H_
 #define ATTENTION_LONGNET_H_

@@ -11,7 +11,8 @@
 //   since causal block layouts count their blocks).
 // - LongNet/merged against LongNet/branches: "longnet" (config A: segments
 //   2048, 4096, 8192; rates 1, 2, 4; n = 8K and 32K) against the same
-//   branches run by the fused kernel without the merge.
+//   branches run by the fused kernel without the merge; merged_pool takes
+//   the branches' buffers from the attention's memory pool.
 //
 //   ./bazelw build -c opt //benchmarks:sparse_attention_benchmark
 //   OMP_NUM_THREADS=2 bazel-bin/benchmarks/sparse_attention_benchmark
@@ -155,9 +156,13 @@ AttentionConfig ConfigA() {
   return config;
 }
 
-void RunLongNetMerged(benchmark::State& state, int64_t seq_len) {
+// With `pool`, workspace (the branches' outputs) comes from the attention's
+// host pool (AttentionConfig::enable_memory_pool) instead of fresh pages.
+void RunLongNetMerged(benchmark::State& state, int64_t seq_len, bool pool) {
+  AttentionConfig config = ConfigA();
+  config.enable_memory_pool = pool;
   absl::StatusOr<std::unique_ptr<Attention>> attention =
-      CreateAttention("longnet", ConfigA());
+      CreateAttention("longnet", config);
   if (!attention.ok()) {
     state.SkipWithError(std::string(attention.status().message()).c_str());
     return;
@@ -244,13 +249,16 @@ void RegisterAll() {
   }
   for (int64_t seq_len : {8192, 32768}) {
     const std::string suffix = absl::StrCat("/n:", seq_len, "/fwd");
-    benchmark::RegisterBenchmark(("LongNet/merged" + suffix).c_str(),
-                                 [seq_len](benchmark::State& state) {
-                                   RunLongNetMerged(state, seq_len);
-                                 })
-        ->Unit(benchmark::kMillisecond)
-        ->UseRealTime()
-        ->MinTime(0.5);
+    for (bool pool : {false, true}) {
+      benchmark::RegisterBenchmark(
+          ((pool ? "LongNet/merged_pool" : "LongNet/merged") + suffix).c_str(),
+          [seq_len, pool](benchmark::State& state) {
+            RunLongNetMerged(state, seq_len, pool);
+          })
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->MinTime(0.5);
+    }
     benchmark::RegisterBenchmark(("LongNet/branches" + suffix).c_str(),
                                  [seq_len](benchmark::State& state) {
                                    RunLongNetBranches(state, seq_len);

@@ -283,9 +283,12 @@ TEST_P(LongNetConformanceTest, MatchesBranchMergeOracle) {
   const AttentionInputs in = Inputs(p.c, p.dtype, p.causal);
   const AttentionResults got = testing::RunAttention(
       **attention, p.device, p.dtype, testing::Layout::kPadded, in);
-  if (got.forward.code() == absl::StatusCode::kFailedPrecondition &&
+  if ((got.forward.code() == absl::StatusCode::kFailedPrecondition ||
+       got.forward.code() == absl::StatusCode::kUnimplemented) &&
       p.device->device().type != DeviceType::kCpu) {
-    GTEST_SKIP() << got.forward;  // No device kernel in this build.
+    // No device kernel in this build, or none for this dtype (longnet on
+    // CUDA takes float16 and bfloat16); the CPU must run every case.
+    GTEST_SKIP() << got.forward;
   }
   ASSERT_TRUE(got.forward.ok()) << got.forward;
   ASSERT_TRUE(got.backward.ok()) << got.backward;
