@@ -1,10 +1,6 @@
 #include "attention/longnet.h"
 
-#include <omp.h>
-
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <memory>
 #include <vector>
 
@@ -15,7 +11,9 @@
 #include "attention/workspace.h"
 #include "factory/status_macros.h"
 #include "kernels/cpu/flash_attention.h"
+#include "kernels/cpu/longnet_merge.h"
 #include "kernels/cpu/row_io.h"
+#include "kernels/longnet_params.h"
 
 namespace dilated {
 namespace {
@@ -83,88 +81,6 @@ struct BranchBuffers {
   std::vector<TensorParams> tensors;
   std::vector<float*> lse;
 };
-
-// Writes the merged out and lse of every (row, head) from the branches'.
-void MergeBranches(const ForwardParams& p, const BranchBuffers& branches) {
-  const int64_t count = branches.tensors.size();
-  const int64_t rows = StorageRows(p);
-  const bool packed = kernels::IsPacked(p);
-#pragma omp parallel
-  {
-    std::vector<float> row(p.head_dim), sum(p.head_dim);
-    std::vector<float> weight(count);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows * p.num_heads; ++r) {
-      const int64_t h = r % p.num_heads;
-      const int64_t b = packed ? 0 : r / p.num_heads / p.seq_len;
-      const int64_t n = packed ? r / p.num_heads : r / p.num_heads % p.seq_len;
-      // Branch lse arrays are [batch, heads, seq] (or [heads, total]).
-      const int64_t at = (b * p.num_heads + h) * p.seq_len + n;
-      float max = -std::numeric_limits<float>::infinity();
-      for (int64_t i = 0; i < count; ++i) {
-        max = std::max(max, branches.lse[i][at]);
-      }
-      std::fill(sum.begin(), sum.end(), 0.0f);
-      float total = 0.0f;
-      if (max != -std::numeric_limits<float>::infinity()) {
-        for (int64_t i = 0; i < count; ++i) {
-          weight[i] = std::exp(branches.lse[i][at] - max);
-          total += weight[i];
-        }
-        for (int64_t i = 0; i < count; ++i) {
-          if (weight[i] == 0.0f) continue;
-          kernels::cpu::LoadRow(
-              kernels::cpu::RowAddress(branches.tensors[i], p.dtype, b, n, h),
-              p.dtype, p.head_dim, row.data());
-          const float w = weight[i] / total;
-          for (int64_t a = 0; a < p.head_dim; ++a) sum[a] += w * row[a];
-        }
-      }
-      kernels::cpu::StoreRow(sum.data(), p.dtype, p.head_dim,
-                             kernels::cpu::RowAddress(p.out, p.dtype, b, n, h));
-      if (p.lse != nullptr) {
-        p.lse[b * p.lse_stride_b + h * p.lse_stride_h + n] =
-            total > 0.0f ? max + std::log(total)
-                         : -std::numeric_limits<float>::infinity();
-      }
-    }
-  }
-}
-
-// Adds the gradient tensor `t` (float32 accumulation) into `acc`, laid out
-// like ContiguousLike.
-void Accumulate(const ForwardParams& p, const TensorParams& t, float* acc) {
-  const int64_t rows = StorageRows(p);
-  const bool packed = kernels::IsPacked(p);
-#pragma omp parallel
-  {
-    std::vector<float> row(p.head_dim);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows * p.num_heads; ++r) {
-      const int64_t h = r % p.num_heads;
-      const int64_t b = packed ? 0 : r / p.num_heads / p.seq_len;
-      const int64_t n = packed ? r / p.num_heads : r / p.num_heads % p.seq_len;
-      kernels::cpu::LoadRow(kernels::cpu::RowAddress(t, p.dtype, b, n, h),
-                            p.dtype, p.head_dim, row.data());
-      float* out = acc + r * p.head_dim;
-      for (int64_t a = 0; a < p.head_dim; ++a) out[a] += row[a];
-    }
-  }
-}
-
-// Stores the float32 accumulation `acc` into the tensor `t`.
-void Store(const ForwardParams& p, const float* acc, const TensorParams& t) {
-  const int64_t rows = StorageRows(p);
-  const bool packed = kernels::IsPacked(p);
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows * p.num_heads; ++r) {
-    const int64_t h = r % p.num_heads;
-    const int64_t b = packed ? 0 : r / p.num_heads / p.seq_len;
-    const int64_t n = packed ? r / p.num_heads : r / p.num_heads % p.seq_len;
-    kernels::cpu::StoreRow(acc + r * p.head_dim, p.dtype, p.head_dim,
-                           kernels::cpu::RowAddress(t, p.dtype, b, n, h));
-  }
-}
 
 class LongNetAttention : public Attention {
  public:
@@ -237,7 +153,16 @@ class LongNetAttention : public Attention {
               threads * kernels::cpu::FlashForwardWorkspacePerThread(branch)));
       kernels::cpu::FlashForward(branch, workspace.data(), threads);
     }
-    MergeBranches(params, branches);
+    kernels::LongNetBranchOutputs outputs{};
+    outputs.count = count;
+    outputs.lse_stride_b =
+        kernels::IsPacked(params) ? 0 : params.num_heads * params.seq_len;
+    outputs.lse_stride_h = params.seq_len;
+    for (int i = 0; i < count; ++i) {
+      outputs.out[i] = branches.tensors[i];
+      outputs.lse[i] = branches.lse[i];
+    }
+    kernels::cpu::LongNetMerge(params, outputs);
     return absl::OkStatus();
   }
 
@@ -281,14 +206,15 @@ class LongNetAttention : public Attention {
       kernels::cpu::FlashBackward(branch, workspace.data(), threads);
       if (count > 1) {
         for (int t = 0; t < 3; ++t) {
-          Accumulate(fp, gradients.tensors[t], sums.data() + t * elements);
+          kernels::cpu::LongNetAccumulate(fp, gradients.tensors[t],
+                                          sums.data() + t * elements);
         }
       }
     }
     if (count > 1) {
-      Store(fp, sums.data(), params.grad_q);
-      Store(fp, sums.data() + elements, params.grad_k);
-      Store(fp, sums.data() + 2 * elements, params.grad_v);
+      kernels::cpu::LongNetStore(fp, sums.data(), params.grad_q);
+      kernels::cpu::LongNetStore(fp, sums.data() + elements, params.grad_k);
+      kernels::cpu::LongNetStore(fp, sums.data() + 2 * elements, params.grad_v);
     }
     return absl::OkStatus();
   }

@@ -104,7 +104,7 @@ absl::Status ForwardCuda(const ForwardParams& params,
   DA_ASSIGN_OR_RETURN(Buffers buffers,
                       AllocateBuffers(params, count, /*with_lse=*/true, stream,
                                       context.workspace));
-  kernels::gpu::LongNetBranchOutputs outputs{};
+  kernels::LongNetBranchOutputs outputs{};
   outputs.count = count;
   outputs.lse_stride_b =
       kernels::IsPacked(params) ? 0 : params.num_heads * params.seq_len;

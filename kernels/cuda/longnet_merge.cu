@@ -13,6 +13,8 @@ namespace kernels {
 namespace gpu {
 namespace {
 
+using kernels::LongNetBranchOutputs;
+
 constexpr int kWarps = 8;  // (row, head) pairs per thread block.
 
 __device__ __forceinline__ float Load(const float* x) { return *x; }

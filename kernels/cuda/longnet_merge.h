@@ -5,7 +5,7 @@
 // outputs by their log-sum-exp, and the float32 sum of the branches'
 // gradients. One warp per (row, head); any strides, all three dtypes.
 //
-//   LongNetBranchOutputs branches = ...;  // the branches' out and lse
+//   kernels::LongNetBranchOutputs branches = ...;  // out and lse
 //   cudaError_t error = LongNetMerge(params, branches, stream);
 
 #ifndef KERNELS_CUDA_LONGNET_MERGE_H_
@@ -16,20 +16,11 @@
 #include <cstdint>
 
 #include "kernels/dilated_params.h"
+#include "kernels/longnet_params.h"
 
 namespace dilated {
 namespace kernels {
 namespace gpu {
-
-// The outputs of a call's branches: out like params.out, and lse as
-// [storage batch, heads, seq] (strides lse_stride_b and lse_stride_h).
-struct LongNetBranchOutputs {
-  int32_t count;
-  TensorParams out[kMaxGroups];
-  const float* lse[kMaxGroups];
-  int64_t lse_stride_b;
-  int64_t lse_stride_h;
-};
 
 // Writes params.out = sum_i w_i out_i with w_i = exp(lse_i) / sum_j
 // exp(lse_j) and, when params.lse is not null, lse = log sum_i exp(lse_i);
