@@ -12,9 +12,12 @@
 
 #include "kernels/cpu/block_sparse_attention.h"
 #include "kernels/cpu/block_sparse_tiles.h"
+#include "kernels/cpu/cpu_path.h"
+#include "kernels/cpu/flash_forward_tile.h"
 #include "kernels/cpu/row_io.h"
 #include "kernels/cpu/simd_exp.h"
 #include "kernels/cpu/tile_gemm.h"
+#include "kernels/cpu/tile_gemm_avx512.h"
 
 namespace dilated {
 namespace kernels {
@@ -101,6 +104,49 @@ void StoreQueryBlock(const ForwardParams& p, const TileShape& s,
   }
 }
 
+// Whether a key block's scores need masking: the causal diagonal block, or
+// a block with a padded key.
+bool NeedsMask(const ForwardParams& p, const TileShape& s, const BlockAt& query,
+               int64_t key_block) {
+  if (p.is_causal && key_block == query.block) return true;
+  const uint8_t* mask = p.sequence.key_padding_mask;
+  if (mask == nullptr) return false;
+  const uint8_t* keys =
+      mask + query.b * p.sequence.mask_stride_b + key_block * s.rows;
+  for (int64_t j = 0; j < s.rows; ++j) {
+    if (keys[j] != 0) return true;
+  }
+  return false;
+}
+
+// AVX-512 only: tries the fused product for an unmasked key block after the
+// query block's first, as flash_forward_avx512.cc does: the probabilities
+// 2^(score - running max) are formed while the scores are in registers, and
+// kept when no lane's sum exceeds 2^kMaxSlack (no score more than kMaxSlack
+// above its running max, which then stays where it is). Returns false, with
+// tiles->st holding garbage, when the max has to move.
+bool FusedProbabilities(const TileShape& s, BlockTiles* tiles) {
+  const int64_t lanes = s.padded_rows;
+  float* tile_sum = tiles->reference;
+  std::fill(tile_sum, tile_sum + lanes, 0.0f);
+  TileGemmExp2Avx512(s.rows, lanes, s.dim, {tiles->k_rows, s.padded_dim, 1},
+                     {tiles->qt, lanes}, {tiles->st, lanes}, tiles->row_max,
+                     tile_sum);
+  const __m256 limit = _mm256_set1_ps(1 << static_cast<int>(kMaxSlack));
+  for (int64_t i8 = 0; i8 < lanes; i8 += 8) {
+    // Not "<=": a NaN sum also takes the exact path.
+    const __m256 over =
+        _mm256_cmp_ps(_mm256_loadu_ps(tile_sum + i8), limit, _CMP_NLE_UQ);
+    if (_mm256_movemask_ps(over) != 0) return false;
+  }
+  for (int64_t i8 = 0; i8 < lanes; i8 += 8) {
+    _mm256_storeu_ps(tiles->row_sum + i8,
+                     _mm256_add_ps(_mm256_loadu_ps(tiles->row_sum + i8),
+                                   _mm256_loadu_ps(tile_sum + i8)));
+  }
+  return true;
+}
+
 void ForwardQueryBlock(const ForwardParams& p, const BlockLists& lists,
                        const TileShape& s, const BlockAt& at,
                        BlockTiles* tiles) {
@@ -109,6 +155,8 @@ void ForwardQueryBlock(const ForwardParams& p, const BlockLists& lists,
   std::fill(tiles->ot, tiles->ot + s.padded_dim * lanes, 0.0f);
   std::fill(tiles->row_max, tiles->row_max + lanes, kMinusInf);
   std::fill(tiles->row_sum, tiles->row_sum + lanes, 0.0f);
+  const bool fused = ActiveCpuPath() == CpuPath::kAvx512;
+  bool first = true;
   const int64_t list = LayoutHead(lists, at.h) * lists.num_blocks + at.block;
   for (int32_t e = lists.row_begin[list]; e < lists.row_begin[list + 1]; ++e) {
     const int64_t key_block = lists.row_blocks[e];
@@ -116,8 +164,16 @@ void ForwardQueryBlock(const ForwardParams& p, const BlockLists& lists,
     const BlockAt keys{at.b, at.h, key_block};
     LoadRows(p, s, keys, p.k, tiles->k_rows);
     LoadRows(p, s, keys, p.v, tiles->v_rows);
+    if (fused && !first && !NeedsMask(p, s, at, key_block) &&
+        FusedProbabilities(s, tiles)) {
+      // O^T += V^T P^T: (dim x keys) by (keys x lanes).
+      s.gemm(s.dim, lanes, s.rows, {tiles->v_rows, 1, s.padded_dim},
+             {tiles->st, lanes}, {tiles->ot, lanes}, /*accumulate=*/true);
+      continue;
+    }
     Scores(p, s, at, key_block, tiles);
     FoldKeyBlock(s, tiles);
+    first = false;
   }
   StoreQueryBlock(p, s, at, tiles);
 }
