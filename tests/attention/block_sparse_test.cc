@@ -343,6 +343,7 @@ TEST(BlockSparseTest, ProbabilitiesAreTheRowSoftmaxOverActiveBlocks) {
             const float got =
                 probabilities
                     ->values[(((e * 2 + b) * 2 + h) * 4 + r) * 4 + col];
+            // float32 scores and exp against float64, probabilities <= 1.
             EXPECT_NEAR(got, expected, 1e-5)
                 << "block (" << i << ", " << j << ") b " << b << " h " << h
                 << " row " << r << " col " << col;
@@ -360,6 +361,7 @@ TEST(BlockSparseTest, ProbabilitiesAreTheRowSoftmaxOverActiveBlocks) {
         for (int64_t key = 0; key < 12; ++key) {
           has_key = has_key || oracle.KeyWeight(b, h, query, key) > 0;
         }
+        // A sum of at most 12 float32 probabilities.
         EXPECT_NEAR(row_sums[(b * 2 + h) * 12 + query], has_key ? 1.0 : 0.0,
                     1e-5);
       }
