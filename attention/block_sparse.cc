@@ -90,11 +90,10 @@ absl::Status BlockSparseAttention::DoBackward(
         ->backward(params, lists, {device, options.stream, allocator});
   }
   const int threads = kernels::cpu::MaxThreads();
-  DA_ASSIGN_OR_RETURN(
-      HostWorkspace workspace,
-      HostWorkspace::Allocate(
-          allocator, threads * kernels::cpu::BlockSparseWorkspacePerThread(
-                                   params.forward, lists)));
+  DA_ASSIGN_OR_RETURN(HostWorkspace workspace,
+                      HostWorkspace::Allocate(
+                          allocator, kernels::cpu::BlockSparseBackwardWorkspace(
+                                         params.forward, lists, threads)));
   kernels::cpu::BlockSparseBackward(params, lists, workspace.data(), threads);
   return absl::OkStatus();
 }

@@ -44,11 +44,18 @@ int64_t BlockSparseWorkspacePerThread(const ForwardParams& params,
 void BlockSparseForward(const ForwardParams& params, const BlockLists& lists,
                         float* workspace, int num_threads);
 
+// Returns the float32 workspace BlockSparseBackward needs with
+// `num_threads` threads: every row's D and lse in base 2 (2 x batch x heads x
+// seq), plus num_threads x BlockSparseWorkspacePerThread.
+int64_t BlockSparseBackwardWorkspace(const ForwardParams& params,
+                                     const BlockLists& lists, int num_threads);
+
 // Writes every element of grad_q, grad_k and grad_v, recomputing the
 // probabilities from q, k and forward.lse (required), with
 // D = rowsum(grad_out * forward.out).
-// REQUIRES: as BlockSparseForward; forward.out and forward.lse hold what
-// BlockSparseForward wrote for the same inputs.
+// REQUIRES: as BlockSparseForward, with BlockSparseBackwardWorkspace floats
+// of `workspace`; forward.out and forward.lse hold what BlockSparseForward
+// wrote for the same inputs.
 void BlockSparseBackward(const BackwardParams& params, const BlockLists& lists,
                          float* workspace, int num_threads);
 

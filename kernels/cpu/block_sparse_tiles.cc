@@ -44,6 +44,8 @@ BlockTiles::BlockTiles(const TileShape& s, Carver* carver) {
   dpt = carver->Take(s.rows * lanes);
   acc_a = carver->Take(lanes * s.padded_dim);
   acc_b = carver->Take(s.rows * s.padded_dim);
+  kt = carver->Take(s.padded_dim * lanes);
+  vt = carver->Take(s.padded_dim * lanes);
   lse2 = carver->Take(lanes);
   delta = carver->Take(lanes);
 }

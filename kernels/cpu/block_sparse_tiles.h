@@ -64,6 +64,8 @@ struct BlockTiles {
   float* dpt;      // rows x padded_rows: dP^T, then dS^T.
   float* acc_a;    // padded_rows x padded_dim: dK or dQ.
   float* acc_b;    // rows x padded_dim: dV.
+  float* kt;       // padded_dim x padded_rows: k^T of the key block.
+  float* vt;       // padded_dim x padded_rows: v^T of the key block.
   float* lse2;     // padded_rows: lse * log2(e); +inf for rows with no key.
   float* delta;    // padded_rows: rowsum(grad_out * out).
 };
