@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "attention/block_layout.h"
 
 namespace dilated {
 namespace distributed {
@@ -62,6 +63,9 @@ struct AttentionConfig {
   distributed::Communicator* communicator = nullptr;
   // Which positions each rank holds (sequence-parallel implementations).
   ShardPlacement shard_placement = ShardPlacement::kContiguous;
+  // The block size and layout or pattern of "block_sparse" (which ignores
+  // segment_lengths and dilation_rates); other implementations ignore it.
+  BlockSparseConfig block_sparse;
 
   // Returns OK, or InvalidArgument naming the field and the value at fault.
   absl::Status Validate() const;

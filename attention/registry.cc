@@ -19,4 +19,14 @@ std::vector<std::string> RegisteredAttentionNames() {
   return GlobalAttentionRegistry().Names();
 }
 
+std::vector<std::string> DilatedAttentionNames() {
+  std::vector<std::string> names;
+  for (std::string& name : RegisteredAttentionNames()) {
+    if (name != "block_sparse" && name != "longnet") {
+      names.push_back(std::move(name));
+    }
+  }
+  return names;
+}
+
 }  // namespace dilated

@@ -39,6 +39,11 @@ absl::StatusOr<std::unique_ptr<Attention>> CreateAttention(
 // Returns the registered names, sorted.
 std::vector<std::string> RegisteredAttentionNames();
 
+// Returns the registered names that compute the dilated attention of
+// docs/ARCHITECTURE.md section 1, sorted: all but "block_sparse" and
+// "longnet", which compute other functions of q, k and v.
+std::vector<std::string> DilatedAttentionNames();
+
 // Registers `creator`, a callable (const AttentionConfig&) ->
 // absl::StatusOr<std::unique_ptr<Attention>>, under `name`.
 #define DA_REGISTER_ATTENTION(name, creator)                            \

@@ -172,7 +172,7 @@ std::vector<Workload> Workloads() {
 }
 
 void RegisterAll() {
-  for (const std::string& name : RegisteredAttentionNames()) {
+  for (const std::string& name : DilatedAttentionNames()) {
     // On one process "ring" and "distributed" run what "auto" runs, so they
     // would time the same kernel again; their own benchmark, on several
     // ranks, is benchmarks/sequence_parallel_benchmark.

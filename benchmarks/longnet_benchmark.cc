@@ -92,7 +92,7 @@ void RunEncoderLayer(benchmark::State& state, const std::string& core,
 
 void RegisterAll() {
   constexpr int64_t kSeqLen = 32768;
-  for (const std::string& core : RegisteredAttentionNames()) {
+  for (const std::string& core : DilatedAttentionNames()) {
     benchmark::RegisterBenchmark(
         absl::StrCat("LongNet/", core, "/n:", kSeqLen).c_str(),
         [core](benchmark::State& state) { RunLongNet(state, core, kSeqLen); })

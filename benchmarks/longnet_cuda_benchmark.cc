@@ -120,7 +120,7 @@ void RegisterAll() {
   }
   // "auto" runs the fused kernels of "improved" on CUDA; the unfused
   // "standard" core only at the shortest length, for comparison.
-  for (const std::string& core : RegisteredAttentionNames()) {
+  for (const std::string& core : DilatedAttentionNames()) {
     for (int64_t seq_len :
          {int64_t{32768}, int64_t{131072}, int64_t{524288}, int64_t{1048576}}) {
       if (core != "auto" && seq_len > 32768) continue;

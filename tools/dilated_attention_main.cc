@@ -6,6 +6,16 @@
 //       [--device=cpu|cuda[:N]] --input=in.safetensors
 //       --output=out.safetensors [--backward]
 //
+//   dilated_attention --impl=block_sparse --block_size=64
+//       --pattern=local_window|dilated_sparse|global_local|hierarchical|custom
+//       [--window=256] [--global_tokens=64] [--sparse_dilation_rates=1,2,4]
+//       --input=in.safetensors --output=out.safetensors [--backward]
+//       (custom: the layout is the input's "block_layout", [nb, nb] or
+//       [heads, nb, nb], BOOL or U8)
+//
+//   dilated_attention --impl=longnet --segment_lengths=8,16
+//       --dilation_rates=1,2 ...
+//
 //   mpirun -np 4 dilated_attention --impl=ring --comm=mpi ...
 //       every rank reads the whole input, computes its shard of the
 //       sequence, and rank 0 writes the whole output.
@@ -30,6 +40,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "attention/block_layout.h"
 #include "attention/registry.h"
 #include "distributed/communicator.h"
 #include "distributed/mpi_communicator.h"
@@ -62,6 +73,18 @@ ABSL_FLAG(bool, backward, false,
 ABSL_FLAG(std::string, placement, "contiguous",
           "with --comm: contiguous or zigzag, the positions each rank holds "
           "(docs/DISTRIBUTED.md)");
+ABSL_FLAG(int64_t, block_size, 128,
+          "block_sparse: tokens per block (the sequence length must be a "
+          "multiple)");
+ABSL_FLAG(std::string, pattern, "dilated_sparse",
+          "block_sparse: local_window, dilated_sparse, global_local, "
+          "hierarchical or custom (the input's block_layout)");
+ABSL_FLAG(int64_t, window, 512,
+          "block_sparse: local window in tokens (local_window, global_local)");
+ABSL_FLAG(int64_t, global_tokens, 64,
+          "block_sparse: global tokens of global_local, rounded up to blocks");
+ABSL_FLAG(std::string, sparse_dilation_rates, "1,2,4",
+          "block_sparse: block distances of dilated_sparse (first three used)");
 ABSL_FLAG(std::string, comm, "none",
           "none, mpi or nccl (under mpirun; nccl needs --device=cuda and "
           "one GPU per rank): the ranks a sequence-parallel implementation "
@@ -111,6 +134,31 @@ absl::StatusOr<std::string> RequiredPath(absl::string_view flag,
   return value;
 }
 
+// The block size and pattern of --impl=block_sparse; a custom layout is
+// read from the input file later (RunAttentionOnFiles).
+absl::StatusOr<BlockSparseConfig> BlockSparseFromFlags() {
+  BlockSparseConfig config;
+  config.block_size = absl::GetFlag(FLAGS_block_size);
+  absl::StatusOr<BlockPattern> pattern =
+      ParseBlockPattern(absl::GetFlag(FLAGS_pattern));
+  if (!pattern.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--pattern: ", pattern.status().message()));
+  }
+  config.pattern = *pattern;
+  config.window = absl::GetFlag(FLAGS_window);
+  config.global_tokens = absl::GetFlag(FLAGS_global_tokens);
+  DA_ASSIGN_OR_RETURN(config.sparse_dilation_rates,
+                      ParseIntList("sparse_dilation_rates",
+                                   absl::GetFlag(FLAGS_sparse_dilation_rates)));
+  if (config.pattern == BlockPattern::kCustom) return config;
+  if (absl::Status s = config.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--impl=block_sparse: ", s.message()));
+  }
+  return config;
+}
+
 absl::StatusOr<RunRequest> RequestFromFlags() {
   RunRequest request;
   request.impl = absl::GetFlag(FLAGS_impl);
@@ -119,12 +167,16 @@ absl::StatusOr<RunRequest> RequestFromFlags() {
         absl::StrCat("--impl is required; registered: ",
                      absl::StrJoin(RegisteredAttentionNames(), ", ")));
   }
-  DA_ASSIGN_OR_RETURN(
-      request.config.segment_lengths,
-      ParseIntList("segment_lengths", absl::GetFlag(FLAGS_segment_lengths)));
-  DA_ASSIGN_OR_RETURN(
-      request.config.dilation_rates,
-      ParseIntList("dilation_rates", absl::GetFlag(FLAGS_dilation_rates)));
+  if (request.impl == "block_sparse") {
+    DA_ASSIGN_OR_RETURN(request.config.block_sparse, BlockSparseFromFlags());
+  } else {
+    DA_ASSIGN_OR_RETURN(
+        request.config.segment_lengths,
+        ParseIntList("segment_lengths", absl::GetFlag(FLAGS_segment_lengths)));
+    DA_ASSIGN_OR_RETURN(
+        request.config.dilation_rates,
+        ParseIntList("dilation_rates", absl::GetFlag(FLAGS_dilation_rates)));
+  }
   const std::string scale = absl::GetFlag(FLAGS_softmax_scale);
   if (!scale.empty()) {
     double value = 0.0;

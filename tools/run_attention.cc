@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "attention/attention.h"
+#include "attention/block_layout.h"
 #include "attention/registry.h"
 #include "distributed/communicator.h"
 #include "distributed/shard_plan.h"
@@ -129,6 +130,38 @@ absl::StatusOr<std::optional<TensorView>> KeyPaddingMask(
   return view;
 }
 
+// Returns the file's "block_layout" (BOOL or U8, [nb, nb] or [heads, nb,
+// nb]) as a block layout.
+absl::StatusOr<BlockLayout> BlockLayoutOf(const io::SafetensorsFile& file) {
+  if (!file.Find("block_layout").ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", file.path(),
+        "' has no tensor 'block_layout', which --pattern=custom reads"));
+  }
+  DA_ASSIGN_OR_RETURN(const io::SafetensorsTensor* tensor,
+                      file.Find("block_layout"));
+  if (tensor->dtype != io::SafetensorsDType::kBool &&
+      tensor->dtype != io::SafetensorsDType::kU8) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", file.path(), "': tensor 'block_layout' must be BOOL or U8, got ",
+        io::SafetensorsDTypeName(tensor->dtype)));
+  }
+  const std::vector<int64_t>& shape = tensor->shape;
+  const bool square =
+      shape.size() >= 2 && shape[shape.size() - 1] == shape[shape.size() - 2];
+  if ((shape.size() != 2 && shape.size() != 3) || !square) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", file.path(), "': tensor 'block_layout' must be [nb, nb] or ",
+        "[heads, nb, nb], got ", tensor->ShapeString()));
+  }
+  BlockLayout layout;
+  layout.heads = shape.size() == 3 ? shape[0] : 1;
+  layout.num_blocks = shape.back();
+  const uint8_t* bytes = static_cast<const uint8_t*>(tensor->data);
+  layout.active.assign(bytes, bytes + tensor->NumElements());
+  return layout;
+}
+
 // This rank's part of a sequence-parallel run: its pieces of every input's
 // sequence axis (distributed/shard_plan.h: one piece for contiguous
 // placement, two for zigzag); the whole sequence with one rank.
@@ -213,6 +246,17 @@ std::map<std::string, std::string> OutputMetadata(const RunRequest& request) {
       {"is_causal", request.is_causal ? "true" : "false"},
       {"input", request.input},
   };
+  if (request.impl == "block_sparse") {
+    const BlockSparseConfig& sparse = request.config.block_sparse;
+    metadata.erase("segment_lengths");
+    metadata.erase("dilation_rates");
+    metadata["block_size"] = absl::StrCat(sparse.block_size);
+    metadata["pattern"] = BlockPatternName(sparse.pattern);
+    metadata["window"] = absl::StrCat(sparse.window);
+    metadata["global_tokens"] = absl::StrCat(sparse.global_tokens);
+    metadata["sparse_dilation_rates"] =
+        absl::StrJoin(sparse.sparse_dilation_rates, ",");
+  }
   if (request.config.softmax_scale.has_value()) {
     metadata["softmax_scale"] = absl::StrCat(*request.config.softmax_scale);
   }
@@ -230,12 +274,18 @@ std::map<std::string, std::string> OutputMetadata(const RunRequest& request) {
 }  // namespace
 
 absl::Status RunAttentionOnFiles(const RunRequest& request) {
-  DA_ASSIGN_OR_RETURN(std::unique_ptr<Attention> attention,
-                      CreateAttention(request.impl, request.config));
-  DA_ASSIGN_OR_RETURN(std::unique_ptr<TensorStaging> staging,
-                      CreateTensorStaging(request.device));
   DA_ASSIGN_OR_RETURN(io::SafetensorsFile input,
                       io::ReadSafetensors(request.input));
+  AttentionConfig config = request.config;
+  if (request.impl == "block_sparse" &&
+      config.block_sparse.pattern == BlockPattern::kCustom) {
+    DA_ASSIGN_OR_RETURN(config.block_sparse.custom_layout,
+                        BlockLayoutOf(input));
+  }
+  DA_ASSIGN_OR_RETURN(std::unique_ptr<Attention> attention,
+                      CreateAttention(request.impl, config));
+  DA_ASSIGN_OR_RETURN(std::unique_ptr<TensorStaging> staging,
+                      CreateTensorStaging(request.device));
   std::vector<int32_t> offsets;
   DA_ASSIGN_OR_RETURN(std::optional<TensorView> cu_seqlens,
                       CuSeqlens(input, &offsets));

@@ -34,7 +34,9 @@ struct RunRequest {
   // or BF16) and, for a backward run, "grad_out"; optionally "cu_seqlens"
   // (I32 or I64 [batch + 1]: packed sequences, q, k, v, grad_out are then
   // [total, heads, head_dim]) or "key_padding_mask" (BOOL or U8 [batch, seq],
-  // nonzero = padding). Other tensors are ignored.
+  // nonzero = padding). For impl "block_sparse" with the custom pattern,
+  // "block_layout" (BOOL or U8, [nb, nb] or [heads, nb, nb]) is the layout.
+  // Other tensors are ignored.
   std::string input;
   // Receives "out" (the dtype and shape of q) and, for a backward run,
   // "grad_q", "grad_k" and "grad_v"; the run's settings go into its

@@ -1,10 +1,11 @@
-// Every registered implementation, on every test device of this binary, over
-// shapes x causal x dtypes, compared with the float64 oracle: forward output,
-// log-sum-exp and the three gradients. Shapes cover the fixed-length layout
-// with whole and partial segments, key padding (at the end and with holes)
-// and packed variable-length batches (sequences shorter than a segment, of
-// length 1 and of length 0). A new implementation is covered as soon as it
-// registers.
+// Every registered implementation of the dilated function
+// (DilatedAttentionNames; block_sparse and longnet have suites of their own),
+// on every test device of this binary, over shapes x causal x dtypes, compared
+// with the float64 oracle: forward output, log-sum-exp and the three gradients.
+// Shapes cover the fixed-length layout with whole and partial segments, key
+// padding (at the end and with holes) and packed variable-length batches
+// (sequences shorter than a segment, of length 1 and of length 0). A new
+// implementation is covered as soon as it registers.
 
 #include <algorithm>
 #include <cmath>
@@ -152,7 +153,7 @@ void PrintTo(const Param& p, std::ostream* os) { *os << Describe(p); }
 
 std::vector<Param> AllParams() {
   std::vector<Param> params;
-  for (const std::string& name : RegisteredAttentionNames()) {
+  for (const std::string& name : DilatedAttentionNames()) {
     for (TestDevice* device : testing::TestDevices()) {
       for (const Shape& shape : Shapes()) {
         for (DType dtype :

@@ -112,7 +112,7 @@ void PrintTo(const GoldenParam& p, std::ostream* os) { *os << Describe(p); }
 
 std::vector<GoldenParam> AllParams() {
   std::vector<GoldenParam> params;
-  for (const std::string& name : RegisteredAttentionNames()) {
+  for (const std::string& name : DilatedAttentionNames()) {
     for (TestDevice* device : testing::TestDevices()) {
       for (const std::string& path : GoldenFiles()) {
         params.push_back({name, path, device});

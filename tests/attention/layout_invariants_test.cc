@@ -128,7 +128,15 @@ std::string ParamName(const ::testing::TestParamInfo<Param>& info) {
 std::vector<Param> AllParams() {
   std::vector<Param> params;
   for (const std::string& name : RegisteredAttentionNames()) {
+    // Block layouts cover one fixed-length sequence; there is no packed
+    // block_sparse (tests/attention/block_sparse_test.cc checks the refusal).
+    if (name == "block_sparse") continue;
     for (TestDevice* device : testing::TestDevices()) {
+      // longnet on CUDA takes 16-bit tensors only (docs/LONGNET_MIXING.md);
+      // this suite runs float32.
+      if (name == "longnet" && device->device().type != DeviceType::kCpu) {
+        continue;
+      }
       for (bool causal : {false, true})
         params.push_back({name, causal, device});
     }

@@ -17,6 +17,15 @@ TEST(RegisteredNames, CoreImplementationsArePresent) {
   const std::vector<std::string> names = RegisteredAttentionNames();
   EXPECT_THAT(names, Contains("standard"));
   EXPECT_THAT(names, Contains("auto"));
+  EXPECT_THAT(names, Contains("block_sparse"));
+  EXPECT_THAT(names, Contains("longnet"));
+}
+
+TEST(RegisteredNames, DilatedNamesLeaveOutTheOtherFunctions) {
+  const std::vector<std::string> names = DilatedAttentionNames();
+  EXPECT_THAT(names, Contains("improved"));
+  EXPECT_THAT(names, ::testing::Not(Contains("block_sparse")));
+  EXPECT_THAT(names, ::testing::Not(Contains("longnet")));
 }
 
 TEST(RegisteredNames, EveryNameCreates) {

@@ -90,7 +90,7 @@ TEST_P(WorkspaceTest, PoolGivesTheSameResultAsDirectAllocation) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllImplementations, WorkspaceTest,
-                         ::testing::ValuesIn(RegisteredAttentionNames()));
+                         ::testing::ValuesIn(DilatedAttentionNames()));
 
 TEST(Workspace, StandardTakesItsScratchFromTheAllocator) {
   memory::HostAllocator host;

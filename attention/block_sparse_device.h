@@ -1,0 +1,35 @@
+// File: block_sparse_device.h
+//
+// The device kernels of "block_sparse" (device_kernels.h): a device-only
+// target (attention/block_sparse_cuda.cc) registers its forward and backward
+// for a device type, and BlockSparseAttention runs them for tensors on that
+// device. They receive the cached host lists and put them where their device
+// reads them.
+//
+//   DA_REGISTER_DEVICE_KERNELS(BlockSparseDeviceKernels, DeviceType::kCuda,
+//                              (BlockSparseDeviceKernels{&Fwd, &Bwd}));
+
+#ifndef ATTENTION_BLOCK_SPARSE_DEVICE_H_
+#define ATTENTION_BLOCK_SPARSE_DEVICE_H_
+
+#include "absl/status/status.h"
+#include "attention/backend_registry.h"
+#include "attention/device_kernels.h"
+#include "kernels/block_sparse_params.h"
+#include "kernels/dilated_params.h"
+
+namespace dilated {
+
+struct BlockSparseDeviceKernels {
+  // `host_lists` point to host memory that stays valid during the call.
+  absl::Status (*forward)(const kernels::ForwardParams& params,
+                          const kernels::BlockLists& host_lists,
+                          const ExecutionContext& context);
+  absl::Status (*backward)(const kernels::BackwardParams& params,
+                           const kernels::BlockLists& host_lists,
+                           const ExecutionContext& context);
+};
+
+}  // namespace dilated
+
+#endif  // ATTENTION_BLOCK_SPARSE_DEVICE_H_

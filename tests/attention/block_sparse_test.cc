@@ -1,0 +1,436 @@
+// "block_sparse" on every test device against the dense masked float64
+// oracle (tests/testing/masked_oracle.h) with the layout expanded to a token
+// mask: every pattern and custom layouts (shared and per head, rows with no
+// key), causal and not, three dtypes, key padding; forward output, lse and
+// the three gradients. Then the refusals, the probabilities of the debugging
+// output, and that inactive blocks are never read.
+
+#include "attention/block_sparse.h"
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "attention/block_layout.h"
+#include "attention/registry.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/attention_run.h"
+#include "tests/testing/compare.h"
+#include "tests/testing/masked_oracle.h"
+#include "tests/testing/test_device.h"
+#include "tests/testing/test_tensor.h"
+
+namespace dilated {
+namespace {
+
+using testing::AllClose;
+using testing::AttentionInputs;
+using testing::AttentionResults;
+using ::testing::HasSubstr;
+using testing::MaskedProblem;
+using testing::TestDevice;
+
+struct Case {
+  std::string label;
+  int64_t batch;
+  int64_t seq_len;
+  int64_t num_heads;
+  int64_t head_dim;
+  BlockSparseConfig sparse;
+  bool holes = false;  // Key padding at random positions.
+  testing::Layout layout = testing::Layout::kContiguous;
+};
+
+BlockSparseConfig Pattern(BlockPattern pattern, int64_t block_size) {
+  BlockSparseConfig config;
+  config.pattern = pattern;
+  config.block_size = block_size;
+  return config;
+}
+
+// A [heads, nb, nb] layout with density about 1/2 from a fixed seed, and
+// query block 1 of head 0 with no key block at all.
+BlockLayout RandomLayout(int64_t heads, int64_t num_blocks, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::bernoulli_distribution active(0.5);
+  BlockLayout layout{heads, num_blocks,
+                     std::vector<uint8_t>(heads * num_blocks * num_blocks)};
+  for (uint8_t& a : layout.active) a = active(rng);
+  for (int64_t j = 0; j < num_blocks; ++j) layout.active[num_blocks + j] = 0;
+  return layout;
+}
+
+std::vector<Case> Cases() {
+  BlockSparseConfig local = Pattern(BlockPattern::kLocalWindow, 8);
+  local.window = 24;
+  BlockSparseConfig dilated = Pattern(BlockPattern::kDilatedSparse, 4);
+  BlockSparseConfig global = Pattern(BlockPattern::kGlobalLocal, 16);
+  global.window = 16;
+  global.global_tokens = 20;
+  BlockSparseConfig hierarchical = Pattern(BlockPattern::kHierarchical, 8);
+  hierarchical.hierarchical_levels = {{16, 16}, {32, -1}};
+  BlockSparseConfig per_head = Pattern(BlockPattern::kCustom, 5);
+  per_head.custom_layout = RandomLayout(2, 6, 7);
+  BlockSparseConfig shared = Pattern(BlockPattern::kCustom, 64);
+  shared.custom_layout = RandomLayout(1, 4, 11);
+  shared.custom_layout.active[0] = 1;
+  Case holes{"local_window_holes", 2, 64, 2, 16, local, true};
+  Case strided{"dilated_sparse_strided", 2, 48, 3, 8, dilated};
+  strided.layout = testing::Layout::kPadded;
+  return {
+      {"local_window", 1, 64, 2, 16, local},
+      {"dilated_sparse", 1, 48, 3, 8, dilated},
+      {"global_local", 1, 128, 2, 32, global},
+      {"hierarchical_dim24", 1, 64, 1, 24, hierarchical},
+      {"custom_per_head_block5", 1, 30, 2, 12, per_head},
+      {"custom_shared_block64", 2, 256, 2, 64, shared},
+      holes,
+      strided,
+  };
+}
+
+std::vector<uint8_t> Holes(const Case& c) {
+  std::vector<uint8_t> mask;
+  if (!c.holes) return mask;
+  std::mt19937 rng(5);
+  std::bernoulli_distribution hole(0.3);
+  for (int64_t i = 0; i < c.batch * c.seq_len; ++i) mask.push_back(hole(rng));
+  return mask;
+}
+
+// The oracle's token mask: key p' counts for row p when their blocks are
+// active, p' <= p under causal, and neither is padding.
+MaskedProblem OracleFor(const Case& c, const BlockLayout& layout, bool causal,
+                        const std::vector<uint8_t>& padding) {
+  MaskedProblem p;
+  p.batch = c.batch;
+  p.seq_len = c.seq_len;
+  p.num_heads = c.num_heads;
+  p.head_dim = c.head_dim;
+  p.softmax_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  const int64_t bs = c.sparse.block_size;
+  const int64_t n = c.seq_len;
+  p.key_weights.assign(c.batch * c.num_heads * n * n, 0.0);
+  for (int64_t b = 0; b < c.batch; ++b) {
+    for (int64_t h = 0; h < c.num_heads; ++h) {
+      for (int64_t row = 0; row < n; ++row) {
+        for (int64_t key = 0; key < n; ++key) {
+          const bool active =
+              layout.IsActive(layout.heads == 1 ? 0 : h, row / bs, key / bs);
+          const bool padded = !padding.empty() &&
+                              (padding[b * n + row] || padding[b * n + key]);
+          if (active && !padded && (!causal || key <= row)) {
+            p.key_weights[((b * c.num_heads + h) * n + row) * n + key] = 1.0;
+          }
+        }
+      }
+    }
+  }
+  return p;
+}
+
+AttentionInputs Inputs(const Case& c, DType dtype, bool causal) {
+  const int64_t count = c.batch * c.seq_len * c.num_heads * c.head_dim;
+  AttentionInputs in;
+  in.shape = {c.batch, c.seq_len, c.num_heads, c.head_dim};
+  // Range 2 makes softmax rows peaked enough that a wrong key set shows.
+  in.q = testing::Values(count, 2.0, dtype, 1);
+  in.k = testing::Values(count, 2.0, dtype, 2);
+  in.v = testing::Values(count, 1.0, dtype, 3);
+  in.grad_out = testing::Values(count, 1.0, dtype, 4);
+  in.key_padding_mask = Holes(c);
+  in.is_causal = causal;
+  return in;
+}
+
+struct Param {
+  Case c;
+  DType dtype;
+  bool causal;
+  TestDevice* device;
+};
+
+std::vector<Param> AllParams() {
+  std::vector<Param> params;
+  for (TestDevice* device : testing::TestDevices()) {
+    for (const Case& c : Cases()) {
+      for (DType dtype : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {
+        for (bool causal : {false, true}) {
+          params.push_back({c, dtype, causal, device});
+        }
+      }
+    }
+  }
+  return params;
+}
+
+std::string ParamName(const ::testing::TestParamInfo<Param>& info) {
+  const Param& p = info.param;
+  std::string name = absl::StrCat(p.c.label, "_", DTypeName(p.dtype),
+                                  p.causal ? "_causal_" : "_full_",
+                                  DeviceName(p.device->device()));
+  name.erase(std::remove(name.begin(), name.end(), ':'), name.end());
+  return name;
+}
+
+class BlockSparseConformanceTest : public ::testing::TestWithParam<Param> {};
+
+TEST_P(BlockSparseConformanceTest, MatchesDenseMaskedOracle) {
+  const Param& p = GetParam();
+  AttentionConfig config;
+  config.block_sparse = p.c.sparse;
+  absl::StatusOr<std::unique_ptr<Attention>> attention =
+      CreateAttention("block_sparse", config);
+  ASSERT_TRUE(attention.ok()) << attention.status();
+  const AttentionInputs in = Inputs(p.c, p.dtype, p.causal);
+  const AttentionResults got =
+      testing::RunAttention(**attention, p.device, p.dtype, p.c.layout, in);
+  if (got.forward.code() == absl::StatusCode::kFailedPrecondition &&
+      p.device->device().type != DeviceType::kCpu) {
+    GTEST_SKIP() << got.forward;  // No device kernel in this build.
+  }
+  ASSERT_TRUE(got.forward.ok()) << got.forward;
+  ASSERT_TRUE(got.backward.ok()) << got.backward;
+
+  const absl::StatusOr<BlockLayout> layout =
+      BuildBlockLayout(p.c.sparse, p.c.seq_len, p.c.num_heads);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  const MaskedProblem oracle =
+      OracleFor(p.c, *layout, p.causal, in.key_padding_mask);
+  std::vector<double> out, lse, grad_q, grad_k, grad_v;
+  testing::MaskedForward(oracle, in.q, in.k, in.v, &out, &lse);
+  testing::MaskedBackward(oracle, in.q, in.k, in.v, in.grad_out, &grad_q,
+                          &grad_k, &grad_v);
+  EXPECT_TRUE(AllClose(got.out, out, testing::OutputTolerance(p.dtype)))
+      << "out";
+  // float32 whatever the storage type: scores of inputs exact in every dtype.
+  EXPECT_TRUE(AllClose(got.lse, lse, {1e-4, 1e-4})) << "lse";
+  const testing::Tolerance tolerance = testing::GradientTolerance(p.dtype);
+  EXPECT_TRUE(AllClose(got.grad_q, grad_q, tolerance)) << "grad_q";
+  EXPECT_TRUE(AllClose(got.grad_k, grad_k, tolerance)) << "grad_k";
+  EXPECT_TRUE(AllClose(got.grad_v, grad_v, tolerance)) << "grad_v";
+  EXPECT_TRUE(got.padding_intact) << "written outside the tensors' elements";
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryPattern, BlockSparseConformanceTest,
+                         ::testing::ValuesIn(AllParams()), ParamName);
+
+std::unique_ptr<Attention> Create(const BlockSparseConfig& sparse) {
+  AttentionConfig config;
+  config.block_sparse = sparse;
+  absl::StatusOr<std::unique_ptr<Attention>> attention =
+      CreateAttention("block_sparse", config);
+  EXPECT_TRUE(attention.ok()) << attention.status();
+  return attention.ok() ? *std::move(attention) : nullptr;
+}
+
+TEST(BlockSparseTest, InactiveBlocksAreNeverRead) {
+  // Key block 2 is active for no query block: its k and v rows are NaN.
+  BlockSparseConfig sparse = Pattern(BlockPattern::kCustom, 4);
+  sparse.custom_layout = {1,
+                          4,
+                          {1, 0, 0, 0,  //
+                           1, 1, 0, 0,  //
+                           0, 1, 0, 1,  //
+                           1, 0, 0, 1}};
+  const Case c{"nan_block", 1, 16, 2, 8, sparse};
+  AttentionInputs in = Inputs(c, DType::kFloat32, false);
+  for (int64_t n = 8; n < 12; ++n) {
+    for (int64_t a = 0; a < 2 * 8; ++a) {
+      in.k[n * 16 + a] = std::numeric_limits<double>::quiet_NaN();
+      in.v[n * 16 + a] = std::numeric_limits<double>::quiet_NaN();
+    }
+  }
+  std::unique_ptr<Attention> attention = Create(sparse);
+  const AttentionResults got =
+      testing::RunAttention(*attention, testing::TestDevices()[0],
+                            DType::kFloat32, testing::Layout::kContiguous, in);
+  ASSERT_TRUE(got.forward.ok()) << got.forward;
+  const MaskedProblem oracle =
+      OracleFor(c, sparse.custom_layout, false, in.key_padding_mask);
+  std::vector<double> out, lse;
+  testing::MaskedForward(oracle, in.q, in.k, in.v, &out, &lse);
+  EXPECT_TRUE(
+      AllClose(got.out, out, testing::OutputTolerance(DType::kFloat32)));
+}
+
+TEST(BlockSparseTest, OneObjectServesSeveralSequenceLengths) {
+  BlockSparseConfig sparse = Pattern(BlockPattern::kLocalWindow, 8);
+  sparse.window = 24;
+  std::unique_ptr<Attention> attention = Create(sparse);
+  for (int64_t seq_len : {64, 32, 64}) {
+    const Case c{"lengths", 1, seq_len, 2, 8, sparse};
+    const AttentionInputs in = Inputs(c, DType::kFloat32, true);
+    const AttentionResults got = testing::RunAttention(
+        *attention, testing::TestDevices()[0], DType::kFloat32,
+        testing::Layout::kContiguous, in);
+    ASSERT_TRUE(got.forward.ok()) << got.forward;
+    const absl::StatusOr<BlockLayout> layout =
+        BuildBlockLayout(sparse, seq_len, 2);
+    ASSERT_TRUE(layout.ok());
+    std::vector<double> out, lse;
+    testing::MaskedForward(OracleFor(c, *layout, true, {}), in.q, in.k, in.v,
+                           &out, &lse);
+    EXPECT_TRUE(
+        AllClose(got.out, out, testing::OutputTolerance(DType::kFloat32)))
+        << seq_len;
+  }
+}
+
+TEST(BlockSparseTest, ProbabilitiesAreTheRowSoftmaxOverActiveBlocks) {
+  BlockSparseConfig sparse = Pattern(BlockPattern::kCustom, 4);
+  sparse.custom_layout = RandomLayout(2, 3, 3);
+  const Case c{"probabilities", 2, 12, 2, 8, sparse};
+  const AttentionInputs in = Inputs(c, DType::kFloat32, true);
+  AttentionConfig config;
+  config.block_sparse = sparse;
+  BlockSparseAttention attention(config);
+  testing::TestDevice* cpu = testing::TestDevices()[0];
+  const std::vector<int64_t> shape = in.shape;
+  testing::TestTensor q(cpu, DType::kFloat32, shape);
+  testing::TestTensor k(cpu, DType::kFloat32, shape);
+  testing::TestTensor v(cpu, DType::kFloat32, shape);
+  testing::TestTensor out(cpu, DType::kFloat32, shape);
+  testing::TestTensor lse(cpu, DType::kFloat32, {2, 2, 12});
+  q.Upload(in.q);
+  k.Upload(in.k);
+  v.Upload(in.v);
+  ForwardOptions options;
+  options.is_causal = true;
+  ASSERT_TRUE(attention
+                  .Forward(q.view(), k.view(), v.view(), out.view(), options,
+                           &lse.view())
+                  .ok());
+  const absl::StatusOr<BlockProbabilities> probabilities =
+      attention.Probabilities(q.view(), k.view(), lse.view(), options);
+  ASSERT_TRUE(probabilities.ok()) << probabilities.status();
+  EXPECT_EQ(probabilities->block_size, 4);
+  EXPECT_EQ(probabilities->num_blocks, 3);
+
+  // The oracle's probabilities: the weights out = P v uses, recovered by
+  // giving v the one-hot rows of each key.
+  const MaskedProblem oracle = OracleFor(c, sparse.custom_layout, true, {});
+  std::vector<double> row_sums(2 * 2 * 12, 0.0);
+  for (size_t e = 0; e < probabilities->blocks.size(); ++e) {
+    const auto [i, j] = probabilities->blocks[e];
+    for (int64_t b = 0; b < 2; ++b) {
+      for (int64_t h = 0; h < 2; ++h) {
+        for (int64_t r = 0; r < 4; ++r) {
+          const int64_t query = i * 4 + r;
+          double max = -INFINITY;
+          std::vector<double> scores(12, -INFINITY);
+          for (int64_t key = 0; key < 12; ++key) {
+            if (oracle.KeyWeight(b, h, query, key) == 0) continue;
+            double dot = 0;
+            for (int64_t a = 0; a < 8; ++a) {
+              dot += in.q[((b * 12 + query) * 2 + h) * 8 + a] *
+                     in.k[((b * 12 + key) * 2 + h) * 8 + a];
+            }
+            scores[key] = dot * oracle.softmax_scale;
+            max = std::max(max, scores[key]);
+          }
+          double sum = 0;
+          for (double s : scores) sum += s == -INFINITY ? 0 : std::exp(s - max);
+          for (int64_t col = 0; col < 4; ++col) {
+            const int64_t key = j * 4 + col;
+            const double expected = scores[key] == -INFINITY
+                                        ? 0
+                                        : std::exp(scores[key] - max) / sum;
+            const float got =
+                probabilities
+                    ->values[(((e * 2 + b) * 2 + h) * 4 + r) * 4 + col];
+            // float32 scores and exp against float64, probabilities <= 1.
+            EXPECT_NEAR(got, expected, 1e-5)
+                << "block (" << i << ", " << j << ") b " << b << " h " << h
+                << " row " << r << " col " << col;
+            row_sums[(b * 2 + h) * 12 + query] += got;
+          }
+        }
+      }
+    }
+  }
+  // One softmax per row: a row with keys sums to 1 over all its blocks.
+  for (int64_t b = 0; b < 2; ++b) {
+    for (int64_t h = 0; h < 2; ++h) {
+      for (int64_t query = 0; query < 12; ++query) {
+        bool has_key = false;
+        for (int64_t key = 0; key < 12; ++key) {
+          has_key = has_key || oracle.KeyWeight(b, h, query, key) > 0;
+        }
+        // A sum of at most 12 float32 probabilities.
+        EXPECT_NEAR(row_sums[(b * 2 + h) * 12 + query], has_key ? 1.0 : 0.0,
+                    1e-5);
+      }
+    }
+  }
+}
+
+AttentionResults RunOnCpu(const BlockSparseConfig& sparse, int64_t seq_len,
+                          int64_t num_heads) {
+  std::unique_ptr<Attention> attention = Create(sparse);
+  const Case c{"bad", 1, seq_len, num_heads, 8, sparse};
+  return testing::RunAttention(*attention, testing::TestDevices()[0],
+                               DType::kFloat32, testing::Layout::kContiguous,
+                               Inputs(c, DType::kFloat32, false));
+}
+
+TEST(BlockSparseValidationTest, SequenceNotAMultipleOfTheBlockSize) {
+  const AttentionResults got =
+      RunOnCpu(Pattern(BlockPattern::kDilatedSparse, 8), 30, 2);
+  EXPECT_EQ(got.forward.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(
+      std::string(got.forward.message()),
+      HasSubstr("sequence length 30 must be a multiple of block_size 8"));
+}
+
+TEST(BlockSparseValidationTest, CustomLayoutOfTheWrongShape) {
+  BlockSparseConfig sparse = Pattern(BlockPattern::kCustom, 4);
+  sparse.custom_layout = RandomLayout(3, 4, 1);
+  AttentionResults got = RunOnCpu(sparse, 16, 2);
+  EXPECT_EQ(got.forward.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(got.forward.message()),
+              HasSubstr("custom_layout has 3 heads"));
+  got = RunOnCpu(sparse, 20, 3);
+  EXPECT_EQ(got.forward.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(got.forward.message()),
+              HasSubstr("custom_layout has 4 blocks per row"));
+  sparse.custom_layout.active.pop_back();
+  AttentionConfig config;
+  config.block_sparse = sparse;
+  const auto attention = CreateAttention("block_sparse", config);
+  EXPECT_EQ(attention.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(attention.status().message()),
+              HasSubstr("block layout [3, 4, 4] needs 48 entries, got 47"));
+}
+
+TEST(BlockSparseValidationTest, WindowSmallerThanABlockAtCreation) {
+  AttentionConfig config;
+  config.block_sparse = Pattern(BlockPattern::kLocalWindow, 128);
+  config.block_sparse.window = 64;
+  const auto attention = CreateAttention("block_sparse", config);
+  EXPECT_EQ(attention.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(attention.status().message()),
+              HasSubstr("window 64 is smaller than a block (block_size 128)"));
+}
+
+TEST(BlockSparseValidationTest, PackedSequencesAreUnimplemented) {
+  std::unique_ptr<Attention> attention =
+      Create(Pattern(BlockPattern::kDilatedSparse, 4));
+  std::vector<float> data(8 * 2 * 4, 0.0f);
+  std::vector<int32_t> offsets = {0, 8};
+  const TensorView t = TensorView::Contiguous(data.data(), DType::kFloat32,
+                                              {8, 2, 4}, Device::Cpu());
+  ForwardOptions options;
+  options.cu_seqlens =
+      TensorView::Contiguous(offsets.data(), DType::kInt32, {2}, Device::Cpu());
+  const absl::Status status = attention->Forward(t, t, t, t, options);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("cu_seqlens"));
+}
+
+}  // namespace
+}  // namespace dilated

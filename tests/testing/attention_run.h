@@ -1,0 +1,51 @@
+// File: attention_run.h
+//
+// Runs one Attention forward and backward on float64 inputs placed on a test
+// device in a given dtype and layout, and reads every result back: what the
+// suites of block_sparse and longnet compare with their oracles.
+
+#ifndef TESTS_TESTING_ATTENTION_RUN_H_
+#define TESTS_TESTING_ATTENTION_RUN_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "attention/attention.h"
+#include "tests/testing/test_device.h"
+#include "tests/testing/test_tensor.h"
+
+namespace dilated {
+namespace testing {
+
+struct AttentionInputs {
+  // [batch, seq, heads, head_dim] values (already rounded to the dtype).
+  std::vector<int64_t> shape;
+  std::vector<double> q, k, v, grad_out;
+  // Optional [batch, seq] key padding mask, nonzero = padding.
+  std::vector<uint8_t> key_padding_mask;
+  bool is_causal = false;
+};
+
+struct AttentionResults {
+  absl::Status forward;
+  absl::Status backward;  // Not run when forward failed.
+  std::vector<double> out, lse, grad_q, grad_k, grad_v;
+  // Whether every output tensor left the bytes outside its elements alone.
+  bool padding_intact = true;
+};
+
+// Returns the results of Forward (with lse) and Backward on `device`.
+AttentionResults RunAttention(Attention& attention, TestDevice* device,
+                              DType dtype, Layout layout,
+                              const AttentionInputs& inputs);
+
+// Returns `count` values uniform in [-range, range] rounded to `dtype`, from
+// a fixed seed per call site's `seed`.
+std::vector<double> Values(int64_t count, double range, DType dtype,
+                           unsigned seed);
+
+}  // namespace testing
+}  // namespace dilated
+
+#endif  // TESTS_TESTING_ATTENTION_RUN_H_
