@@ -139,6 +139,41 @@ class GradcheckTest(unittest.TestCase):
                         nondet_tol=1e-6))
 
 
+class OtherFunctionsTest(unittest.TestCase):
+    """The library's other registered functions through the same operator:
+    "longnet" (every branch on every head, merged by the branch LSEs) and
+    "block_sparse" (its default pattern; the operator carries no layout)."""
+
+    def test_longnet_gradients_match_finite_differences(self):
+        self.assertIn("longnet", da.implementations())
+        generator = torch.Generator().manual_seed(12)
+        inputs = [torch.randn(1, 16, 2, 4, generator=generator,
+                              requires_grad=True) for _ in range(3)]
+        # Tolerances as in GradcheckTest (float32 central differences).
+        self.assertTrue(torch.autograd.gradcheck(
+            lambda q, k, v: da.dilated_attention(q, k, v, [8, 16], [1, 2],
+                                                 impl="longnet"),
+            inputs, eps=1e-2, atol=5e-3, rtol=5e-3, nondet_tol=1e-6))
+
+    def test_longnet_with_one_branch_is_dense_segment_attention(self):
+        # One branch of rate 1: plain attention inside segments, which
+        # "improved" computes with one group too.
+        q, k, v, _ = random_inputs((1, 32, 2, 8), seed=13)
+        torch.testing.assert_close(
+            da.dilated_attention(q, k, v, [16], [1], impl="longnet"),
+            da.dilated_attention(q, k, v, [16], [1], impl="improved"),
+            atol=FLOAT32_TOLERANCE, rtol=0)
+
+    def test_block_sparse_default_pattern(self):
+        q, k, v, _ = random_inputs((1, 256, 2, 16), seed=14)
+        out = da.dilated_attention(q, k, v, [256], [1], impl="block_sparse")
+        self.assertEqual(out.shape, q.shape)
+        self.assertTrue(torch.isfinite(out).all())
+        with self.assertRaisesRegex(ValueError, "block"):
+            da.dilated_attention(q[:, :200], k[:, :200], v[:, :200], [200],
+                                 [1], impl="block_sparse")
+
+
 class GoldenFileTest(unittest.TestCase):
     """The library's golden files: inputs and float64 expected outputs."""
 
