@@ -4,9 +4,7 @@
 // AVX-512 softmax: the polynomial of simd_exp.h on x - round(x), scaled by
 // 2^round(x) with one vscalefps. Relative error <= 3e-7 for x in [-126, 0];
 // 2^0 is exactly 1. Exp2x16 gives exactly 0 for x < -126 (and -inf, and
-// NaN), so no subnormal value comes out of it; Exp2x16Unmasked, one
-// instruction shorter on the FMA pipes, may give subnormals for x in
-// (-152, -126).
+// NaN), so no subnormal value comes out of it.
 //
 // Include only from code compiled with -mavx512f. x above 128 gives +inf.
 
@@ -40,23 +38,6 @@ inline __m512 Exp2x16(__m512 x) {
       _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(x, n);  // In [-1/2, 1/2].
   return _mm512_maskz_scalef_ps(keep, Exp2Polynomial(f), n);
-}
-
-// Returns 2^x lane by lane, the same bits as Exp2x16 for x >= -126, without
-// its compare: results for x in (-152, -126) are the subnormal values that
-// vscalefps rounds 2^x to (or 0) instead of 0; those for x <= -152, -inf and
-// NaN are still exactly 0. For the exponentials taken inside the tile
-// products (tile_gemm_avx512.cc): Zen 4 runs vcmpps on the two FMA pipes,
-// which bound that epilogue (5 polynomial FMAs + the compare per vector),
-// and vmaxps on the other two, like vrndscaleps, vsubps and vscalefps.
-inline __m512 Exp2x16Unmasked(__m512 x) {
-  // vmaxps returns its second operand when the first is NaN: NaN -> -160,
-  // and 2^-160 rounds to 0.
-  x = _mm512_max_ps(x, _mm512_set1_ps(-160.0f));
-  const __m512 n =
-      _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(x, n);  // In [-1/2, 1/2].
-  return _mm512_scalef_ps(Exp2Polynomial(f), n);
 }
 
 }  // namespace cpu

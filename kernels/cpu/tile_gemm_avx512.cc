@@ -88,7 +88,7 @@ void MicroKernel(int64_t k, const float* a, int64_t a_m, int64_t a_k,
     __m512 sum = _mm512_loadu_ps(state.sum + 16 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
-      const __m512 prob = Exp2x16Unmasked(acc[r][v]);
+      const __m512 prob = Exp2x16(acc[r][v]);
       _mm512_storeu_ps(c + r * ldc + 16 * v, prob);
       sum = _mm512_add_ps(sum, prob);
     }

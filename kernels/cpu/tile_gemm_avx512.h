@@ -35,8 +35,11 @@ void TileGemmAvx512(int64_t m, int64_t n, int64_t k, const StridedOperand& a,
 // Stores C = 2^(A B - ref) (ref[col] subtracted from column col) and adds
 // the sum over rows of C[., col] to col_sum[col], rows in a fixed order
 // (deterministic). Exponents above 128 give +inf in C and in the sums;
-// those in (-152, -126) may give subnormals (Exp2x16Unmasked,
-// simd_exp_avx512.h). REQUIRES: n % 16 == 0.
+// those below -126 give exactly 0, never a subnormal (Exp2x16,
+// simd_exp_avx512.h): subnormal probabilities would slow every later product
+// that reads them several times over on CPUs that handle them in microcode,
+// which real activations (after layer norms and projections) reach.
+// REQUIRES: n % 16 == 0.
 void TileGemmExp2Avx512(int64_t m, int64_t n, int64_t k,
                         const StridedOperand& a, const RowOperand& b,
                         const RowResult& c, const float* ref, float* col_sum);
