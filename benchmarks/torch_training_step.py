@@ -17,13 +17,14 @@ import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import dilated_attention_torch as dat
+from benchmarks import cpu_torch_peer
 
 
 class GatherSdpaScatter(nn.Module):
-    """The Python library's algorithm in plain PyTorch (the peer)."""
+    """The Python library's algorithm in plain PyTorch (the peer), as
+    benchmarks/cpu_torch_peer.py writes it."""
 
     def __init__(self, segment_lengths, dilation_rates):
         super().__init__()
@@ -31,28 +32,8 @@ class GatherSdpaScatter(nn.Module):
         self.dilation_rates = dilation_rates
 
     def forward(self, q, k, v, is_causal=False, key_padding_mask=None):
-        b, n, h, d = q.shape
-        groups = len(self.segment_lengths)
-        out = torch.zeros_like(q)
-        first = 0
-        for i, (s, r) in enumerate(zip(self.segment_lengths,
-                                       self.dilation_rates)):
-            count = h // groups + (1 if i < h % groups else 0)
-            heads = slice(first, first + count)
-            first += count
-
-            def gather(t):
-                t = t[:, :, heads].reshape(b, n // s, s, count, d)
-                t = t[:, :, i % r::r]
-                return t.reshape(b * (n // s), -1, count, d).transpose(1, 2)
-
-            rows = F.scaled_dot_product_attention(
-                gather(q), gather(k), gather(v), is_causal=is_causal)
-            rows = rows.transpose(1, 2).reshape(b, n // s, -1, count, d)
-            view = out[:, :, heads].reshape(b, n // s, s, count, d).clone()
-            view[:, :, i % r::r] = rows / groups
-            out[:, :, heads] = view.reshape(b, n, count, d)
-        return out
+        return cpu_torch_peer.dilated(q, k, v, self.segment_lengths,
+                                      self.dilation_rates, is_causal)
 
 
 def with_peer_attention(model):
