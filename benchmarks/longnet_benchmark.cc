@@ -2,7 +2,9 @@
 // segments 2048..32768 with rates 1, 2, 4, 6, 12, one encoder and one decoder
 // layer (dim_feedforward 3072), batch 1, causal, float32. Reports tokens per
 // second, once per registered attention core, next to the same model's
-// largest single part, the encoder layer.
+// largest single part, the encoder layer. The CPU column is the whole
+// process's (all threads). benchmarks/longnet_torch_peer.py times the Python
+// library's LongNet on the same model.
 //
 //   ./bazelw run -c opt //benchmarks:longnet_benchmark
 //   ./bazelw run -c opt //benchmarks:longnet_benchmark -- \
@@ -97,6 +99,7 @@ void RegisterAll() {
         absl::StrCat("LongNet/", core, "/n:", kSeqLen).c_str(),
         [core](benchmark::State& state) { RunLongNet(state, core, kSeqLen); })
         ->Unit(benchmark::kSecond)
+        ->MeasureProcessCPUTime()
         ->UseRealTime()
         ->MinTime(1.0);
     benchmark::RegisterBenchmark(
@@ -105,6 +108,7 @@ void RegisterAll() {
           RunEncoderLayer(state, core, kSeqLen);
         })
         ->Unit(benchmark::kSecond)
+        ->MeasureProcessCPUTime()
         ->UseRealTime()
         ->MinTime(1.0);
   }

@@ -18,8 +18,14 @@ FeedForwardBlock::FeedForwardBlock(int64_t d_model, int64_t dim_feedforward,
       sub_norm_name_(std::move(sub_norm_name)) {}
 
 Tensor FeedForwardBlock::Forward(const Tensor& x) const {
-  Tensor hidden = linear1_.Forward(pre_norm_.Forward(x));
-  ApplyActivation(activation_, &hidden);
+  const Tensor normed = pre_norm_.Forward(x);
+  Tensor hidden;
+  if (activation_ == Activation::kRelu) {
+    hidden = linear1_.ForwardRelu(normed);
+  } else {
+    hidden = linear1_.Forward(normed);
+    ApplyActivation(activation_, &hidden);
+  }
   return linear2_.Forward(sub_norm_.Forward(hidden));
 }
 

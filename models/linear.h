@@ -2,7 +2,8 @@
 //
 // Linear: y = x W^T + b over the last axis, PyTorch's nn.Linear (weight
 // [out_features, in_features], optional bias [out_features]). The product is
-// an Eigen GEMM in float32; the output has the input's dtype.
+// computed in float32 (kernels/cpu/linear_gemm.h on AVX-512, Eigen
+// otherwise); the output has the input's dtype.
 
 #ifndef MODELS_LINEAR_H_
 #define MODELS_LINEAR_H_
@@ -32,6 +33,9 @@ class Linear : public Module {
   // REQUIRES: as Forward, and 0 <= begin < end <= out_features().
   Tensor ForwardSlice(const Tensor& x, int64_t begin, int64_t end) const;
 
+  // Returns max(Forward(x), 0), the ReLU applied as the product is stored.
+  Tensor ForwardRelu(const Tensor& x) const;
+
   // Sets the weight to Xavier-normal with `gain` and the bias to zero.
   void Reset(double gain, Rng* rng);
 
@@ -45,6 +49,9 @@ class Linear : public Module {
                         std::vector<NamedParameter>* out) override;
 
  private:
+  // Outputs [begin, end) of Forward(x), then max(y, 0) when `relu`.
+  Tensor Compute(const Tensor& x, int64_t begin, int64_t end, bool relu) const;
+
   Parameter weight_;
   Parameter bias_;
   bool has_bias_;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -9,6 +11,8 @@
 #include "absl/strings/str_join.h"
 #include "factory/status_macros.h"
 #include "kernels/numeric.h"
+#include "memory/host_allocator.h"
+#include "memory/pool_allocator.h"
 
 namespace dilated {
 namespace models {
@@ -43,6 +47,41 @@ float LoadElement(const char* base, DType dtype, int64_t index) {
 }
 
 }  // namespace
+
+namespace {
+
+// Storage below this size comes from operator new: the pool pays off for
+// blocks that the system would map and fault in afresh.
+constexpr size_t kPooledBytes = size_t{1} << 20;
+constexpr std::align_val_t kStorageAlignment{64};
+
+memory::PoolAllocator& TensorPool() {
+  // Never destroyed: tensors with static storage duration may outlive any
+  // destructor order.
+  static memory::PoolAllocator* pool =
+      new memory::PoolAllocator(std::make_unique<memory::HostAllocator>());
+  return *pool;
+}
+
+}  // namespace
+
+void* Tensor::AllocateStorage(size_t bytes) {
+  if (bytes < kPooledBytes) return ::operator new(bytes, kStorageAlignment);
+  absl::StatusOr<void*> block =
+      TensorPool().Allocate(bytes, static_cast<size_t>(kStorageAlignment));
+  if (!block.ok()) throw std::bad_alloc();
+  return *block;
+}
+
+void Tensor::DeallocateStorage(void* p, size_t bytes) {
+  if (bytes < kPooledBytes) {
+    ::operator delete(p, kStorageAlignment);
+    return;
+  }
+  TensorPool().Deallocate(p, bytes, static_cast<size_t>(kStorageAlignment));
+}
+
+void ReleaseCachedTensorMemory() { TensorPool().ReleaseCached(); }
 
 Tensor::Tensor() : shape_({0}) {}
 

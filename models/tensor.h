@@ -80,18 +80,23 @@ class Tensor {
   int64_t num_elements_ = 0;
   // Allocates 64-byte aligned storage, so that rows at equal offsets have
   // equal alignment in every tensor: vectorised reductions then sum in the
-  // same order, and equal inputs give bit-identical outputs.
+  // same order, and equal inputs give bit-identical outputs. Blocks of
+  // kPooledBytes and more come from a process-wide caching pool (see
+  // ReleaseCachedTensorMemory), so that a model's forward, which frees and
+  // allocates the same large activations again and again, does not fault in
+  // fresh pages from the kernel for each of them.
+  static void* AllocateStorage(size_t bytes);
+  static void DeallocateStorage(void* p, size_t bytes);
   template <typename T>
   struct AlignedAllocator {
     using value_type = T;
-    static constexpr std::align_val_t kAlignment{64};
     AlignedAllocator() = default;
     template <typename U>
     AlignedAllocator(const AlignedAllocator<U>&) {}
     T* allocate(size_t n) {
-      return static_cast<T*>(::operator new(n * sizeof(T), kAlignment));
+      return static_cast<T*>(AllocateStorage(n * sizeof(T)));
     }
-    void deallocate(T* p, size_t) { ::operator delete(p, kAlignment); }
+    void deallocate(T* p, size_t n) { DeallocateStorage(p, n * sizeof(T)); }
     // Default-initialises (leaves floats unset) unless a value is given.
     template <typename U>
     void construct(U* p) {
@@ -109,6 +114,12 @@ class Tensor {
   // types use the first half of the words' bytes.
   std::vector<float, AlignedAllocator<float>> storage_;
 };
+
+// Returns the memory that tensors freed and the pool of large tensor storage
+// still caches to the system. The pool keeps at most the peak of the bytes
+// it had in use plus an eighth (memory/pool_allocator.h); a program that ran
+// a large model once and goes on with other work calls this to give it back.
+void ReleaseCachedTensorMemory();
 
 }  // namespace models
 }  // namespace dilated

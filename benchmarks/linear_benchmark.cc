@@ -1,0 +1,110 @@
+// The float32 linear layers of LongNet at the paper's width (d_model 768,
+// dim_feedforward 3072) over n = 32768 rows: models::Linear on the AVX-512
+// GEMM of kernels/cpu/linear_gemm.h, forced onto the AVX2 path (Eigen's
+// GEMM), and on AMX at the reduced matmul precisions "high" and "medium", in
+// one run. Counters:
+// useful GFLOP/s (2 * rows * in * out per call) of wall time; the CPU
+// column is the whole process's (all threads), the measure to trust on a
+// shared machine.
+//
+//   ./bazelw build -c opt //benchmarks:linear_benchmark
+//   OMP_NUM_THREADS=2 bazel-bin/benchmarks/linear_benchmark
+
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "benchmark/benchmark.h"
+#include "kernels/cpu/cpu_path.h"
+#include "kernels/cpu/linear_gemm.h"
+#include "models/init.h"
+#include "models/linear.h"
+#include "models/tensor.h"
+
+namespace dilated {
+namespace models {
+namespace {
+
+using kernels::cpu::ActiveCpuPath;
+using kernels::cpu::CpuPath;
+using kernels::cpu::MatmulPrecision;
+using kernels::cpu::SetCpuPath;
+
+Tensor Input(int64_t rows, int64_t features) {
+  Tensor x = Tensor::Zeros(DType::kFloat32, {rows, features});
+  float* data = x.MutableFloat32();
+  uint32_t state = 12345;
+  for (int64_t i = 0; i < x.NumElements(); ++i) {
+    state = state * 1664525u + 1013904223u;
+    data[i] = static_cast<float>(state >> 8) / 8388608.0f - 1.0f;
+  }
+  return x;
+}
+
+void RunLinear(benchmark::State& state, CpuPath path, MatmulPrecision precision,
+               int64_t rows, int64_t in, int64_t out) {
+  const CpuPath before = ActiveCpuPath();
+  if (!SetCpuPath(path)) {
+    state.SkipWithError("this CPU lacks the path");
+    return;
+  }
+  kernels::cpu::SetFloat32MatmulPrecision(precision);
+  Linear linear(in, out, /*bias=*/true);
+  Rng rng(/*seed=*/1);
+  linear.Reset(/*gain=*/1.0, &rng);
+  const Tensor x = Input(rows, in);
+  for (auto _ : state) {
+    Tensor y = linear.Forward(x);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * rows * in * out * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
+  SetCpuPath(before);
+  kernels::cpu::SetFloat32MatmulPrecision(MatmulPrecision::kHighest);
+}
+
+struct Case {
+  CpuPath path;
+  MatmulPrecision precision;
+};
+
+void RegisterAll() {
+  constexpr int64_t kRows = 32768;
+  const int64_t shapes[][2] = {{768, 768}, {768, 3072}, {3072, 768}};
+  // The AMX cases run where the CPU has AMX (else they report the skip).
+  const Case cases[] = {{CpuPath::kAvx512, MatmulPrecision::kHighest},
+                        {CpuPath::kAvx2, MatmulPrecision::kHighest},
+                        {CpuPath::kAmx, MatmulPrecision::kHigh},
+                        {CpuPath::kAmx, MatmulPrecision::kMedium}};
+  for (const auto& shape : shapes) {
+    for (const Case& c : cases) {
+      const int64_t in = shape[0];
+      const int64_t out = shape[1];
+      benchmark::RegisterBenchmark(
+          absl::StrCat("Linear/", kernels::cpu::CpuPathName(c.path), "/",
+                       kernels::cpu::MatmulPrecisionName(c.precision),
+                       "/rows:", kRows, "/in:", in, "/out:", out)
+              .c_str(),
+          [c, in, out](benchmark::State& state) {
+            RunLinear(state, c.path, c.precision, kRows, in, out);
+          })
+          ->Unit(benchmark::kMillisecond)
+          ->MeasureProcessCPUTime()
+          ->UseRealTime();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace models
+}  // namespace dilated
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  dilated::models::RegisterAll();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

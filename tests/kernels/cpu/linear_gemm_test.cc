@@ -1,0 +1,232 @@
+// kernels/cpu/linear_gemm.h against a float64 reference: every precision,
+// shapes with partial tiles, row and column blocks, several depth blocks,
+// strided operands, the epilogue, and independence from the thread count.
+
+#include "kernels/cpu/linear_gemm.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_path.h"
+
+namespace dilated {
+namespace kernels {
+namespace cpu {
+namespace {
+
+struct Shape {
+  int64_t rows;
+  int64_t in;
+  int64_t out;
+};
+
+// Partial 14-row and 32-row tiles, more than one 256-row block, depth blocks
+// of 256 with a remainder, more than one 1024-column block, and the models'
+// widths.
+const Shape kShapes[] = {{1, 1, 1},     {37, 45, 50},     {300, 96, 70},
+                         {64, 768, 33}, {129, 300, 1100}, {40, 3072, 96}};
+
+struct Operands {
+  Shape shape;
+  int64_t ldx;
+  int64_t ldy;
+  std::vector<float> x;
+  std::vector<float> w;
+  std::vector<float> bias;
+};
+
+Operands MakeOperands(const Shape& shape, int64_t x_padding, int64_t y_padding,
+                      uint32_t seed) {
+  Operands ops;
+  ops.shape = shape;
+  ops.ldx = shape.in + x_padding;
+  ops.ldy = shape.out + y_padding;
+  std::mt19937 engine(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  ops.x.resize(shape.rows * ops.ldx);
+  for (float& v : ops.x) v = uniform(engine);
+  ops.w.resize(shape.out * shape.in);
+  for (float& v : ops.w) v = uniform(engine);
+  ops.bias.resize(shape.out);
+  for (float& v : ops.bias) v = uniform(engine);
+  return ops;
+}
+
+// y filled with NaN first: the kernel must never read its old values.
+std::vector<float> Multiply(const Operands& ops, bool with_bias, bool relu) {
+  std::vector<float> y(ops.shape.rows * ops.ldy,
+                       std::numeric_limits<float>::quiet_NaN());
+  LinearEpilogue epilogue;
+  epilogue.bias = with_bias ? ops.bias.data() : nullptr;
+  epilogue.relu = relu;
+  EXPECT_TRUE(LinearGemmFloat32(ops.x.data(), ops.shape.rows, ops.shape.in,
+                                ops.ldx, ops.w.data(), ops.shape.out, epilogue,
+                                y.data(), ops.ldy));
+  return y;
+}
+
+// Checks |y - exact| <= tolerance * (sum_k |x w| + |b|) for every element,
+// the padding of y untouched (still NaN). Returns the largest error in units
+// of that scale.
+double CheckAgainstReference(const Operands& ops, const std::vector<float>& y,
+                             bool with_bias, bool relu, double tolerance) {
+  const Shape& s = ops.shape;
+  double worst = 0.0;
+  for (int64_t i = 0; i < s.rows; ++i) {
+    for (int64_t j = 0; j < s.out; ++j) {
+      double exact = with_bias ? ops.bias[j] : 0.0;
+      double scale = with_bias ? std::abs(ops.bias[j]) : 0.0;
+      for (int64_t k = 0; k < s.in; ++k) {
+        const double product =
+            static_cast<double>(ops.x[i * ops.ldx + k]) * ops.w[j * s.in + k];
+        exact += product;
+        scale += std::abs(product);
+      }
+      if (relu) exact = std::max(exact, 0.0);
+      const double error = std::abs(y[i * ops.ldy + j] - exact) / scale;
+      worst = std::max(worst, error);
+      if (!(error <= tolerance)) {
+        ADD_FAILURE() << "y[" << i << "][" << j << "] = " << y[i * ops.ldy + j]
+                      << ", exact " << exact << ", error " << error
+                      << " of the scale " << scale;
+        return worst;
+      }
+    }
+    for (int64_t j = s.out; j < ops.ldy; ++j) {
+      EXPECT_TRUE(std::isnan(y[i * ops.ldy + j])) << "padding overwritten";
+    }
+  }
+  return worst;
+}
+
+// Float32 accumulation of n terms: each partial sum rounds once (unit
+// roundoff 2^-24), so the error is at most about n 2^-24 of the scale.
+double Float32SumBound(int64_t terms) { return (terms + 2) * 0x1p-24; }
+
+class PrecisionTest : public ::testing::TestWithParam<MatmulPrecision> {
+ protected:
+  void SetUp() override {
+    if (!CpuHasAvx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
+    if (GetParam() != MatmulPrecision::kHighest && !CpuHasAmx()) {
+      GTEST_SKIP() << "no AMX on this CPU";
+    }
+    SetFloat32MatmulPrecision(GetParam());
+  }
+  void TearDown() override {
+    SetFloat32MatmulPrecision(MatmulPrecision::kHighest);
+  }
+
+  // The bound on one product's relative error from the operands' rounding.
+  double ProductBound() const {
+    switch (GetParam()) {
+      case MatmulPrecision::kHighest:
+        return 0.0;  // products of float32 values are exact in the FMA
+      case MatmulPrecision::kHigh:
+        // hi + lo is x to 2^-16 relative; the dropped lo*lo term is at most
+        // 2^-16 of the product: 3 * 2^-16 with room for their products.
+        return 4 * 0x1p-16;
+      case MatmulPrecision::kMedium:
+        // Each operand rounded to 8 significant bits: 2 * 2^-8 + 2^-16.
+        return 2 * 0x1p-8 + 0x1p-15;
+    }
+    return 0.0;
+  }
+};
+
+TEST_P(PrecisionTest, MatchesFloat64Reference) {
+  uint32_t seed = 1;
+  for (const Shape& shape : kShapes) {
+    SCOPED_TRACE(::testing::Message() << "rows " << shape.rows << " in "
+                                      << shape.in << " out " << shape.out);
+    const Operands ops = MakeOperands(shape, 0, 0, seed++);
+    for (bool with_bias : {false, true}) {
+      for (bool relu : {false, true}) {
+        CheckAgainstReference(ops, Multiply(ops, with_bias, relu), with_bias,
+                              relu, ProductBound() + Float32SumBound(shape.in));
+      }
+    }
+  }
+}
+
+TEST_P(PrecisionTest, StridedOperandsLeavePaddingAlone) {
+  const Operands ops = MakeOperands({45, 100, 70}, 7, 5, 99);
+  CheckAgainstReference(ops, Multiply(ops, true, false), true, false,
+                        ProductBound() + Float32SumBound(100));
+}
+
+TEST_P(PrecisionTest, ResultDoesNotDependOnThreadCount) {
+  const Operands ops = MakeOperands({300, 300, 1100}, 0, 0, 7);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const std::vector<float> one = Multiply(ops, true, true);
+  omp_set_num_threads(3);
+  const std::vector<float> three = Multiply(ops, true, true);
+  omp_set_num_threads(threads);
+  ASSERT_EQ(one.size(), three.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    ASSERT_EQ(one[i], three[i]) << "element " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Precisions, PrecisionTest,
+    ::testing::Values(MatmulPrecision::kHighest, MatmulPrecision::kHigh,
+                      MatmulPrecision::kMedium),
+    [](const ::testing::TestParamInfo<MatmulPrecision>& info) {
+      return std::string(MatmulPrecisionName(info.param));
+    });
+
+// The reduced precisions must really run reduced: "medium" differs from the
+// float32 products by more than float32 summation explains, and "high" is
+// much closer to them than "medium".
+TEST(LinearGemmTest, ReducedPrecisionsRoundTheirOperands) {
+  if (!CpuHasAmx()) GTEST_SKIP() << "no AMX on this CPU";
+  const Operands ops = MakeOperands({64, 512, 64}, 0, 0, 3);
+  double worst[3];
+  int i = 0;
+  for (MatmulPrecision precision :
+       {MatmulPrecision::kHighest, MatmulPrecision::kHigh,
+        MatmulPrecision::kMedium}) {
+    SetFloat32MatmulPrecision(precision);
+    worst[i++] = CheckAgainstReference(ops, Multiply(ops, false, false), false,
+                                       false, 1.0);
+  }
+  SetFloat32MatmulPrecision(MatmulPrecision::kHighest);
+  EXPECT_LT(worst[0], Float32SumBound(512));
+  EXPECT_GT(worst[2], 10 * Float32SumBound(512));
+  EXPECT_LT(worst[1], worst[2] / 10);
+}
+
+TEST(LinearGemmTest, Avx2PathDeclines) {
+  const CpuPath before = ActiveCpuPath();
+  ASSERT_TRUE(SetCpuPath(CpuPath::kAvx2));
+  const Operands ops = MakeOperands({4, 4, 4}, 0, 0, 5);
+  std::vector<float> y(16, 42.0f);
+  EXPECT_FALSE(LinearGemmFloat32(ops.x.data(), 4, 4, 4, ops.w.data(), 4, {},
+                                 y.data(), 4));
+  for (float v : y) EXPECT_EQ(v, 42.0f);
+  SetCpuPath(before);
+}
+
+TEST(LinearGemmTest, PrecisionNames) {
+  MatmulPrecision precision = MatmulPrecision::kHighest;
+  EXPECT_TRUE(ParseMatmulPrecision("medium", &precision));
+  EXPECT_EQ(precision, MatmulPrecision::kMedium);
+  EXPECT_TRUE(ParseMatmulPrecision("high", &precision));
+  EXPECT_EQ(precision, MatmulPrecision::kHigh);
+  EXPECT_FALSE(ParseMatmulPrecision("tf32", &precision));
+  EXPECT_EQ(precision, MatmulPrecision::kHigh);
+  EXPECT_STREQ(MatmulPrecisionName(MatmulPrecision::kHighest), "highest");
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace dilated
