@@ -18,6 +18,8 @@
 #include "absl/strings/str_cat.h"
 #include "attention/registry.h"
 #include "benchmark/benchmark.h"
+#include "kernels/cpu/cpu_path.h"
+#include "kernels/cpu/linear_gemm.h"
 #include "models/long_net.h"
 
 namespace dilated {
@@ -51,8 +53,23 @@ void SetTokenRate(benchmark::State& state, int64_t seq_len) {
                          benchmark::Counter::kIsIterationInvariantRate);
 }
 
+using kernels::cpu::MatmulPrecision;
+
+// Sets the process's float32 matmul precision for one benchmark and back to
+// the default after it.
+class ScopedPrecision {
+ public:
+  explicit ScopedPrecision(MatmulPrecision precision) {
+    kernels::cpu::SetFloat32MatmulPrecision(precision);
+  }
+  ~ScopedPrecision() {
+    kernels::cpu::SetFloat32MatmulPrecision(MatmulPrecision::kHighest);
+  }
+};
+
 void RunLongNet(benchmark::State& state, const std::string& core,
-                int64_t seq_len) {
+                MatmulPrecision precision, int64_t seq_len) {
+  const ScopedPrecision scoped(precision);
   absl::StatusOr<std::unique_ptr<LongNet>> model =
       LongNet::Create(PaperConfig(core));
   if (!model.ok()) {
@@ -97,7 +114,9 @@ void RegisterAll() {
   for (const std::string& core : DilatedAttentionNames()) {
     benchmark::RegisterBenchmark(
         absl::StrCat("LongNet/", core, "/n:", kSeqLen).c_str(),
-        [core](benchmark::State& state) { RunLongNet(state, core, kSeqLen); })
+        [core](benchmark::State& state) {
+          RunLongNet(state, core, MatmulPrecision::kHighest, kSeqLen);
+        })
         ->Unit(benchmark::kSecond)
         ->MeasureProcessCPUTime()
         ->UseRealTime()
@@ -106,6 +125,24 @@ void RegisterAll() {
         absl::StrCat("EncoderLayer/", core, "/n:", kSeqLen).c_str(),
         [core](benchmark::State& state) {
           RunEncoderLayer(state, core, kSeqLen);
+        })
+        ->Unit(benchmark::kSecond)
+        ->MeasureProcessCPUTime()
+        ->UseRealTime()
+        ->MinTime(1.0);
+  }
+  // The reduced float32 matmul precisions (kernels/cpu/linear_gemm.h), which
+  // run the linear layers on AMX; "auto" core.
+  if (!kernels::cpu::CpuHasAmx()) return;
+  for (MatmulPrecision precision :
+       {MatmulPrecision::kHigh, MatmulPrecision::kMedium}) {
+    benchmark::RegisterBenchmark(
+        absl::StrCat("LongNet/auto/matmul:",
+                     kernels::cpu::MatmulPrecisionName(precision),
+                     "/n:", kSeqLen)
+            .c_str(),
+        [precision](benchmark::State& state) {
+          RunLongNet(state, "auto", precision, kSeqLen);
         })
         ->Unit(benchmark::kSecond)
         ->MeasureProcessCPUTime()

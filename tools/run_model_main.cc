@@ -28,6 +28,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "factory/status_macros.h"
+#include "kernels/cpu/linear_gemm.h"
 #include "models/ops.h"
 #include "tools/run_model.h"
 
@@ -62,6 +63,11 @@ ABSL_FLAG(std::string, activation, "relu",
           "feed-forward activation: relu or gelu");
 ABSL_FLAG(bool, normalize_group_sums, false,
           "the upstream library's per-group sum normalisation");
+ABSL_FLAG(std::string, float32_matmul_precision, "highest",
+          "internal precision of the float32 linear layers on the CPU, as "
+          "torch.set_float32_matmul_precision: highest (float32 products), "
+          "high (each operand as two bfloat16 values) or medium (bfloat16 "
+          "operands); high and medium run on AMX where the CPU has it");
 ABSL_FLAG(std::string, core, "",
           "attention core's factory name (default: improved if registered, "
           "else standard)");
@@ -133,8 +139,29 @@ absl::StatusOr<ModelRequest> RequestFromFlags() {
   return request;
 }
 
+// Sets the process's float32 matmul precision from its flag.
+absl::Status ApplyMatmulPrecision(const ModelRequest& request) {
+  const std::string name = absl::GetFlag(FLAGS_float32_matmul_precision);
+  kernels::cpu::MatmulPrecision precision;
+  if (!kernels::cpu::ParseMatmulPrecision(name.c_str(), &precision)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--float32_matmul_precision must be highest, high or "
+                     "medium, got \"",
+                     name, "\""));
+  }
+  if (precision != kernels::cpu::MatmulPrecision::kHighest &&
+      request.device != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--float32_matmul_precision=", name,
+        " applies to --device=cpu only, got --device=", request.device));
+  }
+  kernels::cpu::SetFloat32MatmulPrecision(precision);
+  return absl::OkStatus();
+}
+
 absl::Status Run() {
   DA_ASSIGN_OR_RETURN(const ModelRequest request, RequestFromFlags());
+  DA_RETURN_IF_ERROR(ApplyMatmulPrecision(request));
   return RunModelOnFiles(request);
 }
 

@@ -131,6 +131,34 @@ TEST(RunModelTest, WeightsAndInputMayBeSeparateFiles) {
   ExpectMatchesGolden(output, "multihead_fork", kFloat32);
 }
 
+// The reduced float32 matmul precisions on the CPU (AMX where present, else
+// float32): LongNet 2+2 against PyTorch's float32 output (values of size ~4).
+TEST(RunModelTest, ReducedMatmulPrecisionsStayCloseToFloat32) {
+  // high: operands to about 16 bits (2^-16 relative per product), through
+  // four layers; medium: bfloat16 operands (2^-8 relative per product).
+  const std::pair<std::string, double> cases[] = {{"high", 2e-3},
+                                                  {"medium", 1e-1}};
+  for (const auto& [precision, tolerance] : cases) {
+    SCOPED_TRACE(precision);
+    const std::string output = TempPath("longnet_" + precision);
+    std::vector<std::string> flags = Flags("longnet", "longnet_causal", output);
+    flags.insert(flags.end(),
+                 {"--is_causal", "--float32_matmul_precision=" + precision});
+    const ToolResult result = RunTool(flags);
+    ASSERT_EQ(result.exit_code, 0) << result.error;
+    ExpectMatchesGolden(output, "longnet_causal", tolerance);
+  }
+}
+
+TEST(RunModelErrorTest, UnknownMatmulPrecision) {
+  std::vector<std::string> flags =
+      Flags("longnet", "longnet_causal", TempPath("unused"));
+  flags.push_back("--float32_matmul_precision=tf32");
+  ExpectOneLineError(RunTool(flags),
+                     {"--float32_matmul_precision must be highest, high or "
+                      "medium, got \"tf32\""});
+}
+
 TEST(RunModelErrorTest, UnknownModel) {
   std::vector<std::string> flags =
       Flags("transformer", "multihead_fork", TempPath("o.safetensors"));
