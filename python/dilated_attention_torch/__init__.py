@@ -16,7 +16,7 @@ from .improved_multihead_dilated_attention import (
     ImprovedMultiheadDilatedAttention)
 from .long_net import LongNet, LongNetLM
 from .multihead_dilated_attention import MultiheadDilatedAttention
-from .ops import dilated_attention, implementations
+from .ops import block_layout, dilated_attention, implementations
 from .transformer import (DilatedTransformerDecoderLayer,
                           DilatedTransformerEncoderLayer)
 
@@ -29,6 +29,7 @@ __all__ = [
     "LongNet",
     "LongNetLM",
     "MultiheadDilatedAttention",
+    "block_layout",
     "create_dilated_attention",
     "create_multihead_dilated_attention",
     "dilated_attention",
