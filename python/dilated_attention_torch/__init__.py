@@ -9,6 +9,12 @@ and a functional API, ``dilated_attention(q, k, v, segment_lengths,
 dilation_rates, ...)``, differentiable, usable under torch.compile.
 """
 
+from .block_sparse_optimized import BlockSparseOptimized
+from .block_sparse_ring_dilated_attention import (
+    BlockSparseRingDilatedAttention, SparsePatternConfig)
+from .block_sparse_ring_multihead_dilated_attention import (
+    BlockSparseRingMultiheadDilatedAttention)
+from .block_sparse_torch_sparse import BlockSparseTorchSparse
 from .core import create_dilated_attention, create_multihead_dilated_attention
 from .dilated_attention import DilatedAttention
 from .improved_dilated_attention import ImprovedDilatedAttention
@@ -21,6 +27,10 @@ from .transformer import (DilatedTransformerDecoderLayer,
                           DilatedTransformerEncoderLayer)
 
 __all__ = [
+    "BlockSparseOptimized",
+    "BlockSparseRingDilatedAttention",
+    "BlockSparseRingMultiheadDilatedAttention",
+    "BlockSparseTorchSparse",
     "DilatedAttention",
     "DilatedTransformerDecoderLayer",
     "DilatedTransformerEncoderLayer",
@@ -29,6 +39,7 @@ __all__ = [
     "LongNet",
     "LongNetLM",
     "MultiheadDilatedAttention",
+    "SparsePatternConfig",
     "block_layout",
     "create_dilated_attention",
     "create_multihead_dilated_attention",
