@@ -18,11 +18,16 @@ from .block_sparse_torch_sparse import BlockSparseTorchSparse
 from .core import create_dilated_attention, create_multihead_dilated_attention
 from .dilated_attention import DilatedAttention
 from .improved_dilated_attention import ImprovedDilatedAttention
+from .improved_distributed_dilated_attention import (
+    DistributedImprovedDilatedAttention,
+    DistributedImprovedMultiheadDilatedAttention)
 from .improved_multihead_dilated_attention import (
     ImprovedMultiheadDilatedAttention)
 from .long_net import LongNet, LongNetLM
 from .multihead_dilated_attention import MultiheadDilatedAttention
 from .ops import block_layout, dilated_attention, implementations
+from .ring_dilated_attention_v2_collective import (
+    RingDilatedAttention, RingDilatedAttentionV2Collective)
 from .transformer import (DilatedTransformerDecoderLayer,
                           DilatedTransformerEncoderLayer)
 
@@ -34,11 +39,15 @@ __all__ = [
     "DilatedAttention",
     "DilatedTransformerDecoderLayer",
     "DilatedTransformerEncoderLayer",
+    "DistributedImprovedDilatedAttention",
+    "DistributedImprovedMultiheadDilatedAttention",
     "ImprovedDilatedAttention",
     "ImprovedMultiheadDilatedAttention",
     "LongNet",
     "LongNetLM",
     "MultiheadDilatedAttention",
+    "RingDilatedAttention",
+    "RingDilatedAttentionV2Collective",
     "SparsePatternConfig",
     "block_layout",
     "create_dilated_attention",
