@@ -15,7 +15,9 @@ from .block_sparse_ring_dilated_attention import (
 from .block_sparse_ring_multihead_dilated_attention import (
     BlockSparseRingMultiheadDilatedAttention)
 from .block_sparse_torch_sparse import BlockSparseTorchSparse
-from .core import create_dilated_attention, create_multihead_dilated_attention
+from .core import (create_adaptive_sparse_attention,
+                   create_block_sparse_attention, create_dilated_attention,
+                   create_multihead_dilated_attention)
 from .dilated_attention import DilatedAttention
 from .improved_dilated_attention import ImprovedDilatedAttention
 from .improved_distributed_dilated_attention import (
@@ -28,6 +30,7 @@ from .multihead_dilated_attention import MultiheadDilatedAttention
 from .ops import block_layout, dilated_attention, implementations
 from .ring_dilated_attention_v2_collective import (
     RingDilatedAttention, RingDilatedAttentionV2Collective)
+from .ring_multihead_dilated_attention import RingMultiheadDilatedAttention
 from .transformer import (DilatedTransformerDecoderLayer,
                           DilatedTransformerEncoderLayer)
 
@@ -48,8 +51,11 @@ __all__ = [
     "MultiheadDilatedAttention",
     "RingDilatedAttention",
     "RingDilatedAttentionV2Collective",
+    "RingMultiheadDilatedAttention",
     "SparsePatternConfig",
     "block_layout",
+    "create_adaptive_sparse_attention",
+    "create_block_sparse_attention",
     "create_dilated_attention",
     "create_multihead_dilated_attention",
     "dilated_attention",

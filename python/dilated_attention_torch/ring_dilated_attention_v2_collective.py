@@ -74,10 +74,13 @@ class RingDilatedAttentionV2Collective(DilatedAttention):
         check_ring_size(self.ring_size, communicator)
         return communicator
 
-    def forward(self, query, key, value, is_causal=False):
+    def forward(self, query, key, value, is_causal=False,
+                key_padding_mask=None):
         """This rank's rows of the attention (all rows with one process),
-        shaped like query."""
-        return super().forward(query, key, value, is_causal=is_causal)
+        shaped like query. key_padding_mask (bool [batch, seq], True =
+        padding; one process only) is ours."""
+        return super().forward(query, key, value, is_causal=is_causal,
+                               key_padding_mask=key_padding_mask)
 
 
 RingDilatedAttention = RingDilatedAttentionV2Collective

@@ -83,6 +83,12 @@ def check_multihead(rank, size, failures):
     compare(failures, "DistributedImprovedMultiheadDilatedAttention",
             sharded(x[:, rows], is_causal=True),
             plain(x, is_causal=True)[:, rows], PROJECTED_TOLERANCE)
+    improved = dat.ImprovedMultiheadDilatedAttention(32, 4, [1, 2], [32, 64])
+    ring = dat.RingMultiheadDilatedAttention(32, 4, [32, 64], [1, 2])
+    ring.load_state_dict(improved.state_dict())
+    compare(failures, "RingMultiheadDilatedAttention",
+            ring(x[:, rows], is_causal=True),
+            improved(x, is_causal=True)[0][:, rows], PROJECTED_TOLERANCE)
 
 
 def check_subgroup_refused(rank, failures):

@@ -97,6 +97,18 @@ class OneProcessTest(unittest.TestCase):
         out, weights = distributed_module(x, need_weights=True)
         self.assertIsNone(weights)
 
+    def test_ring_multihead_is_the_improved_multihead(self):
+        torch.manual_seed(0)
+        improved = da.ImprovedMultiheadDilatedAttention(32, 4, [1, 2], [8, 16])
+        ring = da.RingMultiheadDilatedAttention(32, 4, [8, 16], [1, 2],
+                                                ring_size=2)
+        ring.load_state_dict(improved.state_dict(), strict=True)
+        (x,) = random_inputs((2, 16, 32), seed=4, count=1)
+        torch.testing.assert_close(ring(x, is_causal=True),
+                                   improved(x, is_causal=True)[0])
+        out, weights = ring(x, need_weights=True)
+        self.assertIsNone(weights)
+
     def test_refusals_name_the_argument_and_value(self):
         cases = [
             (ValueError, "ring_size must be a positive int, got 0",
