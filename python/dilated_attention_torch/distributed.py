@@ -8,8 +8,8 @@
 Run under mpirun (Open MPI), one process per rank. The MPI engine is a
 library of its own (_ops_mpi.so), loaded on the first call, so that the rest
 of the package does not need Open MPI installed. A torch.distributed process
-group over the whole job of such a launch maps onto the same ranks
-(process_group_communicator).
+group serves too (process_group_communicator): mapped onto MPI's ranks where
+the job was launched by mpirun, or through the group's own backend.
 """
 
 import dataclasses
@@ -54,47 +54,87 @@ def mpi_communicator(timeout_seconds=300):
     return Communicator(handle, rank, size)
 
 
-def process_group_communicator(group=None, timeout_seconds=300):
-    """The library's communicator over the ranks of a torch.distributed
-    process group (None: the default group).
+ENGINES = ("auto", "mpi", "process_group")
 
-    The operators are built without Python headers, so they cannot drive a
-    c10d process group; instead, a group that spans the whole job of an
-    Open MPI launch (mpirun) is mapped onto MPI_COMM_WORLD, whose ranks are
-    the same processes. Both the group's rank and size and MPI's must agree;
-    the attention's traffic then goes through MPI, not through the group's
-    backend. Collective: every rank calls it.
+# One communicator per process group (and its engine, which must stay alive
+# as long: the communicator calls its functions).
+_PROCESS_GROUP_COMMUNICATORS = {}
+
+
+def process_group_communicator(group=None, timeout_seconds=300,
+                               engine="auto"):
+    """The library's communicator over the ranks of a torch.distributed
+    process group (None: the default group). Collective: every rank of the
+    group calls it.
+
+    engine:
+      "mpi": the group must span the whole job of an Open MPI launch
+        (mpirun) with the same ranks as MPI_COMM_WORLD (checked); the
+        attention's traffic then goes through the MPI engine.
+      "process_group": the group's own backend (gloo, NCCL, ...) carries
+        the traffic, through Python functions the operators call back
+        (_process_group_engine.py); any group, any launcher. Costs a Python
+        call per message; its timeouts are the group's.
+      "auto": "mpi" where it applies, else "process_group".
 
     Raises:
-      ValueError: torch.distributed is not initialised, the process was not
-        launched by mpirun, the group is a proper subgroup, or its ranks are
-        not MPI_COMM_WORLD's (each message says which).
+      ValueError: torch.distributed is not initialised, an unknown engine,
+        or (engine "mpi") a job not launched by mpirun, a proper subgroup,
+        ranks that are not MPI_COMM_WORLD's; each message says which.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine: unknown engine {engine!r}; known: "
+                         f"{list(ENGINES)}")
     import torch.distributed as dist
     if not dist.is_available() or not dist.is_initialized():
         raise ValueError("process group: torch.distributed is not "
                          "initialised (call init_process_group first)")
+    group = dist.group.WORLD if group is None else group
+    if engine == "auto":
+        engine = "mpi" if _mpi_mismatch(group) is None else "process_group"
+    if engine == "mpi":
+        mismatch = _mpi_mismatch(group)
+        if mismatch is not None:
+            raise ValueError(f"process group: {mismatch}")
+        return mpi_communicator(timeout_seconds)
+    return _process_group_engine_communicator(group, timeout_seconds)
+
+
+def _mpi_mismatch(group):
+    """Why `group` cannot be mapped onto MPI_COMM_WORLD, or None."""
+    import torch.distributed as dist
     rank, size = dist.get_rank(), dist.get_world_size()
-    if group is not None and (dist.get_world_size(group) != size
-                              or dist.get_rank(group) != rank):
-        raise ValueError(
-            f"process group: a subgroup of {dist.get_world_size(group)} of "
-            f"the {size} ranks cannot be used; only the whole job's group is "
-            "mapped onto MPI_COMM_WORLD")
+    if dist.get_world_size(group) != size or dist.get_rank(group) != rank:
+        return (f"a subgroup of {dist.get_world_size(group)} of the {size} "
+                "ranks cannot be mapped onto MPI_COMM_WORLD")
     launched = os.environ.get("OMPI_COMM_WORLD_SIZE")
     if launched is None:
-        raise ValueError(
-            "process group: the ranks reach each other through MPI, so the "
-            "job must be launched by Open MPI's mpirun (OMPI_COMM_WORLD_SIZE "
-            "is not set); or pass communicator=mpi_communicator()")
+        return ("the job was not launched by Open MPI's mpirun "
+                "(OMPI_COMM_WORLD_SIZE is not set)")
     mpi_rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "-1"))
     if int(launched) != size or mpi_rank != rank:
+        return (f"rank {rank} of {size} is MPI_COMM_WORLD's rank {mpi_rank} "
+                f"of {launched}; initialise torch.distributed with rank = "
+                "OMPI_COMM_WORLD_RANK and world_size = OMPI_COMM_WORLD_SIZE")
+    return None
+
+
+def _process_group_engine_communicator(group, timeout_seconds):
+    import torch.distributed as dist
+    from . import _process_group_engine
+    if timeout_seconds <= 0:
         raise ValueError(
-            f"process group: rank {rank} of {size} is MPI_COMM_WORLD's rank "
-            f"{mpi_rank} of {launched}; initialise torch.distributed with "
-            "rank = OMPI_COMM_WORLD_RANK and world_size = "
-            "OMPI_COMM_WORLD_SIZE")
-    return mpi_communicator(timeout_seconds)
+            f"timeout_seconds must be positive, got {timeout_seconds}")
+    cached = _PROCESS_GROUP_COMMUNICATORS.get(id(group))
+    if cached is not None and cached[0] is group:
+        return cached[2]
+    engine = _process_group_engine.ProcessGroupEngine(group)
+    rank, size = dist.get_rank(group), dist.get_world_size(group)
+    handle = torch.ops.dilated_attention.callback_communicator(
+        rank, size, int(timeout_seconds), engine.addresses())
+    communicator = Communicator(handle, rank, size)
+    _PROCESS_GROUP_COMMUNICATORS[id(group)] = (group, engine, communicator)
+    return communicator
 
 
 def resolve_communicator(communicator):

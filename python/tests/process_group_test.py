@@ -1,9 +1,9 @@
 """Runs on every rank under mpirun (bazel/mpi_run.sh): torch.distributed
 initialised with gloo from Open MPI's environment, and the ring and
-distributed classes taking their ranks from the process group, each rank
-holding its contiguous shard, against the single-process modules on the
-whole sequence, forward and backward. Exits nonzero on any rank that
-disagrees."""
+distributed classes taking their ranks from the process group (mapped onto
+MPI, and through gloo itself), each rank holding its contiguous shard,
+against the single-process modules on the whole sequence, forward and
+backward; subgroups. Exits nonzero on any rank that disagrees."""
 
 import os
 import sys
@@ -46,13 +46,22 @@ def check_attention_modules(rank, size, failures):
     segments, rates = [16, 32, 64], [1, 2, 4]
     q, k, v, grad = (torch.randn(b, n, h, d) for _ in range(4))
     rows = slice(rank * n // size, (rank + 1) * n // size)
+    # The group's own backend (gloo) carrying the traffic instead of MPI.
+    through_gloo = distributed.process_group_communicator(
+        engine="process_group")
     modules = {
         "RingDilatedAttention": dat.RingDilatedAttention(segments, rates),
         "RingDilatedAttention(group)": dat.RingDilatedAttention(
             segments, rates, communicator=dist.group.WORLD),
+        "RingDilatedAttention(gloo engine)": dat.RingDilatedAttention(
+            segments, rates, communicator=through_gloo),
         "DistributedImprovedDilatedAttention":
             dat.DistributedImprovedDilatedAttention(
                 segments, rates, sequence_parallel=True),
+        "DistributedImprovedDilatedAttention(gloo engine)":
+            dat.DistributedImprovedDilatedAttention(
+                segments, rates, sequence_parallel=True,
+                communicator=through_gloo),
     }
     for causal in (False, True):
         whole = [t.clone().requires_grad_() for t in (q, k, v)]
@@ -91,16 +100,27 @@ def check_multihead(rank, size, failures):
             improved(x, is_causal=True)[0][:, rows], PROJECTED_TOLERANCE)
 
 
-def check_subgroup_refused(rank, failures):
+def check_subgroups(rank, failures):
     subgroup = dist.new_group(ranks=[0])  # Collective: every rank calls it.
     if rank != 0:
         return
     try:
-        distributed.process_group_communicator(subgroup)
-        failures.append("a subgroup was not refused")
+        distributed.process_group_communicator(subgroup, engine="mpi")
+        failures.append("a subgroup was mapped onto MPI")
     except ValueError as error:
         if "subgroup" not in str(error):
             failures.append(f"subgroup refused with: {error}")
+    # Any group through its own backend: here one rank, the whole sequence.
+    communicator = distributed.process_group_communicator(subgroup)
+    if (communicator.rank, communicator.size) != (0, 1):
+        failures.append(f"subgroup communicator {communicator}")
+    torch.manual_seed(2)
+    q, k, v = (torch.randn(1, 32, 2, 8) for _ in range(3))
+    compare(failures, "RingDilatedAttention(subgroup)",
+            dat.RingDilatedAttention([16, 32], [1, 2],
+                                     communicator=subgroup)(q, k, v),
+            dat.ImprovedDilatedAttention([16, 32], [1, 2])(q, k, v),
+            TOLERANCE)
 
 
 def main():
@@ -111,7 +131,7 @@ def main():
     failures = []
     check_attention_modules(rank, size, failures)
     check_multihead(rank, size, failures)
-    check_subgroup_refused(rank, failures)
+    check_subgroups(rank, failures)
     for failure in failures:
         print(f"rank {rank}: FAIL {failure}", file=sys.stderr)
     print(f"rank {rank} of {size}: {'FAIL' if failures else 'PASS'}")

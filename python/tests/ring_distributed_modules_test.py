@@ -148,12 +148,27 @@ class OneProcessTest(unittest.TestCase):
             self.assertIsNone(distributed.resolve_communicator(None))
             with self.assertRaisesRegex(ValueError, "launched by Open MPI's "
                                         "mpirun"):
-                distributed.process_group_communicator()
+                distributed.process_group_communicator(engine="mpi")
+            with self.assertRaisesRegex(ValueError, "engine: unknown engine "
+                                        "'nccl'"):
+                distributed.process_group_communicator(engine="nccl")
             os.environ["OMPI_COMM_WORLD_SIZE"] = "2"
             os.environ["OMPI_COMM_WORLD_RANK"] = "1"
             with self.assertRaisesRegex(ValueError, "rank 0 of 1 is "
                                         "MPI_COMM_WORLD's rank 1 of 2"):
-                distributed.process_group_communicator(dist.group.WORLD)
+                distributed.process_group_communicator(dist.group.WORLD,
+                                                       engine="mpi")
+            # "auto" falls back to the group's own backend, here of one
+            # rank, whose collectives the attention still goes through.
+            communicator = distributed.process_group_communicator()
+            self.assertEqual((communicator.rank, communicator.size), (0, 1))
+            self.assertIs(distributed.process_group_communicator(),
+                          communicator)
+            q, k, v = random_inputs((1, 32, 3, 8), seed=5)
+            torch.testing.assert_close(
+                da.RingDilatedAttention(SEGMENTS, RATES,
+                                        communicator=communicator)(q, k, v),
+                da.ImprovedDilatedAttention(SEGMENTS, RATES)(q, k, v))
         finally:
             for name, value in saved.items():
                 os.environ.pop(name, None)
