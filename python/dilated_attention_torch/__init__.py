@@ -9,6 +9,10 @@ and a functional API, ``dilated_attention(q, k, v, segment_lengths,
 dilation_rates, ...)``, differentiable, usable under torch.compile.
 """
 
+from .block_sparse_hierarchical import (BlockSparseHierarchical,
+                                        HierarchicalConfig,
+                                        create_hierarchical_attention,
+                                        get_hierarchical_presets)
 from .block_sparse_optimized import BlockSparseOptimized
 from .block_sparse_ring_dilated_attention import (
     BlockSparseRingDilatedAttention, SparsePatternConfig)
@@ -35,6 +39,7 @@ from .transformer import (DilatedTransformerDecoderLayer,
                           DilatedTransformerEncoderLayer)
 
 __all__ = [
+    "BlockSparseHierarchical",
     "BlockSparseOptimized",
     "BlockSparseRingDilatedAttention",
     "BlockSparseRingMultiheadDilatedAttention",
@@ -45,6 +50,7 @@ __all__ = [
     "DistributedImprovedDilatedAttention",
     "DistributedImprovedMultiheadDilatedAttention",
     "ImprovedDilatedAttention",
+    "HierarchicalConfig",
     "ImprovedMultiheadDilatedAttention",
     "LongNet",
     "LongNetLM",
@@ -57,7 +63,9 @@ __all__ = [
     "create_adaptive_sparse_attention",
     "create_block_sparse_attention",
     "create_dilated_attention",
+    "create_hierarchical_attention",
     "create_multihead_dilated_attention",
     "dilated_attention",
+    "get_hierarchical_presets",
     "implementations",
 ]

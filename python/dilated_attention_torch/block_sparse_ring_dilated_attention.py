@@ -54,10 +54,10 @@ def sparse_config_of(sparse_config):
                     f"None, got {type(sparse_config).__name__}")
 
 
-def check_sparse_config(config):
-    if config.pattern_type not in PATTERN_TYPES:
+def check_sparse_config(config, pattern_types=PATTERN_TYPES):
+    if config.pattern_type not in pattern_types:
         raise ValueError(f"Unknown pattern type: {config.pattern_type!r}; "
-                         f"known: {list(PATTERN_TYPES)}")
+                         f"known: {list(pattern_types)}")
     for name in ("block_size", "local_window_size"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -103,6 +103,9 @@ class BlockSparseRingDilatedAttention(nn.Module):
     instead of the pattern (True = query block i attends to key block j).
     """
 
+    # The pattern types this class builds (a subclass may add its own).
+    pattern_types = PATTERN_TYPES
+
     def __init__(self, segment_lengths, dilation_rates, sparse_config=None,
                  block_layout=None, **kwargs):
         super().__init__()
@@ -125,7 +128,7 @@ class BlockSparseRingDilatedAttention(nn.Module):
         dilation_rates = list(dilation_rates)
         _check_lengths(segment_lengths, dilation_rates)
         _validation.check_dropout(self.dropout)
-        check_sparse_config(config)
+        check_sparse_config(config, self.pattern_types)
         self.segment_lengths = segment_lengths
         self.dilation_rates = dilation_rates
         self.sparse_config = config

@@ -185,6 +185,63 @@ class BlockSparseRingDilatedAttentionTest(unittest.TestCase):
             da.BlockSparseTorchSparse([64], [1], sparse_threshold=2)
 
 
+class BlockSparseHierarchicalTest(unittest.TestCase):
+
+    # Blocks of 16: level 1 (stride 2 blocks, one block each side) gives
+    # query blocks 0 and 2; level 2 (stride 4 blocks, global) block 0.
+    LEVELS = [{"stride": 32, "window_size": 32, "block_size": 99},
+              {"stride": 64, "window_size": -1, "block_size": 99}]
+    LAYOUT = layout_of([[0, 1, 2, 3], [], [1, 2, 3], []], 4)
+
+    def make(self):
+        return da.BlockSparseHierarchical(
+            [64], [1], da.HierarchicalConfig(level_configs=self.LEVELS),
+            sparse_config={"block_size": 16})
+
+    def test_matches_the_oracle(self):
+        q, k, v = random_inputs((1, 64, 2, 8), seed=12)
+        attention = self.make()
+        torch.testing.assert_close(attention.get_layout(64)[0], self.LAYOUT)
+        for causal in (False, True):
+            with self.subTest(causal=causal):
+                torch.testing.assert_close(
+                    attention(q, k, v, is_causal=causal).double(),
+                    oracle.masked_attention(
+                        q, k, v, oracle.expand_block_layout(self.LAYOUT, 16),
+                        is_causal=causal),
+                    atol=FLOAT32_TOLERANCE, rtol=0)
+
+    def test_stats_presets_and_defaults(self):
+        stats = self.make().get_pattern_stats(64)
+        self.assertEqual((stats["total_blocks"], stats["active_blocks"]),
+                         (16, 7))
+        self.assertAlmostEqual(stats["sparsity"], 9 / 16)
+        self.assertEqual([level["active_positions"]
+                          for level in stats["levels"]], [2, 1])
+        self.assertIn("Active blocks: 7/16",
+                      self.make().visualize_pattern(64))
+        presets = da.get_hierarchical_presets()
+        self.assertEqual(sorted(presets), ["fine_grained", "long_range",
+                                           "standard", "ultra_sparse"])
+        self.assertEqual(presets["fine_grained"].num_levels, 4)
+        default = da.BlockSparseHierarchical([64], [1])
+        self.assertEqual(default.block_size, 64)
+        self.assertEqual(default.levels, [(64, 256), (256, 1024), (1024, -1)])
+        self.assertIsInstance(da.create_hierarchical_attention(32, 4),
+                              da.BlockSparseHierarchical)
+
+    def test_bad_levels(self):
+        for levels, message in (
+                ([{"stride": 0, "window_size": 32}],
+                 r"level_configs\[0\]\['stride'\] must be positive, got 0"),
+                ([{"stride": 4}], r"level_configs\[0\] must be a dict with"),
+                ([], "level_configs cannot be empty")):
+            with self.subTest(levels=levels):
+                with self.assertRaisesRegex(ValueError, message):
+                    da.BlockSparseHierarchical(
+                        [64], [1], da.HierarchicalConfig(levels))
+
+
 class BlockSparseRingMultiheadDilatedAttentionTest(unittest.TestCase):
 
     def make(self, **kwargs):
