@@ -32,6 +32,10 @@ from .improved_multihead_dilated_attention import (
 from .long_net import LongNet, LongNetLM
 from .multihead_dilated_attention import MultiheadDilatedAttention
 from .ops import block_layout, dilated_attention, implementations
+from .ring_dilated_attention_production import (
+    RingAttentionConfig, RingDilatedAttentionProduction,
+    create_production_ring_attention)
+from .ring_dilated_attention_v2 import RingDilatedAttentionV2
 from .ring_dilated_attention_v2_collective import (
     RingDilatedAttention, RingDilatedAttentionV2Collective)
 from .ring_multihead_dilated_attention import RingMultiheadDilatedAttention
@@ -55,7 +59,10 @@ __all__ = [
     "LongNet",
     "LongNetLM",
     "MultiheadDilatedAttention",
+    "RingAttentionConfig",
     "RingDilatedAttention",
+    "RingDilatedAttentionProduction",
+    "RingDilatedAttentionV2",
     "RingDilatedAttentionV2Collective",
     "RingMultiheadDilatedAttention",
     "SparsePatternConfig",
@@ -65,6 +72,7 @@ __all__ = [
     "create_dilated_attention",
     "create_hierarchical_attention",
     "create_multihead_dilated_attention",
+    "create_production_ring_attention",
     "dilated_attention",
     "get_hierarchical_presets",
     "implementations",

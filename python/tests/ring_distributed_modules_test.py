@@ -97,6 +97,45 @@ class OneProcessTest(unittest.TestCase):
         out, weights = distributed_module(x, need_weights=True)
         self.assertIsNone(weights)
 
+    def test_deprecated_and_production_ring_classes(self):
+        q, k, v = random_inputs((1, 32, 3, 8), seed=6)
+        with self.assertWarnsRegex(DeprecationWarning,
+                                   "will be removed in v0.3.0"):
+            v2 = da.RingDilatedAttentionV2(SEGMENTS, RATES, ring_size=2)
+        production = da.create_production_ring_attention(
+            SEGMENTS, RATES, attention_scale=0.25, mixed_precision=True)
+        self.assertIsInstance(production.config, da.RingAttentionConfig)
+        for causal in (False, True):
+            with self.subTest(causal=causal):
+                torch.testing.assert_close(
+                    v2(q, k, v, is_causal=causal).double(),
+                    oracle.dilated_attention(q, k, v, SEGMENTS, RATES,
+                                             is_causal=causal),
+                    atol=FLOAT32_TOLERANCE, rtol=0)
+                out = production(q, k, v, is_causal=causal)
+                # float32 in, float32 out, whatever mixed_precision says.
+                self.assertEqual(out.dtype, torch.float32)
+                torch.testing.assert_close(
+                    out.double(),
+                    oracle.dilated_attention(q, k, v, SEGMENTS, RATES,
+                                             is_causal=causal,
+                                             softmax_scale=0.25),
+                    atol=FLOAT32_TOLERANCE, rtol=0)
+        self.assertEqual(production.get_memory_stats()["forward_count"], 2)
+        for module in (v2, production):
+            with self.assertRaisesRegex(NotImplementedError,
+                                        "attention_mask"):
+                module(q, k, v, attention_mask=torch.ones(32, 32))
+        with self.assertRaisesRegex(AssertionError, "segment_lengths and "
+                                    "dilation_rates must have same length"):
+            da.RingAttentionConfig([8, 16], [1])
+        with self.assertRaisesRegex(AssertionError, "All dilation rates "
+                                    "must be positive"):
+            da.RingAttentionConfig([8], [0])
+        with self.assertRaisesRegex(TypeError, "config must be a "
+                                    "RingAttentionConfig, got dict"):
+            da.RingDilatedAttentionProduction({"segment_lengths": [8]})
+
     def test_ring_multihead_is_the_improved_multihead(self):
         torch.manual_seed(0)
         improved = da.ImprovedMultiheadDilatedAttention(32, 4, [1, 2], [8, 16])
