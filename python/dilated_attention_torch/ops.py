@@ -152,10 +152,12 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
         [batch, heads, seq] ([heads, total] packed; -inf where a row has no
         key).
       communicator: for impl "ring" or "distributed" across processes, a
-        communicator from mpi_communicator() (the processes launched by
-        mpirun); q, k, v are then this rank's contiguous shard of the
-        sequence (rank p holds rows p*n/P .. (p+1)*n/P - 1), and so is the
-        output. Every rank makes the same calls.
+        communicator from distributed.mpi_communicator() (the processes
+        launched by mpirun) or distributed.process_group_communicator(), or
+        a torch.distributed ProcessGroup (distributed.resolve_communicator);
+        q, k, v are then this rank's contiguous shard of the sequence (rank
+        p holds rows p*n/P .. (p+1)*n/P - 1), and so is the output. Every
+        rank makes the same calls.
       block_size, block_pattern, block_window, global_tokens,
         sparse_dilation_rates, hierarchical_levels, block_layout: the layout
         of impl "block_sparse" (docs/BLOCK_SPARSE.md; other implementations
@@ -189,11 +191,20 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
                                 list(dilation_rates), bool(is_causal),
                                 softmax_scale, impl, key_padding_mask,
                                 cu_seqlens,
-                                0 if communicator is None else
-                                communicator.handle, **block_sparse)
+                                _handle_of(communicator), **block_sparse)
     except RuntimeError as error:
         raise _translate(error) from None
     return (out, lse) if return_lse else out
+
+
+def _handle_of(communicator):
+    """The operators' communicator argument: 0 for None (one process)."""
+    if communicator is None:
+        return 0
+    if not hasattr(communicator, "handle"):
+        from . import distributed
+        communicator = distributed.resolve_communicator(communicator)
+    return communicator.handle
 
 
 def block_layout(seq_len, num_heads, block_size=128, block_pattern=None,

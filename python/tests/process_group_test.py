@@ -63,6 +63,13 @@ def check_attention_modules(rank, size, failures):
                 segments, rates, sequence_parallel=True,
                 communicator=through_gloo),
     }
+    # The functional API with the process group itself.
+    compare(failures, "dilated_attention(communicator=group)",
+            dat.dilated_attention(q[:, rows], k[:, rows], v[:, rows],
+                                  segments, rates, impl="ring",
+                                  communicator=dist.group.WORLD),
+            dat.dilated_attention(q, k, v, segments, rates)[:, rows],
+            TOLERANCE)
     for causal in (False, True):
         whole = [t.clone().requires_grad_() for t in (q, k, v)]
         expected = dat.ImprovedDilatedAttention(segments, rates)(
