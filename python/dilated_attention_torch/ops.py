@@ -183,9 +183,13 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
     if impl not in _IMPLEMENTATIONS:
         raise ValueError(f"impl: unknown implementation {impl!r}; "
                          f"registered: {list(_IMPLEMENTATIONS)}")
-    block_sparse = _block_sparse_arguments.operator_arguments(
-        block_size, block_pattern, block_window, global_tokens,
-        sparse_dilation_rates, hierarchical_levels, block_layout)
+    # Other implementations ignore the layout: the operators' defaults keep
+    # their calls cheap and their cache entries shared.
+    block_sparse = {}
+    if impl == "block_sparse":
+        block_sparse = _block_sparse_arguments.operator_arguments(
+            block_size, block_pattern, block_window, global_tokens,
+            sparse_dilation_rates, hierarchical_levels, block_layout)
     try:
         out, lse = _OPS.forward(q, k, v, list(segment_lengths),
                                 list(dilation_rates), bool(is_causal),
