@@ -122,8 +122,9 @@ class BlockSparseRingDilatedAttention(nn.Module):
         for name, default in _RING_KWARGS.items():
             setattr(self, name, kwargs.pop(name, default))
         if kwargs:
+            name = next(iter(kwargs))
             raise TypeError(f"{type(self).__name__}.__init__() got an "
-                            f"unexpected keyword argument '{next(iter(kwargs))}'")
+                            f"unexpected keyword argument '{name}'")
         segment_lengths = list(segment_lengths)
         dilation_rates = list(dilation_rates)
         _check_lengths(segment_lengths, dilation_rates)

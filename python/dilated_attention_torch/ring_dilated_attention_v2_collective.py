@@ -13,7 +13,8 @@ def check_ring_size(ring_size, communicator):
         return
     if isinstance(ring_size, bool) or not isinstance(ring_size, int) or (
             ring_size <= 0):
-        raise ValueError(f"ring_size must be a positive int, got {ring_size!r}")
+        raise ValueError(
+            f"ring_size must be a positive int, got {ring_size!r}")
     if communicator is not None and ring_size < communicator.size:
         raise ValueError(
             f"ring_size ({ring_size}) is smaller than the number of ranks "

@@ -45,11 +45,11 @@ Tensor BlockLayoutOf(int64_t seq_len, int64_t num_heads, int64_t block_size,
                      std::vector<int64_t> sparse_dilation_rates,
                      std::vector<int64_t> hierarchical_levels,
                      std::optional<Tensor> block_layout) {
-  absl::StatusOr<BlockSparseConfig> config = BlockSparseConfigOf(
-      BlockSparseArguments{block_size, std::move(block_pattern), block_window,
-                           global_tokens, std::move(sparse_dilation_rates),
-                           std::move(hierarchical_levels),
-                           std::move(block_layout)});
+  absl::StatusOr<BlockSparseConfig> config =
+      BlockSparseConfigOf(BlockSparseArguments{
+          block_size, std::move(block_pattern), block_window, global_tokens,
+          std::move(sparse_dilation_rates), std::move(hierarchical_levels),
+          std::move(block_layout)});
   ThrowIfError(config.status());
   ThrowIfError(config->Validate());
   absl::StatusOr<BlockLayout> layout =

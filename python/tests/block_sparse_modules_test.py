@@ -136,8 +136,8 @@ class BlockSparseRingDilatedAttentionTest(unittest.TestCase):
                          da.SparsePatternConfig("dilated_sparse", 0.1, 128,
                                                 512, 64))
         # The Python library's module paths.
-        self.assertIs(dilated_attention_pytorch.block_sparse_ring_dilated_attention
-                      .SparsePatternConfig, da.SparsePatternConfig)
+        module = dilated_attention_pytorch.block_sparse_ring_dilated_attention
+        self.assertIs(module.SparsePatternConfig, da.SparsePatternConfig)
 
     def test_refusals_name_the_argument_and_value(self):
         q, k, v = random_inputs((1, 40, 2, 8), seed=5)

@@ -1,6 +1,7 @@
 """The factory's names for the ring, distributed and block-sparse classes,
 the registries, and the adaptive refusal."""
 
+import importlib
 import unittest
 
 import torch
@@ -56,7 +57,8 @@ class FactoryTest(unittest.TestCase):
             sparsity_ratio=0.5, pattern_type="local_window", embed_dim=32,
             num_heads=4, segment_lengths=[64], dilation_rates=[1],
             block_size=16)
-        self.assertIsInstance(module, da.BlockSparseRingMultiheadDilatedAttention)
+        self.assertIsInstance(module,
+                              da.BlockSparseRingMultiheadDilatedAttention)
         config = module.attention.sparse_config
         self.assertEqual((config.pattern_type, config.sparsity_ratio,
                           config.block_size), ("local_window", 0.5, 16))
@@ -88,6 +90,39 @@ class FactoryTest(unittest.TestCase):
                                     "'sequence_parallel'"):
             da.create_dilated_attention("ring", [8], [1],
                                         sequence_parallel=True)
+
+
+class ModulePathsTest(unittest.TestCase):
+
+    def test_the_python_librarys_module_paths(self):
+        paths = {
+            "block_sparse_ring_dilated_attention": [
+                "BlockSparseRingDilatedAttention", "SparsePatternConfig"],
+            "block_sparse_ring_multihead_dilated_attention": [
+                "BlockSparseRingMultiheadDilatedAttention"],
+            "block_sparse_optimized": ["BlockSparseOptimized"],
+            "block_sparse_torch_sparse": ["BlockSparseTorchSparse"],
+            "block_sparse_hierarchical": [
+                "BlockSparseHierarchical", "HierarchicalConfig",
+                "create_hierarchical_attention", "get_hierarchical_presets"],
+            "ring_dilated_attention_v2_collective": [
+                "RingDilatedAttentionV2Collective", "RingDilatedAttention"],
+            "ring_dilated_attention_v2": ["RingDilatedAttentionV2"],
+            "ring_dilated_attention_production": [
+                "RingDilatedAttentionProduction", "RingAttentionConfig",
+                "create_production_ring_attention"],
+            "improved_distributed_dilated_attention": [
+                "DistributedImprovedDilatedAttention",
+                "DistributedImprovedMultiheadDilatedAttention"],
+            "core": ["create_block_sparse_attention",
+                     "create_adaptive_sparse_attention"],
+        }
+        for path, names in paths.items():
+            module = importlib.import_module(f"dilated_attention_torch.{path}")
+            for name in names:
+                with self.subTest(name=f"{path}.{name}"):
+                    self.assertIs(getattr(module, name), getattr(da, name))
+                    self.assertIn(name, da.__all__)
 
 
 if __name__ == "__main__":
