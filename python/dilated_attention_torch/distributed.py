@@ -32,14 +32,21 @@ class Communicator:
     size: int
 
 
+# The MPI communicator once made: the modules ask for it at every call.
+_MPI_COMMUNICATOR = None
+
+
 def mpi_communicator(timeout_seconds=300):
     """The communicator over MPI_COMM_WORLD, created (collectively: every
     rank calls this) on the first call and returned again by later ones. An
     operation that waits longer than timeout_seconds for the other ranks
     fails with an error instead of hanging."""
+    global _MPI_COMMUNICATOR
     if timeout_seconds <= 0:
         raise ValueError(
             f"timeout_seconds must be positive, got {timeout_seconds}")
+    if _MPI_COMMUNICATOR is not None:
+        return _MPI_COMMUNICATOR
     if not os.path.exists(MPI_LIBRARY):
         raise ImportError(f"{MPI_LIBRARY} is missing: this build of the "
                           "package has no MPI engine")
@@ -51,7 +58,8 @@ def mpi_communicator(timeout_seconds=300):
                           ) from None
     handle, rank, size = torch.ops.dilated_attention.mpi_communicator(
         int(timeout_seconds))
-    return Communicator(handle, rank, size)
+    _MPI_COMMUNICATOR = Communicator(handle, rank, size)
+    return _MPI_COMMUNICATOR
 
 
 ENGINES = ("auto", "mpi", "process_group")
