@@ -74,7 +74,13 @@ class DilatedAttention(nn.Module):
         return dilated_attention(
             query, key, value, self.segment_lengths, self.dilation_rates,
             is_causal=is_causal, softmax_scale=self.softmax_scale,
-            impl=self.implementation, key_padding_mask=key_padding_mask)
+            impl=self.implementation, key_padding_mask=key_padding_mask,
+            communicator=self._communicator())
+
+    def _communicator(self):
+        """The communicator of a sequence-parallel subclass; None: one
+        process."""
+        return None
 
     def extra_repr(self):
         return (f"segment_lengths={self.segment_lengths}, "

@@ -16,6 +16,7 @@ select are zero for its heads.
 
 import torch
 
+from . import _block_sparse_arguments
 from . import _library  # noqa: F401  (registers the operators)
 
 _OPS = torch.ops.dilated_attention
@@ -29,46 +30,64 @@ def _lse_shape(q):
     return (0,)
 
 
+# The output shapes depend on q, k and v only; the other arguments (lengths,
+# implementation, block-sparse layout, ...) are passed through untouched.
 @torch.library.register_fake("dilated_attention::forward")
-def _forward_fake(q, k, v, segment_lengths, dilation_rates, is_causal,
-                  softmax_scale, impl, key_padding_mask, cu_seqlens,
-                  communicator=0):
+def _forward_fake(q, k, v, *arguments, **keyword_arguments):
     out = q.new_empty(q.shape)
     lse = q.new_empty(_lse_shape(q), dtype=torch.float32)
     return out, lse
 
 
 @torch.library.register_fake("dilated_attention::backward")
-def _backward_fake(grad_out, q, k, v, out, lse, segment_lengths,
-                   dilation_rates, is_causal, softmax_scale, impl,
-                   key_padding_mask, cu_seqlens, communicator=0):
+def _backward_fake(grad_out, q, k, v, out, lse, *arguments,
+                   **keyword_arguments):
     return q.new_empty(q.shape), q.new_empty(k.shape), q.new_empty(v.shape)
 
 
+@torch.library.register_fake("dilated_attention::block_layout")
+def _block_layout_fake(seq_len, num_heads, block_size=128,
+                       block_pattern="dilated_sparse", block_window=512,
+                       global_tokens=64, sparse_dilation_rates=(1, 2, 4),
+                       hierarchical_levels=(), block_layout=None):
+    # A pattern's layout is shared by the heads; a custom one keeps its own.
+    heads = 1
+    if block_layout is not None and block_layout.dim() == 3:
+        heads = block_layout.shape[0]
+    blocks = seq_len // block_size
+    return torch.empty((heads, blocks, blocks), dtype=torch.bool)
+
+
+# Positions of forward's tensor arguments (q, k, v, the masks, the block
+# layout): saved with save_for_backward; the others are kept on ctx. backward
+# takes (grad_out, q, k, v, out, lse) and then forward's arguments after v.
+_TENSOR_POSITIONS = tuple(
+    i for i, argument in enumerate(_OPS.forward.default._schema.arguments)
+    if str(argument.type) in ("Tensor", "Optional[Tensor]"))
+
+
 def _setup_context(ctx, inputs, output):
-    (q, k, v, segment_lengths, dilation_rates, is_causal, softmax_scale, impl,
-     key_padding_mask, cu_seqlens, communicator) = inputs
     out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse, key_padding_mask, cu_seqlens)
-    ctx.arguments = (segment_lengths, dilation_rates, is_causal,
-                     softmax_scale, impl, communicator)
+    ctx.save_for_backward(out, lse, *(inputs[i] for i in _TENSOR_POSITIONS))
+    ctx.arguments = [None if i in _TENSOR_POSITIONS else value
+                     for i, value in enumerate(inputs)]
     # lse is a by-product for backward and for merging partial results; no
     # gradient flows through it.
     ctx.mark_non_differentiable(lse)
 
 
 def _backward(ctx, grad_out, grad_lse):
-    q, k, v, out, lse, key_padding_mask, cu_seqlens = ctx.saved_tensors
-    (segment_lengths, dilation_rates, is_causal, softmax_scale, impl,
-     communicator) = ctx.arguments
+    out, lse, *tensors = ctx.saved_tensors
+    inputs = list(ctx.arguments)
+    for position, tensor in zip(_TENSOR_POSITIONS, tensors):
+        inputs[position] = tensor
+    q, k, v, *arguments = inputs
     try:
         grad_q, grad_k, grad_v = _OPS.backward(
-            grad_out.contiguous(), q, k, v, out, lse, segment_lengths,
-            dilation_rates, is_causal, softmax_scale, impl, key_padding_mask,
-            cu_seqlens, communicator)
+            grad_out.contiguous(), q, k, v, out, lse, *arguments)
     except RuntimeError as error:
         raise _translate(error) from None
-    return (grad_q, grad_k, grad_v) + (None,) * 8
+    return (grad_q, grad_k, grad_v) + (None,) * len(arguments)
 
 
 torch.library.register_autograd("dilated_attention::forward", _backward,
@@ -108,7 +127,10 @@ def _check_lengths(segment_lengths, dilation_rates):
 def dilated_attention(q, k, v, segment_lengths, dilation_rates,
                       is_causal=False, softmax_scale=None, impl="auto",
                       key_padding_mask=None, cu_seqlens=None,
-                      return_lse=False, communicator=None):
+                      return_lse=False, communicator=None, block_size=128,
+                      block_pattern=None, block_window=512, global_tokens=64,
+                      sparse_dilation_rates=(1, 2, 4),
+                      hierarchical_levels=None, block_layout=None):
     """Dilated attention of q, k, v.
 
     Args:
@@ -130,10 +152,24 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
         [batch, heads, seq] ([heads, total] packed; -inf where a row has no
         key).
       communicator: for impl "ring" or "distributed" across processes, a
-        communicator from mpi_communicator() (the processes launched by
-        mpirun); q, k, v are then this rank's contiguous shard of the
-        sequence (rank p holds rows p*n/P .. (p+1)*n/P - 1), and so is the
-        output. Every rank makes the same calls.
+        communicator from distributed.mpi_communicator() (the processes
+        launched by mpirun) or distributed.process_group_communicator(), or
+        a torch.distributed ProcessGroup (distributed.resolve_communicator);
+        q, k, v are then this rank's contiguous shard of the sequence (rank
+        p holds rows p*n/P .. (p+1)*n/P - 1), and so is the output. Every
+        rank makes the same calls.
+      block_size, block_pattern, block_window, global_tokens,
+        sparse_dilation_rates, hierarchical_levels, block_layout: the layout
+        of impl "block_sparse" (docs/BLOCK_SPARSE.md; other implementations
+        ignore them): blocks of block_size tokens; block_pattern
+        "local_window" (key blocks within block_window tokens),
+        "dilated_sparse" (block distances sparse_dilation_rates),
+        "global_local" (the window plus global_tokens rounded up to blocks),
+        "hierarchical" ((stride, window) token pairs, None for the default
+        levels) or "custom": block_layout, bool [nb, nb] or
+        [heads, nb, nb], True = query block i attends to key block j.
+        block_pattern defaults to "custom" with a layout, else
+        "dilated_sparse". One softmax per row over all its active blocks.
 
     Returns:
       out, shaped like q (and lse with return_lse).
@@ -147,16 +183,54 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
     if impl not in _IMPLEMENTATIONS:
         raise ValueError(f"impl: unknown implementation {impl!r}; "
                          f"registered: {list(_IMPLEMENTATIONS)}")
+    # Other implementations ignore the layout: the operators' defaults keep
+    # their calls cheap and their cache entries shared.
+    block_sparse = {}
+    if impl == "block_sparse":
+        block_sparse = _block_sparse_arguments.operator_arguments(
+            block_size, block_pattern, block_window, global_tokens,
+            sparse_dilation_rates, hierarchical_levels, block_layout)
     try:
         out, lse = _OPS.forward(q, k, v, list(segment_lengths),
                                 list(dilation_rates), bool(is_causal),
                                 softmax_scale, impl, key_padding_mask,
                                 cu_seqlens,
-                                0 if communicator is None else
-                                communicator.handle)
+                                _handle_of(communicator), **block_sparse)
     except RuntimeError as error:
         raise _translate(error) from None
     return (out, lse) if return_lse else out
+
+
+def _handle_of(communicator):
+    """The operators' communicator argument: 0 for None (one process)."""
+    if communicator is None:
+        return 0
+    if not hasattr(communicator, "handle"):
+        from . import distributed
+        communicator = distributed.resolve_communicator(communicator)
+    return communicator.handle
+
+
+def block_layout(seq_len, num_heads, block_size=128, block_pattern=None,
+                 block_window=512, global_tokens=64,
+                 sparse_dilation_rates=(1, 2, 4), hierarchical_levels=None,
+                 block_layout=None):
+    """The blocks impl "block_sparse" attends to with these arguments (as
+    dilated_attention takes them) on a sequence of seq_len tokens and
+    num_heads heads: bool [1, nb, nb] (shared by the heads) or
+    [num_heads, nb, nb], True = query block i attends to key block j.
+
+    Raises:
+      ValueError: an argument the library refuses (seq_len not a multiple of
+        block_size, a window smaller than a block, ...), named with its value.
+    """
+    arguments = _block_sparse_arguments.operator_arguments(
+        block_size, block_pattern, block_window, global_tokens,
+        sparse_dilation_rates, hierarchical_levels, block_layout)
+    try:
+        return _OPS.block_layout(int(seq_len), int(num_heads), **arguments)
+    except RuntimeError as error:
+        raise _translate(error) from None
 
 
 _ERROR_TYPES = {

@@ -15,6 +15,7 @@
 #include "attention/attention.h"
 #include "attention/config.h"
 #include "attention/registry.h"
+#include "python/ops/block_sparse_arguments.h"
 
 namespace dilated {
 namespace torch_ops {
@@ -33,7 +34,7 @@ std::string KeyString(const AttentionKey& key) {
       // get Attentions of their own.
       key.softmax_scale.has_value() ? absl::StrFormat("%a", *key.softmax_scale)
                                     : "-",
-      "|", key.communicator);
+      "|", key.communicator, "|", BlockSparseKey(key.block_sparse));
 }
 
 // Returns the entry of `key`, inserting an empty one; entries are never
@@ -61,6 +62,7 @@ absl::Status WithAttention(
     config.softmax_scale = key.softmax_scale;
     config.communicator =
         reinterpret_cast<distributed::Communicator*>(key.communicator);
+    config.block_sparse = key.block_sparse;
     absl::StatusOr<std::unique_ptr<Attention>> attention =
         CreateAttention(key.implementation, config);
     if (!attention.ok()) return attention.status();

@@ -1,8 +1,9 @@
 // The Attention objects behind the PyTorch ops, one per configuration,
 // created on first use and kept for the life of the process, so that a call
 // costs no factory look-up or set-up. The cache grows by one small entry per
-// distinct configuration (implementation, lengths, rates, scale) a process
-// uses, including ones that failed to create.
+// distinct configuration (implementation, lengths, rates, scale, block-sparse
+// layout) a process uses, including ones that failed to create; a custom
+// block layout's entry holds a copy of the layout.
 
 #ifndef DILATED_PYTHON_OPS_ATTENTION_CACHE_H_
 #define DILATED_PYTHON_OPS_ATTENTION_CACHE_H_
@@ -15,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "attention/attention.h"
+#include "attention/block_layout.h"
 
 namespace dilated {
 namespace torch_ops {
@@ -27,6 +29,8 @@ struct AttentionKey {
   // A distributed::Communicator's address (mpi_communicator_ops.cc), 0 for
   // none: one process.
   int64_t communicator = 0;
+  // The layout of "block_sparse" (other implementations ignore it).
+  BlockSparseConfig block_sparse;
 };
 
 // Runs `call` with the Attention of `key`, creating it on first use

@@ -4,7 +4,10 @@
 //
 //   forward(q, k, v, segment_lengths, dilation_rates, is_causal,
 //           softmax_scale, impl, key_padding_mask, cu_seqlens,
-//           communicator=0) -> (out, lse)
+//           communicator=0,
+//           block_size=128, block_pattern='dilated_sparse', block_window=512,
+//           global_tokens=64, sparse_dilation_rates=[1, 2, 4],
+//           hierarchical_levels=[], block_layout=None) -> (out, lse)
 //   backward(grad_out, q, k, v, out, lse, <the same arguments>)
 //       -> (grad_q, grad_k, grad_v)
 //   implementations() -> the registered names
@@ -13,8 +16,10 @@
 // cu_seqlens) with any strides and a contiguous last axis; outputs are new
 // contiguous tensors from torch's allocator, and so is the workspace of a
 // call (python/ops/torch_allocator.h); lse is float32 [batch, heads, seq]
-// ([heads, total] packed). Errors raise RuntimeError with the library's
-// message, prefixed by its status code ("INVALID_ARGUMENT: ...").
+// ([heads, total] packed). The block_* arguments configure "block_sparse"
+// (python/ops/block_sparse_arguments.h); other implementations ignore them.
+// Errors raise RuntimeError with the library's message, prefixed by its
+// status code ("INVALID_ARGUMENT: ...").
 // The Python package (python/dilated_attention_torch) adds fake kernels and
 // autograd.
 
@@ -37,6 +42,7 @@
 #include "attention/registry.h"
 #include "attention/tensor.h"
 #include "python/ops/attention_cache.h"
+#include "python/ops/block_sparse_arguments.h"
 #include "python/ops/current_stream.h"
 #include "python/ops/tensor_conversion.h"
 #include "python/ops/torch_allocator.h"
@@ -69,11 +75,18 @@ Call MakeCall(const Tensor& q, std::vector<int64_t> segment_lengths,
               std::vector<int64_t> dilation_rates, bool is_causal,
               std::optional<double> softmax_scale, std::string impl,
               const std::optional<Tensor>& key_padding_mask,
-              const std::optional<Tensor>& cu_seqlens, int64_t communicator) {
+              const std::optional<Tensor>& cu_seqlens, int64_t communicator,
+              const BlockSparseArguments& block_sparse) {
   Call call;
-  call.key =
-      AttentionKey{std::move(impl), std::move(segment_lengths),
-                   std::move(dilation_rates), softmax_scale, communicator};
+  absl::StatusOr<BlockSparseConfig> block_config =
+      BlockSparseConfigOf(block_sparse);
+  ThrowIfError(block_config.status());
+  call.key = AttentionKey{std::move(impl),
+                          std::move(segment_lengths),
+                          std::move(dilation_rates),
+                          softmax_scale,
+                          communicator,
+                          *std::move(block_config)};
   call.options.is_causal = is_causal;
   if (key_padding_mask.has_value()) {
     call.options.key_padding_mask = View(*key_padding_mask, "key_padding_mask");
@@ -103,11 +116,19 @@ std::tuple<Tensor, Tensor> Forward(
     std::vector<int64_t> dilation_rates, bool is_causal,
     std::optional<double> softmax_scale, std::string impl,
     std::optional<Tensor> key_padding_mask, std::optional<Tensor> cu_seqlens,
-    int64_t communicator) {
+    int64_t communicator, int64_t block_size, std::string block_pattern,
+    int64_t block_window, int64_t global_tokens,
+    std::vector<int64_t> sparse_dilation_rates,
+    std::vector<int64_t> hierarchical_levels,
+    std::optional<Tensor> block_layout) {
   const Call call =
       MakeCall(q, std::move(segment_lengths), std::move(dilation_rates),
                is_causal, softmax_scale, std::move(impl), key_padding_mask,
-               cu_seqlens, communicator);
+               cu_seqlens, communicator,
+               BlockSparseArguments{
+                   block_size, std::move(block_pattern), block_window,
+                   global_tokens, std::move(sparse_dilation_rates),
+                   std::move(hierarchical_levels), std::move(block_layout)});
   // q, k and v before the outputs, so that a refused input is reported by
   // its own name.
   const TensorView q_view = View(q, "q");
@@ -132,11 +153,19 @@ std::tuple<Tensor, Tensor, Tensor> Backward(
     std::vector<int64_t> segment_lengths, std::vector<int64_t> dilation_rates,
     bool is_causal, std::optional<double> softmax_scale, std::string impl,
     std::optional<Tensor> key_padding_mask, std::optional<Tensor> cu_seqlens,
-    int64_t communicator) {
+    int64_t communicator, int64_t block_size, std::string block_pattern,
+    int64_t block_window, int64_t global_tokens,
+    std::vector<int64_t> sparse_dilation_rates,
+    std::vector<int64_t> hierarchical_levels,
+    std::optional<Tensor> block_layout) {
   const Call call =
       MakeCall(q, std::move(segment_lengths), std::move(dilation_rates),
                is_causal, softmax_scale, std::move(impl), key_padding_mask,
-               cu_seqlens, communicator);
+               cu_seqlens, communicator,
+               BlockSparseArguments{
+                   block_size, std::move(block_pattern), block_window,
+                   global_tokens, std::move(sparse_dilation_rates),
+                   std::move(hierarchical_levels), std::move(block_layout)});
   const TensorView q_view = View(q, "q");
   const TensorView k_view = View(k, "k");
   const TensorView v_view = View(v, "v");
@@ -171,20 +200,25 @@ std::vector<std::string> Implementations() {
 // The CPU library defines the schemas; the CUDA library, loaded after it,
 // adds CUDA kernels (DA_TORCH_DISPATCH_KEY names the key each one serves).
 #ifndef DA_TORCH_OPS_CUDA
+// One line per group of schema arguments.
+// clang-format off
 STABLE_TORCH_LIBRARY(dilated_attention, m) {
   m.def(
       "forward(Tensor q, Tensor k, Tensor v, int[] segment_lengths, "
       "int[] dilation_rates, bool is_causal, float? softmax_scale, str impl, "
-      "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0) "
-      "-> (Tensor, Tensor)");
+      "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0, "
+      DA_BLOCK_SPARSE_SCHEMA_ARGUMENTS
+      ") -> (Tensor, Tensor)");
   m.def(
       "backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, "
       "Tensor lse, int[] segment_lengths, int[] dilation_rates, "
       "bool is_causal, float? softmax_scale, str impl, "
-      "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0) "
-      "-> (Tensor, Tensor, Tensor)");
+      "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0, "
+      DA_BLOCK_SPARSE_SCHEMA_ARGUMENTS
+      ") -> (Tensor, Tensor, Tensor)");
   m.def("implementations() -> str[]");
 }
+// clang-format on
 
 STABLE_TORCH_LIBRARY_IMPL(dilated_attention, CompositeExplicitAutograd, m) {
   m.impl("implementations", TORCH_BOX(&dilated::torch_ops::Implementations));

@@ -57,3 +57,31 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
         out[:, :, heads] = torch.einsum("bhpk,bkhd->bphd", weights,
                                         v[:, :, heads]) / groups
     return out
+
+
+def expand_block_layout(layout, block_size):
+    """bool [heads or 1, n, n] token mask of a block layout [nb, nb] or
+    [heads, nb, nb]: token p may attend to token p' when their blocks do."""
+    if layout.dim() == 2:
+        layout = layout[None]
+    ones = torch.ones(block_size, block_size, dtype=torch.bool)
+    return torch.stack([torch.kron(head.to(torch.int64),
+                                   ones.to(torch.int64)).bool()
+                        for head in layout])
+
+
+def masked_attention(q, k, v, allowed, is_causal=False, softmax_scale=None):
+    """out [b, n, h, d] in float64: one softmax per row over the keys
+    `allowed` ([heads or 1, n, n]) lets it see (and p' <= p when causal);
+    rows without any key are 0."""
+    q, k, v = (t.to(torch.float64) for t in (q, k, v))
+    n, d = q.shape[1], q.shape[3]
+    scale = softmax_scale if softmax_scale is not None else 1 / math.sqrt(d)
+    if is_causal:
+        positions = torch.arange(n)
+        allowed = allowed & (positions[None, :] <= positions[:, None])
+    mask = allowed[None]  # [1, heads or 1, n, n]
+    scores = torch.einsum("bphd,bkhd->bhpk", q, k) * scale
+    # As in dilated_attention: a finite fill keeps empty rows defined.
+    weights = torch.softmax(scores.masked_fill(~mask, -1e300), dim=-1) * mask
+    return torch.einsum("bhpk,bkhd->bphd", weights, v)
