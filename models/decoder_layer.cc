@@ -57,12 +57,10 @@ absl::StatusOr<Tensor> DilatedTransformerDecoderLayer::Forward(
                      tgt.ShapeString(), " ", DTypeName(tgt.dtype()), ", got ",
                      memory.ShapeString(), " ", DTypeName(memory.dtype())));
   }
-  Tensor x = tgt;
-  {
-    DA_ASSIGN_OR_RETURN(Tensor attended,
-                        self_attn_->Forward(norm1_.Forward(x), tgt_is_causal));
-    AddInPlace(attended, &x);
-  }
+  // tgt + self-attention, in the buffer of the attention's output.
+  DA_ASSIGN_OR_RETURN(Tensor x,
+                      self_attn_->Forward(norm1_.Forward(tgt), tgt_is_causal));
+  AddInPlace(tgt, &x);
   {
     const Tensor normed = norm2_.Forward(x);
     DA_ASSIGN_OR_RETURN(

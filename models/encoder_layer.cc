@@ -43,9 +43,8 @@ absl::StatusOr<Tensor> DilatedTransformerEncoderLayer::Forward(
                                      config_.segment_lengths,
                                      SequenceShards(config_.communicator)));
   Tensor x = norm1_.Forward(src);
-  DA_ASSIGN_OR_RETURN(Tensor attended, self_attn_->Forward(x, is_causal));
-  x = src;
-  AddInPlace(attended, &x);
+  DA_ASSIGN_OR_RETURN(x, self_attn_->Forward(x, is_causal));
+  AddInPlace(src, &x);  // src + attended, in the buffer of attended
   AddInPlace(feed_forward_.Forward(x), &x);
   return x;
 }

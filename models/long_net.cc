@@ -70,13 +70,20 @@ absl::StatusOr<Tensor> LongNet::Forward(const Tensor& x, bool is_causal) {
   DA_RETURN_IF_ERROR(CheckLayerInput("x", x, config_.d_model,
                                      config_.segment_lengths,
                                      SequenceShards(config_.communicator)));
-  Tensor memory = x;
+  // Each layer returns a new tensor: x itself is never copied.
+  Tensor memory;
+  const Tensor* encoded = &x;
   for (const auto& layer : encoder_) {
-    DA_ASSIGN_OR_RETURN(memory, layer->Forward(memory, is_causal));
+    DA_ASSIGN_OR_RETURN(memory, layer->Forward(*encoded, is_causal));
+    encoded = &memory;
   }
-  Tensor tgt = x;
+  if (decoder_.empty()) return x;
+  Tensor tgt;
+  const Tensor* decoded = &x;
   for (const auto& layer : decoder_) {
-    DA_ASSIGN_OR_RETURN(tgt, layer->Forward(tgt, memory, is_causal, is_causal));
+    DA_ASSIGN_OR_RETURN(
+        tgt, layer->Forward(*decoded, *encoded, is_causal, is_causal));
+    decoded = &tgt;
   }
   return tgt;
 }

@@ -154,8 +154,9 @@ absl::StatusOr<Tensor> MultiheadAttention::Attend(
     const Tensor& v, int64_t v_column, bool is_causal) {
   const int64_t heads = config_.num_heads;
   const int64_t head_dim = config_.head_dim();
+  // Attention::Forward writes every element of out.
   Tensor out =
-      Tensor::Zeros(q.dtype(), {q.dim(0), q.dim(1), config_.embed_dim});
+      Tensor::Uninitialized(q.dtype(), {q.dim(0), q.dim(1), config_.embed_dim});
   ForwardOptions options;
   options.is_causal = is_causal;
   DA_RETURN_IF_ERROR(core_->Forward(HeadView(q, q_column, heads, head_dim),
