@@ -1,11 +1,19 @@
-"""A training step of a small LongNet through the PyTorch package, against
-the same model with its attention computed the way the Python library
-computes it (per group: strided gather, F.scaled_dot_product_attention,
-scatter of out / G), in one run, same weights, same inputs.
+"""A training step of a small LongNet through the PyTorch package, in one
+run, same weights, same inputs, against
+- the same model with its attention computed the way the Python library
+  computes it (per group: strided gather, F.scaled_dot_product_attention,
+  scatter of out / G): the same function, so the outputs are compared;
+- the Python library's own LongNet (dilated-attention-pytorch 0.2.0 from
+  PyPI, installed on first use by benchmarks/python_library_peer.py), same
+  configuration, its own initialisation: that release is the upstream
+  variant, whose multihead module has one LayerNorm (`norm`) where the
+  fork this package follows has two (q_ln, k_ln), and whose attention
+  divides each group's output by its sum over the sequence, so outputs
+  differ by design and only the step time is compared. --no_python_library
+  leaves it out (no pip).
 
 A step: forward (causal), loss = mean(y^2), backward, AdamW. Prints the
-median step time of each, their ratio, and the largest difference between
-the two models' outputs (they compute the same function).
+median step time of each and the ratios.
 
   ./bazelw run -c opt //benchmarks:torch_training_step [-- --device=cuda]
 """
@@ -20,6 +28,7 @@ import torch.nn as nn
 
 import dilated_attention_torch as dat
 from benchmarks import cpu_torch_peer
+from benchmarks import python_library_peer
 
 
 class GatherSdpaScatter(nn.Module):
@@ -66,6 +75,9 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seq", type=int, default=8192)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--no_python_library", action="store_true",
+                        help="skip the Python library's LongNet (needs pip "
+                        "on first use)")
     args = parser.parse_args()
     torch.manual_seed(0)
     config = dict(d_model=256, nhead=8, num_encoder_layers=2,
@@ -77,8 +89,13 @@ def main():
     x = torch.randn(1, args.seq, config["d_model"], device=args.device)
     with torch.no_grad():
         difference = (ours(x) - peer(x)).abs().max().item()
+    library = None
+    if not args.no_python_library:
+        library = python_library_peer.load().LongNet(**config).to(
+            args.device)
     ours_ms = step_times(ours, x, args.steps)
     peer_ms = step_times(peer, x, args.steps)
+    library_ms = step_times(library, x, args.steps) if library else None
     print(f"torch {torch.__version__}, device {args.device}, "
           f"{torch.get_num_threads()} threads; LongNet {config}, "
           f"n={args.seq}, float32")
@@ -87,6 +104,12 @@ def main():
           f"gather + SDPA + scatter {peer_ms:.1f} ms, "
           f"ratio {peer_ms / ours_ms:.2f}x; max |difference| of outputs "
           f"{difference:.2e}")
+    if library_ms is None:
+        print("the Python library's LongNet: not run (--no_python_library)")
+    else:
+        print(f"the Python library's LongNet (dilated-attention-pytorch "
+              f"0.2.0 from PyPI): {library_ms:.1f} ms, ratio "
+              f"{library_ms / ours_ms:.2f}x")
 
 
 if __name__ == "__main__":
