@@ -29,7 +29,7 @@ def check_attention_inputs(query, key, value):
                              f"{name} has {tensor.dtype}")
 
 
-def check_multihead(embed_dim, num_heads, layer_norm_eps, gamma_init):
+def check_heads(embed_dim, num_heads):
     if embed_dim <= 0:
         raise ValueError(f"embed_dim must be positive, got {embed_dim}")
     if num_heads <= 0:
@@ -37,6 +37,10 @@ def check_multihead(embed_dim, num_heads, layer_norm_eps, gamma_init):
     if embed_dim % num_heads != 0:
         raise ValueError(f"embed_dim ({embed_dim}) must be divisible by "
                          f"num_heads ({num_heads})")
+
+
+def check_multihead(embed_dim, num_heads, layer_norm_eps, gamma_init):
+    check_heads(embed_dim, num_heads)
     if layer_norm_eps <= 0:
         raise ValueError(
             f"layer_norm_eps must be positive, got {layer_norm_eps}")

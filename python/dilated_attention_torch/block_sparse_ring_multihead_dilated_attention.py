@@ -38,13 +38,7 @@ class BlockSparseRingMultiheadDilatedAttention(nn.Module):
                  dropout=0.0, bias=True, sparse_config=None, batch_first=True,
                  **kwargs):
         super().__init__()
-        if embed_dim <= 0:
-            raise ValueError(f"embed_dim must be positive, got {embed_dim}")
-        if num_heads <= 0:
-            raise ValueError(f"num_heads must be positive, got {num_heads}")
-        if embed_dim % num_heads != 0:
-            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by "
-                             f"num_heads ({num_heads})")
+        _validation.check_heads(embed_dim, num_heads)
         _validation.check_dropout(dropout)
         factory = {"device": kwargs.pop("device", None),
                    "dtype": kwargs.pop("dtype", None)}

@@ -26,18 +26,13 @@
 #include "absl/strings/str_cat.h"
 #include "attention/block_layout.h"
 #include "python/ops/block_sparse_arguments.h"
+#include "python/ops/throw_status.h"
 
 namespace dilated {
 namespace torch_ops {
 namespace {
 
 using torch::stable::Tensor;
-
-void ThrowIfError(const absl::Status& status) {
-  if (status.ok()) return;
-  throw std::runtime_error(absl::StrCat(absl::StatusCodeToString(status.code()),
-                                        ": ", status.message()));
-}
 
 Tensor BlockLayoutOf(int64_t seq_len, int64_t num_heads, int64_t block_size,
                      std::string block_pattern, int64_t block_window,

@@ -45,6 +45,7 @@
 #include "python/ops/block_sparse_arguments.h"
 #include "python/ops/current_stream.h"
 #include "python/ops/tensor_conversion.h"
+#include "python/ops/throw_status.h"
 #include "python/ops/torch_allocator.h"
 
 namespace dilated {
@@ -52,12 +53,6 @@ namespace torch_ops {
 namespace {
 
 using torch::stable::Tensor;
-
-void ThrowIfError(const absl::Status& status) {
-  if (status.ok()) return;
-  throw std::runtime_error(absl::StrCat(absl::StatusCodeToString(status.code()),
-                                        ": ", status.message()));
-}
 
 TensorView View(const Tensor& tensor, const char* name) {
   absl::StatusOr<TensorView> view = ViewOf(tensor, name);
