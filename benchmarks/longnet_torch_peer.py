@@ -12,6 +12,8 @@ F.scaled_dot_product_attention: see benchmarks/python_library_peer.py.
 
     python3 benchmarks/longnet_torch_peer.py --threads 2 --repeats 3
     python3 benchmarks/longnet_torch_peer.py --threads 2 --precision medium
+    python3 benchmarks/longnet_torch_peer.py --device cuda --dtype float16 \
+        --n 131072
 
 Prints, per timed forward, the wall time and the CPU time of the whole
 process (all threads), then their medians.
@@ -34,6 +36,9 @@ def main():
   parser.add_argument("--n", type=int, default=32768)
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--device", default="cpu")
+  parser.add_argument("--dtype", default="float32",
+                      choices=["float32", "float16", "bfloat16"])
   parser.add_argument("--precision", default="highest",
                       choices=["highest", "high", "medium"],
                       help="torch.set_float32_matmul_precision")
@@ -50,16 +55,22 @@ def main():
                   num_decoder_layers=1, dim_feedforward=3072,
                   segment_lengths=[2048, 4096, 8192, 16384, 32768],
                   dilation_rates=[1, 2, 4, 6, 12], dropout=0.0).eval()
-  x = torch.rand(1, args.n, 768) * 2 - 1
-  print(f"torch {torch.__version__}, {args.threads} threads, precision "
-        f"{args.precision}, cpu capability "
+  dtype = getattr(torch, args.dtype)
+  model = model.to(device=args.device, dtype=dtype)
+  x = (torch.rand(1, args.n, 768) * 2 - 1).to(device=args.device,
+                                              dtype=dtype)
+  synchronize = (torch.cuda.synchronize if x.is_cuda else lambda: None)
+  print(f"torch {torch.__version__}, {args.device}, {args.dtype}, "
+        f"{args.threads} threads, precision {args.precision}, cpu capability "
         f"{torch.backends.cpu.get_cpu_capability()}")
   walls, cpus = [], []
   with torch.inference_mode():
     model(x, is_causal=True)
+    synchronize()
     for _ in range(args.repeats):
       wall, cpu = time.perf_counter(), time.process_time()
       model(x, is_causal=True)
+      synchronize()
       walls.append(time.perf_counter() - wall)
       cpus.append(time.process_time() - cpu)
       print(f"PythonLongNet/n:{args.n} wall {walls[-1]:.3f} s "

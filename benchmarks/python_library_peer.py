@@ -2,12 +2,15 @@
 the benchmarks that time it next to this library.
 
 load() installs the package and its dependencies with pip on first use into
-a cache directory of their own (so the environment needs only torch), and
+a cache directory of their own (so the environment needs only torch; on a
+machine without network, DA_PEER_WHEELS names a folder holding their wheels,
+as benchmarks/gpu/stage_python.sh stages them), and
 stands in for xformers' memory_efficient_attention, which the library calls
 and which has no CPU kernel, with torch's F.scaled_dot_product_attention
 (the same attention; nothing else of the library is changed).
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -26,8 +29,14 @@ DEFAULT_DEPS_DIR = os.path.join(
 def _install_dependencies(deps_dir):
   marker = os.path.join(deps_dir, ".installed")
   if not os.path.exists(marker):
+    wheels = os.environ.get("DA_PEER_WHEELS")
+    source = ["--no-index", "--find-links", wheels] if wheels else []
+    # numpy (torchscale's XPOS imports it) only where it is missing.
+    packages = [p for p in PACKAGES
+                if p != "numpy" or importlib.util.find_spec("numpy") is None]
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "--no-deps", "--target", deps_dir] + PACKAGES, check=True)
+                    "--no-deps", "--target", deps_dir] + source + packages,
+                   check=True)
     open(marker, "w").close()
   if deps_dir not in sys.path:
     sys.path.insert(0, deps_dir)
