@@ -2,8 +2,9 @@
 # Runs on the GPU machine, from the folder benchmarks/gpu/stage.sh fills (the
 # CUDA test and benchmark binaries, their shared libraries, compare.py):
 #   1. the GPU tests (the CUDA suite, also with the sm_90a wgmma kernels
-#      switched off, the conformance suite and the golden files on CUDA; run
-#      from the repository root, where tests/data is);
+#      switched off, the conformance suite, the golden files, block_sparse,
+#      longnet and the allocators on CUDA; run from the repository root,
+#      where tests/data is);
 #   2. the dilated_attention command on CUDA (tool_check.py);
 #      compute-sanitizer memcheck and racecheck on a few small test cases
 #      (fixed-length and every sequence layout);
@@ -18,8 +19,9 @@ export LD_LIBRARY_PATH=$dir:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
 status=0
 export MODEL_GOLDEN_DIR=${MODEL_GOLDEN_DIR:-$PWD/tests/data/models/}
-for test in dilated_attention_cuda_test flash_work_test conformance_cuda_test \
-            golden_cuda_test models_golden_cuda_test; do
+for test in device_check_test cuda_allocator_test dilated_attention_cuda_test \
+            flash_work_test conformance_cuda_test golden_cuda_test \
+            models_golden_cuda_test block_sparse_cuda_test longnet_cuda_test; do
   "$dir/$test" --gtest_brief=1 > "$out/$test.log" 2>&1 || status=1
   echo "$test:"; tail -2 "$out/$test.log"
 done
@@ -43,7 +45,19 @@ for tool in memcheck racecheck; do
     > "$out/sanitizer_$tool.log" 2>&1
   echo "compute-sanitizer $tool: exit $?"
   tail -3 "$out/sanitizer_$tool.log"
+  # block_sparse and longnet: their whole (small) suites.
+  for test in block_sparse_cuda_test longnet_cuda_test; do
+    compute-sanitizer --tool $tool --error-exitcode 9 "$dir/$test" \
+      --gtest_brief=1 > "$out/sanitizer_${tool}_$test.log" 2>&1
+    echo "compute-sanitizer $tool $test: exit $?"
+  done
 done
+# LongNet forward on CUDA at 32K .. 1M (the Python library's LongNet, its
+# peer, runs from run_python.sh); LONGNET=0 skips it.
+if [ "${LONGNET:-1}" = 1 ]; then
+  "$dir/longnet_cuda_benchmark" > "$out/longnet_cuda.log" 2>&1 || status=1
+  grep -E "^LongNetCuda" "$out/longnet_cuda.log" | tail -8
+fi
 [ "${COMPARE:-1}" = 0 ] && exit $status
 quick=()
 [ "${QUICK:-0}" = 1 ] && quick=(--quick)

@@ -13,15 +13,22 @@ dst=${1:-.gpu}
   //tests/cuda:dilated_attention_cuda_test //tests/cuda:flash_work_test \
   //tests/attention:conformance_cuda_test \
   //tests/attention:golden_cuda_test //tests/models:golden_cuda_test \
+  //tests/attention:block_sparse_cuda_test //tests/attention:longnet_cuda_test \
+  //tests/memory:cuda_allocator_test //tests/kernels/cuda:device_check_test \
   //benchmarks:cuda_attention_benchmark //benchmarks:cuda_tile_sweep \
-  //tools:dilated_attention
+  //benchmarks:longnet_cuda_benchmark //tools:dilated_attention
 rm -rf "$dst"
 mkdir -p "$dst"
 cp bazel-bin/tests/cuda/dilated_attention_cuda_test \
   bazel-bin/tests/cuda/flash_work_test \
   bazel-bin/tests/attention/conformance_cuda_test \
   bazel-bin/tests/attention/golden_cuda_test \
+  bazel-bin/tests/attention/block_sparse_cuda_test \
+  bazel-bin/tests/attention/longnet_cuda_test \
+  bazel-bin/tests/memory/cuda_allocator_test \
+  bazel-bin/tests/kernels/cuda/device_check_test \
   bazel-bin/benchmarks/cuda_attention_benchmark \
+  bazel-bin/benchmarks/longnet_cuda_benchmark \
   bazel-bin/benchmarks/cuda_tile_sweep \
   bazel-bin/tools/dilated_attention \
   benchmarks/gpu/compare.py benchmarks/gpu/tool_check.py benchmarks/gpu/run_all.sh benchmarks/gpu/profile.sh \
