@@ -137,14 +137,25 @@ DA_AMX_TARGET void MultiplyBlock(const uint16_t* const* x_planes,
   _tile_zero(3);
   constexpr int64_t kStride = 64;
   const int64_t half = kb_count * kTileWords;  // words between h = 0 and 1
-  for (int t = 0; t < terms.count; ++t) {
-    const uint16_t* a = x_planes[terms.a[t]];
-    const uint32_t* b = w_planes[terms.b[t]];
-    for (int64_t kb = 0; kb < kb_count; ++kb) {
-      _tile_loadd(4, a + kb * 2 * kTileWords, kStride);
-      _tile_loadd(5, a + (half + kb * kTileWords) * 2, kStride);
-      _tile_loadd(6, b + kb * kTileWords, kStride);
-      _tile_loadd(7, b + half + kb * kTileWords, kStride);
+  for (int64_t kb = 0; kb < kb_count; ++kb) {
+    // The terms of a product block one after another, each operand's tiles
+    // loaded only when the term before used another plane (hi*hi, hi*lo,
+    // lo*hi: 10 tile loads for 12 products).
+    int loaded_a = -1;
+    int loaded_b = -1;
+    for (int t = 0; t < terms.count; ++t) {
+      if (terms.a[t] != loaded_a) {
+        const uint16_t* a = x_planes[terms.a[t]];
+        _tile_loadd(4, a + kb * 2 * kTileWords, kStride);
+        _tile_loadd(5, a + (half + kb * kTileWords) * 2, kStride);
+        loaded_a = terms.a[t];
+      }
+      if (terms.b[t] != loaded_b) {
+        const uint32_t* b = w_planes[terms.b[t]];
+        _tile_loadd(6, b + kb * kTileWords, kStride);
+        _tile_loadd(7, b + half + kb * kTileWords, kStride);
+        loaded_b = terms.b[t];
+      }
       _tile_dpbf16ps(0, 4, 6);
       _tile_dpbf16ps(1, 4, 7);
       _tile_dpbf16ps(2, 5, 6);
