@@ -27,6 +27,9 @@ class KernelAttention : public Attention {
                   std::optional<std::string> backend_name);
 
  private:
+  // Every backend applies dropout or refuses it in `supports`.
+  bool AppliesDropout() const override { return true; }
+
   absl::Status DoForward(const kernels::ForwardParams& params,
                          const Device& device,
                          const ForwardOptions& options) override;
