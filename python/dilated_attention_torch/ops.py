@@ -12,6 +12,15 @@ contiguous groups; group i attends inside segments of segment_lengths[i]
 tokens, keeping every dilation_rates[i]-th token from offset i mod rate; the
 output is divided by the number of groups and positions a group does not
 select are zero for its heads.
+
+Attention dropout (dropout_p > 0) follows FlashAttention: every attention
+probability is dropped with probability dropout_p or kept and scaled by
+1 / (1 - dropout_p) before it weighs v; the returned lse is that of the
+undropped softmax. The mask is a pure function of a 64-bit seed and offset
+(drawn from torch's default generator, so torch.manual_seed makes it
+reproducible), the batch entry, the head and the query and key positions
+(Philox4x32-10, kernels/dropout_rng.h): the same on every device and
+implementation, and regenerated, not stored, by the backward pass.
 """
 
 import torch
@@ -32,7 +41,7 @@ def _lse_shape(q):
 @torch.library.register_fake("dilated_attention::forward")
 def _forward_fake(q, k, v, segment_lengths, dilation_rates, is_causal,
                   softmax_scale, impl, key_padding_mask, cu_seqlens,
-                  communicator=0):
+                  communicator=0, dropout_p=0.0, seed=0, offset=0):
     out = q.new_empty(q.shape)
     lse = q.new_empty(_lse_shape(q), dtype=torch.float32)
     return out, lse
@@ -41,17 +50,32 @@ def _forward_fake(q, k, v, segment_lengths, dilation_rates, is_causal,
 @torch.library.register_fake("dilated_attention::backward")
 def _backward_fake(grad_out, q, k, v, out, lse, segment_lengths,
                    dilation_rates, is_causal, softmax_scale, impl,
-                   key_padding_mask, cu_seqlens, communicator=0):
+                   key_padding_mask, cu_seqlens, communicator=0,
+                   dropout_p=0.0, seed=0, offset=0):
     return q.new_empty(q.shape), q.new_empty(k.shape), q.new_empty(v.shape)
+
+
+# The trailing arguments of forward with their schema defaults, for calls
+# that leave them out.
+_TRAILING_DEFAULTS = (0, 0.0, 0, 0)  # communicator, dropout_p, seed, offset
+
+
+def _with_defaults(inputs):
+    inputs = tuple(inputs)
+    missing = 10 + len(_TRAILING_DEFAULTS) - len(inputs)
+    return inputs + _TRAILING_DEFAULTS[len(_TRAILING_DEFAULTS) - missing:]
 
 
 def _setup_context(ctx, inputs, output):
     (q, k, v, segment_lengths, dilation_rates, is_causal, softmax_scale, impl,
-     key_padding_mask, cu_seqlens, communicator) = inputs
+     key_padding_mask, cu_seqlens, communicator, dropout_p, seed,
+     offset) = _with_defaults(inputs)
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse, key_padding_mask, cu_seqlens)
+    # The backward pass regenerates the dropout mask from the same seed and
+    # offset.
     ctx.arguments = (segment_lengths, dilation_rates, is_causal,
-                     softmax_scale, impl, communicator)
+                     softmax_scale, impl, communicator, dropout_p, seed, offset)
     # lse is a by-product for backward and for merging partial results; no
     # gradient flows through it.
     ctx.mark_non_differentiable(lse)
@@ -60,15 +84,15 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad_out, grad_lse):
     q, k, v, out, lse, key_padding_mask, cu_seqlens = ctx.saved_tensors
     (segment_lengths, dilation_rates, is_causal, softmax_scale, impl,
-     communicator) = ctx.arguments
+     communicator, dropout_p, seed, offset) = ctx.arguments
     try:
         grad_q, grad_k, grad_v = _OPS.backward(
             grad_out.contiguous(), q, k, v, out, lse, segment_lengths,
             dilation_rates, is_causal, softmax_scale, impl, key_padding_mask,
-            cu_seqlens, communicator)
+            cu_seqlens, communicator, dropout_p, seed, offset)
     except RuntimeError as error:
         raise _translate(error) from None
-    return (grad_q, grad_k, grad_v) + (None,) * 8
+    return (grad_q, grad_k, grad_v) + (None,) * (len(ctx.arguments) + 2)
 
 
 torch.library.register_autograd("dilated_attention::forward", _backward,
@@ -108,7 +132,7 @@ def _check_lengths(segment_lengths, dilation_rates):
 def dilated_attention(q, k, v, segment_lengths, dilation_rates,
                       is_causal=False, softmax_scale=None, impl="auto",
                       key_padding_mask=None, cu_seqlens=None,
-                      return_lse=False, communicator=None):
+                      return_lse=False, communicator=None, dropout_p=0.0):
     """Dilated attention of q, k, v.
 
     Args:
@@ -134,6 +158,12 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
         mpirun); q, k, v are then this rank's contiguous shard of the
         sequence (rank p holds rows p*n/P .. (p+1)*n/P - 1), and so is the
         output. Every rank makes the same calls.
+      dropout_p: attention dropout probability in [0, 1) (FlashAttention's
+        semantics, see the module docstring); 0 runs without dropout. The
+        mask's seed is drawn from torch's default CPU generator on every
+        call that drops, so torch.manual_seed makes the call reproducible;
+        "standard", "improved" and "auto" apply it on the CPU, other
+        implementations and devices raise NotImplementedError.
 
     Returns:
       out, shaped like q (and lse with return_lse).
@@ -147,16 +177,27 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
     if impl not in _IMPLEMENTATIONS:
         raise ValueError(f"impl: unknown implementation {impl!r}; "
                          f"registered: {list(_IMPLEMENTATIONS)}")
+    dropout_p = float(dropout_p)
+    seed, offset = _draw_dropout_stream() if dropout_p != 0.0 else (0, 0)
     try:
         out, lse = _OPS.forward(q, k, v, list(segment_lengths),
                                 list(dilation_rates), bool(is_causal),
                                 softmax_scale, impl, key_padding_mask,
                                 cu_seqlens,
                                 0 if communicator is None else
-                                communicator.handle)
+                                communicator.handle,
+                                dropout_p, seed, offset)
     except RuntimeError as error:
         raise _translate(error) from None
     return (out, lse) if return_lse else out
+
+
+def _draw_dropout_stream():
+    """A fresh (seed, offset) of the dropout mask from torch's default
+    generator: a random 64-bit seed (as a signed int64, which the library
+    reads as unsigned) and offset 0, so every call draws a new mask."""
+    seed = torch.randint(-2**63, 2**63 - 1, (), dtype=torch.int64)
+    return int(seed), 0
 
 
 _ERROR_TYPES = {

@@ -33,7 +33,7 @@ std::string KeyString(const AttentionKey& key) {
       // get Attentions of their own.
       key.softmax_scale.has_value() ? absl::StrFormat("%a", *key.softmax_scale)
                                     : "-",
-      "|", key.communicator);
+      "|", key.communicator, "|", absl::StrFormat("%a", key.dropout));
 }
 
 // Returns the entry of `key`, inserting an empty one; entries are never
@@ -59,6 +59,7 @@ absl::Status WithAttention(
     config.segment_lengths = key.segment_lengths;
     config.dilation_rates = key.dilation_rates;
     config.softmax_scale = key.softmax_scale;
+    config.dropout = key.dropout;
     config.communicator =
         reinterpret_cast<distributed::Communicator*>(key.communicator);
     absl::StatusOr<std::unique_ptr<Attention>> attention =

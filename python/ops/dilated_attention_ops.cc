@@ -4,7 +4,7 @@
 //
 //   forward(q, k, v, segment_lengths, dilation_rates, is_causal,
 //           softmax_scale, impl, key_padding_mask, cu_seqlens,
-//           communicator=0) -> (out, lse)
+//           communicator=0, dropout_p=0.0, seed=0, offset=0) -> (out, lse)
 //   backward(grad_out, q, k, v, out, lse, <the same arguments>)
 //       -> (grad_q, grad_k, grad_v)
 //   implementations() -> the registered names
@@ -15,6 +15,9 @@
 // call (python/ops/torch_allocator.h); lse is float32 [batch, heads, seq]
 // ([heads, total] packed). Errors raise RuntimeError with the library's
 // message, prefixed by its status code ("INVALID_ARGUMENT: ...").
+// dropout_p > 0 trains with attention dropout (ForwardOptions::training) on
+// the Philox stream of (seed, offset), read as unsigned 64-bit; backward must
+// get the values its forward got, and regenerates the same mask.
 // The Python package (python/dilated_attention_torch) adds fake kernels and
 // autograd.
 
@@ -69,12 +72,19 @@ Call MakeCall(const Tensor& q, std::vector<int64_t> segment_lengths,
               std::vector<int64_t> dilation_rates, bool is_causal,
               std::optional<double> softmax_scale, std::string impl,
               const std::optional<Tensor>& key_padding_mask,
-              const std::optional<Tensor>& cu_seqlens, int64_t communicator) {
+              const std::optional<Tensor>& cu_seqlens, int64_t communicator,
+              double dropout_p, int64_t seed, int64_t offset) {
   Call call;
-  call.key =
-      AttentionKey{std::move(impl), std::move(segment_lengths),
-                   std::move(dilation_rates), softmax_scale, communicator};
+  call.key = AttentionKey{std::move(impl),
+                          std::move(segment_lengths),
+                          std::move(dilation_rates),
+                          softmax_scale,
+                          dropout_p,
+                          communicator};
   call.options.is_causal = is_causal;
+  call.options.training = dropout_p != 0.0;
+  call.options.dropout_seed = static_cast<uint64_t>(seed);
+  call.options.dropout_offset = static_cast<uint64_t>(offset);
   if (key_padding_mask.has_value()) {
     call.options.key_padding_mask = View(*key_padding_mask, "key_padding_mask");
   }
@@ -103,11 +113,11 @@ std::tuple<Tensor, Tensor> Forward(
     std::vector<int64_t> dilation_rates, bool is_causal,
     std::optional<double> softmax_scale, std::string impl,
     std::optional<Tensor> key_padding_mask, std::optional<Tensor> cu_seqlens,
-    int64_t communicator) {
+    int64_t communicator, double dropout_p, int64_t seed, int64_t offset) {
   const Call call =
       MakeCall(q, std::move(segment_lengths), std::move(dilation_rates),
                is_causal, softmax_scale, std::move(impl), key_padding_mask,
-               cu_seqlens, communicator);
+               cu_seqlens, communicator, dropout_p, seed, offset);
   // q, k and v before the outputs, so that a refused input is reported by
   // its own name.
   const TensorView q_view = View(q, "q");
@@ -132,11 +142,11 @@ std::tuple<Tensor, Tensor, Tensor> Backward(
     std::vector<int64_t> segment_lengths, std::vector<int64_t> dilation_rates,
     bool is_causal, std::optional<double> softmax_scale, std::string impl,
     std::optional<Tensor> key_padding_mask, std::optional<Tensor> cu_seqlens,
-    int64_t communicator) {
+    int64_t communicator, double dropout_p, int64_t seed, int64_t offset) {
   const Call call =
       MakeCall(q, std::move(segment_lengths), std::move(dilation_rates),
                is_causal, softmax_scale, std::move(impl), key_padding_mask,
-               cu_seqlens, communicator);
+               cu_seqlens, communicator, dropout_p, seed, offset);
   const TensorView q_view = View(q, "q");
   const TensorView k_view = View(k, "k");
   const TensorView v_view = View(v, "v");
@@ -175,13 +185,14 @@ STABLE_TORCH_LIBRARY(dilated_attention, m) {
   m.def(
       "forward(Tensor q, Tensor k, Tensor v, int[] segment_lengths, "
       "int[] dilation_rates, bool is_causal, float? softmax_scale, str impl, "
-      "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0) "
-      "-> (Tensor, Tensor)");
+      "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0, "
+      "float dropout_p=0.0, int seed=0, int offset=0) -> (Tensor, Tensor)");
   m.def(
       "backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, "
       "Tensor lse, int[] segment_lengths, int[] dilation_rates, "
       "bool is_causal, float? softmax_scale, str impl, "
-      "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0) "
+      "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0, "
+      "float dropout_p=0.0, int seed=0, int offset=0) "
       "-> (Tensor, Tensor, Tensor)");
   m.def("implementations() -> str[]");
 }

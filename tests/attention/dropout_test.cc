@@ -176,13 +176,15 @@ double OracleLoss(const DropoutOracleProblem& problem,
   return loss;
 }
 
+// Every dtype: float32 runs the AVX2 and AVX-512 backward, bfloat16 and
+// float16 the AMX one where the machine has it; the oracle sees the same
+// rounded inputs.
 TEST(DropoutTest, GradientsMatchCentralDifferencesOfTheOracle) {
   const Case c{"small", 1, 24, 2, 8, {8, 24}, {1, 2}};
   CpuPaths paths;
-  for (CpuPath path : paths.Available()) {
-    ASSERT_TRUE(kernels::cpu::SetCpuPath(path));
+  for (DType dtype : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
     for (bool causal : {false, true}) {
-      const AttentionInputs in = Inputs(c, DType::kFloat32, causal);
+      const AttentionInputs in = Inputs(c, dtype, causal);
       const DropoutOracleProblem problem = OracleOf(c, causal);
       // Step 1e-5 in float64: truncation ~1e-10, cancellation ~1e-11.
       constexpr double kStep = 1e-5;
@@ -198,18 +200,20 @@ TEST(DropoutTest, GradientsMatchCentralDifferencesOfTheOracle) {
           numeric[t].push_back((up - down) / (2 * kStep));
         }
       }
-      for (const char* name : {"standard", "improved"}) {
-        const std::string where =
-            absl::StrCat(name, " causal=", causal,
-                         " path=", kernels::cpu::CpuPathName(path));
-        const AttentionResults r =
-            RunCall(name, c, kDropout, DType::kFloat32, in);
-        ASSERT_TRUE(r.backward.ok()) << where << ": " << r.backward;
-        const testing::Tolerance tolerance =
-            testing::GradientTolerance(DType::kFloat32);
-        EXPECT_TRUE(AllClose(r.grad_q, numeric[0], tolerance)) << where;
-        EXPECT_TRUE(AllClose(r.grad_k, numeric[1], tolerance)) << where;
-        EXPECT_TRUE(AllClose(r.grad_v, numeric[2], tolerance)) << where;
+      for (CpuPath path : paths.Available()) {
+        ASSERT_TRUE(kernels::cpu::SetCpuPath(path));
+        for (const char* name : {"standard", "improved"}) {
+          const std::string where =
+              absl::StrCat(name, " causal=", causal, " ", DTypeLabel(dtype),
+                           " path=", kernels::cpu::CpuPathName(path));
+          const AttentionResults r = RunCall(name, c, kDropout, dtype, in);
+          ASSERT_TRUE(r.backward.ok()) << where << ": " << r.backward;
+          const testing::Tolerance tolerance =
+              testing::GradientTolerance(dtype);
+          EXPECT_TRUE(AllClose(r.grad_q, numeric[0], tolerance)) << where;
+          EXPECT_TRUE(AllClose(r.grad_k, numeric[1], tolerance)) << where;
+          EXPECT_TRUE(AllClose(r.grad_v, numeric[2], tolerance)) << where;
+        }
       }
     }
   }
