@@ -32,7 +32,6 @@ absl::Status StandardBackwardCuda(const kernels::BackwardParams& params,
 // run refuses once it has read the mask (as "improved" does).
 absl::Status StandardSupportsCuda(const kernels::ForwardParams& params,
                                   const kernels::BackwardParams* /*backward*/) {
-  DA_RETURN_IF_ERROR(RequireNoDropout("standard", "CUDA", params));
   return RequireQueryKeyGeometry("standard", params);
 }
 
