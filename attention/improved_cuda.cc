@@ -44,7 +44,6 @@ absl::Status Refuse(absl::string_view what) {
 absl::Status ImprovedSupportsCuda(const kernels::ForwardParams& p,
                                   const kernels::BackwardParams* backward) {
   DA_RETURN_IF_ERROR(RequireQueryKeyGeometry("improved", p));
-  DA_RETURN_IF_ERROR(RequireNoDropout("improved", "CUDA", p));
   if (!kernels::gpu::FlashSupports(p.dtype, p.head_dim)) {
     return Refuse(
         absl::StrCat("the fused kernels take float16 or bfloat16 "

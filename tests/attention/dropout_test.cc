@@ -1,9 +1,12 @@
-// Attention dropout through the public API on the CPU: "standard", "improved"
-// and "auto" against a float64 oracle that applies the mask function of
+// Attention dropout through the public API: "standard", "improved" and
+// "auto" against a float64 oracle that applies the mask function of
 // kernels/dropout_rng.h explicitly, on every CPU path of this machine
-// (AVX2, AVX-512, AMX); gradients against central differences of that
-// oracle with the mask fixed by the seed; the keep rate; determinism; p = 0;
-// and the refusal of the implementations that do not apply dropout.
+// (AVX2, AVX-512, AMX) and, in the CUDA variant of this suite, on CUDA
+// tensors; gradients against central differences of that oracle with the
+// mask fixed by the seed; the keep rate; determinism; p = 0; and the
+// refusal of the implementations that do not apply dropout. Matching one
+// oracle on every path and device is what shows the mask is the same
+// everywhere.
 
 #include <cmath>
 #include <cstdint>
@@ -31,6 +34,7 @@ using testing::AllClose;
 using testing::AttentionInputs;
 using testing::AttentionResults;
 using testing::DropoutOracleProblem;
+using testing::TestDevice;
 
 constexpr double kDropout = 0.3;
 constexpr uint64_t kSeed = 0x5eed5eed12345678ULL;
@@ -95,12 +99,28 @@ DropoutOracleProblem OracleOf(const Case& c, bool causal) {
   return problem;
 }
 
-AttentionResults RunCall(const std::string& name, const Case& c, double dropout,
-                         DType dtype, const AttentionInputs& in) {
+AttentionResults RunOn(TestDevice* device, const std::string& name,
+                       const Case& c, double dropout, DType dtype,
+                       const AttentionInputs& in) {
   std::unique_ptr<Attention> attention =
       *CreateAttention(name, ConfigOf(c, dropout));
-  return testing::RunAttention(*attention, testing::TestDevices()[0], dtype,
+  return testing::RunAttention(*attention, device, dtype,
                                testing::Layout::kContiguous, in);
+}
+
+// On the CPU.
+AttentionResults RunCall(const std::string& name, const Case& c, double dropout,
+                         DType dtype, const AttentionInputs& in) {
+  return RunOn(testing::TestDevices()[0], name, c, dropout, dtype, in);
+}
+
+bool IsCpu(const TestDevice* device) {
+  return device->device().type == DeviceType::kCpu;
+}
+
+// "improved" on CUDA has no float32 kernels (it refuses them).
+bool Runs(const TestDevice* device, const std::string& name, DType dtype) {
+  return IsCpu(device) || name != "improved" || dtype != DType::kFloat32;
 }
 
 // The CPU paths this machine runs; restores the widest on destruction.
@@ -108,6 +128,11 @@ class CpuPaths {
  public:
   CpuPaths() : initial_(kernels::cpu::ActiveCpuPath()) {}
   ~CpuPaths() { kernels::cpu::SetCpuPath(initial_); }
+  // Returns the paths to run on `device`: every available one on the CPU,
+  // the current one (which CUDA kernels ignore) elsewhere.
+  std::vector<CpuPath> For(const TestDevice* device) const {
+    return IsCpu(device) ? Available() : std::vector<CpuPath>{initial_};
+  }
   std::vector<CpuPath> Available() const {
     std::vector<CpuPath> paths;
     for (CpuPath path : {CpuPath::kAvx2, CpuPath::kAvx512, CpuPath::kAmx}) {
@@ -132,30 +157,35 @@ const char* DTypeLabel(DType dtype) {
 // storage tolerances.
 TEST(DropoutTest, OutputMatchesOracleOnEveryPathAndImplementation) {
   CpuPaths paths;
-  for (CpuPath path : paths.Available()) {
-    ASSERT_TRUE(kernels::cpu::SetCpuPath(path));
-    for (const Case& c : Cases()) {
-      for (bool causal : {false, true}) {
-        for (DType dtype :
-             {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
-          const AttentionInputs in = Inputs(c, dtype, causal);
-          std::vector<double> out, lse;
-          testing::DropoutOracleForward(OracleOf(c, causal), in.q, in.k, in.v,
-                                        &out, &lse);
-          for (const char* name : {"standard", "improved", "auto"}) {
-            const std::string where = absl::StrCat(
-                name, " ", c.label, " causal=", causal, " ", DTypeLabel(dtype),
-                " path=", kernels::cpu::CpuPathName(path));
-            const AttentionResults r = RunCall(name, c, kDropout, dtype, in);
-            ASSERT_TRUE(r.forward.ok()) << where << ": " << r.forward;
-            ASSERT_TRUE(r.backward.ok()) << where << ": " << r.backward;
-            EXPECT_TRUE(AllClose(r.out, out, testing::OutputTolerance(dtype)))
-                << where;
-            // lse is float32 on every dtype and that of the undropped
-            // softmax.
-            EXPECT_TRUE(
-                AllClose(r.lse, lse, testing::OutputTolerance(DType::kFloat32)))
-                << where;
+  for (TestDevice* device : testing::TestDevices()) {
+    for (CpuPath path : paths.For(device)) {
+      ASSERT_TRUE(kernels::cpu::SetCpuPath(path));
+      for (const Case& c : Cases()) {
+        for (bool causal : {false, true}) {
+          for (DType dtype :
+               {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
+            const AttentionInputs in = Inputs(c, dtype, causal);
+            std::vector<double> out, lse;
+            testing::DropoutOracleForward(OracleOf(c, causal), in.q, in.k, in.v,
+                                          &out, &lse);
+            for (const char* name : {"standard", "improved", "auto"}) {
+              if (!Runs(device, name, dtype)) continue;
+              const std::string where = absl::StrCat(
+                  name, " ", c.label, " causal=", causal, " ",
+                  DTypeLabel(dtype), " ", DeviceName(device->device()),
+                  " path=", kernels::cpu::CpuPathName(path));
+              const AttentionResults r =
+                  RunOn(device, name, c, kDropout, dtype, in);
+              ASSERT_TRUE(r.forward.ok()) << where << ": " << r.forward;
+              ASSERT_TRUE(r.backward.ok()) << where << ": " << r.backward;
+              EXPECT_TRUE(AllClose(r.out, out, testing::OutputTolerance(dtype)))
+                  << where;
+              // lse is float32 on every dtype and that of the undropped
+              // softmax.
+              EXPECT_TRUE(AllClose(r.lse, lse,
+                                   testing::OutputTolerance(DType::kFloat32)))
+                  << where;
+            }
           }
         }
       }
@@ -200,19 +230,24 @@ TEST(DropoutTest, GradientsMatchCentralDifferencesOfTheOracle) {
           numeric[t].push_back((up - down) / (2 * kStep));
         }
       }
-      for (CpuPath path : paths.Available()) {
-        ASSERT_TRUE(kernels::cpu::SetCpuPath(path));
-        for (const char* name : {"standard", "improved"}) {
-          const std::string where =
-              absl::StrCat(name, " causal=", causal, " ", DTypeLabel(dtype),
-                           " path=", kernels::cpu::CpuPathName(path));
-          const AttentionResults r = RunCall(name, c, kDropout, dtype, in);
-          ASSERT_TRUE(r.backward.ok()) << where << ": " << r.backward;
-          const testing::Tolerance tolerance =
-              testing::GradientTolerance(dtype);
-          EXPECT_TRUE(AllClose(r.grad_q, numeric[0], tolerance)) << where;
-          EXPECT_TRUE(AllClose(r.grad_k, numeric[1], tolerance)) << where;
-          EXPECT_TRUE(AllClose(r.grad_v, numeric[2], tolerance)) << where;
+      for (TestDevice* device : testing::TestDevices()) {
+        for (CpuPath path : paths.For(device)) {
+          ASSERT_TRUE(kernels::cpu::SetCpuPath(path));
+          for (const char* name : {"standard", "improved"}) {
+            if (!Runs(device, name, dtype)) continue;
+            const std::string where =
+                absl::StrCat(name, " causal=", causal, " ", DTypeLabel(dtype),
+                             " ", DeviceName(device->device()),
+                             " path=", kernels::cpu::CpuPathName(path));
+            const AttentionResults r =
+                RunOn(device, name, c, kDropout, dtype, in);
+            ASSERT_TRUE(r.backward.ok()) << where << ": " << r.backward;
+            const testing::Tolerance tolerance =
+                testing::GradientTolerance(dtype);
+            EXPECT_TRUE(AllClose(r.grad_q, numeric[0], tolerance)) << where;
+            EXPECT_TRUE(AllClose(r.grad_k, numeric[1], tolerance)) << where;
+            EXPECT_TRUE(AllClose(r.grad_v, numeric[2], tolerance)) << where;
+          }
         }
       }
     }
