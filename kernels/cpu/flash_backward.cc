@@ -143,9 +143,10 @@ void PackKeyTile(const ForwardParams& p, const Segment& s, int64_t j0,
 // Turns the scores in p and dP in ds of rows i0 .. i0 + rows - 1 into
 // probabilities P = 2^(s * scale * log2 e - lse2) and dS = P (c dP - delta),
 // zero for keys past `keys` or, when causal, after the row's query. With
-// dropout factors M (`dropout`, kBlockQ x kBlockK, else null) the output saw
+// dropout factors M (kDropout; `dropout`, kBlockQ x kBlockK) the output saw
 // the probabilities P M, so dS = P (c dP M - delta), and p receives P M for
-// dV = (P M)^T dO.
+// dV = (P M)^T dO. A template parameter keeps the test out of the loop.
+template <bool kDropout>
 void Probabilities(const ForwardParams& fp, int64_t i0, int64_t rows,
                    int64_t j0, int64_t keys, const float* dropout,
                    BackwardScratch* scratch) {
@@ -166,7 +167,7 @@ void Probabilities(const ForwardParams& fp, int64_t i0, int64_t rows,
       const __m256 prob = _mm256_and_ps(
           keep,
           Exp2(_mm256_fmsub_ps(_mm256_loadu_ps(p + col), score_scale, lse2)));
-      if (dropout != nullptr) {
+      if constexpr (kDropout) {
         const __m256 factor = _mm256_loadu_ps(dropout + i * kBlockK + col);
         const __m256 grad = _mm256_mul_ps(
             prob,
@@ -250,8 +251,11 @@ void BackwardSegment(const BackwardParams& bp, const Segment& s,
         FillDropoutTile(fp, s, i0, rows, j0, keys,
                         {kBlockQ, kBlockK, kBlockK, 1},
                         scratch->dropout_factors);
+        Probabilities<true>(fp, i0, rows, j0, keys, scratch->dropout_factors,
+                            scratch);
+      } else {
+        Probabilities<false>(fp, i0, rows, j0, keys, nullptr, scratch);
       }
-      Probabilities(fp, i0, rows, j0, keys, scratch->dropout_factors, scratch);
       // dV += P^T dO, dK += dS^T Q (keys x dim), dQ += dS K (rows x dim).
       gemm(keys, dim, rows, {p, 1, kBlockK}, {grad_out_block, dim},
            {scratch->grad_v, dim}, true);

@@ -242,7 +242,9 @@ DA_AMX_TARGET void TransposeToPlanes(const float* src, uint16_t* hi,
 // past `length`, keys past `keys` and, when causal, keys after the row's
 // query; writes dS as planes and P^T, dS^T as planes. With dropout factors
 // M (scratch->dropout_factors) the output saw P M: dS = P (c dP M - delta)
-// and P M takes P's place for dV = (P M)^T dO.
+// and P M takes P's place for dV = (P M)^T dO. A template parameter keeps
+// the test out of the loop.
+template <bool kDropout>
 DA_AMX_TARGET void Probabilities(const ForwardParams& fp, int64_t i0,
                                  int64_t length, int64_t j0, int64_t keys,
                                  Scratch* scratch) {
@@ -265,7 +267,7 @@ DA_AMX_TARGET void Probabilities(const ForwardParams& fp, int64_t i0,
       const __m512 keep = _mm512_maskz_mov_ps(FirstLanes(visible - col), prob);
       __m512 grad_p = _mm512_loadu_ps(ds + col);
       __m512 weight = keep;
-      if (factors != nullptr) {
+      if constexpr (kDropout) {
         const __m512 factor = _mm512_loadu_ps(factors + r * kBlockK + col);
         grad_p = _mm512_mul_ps(grad_p, factor);
         weight = _mm512_mul_ps(keep, factor);
@@ -362,8 +364,10 @@ DA_AMX_TARGET void BackwardSegment(const BackwardParams& bp, const Segment& s,
         FillDropoutTile(fp, s, i0, std::min(kBlockQ, length - i0), j0, keys,
                         {kBlockQ, kBlockK, kBlockK, 1},
                         scratch->dropout_factors);
+        Probabilities<true>(fp, i0, length, j0, keys, scratch);
+      } else {
+        Probabilities<false>(fp, i0, length, j0, keys, scratch);
       }
-      Probabilities(fp, i0, length, j0, keys, scratch);
       // dV += P^T dO and dK += dS^T Q (kBlockK x dp), dQ += dS K
       // (kBlockQ x dp), 32 columns at a time.
       for (int64_t c = 0; c < dp; c += 32) {

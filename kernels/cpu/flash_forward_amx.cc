@@ -278,8 +278,9 @@ DA_AMX_TARGET __m512 MaxOfLanes(__m512 x) {
 // Turns the scores of the first `chunks` key chunks into P (every plane),
 // updating the block's running max and sum and rescaling output rows whose
 // max moves. Keys at or past `keys`, and under a causal mask keys after
-// their query, get probability 0. With dropout, P is multiplied by the
-// factors in scratch->dropout_factors after it enters the sums.
+// their query, get probability 0. With dropout (kDropout), P is multiplied by
+// the factors in scratch->dropout_factors after it enters the sums.
+template <bool kDropout>
 DA_AMX_TARGET void Softmax(const ForwardParams& p, int64_t j0, int64_t keys,
                            int64_t chunks, Scratch* scratch, Block* block) {
   const int64_t dp = scratch->dp;
@@ -325,13 +326,12 @@ DA_AMX_TARGET void Softmax(const ForwardParams& p, int64_t j0, int64_t keys,
     }
     const __m512 ref = _mm512_set1_ps(old_max);
     __m512 sum = _mm512_loadu_ps(row_sum);
-    const float* factors = scratch->dropout_factors == nullptr
-                               ? nullptr
-                               : scratch->dropout_factors + r * kBlockK;
+    const float* factors =
+        kDropout ? scratch->dropout_factors + r * kBlockK : nullptr;
     for (int64_t v = 0; v < vectors; ++v) {
       __m512 prob = Exp2x16(_mm512_sub_ps(x[v], ref));
       sum = _mm512_add_ps(sum, prob);
-      if (factors != nullptr) {
+      if constexpr (kDropout) {
         prob = _mm512_mul_ps(prob, _mm512_loadu_ps(factors + 16 * v));
       }
       const __m256i high = ToBf16(prob);
@@ -421,7 +421,11 @@ DA_AMX_TARGET void ForwardUnit(const ForwardParams& p, const Segment& s,
                         scratch->dropout_factors);
       }
       for (int64_t h = 0; h < chunks; ++h) Scores(*scratch, terms, block, h);
-      Softmax(p, j0, block_keys, chunks, scratch, &block);
+      if (p.dropout.enabled) {
+        Softmax<true>(p, j0, block_keys, chunks, scratch, &block);
+      } else {
+        Softmax<false>(p, j0, block_keys, chunks, scratch, &block);
+      }
       AccumulateOutput(*scratch, terms, chunks, &block);
     }
   }
