@@ -161,7 +161,9 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
       dropout_p: attention dropout probability in [0, 1) (FlashAttention's
         semantics, see the module docstring); 0 runs without dropout. The
         mask's seed is drawn from torch's default CPU generator on every
-        call that drops, so torch.manual_seed makes the call reproducible;
+        call that drops, so torch.manual_seed makes the call reproducible
+        (under torch.compile the draw is compiled too: reproducible, but
+        another seed than eager mode's);
         "standard", "improved" and "auto" apply it on the CPU, other
         implementations and devices raise NotImplementedError.
 

@@ -17,7 +17,9 @@
 // message, prefixed by its status code ("INVALID_ARGUMENT: ...").
 // dropout_p > 0 trains with attention dropout (ForwardOptions::training) on
 // the Philox stream of (seed, offset), read as unsigned 64-bit; backward must
-// get the values its forward got, and regenerates the same mask.
+// get the values its forward got, and regenerates the same mask. seed and
+// offset are SymInts so that a seed drawn inside a torch.compile graph can
+// reach the operator; the kernels get their concrete values.
 // The Python package (python/dilated_attention_torch) adds fake kernels and
 // autograd.
 
@@ -186,13 +188,13 @@ STABLE_TORCH_LIBRARY(dilated_attention, m) {
       "forward(Tensor q, Tensor k, Tensor v, int[] segment_lengths, "
       "int[] dilation_rates, bool is_causal, float? softmax_scale, str impl, "
       "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0, "
-      "float dropout_p=0.0, int seed=0, int offset=0) -> (Tensor, Tensor)");
+      "float dropout_p=0.0, SymInt seed=0, SymInt offset=0) -> (Tensor, Tensor)");
   m.def(
       "backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, "
       "Tensor lse, int[] segment_lengths, int[] dilation_rates, "
       "bool is_causal, float? softmax_scale, str impl, "
       "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0, "
-      "float dropout_p=0.0, int seed=0, int offset=0) "
+      "float dropout_p=0.0, SymInt seed=0, SymInt offset=0) "
       "-> (Tensor, Tensor, Tensor)");
   m.def("implementations() -> str[]");
 }

@@ -121,6 +121,31 @@ class FunctionalTest(unittest.TestCase):
         self.assertTrue(torch.equal(first, again))
         self.assertFalse(torch.equal(first, second))
 
+    def test_manual_seed_makes_compiled_calls_reproducible(self):
+        # Under torch.compile the seed is drawn inside the graph (inductor's
+        # own lowering of the draw, seeded from torch's generator), so it
+        # differs from eager's but is fixed by torch.manual_seed as well.
+        q, k, v, grad_out = random_inputs((1, 32, 2, 8), seed=13)
+
+        def loss(q, k, v):
+            out = da.dilated_attention(q, k, v, [16, 32], [1, 2],
+                                       dropout_p=0.2)
+            return (out * grad_out).sum()
+
+        compiled = torch.compile(loss, fullgraph=True)
+        runs = []
+        for _ in range(2):
+            torch.manual_seed(3)
+            inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+            value = compiled(*inputs)
+            value.backward()
+            runs.append([value.detach()] + [t.grad for t in inputs])
+        for first, second in zip(*runs):
+            self.assertTrue(torch.equal(first, second))
+        undropped = (da.dilated_attention(q, k, v, [16, 32], [1, 2]) *
+                     grad_out).sum()
+        self.assertFalse(torch.equal(runs[0][0], undropped))
+
     def test_zero_probability_is_the_undropped_attention(self):
         q, k, v, _ = random_inputs((1, 32, 2, 8), seed=7)
         self.assertTrue(torch.equal(
