@@ -87,15 +87,6 @@ absl::Status RequireQueryKeyGeometry(absl::string_view backend,
       ", key_position_offset ", params.key_position_offset, ")"));
 }
 
-absl::Status RequireNoDropout(absl::string_view backend,
-                              absl::string_view device,
-                              const kernels::ForwardParams& params) {
-  if (!params.dropout.enabled) return absl::OkStatus();
-  return absl::UnimplementedError(
-      absl::StrCat("'", backend, "' cannot apply attention dropout on ", device,
-                   " (training with dropout > 0)"));
-}
-
 absl::Status RequireFixedLayout(absl::string_view backend,
                                 const kernels::ForwardParams& params) {
   if (kernels::IsPacked(params)) {

@@ -86,12 +86,6 @@ std::vector<std::string> BackendNames(DeviceType device);
 // key_position_offset == 0).
 absl::Status RequireQueryKeyGeometry(absl::string_view backend,
                                      const kernels::ForwardParams& params);
-// Returns OK when the call does not train with dropout, else Unimplemented
-// naming `backend` and `device`: the refusal of backends whose kernels do not
-// apply dropout.
-absl::Status RequireNoDropout(absl::string_view backend,
-                              absl::string_view device,
-                              const kernels::ForwardParams& params);
 // Refuses packed input, a key padding mask and partial segments.
 absl::Status RequireFixedLayout(absl::string_view backend,
                                 const kernels::ForwardParams& params);

@@ -27,7 +27,8 @@ class KernelAttention : public Attention {
                   std::optional<std::string> backend_name);
 
  private:
-  // Every backend applies dropout or refuses it in `supports`.
+  // Its backends apply dropout (docs/DROPOUT.md); one that cannot must refuse
+  // calls with params.dropout.enabled in `supports`.
   bool AppliesDropout() const override { return true; }
 
   absl::Status DoForward(const kernels::ForwardParams& params,
