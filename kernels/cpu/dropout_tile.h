@@ -6,7 +6,7 @@
 // and backward fill the same (query, key) pairs with the same factors, which
 // is what lets the backward pass regenerate the forward pass's mask.
 //
-// Plain code, compiled for the library's baseline instruction set, so that
+// Compiled for the library's baseline instruction set (x86-64-v3), so that
 // every path (AVX2, AVX-512, AMX) calls one definition.
 
 #ifndef KERNELS_CPU_DROPOUT_TILE_H_
@@ -35,8 +35,10 @@ struct DropoutTileLayout {
 // j0 .. j0 + keys - 1 of problem `s` (its head, sequence and positions) into
 // `tile`, and 0 for the rest of the layout's extent, so that every element
 // the kernels read is finite.
-// REQUIRES: p.dropout.enabled; rows <= layout.row_extent, keys <=
-// layout.key_extent.
+// Eight query rows at a time (AVX2, one Philox call per row and block of 4
+// key positions).
+// REQUIRES: p.dropout.enabled; rows <= layout.row_extent, a multiple of 8;
+// keys <= layout.key_extent.
 void FillDropoutTile(const ForwardParams& p, const Segment& s, int64_t i0,
                      int64_t rows, int64_t j0, int64_t keys,
                      const DropoutTileLayout& layout, float* tile);
