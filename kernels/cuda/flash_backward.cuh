@@ -670,8 +670,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
                                        key0 + nt * 8 + 2 * pair + (e & 1));
               }
             }
-            dp[nt][e] =
-                prob * (dp[nt][e] * factor * p.output_scale - row_delta[e >> 1]);
+            dp[nt][e] = prob * (dp[nt][e] * factor * p.output_scale -
+                                row_delta[e >> 1]);
           }
         }
         // dQ += dS K.

@@ -338,9 +338,8 @@ cudaError_t StandardSoftmax(const ForwardParams& p, int group,
 cudaError_t StandardSoftmaxBackward(const ForwardParams& p, int group,
                                     const StandardProblem* problems,
                                     int64_t first, int64_t count,
-                                    const float* probs,
-                                    const float* grad_probs, void* grad_scores,
-                                    cudaStream_t stream) {
+                                    const float* probs, const float* grad_probs,
+                                    void* grad_scores, cudaStream_t stream) {
   const int64_t rows = count * p.groups[group].positions;
   if (rows > 0x7fffffff) return cudaErrorInvalidConfiguration;
   return WithType(p.dtype, [&](auto tag) {

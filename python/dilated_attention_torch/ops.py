@@ -75,7 +75,8 @@ def _setup_context(ctx, inputs, output):
     # The backward pass regenerates the dropout mask from the same seed and
     # offset.
     ctx.arguments = (segment_lengths, dilation_rates, is_causal,
-                     softmax_scale, impl, communicator, dropout_p, seed, offset)
+                     softmax_scale, impl, communicator, dropout_p, seed,
+                     offset)
     # lse is a by-product for backward and for merging partial results; no
     # gradient flows through it.
     ctx.mark_non_differentiable(lse)

@@ -188,7 +188,8 @@ STABLE_TORCH_LIBRARY(dilated_attention, m) {
       "forward(Tensor q, Tensor k, Tensor v, int[] segment_lengths, "
       "int[] dilation_rates, bool is_causal, float? softmax_scale, str impl, "
       "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0, "
-      "float dropout_p=0.0, SymInt seed=0, SymInt offset=0) -> (Tensor, Tensor)");
+      "float dropout_p=0.0, SymInt seed=0, SymInt offset=0) "
+      "-> (Tensor, Tensor)");
   m.def(
       "backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, "
       "Tensor lse, int[] segment_lengths, int[] dilation_rates, "
