@@ -10,12 +10,12 @@ namespace dilated {
 
 absl::Status Attention::CheckOptions(const TensorView& q,
                                      const ForwardOptions& options) const {
-  if (options.training && config_.dropout > 0.0) {
+  if (options.training && config_.dropout > 0.0 && !AppliesDropout()) {
     return absl::UnimplementedError(
         absl::StrCat("dropout ", config_.dropout,
-                     " with training=true is not implemented "
-                     "by '",
-                     name_, "'; set dropout to 0 or training to false"));
+                     " with training=true is not implemented by '", name_,
+                     "'; use 'standard', 'improved' or 'auto', or set "
+                     "dropout to 0 or training to false"));
   }
   if (q.device.type == DeviceType::kCpu && options.stream != nullptr) {
     return absl::InvalidArgumentError(

@@ -100,6 +100,11 @@ class Attention {
                                   const Device& device,
                                   const ForwardOptions& options) = 0;
 
+  // Returns whether the implementation applies attention dropout (its
+  // backends then refuse, per call, what they cannot run). Calls that train
+  // with dropout are refused with Unimplemented otherwise.
+  virtual bool AppliesDropout() const { return false; }
+
   absl::Status CheckOptions(const TensorView& q,
                             const ForwardOptions& options) const;
 

@@ -46,9 +46,10 @@ struct AttentionConfig {
   std::vector<int64_t> dilation_rates = {1, 2, 4};
   // Multiplies q.k before the softmax; 1/sqrt(head_dim) when unset.
   std::optional<double> softmax_scale;
-  // Attention-probability dropout in [0, 1). Forward calls with training=true
-  // and dropout > 0 are refused until dropout is implemented; it is never
-  // silently skipped.
+  // Attention-probability dropout in [0, 1), applied by calls with
+  // ForwardOptions::training (see there for the semantics and the random
+  // stream). "standard", "improved" and "auto" apply it; the other
+  // implementations refuse such calls with Unimplemented, never skip it.
   double dropout = 0.0;
   // Takes workspace memory from a pool instead of allocating it directly:
   // on the host, a PoolAllocator owned by the Attention object; on a CUDA

@@ -120,6 +120,7 @@ absl::StatusOr<std::vector<FlashProblem>> ConvertProblems(
     converted.step = static_cast<int32_t>(problem.step);
     converted.length = static_cast<int32_t>(problem.length);
     converted.extent = static_cast<int32_t>(extent);
+    converted.segment_position = problem.segment_begin;
     list.push_back(converted);
   }
   return list;

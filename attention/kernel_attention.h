@@ -27,6 +27,10 @@ class KernelAttention : public Attention {
                   std::optional<std::string> backend_name);
 
  private:
+  // Its backends apply dropout (docs/DROPOUT.md); one that cannot must refuse
+  // calls with params.dropout.enabled in `supports`.
+  bool AppliesDropout() const override { return true; }
+
   absl::Status DoForward(const kernels::ForwardParams& params,
                          const Device& device,
                          const ForwardOptions& options) override;

@@ -8,6 +8,7 @@
 #ifndef ATTENTION_OPTIONS_H_
 #define ATTENTION_OPTIONS_H_
 
+#include <cstdint>
 #include <optional>
 
 #include "attention/tensor.h"
@@ -18,9 +19,23 @@ namespace dilated {
 struct ForwardOptions {
   // Each selected position attends only to selected positions at or before it.
   bool is_causal = false;
-  // Training mode; with config.dropout > 0 this would apply dropout, which is
-  // not implemented yet and is refused (Unimplemented), never skipped.
+  // Training mode: with config.dropout = p > 0, attention dropout applies
+  // (FlashAttention's semantics): every attention probability is dropped
+  // with probability p or kept and scaled by 1 / (1 - p) before it weighs v,
+  // and lse stays that of the undropped softmax. Implementations that cannot
+  // apply it refuse with Unimplemented; it is never skipped. Without
+  // training, dropout does not apply.
   bool training = false;
+  // The random stream of the dropout mask (kernels/dropout_rng.h gives the
+  // exact function): the mask of a call is a pure function of (dropout_seed,
+  // dropout_offset, sequence, head, query position, key position), the same
+  // on every device, instruction set, thread count and implementation.
+  // Backward must be called with the values its Forward used (nothing of the
+  // mask is stored). Calls that should draw independent masks take different
+  // seeds, or offsets at least batch * num_heads apart. Ignored without
+  // dropout.
+  uint64_t dropout_seed = 0;
+  uint64_t dropout_offset = 0;
   // Packed variable-length batch: int32 [batch + 1] row offsets (sequence i
   // is rows cu_seqlens[i] .. cu_seqlens[i + 1] - 1; FlashAttention's
   // convention), on the CPU or the tensors' device. q, k, v, out (and the

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "factory/status_macros.h"
+#include "kernels/dropout_rng.h"
 
 namespace dilated {
 namespace {
@@ -279,6 +280,10 @@ absl::StatusOr<kernels::ForwardParams> MakeForwardParams(
       1.0 / std::sqrt(static_cast<double>(params.head_dim))));
   params.output_scale = 1.0f / static_cast<float>(config.num_groups());
   params.is_causal = options.is_causal;
+  if (options.training) {
+    params.dropout = kernels::MakeDropoutParams(
+        config.dropout, options.dropout_seed, options.dropout_offset);
+  }
   params.num_groups = config.num_groups();
   const std::vector<kernels::GroupParams> groups =
       PartitionHeads(config, num_heads);

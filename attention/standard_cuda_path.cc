@@ -374,7 +374,9 @@ absl::Status StandardCudaBackward(const BackwardParams& bp, cudaStream_t stream,
           CudaStatus(gpu::StandardSoftmax(p, i, table, first, count, probs32,
                                           probs, stream),
                      "softmax"));
-      // dV = c P^T dO: column-major dV^T = dO^T P.
+      // dV = c P^T dO: column-major dV^T = dO^T P. With dropout, `probs`
+      // holds the dropped probabilities (P M) and probs32 the undropped
+      // ones, which the softmax backward needs; it applies M to dP.
       DA_RETURN_IF_ERROR(gemm.Run(false, true, d, l, l, p.output_scale, grad_o,
                                   d, rs, probs, l, ss, result, d, rs32));
       DA_RETURN_IF_ERROR(
@@ -384,10 +386,10 @@ absl::Status StandardCudaBackward(const BackwardParams& bp, cudaStream_t stream,
       // dP = c dO V^T: column-major dP^T = V dO^T.
       DA_RETURN_IF_ERROR(gemm.Run(true, false, l, l, d, p.output_scale, v, d,
                                   rs, grad_o, d, rs, grad_probs, l, ss32));
-      DA_RETURN_IF_ERROR(
-          CudaStatus(gpu::StandardSoftmaxBackward(
-                         p, i, count, probs32, grad_probs, grad_scores, stream),
-                     "softmax backward"));
+      DA_RETURN_IF_ERROR(CudaStatus(
+          gpu::StandardSoftmaxBackward(p, i, table, first, count, probs32,
+                                       grad_probs, grad_scores, stream),
+          "softmax backward"));
       // dQ = scale dS K: column-major dQ^T = K^T dS^T.
       DA_RETURN_IF_ERROR(gemm.Run(false, false, d, l, l, p.softmax_scale, k, d,
                                   rs, grad_scores, l, ss, result, d, rs32));

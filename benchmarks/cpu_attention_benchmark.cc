@@ -3,7 +3,9 @@
 // 4096, 8192; rates 1, 2, 4; b = 1, h = 8, d = 64) at n = 8K, 32K, 128K and
 // config B (segments 512, 1024, 2048; rates 1, 2, 4; b = 1, h = 12, d = 64)
 // at n = 2K, 8K; causal and not; forward and forward + backward; float32,
-// bfloat16 and float16 (the last part of a case's name: fp32, bf16, fp16).
+// bfloat16 and float16 (the last part of a case's name: fp32, bf16, fp16);
+// and config A at n = 32K with attention dropout 0.1 (names ending in
+// /dropout:0.1), whose cost is read against the same case without it.
 //
 // Counters: GFLOPs, useful FLOP/s with the FlashAttention convention of
 // docs/BASELINES.md section 1 (forward = 4 * b * g * (n / s) * L^2 * d per
@@ -59,6 +61,8 @@ struct Workload {
   bool is_causal;
   bool backward;
   DType dtype;
+  // Attention dropout in training mode (docs/DROPOUT.md); 0: none.
+  double dropout = 0.0;
 };
 
 // Returns the dtype's part of a case name.
@@ -124,6 +128,7 @@ void RunAttention(benchmark::State& state, const std::string& name,
   AttentionConfig config;
   config.segment_lengths = w.segment_lengths;
   config.dilation_rates = Rates();
+  config.dropout = w.dropout;
   absl::StatusOr<std::unique_ptr<Attention>> attention =
       CreateAttention(name, config);
   if (!attention.ok()) {
@@ -138,6 +143,8 @@ void RunAttention(benchmark::State& state, const std::string& name,
       lse_values.data(), DType::kFloat32, {1, w.num_heads, w.seq_len});
   ForwardOptions options;
   options.is_causal = w.is_causal;
+  options.training = w.dropout > 0.0;
+  options.dropout_seed = 1;
   int64_t extra_bytes = 0;
   for (auto _ : state) {
     const int64_t baseline = heap_tracker::CurrentBytes();
@@ -309,6 +316,14 @@ std::vector<Workload> Workloads() {
       }
     }
   }
+  // The cost of dropout: config A at n = 32K, against the same cases
+  // without it.
+  for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
+    for (bool backward : {false, true}) {
+      workloads.push_back(
+          {"A", 32768, 8, {2048, 4096, 8192}, false, backward, dtype, 0.1});
+    }
+  }
   return workloads;
 }
 
@@ -332,7 +347,8 @@ void RegisterAll() {
       const std::string label = absl::StrCat(
           name, "/", w.config_name, "/n:", w.seq_len,
           w.is_causal ? "/causal" : "/full", w.backward ? "/fwd_bwd" : "/fwd",
-          "/", DTypeLabel(w.dtype));
+          "/", DTypeLabel(w.dtype),
+          w.dropout > 0.0 ? absl::StrCat("/dropout:", w.dropout) : "");
       benchmark::RegisterBenchmark(label.c_str(), RunAttention, name, w)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime()

@@ -73,6 +73,26 @@ DA_HOST_DEVICE inline int64_t SegmentPositions(const GroupParams& g,
              : (extent - g.offset + g.dilation_rate - 1) / g.dilation_rate;
 }
 
+// Attention dropout (FlashAttention's semantics): each probability P[i, j]
+// of a selected row is kept with probability 1 - p and then scaled by
+// keep_scale = 1 / (1 - p), or dropped (set to 0), before it multiplies v;
+// the row's log-sum-exp is that of the undropped softmax. Whether (query,
+// key) is kept is a pure function of (seed, offset, sequence, head, query
+// position, key position) given in kernels/dropout_rng.h, so forward and
+// backward, every kernel and every device draw the same mask.
+struct DropoutParams {
+  // False: no dropout (every other field is ignored).
+  bool enabled;
+  // A probability is dropped when its 32 random bits are below this value:
+  // floor(p * 2^32), computed once on the host so that every kernel compares
+  // the same integers.
+  uint32_t drop_threshold;
+  // 1 / (1 - p), rounded to float32 once on the host.
+  float keep_scale;
+  uint64_t seed;
+  uint64_t offset;
+};
+
 // How the rows of the tensors form sequences.
 struct SequenceParams {
   // Packed variable-length batch when not null: `batch` sequences, sequence
@@ -122,6 +142,8 @@ struct ForwardParams {
   float softmax_scale;
   float output_scale;  // 1 / number of groups
   bool is_causal;
+  // Zero-initialised (disabled) unless the call trains with dropout.
+  DropoutParams dropout;
   int32_t num_groups;
   GroupParams groups[kMaxGroups];
 };

@@ -5,6 +5,7 @@
 //       --dilation_rates=1,2 [--is_causal] [--softmax_scale=0.125]
 //       [--device=cpu|cuda[:N]] --input=in.safetensors
 //       --output=out.safetensors [--backward]
+//       [--dropout=0.1 [--dropout_seed=N] [--dropout_offset=N]]
 //
 //   dilated_attention --impl=block_sparse --block_size=64
 //       --pattern=local_window|dilated_sparse|global_local|hierarchical|custom
@@ -61,6 +62,14 @@ ABSL_FLAG(bool, is_causal, false,
 ABSL_FLAG(std::string, softmax_scale, "",
           "multiplies q.k before the softmax (default 1/sqrt(head_dim))");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N");
+ABSL_FLAG(double, dropout, 0.0,
+          "attention dropout probability in [0, 1); > 0 runs in training "
+          "mode, dropping probabilities by the Philox mask of "
+          "--dropout_seed and --dropout_offset (standard, improved, auto)");
+ABSL_FLAG(uint64_t, dropout_seed, 0,
+          "with --dropout: the seed of the dropout mask");
+ABSL_FLAG(uint64_t, dropout_offset, 0,
+          "with --dropout: the offset of the dropout mask's random stream");
 ABSL_FLAG(std::string, input, "",
           "safetensors file with q, k, v [batch, seq, heads, head_dim] "
           "(and grad_out with --backward), optionally key_padding_mask "
@@ -187,6 +196,9 @@ absl::StatusOr<RunRequest> RequestFromFlags() {
     request.config.softmax_scale = value;
   }
   request.is_causal = absl::GetFlag(FLAGS_is_causal);
+  request.config.dropout = absl::GetFlag(FLAGS_dropout);
+  request.dropout_seed = absl::GetFlag(FLAGS_dropout_seed);
+  request.dropout_offset = absl::GetFlag(FLAGS_dropout_offset);
   DA_ASSIGN_OR_RETURN(request.device, ParseDevice(absl::GetFlag(FLAGS_device)));
   DA_ASSIGN_OR_RETURN(request.input,
                       RequiredPath("input", absl::GetFlag(FLAGS_input)));

@@ -257,6 +257,11 @@ std::map<std::string, std::string> OutputMetadata(const RunRequest& request) {
     metadata["sparse_dilation_rates"] =
         absl::StrJoin(sparse.sparse_dilation_rates, ",");
   }
+  if (request.config.dropout > 0.0) {
+    metadata["dropout"] = absl::StrCat(request.config.dropout);
+    metadata["dropout_seed"] = absl::StrCat(request.dropout_seed);
+    metadata["dropout_offset"] = absl::StrCat(request.dropout_offset);
+  }
   if (request.config.softmax_scale.has_value()) {
     metadata["softmax_scale"] = absl::StrCat(*request.config.softmax_scale);
   }
@@ -344,6 +349,9 @@ absl::Status RunAttentionOnFiles(const RunRequest& request) {
 
   ForwardOptions options;
   options.is_causal = request.is_causal;
+  options.training = request.config.dropout > 0.0;
+  options.dropout_seed = request.dropout_seed;
+  options.dropout_offset = request.dropout_offset;
   options.stream = staging->stream();
   // cu_seqlens may stay on the host for any device; the mask moves with the
   // tensors.

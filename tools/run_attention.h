@@ -15,6 +15,7 @@
 #ifndef TOOLS_RUN_ATTENTION_H_
 #define TOOLS_RUN_ATTENTION_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -49,6 +50,10 @@ struct RunRequest {
   // and rank 0 gathers the shards and alone writes the output.
   std::string output;
   bool backward = false;
+  // With config.dropout > 0 the run trains (ForwardOptions::training), so
+  // dropout applies with this random stream, forward and backward alike.
+  uint64_t dropout_seed = 0;
+  uint64_t dropout_offset = 0;
 };
 
 // Runs `request`. Returns the first error met, naming the file, tensor, flag

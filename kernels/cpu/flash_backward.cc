@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/cpu_path.h"
+#include "kernels/cpu/dropout_tile.h"
 #include "kernels/cpu/flash_amx.h"
 #include "kernels/cpu/flash_attention.h"
 #include "kernels/cpu/flash_common.h"
@@ -39,7 +40,8 @@ int64_t RoundUpTo8(int64_t x) { return (x + 7) / 8 * 8; }
 // One thread's buffers, cut from its part of the workspace and sized for the
 // longest problem of the call.
 struct BackwardScratch {
-  BackwardScratch(int64_t max_positions, int64_t head_dim, Carver* carver)
+  BackwardScratch(int64_t max_positions, int64_t head_dim, bool dropout,
+                  Carver* carver)
       : dim(RoundUpTo8(head_dim)),
         q(carver->Take(max_positions * dim)),
         grad_out(carver->Take(max_positions * dim)),
@@ -53,7 +55,8 @@ struct BackwardScratch {
         grad_v(carver->Take(kBlockK * dim)),
         p(carver->Take(kBlockQ * kBlockK)),
         ds(carver->Take(kBlockQ * kBlockK)),
-        row(carver->Take(dim)) {}
+        row(carver->Take(dim)),
+        dropout_factors(dropout ? carver->Take(kBlockQ * kBlockK) : nullptr) {}
 
   int64_t dim;      // head_dim rounded up to 8 (zero padded).
   float* q;         // positions x dim.
@@ -69,6 +72,8 @@ struct BackwardScratch {
   float* p;         // kBlockQ x kBlockK: probabilities.
   float* ds;        // kBlockQ x kBlockK: dP, then dS.
   float* row;       // dim.
+  // kBlockQ x kBlockK dropout factors of the block, or null without dropout.
+  float* dropout_factors;
 };
 
 int64_t MaxPositions(const ForwardParams& p) {
@@ -137,9 +142,14 @@ void PackKeyTile(const ForwardParams& p, const Segment& s, int64_t j0,
 
 // Turns the scores in p and dP in ds of rows i0 .. i0 + rows - 1 into
 // probabilities P = 2^(s * scale * log2 e - lse2) and dS = P (c dP - delta),
-// zero for keys past `keys` or, when causal, after the row's query.
+// zero for keys past `keys` or, when causal, after the row's query. With
+// dropout factors M (kDropout; `dropout`, kBlockQ x kBlockK) the output saw
+// the probabilities P M, so dS = P (c dP M - delta), and p receives P M for
+// dV = (P M)^T dO. A template parameter keeps the test out of the loop.
+template <bool kDropout>
 void Probabilities(const ForwardParams& fp, int64_t i0, int64_t rows,
-                   int64_t j0, int64_t keys, BackwardScratch* scratch) {
+                   int64_t j0, int64_t keys, const float* dropout,
+                   BackwardScratch* scratch) {
   const __m256 score_scale = _mm256_set1_ps(fp.softmax_scale * kLog2e);
   const __m256 output_scale = _mm256_set1_ps(fp.output_scale);
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -157,6 +167,16 @@ void Probabilities(const ForwardParams& fp, int64_t i0, int64_t rows,
       const __m256 prob = _mm256_and_ps(
           keep,
           Exp2(_mm256_fmsub_ps(_mm256_loadu_ps(p + col), score_scale, lse2)));
+      if constexpr (kDropout) {
+        const __m256 factor = _mm256_loadu_ps(dropout + i * kBlockK + col);
+        const __m256 grad = _mm256_mul_ps(
+            prob,
+            _mm256_fmsub_ps(_mm256_mul_ps(_mm256_loadu_ps(ds + col), factor),
+                            output_scale, delta));
+        _mm256_storeu_ps(p + col, _mm256_mul_ps(prob, factor));
+        _mm256_storeu_ps(ds + col, grad);
+        continue;
+      }
       const __m256 grad = _mm256_mul_ps(
           prob,
           _mm256_fmsub_ps(_mm256_loadu_ps(ds + col), output_scale, delta));
@@ -227,7 +247,15 @@ void BackwardSegment(const BackwardParams& bp, const Segment& s,
            {p, kBlockK}, false);
       gemm(rows, kBlockK, d, {grad_out_block, dim, 1}, {scratch->vt, kBlockK},
            {ds, kBlockK}, false);
-      Probabilities(fp, i0, rows, j0, keys, scratch);
+      if (fp.dropout.enabled) {
+        FillDropoutTile(fp, s, i0, rows, j0, keys,
+                        {kBlockQ, kBlockK, kBlockK, 1},
+                        scratch->dropout_factors);
+        Probabilities<true>(fp, i0, rows, j0, keys, scratch->dropout_factors,
+                            scratch);
+      } else {
+        Probabilities<false>(fp, i0, rows, j0, keys, nullptr, scratch);
+      }
       // dV += P^T dO, dK += dS^T Q (keys x dim), dQ += dS K (rows x dim).
       gemm(keys, dim, rows, {p, 1, kBlockK}, {grad_out_block, dim},
            {scratch->grad_v, dim}, true);
@@ -251,7 +279,8 @@ void BackwardSegment(const BackwardParams& bp, const Segment& s,
 // call suits whichever path runs it.
 int64_t FlashBackwardWorkspacePerThread(const ForwardParams& p) {
   Carver counter(nullptr);
-  BackwardScratch layout(MaxPositions(p), p.head_dim, &counter);
+  BackwardScratch layout(MaxPositions(p), p.head_dim, p.dropout.enabled,
+                         &counter);
   if (p.dtype == DataType::kFloat32) return counter.used();
   return std::max(counter.used(), FlashBackwardAmxWorkspacePerThread(p));
 }
@@ -270,7 +299,8 @@ void FlashBackward(const BackwardParams& bp, float* workspace,
 #pragma omp parallel num_threads(num_threads)
   {
     Carver carver(workspace + omp_get_thread_num() * per_thread);
-    BackwardScratch scratch(MaxPositions(fp), fp.head_dim, &carver);
+    BackwardScratch scratch(MaxPositions(fp), fp.head_dim, fp.dropout.enabled,
+                            &carver);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t index = 0; index < work.size(); ++index) {
       int64_t block;

@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "kernels/cpu/amx_tiles.h"
+#include "kernels/cpu/dropout_tile.h"
 #include "kernels/cpu/flash_amx.h"
 #include "kernels/cpu/flash_common.h"
 
@@ -55,7 +56,7 @@ int64_t MaxPositions(const ForwardParams& p) {
 // One thread's buffers, sized for the longest problem of the call; 16-bit
 // arrays are carved as floats (two per float). Per plane where two.
 struct Scratch {
-  Scratch(int64_t max_positions, int64_t head_dim, DataType dtype,
+  Scratch(int64_t max_positions, int64_t head_dim, DataType dtype, bool dropout,
           Carver* carver)
       : dp(RoundUp(head_dim, 32)),
         rows(RoundUp(max_positions, kBlockQ)),
@@ -81,6 +82,7 @@ struct Scratch {
     grad_v = carver->Take(kBlockK * dp);
     s = carver->Take(kBlockQ * kBlockK);
     dpm = carver->Take(kBlockQ * kBlockK);
+    dropout_factors = dropout ? carver->Take(kBlockQ * kBlockK) : nullptr;
   }
 
   static uint16_t* Take16(Carver* carver, int64_t count) {
@@ -118,6 +120,8 @@ struct Scratch {
   float* grad_v;  // kBlockK x dp.
   float* s;       // kBlockQ x kBlockK: scores, then P.
   float* dpm;     // kBlockQ x kBlockK: dP, then dS.
+  // kBlockQ x kBlockK dropout factors of the block, or null without dropout.
+  float* dropout_factors;
 };
 
 // Returns 16 stored 16-bit elements (lanes below `count`) as float32.
@@ -236,13 +240,18 @@ DA_AMX_TARGET void TransposeToPlanes(const float* src, uint16_t* hi,
 // Turns the scores (s) and dP (dpm) of rows i0 .. i0 + kBlockQ - 1 into
 // P = 2^(s * scale * log2 e - lse2) and dS = P (c dP - delta), zero for rows
 // past `length`, keys past `keys` and, when causal, keys after the row's
-// query; writes dS as planes and P^T, dS^T as planes.
+// query; writes dS as planes and P^T, dS^T as planes. With dropout factors
+// M (scratch->dropout_factors) the output saw P M: dS = P (c dP M - delta)
+// and P M takes P's place for dV = (P M)^T dO. A template parameter keeps
+// the test out of the loop.
+template <bool kDropout>
 DA_AMX_TARGET void Probabilities(const ForwardParams& fp, int64_t i0,
                                  int64_t length, int64_t j0, int64_t keys,
                                  Scratch* scratch) {
   const __m512 score_scale = _mm512_set1_ps(fp.softmax_scale * kLog2e);
   const __m512 output_scale = _mm512_set1_ps(fp.output_scale);
   uint16_t* ds_lo = scratch->planes > 1 ? scratch->ds[1] : nullptr;
+  const float* factors = scratch->dropout_factors;
   for (int64_t r = 0; r < kBlockQ; ++r) {
     const int64_t query = i0 + r;
     int64_t visible = query < length ? keys : 0;
@@ -256,10 +265,16 @@ DA_AMX_TARGET void Probabilities(const ForwardParams& fp, int64_t i0,
           _mm512_maskz_fmsub_ps(FirstLanes(visible - col),
                                 _mm512_loadu_ps(p + col), score_scale, lse2));
       const __m512 keep = _mm512_maskz_mov_ps(FirstLanes(visible - col), prob);
-      const __m512 grad = _mm512_mul_ps(
-          keep,
-          _mm512_fmsub_ps(_mm512_loadu_ps(ds + col), output_scale, delta));
-      _mm512_storeu_ps(p + col, keep);
+      __m512 grad_p = _mm512_loadu_ps(ds + col);
+      __m512 weight = keep;
+      if constexpr (kDropout) {
+        const __m512 factor = _mm512_loadu_ps(factors + r * kBlockK + col);
+        grad_p = _mm512_mul_ps(grad_p, factor);
+        weight = _mm512_mul_ps(keep, factor);
+      }
+      const __m512 grad =
+          _mm512_mul_ps(keep, _mm512_fmsub_ps(grad_p, output_scale, delta));
+      _mm512_storeu_ps(p + col, weight);
       _mm512_storeu_ps(ds + col, grad);
       StoreSplit(grad, scratch->ds[0] + r * kBlockK + col,
                  ds_lo == nullptr ? nullptr : ds_lo + r * kBlockK + col);
@@ -345,7 +360,14 @@ DA_AMX_TARGET void BackwardSegment(const BackwardParams& bp, const Segment& s,
                       scratch->dpm + r * kBlockK + h, kBlockK, false);
         }
       }
-      Probabilities(fp, i0, length, j0, keys, scratch);
+      if (fp.dropout.enabled) {
+        FillDropoutTile(fp, s, i0, std::min(kBlockQ, length - i0), j0, keys,
+                        {kBlockQ, kBlockK, kBlockK, 1},
+                        scratch->dropout_factors);
+        Probabilities<true>(fp, i0, length, j0, keys, scratch);
+      } else {
+        Probabilities<false>(fp, i0, length, j0, keys, scratch);
+      }
       // dV += P^T dO and dK += dS^T Q (kBlockK x dp), dQ += dS K
       // (kBlockQ x dp), 32 columns at a time.
       for (int64_t c = 0; c < dp; c += 32) {
@@ -389,7 +411,8 @@ DA_AMX_TARGET void BackwardSegment(const BackwardParams& bp, const Segment& s,
 
 int64_t FlashBackwardAmxWorkspacePerThread(const ForwardParams& p) {
   Carver counter(nullptr);
-  Scratch layout(MaxPositions(p), p.head_dim, p.dtype, &counter);
+  Scratch layout(MaxPositions(p), p.head_dim, p.dtype, p.dropout.enabled,
+                 &counter);
   return counter.used();
 }
 
@@ -402,7 +425,8 @@ void FlashBackwardAmx(const BackwardParams& bp, float* workspace,
 #pragma omp parallel num_threads(num_threads)
   {
     Carver carver(workspace + omp_get_thread_num() * per_thread);
-    Scratch scratch(MaxPositions(fp), fp.head_dim, fp.dtype, &carver);
+    Scratch scratch(MaxPositions(fp), fp.head_dim, fp.dtype, fp.dropout.enabled,
+                    &carver);
     AmxBeginThread();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t index = 0; index < work.size(); ++index) {

@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "kernels/cpu/cpu_path.h"
+#include "kernels/cpu/dropout_tile.h"
 #include "kernels/cpu/flash_amx.h"
 #include "kernels/cpu/flash_attention.h"
 #include "kernels/cpu/flash_common.h"
@@ -46,7 +47,7 @@ int64_t BlocksPerUnit(int64_t head_dim) {
 }
 // One thread's tiles, cut from its part of the workspace.
 struct ForwardScratch {
-  ForwardScratch(int64_t head_dim, Carver* carver)
+  ForwardScratch(int64_t head_dim, bool dropout, Carver* carver)
       : num_blocks(BlocksPerUnit(head_dim)) {
     for (int64_t b = 0; b < num_blocks; ++b) {
       blocks[b].qt = carver->Take(head_dim * kBlockQ);
@@ -58,6 +59,7 @@ struct ForwardScratch {
     k_tile = carver->Take(kBlockK * head_dim);
     v_tile = carver->Take(kBlockK * head_dim);
     rows = carver->Take((head_dim + 7) / 8 * 8 * 8);
+    dropout_factors = dropout ? carver->Take(kBlockK * kBlockQ) : nullptr;
   }
 
   int64_t num_blocks;
@@ -68,6 +70,9 @@ struct ForwardScratch {
   // 8 rows of head_dim rounded up to 8 (zero padded): q or out rows on their
   // way through an 8 x 8 transpose.
   float* rows;
+  // kBlockK x kBlockQ dropout factors of one block and key tile, or null
+  // without dropout.
+  float* dropout_factors;
 };
 
 // Packs the rows of `block` of q, transposed and scaled, into block->qt,
@@ -215,6 +220,12 @@ void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
                       std::min(next_end, prefetch_begin + slice));
       QueryBlock& block = scratch->blocks[b];
       if (j0 >= block.key_end) continue;
+      if (p.dropout.enabled) {
+        FillDropoutTile(p, s, block.i0, block.rows, j0, keys,
+                        {kBlockQ, kBlockK, 1, kBlockQ},
+                        scratch->dropout_factors);
+        block.dropout = scratch->dropout_factors;
+      }
       attend(p, j0, std::min(keys, block.key_end - j0), scratch->k_tile,
              scratch->v_tile, scratch->st, &block);
     }
@@ -230,7 +241,7 @@ void ForwardUnit(const ForwardParams& p, const Segment& s, int64_t unit,
 // call suits whichever path runs it.
 int64_t FlashForwardWorkspacePerThread(const ForwardParams& p) {
   Carver counter(nullptr);
-  ForwardScratch layout(p.head_dim, &counter);
+  ForwardScratch layout(p.head_dim, p.dropout.enabled, &counter);
   if (p.dtype == DataType::kFloat32) return counter.used();
   return std::max(counter.used(), FlashForwardAmxWorkspacePerThread(p));
 }
@@ -249,7 +260,7 @@ void FlashForward(const ForwardParams& p, float* workspace, int num_threads) {
 #pragma omp parallel num_threads(num_threads)
   {
     Carver carver(workspace + omp_get_thread_num() * per_thread);
-    ForwardScratch scratch(p.head_dim, &carver);
+    ForwardScratch scratch(p.head_dim, p.dropout.enabled, &carver);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t index = 0; index < work.size(); ++index) {
       int64_t unit;

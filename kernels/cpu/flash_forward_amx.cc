@@ -26,6 +26,7 @@
 #include <limits>
 
 #include "kernels/cpu/amx_tiles.h"
+#include "kernels/cpu/dropout_tile.h"
 #include "kernels/cpu/flash_amx.h"
 #include "kernels/cpu/flash_common.h"
 
@@ -87,7 +88,7 @@ struct Block {
 
 // One thread's tiles; 16-bit arrays are carved as floats (two per float).
 struct Scratch {
-  Scratch(int64_t head_dim, DataType dtype, Carver* carver)
+  Scratch(int64_t head_dim, DataType dtype, bool dropout, Carver* carver)
       : dp(RoundUp(head_dim, kChunk)),
         planes(PlanesOf(dtype)),
         num_blocks(BlocksPerUnit(head_dim, dtype)) {
@@ -110,6 +111,7 @@ struct Scratch {
           reinterpret_cast<uint16_t*>(carver->Take(kBlockK * dp / 2));
     }
     s = carver->Take(kBlockQ * kBlockK);
+    dropout_factors = dropout ? carver->Take(kBlockQ * kBlockK) : nullptr;
   }
 
   int64_t dp;      // head_dim rounded up to kChunk (zero padded).
@@ -125,6 +127,9 @@ struct Scratch {
   uint16_t* staged_k[2] = {nullptr, nullptr};
   uint16_t* staged_v[2] = {nullptr, nullptr};
   float* s;  // kBlockQ x kBlockK scores.
+  // kBlockQ x kBlockK dropout factors of one block and key tile, or null
+  // without dropout.
+  float* dropout_factors;
 };
 
 // Packs the rows of `block` of q into its planes (rows past block->rows
@@ -273,7 +278,9 @@ DA_AMX_TARGET __m512 MaxOfLanes(__m512 x) {
 // Turns the scores of the first `chunks` key chunks into P (every plane),
 // updating the block's running max and sum and rescaling output rows whose
 // max moves. Keys at or past `keys`, and under a causal mask keys after
-// their query, get probability 0.
+// their query, get probability 0. With dropout (kDropout), P is multiplied by
+// the factors in scratch->dropout_factors after it enters the sums.
+template <bool kDropout>
 DA_AMX_TARGET void Softmax(const ForwardParams& p, int64_t j0, int64_t keys,
                            int64_t chunks, Scratch* scratch, Block* block) {
   const int64_t dp = scratch->dp;
@@ -319,9 +326,14 @@ DA_AMX_TARGET void Softmax(const ForwardParams& p, int64_t j0, int64_t keys,
     }
     const __m512 ref = _mm512_set1_ps(old_max);
     __m512 sum = _mm512_loadu_ps(row_sum);
+    const float* factors =
+        kDropout ? scratch->dropout_factors + r * kBlockK : nullptr;
     for (int64_t v = 0; v < vectors; ++v) {
-      const __m512 prob = Exp2x16(_mm512_sub_ps(x[v], ref));
+      __m512 prob = Exp2x16(_mm512_sub_ps(x[v], ref));
       sum = _mm512_add_ps(sum, prob);
+      if constexpr (kDropout) {
+        prob = _mm512_mul_ps(prob, _mm512_loadu_ps(factors + 16 * v));
+      }
       const __m256i high = ToBf16(prob);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + 16 * v), high);
       if (lo != nullptr) {
@@ -403,8 +415,17 @@ DA_AMX_TARGET void ForwardUnit(const ForwardParams& p, const Segment& s,
       if (j0 >= block.key_end) continue;
       const int64_t block_keys = std::min(keys, block.key_end - j0);
       const int64_t chunks = (block_keys + kChunk - 1) / kChunk;
+      if (p.dropout.enabled) {
+        FillDropoutTile(p, s, block.i0, block.rows, j0, block_keys,
+                        {kBlockQ, kBlockK, kBlockK, 1},
+                        scratch->dropout_factors);
+      }
       for (int64_t h = 0; h < chunks; ++h) Scores(*scratch, terms, block, h);
-      Softmax(p, j0, block_keys, chunks, scratch, &block);
+      if (p.dropout.enabled) {
+        Softmax<true>(p, j0, block_keys, chunks, scratch, &block);
+      } else {
+        Softmax<false>(p, j0, block_keys, chunks, scratch, &block);
+      }
       AccumulateOutput(*scratch, terms, chunks, &block);
     }
   }
@@ -417,7 +438,7 @@ DA_AMX_TARGET void ForwardUnit(const ForwardParams& p, const Segment& s,
 
 int64_t FlashForwardAmxWorkspacePerThread(const ForwardParams& p) {
   Carver counter(nullptr);
-  Scratch layout(p.head_dim, p.dtype, &counter);
+  Scratch layout(p.head_dim, p.dtype, p.dropout.enabled, &counter);
   return counter.used();
 }
 
@@ -429,7 +450,7 @@ void FlashForwardAmx(const ForwardParams& p, float* workspace,
 #pragma omp parallel num_threads(num_threads)
   {
     Carver carver(workspace + omp_get_thread_num() * per_thread);
-    Scratch scratch(p.head_dim, p.dtype, &carver);
+    Scratch scratch(p.head_dim, p.dtype, p.dropout.enabled, &carver);
     AmxBeginThread();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t index = 0; index < work.size(); ++index) {

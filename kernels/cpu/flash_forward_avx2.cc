@@ -114,6 +114,15 @@ void OnlineSoftmax(int64_t keys, int64_t head_dim, bool first_tile, float* st,
   }
 }
 
+// Multiplies the probabilities of `keys` rows of st by the block's dropout
+// factors (same layout).
+void ApplyDropout(int64_t keys, const float* factors, float* st) {
+  for (int64_t x = 0; x < keys * kBlockQ; x += 8) {
+    _mm256_storeu_ps(st + x, _mm256_mul_ps(_mm256_loadu_ps(st + x),
+                                           _mm256_loadu_ps(factors + x)));
+  }
+}
+
 }  // namespace
 
 // Folds key tile j0 .. j0 + keys - 1 (k_tile, v_tile) into `block`.
@@ -130,6 +139,7 @@ void AttendToTileAvx2(const ForwardParams& p, int64_t j0, int64_t keys,
   if (!diagonal) {
     TileGemm(keys, kBlockQ, d, k_op, {qt, kBlockQ}, {st, kBlockQ}, false);
     OnlineSoftmax(keys, d, j0 == 0, st, block);
+    if (block->dropout != nullptr) ApplyDropout(keys, block->dropout, st);
     TileGemm(d, kBlockQ, keys, v_op, {st, kBlockQ}, {ot, kBlockQ}, true);
     return;
   }
@@ -142,6 +152,7 @@ void AttendToTileAvx2(const ForwardParams& p, int64_t j0, int64_t keys,
   }
   MaskAfterDiagonal(i0, j0, keys, st);
   OnlineSoftmax(keys, d, j0 == 0, st, block);
+  if (block->dropout != nullptr) ApplyDropout(keys, block->dropout, st);
   for (int64_t c0 = 0; c0 < kBlockQ; c0 += kPanel) {
     const int64_t visible = std::min(keys, i0 + c0 + kPanel - j0);
     if (visible <= 0) continue;

@@ -146,6 +146,15 @@ bool FusedScores(const StridedOperand& k_op, int64_t keys, int64_t head_dim,
   return true;
 }
 
+// Multiplies the probabilities of `keys` rows of st by the block's dropout
+// factors (same layout).
+void ApplyDropout(int64_t keys, const float* factors, float* st) {
+  for (int64_t x = 0; x < keys * kBlockQ; x += 16) {
+    _mm512_storeu_ps(st + x, _mm512_mul_ps(_mm512_loadu_ps(st + x),
+                                           _mm512_loadu_ps(factors + x)));
+  }
+}
+
 }  // namespace
 
 void AttendToTileAvx512(const ForwardParams& p, int64_t j0, int64_t keys,
@@ -165,6 +174,7 @@ void AttendToTileAvx512(const ForwardParams& p, int64_t j0, int64_t keys,
                      false);
       OnlineSoftmax(keys, d, first_tile, st, block);
     }
+    if (block->dropout != nullptr) ApplyDropout(keys, block->dropout, st);
     TileGemmAvx512(d, kBlockQ, keys, v_op, {st, kBlockQ}, {ot, kBlockQ}, true);
     return;
   }
@@ -177,6 +187,7 @@ void AttendToTileAvx512(const ForwardParams& p, int64_t j0, int64_t keys,
   }
   MaskAfterDiagonal(i0, j0, keys, st);
   OnlineSoftmax(keys, d, j0 == 0, st, block);
+  if (block->dropout != nullptr) ApplyDropout(keys, block->dropout, st);
   for (int64_t c0 = 0; c0 < kBlockQ; c0 += kPanel) {
     const int64_t visible = Min(keys, i0 + c0 + kPanel - j0);
     if (visible <= 0) continue;

@@ -49,12 +49,18 @@ struct QueryBlock {
   float* row_max = nullptr;
   // kForwardBlockQ running sums of 2^(score - row_max).
   float* row_sum = nullptr;
+  // Dropout: the factors (dropout_tile.h) of the key tile being folded,
+  // kForwardBlockK x kForwardBlockQ (key-major, like the score tile), which
+  // multiply the probabilities after they enter row_sum and before they
+  // weigh v; null without dropout.
+  const float* dropout = nullptr;
 };
 
 // Folds keys j0 .. j0 + keys - 1 (rows of k_tile and v_tile, head_dim floats
 // each) into `block`, using st (kForwardBlockK x kForwardBlockQ) as scratch.
 // Under a causal mask, keys after a query are left out; tiles entirely after
-// the block are not passed in. j0 == 0 is the block's first tile.
+// the block are not passed in. j0 == 0 is the block's first tile. With
+// block->dropout set, its factors multiply the probabilities that weigh v.
 // REQUIRES: 0 < keys <= kForwardBlockK; block->key_end > j0.
 using AttendToTileFn = void (*)(const ForwardParams& p, int64_t j0,
                                 int64_t keys, const float* k_tile,

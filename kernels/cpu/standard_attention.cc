@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/row_io.h"
+#include "kernels/dropout_rng.h"
 #include "kernels/problem_list.h"
 
 namespace dilated {
@@ -120,6 +121,20 @@ void SoftmaxRows(bool is_causal, Matrix* scores, float* lse) {
   }
 }
 
+// Writes the dropout factors of the block (kernels/dropout_rng.h): element
+// (i, j) multiplies the probability of row i attending row j.
+void DropoutFactors(const ForwardParams& p, const Block& block,
+                    Matrix* factors) {
+  const Problem& problem = *block.problem;
+  for (int64_t i = 0; i < problem.length; ++i) {
+    for (int64_t j = 0; j < problem.length; ++j) {
+      (*factors)(i, j) =
+          DropoutFactor(p.dropout, problem.b, p.num_heads, block.head,
+                        problem.Position(i), problem.Position(j));
+    }
+  }
+}
+
 // Computes the probabilities of one block from q and k.
 void Probabilities(const ForwardParams& p, const Matrix& q, const Matrix& k,
                    Matrix* probs, float* lse) {
@@ -135,8 +150,10 @@ int64_t StandardWorkspacePerThread(const ForwardParams& p, bool backward) {
   const int64_t rows = Carver::RoundUp(length * p.head_dim);
   const int64_t square = Carver::RoundUp(length * length);
   const int64_t vector = Carver::RoundUp(length);
-  return backward ? 7 * rows + 2 * square + 2 * vector
-                  : 4 * rows + square + vector;
+  // Dropout adds one square: the factors.
+  const int64_t squares = (backward ? 2 : 1) + (p.dropout.enabled ? 1 : 0);
+  return backward ? 7 * rows + squares * square + 2 * vector
+                  : 4 * rows + squares * square + vector;
 }
 
 void StandardForward(const ForwardParams& p, float* workspace,
@@ -167,6 +184,11 @@ void StandardForward(const ForwardParams& p, float* workspace,
       Gather(p.k, p.dtype, block, &k);
       Gather(p.v, p.dtype, block, &v);
       Probabilities(p, q, k, &probs, lse);
+      if (p.dropout.enabled) {
+        Matrix factors = carver.Take(length, length);
+        DropoutFactors(p, block, &factors);
+        probs = probs.cwiseProduct(factors);
+      }
       o.noalias() = probs * v;
       o *= p.output_scale;
       Scatter(o, block, p.dtype, p.out);
@@ -219,10 +241,19 @@ void StandardBackward(const BackwardParams& bp, float* workspace,
       Probabilities(p, q, k, &probs, lse);
       // out = c * P V with c = output_scale, so dV = c P^T dO and
       // dP = c dO V^T; the softmax gives dS = P o (dP - rowsum(dP o P)).
-      grad_v.noalias() = probs.transpose() * grad_o;
-      grad_v *= p.output_scale;
+      // With dropout factors M, out = c (P o M) V: dV = c (P o M)^T dO and
+      // dP = c (dO V^T) o M.
       grad_s.noalias() = grad_o * v.transpose();
       grad_s *= p.output_scale;
+      if (p.dropout.enabled) {
+        Matrix factors = carver.Take(length, length);
+        DropoutFactors(p, block, &factors);
+        grad_v.noalias() = probs.cwiseProduct(factors).transpose() * grad_o;
+        grad_s = grad_s.cwiseProduct(factors);
+      } else {
+        grad_v.noalias() = probs.transpose() * grad_o;
+      }
+      grad_v *= p.output_scale;
       row_dot = grad_s.cwiseProduct(probs).rowwise().sum();
       grad_s = probs.cwiseProduct(grad_s.colwise() - row_dot);
       grad_q.noalias() = grad_s * k;

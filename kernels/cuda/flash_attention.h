@@ -62,6 +62,9 @@ struct FlashProblem {
   int32_t step;    // Positions between consecutive rows (the dilation rate).
   int32_t length;  // Rows; 0 zeroes the whole segment.
   int32_t extent;  // Positions of the segment: min(segment_length, rest).
+  // Position in its sequence of the segment's first position (segment_row
+  // less the sequence's first row): what the dropout mask is drawn from.
+  int64_t segment_position;
 };
 
 // The problems of a call on the problem-list path.
@@ -86,7 +89,10 @@ bool FlashSupports(DataType dtype, int64_t head_dim);
 
 // Writes params.out (every element: selected rows get (1 / G) * attention,
 // the others zero) and, when not null, params.lse (-inf where not selected),
-// on `stream`. `problems` is null for the closed form (see above).
+// on `stream`. `problems` is null for the closed form (see above). With
+// params.dropout enabled the probabilities are multiplied by the factors of
+// kernels/dropout_rng.h before they weigh v (lse stays undropped); such
+// calls run on the mma.sync kernels, also where wgmma ones exist.
 // REQUIRES: FlashSupports(params.dtype, params.head_dim), alignment above;
 // key_seq_len == seq_len and key_position_offset == 0.
 cudaError_t FlashForward(const ForwardParams& params,
@@ -105,7 +111,8 @@ bool WgmmaAvailable();
 size_t FlashBackwardWorkspaceBytes(const BackwardParams& params);
 
 // Writes grad_q, grad_k and grad_v (every element) on `stream`, recomputing
-// the probabilities from forward.lse. Deterministic (no atomics).
+// the probabilities from forward.lse, and with dropout their factors (the
+// same as FlashForward's). Deterministic (no atomics).
 // REQUIRES: as FlashForward (`problems` the call's, as there); forward.lse
 // is not null; `workspace` holds
 // FlashBackwardWorkspaceBytes(params) bytes, 4-byte aligned, on the device.

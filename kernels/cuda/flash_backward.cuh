@@ -7,6 +7,8 @@
 //   dV = c * P^T dO,   dP = c * dO V^T,   dS = P o (dP - D),
 //   dQ = scale * dS K, dK = scale * dS^T Q,
 // where D = rowsum(dP o P) = rowsum(dO o out) (out already carries c).
+// With dropout factors M (kernels/dropout_rng.h), out = c (P o M) V:
+// dV = c (P o M)^T dO and dS = P o (dP o M - D), D unchanged.
 //
 // Three kernels, each over every problem (flash_common.cuh) in one launch:
 //   1. FlashDeltaKernel: D for every row of every problem, into a float
@@ -188,7 +190,8 @@ struct KeyValueTile {
   static_assert(kThreads >= kBlockM, "one thread per query row statistic");
 };
 
-template <class Tile>
+// kDropout: as for FlashForwardKernel.
+template <class Tile, bool kDropout>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     FlashKeyValueKernel(const __grid_constant__ FlashBackwardArgs args) {
   using T = typename Tile::T;
@@ -361,8 +364,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
               const int key = warp_first + group + (e >> 1) * 8;
               if (key > q0 + col) prob = 0.0f;
             }
-            st[nt][e] = prob;
-            dpt[nt][e] = prob * (dpt[nt][e] * p.output_scale - tdelta[col]);
+            float factor = 1.0f;
+            if constexpr (kDropout) {
+              if (prob != 0.0f) {
+                factor = FlashDropoutFactor(p, w, q0 + col,
+                                            warp_first + group + (e >> 1) * 8);
+              }
+            }
+            st[nt][e] = prob * factor;
+            dpt[nt][e] =
+                prob * (dpt[nt][e] * factor * p.output_scale - tdelta[col]);
           }
         }
         // dV += P^T dO, dK += dS^T Q.
@@ -488,7 +499,8 @@ struct QueryTile {
   static_assert(kBlockN % 16 == 0, "key tiles are whole k16 steps");
 };
 
-template <class Tile>
+// kDropout: as for FlashForwardKernel.
+template <class Tile, bool kDropout>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     FlashQueryKernel(const __grid_constant__ FlashBackwardArgs args) {
   using T = typename Tile::T;
@@ -650,7 +662,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
               const int query = warp_first + group + (e >> 1) * 8;
               if (key >= num_rows || (p.is_causal && key > query)) prob = 0.0f;
             }
-            dp[nt][e] = prob * (dp[nt][e] * p.output_scale - row_delta[e >> 1]);
+            float factor = 1.0f;
+            if constexpr (kDropout) {
+              if (prob != 0.0f) {
+                factor =
+                    FlashDropoutFactor(p, w, warp_first + group + (e >> 1) * 8,
+                                       key0 + nt * 8 + 2 * pair + (e & 1));
+              }
+            }
+            dp[nt][e] = prob * (dp[nt][e] * factor * p.output_scale -
+                                row_delta[e >> 1]);
           }
         }
         // dQ += dS K.
@@ -771,7 +792,11 @@ cudaError_t LaunchFlashKeyValue(const FlashBackwardArgs& base,
   args.general = general;
   const int64_t blocks = LaunchBlocks(args.params.forward, general,
                                       Tile::kBlockN, args.block_begin);
-  return LaunchWithSmem<Tile>(FlashKeyValueKernel<Tile>, args, blocks, stream);
+  void (*kernel)(FlashBackwardArgs) = FlashKeyValueKernel<Tile, false>;
+  if (args.params.forward.dropout.enabled) {
+    kernel = FlashKeyValueKernel<Tile, true>;
+  }
+  return LaunchWithSmem<Tile>(kernel, args, blocks, stream);
 }
 
 // Launches FlashQueryKernel<Tile>; `general` as for LaunchFlashKeyValue with
@@ -783,7 +808,11 @@ cudaError_t LaunchFlashQuery(const FlashBackwardArgs& base, cudaStream_t stream,
   args.general = general;
   const int64_t blocks = LaunchBlocks(args.params.forward, general,
                                       Tile::kBlockM, args.block_begin);
-  return LaunchWithSmem<Tile>(FlashQueryKernel<Tile>, args, blocks, stream);
+  void (*kernel)(FlashBackwardArgs) = FlashQueryKernel<Tile, false>;
+  if (args.params.forward.dropout.enabled) {
+    kernel = FlashQueryKernel<Tile, true>;
+  }
+  return LaunchWithSmem<Tile>(kernel, args, blocks, stream);
 }
 
 }  // namespace gpu

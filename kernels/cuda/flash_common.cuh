@@ -46,6 +46,7 @@
 #include "kernels/cuda/device_primitives.cuh"
 #include "kernels/cuda/flash_attention.h"
 #include "kernels/dilated_params.h"
+#include "kernels/dropout_rng.h"
 
 namespace dilated {
 namespace kernels {
@@ -235,7 +236,24 @@ struct WorkItem {
   int extent;           // Positions of the segment.
   int block;            // Row block within the problem.
   int num_blocks;
+  // Position of the segment's first position in its sequence (batch entry
+  // or packed sequence `batch`).
+  int64_t segment_position;
+
+  // Returns the position in its sequence of problem row j.
+  __host__ __device__ __forceinline__ int64_t Position(int j) const {
+    return segment_position + first + static_cast<int64_t>(j) * step;
+  }
 };
+
+// Returns the dropout factor (kernels/dropout_rng.h) of problem rows `query`
+// and `key` of work item `w`.
+__device__ __forceinline__ float FlashDropoutFactor(const ForwardParams& p,
+                                                    const WorkItem& w,
+                                                    int query, int key) {
+  return DropoutFactor(p.dropout, w.batch, p.num_heads, w.head,
+                       w.Position(query), w.Position(key));
+}
 
 // Returns the work item of segment `segment` of batch entry `batch` of group
 // `gi` on the closed-form path (head and block left unset).
@@ -246,6 +264,7 @@ __host__ __device__ __forceinline__ WorkItem SegmentWorkItem(
   w.group = gi;
   w.batch = batch;
   w.segment_row = segment * g.segment_length;
+  w.segment_position = w.segment_row;
   w.first = static_cast<int>(g.offset);
   w.step = static_cast<int>(g.dilation_rate);
   w.length = static_cast<int>(g.positions);
@@ -260,6 +279,7 @@ ProblemWorkItem(const FlashProblem& problem) {
   w.group = problem.group;
   w.batch = problem.batch;
   w.segment_row = problem.segment_row;
+  w.segment_position = problem.segment_position;
   w.first = problem.first;
   w.step = problem.step;
   w.length = problem.length;

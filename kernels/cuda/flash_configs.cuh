@@ -114,7 +114,8 @@ cudaError_t RunFlashForward(const ForwardParams& params,
                             cudaStream_t stream) {
   using Config = FlashConfig<kDtype, kHeadDim>;
   if constexpr (!std::is_void_v<typename Config::ForwardWgmma>) {
-    if (WgmmaAvailable()) {
+    // Dropout runs on the mma.sync kernels (the wgmma ones do not apply it).
+    if (WgmmaAvailable() && !params.dropout.enabled) {
       using Tile = typename Config::ForwardWgmma;
       return RunForwardTile<Tile>(&LaunchFlashForwardWgmma<Tile>, params,
                                   problems, stream);
@@ -148,7 +149,7 @@ cudaError_t RunFlashBackward(const BackwardParams& params,
   using Config = FlashConfig<kDtype, kHeadDim>;
   const FlashBackwardArgs args = MakeFlashBackwardArgs(params, delta);
   if constexpr (!std::is_void_v<typename Config::KeyValueWgmma>) {
-    if (WgmmaAvailable()) {
+    if (WgmmaAvailable() && !params.forward.dropout.enabled) {
       using KeyValue = typename Config::KeyValueWgmma;
       return params.forward.is_causal
                  ? RunBackwardWgmma<typename Config::QueryWgmmaCausal,

@@ -7,7 +7,9 @@
 // rows, keeps the scores, the running row maxima and sums and the output in
 // registers (mma.sync m16n8k16, float32 accumulation), and writes
 // out * (1 / G), the log-sum-exp, and zeros (lse -inf) for the positions of
-// the segment that are not rows of the problem. Under a causal mask, key
+// the segment that are not rows of the problem. With dropout, the
+// probabilities are multiplied by their factors after they enter the row
+// sums and before they weigh v. Under a causal mask, key
 // tiles past the block's last query are never loaded and a warp skips the
 // tiles past its own last row.
 //
@@ -65,7 +67,10 @@ struct ForwardTile {
   static_assert(kHeadDim % 16 == 0, "head_dim is padded to k16 steps");
 };
 
-template <class Tile>
+// kDropout: the probabilities are multiplied by their dropout factors; a
+// template parameter so that the kernel without dropout carries none of its
+// code (nor its registers).
+template <class Tile, bool kDropout>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     FlashForwardKernel(const __grid_constant__ FlashForwardArgs args) {
   using T = typename Tile::T;
@@ -297,6 +302,24 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             row_sum[mt][h] = row_sum[mt][h] * alpha[mt][h] + sum;
           }
         }
+        // Dropout: the probabilities entered the sums undropped; the ones
+        // that weigh v are dropped or scaled (keys past the row's are 0).
+        if constexpr (kDropout) {
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+            for (int nt = 0; nt < kSTiles; ++nt) {
+#pragma unroll
+              for (int e = 0; e < 4; ++e) {
+                const int key = key0 + nt * 8 + 2 * pair + (e & 1);
+                const int query = warp_first + mt * 16 + group + (e >> 1) * 8;
+                if (s[mt][nt][e] != 0.0f) {
+                  s[mt][nt][e] *= FlashDropoutFactor(p, w, query, key);
+                }
+              }
+            }
+          }
+        }
         // Rescale the output only when some row maximum of the warp moved
         // (rare once the first tiles have been seen).
         if (__any_sync(0xffffffffu, rescale)) {
@@ -415,7 +438,8 @@ cudaError_t LaunchFlashForward(const ForwardParams& p, cudaStream_t stream,
       LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
   if (blocks == 0) return cudaSuccess;
   if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  auto kernel = FlashForwardKernel<Tile>;
+  void (*kernel)(FlashForwardArgs) = FlashForwardKernel<Tile, false>;
+  if (p.dropout.enabled) kernel = FlashForwardKernel<Tile, true>;
   cudaError_t error =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(Tile::kSmemBytes));

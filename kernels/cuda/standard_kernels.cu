@@ -4,6 +4,7 @@
 
 #include "kernels/cuda/device_primitives.cuh"
 #include "kernels/cuda/standard_kernels.h"
+#include "kernels/dropout_rng.h"
 
 namespace dilated {
 namespace kernels {
@@ -33,6 +34,15 @@ struct Located {
   __device__ __forceinline__ int64_t Row(const GroupParams& g,
                                          int64_t j) const {
     return row_base + (rows != nullptr ? rows[j] : first + j * g.dilation_rate);
+  }
+
+  // Returns the dropout factor of problem rows i (query) and j (key): their
+  // positions in the sequence `batch`.
+  __device__ __forceinline__ float DropoutFactorOf(const ForwardParams& p,
+                                                   const GroupParams& g,
+                                                   int64_t i, int64_t j) const {
+    return DropoutFactor(p.dropout, batch, p.num_heads, head,
+                         Row(g, i) - row_base, Row(g, j) - row_base);
   }
 };
 
@@ -198,7 +208,9 @@ __global__ void SoftmaxKernel(const __grid_constant__ ForwardParams p,
   for (int64_t j = threadIdx.x; j < length; j += blockDim.x) {
     const float prob = j < allowed ? expf(s[j] - m) * inverse : 0.0f;
     s[j] = prob;
-    StoreElement(prob, out + j);
+    const bool dropped = p.dropout.enabled && j < allowed;
+    StoreElement(dropped ? prob * at.DropoutFactorOf(p, g, i, j) : prob,
+                 out + j);
   }
   if (p.lse != nullptr && threadIdx.x == 0) {
     p.lse[at.batch * p.lse_stride_b + at.head * p.lse_stride_h + at.Row(g, i)] =
@@ -208,21 +220,37 @@ __global__ void SoftmaxKernel(const __grid_constant__ ForwardParams p,
 
 template <typename T>
 __global__ void SoftmaxBackwardKernel(const __grid_constant__ ForwardParams p,
-                                      int group, const float* probs,
+                                      int group,
+                                      const StandardProblem* problems,
+                                      int64_t first, const float* probs,
                                       const float* grad_probs, T* grad_scores) {
   __shared__ float scratch[kThreads / 32];
-  const int64_t length = p.groups[group].positions;
+  const GroupParams& g = p.groups[group];
+  const int64_t length = g.positions;
   const int64_t row = blockIdx.x;
+  const int64_t i = row % length;
   const float* pr = probs + row * length;
   const float* dp = grad_probs + row * length;
   T* ds = grad_scores + row * length;
+  // Without dropout the factors are 1 and the locating is skipped.
+  Located at{};
+  bool dropout = false;
+  if (p.dropout.enabled) {
+    at = Locate(p, g, problems, first + row / length);
+    dropout = i < at.length;
+  }
+  auto grad = [&](int64_t j) {
+    // Probabilities are 0 past the row's keys; their factors are not drawn.
+    return dropout && pr[j] != 0.0f ? dp[j] * at.DropoutFactorOf(p, g, i, j)
+                                    : dp[j];
+  };
   float dot = 0.0f;
   for (int64_t j = threadIdx.x; j < length; j += blockDim.x) {
-    dot += pr[j] * dp[j];
+    dot += pr[j] * grad(j);
   }
   dot = BlockReduce<true>(dot, scratch);
   for (int64_t j = threadIdx.x; j < length; j += blockDim.x) {
-    StoreElement(pr[j] * (dp[j] - dot), ds + j);
+    StoreElement(pr[j] * (grad(j) - dot), ds + j);
   }
 }
 
@@ -308,16 +336,18 @@ cudaError_t StandardSoftmax(const ForwardParams& p, int group,
 }
 
 cudaError_t StandardSoftmaxBackward(const ForwardParams& p, int group,
-                                    int64_t count, const float* probs,
-                                    const float* grad_probs, void* grad_scores,
-                                    cudaStream_t stream) {
+                                    const StandardProblem* problems,
+                                    int64_t first, int64_t count,
+                                    const float* probs, const float* grad_probs,
+                                    void* grad_scores, cudaStream_t stream) {
   const int64_t rows = count * p.groups[group].positions;
   if (rows > 0x7fffffff) return cudaErrorInvalidConfiguration;
   return WithType(p.dtype, [&](auto tag) {
     using T = decltype(tag);
     SoftmaxBackwardKernel<T>
         <<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-            p, group, probs, grad_probs, static_cast<T*>(grad_scores));
+            p, group, problems, first, probs, grad_probs,
+            static_cast<T*>(grad_scores));
   });
 }
 

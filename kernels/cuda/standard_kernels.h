@@ -76,19 +76,25 @@ cudaError_t StandardScatter(const ForwardParams& p, const float* dense,
 // probabilities, masking keys after the query when p.is_causal and keys past
 // a problem's length; also writes them rounded to p.dtype into `probs` and,
 // when p.lse is not null, the log-sum-exp of every row of the problem (rows
-// past its length get probabilities 0).
+// past its length get probabilities 0). With p.dropout enabled, `probs`
+// receives the dropped probabilities (times the factors of
+// kernels/dropout_rng.h) while `scores` and lse keep the undropped ones.
 cudaError_t StandardSoftmax(const ForwardParams& p, int group,
                             const StandardProblem* problems, int64_t first,
                             int64_t count, float* scores, void* probs,
                             cudaStream_t stream);
 
 // Writes dS = P o (dP - rowsum(P o dP)) rounded to p.dtype into `grad_scores`,
-// from probabilities P and their gradient dP (both [count, positions,
-// positions] float32).
+// from the undropped probabilities P and their gradient dP (both [count,
+// positions, positions] float32). With p.dropout enabled, dP is the gradient
+// of the dropped probabilities and is first multiplied by the factors:
+// dS = P o (dP M - rowsum(P o dP M)). `problems` and `first` as for
+// StandardSoftmax.
 cudaError_t StandardSoftmaxBackward(const ForwardParams& p, int group,
-                                    int64_t count, const float* probs,
-                                    const float* grad_probs, void* grad_scores,
-                                    cudaStream_t stream);
+                                    const StandardProblem* problems,
+                                    int64_t first, int64_t count,
+                                    const float* probs, const float* grad_probs,
+                                    void* grad_scores, cudaStream_t stream);
 
 }  // namespace gpu
 }  // namespace kernels

@@ -63,8 +63,3 @@ def refuse_attention_mask(name):
         "library validates them and then ignores them); use key_padding_mask "
         "(bool [batch, seq], True = padding) or is_causal")
 
-
-def refuse_training_dropout(p):
-    raise NotImplementedError(
-        f"dropout={p} in training mode: attention dropout is not implemented "
-        "yet; use dropout=0.0 or module.eval()")

@@ -28,9 +28,11 @@ class DilatedAttention(nn.Module):
       dilated_attention(key_padding_mask=...) and the multihead modules.
     - seq need not be a multiple of the largest segment: a last, shorter
       segment is attended as it is (what padding and masking would give).
-    - Attention dropout in training mode is not implemented yet and raises
-      NotImplementedError (dropout 0, or eval mode, runs); the Python library
-      applies dropout twice.
+    - attention_dropout applies in training mode once, inside the kernels
+      (FlashAttention's semantics: dropped probabilities, kept ones scaled
+      by 1 / (1 - p); see dilated_attention), with a mask drawn from torch's
+      default generator; the Python library applies dropout twice. In eval
+      mode it does not apply.
     - use_tf32, device, dtype, enable_memory_pool, lightweight_pool,
       enable_profiling and op are accepted and change nothing: the module has
       no parameters, the kernels take their workspace from torch, and no
@@ -69,13 +71,12 @@ class DilatedAttention(nn.Module):
         _validation.check_attention_inputs(query, key, value)
         if attention_mask is not None:
             _validation.refuse_attention_mask("attention_mask")
-        if self.training and self.dropout > 0:
-            _validation.refuse_training_dropout(self.dropout)
         return dilated_attention(
             query, key, value, self.segment_lengths, self.dilation_rates,
             is_causal=is_causal, softmax_scale=self.softmax_scale,
             impl=self.implementation, key_padding_mask=key_padding_mask,
-            communicator=self._communicator())
+            communicator=self._communicator(),
+            dropout_p=self.dropout if self.training else 0.0)
 
     def _communicator(self):
         """The communicator of a sequence-parallel subclass; None: one

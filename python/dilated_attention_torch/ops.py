@@ -12,6 +12,15 @@ contiguous groups; group i attends inside segments of segment_lengths[i]
 tokens, keeping every dilation_rates[i]-th token from offset i mod rate; the
 output is divided by the number of groups and positions a group does not
 select are zero for its heads.
+
+Attention dropout (dropout_p > 0) follows FlashAttention: every attention
+probability is dropped with probability dropout_p or kept and scaled by
+1 / (1 - dropout_p) before it weighs v; the returned lse is that of the
+undropped softmax. The mask is a pure function of a 64-bit seed and offset
+(drawn from torch's default generator, so torch.manual_seed makes it
+reproducible), the batch entry, the head and the query and key positions
+(Philox4x32-10, kernels/dropout_rng.h): the same on every device and
+implementation, and regenerated, not stored, by the backward pass.
 """
 
 import torch
@@ -127,9 +136,9 @@ def _check_lengths(segment_lengths, dilation_rates):
 def dilated_attention(q, k, v, segment_lengths, dilation_rates,
                       is_causal=False, softmax_scale=None, impl="auto",
                       key_padding_mask=None, cu_seqlens=None,
-                      return_lse=False, communicator=None, block_size=128,
-                      block_pattern=None, block_window=512, global_tokens=64,
-                      sparse_dilation_rates=(1, 2, 4),
+                      return_lse=False, communicator=None, dropout_p=0.0,
+                      block_size=128, block_pattern=None, block_window=512,
+                      global_tokens=64, sparse_dilation_rates=(1, 2, 4),
                       hierarchical_levels=None, block_layout=None):
     """Dilated attention of q, k, v.
 
@@ -170,6 +179,14 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
         [heads, nb, nb], True = query block i attends to key block j.
         block_pattern defaults to "custom" with a layout, else
         "dilated_sparse". One softmax per row over all its active blocks.
+      dropout_p: attention dropout probability in [0, 1) (FlashAttention's
+        semantics, see the module docstring); 0 runs without dropout. The
+        mask's seed is drawn from torch's default CPU generator on every
+        call that drops, so torch.manual_seed makes the call reproducible
+        (under torch.compile the draw is compiled too: reproducible, but
+        another seed than eager mode's);
+        "standard", "improved" and "auto" apply it on the CPU, other
+        implementations and devices raise NotImplementedError.
 
     Returns:
       out, shaped like q (and lse with return_lse).
@@ -183,6 +200,8 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
     if impl not in _IMPLEMENTATIONS:
         raise ValueError(f"impl: unknown implementation {impl!r}; "
                          f"registered: {list(_IMPLEMENTATIONS)}")
+    dropout_p = float(dropout_p)
+    seed, offset = _draw_dropout_stream() if dropout_p != 0.0 else (0, 0)
     # Other implementations ignore the layout: the operators' defaults keep
     # their calls cheap and their cache entries shared.
     block_sparse = {}
@@ -195,7 +214,8 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
                                 list(dilation_rates), bool(is_causal),
                                 softmax_scale, impl, key_padding_mask,
                                 cu_seqlens,
-                                _handle_of(communicator), **block_sparse)
+                                _handle_of(communicator), dropout_p=dropout_p,
+                                seed=seed, offset=offset, **block_sparse)
     except RuntimeError as error:
         raise _translate(error) from None
     return (out, lse) if return_lse else out
@@ -231,6 +251,14 @@ def block_layout(seq_len, num_heads, block_size=128, block_pattern=None,
         return _OPS.block_layout(int(seq_len), int(num_heads), **arguments)
     except RuntimeError as error:
         raise _translate(error) from None
+
+
+def _draw_dropout_stream():
+    """A fresh (seed, offset) of the dropout mask from torch's default
+    generator: a random 64-bit seed (as a signed int64, which the library
+    reads as unsigned) and offset 0, so every call draws a new mask."""
+    seed = torch.randint(-2**63, 2**63 - 1, (), dtype=torch.int64)
+    return int(seed), 0
 
 
 _ERROR_TYPES = {

@@ -30,8 +30,9 @@ class DilatedTransformerEncoderLayer(nn.Module):
 
     self_attn is a MultiheadDilatedAttention with its QK layer norms. Its
     attention dropout (the `dropout` argument, 0.1 by default as in the
-    Python library) is not implemented yet: in training mode use dropout=0.0
-    (the residual dropouts are ordinary nn.Dropout), or eval().
+    Python library) applies in training mode inside the attention kernels
+    (dilated_attention's dropout_p); the residual dropouts are ordinary
+    nn.Dropout.
     """
 
     def __init__(self, d_model, nhead, segment_lengths, dilation_rates,

@@ -34,7 +34,8 @@ std::string KeyString(const AttentionKey& key) {
       // get Attentions of their own.
       key.softmax_scale.has_value() ? absl::StrFormat("%a", *key.softmax_scale)
                                     : "-",
-      "|", key.communicator, "|", BlockSparseKey(key.block_sparse));
+      "|", key.communicator, "|", BlockSparseKey(key.block_sparse), "|",
+      absl::StrFormat("%a", key.dropout));
 }
 
 // Returns the entry of `key`, inserting an empty one; entries are never
@@ -60,6 +61,7 @@ absl::Status WithAttention(
     config.segment_lengths = key.segment_lengths;
     config.dilation_rates = key.dilation_rates;
     config.softmax_scale = key.softmax_scale;
+    config.dropout = key.dropout;
     config.communicator =
         reinterpret_cast<distributed::Communicator*>(key.communicator);
     config.block_sparse = key.block_sparse;

@@ -1,9 +1,9 @@
 // The Attention objects behind the PyTorch ops, one per configuration,
 // created on first use and kept for the life of the process, so that a call
 // costs no factory look-up or set-up. The cache grows by one small entry per
-// distinct configuration (implementation, lengths, rates, scale, block-sparse
-// layout) a process uses, including ones that failed to create; a custom
-// block layout's entry holds a copy of the layout.
+// distinct configuration (implementation, lengths, rates, scale, dropout,
+// block-sparse layout) a process uses, including ones that failed to create;
+// a custom block layout's entry holds a copy of the layout.
 
 #ifndef DILATED_PYTHON_OPS_ATTENTION_CACHE_H_
 #define DILATED_PYTHON_OPS_ATTENTION_CACHE_H_
@@ -26,6 +26,8 @@ struct AttentionKey {
   std::vector<int64_t> segment_lengths;
   std::vector<int64_t> dilation_rates;
   std::optional<double> softmax_scale;
+  // AttentionConfig::dropout: the probability of the calls that train.
+  double dropout = 0.0;
   // A distributed::Communicator's address (mpi_communicator_ops.cc), 0 for
   // none: one process.
   int64_t communicator = 0;

@@ -7,7 +7,8 @@
 //           communicator=0,
 //           block_size=128, block_pattern='dilated_sparse', block_window=512,
 //           global_tokens=64, sparse_dilation_rates=[1, 2, 4],
-//           hierarchical_levels=[], block_layout=None) -> (out, lse)
+//           hierarchical_levels=[], block_layout=None,
+//           dropout_p=0.0, seed=0, offset=0) -> (out, lse)
 //   backward(grad_out, q, k, v, out, lse, <the same arguments>)
 //       -> (grad_q, grad_k, grad_v)
 //   implementations() -> the registered names
@@ -18,6 +19,11 @@
 // call (python/ops/torch_allocator.h); lse is float32 [batch, heads, seq]
 // ([heads, total] packed). The block_* arguments configure "block_sparse"
 // (python/ops/block_sparse_arguments.h); other implementations ignore them.
+// dropout_p > 0 trains with attention dropout (ForwardOptions::training) on
+// the Philox stream of (seed, offset), read as unsigned 64-bit; backward must
+// get the values its forward got, and regenerates the same mask. seed and
+// offset are SymInts so that a seed drawn inside a torch.compile graph can
+// reach the operator; the kernels get their concrete values.
 // Errors raise RuntimeError with the library's message, prefixed by its
 // status code ("INVALID_ARGUMENT: ...").
 // The Python package (python/dilated_attention_torch) adds fake kernels and
@@ -71,7 +77,8 @@ Call MakeCall(const Tensor& q, std::vector<int64_t> segment_lengths,
               std::optional<double> softmax_scale, std::string impl,
               const std::optional<Tensor>& key_padding_mask,
               const std::optional<Tensor>& cu_seqlens, int64_t communicator,
-              const BlockSparseArguments& block_sparse) {
+              const BlockSparseArguments& block_sparse, double dropout_p,
+              int64_t seed, int64_t offset) {
   Call call;
   absl::StatusOr<BlockSparseConfig> block_config =
       BlockSparseConfigOf(block_sparse);
@@ -80,9 +87,13 @@ Call MakeCall(const Tensor& q, std::vector<int64_t> segment_lengths,
                           std::move(segment_lengths),
                           std::move(dilation_rates),
                           softmax_scale,
+                          dropout_p,
                           communicator,
                           *std::move(block_config)};
   call.options.is_causal = is_causal;
+  call.options.training = dropout_p != 0.0;
+  call.options.dropout_seed = static_cast<uint64_t>(seed);
+  call.options.dropout_offset = static_cast<uint64_t>(offset);
   if (key_padding_mask.has_value()) {
     call.options.key_padding_mask = View(*key_padding_mask, "key_padding_mask");
   }
@@ -115,7 +126,8 @@ std::tuple<Tensor, Tensor> Forward(
     int64_t block_window, int64_t global_tokens,
     std::vector<int64_t> sparse_dilation_rates,
     std::vector<int64_t> hierarchical_levels,
-    std::optional<Tensor> block_layout) {
+    std::optional<Tensor> block_layout, double dropout_p, int64_t seed,
+    int64_t offset) {
   const Call call =
       MakeCall(q, std::move(segment_lengths), std::move(dilation_rates),
                is_causal, softmax_scale, std::move(impl), key_padding_mask,
@@ -123,7 +135,8 @@ std::tuple<Tensor, Tensor> Forward(
                BlockSparseArguments{
                    block_size, std::move(block_pattern), block_window,
                    global_tokens, std::move(sparse_dilation_rates),
-                   std::move(hierarchical_levels), std::move(block_layout)});
+                   std::move(hierarchical_levels), std::move(block_layout)},
+               dropout_p, seed, offset);
   // q, k and v before the outputs, so that a refused input is reported by
   // its own name.
   const TensorView q_view = View(q, "q");
@@ -152,7 +165,8 @@ std::tuple<Tensor, Tensor, Tensor> Backward(
     int64_t block_window, int64_t global_tokens,
     std::vector<int64_t> sparse_dilation_rates,
     std::vector<int64_t> hierarchical_levels,
-    std::optional<Tensor> block_layout) {
+    std::optional<Tensor> block_layout, double dropout_p, int64_t seed,
+    int64_t offset) {
   const Call call =
       MakeCall(q, std::move(segment_lengths), std::move(dilation_rates),
                is_causal, softmax_scale, std::move(impl), key_padding_mask,
@@ -160,7 +174,8 @@ std::tuple<Tensor, Tensor, Tensor> Backward(
                BlockSparseArguments{
                    block_size, std::move(block_pattern), block_window,
                    global_tokens, std::move(sparse_dilation_rates),
-                   std::move(hierarchical_levels), std::move(block_layout)});
+                   std::move(hierarchical_levels), std::move(block_layout)},
+               dropout_p, seed, offset);
   const TensorView q_view = View(q, "q");
   const TensorView k_view = View(k, "k");
   const TensorView v_view = View(v, "v");
@@ -202,14 +217,16 @@ STABLE_TORCH_LIBRARY(dilated_attention, m) {
       "forward(Tensor q, Tensor k, Tensor v, int[] segment_lengths, "
       "int[] dilation_rates, bool is_causal, float? softmax_scale, str impl, "
       "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0, "
-      DA_BLOCK_SPARSE_SCHEMA_ARGUMENTS
+      DA_BLOCK_SPARSE_SCHEMA_ARGUMENTS ", "
+      "float dropout_p=0.0, SymInt seed=0, SymInt offset=0"
       ") -> (Tensor, Tensor)");
   m.def(
       "backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, "
       "Tensor lse, int[] segment_lengths, int[] dilation_rates, "
       "bool is_causal, float? softmax_scale, str impl, "
       "Tensor? key_padding_mask, Tensor? cu_seqlens, int communicator=0, "
-      DA_BLOCK_SPARSE_SCHEMA_ARGUMENTS
+      DA_BLOCK_SPARSE_SCHEMA_ARGUMENTS ", "
+      "float dropout_p=0.0, SymInt seed=0, SymInt offset=0"
       ") -> (Tensor, Tensor, Tensor)");
   m.def("implementations() -> str[]");
 }

@@ -8,6 +8,7 @@ import torch
 
 import dilated_attention_torch as da
 import oracle
+import philox_reference
 
 # Tolerances against float64, by storage dtype: float32 runs without TF32
 # (rounding of sums over at most 64 keys); float16 and bfloat16 inputs and
@@ -37,6 +38,40 @@ class CudaTest(unittest.TestCase):
                         is_causal=causal)
                     expected.backward(grad.to(dtype).double())
                     atol = TOLERANCE[dtype]
+                    torch.testing.assert_close(out.double().cpu(), expected,
+                                               atol=atol, rtol=0)
+                    for got, want in zip(inputs, reference):
+                        torch.testing.assert_close(
+                            got.grad.double().cpu(), want.grad,
+                            atol=atol * 4, rtol=0)
+
+    def test_dropout_mask_matches_the_cpu_and_the_oracle(self):
+        # The mask is a function of (seed, offset, batch, head, positions)
+        # alone: the GPU must drop exactly what the plain-Python Philox says,
+        # forward and backward, for "standard" and "improved" (whose
+        # dropout runs on the mma.sync kernels).
+        p, seed, offset = 0.25, 987654321, 11
+        shape = (2, 64, 4, 64)
+        factors = philox_reference.dropout_factors(
+            shape[0], shape[2], shape[1], p, seed, offset)
+        for dtype in (torch.float16, torch.bfloat16):
+            for impl in ("standard", "improved"):
+                with self.subTest(dtype=dtype, impl=impl):
+                    q, k, v, grad = (torch.randn(shape) for _ in range(4))
+                    inputs = [t.to("cuda", dtype).requires_grad_()
+                              for t in (q, k, v)]
+                    out, _ = torch.ops.dilated_attention.forward(
+                        *inputs, [16, 32, 64], [1, 2, 4], True, None, impl,
+                        None, None, 0, p, seed, offset)
+                    out.backward(grad.to("cuda", dtype))
+                    reference = [t.to(dtype).double().requires_grad_()
+                                 for t in (q, k, v)]
+                    expected = oracle.dilated_attention(
+                        *reference, [16, 32, 64], [1, 2, 4], is_causal=True,
+                        dropout_factors=factors)
+                    expected.backward(grad.to(dtype).double())
+                    # Kept probabilities grow by 1 / (1 - p) = 4/3.
+                    atol = TOLERANCE[dtype] * 4 / 3
                     torch.testing.assert_close(out.double().cpu(), expected,
                                                atol=atol, rtol=0)
                     for got, want in zip(inputs, reference):

@@ -26,8 +26,10 @@ def selected(seq, segment, rate, offset):
 
 def dilated_attention(q, k, v, segment_lengths, dilation_rates,
                       is_causal=False, softmax_scale=None,
-                      key_padding_mask=None):
-    """out [b, n, h, d] in float64 for q, k, v [b, n, h, d]."""
+                      key_padding_mask=None, dropout_factors=None):
+    """out [b, n, h, d] in float64 for q, k, v [b, n, h, d]. dropout_factors
+    ([b, h, n, n], query by key) multiply the probabilities before they
+    weigh v (attention dropout)."""
     q, k, v = (t.to(torch.float64) for t in (q, k, v))
     b, n, h, d = q.shape
     scale = softmax_scale if softmax_scale is not None else 1 / math.sqrt(d)
@@ -54,6 +56,8 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
         mask = allowed[:, None]
         weights = torch.softmax(scores.masked_fill(~mask, -1e300), dim=-1)
         weights = weights * mask
+        if dropout_factors is not None:
+            weights = weights * dropout_factors[:, heads]
         out[:, :, heads] = torch.einsum("bhpk,bkhd->bphd", weights,
                                         v[:, :, heads]) / groups
     return out

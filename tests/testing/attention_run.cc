@@ -24,6 +24,9 @@ AttentionResults RunAttention(Attention& attention, TestDevice* device,
   grad_out.Upload(in.grad_out);
   ForwardOptions options;
   options.is_causal = in.is_causal;
+  options.training = in.training;
+  options.dropout_seed = in.dropout_seed;
+  options.dropout_offset = in.dropout_offset;
   const DeviceBytes mask(device, in.key_padding_mask.data(),
                          in.key_padding_mask.size());
   if (!in.key_padding_mask.empty()) {

@@ -25,6 +25,10 @@ struct AttentionInputs {
   // Optional [batch, seq] key padding mask, nonzero = padding.
   std::vector<uint8_t> key_padding_mask;
   bool is_causal = false;
+  // ForwardOptions::training and the dropout random stream.
+  bool training = false;
+  uint64_t dropout_seed = 0;
+  uint64_t dropout_offset = 0;
 };
 
 struct AttentionResults {

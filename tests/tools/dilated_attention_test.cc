@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "io/safetensors.h"
+#include "tests/testing/dropout_oracle.h"
 #include "tests/testing/oracle.h"
 #include "tests/tools/tool_runner.h"
 
@@ -232,6 +233,56 @@ TEST(DilatedAttentionToolTest, RunsAKeyPaddingMask) {
   for (int n : {12 + 0, 12 + 7}) mask[n] = 1;
   const LayoutInput input = WriteLayoutInput("masked", {}, mask, 2, 12);
   ExpectNear(RunForOut(input.path), input.expected_out);
+}
+
+// --dropout trains with the Philox mask of --dropout_seed and
+// --dropout_offset: out equals the dropout oracle's for that stream, and
+// another seed gives another out.
+TEST(DilatedAttentionToolTest, RunsDropoutWithTheGivenRandomStream) {
+  const LayoutInput input = WriteLayoutInput("dropout", {}, {}, 2, 16);
+  absl::StatusOr<io::SafetensorsFile> file = io::ReadSafetensors(input.path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  testing::DropoutOracleProblem problem;
+  problem.batch = 2;
+  problem.seq_len = 16;
+  problem.num_heads = 2;
+  problem.head_dim = 8;
+  problem.segment_lengths = {4, 8};
+  problem.dilation_rates = {1, 2};
+  problem.softmax_scale = 1.0 / std::sqrt(8.0);
+  problem.dropout = 0.25;
+  problem.seed = 7;
+  problem.offset = 3;
+  std::vector<double> expected, lse;
+  testing::DropoutOracleForward(
+      problem, (*file->Find("q"))->ToDoubles(), (*file->Find("k"))->ToDoubles(),
+      (*file->Find("v"))->ToDoubles(), &expected, &lse);
+  auto run = [&](const std::string& seed) {
+    const std::string output = TempPath("dropout_out.safetensors");
+    const ToolResult result = RunTool(
+        {"--impl=improved", "--segment_lengths=4,8", "--dilation_rates=1,2",
+         "--dropout=0.25", "--dropout_seed=" + seed, "--dropout_offset=3",
+         "--input=" + input.path, "--output=" + output});
+    EXPECT_EQ(result.exit_code, 0) << result.error;
+    absl::StatusOr<io::SafetensorsFile> written = io::ReadSafetensors(output);
+    if (!written.ok()) return std::vector<double>();
+    return (*written->Find("out"))->ToDoubles();
+  };
+  ExpectNear(run("7"), expected);
+  const std::vector<double> other = run("8");
+  ASSERT_EQ(other.size(), expected.size());
+  int64_t different = 0;
+  for (size_t i = 0; i < other.size(); ++i) {
+    different += std::abs(other[i] - expected[i]) > 1e-5;
+  }
+  EXPECT_GT(different, 0);
+}
+
+TEST(DilatedAttentionToolTest, RejectsADropoutOutsideItsRange) {
+  std::vector<std::string> args = ValidArgs(UnevenHeadsInput());
+  args.push_back("--dropout=1.5");
+  ExpectOneLineError(RunTool(args),
+                     {"INVALID_ARGUMENT", "dropout must be in [0, 1)", "1.5"});
 }
 
 TEST(DilatedAttentionToolTest, RejectsBadCuSeqlens) {

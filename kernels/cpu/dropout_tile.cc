@@ -1,0 +1,123 @@
+#include "kernels/cpu/dropout_tile.h"
+
+#include <immintrin.h>
+
+namespace dilated {
+namespace kernels {
+namespace cpu {
+namespace {
+
+// Eight Philox4x32-10 blocks at once (AVX2), lane l computing
+// Philox4x32_10(counter of lane l, key): the same function as
+// kernels/dropout_rng.h, bit for bit.
+struct PhiloxLanes {
+  __m256i word[4];
+};
+
+// Returns the high and low 32 bits of the products of every lane of x by m.
+inline void MultiplyHighLow(__m256i x, __m256i m, __m256i* high, __m256i* low) {
+  const __m256i even = _mm256_mul_epu32(x, m);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), m);
+  *low = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  *high = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+PhiloxLanes Philox8(PhiloxLanes c, uint32_t key0, uint32_t key1) {
+  const __m256i multiplier0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m256i multiplier1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      key0 += 0x9E3779B9u;
+      key1 += 0xBB67AE85u;
+    }
+    __m256i high0, low0, high1, low1;
+    MultiplyHighLow(c.word[0], multiplier0, &high0, &low0);
+    MultiplyHighLow(c.word[2], multiplier1, &high1, &low1);
+    const __m256i next0 =
+        _mm256_xor_si256(_mm256_xor_si256(high1, c.word[1]),
+                         _mm256_set1_epi32(static_cast<int>(key0)));
+    const __m256i next2 =
+        _mm256_xor_si256(_mm256_xor_si256(high0, c.word[3]),
+                         _mm256_set1_epi32(static_cast<int>(key1)));
+    c.word[0] = next0;
+    c.word[1] = low1;
+    c.word[2] = next2;
+    c.word[3] = low0;
+  }
+  return c;
+}
+
+// Writes the factors of query rows i0 .. i0 + 7 of problem s (rows from
+// `rows` on get 0) for key rows j0 .. j0 + keys - 1: one Philox call per lane
+// and block of 4 key positions, reused while the keys stay in the block.
+void FillEightQueries(const ForwardParams& p, const Segment& s, int64_t i0,
+                      int64_t rows, int64_t j0, int64_t keys,
+                      const DropoutTileLayout& layout, float* tile) {
+  const Problem& problem = *s.problem;
+  const DropoutParams& d = p.dropout;
+  const uint64_t stream = d.offset +
+                          static_cast<uint64_t>(problem.b) * p.num_heads +
+                          static_cast<uint64_t>(s.head);
+  alignas(32) int32_t queries[8];
+  for (int l = 0; l < 8; ++l) {
+    queries[l] = l < rows ? static_cast<int32_t>(problem.Position(i0 + l)) : 0;
+  }
+  PhiloxLanes counter;
+  counter.word[1] =
+      _mm256_load_si256(reinterpret_cast<const __m256i*>(queries));
+  counter.word[2] = _mm256_set1_epi32(static_cast<int32_t>(stream));
+  counter.word[3] = _mm256_set1_epi32(static_cast<int32_t>(stream >> 32));
+  // bits < threshold (unsigned) as a signed comparison of both sides
+  // offset by 2^31.
+  const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const __m256i threshold = _mm256_xor_si256(
+      _mm256_set1_epi32(static_cast<int>(d.drop_threshold)), sign);
+  const __m256 keep_scale = _mm256_set1_ps(d.keep_scale);
+  const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+      _mm256_set1_epi32(static_cast<int32_t>(rows < 8 ? rows : 8)),
+      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+  int64_t block_index = -1;
+  PhiloxLanes block{};
+  alignas(32) float factors[8];
+  for (int64_t j = 0; j < keys; ++j) {
+    const int64_t key = problem.Position(j0 + j);
+    if ((key >> 2) != block_index) {
+      block_index = key >> 2;
+      counter.word[0] = _mm256_set1_epi32(static_cast<int32_t>(key >> 2));
+      block = Philox8(counter, static_cast<uint32_t>(d.seed),
+                      static_cast<uint32_t>(d.seed >> 32));
+    }
+    const __m256i dropped = _mm256_cmpgt_epi32(
+        threshold, _mm256_xor_si256(block.word[key & 3], sign));
+    const __m256 factor = _mm256_and_ps(
+        live, _mm256_andnot_ps(_mm256_castsi256_ps(dropped), keep_scale));
+    float* column = tile + j * layout.key_stride;
+    if (layout.query_stride == 1) {
+      _mm256_storeu_ps(column, factor);
+      continue;
+    }
+    _mm256_store_ps(factors, factor);
+    for (int l = 0; l < 8; ++l) column[l * layout.query_stride] = factors[l];
+  }
+}
+
+}  // namespace
+
+void FillDropoutTile(const ForwardParams& p, const Segment& s, int64_t i0,
+                     int64_t rows, int64_t j0, int64_t keys,
+                     const DropoutTileLayout& layout, float* tile) {
+  for (int64_t i = 0; i < layout.row_extent; ++i) {
+    float* row = tile + i * layout.query_stride;
+    for (int64_t j = keys; j < layout.key_extent; ++j) {
+      row[j * layout.key_stride] = 0.0f;
+    }
+  }
+  for (int64_t i = 0; i < layout.row_extent; i += 8) {
+    FillEightQueries(p, s, i0 + i, rows - i, j0, keys, layout,
+                     tile + i * layout.query_stride);
+  }
+}
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace dilated
