@@ -62,7 +62,7 @@ class CudaTest(unittest.TestCase):
                               for t in (q, k, v)]
                     out, _ = torch.ops.dilated_attention.forward(
                         *inputs, [16, 32, 64], [1, 2, 4], True, None, impl,
-                        None, None, 0, p, seed, offset)
+                        None, None, 0, dropout_p=p, seed=seed, offset=offset)
                     out.backward(grad.to("cuda", dtype))
                     reference = [t.to(dtype).double().requires_grad_()
                                  for t in (q, k, v)]

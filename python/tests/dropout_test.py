@@ -27,7 +27,7 @@ def random_inputs(shape, seed):
 
 def forward(q, k, v, segs, rates, impl, p, seed, offset, causal=False):
     out, _ = _OPS.forward(q, k, v, segs, rates, causal, None, impl, None,
-                          None, 0, p, seed, offset)
+                          None, 0, dropout_p=p, seed=seed, offset=offset)
     return out
 
 
@@ -175,15 +175,15 @@ class OpcheckTest(unittest.TestCase):
     def test_operators_with_dropout_arguments(self):
         q, k, v, grad_out = random_inputs((1, 16, 2, 8), seed=8)
         args = ([t.clone().requires_grad_() for t in (q, k, v)] +
-                [[8, 16], [1, 2], False, None, "improved", None, None, 0, 0.2,
-                 42, 3])
-        torch.library.opcheck(_OPS.forward.default, args)
+                [[8, 16], [1, 2], False, None, "improved", None, None, 0])
+        dropout = {"dropout_p": 0.2, "seed": 42, "offset": 3}
+        torch.library.opcheck(_OPS.forward.default, args, dropout)
         out, lse = _OPS.forward(q, k, v, [8, 16], [1, 2], False, None,
-                                "improved", None, None, 0, 0.2, 42, 3)
+                                "improved", None, None, 0, **dropout)
         torch.library.opcheck(
             _OPS.backward.default,
             (grad_out, q, k, v, out, lse, [8, 16], [1, 2], False, None,
-             "improved", None, None, 0, 0.2, 42, 3))
+             "improved", None, None, 0), dropout)
 
 
 class ModulesTest(unittest.TestCase):
