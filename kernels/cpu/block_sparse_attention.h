@@ -46,13 +46,15 @@ void BlockSparseForward(const ForwardParams& params, const BlockLists& lists,
 
 // Returns the float32 workspace BlockSparseBackward needs with
 // `num_threads` threads: every row's D and lse in base 2 (2 x batch x heads x
-// seq), plus num_threads x BlockSparseWorkspacePerThread.
+// seq), plus per thread the block tiles and q, grad_out and dQ of one
+// (batch, head) in float32 (3 x seq x head_dim, rounded up to 16).
 int64_t BlockSparseBackwardWorkspace(const ForwardParams& params,
                                      const BlockLists& lists, int num_threads);
 
 // Writes every element of grad_q, grad_k and grad_v, recomputing the
 // probabilities from q, k and forward.lse (required), with
-// D = rowsum(grad_out * forward.out).
+// D = rowsum(grad_out * forward.out). OpenMP over (batch, head): one thread
+// writes every gradient row of a (batch, head), in a fixed order.
 // REQUIRES: as BlockSparseForward, with BlockSparseBackwardWorkspace floats
 // of `workspace`; forward.out and forward.lse hold what BlockSparseForward
 // wrote for the same inputs.

@@ -1,10 +1,16 @@
 // The block-sparse backward pass: first every row's D = rowsum(grad_out *
-// out) and lse in base 2, then two sweeps that each have one writer per
-// gradient element: per (batch, head, key block) over the query blocks that
-// attend to it (dK, dV; queries as rows, k and v transposed once per key
-// block), then per (batch, head, query block) over its key blocks (dQ;
-// queries along the lanes, as in the forward pass). Both recompute
-// P = 2^(S - lse) from q and k, and dS = P (dP - D).
+// out) and lse in base 2, then one sweep per (batch, head), as the dense
+// kernel's backward pass (flash_backward.cc) does per problem: one thread
+// loads the head's q and grad_out once, walks its key blocks in ascending
+// order and, per key block, the query blocks that attend to it (its column
+// list). Each pair computes S = q k^T and dP = dO v^T once (queries as rows,
+// keys along the lanes, k^T and v^T packed once per key block), turns them
+// into P and dS = P (dP - D), and feeds all three gradients from them: dV +=
+// P^T dO and dK += dS^T q in the key block's tiles (stored when its column is
+// done), dQ += dS K in a float32 buffer of the whole head (stored at the
+// end). Five tile products per block pair; a thread owns every gradient row
+// of its (batch, head) and adds in a fixed order, so results do not depend
+// on the thread count.
 
 #include <immintrin.h>
 #include <omp.h>
@@ -27,86 +33,12 @@ namespace kernels {
 namespace cpu {
 namespace {
 
-// Loads what the query block contributes to every pair: q^T (scaled to base-2
-// scores), q rows, grad_out rows and grad_out^T, lse in base 2 (+inf for rows
-// with no key, so that their P is 0) and D.
-void LoadQuerySide(const BackwardParams& bp, const TileShape& s,
-                   const BlockAt& at, BlockTiles* tiles) {
-  const ForwardParams& p = bp.forward;
-  const int64_t lanes = s.padded_rows;
-  LoadQueryT(p, s, at, p.q, p.softmax_scale * kLog2e, tiles->qt, tiles->row);
-  LoadQueryT(p, s, at, bp.grad_out, 1.0f, tiles->dot, tiles->row);
-  std::fill(tiles->q_rows, tiles->q_rows + lanes * s.padded_dim, 0.0f);
-  std::fill(tiles->do_rows, tiles->do_rows + lanes * s.padded_dim, 0.0f);
-  LoadRows(p, s, at, p.q, tiles->q_rows);
-  LoadRows(p, s, at, bp.grad_out, tiles->do_rows);
-  const float* lse =
-      p.lse + at.b * p.lse_stride_b + at.h * p.lse_stride_h + at.block * s.rows;
-  std::fill(tiles->lse2, tiles->lse2 + lanes,
-            std::numeric_limits<float>::infinity());
-  std::fill(tiles->delta, tiles->delta + lanes, 0.0f);
-  for (int64_t i = 0; i < s.rows; ++i) {
-    if (std::isfinite(lse[i])) tiles->lse2[i] = lse[i] * kLog2e;
-    LoadRowFast(RowAddress(p.out, p.dtype, at.b, at.block * s.rows + i, at.h),
-                p.dtype, s.dim, tiles->row);
-    const float* grad_out = tiles->do_rows + i * s.padded_dim;
-    float delta = 0.0f;
-    for (int64_t a = 0; a < s.dim; ++a) delta += grad_out[a] * tiles->row[a];
-    tiles->delta[i] = delta;
-  }
-}
-
-// With k and v rows of `key_block` and the query side loaded: P^T into
-// tiles->st and dS^T into tiles->dpt.
-void ProbabilitiesAndScoreGradient(const ForwardParams& p, const TileShape& s,
-                                   const BlockAt& query, int64_t key_block,
-                                   BlockTiles* tiles) {
-  const int64_t lanes = s.padded_rows;
-  Scores(p, s, query, key_block, tiles);
-  // dP^T = V dO^T: (keys x dim) by (dim x lanes).
-  s.gemm(s.rows, lanes, s.dim, {tiles->v_rows, s.padded_dim, 1},
-         {tiles->dot, lanes}, {tiles->dpt, lanes}, /*accumulate=*/false);
-  for (int64_t j = 0; j < s.rows; ++j) {
-    float* st = tiles->st + j * lanes;
-    float* dpt = tiles->dpt + j * lanes;
-    for (int64_t i8 = 0; i8 < lanes; i8 += 8) {
-      const __m256 prob = Exp2(_mm256_sub_ps(
-          _mm256_loadu_ps(st + i8), _mm256_loadu_ps(tiles->lse2 + i8)));
-      _mm256_storeu_ps(st + i8, prob);
-      const __m256 ds = _mm256_mul_ps(
-          prob, _mm256_sub_ps(_mm256_loadu_ps(dpt + i8),
-                              _mm256_loadu_ps(tiles->delta + i8)));
-      _mm256_storeu_ps(dpt + i8, ds);
-    }
-  }
-}
-
-// Stores `rows` rows of `tile` (padded_dim apart) times `factor` into the
-// block's rows of `t`.
-void StoreRows(const ForwardParams& p, const TileShape& s, const BlockAt& at,
-               const float* tile, float factor, const TensorParams& t,
-               float* row) {
-  for (int64_t i = 0; i < s.rows; ++i) {
-    for (int64_t a = 0; a < s.dim; ++a) {
-      row[a] = tile[i * s.padded_dim + a] * factor;
-    }
-    StoreRow(row, p.dtype, s.dim,
-             RowAddress(t, p.dtype, at.b, at.block * s.rows + i, at.h));
-  }
-}
-
 // Every row's D = rowsum(grad_out * out) and lse in base 2 (+inf for rows
 // with no key, so that their probabilities are 0), [batch, heads, seq].
 struct RowStatistics {
   const float* delta;
   const float* lse2;
 };
-
-// Returns the index of position `row` of (batch, head) `at` in the row
-// statistics.
-int64_t RowIndex(const ForwardParams& p, const BlockAt& at, int64_t row) {
-  return (at.b * p.num_heads + at.h) * p.seq_len + row;
-}
 
 void ComputeRowStatistics(const BackwardParams& bp, float* delta, float* lse2) {
   const ForwardParams& p = bp.forward;
@@ -133,110 +65,155 @@ void ComputeRowStatistics(const BackwardParams& bp, float* delta, float* lse2) {
   }
 }
 
-// dK and dV of one key block over the query blocks that attend to it, with
-// queries as rows: S = q k^T and dP = dO v^T (queries x keys) from k^T and
-// v^T packed once per key block, so a query block costs two row loads.
-void KeyBlockGradients(const BackwardParams& bp, const BlockLists& lists,
-                       const TileShape& s, const BlockAt& at,
-                       const RowStatistics& stats, BlockTiles* tiles) {
-  const ForwardParams& p = bp.forward;
-  const int64_t lanes = s.padded_rows;
-  LoadQueryT(p, s, at, p.k, 1.0f, tiles->kt, tiles->row);
-  LoadQueryT(p, s, at, p.v, 1.0f, tiles->vt, tiles->row);
-  // 1 for the block's keys, 0 for padded keys and the lanes past the block.
-  float* key_weight = tiles->reference;
+// One thread's buffers: the block tiles plus q, grad_out and dQ of a whole
+// (batch, head), seq_len x padded_dim each, zero padded.
+struct HeadScratch {
+  HeadScratch(const ForwardParams& p, const TileShape& s, Carver* carver)
+      : tiles(s, carver),
+        q(carver->Take(p.seq_len * s.padded_dim)),
+        grad_out(carver->Take(p.seq_len * s.padded_dim)),
+        grad_q(carver->Take(p.seq_len * s.padded_dim)) {}
+
+  BlockTiles tiles;
+  float* q;
+  float* grad_out;
+  float* grad_q;
+};
+
+// Stores `rows` rows of `tile` (padded_dim apart) times `factor` into rows
+// first_row .. first_row + rows - 1 of (batch b, head h) of `t`.
+void StoreRows(const ForwardParams& p, const TileShape& s, int64_t b, int64_t h,
+               int64_t first_row, int64_t rows, const float* tile, float factor,
+               const TensorParams& t, float* row) {
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t a = 0; a < s.dim; ++a) {
+      row[a] = tile[i * s.padded_dim + a] * factor;
+    }
+    StoreRow(row, p.dtype, s.dim, RowAddress(t, p.dtype, b, first_row + i, h));
+  }
+}
+
+// Sets key_weight to 1 for the keys of key block `at` and 0 for padded keys
+// and the lanes past the block.
+void KeyWeights(const ForwardParams& p, const TileShape& s, const BlockAt& at,
+                float* key_weight) {
   const uint8_t* mask = p.sequence.key_padding_mask;
-  for (int64_t j = 0; j < lanes; ++j) {
+  for (int64_t j = 0; j < s.padded_rows; ++j) {
     const bool padded =
         j >= s.rows ||
         (mask != nullptr &&
          mask[at.b * p.sequence.mask_stride_b + at.block * s.rows + j] != 0);
     key_weight[j] = padded ? 0.0f : 1.0f;
   }
-  float* grad_k = tiles->acc_a;
-  float* grad_v = tiles->acc_b;
-  std::fill(grad_k, grad_k + s.rows * s.padded_dim, 0.0f);
-  std::fill(grad_v, grad_v + s.rows * s.padded_dim, 0.0f);
-  const __m256 score_scale = _mm256_set1_ps(p.softmax_scale * kLog2e);
-  const int64_t list = LayoutHead(lists, at.h) * lists.num_blocks + at.block;
-  for (int32_t e = lists.column_begin[list]; e < lists.column_begin[list + 1];
-       ++e) {
-    const int64_t query_block = lists.column_blocks[e];
-    if (p.is_causal && query_block < at.block) continue;
-    const BlockAt query{at.b, at.h, query_block};
-    LoadRows(p, s, query, p.q, tiles->q_rows);
-    LoadRows(p, s, query, bp.grad_out, tiles->do_rows);
-    float* scores = tiles->st;  // S, then P (queries x keys).
-    float* grads = tiles->dpt;  // dP, then dS.
-    s.gemm(s.rows, lanes, s.dim, {tiles->q_rows, s.padded_dim, 1},
-           {tiles->kt, lanes}, {scores, lanes}, /*accumulate=*/false);
-    s.gemm(s.rows, lanes, s.dim, {tiles->do_rows, s.padded_dim, 1},
-           {tiles->vt, lanes}, {grads, lanes}, /*accumulate=*/false);
-    const bool diagonal = p.is_causal && query_block == at.block;
-    for (int64_t i = 0; i < s.rows; ++i) {
-      const int64_t row = RowIndex(p, query, query_block * s.rows + i);
-      const __m256 lse2 = _mm256_set1_ps(stats.lse2[row]);
-      const __m256 delta = _mm256_set1_ps(stats.delta[row]);
-      float* sp = scores + i * lanes;
-      float* gp = grads + i * lanes;
-      for (int64_t j8 = 0; j8 < lanes; j8 += 8) {
-        const __m256 prob = _mm256_mul_ps(
-            Exp2(_mm256_fmsub_ps(_mm256_loadu_ps(sp + j8), score_scale, lse2)),
-            _mm256_loadu_ps(key_weight + j8));
-        _mm256_storeu_ps(sp + j8, prob);
-        _mm256_storeu_ps(
-            gp + j8, _mm256_mul_ps(
-                         prob, _mm256_sub_ps(_mm256_loadu_ps(gp + j8), delta)));
-      }
-      if (diagonal) {
-        // Keys after the query.
-        std::fill(sp + i + 1, sp + s.rows, 0.0f);
-        std::fill(gp + i + 1, gp + s.rows, 0.0f);
-      }
-    }
-    // dV += P^T dO and dK += dS^T q: (keys x queries) by (queries x dim),
-    // P and dS read transposed.
-    s.gemm(s.rows, s.padded_dim, s.rows, {scores, 1, lanes},
-           {tiles->do_rows, s.padded_dim}, {grad_v, s.padded_dim},
-           /*accumulate=*/true);
-    s.gemm(s.rows, s.padded_dim, s.rows, {grads, 1, lanes},
-           {tiles->q_rows, s.padded_dim}, {grad_k, s.padded_dim},
-           /*accumulate=*/true);
-  }
-  StoreRows(p, s, at, grad_k, p.softmax_scale, bp.grad_k, tiles->row);
-  StoreRows(p, s, at, grad_v, 1.0f, bp.grad_v, tiles->row);
 }
 
-void QueryBlockGradient(const BackwardParams& bp, const BlockLists& lists,
-                        const TileShape& s, const BlockAt& at,
-                        BlockTiles* tiles) {
+// Turns S (tiles->st) into P and dP (tiles->dpt) into dS for query block
+// `query_block` against the key block whose weights are in `key_weight`:
+// P = 2^(S scale log2 e - lse2) times the key weight, zero after the query
+// on a causal diagonal block; dS = P (dP - D).
+void ProbabilitiesAndScoreGradient(const ForwardParams& p, const TileShape& s,
+                                   const float* lse2, const float* delta,
+                                   const float* key_weight, bool diagonal,
+                                   BlockTiles* tiles) {
+  const int64_t lanes = s.padded_rows;
+  const __m256 score_scale = _mm256_set1_ps(p.softmax_scale * kLog2e);
+  for (int64_t i = 0; i < s.rows; ++i) {
+    const __m256 row_lse2 = _mm256_set1_ps(lse2[i]);
+    const __m256 row_delta = _mm256_set1_ps(delta[i]);
+    float* sp = tiles->st + i * lanes;
+    float* gp = tiles->dpt + i * lanes;
+    for (int64_t j8 = 0; j8 < lanes; j8 += 8) {
+      const __m256 prob =
+          _mm256_mul_ps(Exp2(_mm256_fmsub_ps(_mm256_loadu_ps(sp + j8),
+                                             score_scale, row_lse2)),
+                        _mm256_loadu_ps(key_weight + j8));
+      _mm256_storeu_ps(sp + j8, prob);
+      _mm256_storeu_ps(
+          gp + j8, _mm256_mul_ps(prob, _mm256_sub_ps(_mm256_loadu_ps(gp + j8),
+                                                     row_delta)));
+    }
+    if (diagonal) {
+      // Keys after the query.
+      std::fill(sp + i + 1, sp + s.rows, 0.0f);
+      std::fill(gp + i + 1, gp + s.rows, 0.0f);
+    }
+  }
+}
+
+// All three gradients of (batch b, head h).
+void HeadGradients(const BackwardParams& bp, const BlockLists& lists,
+                   const TileShape& s, int64_t b, int64_t h,
+                   const RowStatistics& stats, HeadScratch* scratch) {
   const ForwardParams& p = bp.forward;
   const int64_t lanes = s.padded_rows;
-  LoadQuerySide(bp, s, at, tiles);
-  float* grad_q = tiles->acc_a;
-  std::fill(grad_q, grad_q + lanes * s.padded_dim, 0.0f);
-  const int64_t list = LayoutHead(lists, at.h) * lists.num_blocks + at.block;
-  for (int32_t e = lists.row_begin[list]; e < lists.row_begin[list + 1]; ++e) {
-    const int64_t key_block = lists.row_blocks[e];
-    if (p.is_causal && key_block > at.block) continue;
-    const BlockAt keys{at.b, at.h, key_block};
-    LoadRows(p, s, keys, p.k, tiles->k_rows);
-    LoadRows(p, s, keys, p.v, tiles->v_rows);
-    ProbabilitiesAndScoreGradient(p, s, at, key_block, tiles);
-    // dQ += dS K: (lanes x keys) by (keys x dim), dS read from dS^T.
-    s.gemm(s.rows, s.padded_dim, s.rows, {tiles->dpt, 1, lanes},
-           {tiles->k_rows, s.padded_dim}, {grad_q, s.padded_dim},
-           /*accumulate=*/true);
+  const int64_t pd = s.padded_dim;
+  BlockTiles* tiles = &scratch->tiles;
+  for (int64_t block = 0; block < lists.num_blocks; ++block) {
+    const BlockAt at{b, h, block};
+    LoadRows(p, s, at, p.q, scratch->q + block * s.rows * pd);
+    LoadRows(p, s, at, bp.grad_out, scratch->grad_out + block * s.rows * pd);
   }
-  StoreRows(p, s, at, grad_q, p.softmax_scale, bp.grad_q, tiles->row);
+  std::fill(scratch->grad_q, scratch->grad_q + p.seq_len * pd, 0.0f);
+  const int64_t stats_base = (b * p.num_heads + h) * p.seq_len;
+  float* key_weight = tiles->reference;
+  float* grad_k = tiles->acc_a;
+  float* grad_v = tiles->acc_b;
+  for (int64_t key_block = 0; key_block < lists.num_blocks; ++key_block) {
+    const BlockAt at{b, h, key_block};
+    std::fill(grad_k, grad_k + s.rows * pd, 0.0f);
+    std::fill(grad_v, grad_v + s.rows * pd, 0.0f);
+    const int64_t list = LayoutHead(lists, h) * lists.num_blocks + key_block;
+    const int32_t first = lists.column_begin[list];
+    const int32_t last = lists.column_begin[list + 1];
+    if (first < last) {
+      LoadQueryT(p, s, at, p.k, 1.0f, tiles->kt, tiles->row);
+      LoadQueryT(p, s, at, p.v, 1.0f, tiles->vt, tiles->row);
+      LoadRows(p, s, at, p.k, tiles->k_rows);
+      KeyWeights(p, s, at, key_weight);
+    }
+    for (int32_t e = first; e < last; ++e) {
+      const int64_t query_block = lists.column_blocks[e];
+      if (p.is_causal && query_block < key_block) continue;
+      const float* q = scratch->q + query_block * s.rows * pd;
+      const float* grad_out = scratch->grad_out + query_block * s.rows * pd;
+      float* grad_q = scratch->grad_q + query_block * s.rows * pd;
+      // S = q k^T and dP = dO v^T: (queries x dim) by (dim x keys).
+      s.gemm(s.rows, lanes, s.dim, {q, pd, 1}, {tiles->kt, lanes},
+             {tiles->st, lanes}, /*accumulate=*/false);
+      s.gemm(s.rows, lanes, s.dim, {grad_out, pd, 1}, {tiles->vt, lanes},
+             {tiles->dpt, lanes}, /*accumulate=*/false);
+      const int64_t row = stats_base + query_block * s.rows;
+      ProbabilitiesAndScoreGradient(
+          p, s, stats.lse2 + row, stats.delta + row, key_weight,
+          /*diagonal=*/p.is_causal && query_block == key_block, tiles);
+      // dV += P^T dO and dK += dS^T q: (keys x queries) by (queries x dim),
+      // P and dS read transposed; dQ += dS K: (queries x keys) by
+      // (keys x dim).
+      s.gemm(s.rows, pd, s.rows, {tiles->st, 1, lanes}, {grad_out, pd},
+             {grad_v, pd}, /*accumulate=*/true);
+      s.gemm(s.rows, pd, s.rows, {tiles->dpt, 1, lanes}, {q, pd}, {grad_k, pd},
+             /*accumulate=*/true);
+      s.gemm(s.rows, pd, s.rows, {tiles->dpt, lanes, 1}, {tiles->k_rows, pd},
+             {grad_q, pd}, /*accumulate=*/true);
+    }
+    StoreRows(p, s, b, h, key_block * s.rows, s.rows, grad_k, p.softmax_scale,
+              bp.grad_k, tiles->row);
+    StoreRows(p, s, b, h, key_block * s.rows, s.rows, grad_v, 1.0f, bp.grad_v,
+              tiles->row);
+  }
+  StoreRows(p, s, b, h, 0, p.seq_len, scratch->grad_q, p.softmax_scale,
+            bp.grad_q, tiles->row);
 }
-
-}  // namespace
-
-namespace {
 
 int64_t RowStatisticsFloats(const ForwardParams& p) {
   return (p.batch * p.num_heads * p.seq_len + 15) / 16 * 16;
+}
+
+int64_t BackwardWorkspacePerThread(const ForwardParams& p,
+                                   const BlockLists& lists) {
+  Carver counter(nullptr);
+  HeadScratch layout(p, TileShape(p, lists), &counter);
+  return counter.used();
 }
 
 }  // namespace
@@ -244,7 +221,7 @@ int64_t RowStatisticsFloats(const ForwardParams& p) {
 int64_t BlockSparseBackwardWorkspace(const ForwardParams& params,
                                      const BlockLists& lists, int num_threads) {
   return 2 * RowStatisticsFloats(params) +
-         num_threads * BlockSparseWorkspacePerThread(params, lists);
+         num_threads * BackwardWorkspacePerThread(params, lists);
 }
 
 void BlockSparseBackward(const BackwardParams& bp, const BlockLists& lists,
@@ -256,23 +233,16 @@ void BlockSparseBackward(const BackwardParams& bp, const BlockLists& lists,
   ComputeRowStatistics(bp, delta, lse2);
   const RowStatistics stats{delta, lse2};
   workspace += 2 * RowStatisticsFloats(p);
-  const int64_t per_thread = BlockSparseWorkspacePerThread(p, lists);
-  const int64_t units = p.batch * p.num_heads * lists.num_blocks;
+  const int64_t per_thread = BackwardWorkspacePerThread(p, lists);
+  const int64_t units = p.batch * p.num_heads;
 #pragma omp parallel num_threads(num_threads)
   {
     Carver carver(workspace + omp_get_thread_num() * per_thread);
-    BlockTiles tiles(shape, &carver);
+    HeadScratch scratch(p, shape, &carver);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t unit = 0; unit < 2 * units; ++unit) {
-      const int64_t u = unit % units;
-      const BlockAt at{u / (p.num_heads * lists.num_blocks),
-                       u / lists.num_blocks % p.num_heads,
-                       u % lists.num_blocks};
-      if (unit < units) {
-        KeyBlockGradients(bp, lists, shape, at, stats, &tiles);
-      } else {
-        QueryBlockGradient(bp, lists, shape, at, &tiles);
-      }
+    for (int64_t unit = 0; unit < units; ++unit) {
+      HeadGradients(bp, lists, shape, unit / p.num_heads, unit % p.num_heads,
+                    stats, &scratch);
     }
   }
 }

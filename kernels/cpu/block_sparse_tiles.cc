@@ -38,16 +38,11 @@ BlockTiles::BlockTiles(const TileShape& s, Carver* carver) {
   row_sum = carver->Take(lanes);
   reference = carver->Take(lanes);
   row = carver->Take(s.padded_dim);
-  q_rows = carver->Take(lanes * s.padded_dim);
-  do_rows = carver->Take(lanes * s.padded_dim);
-  dot = carver->Take(s.padded_dim * lanes);
   dpt = carver->Take(s.rows * lanes);
-  acc_a = carver->Take(lanes * s.padded_dim);
+  acc_a = carver->Take(s.rows * s.padded_dim);
   acc_b = carver->Take(s.rows * s.padded_dim);
   kt = carver->Take(s.padded_dim * lanes);
   vt = carver->Take(s.padded_dim * lanes);
-  lse2 = carver->Take(lanes);
-  delta = carver->Take(lanes);
 }
 
 void LoadQueryT(const ForwardParams& p, const TileShape& s, const BlockAt& at,

@@ -51,23 +51,18 @@ struct BlockTiles {
   float* qt;         // padded_dim x padded_rows: q^T (scaled, see LoadQueryT).
   float* k_rows;     // rows x padded_dim.
   float* v_rows;     // rows x padded_dim.
-  float* st;         // rows x padded_rows: S^T, then P^T.
+  float* st;         // rows x padded_rows: S^T, then P^T (backward: S, P).
   float* ot;         // padded_dim x padded_rows: unnormalised O^T.
   float* row_max;    // padded_rows: running max of base-2 scores.
   float* row_sum;    // padded_rows: running sum of 2^(score - max).
   float* reference;  // padded_rows: what a key block's scores are taken from.
   float* row;        // padded_dim: one row on its way in or out.
   // Backward only.
-  float* q_rows;   // padded_rows x padded_dim: q, unscaled.
-  float* do_rows;  // padded_rows x padded_dim: grad_out.
-  float* dot;      // padded_dim x padded_rows: grad_out^T.
-  float* dpt;      // rows x padded_rows: dP^T, then dS^T.
-  float* acc_a;    // padded_rows x padded_dim: dK or dQ.
-  float* acc_b;    // rows x padded_dim: dV.
-  float* kt;       // padded_dim x padded_rows: k^T of the key block.
-  float* vt;       // padded_dim x padded_rows: v^T of the key block.
-  float* lse2;     // padded_rows: lse * log2(e); +inf for rows with no key.
-  float* delta;    // padded_rows: rowsum(grad_out * out).
+  float* dpt;    // rows x padded_rows: dP, then dS (queries x keys).
+  float* acc_a;  // rows x padded_dim: dK.
+  float* acc_b;  // rows x padded_dim: dV.
+  float* kt;     // padded_dim x padded_rows: k^T of the key block.
+  float* vt;     // padded_dim x padded_rows: v^T of the key block.
 };
 
 // The position of block `block` of (batch b, head h) in the tensors.
