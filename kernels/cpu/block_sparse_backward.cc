@@ -3,14 +3,19 @@
 // kernel's backward pass (flash_backward.cc) does per problem: one thread
 // loads the head's q and grad_out once, walks its key blocks in ascending
 // order and, per key block, the query blocks that attend to it (its column
-// list). Each pair computes S = q k^T and dP = dO v^T once (queries as rows,
-// keys along the lanes, k^T and v^T packed once per key block), turns them
-// into P and dS = P (dP - D), and feeds all three gradients from them: dV +=
-// P^T dO and dK += dS^T q in the key block's tiles (stored when its column is
-// done), dQ += dS K in a float32 buffer of the whole head (stored at the
-// end). Five tile products per block pair; a thread owns every gradient row
-// of its (batch, head) and adds in a fixed order, so results do not depend
-// on the thread count.
+// list). Each pair computes the scores and dP once, turns them into P and
+// dS = P (dP - D), and feeds all three gradients from them: dV += P^T dO and
+// dK += dS^T q in the key block's tiles (stored when its column is done),
+// dQ += dS K in a float32 buffer of the whole head (stored at the end). Five
+// tile products per block pair; a thread owns every gradient row of its
+// (batch, head) and adds in a fixed order, so results do not depend on the
+// thread count.
+//
+// On the AVX-512 path the pair runs with queries along the lanes (S^T = K
+// Q^T, as the forward pass), so that the product itself ends in P^T =
+// 2^(S^T - lse) (TileGemmExp2Avx512, lse per column); q^T and dO^T of the
+// head are packed once for that. The AVX2 path keeps queries as rows and
+// takes the exponential in a separate pass.
 
 #include <immintrin.h>
 #include <omp.h>
@@ -27,6 +32,7 @@
 #include "kernels/cpu/simd_convert.h"
 #include "kernels/cpu/simd_exp.h"
 #include "kernels/cpu/tile_gemm.h"
+#include "kernels/cpu/tile_gemm_avx512.h"
 
 namespace dilated {
 namespace kernels {
@@ -66,18 +72,35 @@ void ComputeRowStatistics(const BackwardParams& bp, float* delta, float* lse2) {
 }
 
 // One thread's buffers: the block tiles plus q, grad_out and dQ of a whole
-// (batch, head), seq_len x padded_dim each, zero padded.
+// (batch, head), seq_len x padded_dim each, zero padded; on the AVX-512 path
+// also, per query block, q^T (scaled to base-2 scores) and dO^T (padded_dim x
+// padded_rows each) and lse2 and D over padded_rows lanes (+inf and 0 in the
+// lanes past the block).
 struct HeadScratch {
-  HeadScratch(const ForwardParams& p, const TileShape& s, Carver* carver)
+  HeadScratch(const ForwardParams& p, const TileShape& s, int64_t num_blocks,
+              Carver* carver)
       : tiles(s, carver),
         q(carver->Take(p.seq_len * s.padded_dim)),
         grad_out(carver->Take(p.seq_len * s.padded_dim)),
-        grad_q(carver->Take(p.seq_len * s.padded_dim)) {}
+        grad_q(carver->Take(p.seq_len * s.padded_dim)) {
+    if (!s.fused_exp2) return;
+    const int64_t lanes = s.padded_rows;
+    qt = carver->Take(num_blocks * s.padded_dim * lanes);
+    dot = carver->Take(num_blocks * s.padded_dim * lanes);
+    lse2 = carver->Take(num_blocks * lanes);
+    delta = carver->Take(num_blocks * lanes);
+    column_sum = carver->Take(lanes);
+  }
 
   BlockTiles tiles;
   float* q;
   float* grad_out;
   float* grad_q;
+  float* qt = nullptr;
+  float* dot = nullptr;
+  float* lse2 = nullptr;
+  float* delta = nullptr;
+  float* column_sum = nullptr;  // What TileGemmExp2Avx512 adds up; unused.
 };
 
 // Stores `rows` rows of `tile` (padded_dim apart) times `factor` into rows
@@ -140,6 +163,84 @@ void ProbabilitiesAndScoreGradient(const ForwardParams& p, const TileShape& s,
   }
 }
 
+// Packs, per query block of the head, q^T (times scale * log2 e) and dO^T
+// from the loaded rows, and lse2 and D over padded lanes.
+void PackQuerySide(const ForwardParams& p, const TileShape& s,
+                   int64_t num_blocks, const RowStatistics& stats,
+                   int64_t stats_base, HeadScratch* scratch) {
+  const int64_t lanes = s.padded_rows;
+  const int64_t pd = s.padded_dim;
+  const float score_scale = p.softmax_scale * kLog2e;
+  for (int64_t block = 0; block < num_blocks; ++block) {
+    const float* q = scratch->q + block * s.rows * pd;
+    const float* grad_out = scratch->grad_out + block * s.rows * pd;
+    float* qt = scratch->qt + block * pd * lanes;
+    float* dot = scratch->dot + block * pd * lanes;
+    std::fill(qt, qt + pd * lanes, 0.0f);
+    std::fill(dot, dot + pd * lanes, 0.0f);
+    for (int64_t i = 0; i < s.rows; ++i) {
+      for (int64_t a = 0; a < s.dim; ++a) {
+        qt[a * lanes + i] = q[i * pd + a] * score_scale;
+        dot[a * lanes + i] = grad_out[i * pd + a];
+      }
+    }
+    float* lse2 = scratch->lse2 + block * lanes;
+    float* delta = scratch->delta + block * lanes;
+    std::fill(lse2, lse2 + lanes, std::numeric_limits<float>::infinity());
+    std::fill(delta, delta + lanes, 0.0f);
+    const int64_t row = stats_base + block * s.rows;
+    std::copy(stats.lse2 + row, stats.lse2 + row + s.rows, lse2);
+    std::copy(stats.delta + row, stats.delta + row + s.rows, delta);
+  }
+}
+
+// One (query block, key block) pair on the AVX-512 path, keys as rows and
+// queries along the lanes: P^T = 2^(K Q^T - lse2) in tiles->st, zeroed for
+// padded keys and, on a causal diagonal block, keys after their query; dS^T =
+// P^T (V dO^T - D) in tiles->dpt.
+void PairScoresKeysAsRows(const ForwardParams& p, const TileShape& s,
+                          const BlockAt& keys, int64_t query_block,
+                          HeadScratch* scratch) {
+  const int64_t lanes = s.padded_rows;
+  const int64_t pd = s.padded_dim;
+  BlockTiles* tiles = &scratch->tiles;
+  float* pt = tiles->st;
+  float* dst = tiles->dpt;
+  const float* lse2 = scratch->lse2 + query_block * lanes;
+  const float* delta = scratch->delta + query_block * lanes;
+  std::fill(scratch->column_sum, scratch->column_sum + lanes, 0.0f);
+  TileGemmExp2Avx512(s.rows, lanes, s.dim, {tiles->k_rows, pd, 1},
+                     {scratch->qt + query_block * pd * lanes, lanes},
+                     {pt, lanes}, lse2, scratch->column_sum);
+  if (p.is_causal && query_block == keys.block) {
+    for (int64_t j = 1; j < s.rows; ++j) {
+      std::fill(pt + j * lanes, pt + j * lanes + j, 0.0f);
+    }
+  }
+  const uint8_t* mask = p.sequence.key_padding_mask;
+  if (mask != nullptr) {
+    const uint8_t* padded =
+        mask + keys.b * p.sequence.mask_stride_b + keys.block * s.rows;
+    for (int64_t j = 0; j < s.rows; ++j) {
+      if (padded[j] != 0) std::fill(pt + j * lanes, pt + (j + 1) * lanes, 0.0f);
+    }
+  }
+  s.gemm(s.rows, lanes, s.dim, {tiles->v_rows, pd, 1},
+         {scratch->dot + query_block * pd * lanes, lanes}, {dst, lanes},
+         /*accumulate=*/false);
+  for (int64_t j = 0; j < s.rows; ++j) {
+    const float* prob = pt + j * lanes;
+    float* grads = dst + j * lanes;
+    for (int64_t i8 = 0; i8 < lanes; i8 += 8) {
+      _mm256_storeu_ps(
+          grads + i8,
+          _mm256_mul_ps(_mm256_loadu_ps(prob + i8),
+                        _mm256_sub_ps(_mm256_loadu_ps(grads + i8),
+                                      _mm256_loadu_ps(delta + i8))));
+    }
+  }
+}
+
 // All three gradients of (batch b, head h).
 void HeadGradients(const BackwardParams& bp, const BlockLists& lists,
                    const TileShape& s, int64_t b, int64_t h,
@@ -155,6 +256,9 @@ void HeadGradients(const BackwardParams& bp, const BlockLists& lists,
   }
   std::fill(scratch->grad_q, scratch->grad_q + p.seq_len * pd, 0.0f);
   const int64_t stats_base = (b * p.num_heads + h) * p.seq_len;
+  if (s.fused_exp2) {
+    PackQuerySide(p, s, lists.num_blocks, stats, stats_base, scratch);
+  }
   float* key_weight = tiles->reference;
   float* grad_k = tiles->acc_a;
   float* grad_v = tiles->acc_b;
@@ -166,10 +270,14 @@ void HeadGradients(const BackwardParams& bp, const BlockLists& lists,
     const int32_t first = lists.column_begin[list];
     const int32_t last = lists.column_begin[list + 1];
     if (first < last) {
-      LoadQueryT(p, s, at, p.k, 1.0f, tiles->kt, tiles->row);
-      LoadQueryT(p, s, at, p.v, 1.0f, tiles->vt, tiles->row);
       LoadRows(p, s, at, p.k, tiles->k_rows);
-      KeyWeights(p, s, at, key_weight);
+      if (s.fused_exp2) {
+        LoadRows(p, s, at, p.v, tiles->v_rows);
+      } else {
+        LoadQueryT(p, s, at, p.k, 1.0f, tiles->kt, tiles->row);
+        LoadQueryT(p, s, at, p.v, 1.0f, tiles->vt, tiles->row);
+        KeyWeights(p, s, at, key_weight);
+      }
     }
     for (int32_t e = first; e < last; ++e) {
       const int64_t query_block = lists.column_blocks[e];
@@ -177,6 +285,19 @@ void HeadGradients(const BackwardParams& bp, const BlockLists& lists,
       const float* q = scratch->q + query_block * s.rows * pd;
       const float* grad_out = scratch->grad_out + query_block * s.rows * pd;
       float* grad_q = scratch->grad_q + query_block * s.rows * pd;
+      if (s.fused_exp2) {
+        PairScoresKeysAsRows(p, s, at, query_block, scratch);
+        // dV += P^T dO and dK += dS^T q: (keys x queries) by (queries x
+        // dim); dQ += dS K: (queries x keys) by (keys x dim), dS read from
+        // dS^T.
+        s.gemm(s.rows, pd, s.rows, {tiles->st, lanes, 1}, {grad_out, pd},
+               {grad_v, pd}, /*accumulate=*/true);
+        s.gemm(s.rows, pd, s.rows, {tiles->dpt, lanes, 1}, {q, pd},
+               {grad_k, pd}, /*accumulate=*/true);
+        s.gemm(s.rows, pd, s.rows, {tiles->dpt, 1, lanes}, {tiles->k_rows, pd},
+               {grad_q, pd}, /*accumulate=*/true);
+        continue;
+      }
       // S = q k^T and dP = dO v^T: (queries x dim) by (dim x keys).
       s.gemm(s.rows, lanes, s.dim, {q, pd, 1}, {tiles->kt, lanes},
              {tiles->st, lanes}, /*accumulate=*/false);
@@ -212,7 +333,7 @@ int64_t RowStatisticsFloats(const ForwardParams& p) {
 int64_t BackwardWorkspacePerThread(const ForwardParams& p,
                                    const BlockLists& lists) {
   Carver counter(nullptr);
-  HeadScratch layout(p, TileShape(p, lists), &counter);
+  HeadScratch layout(p, TileShape(p, lists), lists.num_blocks, &counter);
   return counter.used();
 }
 
@@ -238,7 +359,7 @@ void BlockSparseBackward(const BackwardParams& bp, const BlockLists& lists,
 #pragma omp parallel num_threads(num_threads)
   {
     Carver carver(workspace + omp_get_thread_num() * per_thread);
-    HeadScratch scratch(p, shape, &carver);
+    HeadScratch scratch(p, shape, lists.num_blocks, &carver);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t unit = 0; unit < units; ++unit) {
       HeadGradients(bp, lists, shape, unit / p.num_heads, unit % p.num_heads,

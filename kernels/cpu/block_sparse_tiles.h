@@ -40,6 +40,8 @@ struct TileShape {
   int64_t dim;
   int64_t padded_dim;
   TileGemmFn gemm;
+  // Whether TileGemmExp2Avx512 may run (the AVX-512 path).
+  bool fused_exp2;
 };
 
 // One thread's tiles; the forward pass uses the first group, the backward
