@@ -11,8 +11,8 @@
 // (batch, head) and adds in a fixed order, so results do not depend on the
 // thread count.
 //
-// On the AVX-512 path the pair runs with queries along the lanes (S^T = K
-// Q^T, as the forward pass), so that the product itself ends in P^T =
+// On the AVX-512 and AMX paths the pair runs with queries along the lanes (S^T
+// = K Q^T, as the forward pass), so that the product itself ends in P^T =
 // 2^(S^T - lse) (TileGemmExp2Avx512, lse per column); q^T and dO^T of the
 // head are packed once for that. The AVX2 path keeps queries as rows and
 // takes the exponential in a separate pass.
@@ -194,49 +194,86 @@ void PackQuerySide(const ForwardParams& p, const TileShape& s,
   }
 }
 
-// One (query block, key block) pair on the AVX-512 path, keys as rows and
-// queries along the lanes: P^T = 2^(K Q^T - lse2) in tiles->st, zeroed for
-// padded keys and, on a causal diagonal block, keys after their query; dS^T =
-// P^T (V dO^T - D) in tiles->dpt.
-void PairScoresKeysAsRows(const ForwardParams& p, const TileShape& s,
-                          const BlockAt& keys, int64_t query_block,
-                          HeadScratch* scratch) {
+// Sub-tiles of a block pair on the AVX-512 path: at most 64 keys by 64
+// query lanes, so that P^T and dS^T (16 KiB each) stay in L1 while the five
+// products read them, as the dense kernel's 64 x 64 tiles do.
+constexpr int64_t kSubKeys = 64;
+constexpr int64_t kSubLanes = 64;
+
+// One (query block, key block) pair on the AVX-512 path, sub-tile by
+// sub-tile, keys as rows and queries along the lanes: P^T = 2^(K Q^T - lse2)
+// (zero for padded keys and, on a causal diagonal block, keys after their
+// query) and dS^T = P^T (V dO^T - D), then dV += P^T dO, dK += dS^T q and
+// dQ += dS K. Sub-tiles run in a fixed order.
+void PairKeysAsRows(const ForwardParams& p, const TileShape& s,
+                    const BlockAt& keys, int64_t query_block, float* grad_k,
+                    float* grad_v, HeadScratch* scratch) {
   const int64_t lanes = s.padded_rows;
   const int64_t pd = s.padded_dim;
   BlockTiles* tiles = &scratch->tiles;
   float* pt = tiles->st;
   float* dst = tiles->dpt;
-  const float* lse2 = scratch->lse2 + query_block * lanes;
-  const float* delta = scratch->delta + query_block * lanes;
-  std::fill(scratch->column_sum, scratch->column_sum + lanes, 0.0f);
-  TileGemmExp2Avx512(s.rows, lanes, s.dim, {tiles->k_rows, pd, 1},
-                     {scratch->qt + query_block * pd * lanes, lanes},
-                     {pt, lanes}, lse2, scratch->column_sum);
-  if (p.is_causal && query_block == keys.block) {
-    for (int64_t j = 1; j < s.rows; ++j) {
-      std::fill(pt + j * lanes, pt + j * lanes + j, 0.0f);
-    }
-  }
+  const float* qt = scratch->qt + query_block * pd * lanes;
+  const float* dot = scratch->dot + query_block * pd * lanes;
+  const float* q = scratch->q + query_block * s.rows * pd;
+  const float* grad_out = scratch->grad_out + query_block * s.rows * pd;
+  float* grad_q = scratch->grad_q + query_block * s.rows * pd;
+  const bool diagonal = p.is_causal && query_block == keys.block;
   const uint8_t* mask = p.sequence.key_padding_mask;
-  if (mask != nullptr) {
-    const uint8_t* padded =
-        mask + keys.b * p.sequence.mask_stride_b + keys.block * s.rows;
-    for (int64_t j = 0; j < s.rows; ++j) {
-      if (padded[j] != 0) std::fill(pt + j * lanes, pt + (j + 1) * lanes, 0.0f);
-    }
-  }
-  s.gemm(s.rows, lanes, s.dim, {tiles->v_rows, pd, 1},
-         {scratch->dot + query_block * pd * lanes, lanes}, {dst, lanes},
-         /*accumulate=*/false);
-  for (int64_t j = 0; j < s.rows; ++j) {
-    const float* prob = pt + j * lanes;
-    float* grads = dst + j * lanes;
-    for (int64_t i8 = 0; i8 < lanes; i8 += 8) {
-      _mm256_storeu_ps(
-          grads + i8,
-          _mm256_mul_ps(_mm256_loadu_ps(prob + i8),
-                        _mm256_sub_ps(_mm256_loadu_ps(grads + i8),
-                                      _mm256_loadu_ps(delta + i8))));
+  const uint8_t* padded =
+      mask == nullptr
+          ? nullptr
+          : mask + keys.b * p.sequence.mask_stride_b + keys.block * s.rows;
+  for (int64_t j0 = 0; j0 < s.rows; j0 += kSubKeys) {
+    const int64_t kk = std::min(kSubKeys, s.rows - j0);
+    for (int64_t i0 = 0; i0 < lanes; i0 += kSubLanes) {
+      const int64_t width = std::min(kSubLanes, lanes - i0);
+      // Queries of the sub-tile that exist (the rest are padding lanes).
+      const int64_t queries = std::min(width, s.rows - i0);
+      if (queries <= 0) break;
+      // Causal: every key after every query of the sub-tile.
+      if (diagonal && j0 > i0 + queries - 1) continue;
+      std::fill(scratch->column_sum, scratch->column_sum + width, 0.0f);
+      TileGemmExp2Avx512(kk, width, s.dim, {tiles->k_rows + j0 * pd, pd, 1},
+                         {qt + i0, lanes}, {pt, width},
+                         scratch->lse2 + query_block * lanes + i0,
+                         scratch->column_sum);
+      if (diagonal) {
+        // Key j0 + j after query i0 + i.
+        for (int64_t j = 0; j < kk; ++j) {
+          const int64_t before = std::clamp<int64_t>(j0 + j - i0, 0, width);
+          std::fill(pt + j * width, pt + j * width + before, 0.0f);
+        }
+      }
+      if (padded != nullptr) {
+        for (int64_t j = 0; j < kk; ++j) {
+          if (padded[j0 + j] != 0) {
+            std::fill(pt + j * width, pt + (j + 1) * width, 0.0f);
+          }
+        }
+      }
+      s.gemm(kk, width, s.dim, {tiles->v_rows + j0 * pd, pd, 1},
+             {dot + i0, lanes}, {dst, width}, /*accumulate=*/false);
+      const float* delta = scratch->delta + query_block * lanes + i0;
+      for (int64_t j = 0; j < kk; ++j) {
+        const float* prob = pt + j * width;
+        float* grads = dst + j * width;
+        for (int64_t i8 = 0; i8 < width; i8 += 8) {
+          _mm256_storeu_ps(
+              grads + i8,
+              _mm256_mul_ps(_mm256_loadu_ps(prob + i8),
+                            _mm256_sub_ps(_mm256_loadu_ps(grads + i8),
+                                          _mm256_loadu_ps(delta + i8))));
+        }
+      }
+      // dV += P^T dO and dK += dS^T q: (keys x queries) by (queries x dim);
+      // dQ += dS K: (queries x keys) by (keys x dim), dS read from dS^T.
+      s.gemm(kk, pd, queries, {pt, width, 1}, {grad_out + i0 * pd, pd},
+             {grad_v + j0 * pd, pd}, /*accumulate=*/true);
+      s.gemm(kk, pd, queries, {dst, width, 1}, {q + i0 * pd, pd},
+             {grad_k + j0 * pd, pd}, /*accumulate=*/true);
+      s.gemm(queries, pd, kk, {dst, 1, width}, {tiles->k_rows + j0 * pd, pd},
+             {grad_q + i0 * pd, pd}, /*accumulate=*/true);
     }
   }
 }
@@ -286,16 +323,7 @@ void HeadGradients(const BackwardParams& bp, const BlockLists& lists,
       const float* grad_out = scratch->grad_out + query_block * s.rows * pd;
       float* grad_q = scratch->grad_q + query_block * s.rows * pd;
       if (s.fused_exp2) {
-        PairScoresKeysAsRows(p, s, at, query_block, scratch);
-        // dV += P^T dO and dK += dS^T q: (keys x queries) by (queries x
-        // dim); dQ += dS K: (queries x keys) by (keys x dim), dS read from
-        // dS^T.
-        s.gemm(s.rows, pd, s.rows, {tiles->st, lanes, 1}, {grad_out, pd},
-               {grad_v, pd}, /*accumulate=*/true);
-        s.gemm(s.rows, pd, s.rows, {tiles->dpt, lanes, 1}, {q, pd},
-               {grad_k, pd}, /*accumulate=*/true);
-        s.gemm(s.rows, pd, s.rows, {tiles->dpt, 1, lanes}, {tiles->k_rows, pd},
-               {grad_q, pd}, /*accumulate=*/true);
+        PairKeysAsRows(p, s, at, query_block, grad_k, grad_v, scratch);
         continue;
       }
       // S = q k^T and dP = dO v^T: (queries x dim) by (dim x keys).

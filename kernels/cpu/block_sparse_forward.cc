@@ -155,7 +155,7 @@ void ForwardQueryBlock(const ForwardParams& p, const BlockLists& lists,
   std::fill(tiles->ot, tiles->ot + s.padded_dim * lanes, 0.0f);
   std::fill(tiles->row_max, tiles->row_max + lanes, kMinusInf);
   std::fill(tiles->row_sum, tiles->row_sum + lanes, 0.0f);
-  const bool fused = ActiveCpuPath() == CpuPath::kAvx512;
+  const bool fused = ActiveCpuPath() != CpuPath::kAvx2;
   bool first = true;
   const int64_t list = LayoutHead(lists, at.h) * lists.num_blocks + at.block;
   for (int32_t e = lists.row_begin[list]; e < lists.row_begin[list + 1]; ++e) {

@@ -25,8 +25,8 @@ TileShape::TileShape(const ForwardParams& p, const BlockLists& lists)
       padded_rows(RoundUp16(lists.block_size)),
       dim(p.head_dim),
       padded_dim(RoundUp16(p.head_dim)),
-      gemm(ActiveCpuPath() == CpuPath::kAvx512 ? &TileGemmAvx512 : &TileGemm),
-      fused_exp2(ActiveCpuPath() == CpuPath::kAvx512) {}
+      gemm(ActiveCpuPath() != CpuPath::kAvx2 ? &TileGemmAvx512 : &TileGemm),
+      fused_exp2(ActiveCpuPath() != CpuPath::kAvx2) {}
 
 BlockTiles::BlockTiles(const TileShape& s, Carver* carver) {
   const int64_t lanes = s.padded_rows;

@@ -26,7 +26,7 @@ namespace kernels {
 namespace cpu {
 
 // The tile product of the instruction set in use (cpu_path.h): TileGemm
-// (AVX2) or TileGemmAvx512.
+// (AVX2) or TileGemmAvx512 (AVX-512 and AMX paths).
 using TileGemmFn = void (*)(int64_t m, int64_t n, int64_t k,
                             const StridedOperand& a, const RowOperand& b,
                             const RowResult& c, bool accumulate);
@@ -40,7 +40,8 @@ struct TileShape {
   int64_t dim;
   int64_t padded_dim;
   TileGemmFn gemm;
-  // Whether TileGemmExp2Avx512 may run (the AVX-512 path).
+  // Whether TileGemmExp2Avx512 may run: on the AVX-512 and AMX paths (the
+  // block-sparse kernels compute in float32, so AMX means AVX-512 here).
   bool fused_exp2;
 };
 

@@ -80,6 +80,11 @@ std::vector<Case> Cases() {
   shared.custom_layout = RandomLayout(1, 4, 11);
   shared.custom_layout.active[0] = 1;
   Case holes{"local_window_holes", 2, 64, 2, 16, local, true};
+  // Blocks of more than 64 tokens, not a multiple of 16: several sub-tiles
+  // per block pair, the last one partial.
+  BlockSparseConfig wide = Pattern(BlockPattern::kLocalWindow, 80);
+  wide.window = 160;
+  Case wide_holes{"local_window_block80_holes", 1, 240, 2, 8, wide, true};
   Case strided{"dilated_sparse_strided", 2, 48, 3, 8, dilated};
   strided.layout = testing::Layout::kPadded;
   return {
@@ -90,6 +95,7 @@ std::vector<Case> Cases() {
       {"custom_per_head_block5", 1, 30, 2, 12, per_head},
       {"custom_shared_block64", 2, 256, 2, 64, shared},
       holes,
+      wide_holes,
       strided,
   };
 }
