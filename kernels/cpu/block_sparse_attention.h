@@ -45,9 +45,9 @@ void BlockSparseForward(const ForwardParams& params, const BlockLists& lists,
                         float* workspace, int num_threads);
 
 // Returns the float32 workspace BlockSparseBackward needs with
-// `num_threads` threads: every row's D and lse in base 2 (2 x batch x heads x
-// seq), plus per thread the block tiles and q, grad_out and dQ of one
-// (batch, head) in float32 (3 x seq x head_dim, head_dim rounded up to 16),
+// `num_threads` threads: per thread the block tiles, D and lse of every row
+// of one (batch, head), and its q, grad_out and dQ in float32 (3 x seq x
+// head_dim, head_dim rounded up to 16),
 // and on the AVX-512 and AMX paths q^T and grad_out^T of the head as well
 // (5 x seq x head_dim in all).
 int64_t BlockSparseBackwardWorkspace(const ForwardParams& params,

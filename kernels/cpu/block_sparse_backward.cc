@@ -1,7 +1,7 @@
-// The block-sparse backward pass: first every row's D = rowsum(grad_out *
-// out) and lse in base 2, then one sweep per (batch, head), as the dense
+// The block-sparse backward pass: one sweep per (batch, head), as the dense
 // kernel's backward pass (flash_backward.cc) does per problem: one thread
-// loads the head's q and grad_out once, walks its key blocks in ascending
+// loads the head's q and grad_out once (with every row's lse in base 2 and
+// D = rowsum(grad_out * out)), walks its key blocks in ascending
 // order and, per key block, the query blocks that attend to it (its column
 // list). Each pair computes the scores and dP once, turns them into P and
 // dS = P (dP - D), and feeds all three gradients from them: dV += P^T dO and
@@ -24,7 +24,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <vector>
 
 #include "kernels/cpu/block_sparse_attention.h"
 #include "kernels/cpu/block_sparse_tiles.h"
@@ -39,38 +38,6 @@ namespace kernels {
 namespace cpu {
 namespace {
 
-// Every row's D = rowsum(grad_out * out) and lse in base 2 (+inf for rows
-// with no key, so that their probabilities are 0), [batch, heads, seq].
-struct RowStatistics {
-  const float* delta;
-  const float* lse2;
-};
-
-void ComputeRowStatistics(const BackwardParams& bp, float* delta, float* lse2) {
-  const ForwardParams& p = bp.forward;
-  const int64_t rows = p.batch * p.num_heads * p.seq_len;
-#pragma omp parallel
-  {
-    std::vector<float> grad_out(p.head_dim), out(p.head_dim);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t n = r % p.seq_len;
-      const int64_t h = r / p.seq_len % p.num_heads;
-      const int64_t b = r / p.seq_len / p.num_heads;
-      LoadRowFast(RowAddress(bp.grad_out, p.dtype, b, n, h), p.dtype,
-                  p.head_dim, grad_out.data());
-      LoadRowFast(RowAddress(p.out, p.dtype, b, n, h), p.dtype, p.head_dim,
-                  out.data());
-      float sum = 0.0f;
-      for (int64_t a = 0; a < p.head_dim; ++a) sum += grad_out[a] * out[a];
-      delta[r] = sum;
-      const float lse = p.lse[b * p.lse_stride_b + h * p.lse_stride_h + n];
-      lse2[r] = std::isfinite(lse) ? lse * kLog2e
-                                   : std::numeric_limits<float>::infinity();
-    }
-  }
-}
-
 // One thread's buffers: the block tiles plus q, grad_out and dQ of a whole
 // (batch, head), seq_len x padded_dim each, zero padded; on the AVX-512 path
 // also, per query block, q^T (scaled to base-2 scores) and dO^T (padded_dim x
@@ -82,7 +49,9 @@ struct HeadScratch {
       : tiles(s, carver),
         q(carver->Take(p.seq_len * s.padded_dim)),
         grad_out(carver->Take(p.seq_len * s.padded_dim)),
-        grad_q(carver->Take(p.seq_len * s.padded_dim)) {
+        grad_q(carver->Take(p.seq_len * s.padded_dim)),
+        lse2_rows(carver->Take(p.seq_len)),
+        delta_rows(carver->Take(p.seq_len)) {
     if (!s.fused_exp2) return;
     const int64_t lanes = s.padded_rows;
     qt = carver->Take(num_blocks * s.padded_dim * lanes);
@@ -96,6 +65,10 @@ struct HeadScratch {
   float* q;
   float* grad_out;
   float* grad_q;
+  // Per row of the head: lse in base 2 (+inf for rows with no key, so that
+  // their probabilities are 0) and D = rowsum(grad_out * out).
+  float* lse2_rows;
+  float* delta_rows;
   float* qt = nullptr;
   float* dot = nullptr;
   float* lse2 = nullptr;
@@ -166,8 +139,7 @@ void ProbabilitiesAndScoreGradient(const ForwardParams& p, const TileShape& s,
 // Packs, per query block of the head, q^T (times scale * log2 e) and dO^T
 // from the loaded rows, and lse2 and D over padded lanes.
 void PackQuerySide(const ForwardParams& p, const TileShape& s,
-                   int64_t num_blocks, const RowStatistics& stats,
-                   int64_t stats_base, HeadScratch* scratch) {
+                   int64_t num_blocks, HeadScratch* scratch) {
   const int64_t lanes = s.padded_rows;
   const int64_t pd = s.padded_dim;
   const float score_scale = p.softmax_scale * kLog2e;
@@ -188,9 +160,11 @@ void PackQuerySide(const ForwardParams& p, const TileShape& s,
     float* delta = scratch->delta + block * lanes;
     std::fill(lse2, lse2 + lanes, std::numeric_limits<float>::infinity());
     std::fill(delta, delta + lanes, 0.0f);
-    const int64_t row = stats_base + block * s.rows;
-    std::copy(stats.lse2 + row, stats.lse2 + row + s.rows, lse2);
-    std::copy(stats.delta + row, stats.delta + row + s.rows, delta);
+    const int64_t row = block * s.rows;
+    std::copy(scratch->lse2_rows + row, scratch->lse2_rows + row + s.rows,
+              lse2);
+    std::copy(scratch->delta_rows + row, scratch->delta_rows + row + s.rows,
+              delta);
   }
 }
 
@@ -281,7 +255,7 @@ void PairKeysAsRows(const ForwardParams& p, const TileShape& s,
 // All three gradients of (batch b, head h).
 void HeadGradients(const BackwardParams& bp, const BlockLists& lists,
                    const TileShape& s, int64_t b, int64_t h,
-                   const RowStatistics& stats, HeadScratch* scratch) {
+                   HeadScratch* scratch) {
   const ForwardParams& p = bp.forward;
   const int64_t lanes = s.padded_rows;
   const int64_t pd = s.padded_dim;
@@ -291,11 +265,20 @@ void HeadGradients(const BackwardParams& bp, const BlockLists& lists,
     LoadRows(p, s, at, p.q, scratch->q + block * s.rows * pd);
     LoadRows(p, s, at, bp.grad_out, scratch->grad_out + block * s.rows * pd);
   }
-  std::fill(scratch->grad_q, scratch->grad_q + p.seq_len * pd, 0.0f);
-  const int64_t stats_base = (b * p.num_heads + h) * p.seq_len;
-  if (s.fused_exp2) {
-    PackQuerySide(p, s, lists.num_blocks, stats, stats_base, scratch);
+  const float* lse = p.lse + b * p.lse_stride_b + h * p.lse_stride_h;
+  for (int64_t n = 0; n < p.seq_len; ++n) {
+    LoadRowFast(RowAddress(p.out, p.dtype, b, n, h), p.dtype, s.dim,
+                tiles->row);
+    const float* grad_out = scratch->grad_out + n * pd;
+    float delta = 0.0f;
+    for (int64_t a = 0; a < s.dim; ++a) delta += grad_out[a] * tiles->row[a];
+    scratch->delta_rows[n] = delta;
+    scratch->lse2_rows[n] = std::isfinite(lse[n])
+                                ? lse[n] * kLog2e
+                                : std::numeric_limits<float>::infinity();
   }
+  std::fill(scratch->grad_q, scratch->grad_q + p.seq_len * pd, 0.0f);
+  if (s.fused_exp2) PackQuerySide(p, s, lists.num_blocks, scratch);
   float* key_weight = tiles->reference;
   float* grad_k = tiles->acc_a;
   float* grad_v = tiles->acc_b;
@@ -331,9 +314,9 @@ void HeadGradients(const BackwardParams& bp, const BlockLists& lists,
              {tiles->st, lanes}, /*accumulate=*/false);
       s.gemm(s.rows, lanes, s.dim, {grad_out, pd, 1}, {tiles->vt, lanes},
              {tiles->dpt, lanes}, /*accumulate=*/false);
-      const int64_t row = stats_base + query_block * s.rows;
+      const int64_t row = query_block * s.rows;
       ProbabilitiesAndScoreGradient(
-          p, s, stats.lse2 + row, stats.delta + row, key_weight,
+          p, s, scratch->lse2_rows + row, scratch->delta_rows + row, key_weight,
           /*diagonal=*/p.is_causal && query_block == key_block, tiles);
       // dV += P^T dO and dK += dS^T q: (keys x queries) by (queries x dim),
       // P and dS read transposed; dQ += dS K: (queries x keys) by
@@ -354,10 +337,6 @@ void HeadGradients(const BackwardParams& bp, const BlockLists& lists,
             bp.grad_q, tiles->row);
 }
 
-int64_t RowStatisticsFloats(const ForwardParams& p) {
-  return (p.batch * p.num_heads * p.seq_len + 15) / 16 * 16;
-}
-
 int64_t BackwardWorkspacePerThread(const ForwardParams& p,
                                    const BlockLists& lists) {
   Carver counter(nullptr);
@@ -369,19 +348,13 @@ int64_t BackwardWorkspacePerThread(const ForwardParams& p,
 
 int64_t BlockSparseBackwardWorkspace(const ForwardParams& params,
                                      const BlockLists& lists, int num_threads) {
-  return 2 * RowStatisticsFloats(params) +
-         num_threads * BackwardWorkspacePerThread(params, lists);
+  return num_threads * BackwardWorkspacePerThread(params, lists);
 }
 
 void BlockSparseBackward(const BackwardParams& bp, const BlockLists& lists,
                          float* workspace, int num_threads) {
   const ForwardParams& p = bp.forward;
   const TileShape shape(p, lists);
-  float* delta = workspace;
-  float* lse2 = workspace + RowStatisticsFloats(p);
-  ComputeRowStatistics(bp, delta, lse2);
-  const RowStatistics stats{delta, lse2};
-  workspace += 2 * RowStatisticsFloats(p);
   const int64_t per_thread = BackwardWorkspacePerThread(p, lists);
   const int64_t units = p.batch * p.num_heads;
 #pragma omp parallel num_threads(num_threads)
@@ -391,7 +364,7 @@ void BlockSparseBackward(const BackwardParams& bp, const BlockLists& lists,
 #pragma omp for schedule(dynamic, 1)
     for (int64_t unit = 0; unit < units; ++unit) {
       HeadGradients(bp, lists, shape, unit / p.num_heads, unit % p.num_heads,
-                    stats, &scratch);
+                    &scratch);
     }
   }
 }
