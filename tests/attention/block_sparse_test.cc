@@ -101,12 +101,8 @@ std::vector<Case> Cases() {
 }
 
 std::vector<uint8_t> Holes(const Case& c) {
-  std::vector<uint8_t> mask;
-  if (!c.holes) return mask;
-  std::mt19937 rng(5);
-  std::bernoulli_distribution hole(0.3);
-  for (int64_t i = 0; i < c.batch * c.seq_len; ++i) mask.push_back(hole(rng));
-  return mask;
+  if (!c.holes) return {};
+  return testing::RandomPadding(c.batch * c.seq_len, 5);
 }
 
 // The oracle's token mask: key p' counts for row p when their blocks are
@@ -141,16 +137,9 @@ MaskedProblem OracleFor(const Case& c, const BlockLayout& layout, bool causal,
 }
 
 AttentionInputs Inputs(const Case& c, DType dtype, bool causal) {
-  const int64_t count = c.batch * c.seq_len * c.num_heads * c.head_dim;
-  AttentionInputs in;
-  in.shape = {c.batch, c.seq_len, c.num_heads, c.head_dim};
-  // Range 2 makes softmax rows peaked enough that a wrong key set shows.
-  in.q = testing::Values(count, 2.0, dtype, 1);
-  in.k = testing::Values(count, 2.0, dtype, 2);
-  in.v = testing::Values(count, 1.0, dtype, 3);
-  in.grad_out = testing::Values(count, 1.0, dtype, 4);
+  AttentionInputs in = testing::RandomInputs(
+      {c.batch, c.seq_len, c.num_heads, c.head_dim}, dtype, causal, 1);
   in.key_padding_mask = Holes(c);
-  in.is_causal = causal;
   return in;
 }
 
@@ -208,19 +197,11 @@ TEST_P(BlockSparseConformanceTest, MatchesDenseMaskedOracle) {
   ASSERT_TRUE(layout.ok()) << layout.status();
   const MaskedProblem oracle =
       OracleFor(p.c, *layout, p.causal, in.key_padding_mask);
-  std::vector<double> out, lse, grad_q, grad_k, grad_v;
-  testing::MaskedForward(oracle, in.q, in.k, in.v, &out, &lse);
-  testing::MaskedBackward(oracle, in.q, in.k, in.v, in.grad_out, &grad_q,
-                          &grad_k, &grad_v);
-  EXPECT_TRUE(AllClose(got.out, out, testing::OutputTolerance(p.dtype)))
-      << "out";
-  // float32 whatever the storage type: scores of inputs exact in every dtype.
-  EXPECT_TRUE(AllClose(got.lse, lse, {1e-4, 1e-4})) << "lse";
-  const testing::Tolerance tolerance = testing::GradientTolerance(p.dtype);
-  EXPECT_TRUE(AllClose(got.grad_q, grad_q, tolerance)) << "grad_q";
-  EXPECT_TRUE(AllClose(got.grad_k, grad_k, tolerance)) << "grad_k";
-  EXPECT_TRUE(AllClose(got.grad_v, grad_v, tolerance)) << "grad_v";
-  EXPECT_TRUE(got.padding_intact) << "written outside the tensors' elements";
+  testing::ExpectedResults want;
+  testing::MaskedForward(oracle, in.q, in.k, in.v, &want.out, &want.lse);
+  testing::MaskedBackward(oracle, in.q, in.k, in.v, in.grad_out, &want.grad_q,
+                          &want.grad_k, &want.grad_v);
+  testing::ExpectResultsMatch(got, want, p.dtype);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryPattern, BlockSparseConformanceTest,
@@ -454,11 +435,12 @@ PackedRun RunPacked(const BlockSparseConfig& sparse,
       grad_v(cpu, dtype, shape);
   testing::TestTensor lse(cpu, DType::kFloat32, {heads, total});
   PackedRun run;
-  const int64_t count = total * heads * dim;
-  run.q = testing::Values(count, 2.0, dtype, 1);
-  run.k = testing::Values(count, 2.0, dtype, 2);
-  run.v = testing::Values(count, 1.0, dtype, 3);
-  run.grad_out = testing::Values(count, 1.0, dtype, 4);
+  const AttentionInputs in =
+      testing::RandomInputs({1, total, heads, dim}, dtype, causal, 1);
+  run.q = in.q;
+  run.k = in.k;
+  run.v = in.v;
+  run.grad_out = in.grad_out;
   q.Upload(run.q);
   k.Upload(run.k);
   v.Upload(run.v);
