@@ -28,9 +28,10 @@ namespace dilated {
 namespace kernels {
 namespace cpu {
 
-// Returns the float32 workspace one thread of BlockSparseForward or
-// BlockSparseBackward needs: about 4 block_size^2 + 9 block_size x head_dim
-// floats (rounded up to multiples of 16).
+// Returns the float32 workspace one thread of BlockSparseForward needs:
+// about 4 block_size^2 + 9 block_size x head_dim floats of tiles, plus k and
+// v of one (batch, head) in float32 (2 x seq x head_dim; head_dim rounded up
+// to 16), which keeps each key block converted once per thread and head.
 int64_t BlockSparseWorkspacePerThread(const ForwardParams& params,
                                       const BlockLists& lists);
 

@@ -51,9 +51,11 @@ struct TileShape {
 struct BlockTiles {
   BlockTiles(const TileShape& s, Carver* carver);
 
-  float* qt;         // padded_dim x padded_rows: q^T (scaled, see LoadQueryT).
-  float* k_rows;     // rows x padded_dim.
-  float* v_rows;     // rows x padded_dim.
+  float* qt;  // padded_dim x padded_rows: q^T (scaled, see LoadQueryT).
+  // rows x padded_dim each; the forward pass points them at its copy of the
+  // key block instead (block_sparse_forward.cc).
+  float* k_rows;
+  float* v_rows;
   float* st;         // rows x padded_rows: S^T, then P^T (backward: S, P).
   float* ot;         // padded_dim x padded_rows: unnormalised O^T.
   float* row_max;    // padded_rows: running max of base-2 scores.
