@@ -8,6 +8,8 @@
 
 #include "attention/block_sparse.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -244,6 +246,32 @@ TEST(BlockSparseTest, InactiveBlocksAreNeverRead) {
   testing::MaskedForward(oracle, in.q, in.k, in.v, &out, &lse);
   EXPECT_TRUE(
       AllClose(got.out, out, testing::OutputTolerance(DType::kFloat32)));
+}
+
+// One writer per gradient element, adding in a fixed order: the results are
+// the same bits with one thread as with three.
+TEST(BlockSparseTest, ResultsDoNotDependOnTheThreadCount) {
+  BlockSparseConfig sparse = Pattern(BlockPattern::kLocalWindow, 80);
+  sparse.window = 160;
+  const Case c{"threads", 2, 240, 3, 8, sparse, true};
+  const AttentionInputs in = Inputs(c, DType::kFloat32, true);
+  std::unique_ptr<Attention> attention = Create(sparse);
+  const int threads = omp_get_max_threads();
+  std::vector<AttentionResults> got;
+  for (int count : {1, 3}) {
+    omp_set_num_threads(count);
+    got.push_back(testing::RunAttention(*attention, testing::TestDevices()[0],
+                                        DType::kFloat32,
+                                        testing::Layout::kContiguous, in));
+    ASSERT_TRUE(got.back().forward.ok()) << got.back().forward;
+    ASSERT_TRUE(got.back().backward.ok()) << got.back().backward;
+  }
+  omp_set_num_threads(threads);
+  EXPECT_EQ(got[0].out, got[1].out);
+  EXPECT_EQ(got[0].lse, got[1].lse);
+  EXPECT_EQ(got[0].grad_q, got[1].grad_q);
+  EXPECT_EQ(got[0].grad_k, got[1].grad_k);
+  EXPECT_EQ(got[0].grad_v, got[1].grad_v);
 }
 
 TEST(BlockSparseTest, OneObjectServesSeveralSequenceLengths) {
