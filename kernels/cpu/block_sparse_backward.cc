@@ -103,10 +103,11 @@ void KeyWeights(const ForwardParams& p, const TileShape& s, const BlockAt& at,
   }
 }
 
-// Turns S (tiles->st) into P and dP (tiles->dpt) into dS for query block
-// `query_block` against the key block whose weights are in `key_weight`:
-// P = 2^(S scale log2 e - lse2) times the key weight, zero after the query
-// on a causal diagonal block; dS = P (dP - D).
+// AVX2 path: turns S (tiles->st, queries x keys) into P and dP (tiles->dpt)
+// into dS for a query block (its rows' lse2 and D) against the key block
+// whose weights are in `key_weight`: P = 2^(S scale log2 e - lse2) times the
+// key weight, zero after the query on a causal diagonal block; dS = P (dP -
+// D).
 void ProbabilitiesAndScoreGradient(const ForwardParams& p, const TileShape& s,
                                    const float* lse2, const float* delta,
                                    const float* key_weight, bool diagonal,
