@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "attention/block_sparse_device.h"
+#include "attention/block_sparse_packed.h"
 #include "attention/params_builder.h"
 #include "attention/registry.h"
 #include "attention/workspace.h"
@@ -20,6 +21,38 @@ AttentionConfig WithOneGroup(AttentionConfig config) {
   config.segment_lengths = {1};
   config.dilation_rates = {1};
   return config;
+}
+
+const kernels::ForwardParams& ForwardOf(const kernels::ForwardParams& p) {
+  return p;
+}
+const kernels::ForwardParams& ForwardOf(const kernels::BackwardParams& p) {
+  return p.forward;
+}
+
+absl::Status ForwardOnCpu(const kernels::ForwardParams& params,
+                          const kernels::BlockLists& lists,
+                          memory::Allocator* allocator) {
+  const int threads = kernels::cpu::MaxThreads();
+  DA_ASSIGN_OR_RETURN(
+      HostWorkspace workspace,
+      HostWorkspace::Allocate(
+          allocator, threads * kernels::cpu::BlockSparseWorkspacePerThread(
+                                   params, lists)));
+  kernels::cpu::BlockSparseForward(params, lists, workspace.data(), threads);
+  return absl::OkStatus();
+}
+
+absl::Status BackwardOnCpu(const kernels::BackwardParams& params,
+                           const kernels::BlockLists& lists,
+                           memory::Allocator* allocator) {
+  const int threads = kernels::cpu::MaxThreads();
+  DA_ASSIGN_OR_RETURN(HostWorkspace workspace,
+                      HostWorkspace::Allocate(
+                          allocator, kernels::cpu::BlockSparseBackwardWorkspace(
+                                         params.forward, lists, threads)));
+  kernels::cpu::BlockSparseBackward(params, lists, workspace.data(), threads);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Attention>> CreateBlockSparse(
@@ -47,55 +80,90 @@ BlockSparseAttention::ListsFor(const kernels::ForwardParams& params,
                      " tensors in this build"));
   }
   if (kernels::IsPacked(params)) {
-    return absl::UnimplementedError(
-        "'block_sparse' cannot run packed sequences (cu_seqlens); give "
-        "[batch, seq, heads, head_dim] tensors, with key_padding_mask for "
-        "shorter sequences");
+    return absl::UnimplementedError(absl::StrCat(
+        "'block_sparse' runs packed sequences (cu_seqlens) on CPU tensors "
+        "only, not on ",
+        DeviceName(device),
+        "; give [batch, seq, heads, head_dim] tensors, with key_padding_mask "
+        "for shorter sequences"));
   }
   return lists_.Get(params.seq_len, params.num_heads);
+}
+
+template <typename Params>
+absl::StatusOr<std::vector<std::shared_ptr<const BlockListStorage>>>
+BlockSparseAttention::ListsForSequences(
+    const std::vector<PackedSequence<Params>>& sequences) {
+  std::vector<std::shared_ptr<const BlockListStorage>> storages;
+  for (const PackedSequence<Params>& s : sequences) {
+    const kernels::ForwardParams& p = ForwardOf(s.params);
+    absl::StatusOr<std::shared_ptr<const BlockListStorage>> storage =
+        lists_.Get(p.seq_len, p.num_heads);
+    if (!storage.ok()) {
+      return absl::Status(storage.status().code(),
+                          absl::StrCat("cu_seqlens: sequence ", s.index, ": ",
+                                       storage.status().message()));
+    }
+    storages.push_back(*std::move(storage));
+  }
+  return storages;
 }
 
 absl::Status BlockSparseAttention::DoForward(
     const kernels::ForwardParams& params, const Device& device,
     const ForwardOptions& options) {
+  DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
+                      WorkspaceAllocator(device, options));
+  if (kernels::IsPacked(params) && device.type == DeviceType::kCpu) {
+    DA_ASSIGN_OR_RETURN(
+        const std::vector<PackedSequence<kernels::ForwardParams>> sequences,
+        SplitPackedForward(params, lists_.config().block_size));
+    // Every list first, so that a bad sequence leaves the outputs untouched.
+    DA_ASSIGN_OR_RETURN(
+        const std::vector<std::shared_ptr<const BlockListStorage>> storages,
+        ListsForSequences(sequences));
+    for (size_t i = 0; i < sequences.size(); ++i) {
+      DA_RETURN_IF_ERROR(
+          ForwardOnCpu(sequences[i].params, storages[i]->Lists(), allocator));
+    }
+    return absl::OkStatus();
+  }
   DA_ASSIGN_OR_RETURN(std::shared_ptr<const BlockListStorage> storage,
                       ListsFor(params, device));
   const kernels::BlockLists lists = storage->Lists();
-  DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
-                      WorkspaceAllocator(device, options));
   if (device.type != DeviceType::kCpu) {
     return DeviceKernels<BlockSparseDeviceKernels>::Find(device.type)
         ->forward(params, lists, {device, options.stream, allocator});
   }
-  const int threads = kernels::cpu::MaxThreads();
-  DA_ASSIGN_OR_RETURN(
-      HostWorkspace workspace,
-      HostWorkspace::Allocate(
-          allocator, threads * kernels::cpu::BlockSparseWorkspacePerThread(
-                                   params, lists)));
-  kernels::cpu::BlockSparseForward(params, lists, workspace.data(), threads);
-  return absl::OkStatus();
+  return ForwardOnCpu(params, lists, allocator);
 }
 
 absl::Status BlockSparseAttention::DoBackward(
     const kernels::BackwardParams& params, const Device& device,
     const ForwardOptions& options) {
+  DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
+                      WorkspaceAllocator(device, options));
+  if (kernels::IsPacked(params.forward) && device.type == DeviceType::kCpu) {
+    DA_ASSIGN_OR_RETURN(
+        const std::vector<PackedSequence<kernels::BackwardParams>> sequences,
+        SplitPackedBackward(params, lists_.config().block_size));
+    DA_ASSIGN_OR_RETURN(
+        const std::vector<std::shared_ptr<const BlockListStorage>> storages,
+        ListsForSequences(sequences));
+    for (size_t i = 0; i < sequences.size(); ++i) {
+      DA_RETURN_IF_ERROR(
+          BackwardOnCpu(sequences[i].params, storages[i]->Lists(), allocator));
+    }
+    return absl::OkStatus();
+  }
   DA_ASSIGN_OR_RETURN(std::shared_ptr<const BlockListStorage> storage,
                       ListsFor(params.forward, device));
   const kernels::BlockLists lists = storage->Lists();
-  DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
-                      WorkspaceAllocator(device, options));
   if (device.type != DeviceType::kCpu) {
     return DeviceKernels<BlockSparseDeviceKernels>::Find(device.type)
         ->backward(params, lists, {device, options.stream, allocator});
   }
-  const int threads = kernels::cpu::MaxThreads();
-  DA_ASSIGN_OR_RETURN(HostWorkspace workspace,
-                      HostWorkspace::Allocate(
-                          allocator, kernels::cpu::BlockSparseBackwardWorkspace(
-                                         params.forward, lists, threads)));
-  kernels::cpu::BlockSparseBackward(params, lists, workspace.data(), threads);
-  return absl::OkStatus();
+  return BackwardOnCpu(params, lists, allocator);
 }
 
 absl::StatusOr<BlockProbabilities> BlockSparseAttention::Probabilities(

@@ -16,7 +16,11 @@
 //
 // Tensors: [batch, seq, heads, head_dim] with seq a multiple of block_size
 // (InvalidArgument otherwise), float32, float16 or bfloat16, key_padding_mask
-// allowed; packed (cu_seqlens) input is Unimplemented. CPU tensors run
+// allowed. Packed input ([total, heads, head_dim] with cu_seqlens) runs on
+// CPU tensors: every sequence gets the layout of its own length from its own
+// position 0, and its length must be a multiple of block_size
+// (block_sparse_packed.h; InvalidArgument naming the sequence otherwise);
+// on CUDA tensors it is Unimplemented. CPU tensors run
 // kernels/cpu/block_sparse_attention.h; CUDA tensors run
 // kernels/cuda/block_sparse_attention.h in builds with --config=cuda
 // (block_sparse_device.h; FailedPrecondition otherwise).
@@ -32,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "attention/attention.h"
 #include "attention/block_lists.h"
+#include "attention/block_sparse_packed.h"
 
 namespace dilated {
 
@@ -69,10 +74,17 @@ class BlockSparseAttention : public Attention {
                           const Device& device,
                           const ForwardOptions& options) override;
 
-  // Returns the lists for a call after the checks the front end does not
-  // make (CPU tensors, fixed-length layout, seq a multiple of block_size).
+  // Returns the lists for a fixed-length call after the checks the front end
+  // does not make (a kernel for the device, not packed, seq a multiple of
+  // block_size).
   absl::StatusOr<std::shared_ptr<const BlockListStorage>> ListsFor(
       const kernels::ForwardParams& params, const Device& device);
+
+  // Returns the lists of every sequence of a packed CPU call, or the first
+  // error with the sequence's index.
+  template <typename Params>
+  absl::StatusOr<std::vector<std::shared_ptr<const BlockListStorage>>>
+  ListsForSequences(const std::vector<PackedSequence<Params>>& sequences);
 
   BlockListCache lists_;
 };

@@ -15,7 +15,7 @@ softmax_scale.
 
 Setup (PyTorch from PyPI; the CPU is enough):
     python3 -m venv /tmp/golden-venv
-    /tmp/golden-venv/bin/pip install torch numpy
+    /tmp/golden-venv/bin/pip install torch
     /tmp/golden-venv/bin/python tools/make_golden.py
 
 The PyPI package dilated-attention-pytorch is deliberately not used: it is an
@@ -267,8 +267,8 @@ def packed_attention(attention, q, k, v, seq_lens, **config):
 
 
 def tensor_bytes(t):
-    """Returns the little-endian bytes of a contiguous tensor."""
-    return t.contiguous().view(torch.uint8).numpy().tobytes()
+    """Returns the little-endian bytes of a contiguous tensor (no NumPy)."""
+    return bytes(t.contiguous().view(torch.uint8).flatten().tolist())
 
 
 def write_safetensors(path, tensors, metadata):

@@ -28,9 +28,10 @@ namespace dilated {
 namespace kernels {
 namespace cpu {
 
-// Returns the float32 workspace one thread of BlockSparseForward or
-// BlockSparseBackward needs: about 4 block_size^2 + 9 block_size x head_dim
-// floats (rounded up to multiples of 16).
+// Returns the float32 workspace one thread of BlockSparseForward needs:
+// about 4 block_size^2 + 9 block_size x head_dim floats of tiles, plus k and
+// v of one (batch, head) in float32 (2 x seq x head_dim; head_dim rounded up
+// to 16), which keeps each key block converted once per thread and head.
 int64_t BlockSparseWorkspacePerThread(const ForwardParams& params,
                                       const BlockLists& lists);
 
@@ -45,14 +46,18 @@ void BlockSparseForward(const ForwardParams& params, const BlockLists& lists,
                         float* workspace, int num_threads);
 
 // Returns the float32 workspace BlockSparseBackward needs with
-// `num_threads` threads: every row's D and lse in base 2 (2 x batch x heads x
-// seq), plus num_threads x BlockSparseWorkspacePerThread.
+// `num_threads` threads: per thread the block tiles, D and lse of every row
+// of one (batch, head), and its q, grad_out and dQ in float32 (3 x seq x
+// head_dim, head_dim rounded up to 16),
+// and on the AVX-512 and AMX paths q^T and grad_out^T of the head as well
+// (5 x seq x head_dim in all).
 int64_t BlockSparseBackwardWorkspace(const ForwardParams& params,
                                      const BlockLists& lists, int num_threads);
 
 // Writes every element of grad_q, grad_k and grad_v, recomputing the
 // probabilities from q, k and forward.lse (required), with
-// D = rowsum(grad_out * forward.out).
+// D = rowsum(grad_out * forward.out). OpenMP over (batch, head): one thread
+// writes every gradient row of a (batch, head), in a fixed order.
 // REQUIRES: as BlockSparseForward, with BlockSparseBackwardWorkspace floats
 // of `workspace`; forward.out and forward.lse hold what BlockSparseForward
 // wrote for the same inputs.

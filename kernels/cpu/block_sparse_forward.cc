@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/block_sparse_attention.h"
 #include "kernels/cpu/block_sparse_tiles.h"
@@ -147,23 +148,58 @@ bool FusedProbabilities(const TileShape& s, BlockTiles* tiles) {
   return true;
 }
 
+// One thread's forward buffers: the block tiles, and k and v (seq_len x
+// padded_dim each) of the key blocks it has loaded for the (batch, head) it
+// works in, so that a key block many query blocks attend to is converted
+// once per thread and head rather than once per pair.
+struct ForwardScratch {
+  ForwardScratch(const ForwardParams& p, const TileShape& s, int64_t num_blocks,
+                 Carver* carver)
+      : tiles(s, carver),
+        k(carver->Take(p.seq_len * s.padded_dim)),
+        v(carver->Take(p.seq_len * s.padded_dim)),
+        loaded_for(num_blocks, -1) {}
+
+  // Points tiles.k_rows and tiles.v_rows at key block `keys`, loading it
+  // unless it is already there for the same (batch, head).
+  void UseKeyBlock(const ForwardParams& p, const TileShape& s,
+                   const BlockAt& keys) {
+    const int64_t offset = keys.block * s.rows * s.padded_dim;
+    const int64_t head = keys.b * p.num_heads + keys.h;
+    if (loaded_for[keys.block] != head) {
+      LoadRows(p, s, keys, p.k, k + offset);
+      LoadRows(p, s, keys, p.v, v + offset);
+      loaded_for[keys.block] = head;
+    }
+    tiles.k_rows = k + offset;
+    tiles.v_rows = v + offset;
+  }
+
+  BlockTiles tiles;
+  float* k;
+  float* v;
+  // Per key block, the (batch * heads + head) whose rows k and v hold; -1
+  // for none yet.
+  std::vector<int64_t> loaded_for;
+};
+
 void ForwardQueryBlock(const ForwardParams& p, const BlockLists& lists,
                        const TileShape& s, const BlockAt& at,
-                       BlockTiles* tiles) {
+                       ForwardScratch* scratch) {
+  BlockTiles* tiles = &scratch->tiles;
   const int64_t lanes = s.padded_rows;
   LoadQueryT(p, s, at, p.q, p.softmax_scale * kLog2e, tiles->qt, tiles->row);
   std::fill(tiles->ot, tiles->ot + s.padded_dim * lanes, 0.0f);
   std::fill(tiles->row_max, tiles->row_max + lanes, kMinusInf);
   std::fill(tiles->row_sum, tiles->row_sum + lanes, 0.0f);
-  const bool fused = ActiveCpuPath() == CpuPath::kAvx512;
+  const bool fused = ActiveCpuPath() != CpuPath::kAvx2;
   bool first = true;
   const int64_t list = LayoutHead(lists, at.h) * lists.num_blocks + at.block;
   for (int32_t e = lists.row_begin[list]; e < lists.row_begin[list + 1]; ++e) {
     const int64_t key_block = lists.row_blocks[e];
     if (p.is_causal && key_block > at.block) continue;
     const BlockAt keys{at.b, at.h, key_block};
-    LoadRows(p, s, keys, p.k, tiles->k_rows);
-    LoadRows(p, s, keys, p.v, tiles->v_rows);
+    scratch->UseKeyBlock(p, s, keys);
     if (fused && !first && !NeedsMask(p, s, at, key_block) &&
         FusedProbabilities(s, tiles)) {
       // O^T += V^T P^T: (dim x keys) by (keys x lanes).
@@ -183,7 +219,8 @@ void ForwardQueryBlock(const ForwardParams& p, const BlockLists& lists,
 int64_t BlockSparseWorkspacePerThread(const ForwardParams& params,
                                       const BlockLists& lists) {
   Carver counter(nullptr);
-  BlockTiles layout(TileShape(params, lists), &counter);
+  ForwardScratch layout(params, TileShape(params, lists), lists.num_blocks,
+                        &counter);
   return counter.used();
 }
 
@@ -195,13 +232,13 @@ void BlockSparseForward(const ForwardParams& p, const BlockLists& lists,
 #pragma omp parallel num_threads(num_threads)
   {
     Carver carver(workspace + omp_get_thread_num() * per_thread);
-    BlockTiles tiles(shape, &carver);
+    ForwardScratch scratch(p, shape, lists.num_blocks, &carver);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t unit = 0; unit < units; ++unit) {
       const BlockAt at{unit / (p.num_heads * lists.num_blocks),
                        unit / lists.num_blocks % p.num_heads,
                        unit % lists.num_blocks};
-      ForwardQueryBlock(p, lists, shape, at, &tiles);
+      ForwardQueryBlock(p, lists, shape, at, &scratch);
     }
   }
 }

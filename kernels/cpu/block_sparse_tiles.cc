@@ -25,7 +25,8 @@ TileShape::TileShape(const ForwardParams& p, const BlockLists& lists)
       padded_rows(RoundUp16(lists.block_size)),
       dim(p.head_dim),
       padded_dim(RoundUp16(p.head_dim)),
-      gemm(ActiveCpuPath() == CpuPath::kAvx512 ? &TileGemmAvx512 : &TileGemm) {}
+      gemm(ActiveCpuPath() != CpuPath::kAvx2 ? &TileGemmAvx512 : &TileGemm),
+      fused_exp2(ActiveCpuPath() != CpuPath::kAvx2) {}
 
 BlockTiles::BlockTiles(const TileShape& s, Carver* carver) {
   const int64_t lanes = s.padded_rows;
@@ -38,16 +39,11 @@ BlockTiles::BlockTiles(const TileShape& s, Carver* carver) {
   row_sum = carver->Take(lanes);
   reference = carver->Take(lanes);
   row = carver->Take(s.padded_dim);
-  q_rows = carver->Take(lanes * s.padded_dim);
-  do_rows = carver->Take(lanes * s.padded_dim);
-  dot = carver->Take(s.padded_dim * lanes);
   dpt = carver->Take(s.rows * lanes);
-  acc_a = carver->Take(lanes * s.padded_dim);
+  acc_a = carver->Take(s.rows * s.padded_dim);
   acc_b = carver->Take(s.rows * s.padded_dim);
   kt = carver->Take(s.padded_dim * lanes);
   vt = carver->Take(s.padded_dim * lanes);
-  lse2 = carver->Take(lanes);
-  delta = carver->Take(lanes);
 }
 
 void LoadQueryT(const ForwardParams& p, const TileShape& s, const BlockAt& at,

@@ -26,7 +26,7 @@ namespace kernels {
 namespace cpu {
 
 // The tile product of the instruction set in use (cpu_path.h): TileGemm
-// (AVX2) or TileGemmAvx512.
+// (AVX2) or TileGemmAvx512 (AVX-512 and AMX paths).
 using TileGemmFn = void (*)(int64_t m, int64_t n, int64_t k,
                             const StridedOperand& a, const RowOperand& b,
                             const RowResult& c, bool accumulate);
@@ -40,6 +40,9 @@ struct TileShape {
   int64_t dim;
   int64_t padded_dim;
   TileGemmFn gemm;
+  // Whether TileGemmExp2Avx512 may run: on the AVX-512 and AMX paths (the
+  // block-sparse kernels compute in float32, so AMX means AVX-512 here).
+  bool fused_exp2;
 };
 
 // One thread's tiles; the forward pass uses the first group, the backward
@@ -48,26 +51,23 @@ struct TileShape {
 struct BlockTiles {
   BlockTiles(const TileShape& s, Carver* carver);
 
-  float* qt;         // padded_dim x padded_rows: q^T (scaled, see LoadQueryT).
-  float* k_rows;     // rows x padded_dim.
-  float* v_rows;     // rows x padded_dim.
-  float* st;         // rows x padded_rows: S^T, then P^T.
+  float* qt;  // padded_dim x padded_rows: q^T (scaled, see LoadQueryT).
+  // rows x padded_dim each; the forward pass points them at its copy of the
+  // key block instead (block_sparse_forward.cc).
+  float* k_rows;
+  float* v_rows;
+  float* st;         // rows x padded_rows: S^T, then P^T (backward: S, P).
   float* ot;         // padded_dim x padded_rows: unnormalised O^T.
   float* row_max;    // padded_rows: running max of base-2 scores.
   float* row_sum;    // padded_rows: running sum of 2^(score - max).
   float* reference;  // padded_rows: what a key block's scores are taken from.
   float* row;        // padded_dim: one row on its way in or out.
   // Backward only.
-  float* q_rows;   // padded_rows x padded_dim: q, unscaled.
-  float* do_rows;  // padded_rows x padded_dim: grad_out.
-  float* dot;      // padded_dim x padded_rows: grad_out^T.
-  float* dpt;      // rows x padded_rows: dP^T, then dS^T.
-  float* acc_a;    // padded_rows x padded_dim: dK or dQ.
-  float* acc_b;    // rows x padded_dim: dV.
-  float* kt;       // padded_dim x padded_rows: k^T of the key block.
-  float* vt;       // padded_dim x padded_rows: v^T of the key block.
-  float* lse2;     // padded_rows: lse * log2(e); +inf for rows with no key.
-  float* delta;    // padded_rows: rowsum(grad_out * out).
+  float* dpt;    // rows x padded_rows: dP, then dS (queries x keys).
+  float* acc_a;  // rows x padded_dim: dK.
+  float* acc_b;  // rows x padded_dim: dV.
+  float* kt;     // padded_dim x padded_rows: k^T of the key block.
+  float* vt;     // padded_dim x padded_rows: v^T of the key block.
 };
 
 // The position of block `block` of (batch b, head h) in the tensors.

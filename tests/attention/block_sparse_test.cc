@@ -2,10 +2,13 @@
 // oracle (tests/testing/masked_oracle.h) with the layout expanded to a token
 // mask: every pattern and custom layouts (shared and per head, rows with no
 // key), causal and not, three dtypes, key padding; forward output, lse and
-// the three gradients. Then the refusals, the probabilities of the debugging
+// the three gradients; packed sequences (cu_seqlens) against the oracle of
+// each sequence alone. Then the refusals, the probabilities of the debugging
 // output, and that inactive blocks are never read.
 
 #include "attention/block_sparse.h"
+
+#include <omp.h>
 
 #include <cmath>
 #include <limits>
@@ -79,6 +82,11 @@ std::vector<Case> Cases() {
   shared.custom_layout = RandomLayout(1, 4, 11);
   shared.custom_layout.active[0] = 1;
   Case holes{"local_window_holes", 2, 64, 2, 16, local, true};
+  // Blocks of more than 64 tokens, not a multiple of 16: several sub-tiles
+  // per block pair, the last one partial.
+  BlockSparseConfig wide = Pattern(BlockPattern::kLocalWindow, 80);
+  wide.window = 160;
+  Case wide_holes{"local_window_block80_holes", 1, 240, 2, 8, wide, true};
   Case strided{"dilated_sparse_strided", 2, 48, 3, 8, dilated};
   strided.layout = testing::Layout::kPadded;
   return {
@@ -89,17 +97,14 @@ std::vector<Case> Cases() {
       {"custom_per_head_block5", 1, 30, 2, 12, per_head},
       {"custom_shared_block64", 2, 256, 2, 64, shared},
       holes,
+      wide_holes,
       strided,
   };
 }
 
 std::vector<uint8_t> Holes(const Case& c) {
-  std::vector<uint8_t> mask;
-  if (!c.holes) return mask;
-  std::mt19937 rng(5);
-  std::bernoulli_distribution hole(0.3);
-  for (int64_t i = 0; i < c.batch * c.seq_len; ++i) mask.push_back(hole(rng));
-  return mask;
+  if (!c.holes) return {};
+  return testing::RandomPadding(c.batch * c.seq_len, 5);
 }
 
 // The oracle's token mask: key p' counts for row p when their blocks are
@@ -134,16 +139,9 @@ MaskedProblem OracleFor(const Case& c, const BlockLayout& layout, bool causal,
 }
 
 AttentionInputs Inputs(const Case& c, DType dtype, bool causal) {
-  const int64_t count = c.batch * c.seq_len * c.num_heads * c.head_dim;
-  AttentionInputs in;
-  in.shape = {c.batch, c.seq_len, c.num_heads, c.head_dim};
-  // Range 2 makes softmax rows peaked enough that a wrong key set shows.
-  in.q = testing::Values(count, 2.0, dtype, 1);
-  in.k = testing::Values(count, 2.0, dtype, 2);
-  in.v = testing::Values(count, 1.0, dtype, 3);
-  in.grad_out = testing::Values(count, 1.0, dtype, 4);
+  AttentionInputs in = testing::RandomInputs(
+      {c.batch, c.seq_len, c.num_heads, c.head_dim}, dtype, causal, 1);
   in.key_padding_mask = Holes(c);
-  in.is_causal = causal;
   return in;
 }
 
@@ -201,19 +199,11 @@ TEST_P(BlockSparseConformanceTest, MatchesDenseMaskedOracle) {
   ASSERT_TRUE(layout.ok()) << layout.status();
   const MaskedProblem oracle =
       OracleFor(p.c, *layout, p.causal, in.key_padding_mask);
-  std::vector<double> out, lse, grad_q, grad_k, grad_v;
-  testing::MaskedForward(oracle, in.q, in.k, in.v, &out, &lse);
-  testing::MaskedBackward(oracle, in.q, in.k, in.v, in.grad_out, &grad_q,
-                          &grad_k, &grad_v);
-  EXPECT_TRUE(AllClose(got.out, out, testing::OutputTolerance(p.dtype)))
-      << "out";
-  // float32 whatever the storage type: scores of inputs exact in every dtype.
-  EXPECT_TRUE(AllClose(got.lse, lse, {1e-4, 1e-4})) << "lse";
-  const testing::Tolerance tolerance = testing::GradientTolerance(p.dtype);
-  EXPECT_TRUE(AllClose(got.grad_q, grad_q, tolerance)) << "grad_q";
-  EXPECT_TRUE(AllClose(got.grad_k, grad_k, tolerance)) << "grad_k";
-  EXPECT_TRUE(AllClose(got.grad_v, grad_v, tolerance)) << "grad_v";
-  EXPECT_TRUE(got.padding_intact) << "written outside the tensors' elements";
+  testing::ExpectedResults want;
+  testing::MaskedForward(oracle, in.q, in.k, in.v, &want.out, &want.lse);
+  testing::MaskedBackward(oracle, in.q, in.k, in.v, in.grad_out, &want.grad_q,
+                          &want.grad_k, &want.grad_v);
+  testing::ExpectResultsMatch(got, want, p.dtype);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryPattern, BlockSparseConformanceTest,
@@ -256,6 +246,32 @@ TEST(BlockSparseTest, InactiveBlocksAreNeverRead) {
   testing::MaskedForward(oracle, in.q, in.k, in.v, &out, &lse);
   EXPECT_TRUE(
       AllClose(got.out, out, testing::OutputTolerance(DType::kFloat32)));
+}
+
+// One writer per gradient element, adding in a fixed order: the results are
+// the same bits with one thread as with three.
+TEST(BlockSparseTest, ResultsDoNotDependOnTheThreadCount) {
+  BlockSparseConfig sparse = Pattern(BlockPattern::kLocalWindow, 80);
+  sparse.window = 160;
+  const Case c{"threads", 2, 240, 3, 8, sparse, true};
+  const AttentionInputs in = Inputs(c, DType::kFloat32, true);
+  std::unique_ptr<Attention> attention = Create(sparse);
+  const int threads = omp_get_max_threads();
+  std::vector<AttentionResults> got;
+  for (int count : {1, 3}) {
+    omp_set_num_threads(count);
+    got.push_back(testing::RunAttention(*attention, testing::TestDevices()[0],
+                                        DType::kFloat32,
+                                        testing::Layout::kContiguous, in));
+    ASSERT_TRUE(got.back().forward.ok()) << got.back().forward;
+    ASSERT_TRUE(got.back().backward.ok()) << got.back().backward;
+  }
+  omp_set_num_threads(threads);
+  EXPECT_EQ(got[0].out, got[1].out);
+  EXPECT_EQ(got[0].lse, got[1].lse);
+  EXPECT_EQ(got[0].grad_q, got[1].grad_q);
+  EXPECT_EQ(got[0].grad_k, got[1].grad_k);
+  EXPECT_EQ(got[0].grad_v, got[1].grad_v);
 }
 
 TEST(BlockSparseTest, OneObjectServesSeveralSequenceLengths) {
@@ -417,19 +433,162 @@ TEST(BlockSparseValidationTest, WindowSmallerThanABlockAtCreation) {
               HasSubstr("window 64 is smaller than a block (block_size 128)"));
 }
 
-TEST(BlockSparseValidationTest, PackedSequencesAreUnimplemented) {
-  std::unique_ptr<Attention> attention =
-      Create(Pattern(BlockPattern::kDilatedSparse, 4));
-  std::vector<float> data(8 * 2 * 4, 0.0f);
-  std::vector<int32_t> offsets = {0, 8};
-  const TensorView t = TensorView::Contiguous(data.data(), DType::kFloat32,
-                                              {8, 2, 4}, Device::Cpu());
+// The rows start .. start + length - 1 of a [total, heads, head_dim] tensor
+// (`row` values per position).
+std::vector<double> Rows(const std::vector<double>& x, int64_t start,
+                         int64_t length, int64_t row) {
+  return std::vector<double>(x.begin() + start * row,
+                             x.begin() + (start + length) * row);
+}
+
+struct PackedRun {
+  absl::Status forward;
+  absl::Status backward;
+  std::vector<double> q, k, v, grad_out;  // Inputs.
+  std::vector<double> out, lse, grad_q, grad_k, grad_v;
+};
+
+// Runs a packed CPU call of sequences of `lengths` rows ([total, heads, dim]
+// tensors, lse [heads, total]).
+PackedRun RunPacked(const BlockSparseConfig& sparse,
+                    const std::vector<int32_t>& offsets, int64_t heads,
+                    int64_t dim, DType dtype, bool causal) {
+  std::unique_ptr<Attention> attention = Create(sparse);
+  TestDevice* cpu = testing::TestDevices()[0];
+  const int64_t total = offsets.back();
+  const std::vector<int64_t> shape = {total, heads, dim};
+  testing::TestTensor q(cpu, dtype, shape), k(cpu, dtype, shape),
+      v(cpu, dtype, shape), out(cpu, dtype, shape), grad_out(cpu, dtype, shape),
+      grad_q(cpu, dtype, shape), grad_k(cpu, dtype, shape),
+      grad_v(cpu, dtype, shape);
+  testing::TestTensor lse(cpu, DType::kFloat32, {heads, total});
+  PackedRun run;
+  const AttentionInputs in =
+      testing::RandomInputs({1, total, heads, dim}, dtype, causal, 1);
+  run.q = in.q;
+  run.k = in.k;
+  run.v = in.v;
+  run.grad_out = in.grad_out;
+  q.Upload(run.q);
+  k.Upload(run.k);
+  v.Upload(run.v);
+  grad_out.Upload(run.grad_out);
   ForwardOptions options;
-  options.cu_seqlens =
-      TensorView::Contiguous(offsets.data(), DType::kInt32, {2}, Device::Cpu());
-  const absl::Status status = attention->Forward(t, t, t, t, options);
-  EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("cu_seqlens"));
+  options.is_causal = causal;
+  options.cu_seqlens = TensorView::Contiguous(
+      const_cast<int32_t*>(offsets.data()), DType::kInt32,
+      {static_cast<int64_t>(offsets.size())}, Device::Cpu());
+  run.forward = attention->Forward(q.view(), k.view(), v.view(), out.view(),
+                                   options, &lse.view());
+  if (!run.forward.ok()) return run;
+  run.backward = attention->Backward(q.view(), k.view(), v.view(), out.view(),
+                                     lse.view(), grad_out.view(), grad_q.view(),
+                                     grad_k.view(), grad_v.view(), options);
+  run.out = out.Download();
+  run.lse = lse.Download();
+  run.grad_q = grad_q.Download();
+  run.grad_k = grad_k.Download();
+  run.grad_v = grad_v.Download();
+  return run;
+}
+
+struct PackedParam {
+  DType dtype;
+  bool causal;
+};
+
+class BlockSparsePackedTest : public ::testing::TestWithParam<PackedParam> {};
+
+// Every sequence of a packed call gets the layout of its own length from its
+// own position 0: its rows equal the oracle of that sequence alone.
+TEST_P(BlockSparsePackedTest, EverySequenceMatchesTheOracleAlone) {
+  const PackedParam& p = GetParam();
+  BlockSparseConfig sparse = Pattern(BlockPattern::kLocalWindow, 8);
+  sparse.window = 24;
+  // An empty sequence, one block, and lengths whose layouts differ.
+  const std::vector<int32_t> offsets = {0, 16, 16, 56, 64};
+  const int64_t heads = 2;
+  const int64_t dim = 8;
+  const int64_t row = heads * dim;
+  const int64_t total = offsets.back();
+  const PackedRun run =
+      RunPacked(sparse, offsets, heads, dim, p.dtype, p.causal);
+  ASSERT_TRUE(run.forward.ok()) << run.forward;
+  ASSERT_TRUE(run.backward.ok()) << run.backward;
+  for (size_t i = 0; i + 1 < offsets.size(); ++i) {
+    const int64_t start = offsets[i];
+    const int64_t length = offsets[i + 1] - start;
+    if (length == 0) continue;
+    const Case c{"packed", 1, length, heads, dim, sparse};
+    const absl::StatusOr<BlockLayout> layout =
+        BuildBlockLayout(sparse, length, heads);
+    ASSERT_TRUE(layout.ok()) << layout.status();
+    const MaskedProblem oracle = OracleFor(c, *layout, p.causal, {});
+    const std::vector<double> q = Rows(run.q, start, length, row);
+    const std::vector<double> k = Rows(run.k, start, length, row);
+    const std::vector<double> v = Rows(run.v, start, length, row);
+    const std::vector<double> grad_out = Rows(run.grad_out, start, length, row);
+    std::vector<double> out, lse, grad_q, grad_k, grad_v;
+    testing::MaskedForward(oracle, q, k, v, &out, &lse);
+    testing::MaskedBackward(oracle, q, k, v, grad_out, &grad_q, &grad_k,
+                            &grad_v);
+    std::vector<double> got_lse;
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t n = 0; n < length; ++n) {
+        got_lse.push_back(run.lse[h * total + start + n]);
+      }
+    }
+    EXPECT_TRUE(AllClose(Rows(run.out, start, length, row), out,
+                         testing::OutputTolerance(p.dtype)))
+        << "out of sequence " << i;
+    // float32 whatever the storage type: scores of inputs exact in every
+    // dtype.
+    EXPECT_TRUE(AllClose(got_lse, lse, {1e-4, 1e-4}))
+        << "lse of sequence " << i;
+    const testing::Tolerance tolerance = testing::GradientTolerance(p.dtype);
+    EXPECT_TRUE(
+        AllClose(Rows(run.grad_q, start, length, row), grad_q, tolerance))
+        << "grad_q of sequence " << i;
+    EXPECT_TRUE(
+        AllClose(Rows(run.grad_k, start, length, row), grad_k, tolerance))
+        << "grad_k of sequence " << i;
+    EXPECT_TRUE(
+        AllClose(Rows(run.grad_v, start, length, row), grad_v, tolerance))
+        << "grad_v of sequence " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, BlockSparsePackedTest,
+                         ::testing::Values(PackedParam{DType::kFloat32, false},
+                                           PackedParam{DType::kFloat32, true},
+                                           PackedParam{DType::kFloat16, true},
+                                           PackedParam{DType::kBFloat16,
+                                                       false}),
+                         [](const ::testing::TestParamInfo<PackedParam>& info) {
+                           return absl::StrCat(
+                               DTypeName(info.param.dtype),
+                               info.param.causal ? "_causal" : "_full");
+                         });
+
+TEST(BlockSparseValidationTest, PackedSequenceNotAMultipleOfTheBlockSize) {
+  const PackedRun run = RunPacked(Pattern(BlockPattern::kDilatedSparse, 8),
+                                  {0, 16, 28}, 2, 8, DType::kFloat32, false);
+  EXPECT_EQ(run.forward.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(run.forward.message()),
+              HasSubstr("cu_seqlens: sequence 1 has 12 tokens"));
+  EXPECT_THAT(std::string(run.forward.message()), HasSubstr("block_size 8"));
+}
+
+TEST(BlockSparseValidationTest,
+     PackedSequenceOfTheWrongLengthForACustomLayout) {
+  BlockSparseConfig sparse = Pattern(BlockPattern::kCustom, 4);
+  sparse.custom_layout = RandomLayout(1, 4, 1);
+  const PackedRun run =
+      RunPacked(sparse, {0, 16, 24}, 2, 8, DType::kFloat32, false);
+  EXPECT_EQ(run.forward.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(run.forward.message()),
+              HasSubstr("cu_seqlens: sequence 1: custom_layout has 4 blocks "
+                        "per row but the sequence of 8 tokens has 2 blocks"));
 }
 
 }  // namespace

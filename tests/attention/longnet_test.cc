@@ -58,12 +58,8 @@ std::vector<Case> Cases() {
 }
 
 std::vector<uint8_t> Holes(const Case& c) {
-  std::vector<uint8_t> mask;
-  if (!c.holes) return mask;
-  std::mt19937 rng(17);
-  std::bernoulli_distribution hole(0.3);
-  for (int64_t i = 0; i < c.batch * c.seq_len; ++i) mask.push_back(hole(rng));
-  return mask;
+  if (!c.holes) return {};
+  return testing::RandomPadding(c.batch * c.seq_len, 17);
 }
 
 // The oracle's view of one call.
@@ -177,16 +173,9 @@ MaskedProblem UnionOracle(const Problem& p) {
 }
 
 AttentionInputs Inputs(const Case& c, DType dtype, bool causal) {
-  const int64_t count = c.batch * c.seq_len * c.num_heads * c.head_dim;
-  AttentionInputs in;
-  in.shape = {c.batch, c.seq_len, c.num_heads, c.head_dim};
-  // Range 2 makes softmax rows peaked enough that a wrong key set shows.
-  in.q = testing::Values(count, 2.0, dtype, 21);
-  in.k = testing::Values(count, 2.0, dtype, 22);
-  in.v = testing::Values(count, 1.0, dtype, 23);
-  in.grad_out = testing::Values(count, 1.0, dtype, 24);
+  AttentionInputs in = testing::RandomInputs(
+      {c.batch, c.seq_len, c.num_heads, c.head_dim}, dtype, causal, 21);
   in.key_padding_mask = Holes(c);
-  in.is_causal = causal;
   return in;
 }
 
@@ -293,19 +282,11 @@ TEST_P(LongNetConformanceTest, MatchesBranchMergeOracle) {
   ASSERT_TRUE(got.forward.ok()) << got.forward;
   ASSERT_TRUE(got.backward.ok()) << got.backward;
   const Problem problem{p.c, p.causal, in.key_padding_mask};
-  std::vector<double> out, lse, grad_q, grad_k, grad_v;
-  BranchOracle(problem, in.q, in.k, in.v, &out, &lse);
+  testing::ExpectedResults want;
+  BranchOracle(problem, in.q, in.k, in.v, &want.out, &want.lse);
   testing::MaskedBackward(UnionOracle(problem), in.q, in.k, in.v, in.grad_out,
-                          &grad_q, &grad_k, &grad_v);
-  EXPECT_TRUE(AllClose(got.out, out, testing::OutputTolerance(p.dtype)))
-      << "out";
-  // float32 whatever the storage type: scores of inputs exact in every dtype.
-  EXPECT_TRUE(AllClose(got.lse, lse, {1e-4, 1e-4})) << "lse";
-  const testing::Tolerance tolerance = testing::GradientTolerance(p.dtype);
-  EXPECT_TRUE(AllClose(got.grad_q, grad_q, tolerance)) << "grad_q";
-  EXPECT_TRUE(AllClose(got.grad_k, grad_k, tolerance)) << "grad_k";
-  EXPECT_TRUE(AllClose(got.grad_v, grad_v, tolerance)) << "grad_v";
-  EXPECT_TRUE(got.padding_intact) << "written outside the tensors' elements";
+                          &want.grad_q, &want.grad_k, &want.grad_v);
+  testing::ExpectResultsMatch(got, want, p.dtype);
 }
 
 INSTANTIATE_TEST_SUITE_P(Branches, LongNetConformanceTest,

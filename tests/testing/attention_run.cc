@@ -2,6 +2,9 @@
 
 #include <random>
 
+#include "gtest/gtest.h"
+#include "tests/testing/compare.h"
+
 namespace dilated {
 namespace testing {
 
@@ -57,6 +60,39 @@ std::vector<double> Values(int64_t count, double range, DType dtype,
                            unsigned seed) {
   std::mt19937 rng(seed);
   return RandomValues(count, range, dtype, &rng);
+}
+
+AttentionInputs RandomInputs(const std::vector<int64_t>& shape, DType dtype,
+                             bool is_causal, unsigned seed) {
+  const int64_t count = shape[0] * shape[1] * shape[2] * shape[3];
+  AttentionInputs in;
+  in.shape = shape;
+  in.q = Values(count, 2.0, dtype, seed);
+  in.k = Values(count, 2.0, dtype, seed + 1);
+  in.v = Values(count, 1.0, dtype, seed + 2);
+  in.grad_out = Values(count, 1.0, dtype, seed + 3);
+  in.is_causal = is_causal;
+  return in;
+}
+
+std::vector<uint8_t> RandomPadding(int64_t count, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::bernoulli_distribution hole(0.3);
+  std::vector<uint8_t> mask;
+  for (int64_t i = 0; i < count; ++i) mask.push_back(hole(rng));
+  return mask;
+}
+
+void ExpectResultsMatch(const AttentionResults& got,
+                        const ExpectedResults& want, DType dtype) {
+  EXPECT_TRUE(AllClose(got.out, want.out, OutputTolerance(dtype))) << "out";
+  // float32 whatever the storage type: scores of inputs exact in every dtype.
+  EXPECT_TRUE(AllClose(got.lse, want.lse, {1e-4, 1e-4})) << "lse";
+  const Tolerance tolerance = GradientTolerance(dtype);
+  EXPECT_TRUE(AllClose(got.grad_q, want.grad_q, tolerance)) << "grad_q";
+  EXPECT_TRUE(AllClose(got.grad_k, want.grad_k, tolerance)) << "grad_k";
+  EXPECT_TRUE(AllClose(got.grad_v, want.grad_v, tolerance)) << "grad_v";
+  EXPECT_TRUE(got.padding_intact) << "written outside the tensors' elements";
 }
 
 }  // namespace testing

@@ -49,6 +49,27 @@ AttentionResults RunAttention(Attention& attention, TestDevice* device,
 std::vector<double> Values(int64_t count, double range, DType dtype,
                            unsigned seed);
 
+// Returns inputs of `shape` ([batch, seq, heads, head_dim]) in `dtype`, no
+// padding: q and k uniform in [-2, 2] (peaked softmax rows, so that a wrong
+// key set shows), v and grad_out in [-1, 1], from seeds seed .. seed + 3.
+AttentionInputs RandomInputs(const std::vector<int64_t>& shape, DType dtype,
+                             bool is_causal, unsigned seed);
+
+// Returns a [batch, seq] key padding mask (`count` entries) with padding at
+// random positions (probability 0.3), from `seed`.
+std::vector<uint8_t> RandomPadding(int64_t count, unsigned seed);
+
+// What an oracle expects of a forward and backward call.
+struct ExpectedResults {
+  std::vector<double> out, lse, grad_q, grad_k, grad_v;
+};
+
+// Adds a gtest failure for every result of `got` that differs from `want`
+// beyond the tolerances of `dtype` (compare.h), or when `got` wrote outside
+// its tensors' elements.
+void ExpectResultsMatch(const AttentionResults& got,
+                        const ExpectedResults& want, DType dtype);
+
 }  // namespace testing
 }  // namespace dilated
 
