@@ -3,8 +3,8 @@
 # CUDA test and benchmark binaries, their shared libraries, compare.py):
 #   1. the GPU tests (the CUDA suite, also with the sm_90a wgmma kernels
 #      switched off, the conformance suite, the golden files, block_sparse,
-#      longnet and the allocators on CUDA; run from the repository root,
-#      where tests/data is);
+#      longnet, dropout and the allocators on CUDA; run from the repository
+#      root, where tests/data is);
 #   2. the dilated_attention command on CUDA (tool_check.py);
 #      compute-sanitizer memcheck and racecheck on a few small test cases
 #      (fixed-length and every sequence layout);
@@ -21,7 +21,8 @@ status=0
 export MODEL_GOLDEN_DIR=${MODEL_GOLDEN_DIR:-$PWD/tests/data/models/}
 for test in device_check_test cuda_allocator_test dilated_attention_cuda_test \
             flash_work_test conformance_cuda_test golden_cuda_test \
-            models_golden_cuda_test block_sparse_cuda_test longnet_cuda_test; do
+            models_golden_cuda_test block_sparse_cuda_test longnet_cuda_test \
+            golden_sparse_cuda_test dropout_cuda_test dropout_layout_cuda_test; do
   "$dir/$test" --gtest_brief=1 > "$out/$test.log" 2>&1 || status=1
   echo "$test:"; tail -2 "$out/$test.log"
 done
@@ -46,7 +47,7 @@ for tool in memcheck racecheck; do
   echo "compute-sanitizer $tool: exit $?"
   tail -3 "$out/sanitizer_$tool.log"
   # block_sparse and longnet: their whole (small) suites.
-  for test in block_sparse_cuda_test longnet_cuda_test; do
+  for test in block_sparse_cuda_test longnet_cuda_test dropout_cuda_test; do
     compute-sanitizer --tool $tool --error-exitcode 9 "$dir/$test" \
       --gtest_brief=1 > "$out/sanitizer_${tool}_$test.log" 2>&1
     echo "compute-sanitizer $tool $test: exit $?"

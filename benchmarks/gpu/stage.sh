@@ -14,6 +14,8 @@ dst=${1:-.gpu}
   //tests/attention:conformance_cuda_test \
   //tests/attention:golden_cuda_test //tests/models:golden_cuda_test \
   //tests/attention:block_sparse_cuda_test //tests/attention:longnet_cuda_test \
+  //tests/attention:golden_sparse_cuda_test //tests/attention:dropout_cuda_test \
+  //tests/attention:dropout_layout_cuda_test \
   //tests/memory:cuda_allocator_test //tests/kernels/cuda:device_check_test \
   //benchmarks:cuda_attention_benchmark //benchmarks:cuda_tile_sweep \
   //benchmarks:longnet_cuda_benchmark //tools:dilated_attention
@@ -25,6 +27,9 @@ cp bazel-bin/tests/cuda/dilated_attention_cuda_test \
   bazel-bin/tests/attention/golden_cuda_test \
   bazel-bin/tests/attention/block_sparse_cuda_test \
   bazel-bin/tests/attention/longnet_cuda_test \
+  bazel-bin/tests/attention/golden_sparse_cuda_test \
+  bazel-bin/tests/attention/dropout_cuda_test \
+  bazel-bin/tests/attention/dropout_layout_cuda_test \
   bazel-bin/tests/memory/cuda_allocator_test \
   bazel-bin/tests/kernels/cuda/device_check_test \
   bazel-bin/benchmarks/cuda_attention_benchmark \
