@@ -35,8 +35,8 @@ struct DropoutTileLayout {
 // j0 .. j0 + keys - 1 of problem `s` (its head, sequence and positions) into
 // `tile`, and 0 for the rest of the layout's extent, so that every element
 // the kernels read is finite.
-// Eight query rows at a time (AVX2, one Philox call per row and block of 4
-// key positions).
+// Sixteen query rows at a time on AVX-512 (eight on the AVX2 path,
+// cpu_path.h), one Philox call per row and block of 4 key positions.
 // REQUIRES: p.dropout.enabled; rows <= layout.row_extent, a multiple of 8;
 // keys <= layout.key_extent.
 void FillDropoutTile(const ForwardParams& p, const Segment& s, int64_t i0,

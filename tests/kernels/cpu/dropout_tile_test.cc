@@ -1,4 +1,5 @@
-// The CPU kernels' factor tiles (eight query lanes of Philox at once) against
+// The CPU kernels' factor tiles (eight or sixteen query lanes of Philox at
+// once) against
 // the scalar mask function of kernels/dropout_rng.h, element by element and
 // bit for bit: strided and listed rows, both tile layouts, partial blocks of
 // rows and keys.
@@ -6,9 +7,11 @@
 #include "kernels/cpu/dropout_tile.h"
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/cpu_path.h"
 #include "kernels/dropout_rng.h"
 
 namespace dilated {
@@ -44,7 +47,21 @@ void ExpectTileMatchesMask(const ForwardParams& p, const Segment& s, int64_t i0,
   }
 }
 
-TEST(DropoutTile, MatchesTheScalarMaskFunction) {
+// Sixteen lanes on AVX-512, eight on the AVX2 path: both are checked where
+// the CPU has AVX-512.
+class DropoutTile : public ::testing::TestWithParam<CpuPath> {
+ protected:
+  void SetUp() override {
+    before_ = ActiveCpuPath();
+    if (!SetCpuPath(GetParam())) GTEST_SKIP() << "the CPU lacks the path";
+  }
+  void TearDown() override { SetCpuPath(before_); }
+
+ private:
+  CpuPath before_ = CpuPath::kAvx2;
+};
+
+TEST_P(DropoutTile, MatchesTheScalarMaskFunction) {
   ForwardParams p{};
   p.num_heads = 5;
   p.dropout = MakeDropoutParams(0.4, 0xfedcba9876543210ULL, 1234567);
@@ -73,6 +90,12 @@ TEST(DropoutTile, MatchesTheScalarMaskFunction) {
   ExpectTileMatchesMask(p, Segment{&listed, 4}, 0, listed.length, 0,
                         listed.length);
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, DropoutTile,
+                         ::testing::Values(CpuPath::kAvx2, CpuPath::kAvx512),
+                         [](const ::testing::TestParamInfo<CpuPath>& info) {
+                           return std::string(CpuPathName(info.param));
+                         });
 
 }  // namespace
 }  // namespace cpu
