@@ -1,7 +1,11 @@
-// The CUDA kernels of "block_sparse" (kernels/cuda/block_sparse_attention.h):
-// each call copies the cached host lists of active blocks into stream-ordered
-// scratch (a few int32 per block pair) and runs the kernels on the call's
-// stream.
+// The CUDA kernels of "block_sparse": each call copies the cached host lists
+// of active blocks into stream-ordered scratch (a few int32 per block pair)
+// and runs, on the call's stream, the fused tensor-core kernels
+// (kernels/cuda/flash_attention.h, FlashBlockSparse*) where they apply:
+// float16 or bfloat16 with a fused head_dim, 16-byte aligned rows, a block
+// size that is a multiple of 128 and no key padding mask. Other calls run on
+// the warp-per-row kernels (kernels/cuda/block_sparse_attention.h), which
+// take every dtype, block size and mask.
 
 #include <cuda_runtime_api.h>
 
@@ -15,6 +19,7 @@
 #include "base/cuda_util.h"
 #include "factory/status_macros.h"
 #include "kernels/cuda/block_sparse_attention.h"
+#include "kernels/cuda/flash_attention.h"
 
 namespace dilated {
 namespace {
@@ -67,6 +72,16 @@ absl::Status CheckHeadDim(const kernels::ForwardParams& p) {
   return absl::OkStatus();
 }
 
+// Returns whether the fused kernels run this call (see the file comment).
+bool UsesFusedKernels(const kernels::ForwardParams& p,
+                      const kernels::BackwardParams* backward,
+                      const kernels::BlockLists& lists) {
+  return kernels::gpu::FlashSupports(p.dtype, p.head_dim) &&
+         kernels::gpu::FlashTensorsAligned(p, backward) &&
+         lists.block_size % kernels::gpu::kFlashBlockSparseBlockMultiple == 0 &&
+         p.sequence.key_padding_mask == nullptr && !p.dropout.enabled;
+}
+
 absl::Status ForwardCuda(const kernels::ForwardParams& params,
                          const kernels::BlockLists& host_lists,
                          const ExecutionContext& context) {
@@ -76,6 +91,11 @@ absl::Status ForwardCuda(const kernels::ForwardParams& params,
   const auto stream = static_cast<cudaStream_t>(context.stream);
   DA_ASSIGN_OR_RETURN(DeviceLists lists,
                       Upload(host_lists, stream, context.workspace));
+  if (UsesFusedKernels(params, nullptr, host_lists)) {
+    return CudaStatus(
+        kernels::gpu::FlashBlockSparseForward(params, lists.lists, stream),
+        "fused block-sparse forward kernel");
+  }
   return CudaStatus(
       kernels::gpu::BlockSparseForwardCuda(params, lists.lists, stream),
       "block-sparse forward kernel");
@@ -90,6 +110,15 @@ absl::Status BackwardCuda(const kernels::BackwardParams& params,
   const auto stream = static_cast<cudaStream_t>(context.stream);
   DA_ASSIGN_OR_RETURN(DeviceLists lists,
                       Upload(host_lists, stream, context.workspace));
+  if (UsesFusedKernels(params.forward, &params, host_lists)) {
+    DA_ASSIGN_OR_RETURN(
+        CudaScratch delta,
+        CudaScratch::Allocate(kernels::gpu::FlashBackwardWorkspaceBytes(params),
+                              stream, context.workspace));
+    return CudaStatus(kernels::gpu::FlashBlockSparseBackward(
+                          params, lists.lists, delta.data(), stream),
+                      "fused block-sparse backward kernels");
+  }
   DA_ASSIGN_OR_RETURN(
       CudaScratch delta,
       CudaScratch::Allocate(

@@ -28,14 +28,6 @@
 namespace dilated {
 namespace {
 
-// Returns whether every row of `t` starts on a 16-byte boundary.
-bool RowsAligned(const kernels::TensorParams& t) {
-  constexpr int64_t kVector = 8;  // 16-byte vectors of 2-byte elements
-  return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 &&
-         t.stride_b % kVector == 0 && t.stride_n % kVector == 0 &&
-         t.stride_h % kVector == 0;
-}
-
 absl::Status Refuse(absl::string_view what) {
   return absl::UnimplementedError(
       absl::StrCat("'improved' cannot run on CUDA: ", what));
@@ -50,14 +42,7 @@ absl::Status ImprovedSupportsCuda(const kernels::ForwardParams& p,
                      "with head_dim a multiple of 8 up to 256, got ",
                      DTypeName(p.dtype), " with head_dim ", p.head_dim));
   }
-  bool aligned = RowsAligned(p.q) && RowsAligned(p.k) && RowsAligned(p.v) &&
-                 RowsAligned(p.out);
-  if (backward != nullptr) {
-    aligned = aligned && RowsAligned(backward->grad_out) &&
-              RowsAligned(backward->grad_q) && RowsAligned(backward->grad_k) &&
-              RowsAligned(backward->grad_v);
-  }
-  if (!aligned) {
+  if (!kernels::gpu::FlashTensorsAligned(p, backward)) {
     return Refuse(
         "the fused kernels need 16-byte aligned tensors with strides that "
         "are multiples of 8 elements");

@@ -35,6 +35,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/block_sparse_params.h"
 #include "kernels/dilated_params.h"
 
 namespace dilated {
@@ -98,6 +99,13 @@ bool FlashSupports(DataType dtype, int64_t head_dim);
 cudaError_t FlashForward(const ForwardParams& params,
                          const FlashProblems* problems, cudaStream_t stream);
 
+// Returns whether every row of every tensor of a call (q, k, v, out and,
+// with `backward` not null, grad_out and the gradients) starts on a 16-byte
+// boundary: 16-byte aligned data pointers and strides that are multiples
+// of 8 elements, as the fused kernels require.
+bool FlashTensorsAligned(const ForwardParams& p,
+                         const BackwardParams* backward);
+
 // Returns whether FlashForward runs the warpgroup (wgmma) kernels on the
 // current device: it runs this library's sm_90a code (compute capability 9.0)
 // and DA_DISABLE_WGMMA=1 is not set in the environment (read once; for
@@ -119,6 +127,32 @@ size_t FlashBackwardWorkspaceBytes(const BackwardParams& params);
 cudaError_t FlashBackward(const BackwardParams& params,
                           const FlashProblems* problems, void* workspace,
                           cudaStream_t stream);
+
+// Block-sparse attention ("block_sparse", docs/BLOCK_SPARSE.md) on the fused
+// kernels: each (batch entry, head) is one problem over the whole sequence,
+// and each thread block visits only the tiles of the active blocks of its
+// layout block (kernels/tile_walk.h), skipping those a causal mask leaves
+// out. Rows without an active key get 0 and lse -inf. Block sizes must be a
+// multiple of kFlashBlockSparseBlockMultiple (the largest tile), so that no
+// tile straddles two layout blocks.
+inline constexpr int64_t kFlashBlockSparseBlockMultiple = 128;
+
+// Writes params.out and params.lse (when not null); `lists` point to device
+// memory. params.groups are ignored (the call has one whole-sequence
+// group). REQUIRES: FlashSupports(params.dtype, params.head_dim) and the
+// alignment above; lists.block_size a multiple of
+// kFlashBlockSparseBlockMultiple that divides seq_len; fixed-length input
+// without key padding mask; no dropout.
+cudaError_t FlashBlockSparseForward(const ForwardParams& params,
+                                    const BlockLists& lists,
+                                    cudaStream_t stream);
+
+// Writes grad_q, grad_k and grad_v of FlashBlockSparseForward; `workspace`
+// as for FlashBackward. REQUIRES: as FlashBlockSparseForward; forward.lse
+// is not null.
+cudaError_t FlashBlockSparseBackward(const BackwardParams& params,
+                                     const BlockLists& lists, void* workspace,
+                                     cudaStream_t stream);
 
 }  // namespace gpu
 }  // namespace kernels

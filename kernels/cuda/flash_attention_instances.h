@@ -10,6 +10,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernels/block_sparse_params.h"
 #include "kernels/cuda/flash_attention.h"
 #include "kernels/dilated_params.h"
 
@@ -18,16 +19,19 @@ namespace kernels {
 namespace gpu {
 
 // Runs the forward kernel with head_dim padded to kHeadDim; `problems` as
-// for FlashForward.
+// for FlashForward; `sparse` the device lists of a block-sparse call
+// (FlashBlockSparseForward), row_begin null for dense attention.
 template <DataType kDtype, int kHeadDim>
 cudaError_t RunFlashForward(const ForwardParams& params,
-                            const FlashProblems* problems, cudaStream_t stream);
+                            const FlashProblems* problems,
+                            const BlockLists& sparse, cudaStream_t stream);
 
 // Runs the backward kernels; `delta` is FlashBackwardWorkspaceBytes of
-// scratch.
+// scratch; `sparse` as for RunFlashForward.
 template <DataType kDtype, int kHeadDim>
 cudaError_t RunFlashBackward(const BackwardParams& params,
-                             const FlashProblems* problems, float* delta,
+                             const FlashProblems* problems,
+                             const BlockLists& sparse, float* delta,
                              cudaStream_t stream);
 
 }  // namespace gpu

@@ -262,9 +262,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         s_k, k_rows, RowStep(p.k, w), k_begin, num_rows, chunks, tid);
     LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
         s_v, v_rows, RowStep(p.v, w), k_begin, num_rows, chunks, tid);
-    const int first_tile = p.is_causal ? k_begin / kBlockM : 0;
-    const int num_tiles = (num_rows + kBlockM - 1) / kBlockM;
-    load_query_tile(first_tile, 0);
+    const TileWalk queries =
+        QueryTilesOf<kBlockM>(args.sparse, w, k_begin, num_rows, p.is_causal);
+    load_query_tile(queries.Tile(0), 0);
     CpAsyncCommit();
 
     constexpr int kFragSteps = Tile::kKeyValueInRegisters ? Tile::kDSteps : 1;
@@ -285,10 +285,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const float scale_log2 = p.softmax_scale * kLog2e;
     const bool warp_has_keys = warp_first < num_rows;
 
-    for (int qt = first_tile; qt < num_tiles; ++qt) {
-      const int buf = (qt - first_tile) & 1;
-      if (qt + 1 < num_tiles) {
-        load_query_tile(qt + 1, buf ^ 1);
+    for (int t = 0; t < queries.count; ++t) {
+      const int qt = queries.Tile(t);
+      const int buf = t & 1;
+      if (t + 1 < queries.count) {
+        load_query_tile(queries.Tile(t + 1), buf ^ 1);
         CpAsyncCommit();
         CpAsyncWait<1>();
       } else {
@@ -296,7 +297,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       }
       __syncthreads();
       if constexpr (Tile::kKeyValueInRegisters) {
-        if (qt == first_tile) {
+        if (t == 0) {
 #pragma unroll
           for (int ks = 0; ks < Tile::kDSteps; ++ks) {
             LdMatrixX4(k_frag[ks],
@@ -550,10 +551,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     LoadRows<kBlockM, Tile::kHeadDim, Tile::kThreads>(
         s_do, SelectedRow0<const T>(bp.grad_out, w), RowStep(bp.grad_out, w),
         j_begin, num_rows, chunks, tid);
-    LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(s_k, k_rows, k_step, 0,
-                                                      num_rows, chunks, tid);
-    LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(s_v, v_rows, v_step, 0,
-                                                      num_rows, chunks, tid);
+    const int key_limit = p.is_causal ? j_end : num_rows;
+    const TileWalk keys =
+        KeyTilesOf<kBlockN>(args.sparse, w, j_begin, key_limit);
+    const int num_tiles = keys.count;
+    LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+        s_k, k_rows, k_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
+    LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+        s_v, v_rows, v_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
     CpAsyncCommit();
 
     // Row statistics of this thread's two rows.
@@ -566,8 +571,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       row_delta[h] = stats.Delta(warp_first + group + h * 8);
     }
 
-    const int key_limit = p.is_causal ? j_end : num_rows;
-    const int num_tiles = (key_limit + kBlockN - 1) / kBlockN;
     constexpr int kFragSteps = Tile::kQInRegisters ? Tile::kDSteps : 1;
     uint32_t q_frag[kFragSteps][4];
     uint32_t do_frag[kFragSteps][4];
@@ -583,12 +586,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     for (int tile = 0; tile < num_tiles; ++tile) {
       const int buf = tile & 1;
       if (tile + 1 < num_tiles) {
+        const int next_key0 = keys.Tile(tile + 1) * kBlockN;
         LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
-            s_k + (buf ^ 1) * kBlockN * kStride, k_rows, k_step,
-            (tile + 1) * kBlockN, num_rows, chunks, tid);
+            s_k + (buf ^ 1) * kBlockN * kStride, k_rows, k_step, next_key0,
+            num_rows, chunks, tid);
         LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
-            s_v + (buf ^ 1) * kBlockN * kStride, v_rows, v_step,
-            (tile + 1) * kBlockN, num_rows, chunks, tid);
+            s_v + (buf ^ 1) * kBlockN * kStride, v_rows, v_step, next_key0,
+            num_rows, chunks, tid);
         CpAsyncCommit();
         CpAsyncWait<1>();
       } else {
@@ -608,7 +612,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
           }
         }
       }
-      const int key0 = tile * kBlockN;
+      const int key0 = keys.Tile(tile) * kBlockN;
       const bool active =
           warp_has_rows && (!p.is_causal || key0 <= warp_first + 15);
       if (active) {

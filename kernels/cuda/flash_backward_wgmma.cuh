@@ -168,13 +168,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     LoadRowsSwizzled<kBlockN, Tile::kThreads>(
         s_v, SelectedRow0<const T>(p.v, w), RowStep(p.v, w), k_begin, num_rows,
         chunks, tid);
-    const int first_tile = p.is_causal ? k_begin / kBlockM : 0;
-    const int num_tiles = (num_rows + kBlockM - 1) / kBlockM;
-    load_query_tile(first_tile, 0);
+    const TileWalk queries =
+        QueryTilesOf<kBlockM>(args.sparse, w, k_begin, num_rows, p.is_causal);
+    const int num_tiles = queries.count;
+    load_query_tile(queries.Tile(0), 0);
     CpAsyncCommit();
-    fetch_statistics(first_tile);
+    fetch_statistics(queries.Tile(0));
     store_statistics(0);
-    if (first_tile + 1 < num_tiles) fetch_statistics(first_tile + 1);
+    if (1 < num_tiles) fetch_statistics(queries.Tile(1));
 
     float acc_dv[32];
     float acc_dk[32];
@@ -186,13 +187,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     float dpt[kScores];  // dP^T / c
     const float scale_log2 = p.softmax_scale * kLog2e;
 
-    for (int qt = first_tile; qt < num_tiles; ++qt) {
-      const int buf = (qt - first_tile) & 1;
-      if (qt + 1 < num_tiles) {
-        load_query_tile(qt + 1, buf ^ 1);
+    for (int t = 0; t < num_tiles; ++t) {
+      const int qt = queries.Tile(t);
+      const int buf = t & 1;
+      if (t + 1 < num_tiles) {
+        load_query_tile(queries.Tile(t + 1), buf ^ 1);
         CpAsyncCommit();
         store_statistics(buf ^ 1);
-        if (qt + 2 < num_tiles) fetch_statistics(qt + 2);
+        if (t + 2 < num_tiles) fetch_statistics(queries.Tile(t + 2));
         CpAsyncWait<1>();
       } else {
         CpAsyncWait<0>();
@@ -402,10 +404,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     LoadRowsSwizzled<kBlockM, Tile::kThreads>(
         s_o, SelectedRow0<const T>(p.out, w), RowStep(p.out, w), j_begin,
         num_rows, chunks, tid);
-    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_k, k_rows, k_step, 0, num_rows,
-                                              chunks, tid);
-    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_v, v_rows, v_step, 0, num_rows,
-                                              chunks, tid);
+    const int key_limit = p.is_causal ? j_end : num_rows;
+    const TileWalk keys =
+        KeyTilesOf<kBlockN>(args.sparse, w, j_begin, key_limit);
+    const int num_tiles = keys.count;
+    LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+        s_k, k_rows, k_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
+    LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+        s_v, v_rows, v_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
     CpAsyncCommit();
 
     // Row statistics of this thread's two rows; D comes from the out and dO
@@ -418,8 +424,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       row_lse[h] = stats.LseLog2(warp_first + group + h * 8);
     }
 
-    const int key_limit = p.is_causal ? j_end : num_rows;
-    const int num_tiles = (key_limit + kBlockN - 1) / kBlockN;
     float acc_dq[32];
 #pragma unroll
     for (int i = 0; i < 32; ++i) acc_dq[i] = 0.0f;
@@ -435,9 +439,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       AdvanceKeyValueTiles<kBlockN, Tile::kThreads>(
           tile + 1 < num_tiles, s_k + (buf ^ 1) * kKeyBytes,
           s_v + (buf ^ 1) * kKeyBytes, k_rows, k_step, v_rows, v_step,
-          (tile + 1) * kBlockN, num_rows, chunks, tid);
+          keys.Tile(tile + 1) * kBlockN, num_rows, chunks, tid);
 
-      const int key0 = tile * kBlockN;
+      const int key0 = keys.Tile(tile) * kBlockN;
       const SwizzledTileDescriptor k_desc(s_k + buf * kKeyBytes);
       const SwizzledTileDescriptor v_desc(s_v + buf * kKeyBytes);
       // S, then dP while P is computed, then dQ += dS K (K MN-major: 16 key

@@ -7,8 +7,8 @@ namespace kernels {
 namespace gpu {
 
 template cudaError_t RunFlashBackward<DataType::kFloat16, 64>(
-    const BackwardParams& params, const FlashProblems* problems, float* delta,
-    cudaStream_t stream);
+    const BackwardParams& params, const FlashProblems* problems,
+    const BlockLists& sparse, float* delta, cudaStream_t stream);
 
 }  // namespace gpu
 }  // namespace kernels

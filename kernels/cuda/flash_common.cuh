@@ -43,10 +43,12 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/block_sparse_params.h"
 #include "kernels/cuda/device_primitives.cuh"
 #include "kernels/cuda/flash_attention.h"
 #include "kernels/dilated_params.h"
 #include "kernels/dropout_rng.h"
+#include "kernels/tile_walk.h"
 
 namespace dilated {
 namespace kernels {
@@ -73,6 +75,9 @@ struct FlashForwardArgs {
   // group i.
   int64_t block_begin[kMaxGroups + 1];
   ProblemIndex general;
+  // Block-sparse calls (FlashBlockSparseForward): the active blocks in device
+  // memory; row_begin is null for dense attention.
+  BlockLists sparse;
 };
 
 // Backward launch arguments.
@@ -80,6 +85,7 @@ struct FlashBackwardArgs {
   BackwardParams params;
   int64_t block_begin[kMaxGroups + 1];
   ProblemIndex general;
+  BlockLists sparse;  // As FlashForwardArgs::sparse.
   // rowsum(grad_out * out) of every selected row, laid out like
   // params.forward.lse: [storage batch, heads, seq_len] with stride_b
   // delta_stride_b (0 when packed) and stride_h seq_len.
@@ -100,6 +106,7 @@ inline FlashBackwardArgs MakeFlashBackwardArgs(const BackwardParams& params,
   FlashBackwardArgs args;
   args.params = params;
   args.general = ProblemIndex{nullptr, nullptr, 0, 0};
+  args.sparse = BlockLists{};
   args.delta = delta;
   args.delta_stride_b = DeltaStrideB(params.forward);
   return args;
@@ -482,6 +489,36 @@ __device__ void ZeroUnselectedRows(T* segment_start, int64_t stride_n,
   for (int k = tid; k < runs.count; k += num_threads) {
     lse[runs.Position(k)] = minus_inf;
   }
+}
+
+// The key tiles of kTile keys that the query rows of work item `w` from
+// problem row `first_row` visit, below `key_limit`: all of them (dense) or
+// those of the active blocks (`sparse` not null; a block-sparse call has one
+// problem per (batch entry, head) whose rows are the sequence's positions).
+template <int kTile>
+__device__ __forceinline__ TileWalk KeyTilesOf(const BlockLists& sparse,
+                                               const WorkItem& w, int first_row,
+                                               int key_limit) {
+  if (sparse.row_begin == nullptr) {
+    return ContiguousTiles(0, (key_limit + kTile - 1) / kTile);
+  }
+  return SparseKeyTiles(sparse, w.head, kTile, first_row, key_limit);
+}
+
+// The query tiles of kTile rows that the key rows of work item `w` from
+// problem row `first_key` visit: under a causal mask from the tile holding
+// `first_key` on, of all `num_rows` rows (dense) or of the query blocks that
+// attend to the key block (sparse, as KeyTilesOf).
+template <int kTile>
+__device__ __forceinline__ TileWalk QueryTilesOf(const BlockLists& sparse,
+                                                 const WorkItem& w,
+                                                 int first_key, int num_rows,
+                                                 bool causal) {
+  if (sparse.row_begin == nullptr) {
+    return ContiguousTiles(causal ? first_key / kTile : 0,
+                           (num_rows + kTile - 1) / kTile);
+  }
+  return SparseQueryTiles(sparse, w.head, kTile, first_key, causal);
 }
 
 }  // namespace gpu

@@ -94,36 +94,36 @@ struct FlashConfig<kDtype, 256> {
 
 // Runs the forward kernel of `Tile` through `launch` on the call's path:
 // the closed form without `problems`, else after uploading the problem
-// table.
+// table; `sparse` as FlashForwardArgs::sparse.
 template <class Tile>
-cudaError_t RunForwardTile(cudaError_t (*launch)(const ForwardParams&,
-                                                 cudaStream_t,
-                                                 const ProblemIndex&),
-                           const ForwardParams& params,
-                           const FlashProblems* problems, cudaStream_t stream) {
+cudaError_t RunForwardTile(
+    cudaError_t (*launch)(const ForwardParams&, cudaStream_t,
+                          const ProblemIndex&, const BlockLists&),
+    const ForwardParams& params, const FlashProblems* problems,
+    const BlockLists& sparse, cudaStream_t stream) {
   ProblemTable table(problems, params);
   const ProblemIndex index = table.AddBlocks(Tile::kBlockM);
   const cudaError_t error = table.Upload(stream);
   if (error != cudaSuccess) return error;
-  return launch(params, stream, index);
+  return launch(params, stream, index, sparse);
 }
 
 template <DataType kDtype, int kHeadDim>
 cudaError_t RunFlashForward(const ForwardParams& params,
                             const FlashProblems* problems,
-                            cudaStream_t stream) {
+                            const BlockLists& sparse, cudaStream_t stream) {
   using Config = FlashConfig<kDtype, kHeadDim>;
   if constexpr (!std::is_void_v<typename Config::ForwardWgmma>) {
     // Dropout runs on the mma.sync kernels (the wgmma ones do not apply it).
     if (WgmmaAvailable() && !params.dropout.enabled) {
       using Tile = typename Config::ForwardWgmma;
       return RunForwardTile<Tile>(&LaunchFlashForwardWgmma<Tile>, params,
-                                  problems, stream);
+                                  problems, sparse, stream);
     }
   }
   using Tile = typename Config::Forward;
   return RunForwardTile<Tile>(&LaunchFlashForward<Tile>, params, problems,
-                              stream);
+                              sparse, stream);
 }
 
 // The sm_90a backward: the query kernel writes the delta rows the key/value
@@ -144,10 +144,12 @@ cudaError_t RunBackwardWgmma(const FlashBackwardArgs& args,
 
 template <DataType kDtype, int kHeadDim>
 cudaError_t RunFlashBackward(const BackwardParams& params,
-                             const FlashProblems* problems, float* delta,
+                             const FlashProblems* problems,
+                             const BlockLists& sparse, float* delta,
                              cudaStream_t stream) {
   using Config = FlashConfig<kDtype, kHeadDim>;
-  const FlashBackwardArgs args = MakeFlashBackwardArgs(params, delta);
+  FlashBackwardArgs args = MakeFlashBackwardArgs(params, delta);
+  args.sparse = sparse;
   if constexpr (!std::is_void_v<typename Config::KeyValueWgmma>) {
     if (WgmmaAvailable() && !params.forward.dropout.enabled) {
       using KeyValue = typename Config::KeyValueWgmma;

@@ -126,12 +126,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         s_q, q_rows, q_step, j_begin, num_rows, chunks, tid);
     CpAsyncCommit();
     const int key_limit = p.is_causal ? j_end : num_rows;
-    const int num_key_tiles = (key_limit + kBlockN - 1) / kBlockN;
-    LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(s_k, k_rows, k_step, 0,
-                                                      num_rows, chunks, tid);
+    const TileWalk keys =
+        KeyTilesOf<kBlockN>(args.sparse, w, j_begin, key_limit);
+    const int num_key_tiles = keys.count;
+    LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+        s_k, k_rows, k_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
     if constexpr (Tile::kStages == 2) {
-      LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(s_v, v_rows, v_step, 0,
-                                                        num_rows, chunks, tid);
+      LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
+          s_v, v_rows, v_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
     }
     CpAsyncCommit();
 
@@ -171,7 +173,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const float post_scale = positive_scale ? scale_log2 : 1.0f;
 
     for (int tile = 0; tile < num_key_tiles; ++tile) {
-      const int key0 = tile * kBlockN;
+      const int key0 = keys.Tile(tile) * kBlockN;
+      const int next_key0 = keys.Tile(tile + 1) * kBlockN;
       const T* t_k = s_k;
       const T* t_v = s_v;
       if constexpr (Tile::kStages == 2) {
@@ -180,11 +183,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         t_v = s_v + buf * kBlockN * kStride;
         if (tile + 1 < num_key_tiles) {
           LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
-              s_k + (buf ^ 1) * kBlockN * kStride, k_rows, k_step,
-              key0 + kBlockN, num_rows, chunks, tid);
+              s_k + (buf ^ 1) * kBlockN * kStride, k_rows, k_step, next_key0,
+              num_rows, chunks, tid);
           LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
-              s_v + (buf ^ 1) * kBlockN * kStride, v_rows, v_step,
-              key0 + kBlockN, num_rows, chunks, tid);
+              s_v + (buf ^ 1) * kBlockN * kStride, v_rows, v_step, next_key0,
+              num_rows, chunks, tid);
           CpAsyncCommit();
           CpAsyncWait<1>();
         } else {
@@ -340,7 +343,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         __syncthreads();  // V tile landed; every warp is done with s_k
         if (tile + 1 < num_key_tiles) {
           LoadRows<kBlockN, Tile::kHeadDim, Tile::kThreads>(
-              s_k, k_rows, k_step, key0 + kBlockN, num_rows, chunks, tid);
+              s_k, k_rows, k_step, next_key0, num_rows, chunks, tid);
           CpAsyncCommit();
         }
       }
@@ -427,13 +430,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
 // Launches the forward kernel over every group of `p` on `stream`; `general`
 // is the launch's problem list (ProblemTable::AddBlocks(Tile::kBlockM)), or
-// null for the closed form.
+// null for the closed form; `sparse` the device lists of a block-sparse call
+// (FlashForwardArgs::sparse), or null.
 template <class Tile>
 cudaError_t LaunchFlashForward(const ForwardParams& p, cudaStream_t stream,
-                               const ProblemIndex& general = ProblemIndex{}) {
+                               const ProblemIndex& general = ProblemIndex{},
+                               const BlockLists& sparse = BlockLists{}) {
   FlashForwardArgs args;
   args.params = p;
   args.general = general;
+  args.sparse = sparse;
   const int64_t blocks =
       LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
   if (blocks == 0) return cudaSuccess;

@@ -100,11 +100,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     LoadRowsSwizzled<kBlockM, Tile::kThreads>(s_q, q_rows, q_step, j_begin,
                                               num_rows, chunks, tid);
     const int key_limit = p.is_causal ? j_end : num_rows;
-    const int num_key_tiles = (key_limit + kBlockN - 1) / kBlockN;
-    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_k, k_rows, k_step, 0, num_rows,
-                                              chunks, tid);
-    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_v, v_rows, v_step, 0, num_rows,
-                                              chunks, tid);
+    const TileWalk keys =
+        KeyTilesOf<kBlockN>(args.sparse, w, j_begin, key_limit);
+    const int num_key_tiles = keys.count;
+    const int first_key = keys.Tile(0) * kBlockN;
+    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_k, k_rows, k_step, first_key,
+                                              num_rows, chunks, tid);
+    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_v, v_rows, v_step, first_key,
+                                              num_rows, chunks, tid);
     CpAsyncCommit();
 
     float acc_o[32];
@@ -121,13 +124,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const SwizzledTileDescriptor q_tile(s_q + warpgroup * 64 * 128);
 
     for (int tile = 0; tile < num_key_tiles; ++tile) {
-      const int key0 = tile * kBlockN;
+      const int key0 = keys.Tile(tile) * kBlockN;
       const int buf = tile & 1;
       // Q (first tile), K and V tiles landed; the next ones are loading.
       AdvanceKeyValueTiles<kBlockN, Tile::kThreads>(
           tile + 1 < num_key_tiles, s_k + (buf ^ 1) * kTileBytes,
           s_v + (buf ^ 1) * kTileBytes, k_rows, k_step, v_rows, v_step,
-          key0 + kBlockN, num_rows, chunks, tid);
+          keys.Tile(tile + 1) * kBlockN, num_rows, chunks, tid);
 
       const bool active =
           wg_first < num_rows && (!p.is_causal || key0 <= wg_last);
@@ -255,14 +258,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 }
 
 // Launches the wgmma forward kernel over every group of `p` on `stream`;
-// `general` as for LaunchFlashForward.
+// `general` and `sparse` as for LaunchFlashForward.
 template <class Tile>
 cudaError_t LaunchFlashForwardWgmma(
     const ForwardParams& p, cudaStream_t stream,
-    const ProblemIndex& general = ProblemIndex{}) {
+    const ProblemIndex& general = ProblemIndex{},
+    const BlockLists& sparse = BlockLists{}) {
   FlashForwardArgs args;
   args.params = p;
   args.general = general;
+  args.sparse = sparse;
   const int64_t blocks =
       LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
   if (blocks == 0) return cudaSuccess;

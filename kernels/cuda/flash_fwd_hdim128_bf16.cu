@@ -8,7 +8,7 @@ namespace gpu {
 
 template cudaError_t RunFlashForward<DataType::kBFloat16, 128>(
     const ForwardParams& params, const FlashProblems* problems,
-    cudaStream_t stream);
+    const BlockLists& sparse, cudaStream_t stream);
 
 }  // namespace gpu
 }  // namespace kernels

@@ -8,7 +8,7 @@ namespace gpu {
 
 template cudaError_t RunFlashForward<DataType::kFloat16, 256>(
     const ForwardParams& params, const FlashProblems* problems,
-    cudaStream_t stream);
+    const BlockLists& sparse, cudaStream_t stream);
 
 }  // namespace gpu
 }  // namespace kernels

@@ -89,7 +89,23 @@ std::vector<Case> Cases() {
   Case wide_holes{"local_window_block80_holes", 1, 240, 2, 8, wide, true};
   Case strided{"dilated_sparse_strided", 2, 48, 3, 8, dilated};
   strided.layout = testing::Layout::kPadded;
+  // Blocks of 128 and 256 tokens: on CUDA, float16 and bfloat16 run on the
+  // fused tensor-core kernels (every tile shape: head_dim 32, 64, 80 padded
+  // to 128, 128 and 256).
+  BlockSparseConfig local128 = Pattern(BlockPattern::kLocalWindow, 128);
+  local128.window = 384;
+  BlockSparseConfig dilated256 = Pattern(BlockPattern::kDilatedSparse, 256);
+  BlockSparseConfig global128 = Pattern(BlockPattern::kGlobalLocal, 128);
+  global128.window = 128;
+  global128.global_tokens = 128;
+  BlockSparseConfig per_head128 = Pattern(BlockPattern::kCustom, 128);
+  per_head128.custom_layout = RandomLayout(2, 4, 13);
   return {
+      {"local_window_block128", 2, 640, 2, 64, local128},
+      {"dilated_sparse_block256_dim32", 1, 1024, 2, 32, dilated256},
+      {"global_local_block128_dim256", 1, 512, 1, 256, global128},
+      {"custom_per_head_block128_dim128", 1, 512, 2, 128, per_head128},
+      {"custom_per_head_block128_dim80", 1, 512, 2, 80, per_head128},
       {"local_window", 1, 64, 2, 16, local},
       {"dilated_sparse", 1, 48, 3, 8, dilated},
       {"global_local", 1, 128, 2, 32, global},
@@ -246,6 +262,54 @@ TEST(BlockSparseTest, InactiveBlocksAreNeverRead) {
   testing::MaskedForward(oracle, in.q, in.k, in.v, &out, &lse);
   EXPECT_TRUE(
       AllClose(got.out, out, testing::OutputTolerance(DType::kFloat32)));
+}
+
+// The same on every device, float16 with blocks of 128 (the fused kernels on
+// CUDA), forward and backward: no output or gradient picks up a NaN.
+TEST(BlockSparseTest, InactiveBlocksAreNeverReadInBlocksOf128) {
+  BlockSparseConfig sparse = Pattern(BlockPattern::kCustom, 128);
+  sparse.custom_layout = {1,
+                          4,
+                          {1, 0, 0, 0,  //
+                           1, 1, 0, 0,  //
+                           0, 1, 0, 1,  //
+                           1, 0, 0, 1}};
+  const Case c{"nan_block128", 1, 512, 2, 64, sparse};
+  AttentionInputs in = Inputs(c, DType::kFloat16, false);
+  const int64_t row = 2 * 64;  // heads * head_dim
+  for (int64_t n = 256; n < 384; ++n) {
+    for (int64_t a = 0; a < row; ++a) {
+      in.k[n * row + a] = std::numeric_limits<double>::quiet_NaN();
+      in.v[n * row + a] = std::numeric_limits<double>::quiet_NaN();
+    }
+  }
+  std::unique_ptr<Attention> attention = Create(sparse);
+  const MaskedProblem oracle =
+      OracleFor(c, sparse.custom_layout, false, in.key_padding_mask);
+  std::vector<double> out, lse;
+  testing::MaskedForward(oracle, in.q, in.k, in.v, &out, &lse);
+  for (TestDevice* device : testing::TestDevices()) {
+    SCOPED_TRACE(DeviceName(device->device()));
+    const AttentionResults got = testing::RunAttention(
+        *attention, device, DType::kFloat16, testing::Layout::kContiguous, in);
+    ASSERT_TRUE(got.forward.ok()) << got.forward;
+    ASSERT_TRUE(got.backward.ok()) << got.backward;
+    EXPECT_TRUE(
+        AllClose(got.out, out, testing::OutputTolerance(DType::kFloat16)));
+    for (const std::vector<double>* grad :
+         {&got.grad_q, &got.grad_k, &got.grad_v}) {
+      for (int64_t n = 0; n < c.seq_len; ++n) {
+        // Rows of the NaN block get no gradient flowing back: exactly 0.
+        for (int64_t a = 0; a < row; ++a) {
+          const double value = (*grad)[n * row + a];
+          ASSERT_FALSE(std::isnan(value)) << "row " << n;
+          if (grad != &got.grad_q && n >= 256 && n < 384) {
+            ASSERT_EQ(value, 0.0) << "row " << n;
+          }
+        }
+      }
+    }
+  }
 }
 
 // One writer per gradient element, adding in a fixed order: the results are
