@@ -29,6 +29,12 @@ const kernels::ForwardParams& ForwardOf(const kernels::ForwardParams& p) {
 const kernels::ForwardParams& ForwardOf(const kernels::BackwardParams& p) {
   return p.forward;
 }
+kernels::ForwardParams& MutableForwardOf(kernels::ForwardParams& p) {
+  return p;
+}
+kernels::ForwardParams& MutableForwardOf(kernels::BackwardParams& p) {
+  return p.forward;
+}
 
 absl::Status ForwardOnCpu(const kernels::ForwardParams& params,
                           const kernels::BlockLists& lists,
@@ -70,24 +76,17 @@ BlockSparseAttention::BlockSparseAttention(const AttentionConfig& config)
     : Attention("block_sparse", WithOneGroup(config)),
       lists_(config.block_sparse) {}
 
-absl::StatusOr<std::shared_ptr<const BlockListStorage>>
-BlockSparseAttention::ListsFor(const kernels::ForwardParams& params,
-                               const Device& device) {
-  if (device.type != DeviceType::kCpu &&
-      DeviceKernels<BlockSparseDeviceKernels>::Find(device.type) == nullptr) {
+absl::StatusOr<const BlockSparseDeviceKernels*>
+BlockSparseAttention::KernelsFor(const Device& device) {
+  if (device.type == DeviceType::kCpu) return nullptr;
+  const BlockSparseDeviceKernels* kernels =
+      DeviceKernels<BlockSparseDeviceKernels>::Find(device.type);
+  if (kernels == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("'block_sparse' has no kernel for ", DeviceName(device),
                      " tensors in this build"));
   }
-  if (kernels::IsPacked(params)) {
-    return absl::UnimplementedError(absl::StrCat(
-        "'block_sparse' runs packed sequences (cu_seqlens) on CPU tensors "
-        "only, not on ",
-        DeviceName(device),
-        "; give [batch, seq, heads, head_dim] tensors, with key_padding_mask "
-        "for shorter sequences"));
-  }
-  return lists_.Get(params.seq_len, params.num_heads);
+  return kernels;
 }
 
 template <typename Params>
@@ -109,33 +108,52 @@ BlockSparseAttention::ListsForSequences(
   return storages;
 }
 
+template <typename Params, typename Split, typename Run>
+absl::Status BlockSparseAttention::RunCall(
+    const Params& params, const BlockSparseDeviceKernels* kernels,
+    const ExecutionContext& context, Split split, Run run) {
+  const kernels::ForwardParams& p = ForwardOf(params);
+  if (!kernels::IsPacked(p)) {
+    DA_ASSIGN_OR_RETURN(std::shared_ptr<const BlockListStorage> storage,
+                        lists_.Get(p.seq_len, p.num_heads));
+    return run(params, storage->Lists());
+  }
+  // A packed call runs one fixed-length call per sequence, cut where the
+  // host reads cu_seqlens.
+  Params readable = params;
+  std::vector<int32_t> offsets;
+  if (kernels != nullptr) {
+    DA_ASSIGN_OR_RETURN(offsets, kernels->read_cu_seqlens(p, context));
+    kernels::ForwardParams& forward = MutableForwardOf(readable);
+    forward.sequence.cu_seqlens = offsets.data();
+    DA_RETURN_IF_ERROR(CheckHostCuSeqlens(forward));
+  }
+  DA_ASSIGN_OR_RETURN(const auto sequences,
+                      split(readable, lists_.config().block_size));
+  // Every list first, so that a bad sequence leaves the outputs untouched.
+  DA_ASSIGN_OR_RETURN(
+      const std::vector<std::shared_ptr<const BlockListStorage>> storages,
+      ListsForSequences(sequences));
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    DA_RETURN_IF_ERROR(run(sequences[i].params, storages[i]->Lists()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status BlockSparseAttention::DoForward(
     const kernels::ForwardParams& params, const Device& device,
     const ForwardOptions& options) {
   DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
                       WorkspaceAllocator(device, options));
-  if (kernels::IsPacked(params) && device.type == DeviceType::kCpu) {
-    DA_ASSIGN_OR_RETURN(
-        const std::vector<PackedSequence<kernels::ForwardParams>> sequences,
-        SplitPackedForward(params, lists_.config().block_size));
-    // Every list first, so that a bad sequence leaves the outputs untouched.
-    DA_ASSIGN_OR_RETURN(
-        const std::vector<std::shared_ptr<const BlockListStorage>> storages,
-        ListsForSequences(sequences));
-    for (size_t i = 0; i < sequences.size(); ++i) {
-      DA_RETURN_IF_ERROR(
-          ForwardOnCpu(sequences[i].params, storages[i]->Lists(), allocator));
-    }
-    return absl::OkStatus();
-  }
-  DA_ASSIGN_OR_RETURN(std::shared_ptr<const BlockListStorage> storage,
-                      ListsFor(params, device));
-  const kernels::BlockLists lists = storage->Lists();
-  if (device.type != DeviceType::kCpu) {
-    return DeviceKernels<BlockSparseDeviceKernels>::Find(device.type)
-        ->forward(params, lists, {device, options.stream, allocator});
-  }
-  return ForwardOnCpu(params, lists, allocator);
+  DA_ASSIGN_OR_RETURN(const BlockSparseDeviceKernels* kernels,
+                      KernelsFor(device));
+  const ExecutionContext context{device, options.stream, allocator};
+  return RunCall(
+      params, kernels, context, &SplitPackedForward,
+      [&](const kernels::ForwardParams& p, const kernels::BlockLists& lists) {
+        return kernels == nullptr ? ForwardOnCpu(p, lists, allocator)
+                                  : kernels->forward(p, lists, context);
+      });
 }
 
 absl::Status BlockSparseAttention::DoBackward(
@@ -143,27 +161,15 @@ absl::Status BlockSparseAttention::DoBackward(
     const ForwardOptions& options) {
   DA_ASSIGN_OR_RETURN(memory::Allocator * allocator,
                       WorkspaceAllocator(device, options));
-  if (kernels::IsPacked(params.forward) && device.type == DeviceType::kCpu) {
-    DA_ASSIGN_OR_RETURN(
-        const std::vector<PackedSequence<kernels::BackwardParams>> sequences,
-        SplitPackedBackward(params, lists_.config().block_size));
-    DA_ASSIGN_OR_RETURN(
-        const std::vector<std::shared_ptr<const BlockListStorage>> storages,
-        ListsForSequences(sequences));
-    for (size_t i = 0; i < sequences.size(); ++i) {
-      DA_RETURN_IF_ERROR(
-          BackwardOnCpu(sequences[i].params, storages[i]->Lists(), allocator));
-    }
-    return absl::OkStatus();
-  }
-  DA_ASSIGN_OR_RETURN(std::shared_ptr<const BlockListStorage> storage,
-                      ListsFor(params.forward, device));
-  const kernels::BlockLists lists = storage->Lists();
-  if (device.type != DeviceType::kCpu) {
-    return DeviceKernels<BlockSparseDeviceKernels>::Find(device.type)
-        ->backward(params, lists, {device, options.stream, allocator});
-  }
-  return BackwardOnCpu(params, lists, allocator);
+  DA_ASSIGN_OR_RETURN(const BlockSparseDeviceKernels* kernels,
+                      KernelsFor(device));
+  const ExecutionContext context{device, options.stream, allocator};
+  return RunCall(
+      params, kernels, context, &SplitPackedBackward,
+      [&](const kernels::BackwardParams& p, const kernels::BlockLists& lists) {
+        return kernels == nullptr ? BackwardOnCpu(p, lists, allocator)
+                                  : kernels->backward(p, lists, context);
+      });
 }
 
 absl::StatusOr<BlockProbabilities> BlockSparseAttention::Probabilities(
@@ -176,8 +182,13 @@ absl::StatusOr<BlockProbabilities> BlockSparseAttention::Probabilities(
   // q stands in for v and out: only shapes are checked, nothing is written.
   DA_ASSIGN_OR_RETURN(const kernels::ForwardParams p,
                       MakeForwardParams(config(), q, k, q, q, &lse, options));
+  if (kernels::IsPacked(p)) {
+    return absl::UnimplementedError(
+        "Probabilities takes [batch, seq, heads, head_dim] tensors, not packed "
+        "ones (cu_seqlens)");
+  }
   DA_ASSIGN_OR_RETURN(std::shared_ptr<const BlockListStorage> storage,
-                      ListsFor(p, q.device));
+                      lists_.Get(p.seq_len, p.num_heads));
   const kernels::BlockLists lists = storage->Lists();
   const int64_t bs = lists.block_size;
   const int64_t nb = lists.num_blocks;

@@ -35,7 +35,9 @@
 
 #include "absl/status/statusor.h"
 #include "attention/attention.h"
+#include "attention/backend_registry.h"
 #include "attention/block_lists.h"
+#include "attention/block_sparse_device.h"
 #include "attention/block_sparse_packed.h"
 
 namespace dilated {
@@ -74,17 +76,26 @@ class BlockSparseAttention : public Attention {
                           const Device& device,
                           const ForwardOptions& options) override;
 
-  // Returns the lists for a fixed-length call after the checks the front end
-  // does not make (a kernel for the device, not packed, seq a multiple of
-  // block_size).
-  absl::StatusOr<std::shared_ptr<const BlockListStorage>> ListsFor(
-      const kernels::ForwardParams& params, const Device& device);
+  // Returns the registered kernels of `device`: null for the CPU (the CPU
+  // kernels are called directly), FailedPrecondition where this build has
+  // none.
+  static absl::StatusOr<const BlockSparseDeviceKernels*> KernelsFor(
+      const Device& device);
 
-  // Returns the lists of every sequence of a packed CPU call, or the first
+  // Returns the lists of every sequence of a packed call, or the first
   // error with the sequence's index.
   template <typename Params>
   absl::StatusOr<std::vector<std::shared_ptr<const BlockListStorage>>>
   ListsForSequences(const std::vector<PackedSequence<Params>>& sequences);
+
+  // Calls run(params, lists) for a fixed-length call, or once per sequence
+  // of a packed one (cut by `split`, SplitPackedForward or
+  // SplitPackedBackward, from cu_seqlens that `kernels` copies to the host
+  // when it is not null).
+  template <typename Params, typename Split, typename Run>
+  absl::Status RunCall(const Params& params,
+                       const BlockSparseDeviceKernels* kernels,
+                       const ExecutionContext& context, Split split, Run run);
 
   BlockListCache lists_;
 };

@@ -10,6 +10,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -130,10 +131,27 @@ absl::Status BackwardCuda(const kernels::BackwardParams& params,
       "block-sparse backward kernels");
 }
 
+absl::StatusOr<std::vector<int32_t>> ReadCuSeqlensCuda(
+    const kernels::ForwardParams& params, const ExecutionContext& context) {
+  ScopedCudaDevice device(context.device.index);
+  DA_RETURN_IF_ERROR(device.status());
+  const auto stream = static_cast<cudaStream_t>(context.stream);
+  std::vector<int32_t> host(params.batch + 1);
+  // cudaMemcpyDefault: the offsets may be in device or in host memory.
+  DA_RETURN_IF_ERROR(CudaStatus(
+      cudaMemcpyAsync(host.data(), params.sequence.cu_seqlens,
+                      host.size() * sizeof(int32_t), cudaMemcpyDefault, stream),
+      "copying cu_seqlens to the host"));
+  DA_RETURN_IF_ERROR(
+      CudaStatus(cudaStreamSynchronize(stream), "reading cu_seqlens"));
+  return host;
+}
+
 }  // namespace
 
 DA_REGISTER_DEVICE_KERNELS(BlockSparseDeviceKernels, DeviceType::kCuda,
                            (BlockSparseDeviceKernels{&ForwardCuda,
-                                                     &BackwardCuda}));
+                                                     &BackwardCuda,
+                                                     &ReadCuSeqlensCuda}));
 
 }  // namespace dilated

@@ -4,15 +4,21 @@
 // target (attention/block_sparse_cuda.cc) registers its forward and backward
 // for a device type, and BlockSparseAttention runs them for tensors on that
 // device. They receive the cached host lists and put them where their device
-// reads them.
+// reads them. Packed calls reach them one fixed-length sequence at a time,
+// after read_cu_seqlens has brought the offsets to the host.
 //
-//   DA_REGISTER_DEVICE_KERNELS(BlockSparseDeviceKernels, DeviceType::kCuda,
-//                              (BlockSparseDeviceKernels{&Fwd, &Bwd}));
+//   DA_REGISTER_DEVICE_KERNELS(
+//       BlockSparseDeviceKernels, DeviceType::kCuda,
+//       (BlockSparseDeviceKernels{&Fwd, &Bwd, &ReadCuSeqlens}));
 
 #ifndef ATTENTION_BLOCK_SPARSE_DEVICE_H_
 #define ATTENTION_BLOCK_SPARSE_DEVICE_H_
 
+#include <cstdint>
+#include <vector>
+
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "attention/backend_registry.h"
 #include "attention/device_kernels.h"
 #include "kernels/block_sparse_params.h"
@@ -28,6 +34,11 @@ struct BlockSparseDeviceKernels {
   absl::Status (*backward)(const kernels::BackwardParams& params,
                            const kernels::BlockLists& host_lists,
                            const ExecutionContext& context);
+  // Returns a host copy of the batch + 1 values of params.sequence.cu_seqlens
+  // (in device or host memory), once every earlier work on the context's
+  // stream is done.
+  absl::StatusOr<std::vector<int32_t>> (*read_cu_seqlens)(
+      const kernels::ForwardParams& params, const ExecutionContext& context);
 };
 
 }  // namespace dilated

@@ -1,7 +1,8 @@
 // File: block_sparse_packed.h
 //
-// Packed variable-length input (cu_seqlens) for "block_sparse" on the CPU. A
-// packed call is cut into one fixed-length call per sequence: batch 1, the
+// Packed variable-length input (cu_seqlens) for "block_sparse" on every
+// device. A packed call is cut (on the host, from a host copy of cu_seqlens)
+// into one fixed-length call per sequence: batch 1, the
 // sequence's rows as the tensors' rows, lse offset to its first row. Every
 // sequence thus gets the block layout of its own length from its own
 // position 0, exactly as if it were called alone, and no block crosses a

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "attention/backend_registry.h"
+#include "attention/params_builder.h"
 #include "base/cuda_util.h"
 #include "factory/status_macros.h"
 #include "kernels/cuda/padding_summary.h"
@@ -67,30 +68,6 @@ absl::StatusOr<bool> QueueHostCopies(const kernels::ForwardParams& params,
     }
   }
   return queued;
-}
-
-// Checks host-readable cu_seqlens: the front end checks only those given on
-// the CPU, and the problem list addresses rows through them.
-absl::Status CheckCuSeqlens(const kernels::ForwardParams& params) {
-  const int32_t* cu = params.sequence.cu_seqlens;
-  if (cu == nullptr) return absl::OkStatus();
-  if (cu[0] != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cu_seqlens[0] must be 0, got ", cu[0]));
-  }
-  for (int64_t i = 0; i < params.batch; ++i) {
-    if (cu[i + 1] < cu[i]) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cu_seqlens must be non-decreasing, got cu_seqlens[", i,
-          "] = ", cu[i], " > cu_seqlens[", i + 1, "] = ", cu[i + 1]));
-    }
-  }
-  if (cu[params.batch] != params.seq_len) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cu_seqlens[", params.batch, "] = ", cu[params.batch],
-                     " must equal the total rows ", params.seq_len));
-  }
-  return absl::OkStatus();
 }
 
 // Returns the kernels' form of the problems of `params` (host-readable
@@ -169,7 +146,7 @@ std::optional<std::vector<kernels::ProblemList::Interval>> UnpaddedIntervals(
 
 absl::StatusOr<std::vector<FlashProblem>> FlashProblemsOf(
     const kernels::ForwardParams& params) {
-  DA_RETURN_IF_ERROR(CheckCuSeqlens(params));
+  DA_RETURN_IF_ERROR(CheckHostCuSeqlens(params));
   return ConvertProblems(params, kernels::ProblemList(params));
 }
 
@@ -201,7 +178,7 @@ absl::StatusOr<std::unique_ptr<CallProblemList>> CallProblemList::Make(
   if (!call->cu_seqlens_.empty()) {
     readable.sequence.cu_seqlens = call->cu_seqlens_.data();
   }
-  DA_RETURN_IF_ERROR(CheckCuSeqlens(readable));
+  DA_RETURN_IF_ERROR(CheckHostCuSeqlens(readable));
   if (!device_mask) {
     call->list_ = std::make_unique<kernels::ProblemList>(readable);
     return call;

@@ -312,4 +312,26 @@ absl::StatusOr<kernels::BackwardParams> MakeBackwardParams(
   return params;
 }
 
+absl::Status CheckHostCuSeqlens(const kernels::ForwardParams& params) {
+  const int32_t* cu = params.sequence.cu_seqlens;
+  if (cu == nullptr) return absl::OkStatus();
+  if (cu[0] != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cu_seqlens[0] must be 0, got ", cu[0]));
+  }
+  for (int64_t i = 0; i < params.batch; ++i) {
+    if (cu[i + 1] < cu[i]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cu_seqlens must be non-decreasing, got cu_seqlens[", i,
+          "] = ", cu[i], " > cu_seqlens[", i + 1, "] = ", cu[i + 1]));
+    }
+  }
+  if (cu[params.batch] != params.seq_len) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cu_seqlens[", params.batch, "] = ", cu[params.batch],
+                     " must equal the total rows ", params.seq_len));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace dilated

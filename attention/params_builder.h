@@ -41,6 +41,13 @@ absl::StatusOr<kernels::BackwardParams> MakeBackwardParams(
     const TensorView& grad_k, const TensorView& grad_v,
     const ForwardOptions& options);
 
+// Checks the cu_seqlens of packed `params` where they are host-readable
+// (MakeForwardParams checks only those given on the CPU; a backend that
+// copies device-resident ones to the host checks its copy): cu_seqlens[0]
+// is 0, the values never decrease and cu_seqlens[batch] is the total rows.
+// OK for fixed-length params.
+absl::Status CheckHostCuSeqlens(const kernels::ForwardParams& params);
+
 }  // namespace dilated
 
 #endif  // ATTENTION_PARAMS_BUILDER_H_

@@ -512,20 +512,24 @@ struct PackedRun {
   std::vector<double> out, lse, grad_q, grad_k, grad_v;
 };
 
-// Runs a packed CPU call of sequences of `lengths` rows ([total, heads, dim]
-// tensors, lse [heads, total]).
+// Runs a packed call of sequences of `lengths` rows ([total, heads, dim]
+// tensors, lse [heads, total]) on `device`, with cu_seqlens in host memory
+// or (`offsets_on_device`) in the device's.
 PackedRun RunPacked(const BlockSparseConfig& sparse,
                     const std::vector<int32_t>& offsets, int64_t heads,
-                    int64_t dim, DType dtype, bool causal) {
+                    int64_t dim, DType dtype, bool causal,
+                    TestDevice* device = testing::TestDevices()[0],
+                    bool offsets_on_device = false) {
   std::unique_ptr<Attention> attention = Create(sparse);
-  TestDevice* cpu = testing::TestDevices()[0];
   const int64_t total = offsets.back();
   const std::vector<int64_t> shape = {total, heads, dim};
-  testing::TestTensor q(cpu, dtype, shape), k(cpu, dtype, shape),
-      v(cpu, dtype, shape), out(cpu, dtype, shape), grad_out(cpu, dtype, shape),
-      grad_q(cpu, dtype, shape), grad_k(cpu, dtype, shape),
-      grad_v(cpu, dtype, shape);
-  testing::TestTensor lse(cpu, DType::kFloat32, {heads, total});
+  testing::TestTensor q(device, dtype, shape), k(device, dtype, shape),
+      v(device, dtype, shape), out(device, dtype, shape),
+      grad_out(device, dtype, shape), grad_q(device, dtype, shape),
+      grad_k(device, dtype, shape), grad_v(device, dtype, shape);
+  testing::TestTensor lse(device, DType::kFloat32, {heads, total});
+  const testing::DeviceBytes device_offsets(device, offsets.data(),
+                                            offsets.size() * sizeof(int32_t));
   PackedRun run;
   const AttentionInputs in =
       testing::RandomInputs({1, total, heads, dim}, dtype, causal, 1);
@@ -540,8 +544,10 @@ PackedRun RunPacked(const BlockSparseConfig& sparse,
   ForwardOptions options;
   options.is_causal = causal;
   options.cu_seqlens = TensorView::Contiguous(
-      const_cast<int32_t*>(offsets.data()), DType::kInt32,
-      {static_cast<int64_t>(offsets.size())}, Device::Cpu());
+      offsets_on_device ? device_offsets.data()
+                        : const_cast<int32_t*>(offsets.data()),
+      DType::kInt32, {static_cast<int64_t>(offsets.size())},
+      offsets_on_device ? device->device() : Device::Cpu());
   run.forward = attention->Forward(q.view(), k.view(), v.view(), out.view(),
                                    options, &lse.view());
   if (!run.forward.ok()) return run;
@@ -559,7 +565,32 @@ PackedRun RunPacked(const BlockSparseConfig& sparse,
 struct PackedParam {
   DType dtype;
   bool causal;
+  TestDevice* device;
+  bool offsets_on_device;
+  // Blocks of 128 tokens, head_dim 64 (on CUDA in 16-bit dtypes: the fused
+  // kernels), else blocks of 8 and head_dim 8.
+  bool wide;
 };
+
+std::vector<PackedParam> PackedParams() {
+  std::vector<PackedParam> params;
+  for (TestDevice* device : testing::TestDevices()) {
+    const bool cpu = device->device().type == DeviceType::kCpu;
+    for (bool wide : {false, true}) {
+      for (const auto& [dtype, causal] :
+           std::vector<std::pair<DType, bool>>{{DType::kFloat32, false},
+                                               {DType::kFloat32, true},
+                                               {DType::kFloat16, true},
+                                               {DType::kBFloat16, false}}) {
+        for (bool on_device : {false, true}) {
+          if (cpu && on_device) continue;
+          params.push_back({dtype, causal, device, on_device, wide});
+        }
+      }
+    }
+  }
+  return params;
+}
 
 class BlockSparsePackedTest : public ::testing::TestWithParam<PackedParam> {};
 
@@ -567,16 +598,18 @@ class BlockSparsePackedTest : public ::testing::TestWithParam<PackedParam> {};
 // own position 0: its rows equal the oracle of that sequence alone.
 TEST_P(BlockSparsePackedTest, EverySequenceMatchesTheOracleAlone) {
   const PackedParam& p = GetParam();
-  BlockSparseConfig sparse = Pattern(BlockPattern::kLocalWindow, 8);
-  sparse.window = 24;
+  const int64_t bs = p.wide ? 128 : 8;
+  BlockSparseConfig sparse = Pattern(BlockPattern::kLocalWindow, bs);
+  sparse.window = 3 * bs;
   // An empty sequence, one block, and lengths whose layouts differ.
-  const std::vector<int32_t> offsets = {0, 16, 16, 56, 64};
+  std::vector<int32_t> offsets = {0, 2, 2, 7, 8};
+  for (int32_t& offset : offsets) offset *= bs;
   const int64_t heads = 2;
-  const int64_t dim = 8;
+  const int64_t dim = p.wide ? 64 : 8;
   const int64_t row = heads * dim;
   const int64_t total = offsets.back();
-  const PackedRun run =
-      RunPacked(sparse, offsets, heads, dim, p.dtype, p.causal);
+  const PackedRun run = RunPacked(sparse, offsets, heads, dim, p.dtype,
+                                  p.causal, p.device, p.offsets_on_device);
   ASSERT_TRUE(run.forward.ok()) << run.forward;
   ASSERT_TRUE(run.backward.ok()) << run.backward;
   for (size_t i = 0; i + 1 < offsets.size(); ++i) {
@@ -622,17 +655,17 @@ TEST_P(BlockSparsePackedTest, EverySequenceMatchesTheOracleAlone) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, BlockSparsePackedTest,
-                         ::testing::Values(PackedParam{DType::kFloat32, false},
-                                           PackedParam{DType::kFloat32, true},
-                                           PackedParam{DType::kFloat16, true},
-                                           PackedParam{DType::kBFloat16,
-                                                       false}),
-                         [](const ::testing::TestParamInfo<PackedParam>& info) {
-                           return absl::StrCat(
-                               DTypeName(info.param.dtype),
-                               info.param.causal ? "_causal" : "_full");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Dtypes, BlockSparsePackedTest, ::testing::ValuesIn(PackedParams()),
+    [](const ::testing::TestParamInfo<PackedParam>& info) {
+      const PackedParam& p = info.param;
+      std::string name = absl::StrCat(
+          DTypeName(p.dtype), p.causal ? "_causal" : "_full",
+          p.wide ? "_block128_" : "_block8_", DeviceName(p.device->device()),
+          p.offsets_on_device ? "_offsets_on_device" : "");
+      name.erase(std::remove(name.begin(), name.end(), ':'), name.end());
+      return name;
+    });
 
 TEST(BlockSparseValidationTest, PackedSequenceNotAMultipleOfTheBlockSize) {
   const PackedRun run = RunPacked(Pattern(BlockPattern::kDilatedSparse, 8),
