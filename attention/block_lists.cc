@@ -39,6 +39,17 @@ kernels::BlockLists BlockListStorage::Lists() const {
       column_blocks_.data()};
 }
 
+absl::StatusOr<BlockListStorage::DeviceCopy> BlockListStorage::CopyFor(
+    int64_t device_key,
+    absl::FunctionRef<absl::StatusOr<DeviceCopy>()> make) const {
+  absl::MutexLock lock(&mutex_);
+  auto found = device_copies_.find(device_key);
+  if (found != device_copies_.end()) return found->second;
+  DA_ASSIGN_OR_RETURN(DeviceCopy copy, make());
+  device_copies_.emplace(device_key, copy);
+  return copy;
+}
+
 absl::StatusOr<std::shared_ptr<const BlockListStorage>> BlockListCache::Get(
     int64_t seq_len, int64_t num_heads) {
   const std::pair<int64_t, int64_t> key(seq_len, num_heads);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "attention/block_layout.h"
@@ -34,6 +35,20 @@ class BlockListStorage {
   // triples.
   int64_t active_blocks() const { return row_blocks_.size(); }
 
+  // A copy of the lists in a device's memory, in whatever form that
+  // device's kernels keep it, released (by the maker's deleter) with the
+  // last reference.
+  using DeviceCopy = std::shared_ptr<const void>;
+
+  // Returns the copy for `device_key` (a device's index), calling make()
+  // only the first time (thread-safe), so that the lists cross to a device
+  // once per (lists, device) rather than on every call. A failed make() is
+  // not kept.
+  absl::StatusOr<DeviceCopy> CopyFor(
+      int64_t device_key,
+      absl::FunctionRef<absl::StatusOr<DeviceCopy>()> make) const
+      ABSL_LOCKS_EXCLUDED(mutex_);
+
  private:
   int64_t block_size_;
   int64_t num_blocks_;
@@ -42,6 +57,8 @@ class BlockListStorage {
   std::vector<int32_t> row_blocks_;
   std::vector<int32_t> column_begin_;
   std::vector<int32_t> column_blocks_;
+  mutable absl::Mutex mutex_;
+  mutable std::map<int64_t, DeviceCopy> device_copies_ ABSL_GUARDED_BY(mutex_);
 };
 
 // Builds the lists of a BlockSparseConfig on first use for each (sequence

@@ -116,7 +116,7 @@ absl::Status BlockSparseAttention::RunCall(
   if (!kernels::IsPacked(p)) {
     DA_ASSIGN_OR_RETURN(std::shared_ptr<const BlockListStorage> storage,
                         lists_.Get(p.seq_len, p.num_heads));
-    return run(params, storage->Lists());
+    return run(params, *storage);
   }
   // A packed call runs one fixed-length call per sequence, cut where the
   // host reads cu_seqlens.
@@ -135,7 +135,7 @@ absl::Status BlockSparseAttention::RunCall(
       const std::vector<std::shared_ptr<const BlockListStorage>> storages,
       ListsForSequences(sequences));
   for (size_t i = 0; i < sequences.size(); ++i) {
-    DA_RETURN_IF_ERROR(run(sequences[i].params, storages[i]->Lists()));
+    DA_RETURN_IF_ERROR(run(sequences[i].params, *storages[i]));
   }
   return absl::OkStatus();
 }
@@ -150,8 +150,8 @@ absl::Status BlockSparseAttention::DoForward(
   const ExecutionContext context{device, options.stream, allocator};
   return RunCall(
       params, kernels, context, &SplitPackedForward,
-      [&](const kernels::ForwardParams& p, const kernels::BlockLists& lists) {
-        return kernels == nullptr ? ForwardOnCpu(p, lists, allocator)
+      [&](const kernels::ForwardParams& p, const BlockListStorage& lists) {
+        return kernels == nullptr ? ForwardOnCpu(p, lists.Lists(), allocator)
                                   : kernels->forward(p, lists, context);
       });
 }
@@ -166,8 +166,8 @@ absl::Status BlockSparseAttention::DoBackward(
   const ExecutionContext context{device, options.stream, allocator};
   return RunCall(
       params, kernels, context, &SplitPackedBackward,
-      [&](const kernels::BackwardParams& p, const kernels::BlockLists& lists) {
-        return kernels == nullptr ? BackwardOnCpu(p, lists, allocator)
+      [&](const kernels::BackwardParams& p, const BlockListStorage& lists) {
+        return kernels == nullptr ? BackwardOnCpu(p, lists.Lists(), allocator)
                                   : kernels->backward(p, lists, context);
       });
 }

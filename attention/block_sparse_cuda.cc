@@ -1,6 +1,7 @@
-// The CUDA kernels of "block_sparse": each call copies the cached host lists
-// of active blocks into stream-ordered scratch (a few int32 per block pair)
-// and runs, on the call's stream, the fused tensor-core kernels
+// The CUDA kernels of "block_sparse": the lists of active blocks of a layout
+// are copied to the device once (a few int32 per block pair, kept with the
+// cached host lists, BlockListStorage::CopyFor), and each call runs, on its
+// stream, the fused tensor-core kernels
 // (kernels/cuda/flash_attention.h, FlashBlockSparse*) where they apply:
 // float16 or bfloat16 with a fused head_dim, 16-byte aligned rows, a block
 // size that is a multiple of 128 and no key padding mask. Other calls run on
@@ -25,43 +26,51 @@
 namespace dilated {
 namespace {
 
-// The lists in device scratch, alive while the object lives.
-struct DeviceLists {
-  CudaScratch memory;
-  kernels::BlockLists lists;
-};
-
-absl::StatusOr<DeviceLists> Upload(const kernels::BlockLists& host,
-                                   cudaStream_t stream,
-                                   memory::Allocator* allocator) {
+// The device copy of a storage's lists: one allocation holding row_begin,
+// row_blocks, column_begin and column_blocks, in that order.
+absl::StatusOr<BlockListStorage::DeviceCopy> CopyToDevice(
+    const kernels::BlockLists& host) {
   const int64_t begins = host.heads * host.num_blocks + 1;
   const int64_t entries = host.row_begin[begins - 1];
-  const int64_t total = 2 * begins + 2 * entries;
-  DA_ASSIGN_OR_RETURN(
-      CudaScratch memory,
-      CudaScratch::Allocate(total * sizeof(int32_t), stream, allocator));
-  int32_t* base = static_cast<int32_t*>(memory.data());
-  const std::pair<const int32_t*, int64_t> pieces[] = {
-      {host.row_begin, begins},
-      {host.row_blocks, entries},
-      {host.column_begin, begins},
-      {host.column_blocks, entries}};
-  kernels::BlockLists device = host;
-  const int32_t** targets[] = {&device.row_begin, &device.row_blocks,
-                               &device.column_begin, &device.column_blocks};
-  int64_t offset = 0;
-  for (int i = 0; i < 4; ++i) {
-    *targets[i] = base + offset;
-    if (pieces[i].second > 0) {
-      DA_RETURN_IF_ERROR(
-          CudaStatus(cudaMemcpyAsync(base + offset, pieces[i].first,
-                                     pieces[i].second * sizeof(int32_t),
-                                     cudaMemcpyHostToDevice, stream),
-                     "block list upload"));
-    }
-    offset += pieces[i].second;
+  void* memory = nullptr;
+  DA_RETURN_IF_ERROR(CudaStatus(
+      cudaMalloc(&memory, (2 * begins + 2 * entries) * sizeof(int32_t)),
+      "allocating the device block lists"));
+  BlockListStorage::DeviceCopy copy(
+      memory, [](const void* p) { cudaFree(const_cast<void*>(p)); });
+  int32_t* base = static_cast<int32_t*>(memory);
+  for (const auto& [piece, count] :
+       {std::pair<const int32_t*, int64_t>{host.row_begin, begins},
+        {host.row_blocks, entries},
+        {host.column_begin, begins},
+        {host.column_blocks, entries}}) {
+    // Synchronous: the copy is complete on every stream when this returns.
+    DA_RETURN_IF_ERROR(
+        CudaStatus(cudaMemcpy(base, piece, count * sizeof(int32_t),
+                              cudaMemcpyHostToDevice),
+                   "copying the block lists to the device"));
+    base += count;
   }
-  return DeviceLists{std::move(memory), device};
+  return copy;
+}
+
+// Returns the lists as the device kernels read them: the storage's device
+// copy, made on the first call on this device.
+absl::StatusOr<kernels::BlockLists> DeviceLists(
+    const BlockListStorage& storage, const ExecutionContext& context) {
+  const kernels::BlockLists host = storage.Lists();
+  DA_ASSIGN_OR_RETURN(const BlockListStorage::DeviceCopy copy,
+                      storage.CopyFor(context.device.index,
+                                      [&] { return CopyToDevice(host); }));
+  const int64_t begins = host.heads * host.num_blocks + 1;
+  const int64_t entries = host.row_begin[begins - 1];
+  const int32_t* base = static_cast<const int32_t*>(copy.get());
+  kernels::BlockLists device = host;
+  device.row_begin = base;
+  device.row_blocks = base + begins;
+  device.column_begin = base + begins + entries;
+  device.column_blocks = base + 2 * begins + entries;
+  return device;
 }
 
 absl::Status CheckHeadDim(const kernels::ForwardParams& p) {
@@ -84,50 +93,48 @@ bool UsesFusedKernels(const kernels::ForwardParams& p,
 }
 
 absl::Status ForwardCuda(const kernels::ForwardParams& params,
-                         const kernels::BlockLists& host_lists,
+                         const BlockListStorage& storage,
                          const ExecutionContext& context) {
   DA_RETURN_IF_ERROR(CheckHeadDim(params));
   ScopedCudaDevice device(context.device.index);
   DA_RETURN_IF_ERROR(device.status());
   const auto stream = static_cast<cudaStream_t>(context.stream);
-  DA_ASSIGN_OR_RETURN(DeviceLists lists,
-                      Upload(host_lists, stream, context.workspace));
-  if (UsesFusedKernels(params, nullptr, host_lists)) {
+  DA_ASSIGN_OR_RETURN(const kernels::BlockLists lists,
+                      DeviceLists(storage, context));
+  if (UsesFusedKernels(params, nullptr, lists)) {
     return CudaStatus(
-        kernels::gpu::FlashBlockSparseForward(params, lists.lists, stream),
+        kernels::gpu::FlashBlockSparseForward(params, lists, stream),
         "fused block-sparse forward kernel");
   }
-  return CudaStatus(
-      kernels::gpu::BlockSparseForwardCuda(params, lists.lists, stream),
-      "block-sparse forward kernel");
+  return CudaStatus(kernels::gpu::BlockSparseForwardCuda(params, lists, stream),
+                    "block-sparse forward kernel");
 }
 
 absl::Status BackwardCuda(const kernels::BackwardParams& params,
-                          const kernels::BlockLists& host_lists,
+                          const BlockListStorage& storage,
                           const ExecutionContext& context) {
   DA_RETURN_IF_ERROR(CheckHeadDim(params.forward));
   ScopedCudaDevice device(context.device.index);
   DA_RETURN_IF_ERROR(device.status());
   const auto stream = static_cast<cudaStream_t>(context.stream);
-  DA_ASSIGN_OR_RETURN(DeviceLists lists,
-                      Upload(host_lists, stream, context.workspace));
-  if (UsesFusedKernels(params.forward, &params, host_lists)) {
-    DA_ASSIGN_OR_RETURN(
-        CudaScratch delta,
-        CudaScratch::Allocate(kernels::gpu::FlashBackwardWorkspaceBytes(params),
-                              stream, context.workspace));
-    return CudaStatus(kernels::gpu::FlashBlockSparseBackward(
-                          params, lists.lists, delta.data(), stream),
-                      "fused block-sparse backward kernels");
-  }
+  DA_ASSIGN_OR_RETURN(const kernels::BlockLists lists,
+                      DeviceLists(storage, context));
+  const bool fused = UsesFusedKernels(params.forward, &params, lists);
   DA_ASSIGN_OR_RETURN(
       CudaScratch delta,
       CudaScratch::Allocate(
-          kernels::gpu::BlockSparseBackwardWorkspaceBytes(params.forward),
+          fused
+              ? kernels::gpu::FlashBackwardWorkspaceBytes(params)
+              : kernels::gpu::BlockSparseBackwardWorkspaceBytes(params.forward),
           stream, context.workspace));
+  if (fused) {
+    return CudaStatus(kernels::gpu::FlashBlockSparseBackward(
+                          params, lists, delta.data(), stream),
+                      "fused block-sparse backward kernels");
+  }
   return CudaStatus(
       kernels::gpu::BlockSparseBackwardCuda(
-          params, lists.lists, static_cast<float*>(delta.data()), stream),
+          params, lists, static_cast<float*>(delta.data()), stream),
       "block-sparse backward kernels");
 }
 
