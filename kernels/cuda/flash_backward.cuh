@@ -417,6 +417,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       __syncthreads();  // every warp is done with `buf` before it is refilled
     }
 
+    DrainEmptyWalk(queries);
     // Epilogue: stage through this warp's own rows of s_k / s_v.
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -699,6 +700,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       __syncthreads();  // every warp is done with `buf` before it is refilled
     }
 
+    DrainEmptyWalk(keys);
     // Epilogue through this warp's own rows of s_q.
 #pragma unroll
     for (int h = 0; h < 2; ++h) {

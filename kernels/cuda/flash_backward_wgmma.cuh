@@ -275,6 +275,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       __syncthreads();  // every warp is done with `buf` before it is refilled
     }
 
+    DrainEmptyWalk(queries);
     // Epilogue: stage dV and dK through this warp's own rows of the V and K
     // tiles (no wgmma reads them any more).
     unsigned char* stage_v = smem + Tile::kKeyBytes + warp * 16 * 128;
@@ -508,6 +509,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       __syncthreads();  // every warp is done with `buf` before it is refilled
     }
 
+    DrainEmptyWalk(keys);
     // Epilogue through this warp's own rows of the Q tile.
     unsigned char* stage = smem + warp * 16 * 128;
     StageAccumulatorRows<kDtype>(stage, acc_dq, p.softmax_scale,

@@ -521,6 +521,18 @@ __device__ __forceinline__ TileWalk QueryTilesOf(const BlockLists& sparse,
   return SparseQueryTiles(sparse, w.head, kTile, first_key, causal);
 }
 
+// Waits for the prologue's asynchronous copies when a thread block's walk
+// visits no tile (a block-sparse row or column without active blocks): the
+// tile loop, which waits for them, never ran, and the epilogue stages its
+// results through the same shared memory. Every thread of the block calls
+// it (the walk is the block's, so the barrier is uniform).
+__device__ __forceinline__ void DrainEmptyWalk(const TileWalk& walk) {
+  if (walk.count == 0) {
+    CpAsyncWait<0>();
+    __syncthreads();
+  }
+}
+
 }  // namespace gpu
 }  // namespace kernels
 }  // namespace dilated

@@ -379,6 +379,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       }
     }
 
+    DrainEmptyWalk(keys);
     // Epilogue: out = (1 / G) * O / rowsum, staged through this warp's own
     // rows of s_q (no other warp touches them) for 16-byte stores.
     __syncwarp();

@@ -226,6 +226,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       __syncthreads();  // every warpgroup is done with this buffer
     }
 
+    DrainEmptyWalk(keys);
     // Epilogue: out = (1 / G) * O / rowsum, staged through this warp's own
     // 16 rows of the (swizzled) Q tile for 16-byte stores.
     const int o_offset = w.first;
