@@ -234,15 +234,22 @@ std::unique_ptr<Attention> Create(const BlockSparseConfig& sparse) {
   return attention.ok() ? *std::move(attention) : nullptr;
 }
 
-TEST(BlockSparseTest, InactiveBlocksAreNeverRead) {
-  // Key block 2 is active for no query block: its k and v rows are NaN.
-  BlockSparseConfig sparse = Pattern(BlockPattern::kCustom, 4);
+// A custom layout of 4 x 4 blocks of `block_size` tokens in which key block 2
+// is active for no query block.
+BlockSparseConfig LayoutWithUnusedKeyBlock(int64_t block_size) {
+  BlockSparseConfig sparse = Pattern(BlockPattern::kCustom, block_size);
   sparse.custom_layout = {1,
                           4,
                           {1, 0, 0, 0,  //
                            1, 1, 0, 0,  //
                            0, 1, 0, 1,  //
                            1, 0, 0, 1}};
+  return sparse;
+}
+
+TEST(BlockSparseTest, InactiveBlocksAreNeverRead) {
+  // Key block 2 is active for no query block: its k and v rows are NaN.
+  const BlockSparseConfig sparse = LayoutWithUnusedKeyBlock(4);
   const Case c{"nan_block", 1, 16, 2, 8, sparse};
   AttentionInputs in = Inputs(c, DType::kFloat32, false);
   for (int64_t n = 8; n < 12; ++n) {
@@ -267,13 +274,7 @@ TEST(BlockSparseTest, InactiveBlocksAreNeverRead) {
 // The same on every device, float16 with blocks of 128 (the fused kernels on
 // CUDA), forward and backward: no output or gradient picks up a NaN.
 TEST(BlockSparseTest, InactiveBlocksAreNeverReadInBlocksOf128) {
-  BlockSparseConfig sparse = Pattern(BlockPattern::kCustom, 128);
-  sparse.custom_layout = {1,
-                          4,
-                          {1, 0, 0, 0,  //
-                           1, 1, 0, 0,  //
-                           0, 1, 0, 1,  //
-                           1, 0, 0, 1}};
+  const BlockSparseConfig sparse = LayoutWithUnusedKeyBlock(128);
   const Case c{"nan_block128", 1, 512, 2, 64, sparse};
   AttentionInputs in = Inputs(c, DType::kFloat16, false);
   const int64_t row = 2 * 64;  // heads * head_dim
