@@ -46,7 +46,7 @@ namespace {
 // the eight tile registers). 128 keys per tile halve the loads and stores of
 // the output tiles per key against 64.
 constexpr int64_t kBlockQ = 32;
-constexpr int64_t kBlockK = 128;
+constexpr int64_t kBlockK = 64;
 // Keys (and dims) per reduction step of a tile product: 16 pairs.
 constexpr int64_t kChunk = 32;
 // Query blocks of one work unit: each key tile is packed once for all of
@@ -132,8 +132,19 @@ struct Scratch {
   float* dropout_factors;
 };
 
-// Packs the rows of `block` of q into its planes (rows past block->rows
-// zero), asking for the rows that follow, up to `end`, ahead of time.
+// Flips the sign of dp 16-bit floating-point values, exactly.
+// REQUIRES: dp % 32 == 0.
+DA_AMX_TARGET void NegateRow(uint16_t* row, int64_t dp) {
+  const __m512i sign = _mm512_set1_epi16(static_cast<int16_t>(0x8000));
+  for (int64_t a = 0; a < dp; a += 32) {
+    _mm512_storeu_si512(row + a,
+                        _mm512_xor_si512(_mm512_loadu_si512(row + a), sign));
+  }
+}
+
+// Packs the rows of `block` of q into its planes, negated where
+// softmax_scale is negative (for Softmax), rows past block->rows zero,
+// asking for the rows that follow, up to `end`, ahead of time.
 DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
                                int64_t dp, int64_t end, Block* block) {
   for (int64_t i = 0; i < kBlockQ; ++i) {
@@ -156,6 +167,10 @@ DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
     }
     StageRow(SegmentRow(p.q, p.dtype, s, block->i0 + i), p.dtype, p.head_dim,
              dp, hi, lo);
+    if (p.softmax_scale < 0) {
+      NegateRow(hi, dp);
+      if (lo != nullptr) NegateRow(lo, dp);
+    }
   }
 }
 
@@ -267,12 +282,18 @@ DA_AMX_TARGET void AccumulateOutput(const Scratch& scratch,
   }
 }
 
-// Returns the max of the lanes of x in every lane.
-DA_AMX_TARGET __m512 MaxOfLanes(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(1, 0, 3, 2)));
-  x = _mm512_max_ps(x, _mm512_shuffle_f32x4(x, x, _MM_SHUFFLE(2, 3, 0, 1)));
-  x = _mm512_max_ps(x, _mm512_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)));
-  return _mm512_max_ps(x, _mm512_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1)));
+// Stores the bfloat16 roundings of 32 probabilities (lanes of p0, then of
+// p1) at hi and, with lo, the remainders at lo.
+DA_AMX_TARGET void StoreProbabilities(__m512 p0, __m512 p1, uint16_t* hi,
+                                      uint16_t* lo) {
+  const __m512i high = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(p1, p0));
+  _mm512_storeu_si512(hi, high);
+  if (lo == nullptr) return;
+  const __m512 rest0 = _mm512_sub_ps(p0, Widen(_mm512_castsi512_si256(high)));
+  const __m512 rest1 =
+      _mm512_sub_ps(p1, Widen(_mm512_extracti64x4_epi64(high, 1)));
+  _mm512_storeu_si512(
+      lo, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(rest1, rest0)));
 }
 
 // Turns the scores of the first `chunks` key chunks into P (every plane),
@@ -280,12 +301,18 @@ DA_AMX_TARGET __m512 MaxOfLanes(__m512 x) {
 // max moves. Keys at or past `keys`, and under a causal mask keys after
 // their query, get probability 0. With dropout (kDropout), P is multiplied by
 // the factors in scratch->dropout_factors after it enters the sums.
+//
+// The scores are those of q packed with the sign of softmax_scale
+// (PackQueries), so that the largest score is also the largest after
+// scaling: the max is taken of the raw scores, and the scale enters the
+// exponent's fused multiply-add.
 template <bool kDropout>
 DA_AMX_TARGET void Softmax(const ForwardParams& p, int64_t j0, int64_t keys,
                            int64_t chunks, Scratch* scratch, Block* block) {
   const int64_t dp = scratch->dp;
   const int64_t vectors = chunks * 2;
-  const __m512 scale = _mm512_set1_ps(p.softmax_scale * kLog2e);
+  const float scale_value = std::fabs(p.softmax_scale) * kLog2e;
+  const __m512 scale = _mm512_set1_ps(scale_value);
   const __m512 minus_inf =
       _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (int64_t r = 0; r < kBlockQ; ++r) {
@@ -299,47 +326,54 @@ DA_AMX_TARGET void Softmax(const ForwardParams& p, int64_t j0, int64_t keys,
       continue;
     }
     const float* s = scratch->s + r * kBlockK;
-    __m512 x[kBlockK / 16];
-    __m512 tile_max = minus_inf;
-    for (int64_t v = 0; v < vectors; ++v) {
-      x[v] = _mm512_mask_mul_ps(minus_inf, FirstLanes(visible - 16 * v),
-                                _mm512_loadu_ps(s + 16 * v), scale);
-      tile_max = _mm512_max_ps(tile_max, x[v]);
+    const int64_t whole = visible / 16;
+    __m512 raw_max = minus_inf;
+    for (int64_t v = 0; v < whole; ++v) {
+      raw_max = _mm512_max_ps(raw_max, _mm512_loadu_ps(s + 16 * v));
     }
-    const float m = _mm512_cvtss_f32(MaxOfLanes(tile_max));
+    if (whole < vectors) {
+      raw_max = _mm512_mask_max_ps(raw_max, FirstLanes(visible - 16 * whole),
+                                   raw_max, _mm512_loadu_ps(s + 16 * whole));
+    }
+    const __m512 tile_max = _mm512_mul_ps(raw_max, scale);
     float* row_sum = block->row_sum + 16 * r;
-    float old_max = block->row_max[r];
-    if (old_max == -std::numeric_limits<float>::infinity() ||
-        m > old_max + kMaxSlack) {
+    float ref = block->row_max[r];
+    if (ref == -std::numeric_limits<float>::infinity() ||
+        _mm512_cmp_ps_mask(tile_max, _mm512_set1_ps(ref + kMaxSlack),
+                           _CMP_GT_OQ) != 0) {
       // First keys of the row, or a max far above the reference: move it.
-      const __m512 alpha =
-          _mm512_set1_ps(old_max == -std::numeric_limits<float>::infinity()
-                             ? 0.0f
-                             : std::exp2(old_max - m));
+      const float m = _mm512_reduce_max_ps(tile_max);
+      const __m512 alpha = _mm512_set1_ps(
+          ref == -std::numeric_limits<float>::infinity() ? 0.0f
+                                                         : std::exp2(ref - m));
       _mm512_storeu_ps(row_sum, _mm512_mul_ps(_mm512_loadu_ps(row_sum), alpha));
       float* o = block->o + r * dp;
       for (int64_t c = 0; c < dp; c += 16) {
         _mm512_storeu_ps(o + c, _mm512_mul_ps(_mm512_loadu_ps(o + c), alpha));
       }
-      old_max = m;
+      ref = m;
       block->row_max[r] = m;
     }
-    const __m512 ref = _mm512_set1_ps(old_max);
+    const __m512 minus_ref = _mm512_set1_ps(-ref);
     __m512 sum = _mm512_loadu_ps(row_sum);
     const float* factors =
         kDropout ? scratch->dropout_factors + r * kBlockK : nullptr;
-    for (int64_t v = 0; v < vectors; ++v) {
-      __m512 prob = Exp2x16(_mm512_sub_ps(x[v], ref));
-      sum = _mm512_add_ps(sum, prob);
+    for (int64_t v = 0; v < vectors; v += 2) {
+      __m512 p0 = Exp2x16Coarse(
+          _mm512_fmadd_ps(_mm512_loadu_ps(s + 16 * v), scale, minus_ref));
+      __m512 p1 = Exp2x16Coarse(
+          _mm512_fmadd_ps(_mm512_loadu_ps(s + 16 * v + 16), scale, minus_ref));
+      if (16 * (v + 2) > visible) {
+        p0 = _mm512_maskz_mov_ps(FirstLanes(visible - 16 * v), p0);
+        p1 = _mm512_maskz_mov_ps(FirstLanes(visible - 16 * v - 16), p1);
+      }
+      sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
       if constexpr (kDropout) {
-        prob = _mm512_mul_ps(prob, _mm512_loadu_ps(factors + 16 * v));
+        p0 = _mm512_mul_ps(p0, _mm512_loadu_ps(factors + 16 * v));
+        p1 = _mm512_mul_ps(p1, _mm512_loadu_ps(factors + 16 * v + 16));
       }
-      const __m256i high = ToBf16(prob);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + 16 * v), high);
-      if (lo != nullptr) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + 16 * v),
-                            ToBf16(_mm512_sub_ps(prob, Widen(high))));
-      }
+      StoreProbabilities(p0, p1, hi + 16 * v,
+                         lo == nullptr ? nullptr : lo + 16 * v);
     }
     _mm512_storeu_ps(row_sum, sum);
   }

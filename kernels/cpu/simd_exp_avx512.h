@@ -40,6 +40,25 @@ inline __m512 Exp2x16(__m512 x) {
   return _mm512_maskz_scalef_ps(keep, Exp2Polynomial(f), n);
 }
 
+// 2^x to a relative error <= 7e-6 for x in [-126, 128], for probabilities
+// that are rounded to bfloat16 (or to a pair of them) before use, below
+// whose resolution that error lies: a cubic q in 1 + f q(f) interpolating
+// (2^f - 1) / f at the Chebyshev nodes, one product fewer than Exp2x16.
+// Lanes below -126 (-inf too) give 2^-126, a normal float, rather than 0:
+// callers zero by mask the lanes that must be 0. NaN stays NaN.
+inline __m512 Exp2x16Coarse(__m512 x) {
+  // max(c, x) returns its second operand when either is NaN.
+  x = _mm512_max_ps(_mm512_set1_ps(-126.0f), x);
+  const __m512 n =
+      _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);
+  __m512 p = _mm512_set1_ps(9.656710288525713e-3f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.583828294621813e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022530097412598e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931367338836215e-1f));
+  return _mm512_scalef_ps(_mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f)), n);
+}
+
 }  // namespace cpu
 }  // namespace kernels
 }  // namespace dilated

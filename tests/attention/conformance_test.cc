@@ -90,6 +90,7 @@ std::vector<Shape> Shapes() {
       {"long_segments", 1, 600, 2, 16, {150, 300}, {1, 2}},
       {"tile_spanning", 1, 512, 2, 32, {256, 512}, {1, 3}},
       {"custom_scale", 2, 24, 4, 8, {6, 12}, {1, 2}, 0.3},
+      {"negative_scale", 1, 300, 2, 32, {128, 256}, {1, 2}, -0.4},
       {"padded_layout",
        2,
        32,
