@@ -60,9 +60,6 @@ constexpr int64_t kUnitTileBytes = 1024 * 1024;
 // fewer rescalings of the output rows.
 constexpr float kMaxSlack = 8.0f;
 
-// How far ahead the packing of q and of a key tile asks for rows into L2.
-constexpr int64_t kFarRowsAhead = 8 * kRowsAhead;
-
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Returns the query blocks of a work unit for `head_dim` and `dtype`.
@@ -143,10 +140,9 @@ DA_AMX_TARGET void NegateRow(uint16_t* row, int64_t dp) {
 }
 
 // Packs the rows of `block` of q into its planes, negated where
-// softmax_scale is negative (for Softmax), rows past block->rows zero,
-// asking for the rows that follow, up to `end`, ahead of time.
+// softmax_scale is negative (for Softmax), rows past block->rows zero.
 DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
-                               int64_t dp, int64_t end, Block* block) {
+                               int64_t dp, Block* block) {
   for (int64_t i = 0; i < kBlockQ; ++i) {
     uint16_t* hi = block->q[0] + i * dp;
     uint16_t* lo = block->q[1] == nullptr ? nullptr : block->q[1] + i * dp;
@@ -154,16 +150,6 @@ DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
       std::memset(hi, 0, dp * sizeof(uint16_t));
       if (lo != nullptr) std::memset(lo, 0, dp * sizeof(uint16_t));
       continue;
-    }
-    // Rows far ahead into L2, near ones into L1: a burst of strided rows
-    // outruns a short prefetch distance.
-    if (block->i0 + i + kFarRowsAhead < end) {
-      PrefetchRow<_MM_HINT_T1>(p.q, p.dtype, p.head_dim, s,
-                               block->i0 + i + kFarRowsAhead);
-    }
-    if (block->i0 + i + kRowsAhead < end) {
-      PrefetchRow<_MM_HINT_T0>(p.q, p.dtype, p.head_dim, s,
-                               block->i0 + i + kRowsAhead);
     }
     StageRow(SegmentRow(p.q, p.dtype, s, block->i0 + i), p.dtype, p.head_dim,
              dp, hi, lo);
@@ -174,18 +160,23 @@ DA_AMX_TARGET void PackQueries(const ForwardParams& p, const Segment& s,
   }
 }
 
+// Asks for the rows of `block` in t (q, or out before it is written) to be
+// brought into L2, a block's computation ahead of their use: strided rows
+// asked for in a burst right before use wait for memory one after another.
+DA_AMX_TARGET void PrefetchBlockRows(const TensorParams& t,
+                                     const ForwardParams& p, const Segment& s,
+                                     const Block& block) {
+  for (int64_t i = 0; i < block.rows; ++i) {
+    PrefetchRow<_MM_HINT_T1>(t, p.dtype, p.head_dim, s, block.i0 + i);
+  }
+}
+
 // Packs key rows j0 .. j0 + keys - 1 of k (as K^T pairs) and v (as pairs of
 // key rows) into the scratch planes; keys past `keys` are zero.
 DA_AMX_TARGET void PackKeyTile(const ForwardParams& p, const Segment& s,
                                int64_t j0, int64_t keys, Scratch* scratch) {
   const int64_t dp = scratch->dp;
   for (int64_t j = 0; j < kBlockK; ++j) {
-    if (j + kFarRowsAhead < keys) {
-      PrefetchRow<_MM_HINT_T1>(p.k, p.dtype, p.head_dim, s,
-                               j0 + j + kFarRowsAhead);
-      PrefetchRow<_MM_HINT_T1>(p.v, p.dtype, p.head_dim, s,
-                               j0 + j + kFarRowsAhead);
-    }
     if (j + kRowsAhead < keys) {
       PrefetchRow<_MM_HINT_T0>(p.k, p.dtype, p.head_dim, s,
                                j0 + j + kRowsAhead);
@@ -424,18 +415,16 @@ DA_AMX_TARGET void ForwardUnit(const ForwardParams& p, const Segment& s,
     // Causal: keys up to the block's last query; later tiles are skipped.
     block.key_end = p.is_causal ? i0 + block.rows : length;
     key_end = std::max(key_end, block.key_end);
-    PackQueries(p, s, dp, unit_end, &block);
-    std::fill(block.o, block.o + kBlockQ * dp, 0.0f);
-    std::fill(block.row_max, block.row_max + kBlockQ,
-              -std::numeric_limits<float>::infinity());
-    std::fill(block.row_sum, block.row_sum + kBlockQ * 16, 0.0f);
   }
 
+  // Memory traffic is spread over the arithmetic: q rows are packed in the
+  // first key tile, each block's asked for during the block before; the out
+  // rows of a block are written in its last key tile, asked for likewise;
+  // and the next key tile's rows are asked for in slices, one per block.
+  PrefetchBlockRows(p.q, p, s, scratch->blocks[0]);
   for (int64_t j0 = 0; j0 < key_end; j0 += kBlockK) {
     const int64_t keys = std::min(kBlockK, key_end - j0);
     PackKeyTile(p, s, j0, keys, scratch);
-    // The next tile is fetched into L2 in slices, one per block, so that the
-    // requests stay few at a time and overlap the arithmetic.
     const int64_t next_end = std::min(key_end, j0 + 2 * kBlockK);
     const int64_t slice = (kBlockK + num_blocks - 1) / num_blocks;
     for (int64_t b = 0; b < num_blocks; ++b) {
@@ -446,7 +435,21 @@ DA_AMX_TARGET void ForwardUnit(const ForwardParams& p, const Segment& s,
         PrefetchRow<_MM_HINT_T1>(p.v, p.dtype, p.head_dim, s, j);
       }
       Block& block = scratch->blocks[b];
+      const Block* next =
+          b + 1 < num_blocks ? &scratch->blocks[b + 1] : nullptr;
+      if (j0 == 0) {
+        if (next != nullptr) PrefetchBlockRows(p.q, p, s, *next);
+        PackQueries(p, s, dp, &block);
+        std::fill(block.o, block.o + kBlockQ * dp, 0.0f);
+        std::fill(block.row_max, block.row_max + kBlockQ,
+                  -std::numeric_limits<float>::infinity());
+        std::fill(block.row_sum, block.row_sum + kBlockQ * 16, 0.0f);
+      }
       if (j0 >= block.key_end) continue;
+      const bool last_tile = j0 + kBlockK >= block.key_end;
+      if (last_tile && next != nullptr) {
+        PrefetchBlockRows(p.out, p, s, *next);
+      }
       const int64_t block_keys = std::min(keys, block.key_end - j0);
       const int64_t chunks = (block_keys + kChunk - 1) / kChunk;
       if (p.dropout.enabled) {
@@ -461,10 +464,8 @@ DA_AMX_TARGET void ForwardUnit(const ForwardParams& p, const Segment& s,
         Softmax<false>(p, j0, block_keys, chunks, scratch, &block);
       }
       AccumulateOutput(*scratch, terms, chunks, &block);
+      if (last_tile) StoreBlock(p, s, dp, block);
     }
-  }
-  for (int64_t b = 0; b < num_blocks; ++b) {
-    StoreBlock(p, s, dp, scratch->blocks[b]);
   }
 }
 
