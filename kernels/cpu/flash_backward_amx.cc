@@ -5,11 +5,14 @@
 // dQ of the whole problem in float32.
 //
 // Operands are packed once where they are reused: the query side of the
-// problem (q and dO as row-major A operands and as pairs of rows for B) when
-// the problem starts, the key side (K^T and V^T pairs, k as pairs of rows)
-// per key tile. Per block, the softmax writes P and dS row-major for
-// dQ += dS K, and their transposes (16 x 16 register transposes) for
-// dV += P^T dO and dK += dS^T Q.
+// problem (q and dO row-major, Q^T and dO^T row-major: the A operands of
+// S, dP, dK^T and dV^T) when the problem starts, the key side (K^T and V^T
+// pairs, k as pairs of rows) per key tile. dK and dV are accumulated
+// transposed, dK^T += Q^T dS and dV^T += dO^T P, so that the softmax of a
+// block writes P and dS only as it walks them, two query rows at a time:
+// dS row-major for dQ += dS K, and P and dS in pairs of query rows, the B
+// operands of the transposed products. dK^T and dV^T are transposed back
+// once per key tile.
 //
 // As flash_forward_amx.cc: compiled for x86-64-v3, AVX-512 and AMX only in
 // DA_AMX_TARGET functions.
@@ -20,6 +23,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/dropout_tile.h"
@@ -37,11 +41,15 @@ namespace kernels {
 namespace cpu {
 namespace {
 
-// 64 queries x 64 keys: the reductions over queries (dV += P^T dO,
-// dK += dS^T Q) then take two 32-row steps per load and store of their
+// 64 queries x 64 keys: the reductions over queries (dV^T += dO^T P,
+// dK^T += Q^T dS) then take two 32-query steps per load and store of their
 // accumulator tiles, against one with 32 queries.
 constexpr int64_t kBlockQ = 64;
 constexpr int64_t kBlockK = 64;
+
+// Q^T and dO^T rows are padded by 32 elements (64 bytes): with a stride of a
+// multiple of 4 KiB the 16 rows of a tile load would share one set of L1.
+constexpr int64_t kTransposedPad = 32;
 
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -64,22 +72,23 @@ struct Scratch {
     for (int64_t pl = 0; pl < planes; ++pl) {
       q[pl] = Take16(carver, rows * dp);
       grad_out[pl] = Take16(carver, rows * dp);
-      q_pairs[pl] = Take32(carver, rows / 2 * dp);
-      grad_out_pairs[pl] = Take32(carver, rows / 2 * dp);
+      qt[pl] = Take16(carver, dp * (rows + kTransposedPad));
+      grad_out_t[pl] = Take16(carver, dp * (rows + kTransposedPad));
       staged_k[pl] = Take16(carver, kBlockK * dp);
       staged_v[pl] = Take16(carver, kBlockK * dp);
       kt[pl] = Take32(carver, dp / 2 * kBlockK);
       vt[pl] = Take32(carver, dp / 2 * kBlockK);
       k_pairs[pl] = Take32(carver, kBlockK / 2 * dp);
       ds[pl] = Take16(carver, kBlockQ * kBlockK);
-      pt[pl] = Take16(carver, kBlockK * kBlockQ);
-      dst[pl] = Take16(carver, kBlockK * kBlockQ);
+      p_pairs[pl] = Take32(carver, kBlockQ / 2 * kBlockK);
+      ds_pairs[pl] = Take32(carver, kBlockQ / 2 * kBlockK);
     }
     grad_q = carver->Take(rows * dp);
     lse2 = carver->Take(rows);
     delta = carver->Take(rows);
-    grad_k = carver->Take(kBlockK * dp);
-    grad_v = carver->Take(kBlockK * dp);
+    grad_kt = carver->Take(dp * kBlockK);
+    grad_vt = carver->Take(dp * kBlockK);
+    grad_rows = carver->Take(kBlockK * dp);
     s = carver->Take(kBlockQ * kBlockK);
     dpm = carver->Take(kBlockQ * kBlockK);
     dropout_factors = dropout ? carver->Take(kBlockQ * kBlockK) : nullptr;
@@ -95,12 +104,15 @@ struct Scratch {
   int64_t dp;      // head_dim rounded up to 32 (zero padded).
   int64_t rows;    // Longest problem rounded up to kBlockQ (zero padded).
   int64_t planes;  // 1 (bfloat16) or 2 (float16).
-  // Query side, per plane: q and dO row-major (rows x dp) and in pairs of
-  // rows (rows / 2 x dp).
+  // The row stride of qt and grad_out_t: the problem's rows rounded up to
+  // kBlockQ, plus kTransposedPad.
+  int64_t transposed_stride = 0;
+  // Query side, per plane: q and dO row-major (padded x dp), Q^T and dO^T
+  // row-major (dp x padded, row stride transposed_stride).
   uint16_t* q[2] = {nullptr, nullptr};
   uint16_t* grad_out[2] = {nullptr, nullptr};
-  uint32_t* q_pairs[2] = {nullptr, nullptr};
-  uint32_t* grad_out_pairs[2] = {nullptr, nullptr};
+  uint16_t* qt[2] = {nullptr, nullptr};
+  uint16_t* grad_out_t[2] = {nullptr, nullptr};
   // Key side, per plane: k and v rows (kBlockK x dp), K^T and V^T in pairs
   // (dp / 2 x kBlockK), k in pairs of rows (kBlockK / 2 x dp).
   uint16_t* staged_k[2] = {nullptr, nullptr};
@@ -108,18 +120,19 @@ struct Scratch {
   uint32_t* kt[2] = {nullptr, nullptr};
   uint32_t* vt[2] = {nullptr, nullptr};
   uint32_t* k_pairs[2] = {nullptr, nullptr};
-  // Per block and plane: dS (kBlockQ x kBlockK), P^T and dS^T (kBlockK x
-  // kBlockQ).
+  // Per block and plane: dS (kBlockQ x kBlockK), and P and dS in pairs of
+  // query rows (kBlockQ / 2 x kBlockK).
   uint16_t* ds[2] = {nullptr, nullptr};
-  uint16_t* pt[2] = {nullptr, nullptr};
-  uint16_t* dst[2] = {nullptr, nullptr};
-  float* grad_q;  // rows x dp, accumulated.
-  float* lse2;    // rows: lse * log2(e).
-  float* delta;   // rows: rowsum(dO * out).
-  float* grad_k;  // kBlockK x dp, accumulated per key tile.
-  float* grad_v;  // kBlockK x dp.
-  float* s;       // kBlockQ x kBlockK: scores, then P.
-  float* dpm;     // kBlockQ x kBlockK: dP, then dS.
+  uint32_t* p_pairs[2] = {nullptr, nullptr};
+  uint32_t* ds_pairs[2] = {nullptr, nullptr};
+  float* grad_q;     // rows x dp, accumulated.
+  float* lse2;       // rows: lse * log2(e).
+  float* delta;      // rows: rowsum(dO * out).
+  float* grad_kt;    // dp x kBlockK, accumulated per key tile.
+  float* grad_vt;    // dp x kBlockK.
+  float* grad_rows;  // kBlockK x dp: dK or dV of the tile, for storing.
+  float* s;          // kBlockQ x kBlockK scores.
+  float* dpm;        // kBlockQ x kBlockK dP.
   // kBlockQ x kBlockK dropout factors of the block, or null without dropout.
   float* dropout_factors;
 };
@@ -173,10 +186,20 @@ DA_AMX_TARGET void LoadQuerySide(const BackwardParams& bp, const Segment& s,
     scratch->delta[i] = _mm512_reduce_add_ps(dot);
     scratch->lse2[i] = lse_row[s.problem->Position(i)] * kLog2e;
   }
+  // A transpose of 16-bit rows: pairs of rows, whose 32-bit transpose holds
+  // each column's values in row order. The pairs pass through dQ's buffer,
+  // zeroed after.
+  uint32_t* row_pairs = reinterpret_cast<uint32_t*>(scratch->grad_q);
+  scratch->transposed_stride = padded + kTransposedPad;
   for (int64_t pl = 0; pl < scratch->planes; ++pl) {
-    InterleaveRowPairs(scratch->q[pl], padded, dp, scratch->q_pairs[pl]);
-    InterleaveRowPairs(scratch->grad_out[pl], padded, dp,
-                       scratch->grad_out_pairs[pl]);
+    for (auto [rows, transposed] :
+         {std::pair{scratch->q[pl], scratch->qt[pl]},
+          std::pair{scratch->grad_out[pl], scratch->grad_out_t[pl]}}) {
+      InterleaveRowPairs(rows, padded, dp, row_pairs);
+      TransposePairs(reinterpret_cast<const uint16_t*>(row_pairs), padded / 2,
+                     2 * dp, reinterpret_cast<uint32_t*>(transposed),
+                     scratch->transposed_stride / 2);
+    }
   }
   std::fill(scratch->grad_q, scratch->grad_q + padded * dp, 0.0f);
 }
@@ -216,74 +239,117 @@ DA_AMX_TARGET void PackKeyTile(const ForwardParams& p, const Segment& s,
   }
 }
 
-// Writes the transpose of the kBlockQ x kBlockK float32 tile `src` as
-// kBlockK x kBlockQ planes.
-DA_AMX_TARGET void TransposeToPlanes(const float* src, uint16_t* hi,
-                                     uint16_t* lo) {
-  for (int64_t q0 = 0; q0 < kBlockQ; q0 += 16) {
-    for (int64_t k0 = 0; k0 < kBlockK; k0 += 16) {
-      __m512i x[16];
-      for (int t = 0; t < 16; ++t) {
-        x[t] =
-            _mm512_castps_si512(_mm512_loadu_ps(src + (q0 + t) * kBlockK + k0));
-      }
-      Transpose16x16(x);
-      for (int t = 0; t < 16; ++t) {
-        const int64_t at = (k0 + t) * kBlockQ + q0;
-        StoreSplit(_mm512_castsi512_ps(x[t]), hi + at,
-                   lo == nullptr ? nullptr : lo + at);
-      }
-    }
-  }
+// Stores the bfloat16 roundings of rows a and b (16 lanes each) as 16 pairs
+// (a[i], b[i]) at hi and, with lo, the pairs of the remainders at lo.
+DA_AMX_TARGET void StorePairs(__m512 a, __m512 b, uint32_t* hi, uint32_t* lo) {
+  // Element 2i of the result takes lane i of a, element 2i + 1 lane i of b.
+  const __m512i interleave = _mm512_set_epi16(
+      31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+      6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i high = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(b, a));
+  _mm512_storeu_si512(hi, _mm512_permutexvar_epi16(interleave, high));
+  if (lo == nullptr) return;
+  const __m512 rest_a = _mm512_sub_ps(a, Widen(_mm512_castsi512_si256(high)));
+  const __m512 rest_b =
+      _mm512_sub_ps(b, Widen(_mm512_extracti64x4_epi64(high, 1)));
+  const __m512i low =
+      reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(rest_b, rest_a));
+  _mm512_storeu_si512(lo, _mm512_permutexvar_epi16(interleave, low));
 }
 
-// Turns the scores (s) and dP (dpm) of rows i0 .. i0 + kBlockQ - 1 into
-// P = 2^(s * scale * log2 e - lse2) and dS = P (c dP - delta), zero for rows
-// past `length`, keys past `keys` and, when causal, keys after the row's
-// query; writes dS as planes and P^T, dS^T as planes. With dropout factors
-// M (scratch->dropout_factors) the output saw P M: dS = P (c dP M - delta)
-// and P M takes P's place for dV = (P M)^T dO. A template parameter keeps
-// the test out of the loop.
+// P and dS of one query row on 16 keys.
+struct RowGradients {
+  __m512 weight;  // P, or P M with dropout factors M: what dV sees.
+  __m512 grad;    // dS.
+};
+
+// Returns P = 2^(s * scale * log2 e - lse2) and dS = P (c dP - delta) of
+// row r of the block on keys col .. col + 15, zero on lanes at or past
+// `visible`. With dropout factors M (kDropout) the output saw P M:
+// dS = P (c dP M - delta), and P M is what dV sees.
+template <bool kDropout>
+DA_AMX_TARGET RowGradients GradientsOf(const ForwardParams& fp,
+                                       const Scratch& scratch, int64_t r,
+                                       int64_t col, int64_t visible,
+                                       __m512 lse2, __m512 delta) {
+  const __m512 score_scale = _mm512_set1_ps(fp.softmax_scale * kLog2e);
+  const __m512 output_scale = _mm512_set1_ps(fp.output_scale);
+  const int64_t at = r * kBlockK + col;
+  const __m512 prob = _mm512_maskz_mov_ps(
+      FirstLanes(visible - col),
+      Exp2x16Coarse(
+          _mm512_fmsub_ps(_mm512_loadu_ps(scratch.s + at), score_scale, lse2)));
+  __m512 grad_p = _mm512_loadu_ps(scratch.dpm + at);
+  __m512 weight = prob;
+  if constexpr (kDropout) {
+    const __m512 factor = _mm512_loadu_ps(scratch.dropout_factors + at);
+    grad_p = _mm512_mul_ps(grad_p, factor);
+    weight = _mm512_mul_ps(prob, factor);
+  }
+  return {weight,
+          _mm512_mul_ps(prob, _mm512_fmsub_ps(grad_p, output_scale, delta))};
+}
+
+// Turns the scores (s) and dP (dpm) of rows i0 .. i0 + kBlockQ - 1 into P
+// and dS (GradientsOf), zero for rows past `length`, keys past `keys` and,
+// when causal, keys after the row's query; writes dS as planes, and P and
+// dS as planes of pairs of rows. A template parameter keeps the dropout test
+// out of the loop.
 template <bool kDropout>
 DA_AMX_TARGET void Probabilities(const ForwardParams& fp, int64_t i0,
                                  int64_t length, int64_t j0, int64_t keys,
                                  Scratch* scratch) {
-  const __m512 score_scale = _mm512_set1_ps(fp.softmax_scale * kLog2e);
-  const __m512 output_scale = _mm512_set1_ps(fp.output_scale);
-  uint16_t* ds_lo = scratch->planes > 1 ? scratch->ds[1] : nullptr;
-  const float* factors = scratch->dropout_factors;
-  for (int64_t r = 0; r < kBlockQ; ++r) {
-    const int64_t query = i0 + r;
-    int64_t visible = query < length ? keys : 0;
-    if (fp.is_causal) visible = std::min(visible, query - j0 + 1);
-    const __m512 lse2 = _mm512_set1_ps(scratch->lse2[query]);
-    const __m512 delta = _mm512_set1_ps(scratch->delta[query]);
-    float* p = scratch->s + r * kBlockK;
-    float* ds = scratch->dpm + r * kBlockK;
+  const bool split = scratch->planes > 1;
+  for (int64_t r = 0; r < kBlockQ; r += 2) {
+    int64_t visible[2];
+    __m512 lse2[2];
+    __m512 delta[2];
+    for (int64_t e = 0; e < 2; ++e) {
+      const int64_t query = i0 + r + e;
+      visible[e] = query < length ? keys : 0;
+      if (fp.is_causal) visible[e] = std::min(visible[e], query - j0 + 1);
+      lse2[e] = _mm512_set1_ps(scratch->lse2[query]);
+      delta[e] = _mm512_set1_ps(scratch->delta[query]);
+    }
     for (int64_t col = 0; col < kBlockK; col += 16) {
-      const __m512 prob = Exp2x16(
-          _mm512_maskz_fmsub_ps(FirstLanes(visible - col),
-                                _mm512_loadu_ps(p + col), score_scale, lse2));
-      const __m512 keep = _mm512_maskz_mov_ps(FirstLanes(visible - col), prob);
-      __m512 grad_p = _mm512_loadu_ps(ds + col);
-      __m512 weight = keep;
-      if constexpr (kDropout) {
-        const __m512 factor = _mm512_loadu_ps(factors + r * kBlockK + col);
-        grad_p = _mm512_mul_ps(grad_p, factor);
-        weight = _mm512_mul_ps(keep, factor);
-      }
-      const __m512 grad =
-          _mm512_mul_ps(keep, _mm512_fmsub_ps(grad_p, output_scale, delta));
-      _mm512_storeu_ps(p + col, weight);
-      _mm512_storeu_ps(ds + col, grad);
-      StoreSplit(grad, scratch->ds[0] + r * kBlockK + col,
-                 ds_lo == nullptr ? nullptr : ds_lo + r * kBlockK + col);
+      const RowGradients a = GradientsOf<kDropout>(
+          fp, *scratch, r, col, visible[0], lse2[0], delta[0]);
+      const RowGradients b = GradientsOf<kDropout>(
+          fp, *scratch, r + 1, col, visible[1], lse2[1], delta[1]);
+      const int64_t at = r * kBlockK + col;
+      StoreSplit(a.grad, scratch->ds[0] + at,
+                 split ? scratch->ds[1] + at : nullptr);
+      StoreSplit(b.grad, scratch->ds[0] + at + kBlockK,
+                 split ? scratch->ds[1] + at + kBlockK : nullptr);
+      const int64_t pair_at = r / 2 * kBlockK + col;
+      StorePairs(a.weight, b.weight, scratch->p_pairs[0] + pair_at,
+                 split ? scratch->p_pairs[1] + pair_at : nullptr);
+      StorePairs(a.grad, b.grad, scratch->ds_pairs[0] + pair_at,
+                 split ? scratch->ds_pairs[1] + pair_at : nullptr);
     }
   }
-  TransposeToPlanes(scratch->s, scratch->pt[0],
-                    scratch->planes > 1 ? scratch->pt[1] : nullptr);
-  TransposeToPlanes(scratch->dpm, scratch->dst[0],
-                    scratch->planes > 1 ? scratch->dst[1] : nullptr);
+}
+
+// Writes the transpose of the rows x cols float32 matrix `src` (row stride
+// src_stride) at dst (row stride dst_stride).
+// REQUIRES: rows % 16 == 0; cols % 16 == 0.
+DA_AMX_TARGET void TransposeFloats(const float* src, int64_t rows, int64_t cols,
+                                   int64_t src_stride, float* dst,
+                                   int64_t dst_stride) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+      __m512i x[16];
+      for (int t = 0; t < 16; ++t) {
+        x[t] = _mm512_castps_si512(
+            _mm512_loadu_ps(src + (r0 + t) * src_stride + c0));
+      }
+      Transpose16x16(x);
+      for (int t = 0; t < 16; ++t) {
+        _mm512_storeu_ps(dst + (c0 + t) * dst_stride + r0,
+                         _mm512_castsi512_ps(x[t]));
+      }
+    }
+  }
 }
 
 // Stores `rows` rows of `src` (row stride dp) times `factor` into rows
@@ -314,35 +380,19 @@ DA_AMX_TARGET void BackwardSegment(const BackwardParams& bp, const Segment& s,
   const ProductTerms terms = ProductTermsOf(fp.dtype);
   const int64_t planes = scratch->planes;
 
+  const int64_t transposed_stride = scratch->transposed_stride;
   for (int64_t j0 = 0; j0 < length; j0 += kBlockK) {
     const int64_t keys = std::min(kBlockK, length - j0);
     PackKeyTile(fp, s, j0, keys, scratch);
-    std::fill(scratch->grad_k, scratch->grad_k + kBlockK * dp, 0.0f);
-    std::fill(scratch->grad_v, scratch->grad_v + kBlockK * dp, 0.0f);
+    std::fill(scratch->grad_kt, scratch->grad_kt + dp * kBlockK, 0.0f);
+    std::fill(scratch->grad_vt, scratch->grad_vt + dp * kBlockK, 0.0f);
     // Causal: query blocks before the tile's first key see none of it.
     const int64_t i_begin = fp.is_causal ? j0 / kBlockQ * kBlockQ : 0;
     for (int64_t i0 = i_begin; i0 < length; i0 += kBlockQ) {
-      const uint16_t* q[2];
-      const uint16_t* grad_out[2];
-      const uint32_t* q_pairs[2];
-      const uint32_t* grad_out_pairs[2];
-      const uint32_t* kt[2];
-      const uint32_t* vt[2];
-      const uint32_t* k_pairs[2];
-      const uint16_t* ds[2];
-      const uint16_t* pt[2];
-      const uint16_t* dst[2];
-      for (int64_t pl = 0; pl < planes; ++pl) {
-        q[pl] = scratch->q[pl] + i0 * dp;
-        grad_out[pl] = scratch->grad_out[pl] + i0 * dp;
-        q_pairs[pl] = scratch->q_pairs[pl] + i0 / 2 * dp;
-        grad_out_pairs[pl] = scratch->grad_out_pairs[pl] + i0 / 2 * dp;
-        ds[pl] = scratch->ds[pl];
-        pt[pl] = scratch->pt[pl];
-        dst[pl] = scratch->dst[pl];
-      }
       // S = Q K^T and dP = dO V^T (kBlockQ x kBlockK) in 32 x 32 blocks.
       for (int64_t h = 0; h < kBlockK; h += 32) {
+        const uint32_t* kt[2];
+        const uint32_t* vt[2];
         for (int64_t pl = 0; pl < planes; ++pl) {
           kt[pl] = scratch->kt[pl] + h;
           vt[pl] = scratch->vt[pl] + h;
@@ -351,8 +401,8 @@ DA_AMX_TARGET void BackwardSegment(const BackwardParams& bp, const Segment& s,
           const uint16_t* q_rows[2];
           const uint16_t* grad_out_rows[2];
           for (int64_t pl = 0; pl < planes; ++pl) {
-            q_rows[pl] = q[pl] + r * dp;
-            grad_out_rows[pl] = grad_out[pl] + r * dp;
+            q_rows[pl] = scratch->q[pl] + (i0 + r) * dp;
+            grad_out_rows[pl] = scratch->grad_out[pl] + (i0 + r) * dp;
           }
           TileBlock32(q_rows, dp, kt, kBlockK, dp, terms,
                       scratch->s + r * kBlockK + h, kBlockK, false);
@@ -368,41 +418,47 @@ DA_AMX_TARGET void BackwardSegment(const BackwardParams& bp, const Segment& s,
       } else {
         Probabilities<false>(fp, i0, length, j0, keys, scratch);
       }
-      // dV += P^T dO and dK += dS^T Q (kBlockK x dp), dQ += dS K
-      // (kBlockQ x dp), 32 columns at a time.
+      // dV^T += dO^T P and dK^T += Q^T dS (dp x kBlockK), and dQ += dS K
+      // (kBlockQ x dp), 32 dims at a time.
       for (int64_t c = 0; c < dp; c += 32) {
-        const uint32_t* grad_out_cols[2];
-        const uint32_t* q_cols[2];
+        const uint16_t* grad_out_t[2];
+        const uint16_t* qt[2];
+        const uint32_t* k_pairs[2];
         for (int64_t pl = 0; pl < planes; ++pl) {
-          grad_out_cols[pl] = grad_out_pairs[pl] + c;
-          q_cols[pl] = q_pairs[pl] + c;
+          grad_out_t[pl] = scratch->grad_out_t[pl] + c * transposed_stride + i0;
+          qt[pl] = scratch->qt[pl] + c * transposed_stride + i0;
           k_pairs[pl] = scratch->k_pairs[pl] + c;
         }
-        for (int64_t r = 0; r < kBlockK; r += 32) {
-          const uint16_t* pt_rows[2];
-          const uint16_t* dst_rows[2];
+        for (int64_t h = 0; h < kBlockK; h += 32) {
+          const uint32_t* p_pairs[2];
+          const uint32_t* ds_pairs[2];
           for (int64_t pl = 0; pl < planes; ++pl) {
-            pt_rows[pl] = pt[pl] + r * kBlockQ;
-            dst_rows[pl] = dst[pl] + r * kBlockQ;
+            p_pairs[pl] = scratch->p_pairs[pl] + h;
+            ds_pairs[pl] = scratch->ds_pairs[pl] + h;
           }
-          TileBlock32(pt_rows, kBlockQ, grad_out_cols, dp, kBlockQ, terms,
-                      scratch->grad_v + r * dp + c, dp, true);
-          TileBlock32(dst_rows, kBlockQ, q_cols, dp, kBlockQ, terms,
-                      scratch->grad_k + r * dp + c, dp, true);
+          TileBlock32(grad_out_t, transposed_stride, p_pairs, kBlockK, kBlockQ,
+                      terms, scratch->grad_vt + c * kBlockK + h, kBlockK, true);
+          TileBlock32(qt, transposed_stride, ds_pairs, kBlockK, kBlockQ, terms,
+                      scratch->grad_kt + c * kBlockK + h, kBlockK, true);
         }
         for (int64_t r = 0; r < kBlockQ; r += 32) {
           const uint16_t* ds_rows[2];
           for (int64_t pl = 0; pl < planes; ++pl) {
-            ds_rows[pl] = ds[pl] + r * kBlockK;
+            ds_rows[pl] = scratch->ds[pl] + r * kBlockK;
           }
           TileBlock32(ds_rows, kBlockK, k_pairs, dp, kBlockK, terms,
                       scratch->grad_q + (i0 + r) * dp + c, dp, true);
         }
       }
     }
-    StoreRows(fp, bp.grad_k, s, j0, keys, scratch->grad_k, dp,
+    TransposeFloats(scratch->grad_kt, dp, kBlockK, kBlockK, scratch->grad_rows,
+                    dp);
+    StoreRows(fp, bp.grad_k, s, j0, keys, scratch->grad_rows, dp,
               fp.softmax_scale);
-    StoreRows(fp, bp.grad_v, s, j0, keys, scratch->grad_v, dp, fp.output_scale);
+    TransposeFloats(scratch->grad_vt, dp, kBlockK, kBlockK, scratch->grad_rows,
+                    dp);
+    StoreRows(fp, bp.grad_v, s, j0, keys, scratch->grad_rows, dp,
+              fp.output_scale);
   }
   StoreRows(fp, bp.grad_q, s, 0, length, scratch->grad_q, dp, fp.softmax_scale);
 }
