@@ -6,7 +6,8 @@
 // 2^0 is exactly 1. Exp2x16 gives exactly 0 for x < -126 (and -inf, and
 // NaN), so no subnormal value comes out of it.
 //
-// Include only from code compiled with -mavx512f. x above 128 gives +inf.
+// Include only from code compiled with -mavx512f (Exp2x16Coarse: and
+// -mavx512dq). x above 128 gives +inf.
 
 #ifndef KERNELS_CPU_SIMD_EXP_AVX512_H_
 #define KERNELS_CPU_SIMD_EXP_AVX512_H_
@@ -49,9 +50,11 @@ inline __m512 Exp2x16(__m512 x) {
 inline __m512 Exp2x16Coarse(__m512 x) {
   // max(c, x) returns its second operand when either is NaN.
   x = _mm512_max_ps(_mm512_set1_ps(-126.0f), x);
-  const __m512 n =
-      _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(x, n);
+  // f = x - round(x) in one instruction (AVX512-DQ), then n = x - f, which
+  // is exact.
+  const __m512 f =
+      _mm512_reduce_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 n = _mm512_sub_ps(x, f);
   __m512 p = _mm512_set1_ps(9.656710288525713e-3f);
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.583828294621813e-2f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022530097412598e-1f));
