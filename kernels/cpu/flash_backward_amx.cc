@@ -46,6 +46,9 @@ namespace {
 // accumulator tiles, against one with 32 queries.
 constexpr int64_t kBlockQ = 64;
 constexpr int64_t kBlockK = 64;
+// S and dP are computed, and turned into P and dS, 32 query rows at a time:
+// their float32 buffers then take 16 KiB of L1 instead of 32.
+constexpr int64_t kScoreRows = 32;
 
 // Q^T and dO^T rows are padded by 32 elements (64 bytes): with a stride of a
 // multiple of 4 KiB the 16 rows of a tile load would share one set of L1.
@@ -89,8 +92,8 @@ struct Scratch {
     grad_kt = carver->Take(dp * kBlockK);
     grad_vt = carver->Take(dp * kBlockK);
     grad_rows = carver->Take(kBlockK * dp);
-    s = carver->Take(kBlockQ * kBlockK);
-    dpm = carver->Take(kBlockQ * kBlockK);
+    s = carver->Take(kScoreRows * kBlockK);
+    dpm = carver->Take(kScoreRows * kBlockK);
     dropout_factors = dropout ? carver->Take(kBlockQ * kBlockK) : nullptr;
   }
 
@@ -131,8 +134,8 @@ struct Scratch {
   float* grad_kt;    // dp x kBlockK, accumulated per key tile.
   float* grad_vt;    // dp x kBlockK.
   float* grad_rows;  // kBlockK x dp: dK or dV of the tile, for storing.
-  float* s;          // kBlockQ x kBlockK scores.
-  float* dpm;        // kBlockQ x kBlockK dP.
+  float* s;          // kScoreRows x kBlockK scores.
+  float* dpm;        // kScoreRows x kBlockK dP.
   // kBlockQ x kBlockK dropout factors of the block, or null without dropout.
   float* dropout_factors;
 };
@@ -264,9 +267,10 @@ struct RowGradients {
 };
 
 // Returns P = 2^(s * scale * log2 e - lse2) and dS = P (c dP - delta) of
-// row r of the block on keys col .. col + 15, zero on lanes at or past
-// `visible`. With dropout factors M (kDropout) the output saw P M:
-// dS = P (c dP M - delta), and P M is what dV sees.
+// row r of the block (row r % kScoreRows of s and dpm) on keys
+// col .. col + 15, zero on lanes at or past `visible`. With dropout factors M
+// (kDropout) the output saw P M: dS = P (c dP M - delta), and P M is what dV
+// sees.
 template <bool kDropout>
 DA_AMX_TARGET RowGradients GradientsOf(const ForwardParams& fp,
                                        const Scratch& scratch, int64_t r,
@@ -274,7 +278,7 @@ DA_AMX_TARGET RowGradients GradientsOf(const ForwardParams& fp,
                                        __m512 lse2, __m512 delta) {
   const __m512 score_scale = _mm512_set1_ps(fp.softmax_scale * kLog2e);
   const __m512 output_scale = _mm512_set1_ps(fp.output_scale);
-  const int64_t at = r * kBlockK + col;
+  const int64_t at = r % kScoreRows * kBlockK + col;
   const __m512 prob = _mm512_maskz_mov_ps(
       FirstLanes(visible - col),
       Exp2x16Coarse(
@@ -282,7 +286,8 @@ DA_AMX_TARGET RowGradients GradientsOf(const ForwardParams& fp,
   __m512 grad_p = _mm512_loadu_ps(scratch.dpm + at);
   __m512 weight = prob;
   if constexpr (kDropout) {
-    const __m512 factor = _mm512_loadu_ps(scratch.dropout_factors + at);
+    const __m512 factor =
+        _mm512_loadu_ps(scratch.dropout_factors + r * kBlockK + col);
     grad_p = _mm512_mul_ps(grad_p, factor);
     weight = _mm512_mul_ps(prob, factor);
   }
@@ -290,17 +295,18 @@ DA_AMX_TARGET RowGradients GradientsOf(const ForwardParams& fp,
           _mm512_mul_ps(prob, _mm512_fmsub_ps(grad_p, output_scale, delta))};
 }
 
-// Turns the scores (s) and dP (dpm) of rows i0 .. i0 + kBlockQ - 1 into P
-// and dS (GradientsOf), zero for rows past `length`, keys past `keys` and,
+// Turns the scores (s) and dP (dpm) of rows r_begin .. r_begin +
+// kScoreRows - 1 of the block at i0 into P and dS (GradientsOf), zero for
+// rows past `length`, keys past `keys` and,
 // when causal, keys after the row's query; writes dS as planes, and P and
 // dS as planes of pairs of rows. A template parameter keeps the dropout test
 // out of the loop.
 template <bool kDropout>
 DA_AMX_TARGET void Probabilities(const ForwardParams& fp, int64_t i0,
-                                 int64_t length, int64_t j0, int64_t keys,
-                                 Scratch* scratch) {
+                                 int64_t r_begin, int64_t length, int64_t j0,
+                                 int64_t keys, Scratch* scratch) {
   const bool split = scratch->planes > 1;
-  for (int64_t r = 0; r < kBlockQ; r += 2) {
+  for (int64_t r = r_begin; r < r_begin + kScoreRows; r += 2) {
     int64_t visible[2];
     __m512 lse2[2];
     __m512 delta[2];
@@ -389,34 +395,36 @@ DA_AMX_TARGET void BackwardSegment(const BackwardParams& bp, const Segment& s,
     // Causal: query blocks before the tile's first key see none of it.
     const int64_t i_begin = fp.is_causal ? j0 / kBlockQ * kBlockQ : 0;
     for (int64_t i0 = i_begin; i0 < length; i0 += kBlockQ) {
-      // S = Q K^T and dP = dO V^T (kBlockQ x kBlockK) in 32 x 32 blocks.
-      for (int64_t h = 0; h < kBlockK; h += 32) {
-        const uint32_t* kt[2];
-        const uint32_t* vt[2];
-        for (int64_t pl = 0; pl < planes; ++pl) {
-          kt[pl] = scratch->kt[pl] + h;
-          vt[pl] = scratch->vt[pl] + h;
-        }
-        for (int64_t r = 0; r < kBlockQ; r += 32) {
-          const uint16_t* q_rows[2];
-          const uint16_t* grad_out_rows[2];
-          for (int64_t pl = 0; pl < planes; ++pl) {
-            q_rows[pl] = scratch->q[pl] + (i0 + r) * dp;
-            grad_out_rows[pl] = scratch->grad_out[pl] + (i0 + r) * dp;
-          }
-          TileBlock32(q_rows, dp, kt, kBlockK, dp, terms,
-                      scratch->s + r * kBlockK + h, kBlockK, false);
-          TileBlock32(grad_out_rows, dp, vt, kBlockK, dp, terms,
-                      scratch->dpm + r * kBlockK + h, kBlockK, false);
-        }
-      }
       if (fp.dropout.enabled) {
         FillDropoutTile(fp, s, i0, std::min(kBlockQ, length - i0), j0, keys,
                         {kBlockQ, kBlockK, kBlockK, 1},
                         scratch->dropout_factors);
-        Probabilities<true>(fp, i0, length, j0, keys, scratch);
-      } else {
-        Probabilities<false>(fp, i0, length, j0, keys, scratch);
+      }
+      for (int64_t r = 0; r < kBlockQ; r += kScoreRows) {
+        // S = Q K^T and dP = dO V^T of rows r .. r + 31 in 32 x 32 blocks.
+        const uint16_t* q_rows[2];
+        const uint16_t* grad_out_rows[2];
+        for (int64_t pl = 0; pl < planes; ++pl) {
+          q_rows[pl] = scratch->q[pl] + (i0 + r) * dp;
+          grad_out_rows[pl] = scratch->grad_out[pl] + (i0 + r) * dp;
+        }
+        for (int64_t h = 0; h < kBlockK; h += 32) {
+          const uint32_t* kt[2];
+          const uint32_t* vt[2];
+          for (int64_t pl = 0; pl < planes; ++pl) {
+            kt[pl] = scratch->kt[pl] + h;
+            vt[pl] = scratch->vt[pl] + h;
+          }
+          TileBlock32(q_rows, dp, kt, kBlockK, dp, terms, scratch->s + h,
+                      kBlockK, false);
+          TileBlock32(grad_out_rows, dp, vt, kBlockK, dp, terms,
+                      scratch->dpm + h, kBlockK, false);
+        }
+        if (fp.dropout.enabled) {
+          Probabilities<true>(fp, i0, r, length, j0, keys, scratch);
+        } else {
+          Probabilities<false>(fp, i0, r, length, j0, keys, scratch);
+        }
       }
       // dV^T += dO^T P and dK^T += Q^T dS (dp x kBlockK), and dQ += dS K
       // (kBlockQ x dp), 32 dims at a time.
