@@ -67,7 +67,7 @@ struct FlashConfig<kDtype, 64> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 128> {
-  using ForwardWgmma = void;
+  using ForwardWgmma = WgmmaForwardTile<kDtype, 1, 64, 2, 128>;
   using KeyValueWgmma = void;
   using QueryWgmma = void;
   using QueryWgmmaCausal = void;

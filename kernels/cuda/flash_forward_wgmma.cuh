@@ -1,6 +1,6 @@
 // File: flash_forward_wgmma.cuh
 //
-// The fused strided forward kernel for Hopper (sm_90a), head_dim <= 64: the
+// The fused strided forward kernel for Hopper (sm_90a), head_dim 64 or 128: the
 // contract of flash_forward.cuh (one thread block per (problem, head, block
 // of query rows); out * (1 / G), the log-sum-exp, zeros for the positions
 // that are not rows of the problem) with the two products on the
@@ -9,6 +9,9 @@
 // straight from 128-byte-swizzled shared tiles, and O += P V takes P from
 // registers (the S accumulators rounded to the input type) and V from shared
 // memory. K and V tiles of 64 or 128 rows are double-buffered with cp.async.
+// At head_dim 128 every tile is two 64-column panels (wgmma.cuh): S takes
+// eight k16 steps, four per panel, and O is two m64n64 accumulators, one per
+// panel of V.
 //
 // Included by the per-(head_dim, dtype) instantiation files only.
 
@@ -31,24 +34,27 @@ namespace kernels {
 namespace gpu {
 
 // Compile-time shape: kWarpgroups x 64 query rows per block, kBlockN-key
-// tiles (64 or 128), head_dim padded to 64.
-template <DataType kDtypeT, int kWarpgroupsT, int kBlockNT, int kMinBlocksT>
+// tiles (64 or 128), head_dim padded to kHeadDim (64 or 128).
+template <DataType kDtypeT, int kWarpgroupsT, int kBlockNT, int kMinBlocksT,
+          int kHeadDimT = 64>
 struct WgmmaForwardTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
-  static constexpr int kHeadDim = 64;
+  static constexpr int kHeadDim = kHeadDimT;
+  static constexpr int kPanels = kHeadDim / 64;  // 64-column panels
   static constexpr int kWarpgroups = kWarpgroupsT;
   static constexpr int kMinBlocks = kMinBlocksT;
   static constexpr int kBlockM = 64 * kWarpgroups;
   static constexpr int kBlockN = kBlockNT;
   static constexpr int kScores = kBlockN / 2;  // S accumulators per thread
   static constexpr int kThreads = 128 * kWarpgroups;
-  static constexpr int kRowBytes = kHeadDim * 2;  // one 128-byte swizzle row
+  static constexpr int kRowBytes = kHeadDim * 2;  // 128 bytes per panel
   static constexpr int kQBytes = kBlockM * kRowBytes;
   static constexpr int kTileBytes = kBlockN * kRowBytes;
   // Q, two K and two V buffers, and slack to align the base to 1024 bytes.
   static constexpr size_t kSmemBytes = kQBytes + 4 * kTileBytes + 1024;
   static_assert(kBlockN == 64 || kBlockN == 128, "m64n64 or m64n128 scores");
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
 };
 
 template <class Tile>
@@ -60,6 +66,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   constexpr int kBlockM = Tile::kBlockM;
   constexpr int kBlockN = Tile::kBlockN;
   constexpr int kTileBytes = Tile::kTileBytes;
+  constexpr int kPanels = Tile::kPanels;
+  // Bytes between the 64-column panels of the Q tile and of a K or V tile.
+  constexpr int kQPanelBytes = kBlockM * 128;
+  constexpr int kKeyPanelBytes = kBlockN * 128;
   const float kMinusInf = -__int_as_float(0x7f800000);
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -97,37 +107,40 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int64_t k_step = RowStep(p.k, w);
     const int64_t v_step = RowStep(p.v, w);
 
-    LoadRowsSwizzled<kBlockM, Tile::kThreads>(s_q, q_rows, q_step, j_begin,
-                                              num_rows, chunks, tid);
+    LoadPanelsSwizzled<kBlockM, Tile::kThreads, kPanels>(
+        s_q, q_rows, q_step, j_begin, num_rows, chunks, tid);
     const int key_limit = p.is_causal ? j_end : num_rows;
     const TileWalk keys =
         KeyTilesOf<kBlockN>(args.sparse, w, j_begin, key_limit);
     const int num_key_tiles = keys.count;
     const int first_key = keys.Tile(0) * kBlockN;
-    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_k, k_rows, k_step, first_key,
-                                              num_rows, chunks, tid);
-    LoadRowsSwizzled<kBlockN, Tile::kThreads>(s_v, v_rows, v_step, first_key,
-                                              num_rows, chunks, tid);
+    LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
+        s_k, k_rows, k_step, first_key, num_rows, chunks, tid);
+    LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
+        s_v, v_rows, v_step, first_key, num_rows, chunks, tid);
     CpAsyncCommit();
 
-    float acc_o[32];
+    float acc_o[kPanels][32];  // O columns 64 p .. 64 p + 63 in acc_o[p]
     constexpr int kScores = Tile::kScores;
     float s[kScores];
 #pragma unroll
-    for (int i = 0; i < 32; ++i) acc_o[i] = 0.0f;
+    for (int panel = 0; panel < kPanels; ++panel) {
+#pragma unroll
+      for (int i = 0; i < 32; ++i) acc_o[panel][i] = 0.0f;
+    }
     float row_max[2] = {kMinusInf, kMinusInf};  // log2 domain, as mma.sync
     float row_sum[2] = {0.0f, 0.0f};            // this thread's partial sums
     const float scale_log2 = p.softmax_scale * kLog2e;
     constexpr float kMaxSlack = 8.0f;
     const bool positive_scale = p.softmax_scale > 0.0f;
     const float post_scale = positive_scale ? scale_log2 : 1.0f;
-    const SwizzledTileDescriptor q_tile(s_q + warpgroup * 64 * 128);
+    const uint32_t q_rows_of_group = s_q + warpgroup * 64 * 128;
 
     for (int tile = 0; tile < num_key_tiles; ++tile) {
       const int key0 = keys.Tile(tile) * kBlockN;
       const int buf = tile & 1;
       // Q (first tile), K and V tiles landed; the next ones are loading.
-      AdvanceKeyValueTiles<kBlockN, Tile::kThreads>(
+      AdvanceKeyValueTiles<kBlockN, Tile::kThreads, T, kPanels>(
           tile + 1 < num_key_tiles, s_k + (buf ^ 1) * kTileBytes,
           s_v + (buf ^ 1) * kTileBytes, k_rows, k_step, v_rows, v_step,
           keys.Tile(tile + 1) * kBlockN, num_rows, chunks, tid);
@@ -135,13 +148,20 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       const bool active =
           wg_first < num_rows && (!p.is_causal || key0 <= wg_last);
       if (active) {
-        // S = Q K^T: four k16 steps of 32 bytes along the swizzled rows.
-        const SwizzledTileDescriptor k_tile(s_k + buf * kTileBytes);
+        // S = Q K^T: four k16 steps of 32 bytes along the swizzled rows of
+        // each panel.
         WgmmaFence();
 #pragma unroll
-        for (int ks = 0; ks < 4; ++ks) {
-          WgmmaSS<kDtype, kBlockN>(s, q_tile.At(32 * ks), k_tile.At(32 * ks),
-                                   ks > 0);
+        for (int panel = 0; panel < kPanels; ++panel) {
+          const SwizzledTileDescriptor q_tile(q_rows_of_group +
+                                              panel * kQPanelBytes);
+          const SwizzledTileDescriptor k_tile(s_k + buf * kTileBytes +
+                                              panel * kKeyPanelBytes);
+#pragma unroll
+          for (int ks = 0; ks < 4; ++ks) {
+            WgmmaSS<kDtype, kBlockN>(s, q_tile.At(32 * ks), k_tile.At(32 * ks),
+                                     panel > 0 || ks > 0);
+          }
         }
         WgmmaCommit();
         WgmmaWait<0>();
@@ -203,22 +223,29 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         }
         if (__any_sync(0xffffffffu, rescale)) {
 #pragma unroll
-          for (int ot = 0; ot < 8; ++ot) {
-            acc_o[4 * ot + 0] *= alpha[0];
-            acc_o[4 * ot + 1] *= alpha[0];
-            acc_o[4 * ot + 2] *= alpha[1];
-            acc_o[4 * ot + 3] *= alpha[1];
+          for (int panel = 0; panel < kPanels; ++panel) {
+#pragma unroll
+            for (int ot = 0; ot < 8; ++ot) {
+              acc_o[panel][4 * ot + 0] *= alpha[0];
+              acc_o[panel][4 * ot + 1] *= alpha[0];
+              acc_o[panel][4 * ot + 2] *= alpha[1];
+              acc_o[panel][4 * ot + 3] *= alpha[1];
+            }
           }
         }
         // O += P V: P in the A-register layout, V MN-major (16 key rows,
-        // 2048 bytes, per k16 step).
+        // 2048 bytes, per k16 step), one m64n64 product per panel of V.
         uint32_t prob[kBlockN / 16][4];
         PackScores<kDtype>(s, prob);
-        const SwizzledTileDescriptor v_tile(s_v + buf * kTileBytes);
         WgmmaFence();
 #pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk) {
-          WgmmaRS64x64<kDtype>(acc_o, prob[kk], v_tile.At(2048 * kk));
+        for (int panel = 0; panel < kPanels; ++panel) {
+          const SwizzledTileDescriptor v_tile(s_v + buf * kTileBytes +
+                                              panel * kKeyPanelBytes);
+#pragma unroll
+          for (int kk = 0; kk < kBlockN / 16; ++kk) {
+            WgmmaRS64x64<kDtype>(acc_o[panel], prob[kk], v_tile.At(2048 * kk));
+          }
         }
         WgmmaCommit();
         WgmmaWait<0>();
@@ -228,10 +255,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
     DrainEmptyWalk(keys);
     // Epilogue: out = (1 / G) * O / rowsum, staged through this warp's own
-    // 16 rows of the (swizzled) Q tile for 16-byte stores.
+    // 16 rows of each panel of the (swizzled) Q tile for 16-byte stores.
     const int o_offset = w.first;
     const int rate = w.step;
     unsigned char* stage = smem + warpgroup * 64 * 128 + warp * 16 * 128;
+    T* out_rows = SelectedRow0<T>(p.out, w);
     float inverse[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -245,11 +273,18 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             sum > 0.0f ? (row_max[h] + __log2f(sum)) * kLn2 : kMinusInf;
       }
     }
-    StageAccumulatorRows<kDtype>(stage, acc_o, inverse[0], inverse[1], group,
-                                 pair);
+#pragma unroll
+    for (int panel = 0; panel < kPanels; ++panel) {
+      StageAccumulatorRows<kDtype>(stage + panel * kQPanelBytes, acc_o[panel],
+                                   inverse[0], inverse[1], group, pair);
+    }
     __syncwarp();
-    StoreStagedRows(stage, SelectedRow0<T>(p.out, w), RowStep(p.out, w),
-                    warp_first, num_rows, chunks, lane);
+#pragma unroll
+    for (int panel = 0; panel < kPanels; ++panel) {
+      StoreStagedRows(stage + panel * kQPanelBytes, out_rows + 64 * panel,
+                      RowStep(p.out, w), warp_first, num_rows,
+                      chunks - 8 * panel, lane);
+    }
   }
   ZeroUnselectedRows(SegmentStart<T>(p.out, w), p.out.stride_n, w, j_begin,
                      j_end, chunks, lse_segment, tid, Tile::kThreads);
