@@ -2,7 +2,9 @@
 // "standard" (gather, cuBLAS, softmax, scatter) on the shapes of
 // docs/BASELINES.md: config A (b=1, h=8, d=64, segments 2048/4096/8192, rates
 // 1/2/4) from 32K to 16M tokens, forward and forward+backward, causal or
-// not; config B (b=4, n=2048, h=12, d=64, segments 512/1024/2048).
+// not; config B (b=4, n=2048, h=12, d=64, segments 512/1024/2048); config
+// D128 (config A's segments and rates at b=1, h=16, d=128) at 128K and 1M
+// tokens, "improved" only.
 //
 // Sequence layouts at config A's heads, beside the fixed-length run of the
 // same tokens: <name>/A/packed16/n:1048576 (16 sequences of 4K to 128K
@@ -89,6 +91,11 @@ std::vector<int32_t> Packed16Offsets() {
 
 Shape ConfigA(int64_t seq) {
   return {"A", 1, seq, 8, 64, {2048, 4096, 8192}, {1, 2, 4}};
+}
+
+// Config A's segments and rates at head_dim 128 with 16 heads.
+Shape ConfigD128(int64_t seq) {
+  return {"D128", 1, seq, 16, 128, {2048, 4096, 8192}, {1, 2, 4}};
 }
 
 Shape ConfigB(int64_t seq) {
@@ -323,6 +330,13 @@ void RegisterAll() {
     }
     for (bool causal : {false, true})
       Register(name, ConfigB(2048), causal, false);
+  }
+  for (int64_t n : {131072, 1048576}) {
+    for (bool causal : {false, true}) {
+      for (bool backward : {false, true}) {
+        Register("improved", ConfigD128(n), causal, backward);
+      }
+    }
   }
   // The layouts ("improved": "standard" on CUDA runs fixed-length input
   // only); the peer of packed16 is improved/A/n:1048576 above.

@@ -6,12 +6,15 @@ Runs, in one process on the GPU machine:
     "standard"), through its JSON output;
   * the reference algorithm in PyTorch: for every group, gather the selected
     rows (strided slice + reshape copy), F.scaled_dot_product_attention,
-    scatter (1 / G) * out back into a zero tensor;
+    scatter (1 / G) * out back into a zero tensor; once per SDPA backend
+    (--backends: flash, cuDNN, memory-efficient), the fastest counted;
   * dense F.scaled_dot_product_attention over the whole sequence (n <= 128K).
 
 Shapes (docs/BASELINES.md): config A (b=1, h=8, d=64, segments 2048/4096/8192,
 rates 1/2/4) at n = 32K..1M, forward and forward+backward, causal or not;
-config B (b=4, n=2048, h=12, d=64, segments 512/1024/2048) forward. float16.
+config B (b=4, n=2048, h=12, d=64, segments 512/1024/2048) forward; config
+D128 (config A's segments and rates at b=1, h=16, d=128) at n = 128K and 1M,
+forward and forward+backward, causal or not (--configs picks). float16.
 Times are medians of CUDA-event timings after warm-up. Useful TFLOP/s use
 the convention of docs/BASELINES.md section 1 (forward 4 b g (n/s) L^2 d per
 group, halved when causal; forward+backward 3.5x).
@@ -28,11 +31,17 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 CONFIG_A = dict(batch=1, heads=8, head_dim=64, segments=[2048, 4096, 8192],
                 rates=[1, 2, 4])
 CONFIG_B = dict(batch=4, heads=12, head_dim=64, segments=[512, 1024, 2048],
                 rates=[1, 2, 4])
+CONFIG_D128 = dict(batch=1, heads=16, head_dim=128,
+                   segments=[2048, 4096, 8192], rates=[1, 2, 4])
+BACKENDS = dict(flash=SDPBackend.FLASH_ATTENTION,
+                cudnn=SDPBackend.CUDNN_ATTENTION,
+                efficient=SDPBackend.EFFICIENT_ATTENTION)
 
 
 def forward_flops(cfg, n, causal):
@@ -93,15 +102,17 @@ def time_ms(fn, warmup=3, reps=10):
   return statistics.median(times)
 
 
-def torch_case(kind, cfg, n, causal, backward):
-  """Returns (ms, extra MiB) of `kind` ("reference" or "dense")."""
+def torch_case(kind, cfg, n, causal, backward, backend=None):
+  """Returns (ms, extra MiB) of `kind` ("reference" or "dense") with SDPA
+  restricted to `backend` (a BACKENDS key; None: PyTorch's choice), or
+  (None, None) when that backend cannot run the case."""
   torch.manual_seed(0)
   shape = (cfg["batch"], n, cfg["heads"], cfg["head_dim"])
   q, k, v = (torch.randn(shape, device="cuda", dtype=torch.float16,
                          requires_grad=backward) for _ in range(3))
   grad = torch.randn(shape, device="cuda", dtype=torch.float16)
 
-  def run():
+  def call():
     if kind == "reference":
       out = reference_dilated(q, k, v, cfg["segments"], cfg["rates"], causal)
     else:
@@ -111,6 +122,13 @@ def torch_case(kind, cfg, n, causal, backward):
         t.grad = None
       out.backward(grad)
 
+  def run():
+    if backend is None:
+      call()
+    else:
+      with sdpa_kernel([BACKENDS[backend]]):
+        call()
+
   torch.cuda.synchronize()
   torch.cuda.reset_peak_memory_stats()
   base = torch.cuda.memory_allocated()
@@ -118,6 +136,10 @@ def torch_case(kind, cfg, n, causal, backward):
     ms = time_ms(run, warmup=2 if n >= 1 << 20 else 3,
                  reps=5 if n >= 1 << 20 else 10)
   except torch.OutOfMemoryError:
+    return None, None
+  except RuntimeError as error:  # no kernel of `backend` for this case
+    print(f"{kind} {backend} n={n}: {str(error).splitlines()[0]}",
+          file=sys.stderr)
     return None, None
   extra = (torch.cuda.max_memory_allocated() - base) / 2**20
   del q, k, v, grad
@@ -147,21 +169,40 @@ def main():
   parser.add_argument("--binary", required=True)
   parser.add_argument("--out", default=None)
   parser.add_argument("--quick", action="store_true",
-                      help="only n = 1M of config A and config B")
+                      help="only n = 1M of config A and D128, and config B")
+  parser.add_argument("--configs", default="A,B",
+                      help="comma-separated: A, B, D128")
+  parser.add_argument("--backends", default="flash,cudnn,efficient",
+                      help="SDPA backends the reference runs on, each timed")
   args = parser.parse_args()
+  configs = args.configs.split(",")
+  backends = args.backends.split(",")
 
-  ns = [1 << 20] if args.quick else [1 << 15, 1 << 17, 1 << 19, 1 << 20]
   cases = []
-  for n in ns:
-    for backward in (False, True):
-      for causal in (False, True):
-        cases.append(("A", CONFIG_A, n, causal, backward))
-  for causal in (False, True):
-    cases.append(("B", CONFIG_B, 2048, causal, False))
+  if "A" in configs:
+    for n in ([1 << 20] if args.quick else
+              [1 << 15, 1 << 17, 1 << 19, 1 << 20]):
+      for backward in (False, True):
+        for causal in (False, True):
+          cases.append(("A", CONFIG_A, n, causal, backward))
+  if "B" in configs:
+    for causal in (False, True):
+      cases.append(("B", CONFIG_B, 2048, causal, False))
+  if "D128" in configs:
+    for n in [1 << 20] if args.quick else [1 << 17, 1 << 20]:
+      for backward in (False, True):
+        for causal in (False, True):
+          cases.append(("D128", CONFIG_D128, n, causal, backward))
 
+  filters = []
+  if "A" in configs:
+    filters.append("A/n:1048576/" if args.quick else "A/")
+  if "B" in configs:
+    filters.append("B/")
+  if "D128" in configs:
+    filters.append("D128/n:1048576/" if args.quick else "D128/")
   ours = run_binary(args.binary,
-                    "^(improved|standard)/(A/n:1048576/|B/)" if args.quick
-                    else "^(improved|standard)/")
+                    f"^(improved|standard)/({'|'.join(filters)})")
   print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}",
         flush=True)
   rows = []
@@ -172,10 +213,19 @@ def main():
     row = dict(case=label, flops=flops)
     for impl in ("improved", "standard"):
       row[impl] = ours.get(f"{impl}/{label}")
-    row["torch_reference"] = dict(zip(("ms", "extra_mib"),
-                                      torch_case("reference", cfg, n, causal,
-                                                 backward)))
-    if n <= 1 << 17:
+    by_backend = {}
+    for backend in backends:
+      by_backend[backend] = dict(zip(("ms", "extra_mib"),
+                                     torch_case("reference", cfg, n, causal,
+                                                backward, backend)))
+    row["torch_reference_by_backend"] = by_backend
+    timed = [(entry["ms"], backend) for backend, entry in by_backend.items()
+             if entry["ms"] is not None]
+    if timed:
+      best_ms, best_backend = min(timed)
+      row["torch_reference"] = dict(by_backend[best_backend],
+                                    backend=best_backend)
+    if n <= 1 << 17 and name != "D128":
       row["torch_dense"] = dict(zip(("ms", "extra_mib"),
                                     torch_case("dense", cfg, n, causal,
                                                backward)))
@@ -189,7 +239,8 @@ def main():
 
   print()
   print("| case | improved ms | improved TFLOP/s | standard ms | "
-        "torch reference ms | torch dense ms | reference / improved |")
+        "torch reference ms (fastest backend) | torch dense ms | "
+        "reference / improved |")
   print("|---|---|---|---|---|---|---|")
   for row in rows:
     imp = row.get("improved") or {}
@@ -198,7 +249,8 @@ def main():
                if imp.get("ms") and ref.get("ms") else "-")
     tflops = (f"{row['flops'] / imp['ms'] / 1e9:.0f}" if imp.get("ms") else "-")
     print(f"| {row['case']} | {fmt(imp)} | {tflops} | "
-          f"{fmt(row.get('standard'))} | {fmt(ref)} | "
+          f"{fmt(row.get('standard'))} | {fmt(ref)} "
+          f"({ref.get('backend', '-')}) | "
           f"{fmt(row.get('torch_dense'))} | {speedup} |")
   extra = {k: v for k, v in ours.items() if k.startswith("improved/A/n:4194304")
            or k.startswith("improved/A/n:16777216")}
