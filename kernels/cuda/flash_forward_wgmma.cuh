@@ -9,6 +9,9 @@
 // straight from 128-byte-swizzled shared tiles, and O += P V takes P from
 // registers (the S accumulators rounded to the input type) and V from shared
 // memory. K and V tiles of 64 or 128 rows are double-buffered with cp.async.
+// Within a warpgroup the products of one key tile overlap the softmax of the
+// next: S(t + 1) = Q K^T and O += P(t) V(t) are issued back to back, and the
+// probabilities of t + 1 are computed while P(t) V(t) runs.
 // At head_dim 128 every tile is two 64-column panels (wgmma.cuh): S takes
 // eight k16 steps, four per panel, and O is two m64n64 accumulators, one per
 // panel of V.
@@ -57,6 +60,141 @@ struct WgmmaForwardTile {
   static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
 };
 
+// Issues and commits S = Q K^T for one warpgroup: `q_rows` is its 64 rows of
+// the Q tile, `k_tile` a K buffer; four k16 steps of 32 bytes along the
+// swizzled rows of each 64-column panel.
+template <class Tile>
+__device__ __forceinline__ void IssueScores(float (&s)[Tile::kScores],
+                                            uint32_t q_rows, uint32_t k_tile) {
+#pragma unroll
+  for (int panel = 0; panel < Tile::kPanels; ++panel) {
+    const SwizzledTileDescriptor q(q_rows + panel * Tile::kBlockM * 128);
+    const SwizzledTileDescriptor k(k_tile + panel * Tile::kBlockN * 128);
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {
+      WgmmaSS<Tile::kDtype, Tile::kBlockN>(s, q.At(32 * ks), k.At(32 * ks),
+                                           panel > 0 || ks > 0);
+    }
+  }
+  WgmmaCommit();
+}
+
+// Issues and commits O += P V: P in the A-register layout, V (the buffer at
+// `v_tile`) MN-major, 16 key rows (2048 bytes) per k16 step, one m64n64
+// product per 64-column panel of V.
+template <class Tile>
+__device__ __forceinline__ void IssueValues(
+    float (&acc_o)[Tile::kPanels][32],
+    const uint32_t (&prob)[Tile::kBlockN / 16][4], uint32_t v_tile) {
+#pragma unroll
+  for (int panel = 0; panel < Tile::kPanels; ++panel) {
+    const SwizzledTileDescriptor v(v_tile + panel * Tile::kBlockN * 128);
+#pragma unroll
+    for (int kk = 0; kk < Tile::kBlockN / 16; ++kk) {
+      WgmmaRS64x64<Tile::kDtype>(acc_o[panel], prob[kk], v.At(2048 * kk));
+    }
+  }
+  WgmmaCommit();
+}
+
+// The online softmax of one thread's two rows of a warpgroup (h = 0: row
+// `group` of its warp, h = 1: row `group` + 8), in the log2 domain.
+struct OnlineSoftmaxRows {
+  float row_max[2];
+  float row_sum[2];  // this thread's partial sums
+  int num_rows;      // keys at or past it are masked
+  int warp_first;    // the first query row of this thread's warp
+  int group;
+  int pair;
+  bool is_causal;
+  float scale_log2;  // softmax scale * log2(e)
+
+  // Turns the raw scores `s` of the key tile at `key0` into probabilities
+  // (keys >= num_rows, and keys after the query when causal, get 0) and sets
+  // `alpha`, the factor the output accumulators of each row take before
+  // this tile's P V; returns whether some alpha of the warp is not 1.
+  template <int kScores>
+  __device__ __forceinline__ bool Update(float (&s)[kScores], int key0,
+                                         float (&alpha)[2]) {
+    constexpr int kBlockN = 2 * kScores;
+    const float kMinusInf = -__int_as_float(0x7f800000);
+    constexpr float kMaxSlack = 8.0f;
+    // A negative scale reverses the order of the scores: scale them before
+    // the maximum is taken; a positive one is folded into the exponent.
+    const bool positive_scale = scale_log2 > 0.0f;
+    const float post_scale = positive_scale ? scale_log2 : 1.0f;
+    if (!positive_scale) {
+#pragma unroll
+      for (int i = 0; i < kScores; ++i) s[i] *= scale_log2;
+    }
+    const bool need_mask = key0 + kBlockN > num_rows ||
+                           (is_causal && key0 + kBlockN - 1 > warp_first);
+    if (need_mask) {
+#pragma unroll
+      for (int i = 0; i < kScores; ++i) {
+        const int key = key0 + (i / 4) * 8 + 2 * pair + (i & 1);
+        const int query = warp_first + group + ((i >> 1) & 1) * 8;
+        if (key >= num_rows || (is_causal && key > query)) s[i] = kMinusInf;
+      }
+    }
+    bool rescale = false;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float m = kMinusInf;
+#pragma unroll
+      for (int nt = 0; nt < kBlockN / 8; ++nt) {
+        m = fmaxf(m, fmaxf(s[4 * nt + 2 * h], s[4 * nt + 2 * h + 1]));
+      }
+      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+      m *= post_scale;
+      // The running maximum moves only when the tile's exceeds it by more
+      // than kMaxSlack (log2 units; always from -inf): until then the
+      // probabilities are taken against the older, smaller maximum and stay
+      // below 2^kMaxSlack, exact enough in fp32 sums and in the 16-bit P
+      // operand (same relative precision), and the O accumulators need no
+      // rescaling on most tiles.
+      const bool move = m > row_max[h] + kMaxSlack;
+      const float kept = move ? m : row_max[h];
+      const float base = kept == kMinusInf ? 0.0f : kept;
+      alpha[h] = move ? Exp2(row_max[h] - base) : 1.0f;
+      rescale |= move;
+      row_max[h] = kept;
+      float sum = 0.0f;
+#pragma unroll
+      for (int nt = 0; nt < kBlockN / 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float prob =
+              Exp2(fmaf(s[4 * nt + 2 * h + e], post_scale, -base));
+          s[4 * nt + 2 * h + e] = prob;
+          sum += prob;
+        }
+      }
+      row_sum[h] = row_sum[h] * alpha[h] + sum;
+    }
+    return __any_sync(0xffffffffu, rescale);
+  }
+};
+
+// Multiplies the rows of the output accumulators by `alpha` (wgmma.cuh
+// layout: elements 4 t and 4 t + 1 in row `group`, 4 t + 2 and 4 t + 3 in
+// row `group` + 8).
+template <int kPanels>
+__device__ __forceinline__ void RescaleRows(float (&acc_o)[kPanels][32],
+                                            const float (&alpha)[2]) {
+#pragma unroll
+  for (int panel = 0; panel < kPanels; ++panel) {
+#pragma unroll
+    for (int ot = 0; ot < 8; ++ot) {
+      acc_o[panel][4 * ot + 0] *= alpha[0];
+      acc_o[panel][4 * ot + 1] *= alpha[0];
+      acc_o[panel][4 * ot + 2] *= alpha[1];
+      acc_o[panel][4 * ot + 3] *= alpha[1];
+    }
+  }
+}
+
 template <class Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     FlashForwardWgmmaKernel(const __grid_constant__ FlashForwardArgs args) {
@@ -67,9 +205,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   constexpr int kBlockN = Tile::kBlockN;
   constexpr int kTileBytes = Tile::kTileBytes;
   constexpr int kPanels = Tile::kPanels;
-  // Bytes between the 64-column panels of the Q tile and of a K or V tile.
+  // Bytes between the 64-column panels of the Q tile.
   constexpr int kQPanelBytes = kBlockM * 128;
-  constexpr int kKeyPanelBytes = kBlockN * 128;
   const float kMinusInf = -__int_as_float(0x7f800000);
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -97,7 +234,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int group = lane / 4;
     const int pair = lane % 4;
     const int wg_first = j_begin + warpgroup * 64;  // first row of the group
-    const int wg_last = wg_first + 63;
     const int warp_first = wg_first + warp * 16;
 
     const T* q_rows = SelectedRow0<const T>(p.q, w);
@@ -107,150 +243,92 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int64_t k_step = RowStep(p.k, w);
     const int64_t v_step = RowStep(p.v, w);
 
+    // Q and the first K tile; every step below waits for the loads of the
+    // one before and starts its own.
     LoadPanelsSwizzled<kBlockM, Tile::kThreads, kPanels>(
         s_q, q_rows, q_step, j_begin, num_rows, chunks, tid);
     const int key_limit = p.is_causal ? j_end : num_rows;
     const TileWalk keys =
         KeyTilesOf<kBlockN>(args.sparse, w, j_begin, key_limit);
     const int num_key_tiles = keys.count;
-    const int first_key = keys.Tile(0) * kBlockN;
     LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
-        s_k, k_rows, k_step, first_key, num_rows, chunks, tid);
-    LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
-        s_v, v_rows, v_step, first_key, num_rows, chunks, tid);
+        s_k, k_rows, k_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
     CpAsyncCommit();
+    // K(t) and V(t) live in buffer t & 1. Step `tile` of the walk loads
+    // K(tile + 2) and V(tile + 1) into the buffers that K(tile) and
+    // V(tile - 1) leave; the step before it (-1) loads K(1) and V(0).
+    auto wait_and_load = [&](int tile) {
+      CpAsyncWait<0>();
+      FenceSharedForAsyncProxy();
+      __syncthreads();  // and every warpgroup is done with those buffers
+      if (tile + 2 < num_key_tiles) {
+        LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
+            s_k + (tile & 1) * kTileBytes, k_rows, k_step,
+            keys.Tile(tile + 2) * kBlockN, num_rows, chunks, tid);
+      }
+      if (tile + 1 < num_key_tiles) {
+        LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
+            s_v + ((tile + 1) & 1) * kTileBytes, v_rows, v_step,
+            keys.Tile(tile + 1) * kBlockN, num_rows, chunks, tid);
+      }
+      CpAsyncCommit();
+    };
 
     float acc_o[kPanels][32];  // O columns 64 p .. 64 p + 63 in acc_o[p]
-    constexpr int kScores = Tile::kScores;
-    float s[kScores];
+    float s[Tile::kScores];
+    uint32_t prob[kBlockN / 16][4];  // P of the tile whose P V is next
 #pragma unroll
     for (int panel = 0; panel < kPanels; ++panel) {
 #pragma unroll
       for (int i = 0; i < 32; ++i) acc_o[panel][i] = 0.0f;
     }
-    float row_max[2] = {kMinusInf, kMinusInf};  // log2 domain, as mma.sync
-    float row_sum[2] = {0.0f, 0.0f};            // this thread's partial sums
-    const float scale_log2 = p.softmax_scale * kLog2e;
-    constexpr float kMaxSlack = 8.0f;
-    const bool positive_scale = p.softmax_scale > 0.0f;
-    const float post_scale = positive_scale ? scale_log2 : 1.0f;
+    OnlineSoftmaxRows softmax{{kMinusInf, kMinusInf},
+                              {0.0f, 0.0f},
+                              num_rows,
+                              warp_first,
+                              group,
+                              pair,
+                              p.is_causal,
+                              p.softmax_scale * kLog2e};
     const uint32_t q_rows_of_group = s_q + warpgroup * 64 * 128;
-
-    for (int tile = 0; tile < num_key_tiles; ++tile) {
-      const int key0 = keys.Tile(tile) * kBlockN;
-      const int buf = tile & 1;
-      // Q (first tile), K and V tiles landed; the next ones are loading.
-      AdvanceKeyValueTiles<kBlockN, Tile::kThreads, T, kPanels>(
-          tile + 1 < num_key_tiles, s_k + (buf ^ 1) * kTileBytes,
-          s_v + (buf ^ 1) * kTileBytes, k_rows, k_step, v_rows, v_step,
-          keys.Tile(tile + 1) * kBlockN, num_rows, chunks, tid);
-
-      const bool active =
-          wg_first < num_rows && (!p.is_causal || key0 <= wg_last);
-      if (active) {
-        // S = Q K^T: four k16 steps of 32 bytes along the swizzled rows of
-        // each panel.
-        WgmmaFence();
-#pragma unroll
-        for (int panel = 0; panel < kPanels; ++panel) {
-          const SwizzledTileDescriptor q_tile(q_rows_of_group +
-                                              panel * kQPanelBytes);
-          const SwizzledTileDescriptor k_tile(s_k + buf * kTileBytes +
-                                              panel * kKeyPanelBytes);
-#pragma unroll
-          for (int ks = 0; ks < 4; ++ks) {
-            WgmmaSS<kDtype, kBlockN>(s, q_tile.At(32 * ks), k_tile.At(32 * ks),
-                                     panel > 0 || ks > 0);
-          }
-        }
-        WgmmaCommit();
-        WgmmaWait<0>();
-
-        if (!positive_scale) {
-#pragma unroll
-          for (int i = 0; i < kScores; ++i) s[i] *= scale_log2;
-        }
-        const bool need_mask = key0 + kBlockN > num_rows ||
-                               (p.is_causal && key0 + kBlockN - 1 > warp_first);
-        if (need_mask) {
-#pragma unroll
-          for (int i = 0; i < kScores; ++i) {
-            const int key = key0 + (i / 4) * 8 + 2 * pair + (i & 1);
-            const int query = warp_first + group + ((i >> 1) & 1) * 8;
-            if (key >= num_rows || (p.is_causal && key > query)) {
-              s[i] = kMinusInf;
-            }
-          }
-        }
-        // Online softmax over this thread's two rows (h = 0: row `group`,
-        // h = 1: row `group` + 8 of the warp).
-        float alpha[2];
-        bool rescale = false;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float m = kMinusInf;
-#pragma unroll
-          for (int nt = 0; nt < kBlockN / 8; ++nt) {
-            m = fmaxf(m, fmaxf(s[4 * nt + 2 * h], s[4 * nt + 2 * h + 1]));
-          }
-          m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
-          m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-          m *= post_scale;
-          // The running maximum moves only when the tile's exceeds it by
-          // more than kMaxSlack (log2 units; always from -inf): until then
-          // the probabilities are taken against the older, smaller maximum
-          // and stay below 2^kMaxSlack, exact enough in fp32 sums and in the
-          // 16-bit P operand (same relative precision), and the O
-          // accumulators need no rescaling on most tiles.
-          const bool move = m > row_max[h] + kMaxSlack;
-          const float kept = move ? m : row_max[h];
-          const float base = kept == kMinusInf ? 0.0f : kept;
-          alpha[h] = move ? Exp2(row_max[h] - base) : 1.0f;
-          rescale |= move;
-          row_max[h] = kept;
-          float sum = 0.0f;
-#pragma unroll
-          for (int nt = 0; nt < kBlockN / 8; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const float prob =
-                  Exp2(fmaf(s[4 * nt + 2 * h + e], post_scale, -base));
-              s[4 * nt + 2 * h + e] = prob;
-              sum += prob;
-            }
-          }
-          row_sum[h] = row_sum[h] * alpha[h] + sum;
-        }
-        if (__any_sync(0xffffffffu, rescale)) {
-#pragma unroll
-          for (int panel = 0; panel < kPanels; ++panel) {
-#pragma unroll
-            for (int ot = 0; ot < 8; ++ot) {
-              acc_o[panel][4 * ot + 0] *= alpha[0];
-              acc_o[panel][4 * ot + 1] *= alpha[0];
-              acc_o[panel][4 * ot + 2] *= alpha[1];
-              acc_o[panel][4 * ot + 3] *= alpha[1];
-            }
-          }
-        }
-        // O += P V: P in the A-register layout, V MN-major (16 key rows,
-        // 2048 bytes, per k16 step), one m64n64 product per panel of V.
-        uint32_t prob[kBlockN / 16][4];
-        PackScores<kDtype>(s, prob);
-        WgmmaFence();
-#pragma unroll
-        for (int panel = 0; panel < kPanels; ++panel) {
-          const SwizzledTileDescriptor v_tile(s_v + buf * kTileBytes +
-                                              panel * kKeyPanelBytes);
-#pragma unroll
-          for (int kk = 0; kk < kBlockN / 16; ++kk) {
-            WgmmaRS64x64<kDtype>(acc_o[panel], prob[kk], v_tile.At(2048 * kk));
-          }
-        }
-        WgmmaCommit();
-        WgmmaWait<0>();
-      }
-      __syncthreads();  // every warpgroup is done with this buffer
+    // Every warpgroup computes every tile of the walk: with one warpgroup
+    // per block (the shipped shapes) each tile has rows of the block, and a
+    // tile past a warpgroup's causal diagonal is masked to P = 0.
+    wait_and_load(-1);
+    if (num_key_tiles > 0) {
+      WgmmaFence();
+      IssueScores<Tile>(s, q_rows_of_group, s_k);
+      WgmmaWait<0>();
+      WgmmaPinAccumulators(s);
+      float alpha[2];
+      softmax.Update(s, keys.Tile(0) * kBlockN, alpha);  // O is still 0
+      PackScores<kDtype>(s, prob);
+    }
+    // Step `tile`: S(tile + 1) and P(tile) V(tile) are issued back to back,
+    // and the softmax of S(tile + 1) runs while P V is on the tensor cores.
+    for (int tile = 0; tile + 1 < num_key_tiles; ++tile) {
+      wait_and_load(tile);
+      WgmmaFence();
+      IssueScores<Tile>(s, q_rows_of_group,
+                        s_k + ((tile + 1) & 1) * kTileBytes);
+      IssueValues<Tile>(acc_o, prob, s_v + (tile & 1) * kTileBytes);
+      WgmmaWait<1>();  // S, the older group
+      WgmmaPinAccumulators(s);
+      float alpha[2];
+      const bool rescale =
+          softmax.Update(s, keys.Tile(tile + 1) * kBlockN, alpha);
+      WgmmaWait<0>();  // P V: O and the P registers are free again
+      WgmmaPinAccumulators(acc_o);
+      if (rescale) RescaleRows(acc_o, alpha);
+      PackScores<kDtype>(s, prob);
+    }
+    if (num_key_tiles > 0) {
+      const int last = num_key_tiles - 1;
+      wait_and_load(last);
+      WgmmaFence();
+      IssueValues<Tile>(acc_o, prob, s_v + (last & 1) * kTileBytes);
+      WgmmaWait<0>();
+      WgmmaPinAccumulators(acc_o);
     }
 
     DrainEmptyWalk(keys);
@@ -263,14 +341,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     float inverse[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float sum = row_sum[h];
+      float sum = softmax.row_sum[h];
       sum += __shfl_xor_sync(0xffffffffu, sum, 1);
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
       inverse[h] = sum > 0.0f ? p.output_scale / sum : 0.0f;
       const int query = warp_first + group + h * 8;
       if (lse_segment != nullptr && pair == 0 && query < num_rows) {
         lse_segment[o_offset + query * rate] =
-            sum > 0.0f ? (row_max[h] + __log2f(sum)) * kLn2 : kMinusInf;
+            sum > 0.0f ? (softmax.row_max[h] + __log2f(sum)) * kLn2 : kMinusInf;
       }
     }
 #pragma unroll

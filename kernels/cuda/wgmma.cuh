@@ -110,6 +110,21 @@ __device__ __forceinline__ void WgmmaWait() {
 #endif
 }
 
+// Keeps the compiler from moving reads and writes of wgmma accumulators
+// across the WgmmaWait that completes them (an empty asm that reads and
+// writes every register of `acc`); call right after that wait.
+template <int kN>
+__device__ __forceinline__ void WgmmaPinAccumulators(float (&acc)[kN]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(acc[i])::"memory");
+}
+
+template <int kRows, int kN>
+__device__ __forceinline__ void WgmmaPinAccumulators(float (&acc)[kRows][kN]) {
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) WgmmaPinAccumulators(acc[r]);
+}
+
 // Makes this thread's generic-proxy shared-memory writes (st.shared,
 // cp.async) visible to later wgmma reads (the async proxy). Call after the
 // writes complete and before the barrier that publishes them.
