@@ -4,7 +4,8 @@
 // 1/2/4) from 32K to 16M tokens, forward and forward+backward, causal or
 // not; config B (b=4, n=2048, h=12, d=64, segments 512/1024/2048); config
 // D128 (config A's segments and rates at b=1, h=16, d=128) at 128K and 1M
-// tokens, "improved" only.
+// tokens, "improved" only; config INNER (one group: segments 2048, rate 1,
+// b=1, h=8, d=64) at 1M tokens, "improved" only.
 //
 // Sequence layouts at config A's heads, beside the fixed-length run of the
 // same tokens: <name>/A/packed16/n:1048576 (16 sequences of 4K to 128K
@@ -97,6 +98,10 @@ Shape ConfigA(int64_t seq) {
 Shape ConfigD128(int64_t seq) {
   return {"D128", 1, seq, 16, 128, {2048, 4096, 8192}, {1, 2, 4}};
 }
+
+// One group: config A's first segment length at rate 1 on all 8 heads (the
+// dense shape inside config A).
+Shape ConfigInner(int64_t seq) { return {"INNER", 1, seq, 8, 64, {2048}, {1}}; }
 
 Shape ConfigB(int64_t seq) {
   return {"B", 4, seq, 12, 64, {512, 1024, 2048}, {1, 2, 4}};
@@ -336,6 +341,11 @@ void RegisterAll() {
       for (bool backward : {false, true}) {
         Register("improved", ConfigD128(n), causal, backward);
       }
+    }
+  }
+  for (bool causal : {false, true}) {
+    for (bool backward : {false, true}) {
+      Register("improved", ConfigInner(1048576), causal, backward);
     }
   }
   // The layouts ("improved": "standard" on CUDA runs fixed-length input

@@ -14,7 +14,11 @@ Shapes (docs/BASELINES.md): config A (b=1, h=8, d=64, segments 2048/4096/8192,
 rates 1/2/4) at n = 32K..1M, forward and forward+backward, causal or not;
 config B (b=4, n=2048, h=12, d=64, segments 512/1024/2048) forward; config
 D128 (config A's segments and rates at b=1, h=16, d=128) at n = 128K and 1M,
-forward and forward+backward, causal or not (--configs picks). float16.
+forward and forward+backward, causal or not; config INNER (one group:
+segments 2048, rate 1, b=1, h=8, d=64: the dense shape inside config A) at
+n = 1M, whose "torch dense" column is plain SDPA on the [n / 2048, 8, 2048,
+64] batch of segments, per backend, the fastest counted (--configs picks).
+float16.
 Times are medians of CUDA-event timings after warm-up. Useful TFLOP/s use
 the convention of docs/BASELINES.md section 1 (forward 4 b g (n/s) L^2 d per
 group, halved when causal; forward+backward 3.5x).
@@ -39,6 +43,8 @@ CONFIG_B = dict(batch=4, heads=12, head_dim=64, segments=[512, 1024, 2048],
                 rates=[1, 2, 4])
 CONFIG_D128 = dict(batch=1, heads=16, head_dim=128,
                    segments=[2048, 4096, 8192], rates=[1, 2, 4])
+CONFIG_INNER = dict(batch=1, heads=8, head_dim=64, segments=[2048],
+                    rates=[1])
 BACKENDS = dict(flash=SDPBackend.FLASH_ATTENTION,
                 cudnn=SDPBackend.CUDNN_ATTENTION,
                 efficient=SDPBackend.EFFICIENT_ATTENTION)
@@ -103,11 +109,16 @@ def time_ms(fn, warmup=3, reps=10):
 
 
 def torch_case(kind, cfg, n, causal, backward, backend=None):
-  """Returns (ms, extra MiB) of `kind` ("reference" or "dense") with SDPA
+  """Returns (ms, extra MiB) of `kind` ("reference", "dense", or "inner":
+  SDPA on the batch of segments of a one-group config) with SDPA
   restricted to `backend` (a BACKENDS key; None: PyTorch's choice), or
   (None, None) when that backend cannot run the case."""
   torch.manual_seed(0)
   shape = (cfg["batch"], n, cfg["heads"], cfg["head_dim"])
+  if kind == "inner":
+    segment = cfg["segments"][0]
+    shape = (cfg["batch"] * n // segment, cfg["heads"], segment,
+             cfg["head_dim"])
   q, k, v = (torch.randn(shape, device="cuda", dtype=torch.float16,
                          requires_grad=backward) for _ in range(3))
   grad = torch.randn(shape, device="cuda", dtype=torch.float16)
@@ -115,6 +126,8 @@ def torch_case(kind, cfg, n, causal, backward, backend=None):
   def call():
     if kind == "reference":
       out = reference_dilated(q, k, v, cfg["segments"], cfg["rates"], causal)
+    elif kind == "inner":
+      out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     else:
       out = dense(q, k, v, causal)
     if backward:
@@ -147,6 +160,22 @@ def torch_case(kind, cfg, n, causal, backward, backend=None):
   return ms, extra
 
 
+def fastest(kind, cfg, n, causal, backward, backends):
+  """Times `kind` on every backend; returns ({backend: entry}, the fastest
+  entry with its backend named, or None)."""
+  by_backend = {}
+  for backend in backends:
+    by_backend[backend] = dict(zip(("ms", "extra_mib"),
+                                   torch_case(kind, cfg, n, causal, backward,
+                                              backend)))
+  timed = [(entry["ms"], backend) for backend, entry in by_backend.items()
+           if entry["ms"] is not None]
+  if not timed:
+    return by_backend, None
+  best_backend = min(timed)[1]
+  return by_backend, dict(by_backend[best_backend], backend=best_backend)
+
+
 def run_binary(binary, regex):
   proc = subprocess.run(
       [binary, "--benchmark_format=json", f"--benchmark_filter={regex}"],
@@ -171,7 +200,7 @@ def main():
   parser.add_argument("--quick", action="store_true",
                       help="only n = 1M of config A and D128, and config B")
   parser.add_argument("--configs", default="A,B",
-                      help="comma-separated: A, B, D128")
+                      help="comma-separated: A, B, D128, INNER")
   parser.add_argument("--backends", default="flash,cudnn,efficient",
                       help="SDPA backends the reference runs on, each timed")
   args = parser.parse_args()
@@ -194,6 +223,11 @@ def main():
         for causal in (False, True):
           cases.append(("D128", CONFIG_D128, n, causal, backward))
 
+  if "INNER" in configs:
+    for backward in (False, True):
+      for causal in (False, True):
+        cases.append(("INNER", CONFIG_INNER, 1 << 20, causal, backward))
+
   filters = []
   if "A" in configs:
     filters.append("A/n:1048576/" if args.quick else "A/")
@@ -201,6 +235,8 @@ def main():
     filters.append("B/")
   if "D128" in configs:
     filters.append("D128/n:1048576/" if args.quick else "D128/")
+  if "INNER" in configs:
+    filters.append("INNER/")
   ours = run_binary(args.binary,
                     f"^(improved|standard)/({'|'.join(filters)})")
   print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}",
@@ -213,19 +249,12 @@ def main():
     row = dict(case=label, flops=flops)
     for impl in ("improved", "standard"):
       row[impl] = ours.get(f"{impl}/{label}")
-    by_backend = {}
-    for backend in backends:
-      by_backend[backend] = dict(zip(("ms", "extra_mib"),
-                                     torch_case("reference", cfg, n, causal,
-                                                backward, backend)))
-    row["torch_reference_by_backend"] = by_backend
-    timed = [(entry["ms"], backend) for backend, entry in by_backend.items()
-             if entry["ms"] is not None]
-    if timed:
-      best_ms, best_backend = min(timed)
-      row["torch_reference"] = dict(by_backend[best_backend],
-                                    backend=best_backend)
-    if n <= 1 << 17 and name != "D128":
+    row["torch_reference_by_backend"], row["torch_reference"] = fastest(
+        "reference", cfg, n, causal, backward, backends)
+    if name == "INNER":
+      row["torch_dense_by_backend"], row["torch_dense"] = fastest(
+          "inner", cfg, n, causal, backward, backends)
+    elif n <= 1 << 17 and name != "D128":
       row["torch_dense"] = dict(zip(("ms", "extra_mib"),
                                     torch_case("dense", cfg, n, causal,
                                                backward)))
@@ -252,6 +281,8 @@ def main():
           f"{fmt(row.get('standard'))} | {fmt(ref)} "
           f"({ref.get('backend', '-')}) | "
           f"{fmt(row.get('torch_dense'))} | {speedup} |")
+  print("\ntorch dense of INNER: SDPA alone on the batch of segments (fastest "
+        "backend); of A: SDPA over the whole sequence (PyTorch's choice).")
   extra = {k: v for k, v in ours.items() if k.startswith("improved/A/n:4194304")
            or k.startswith("improved/A/n:16777216")}
   if extra:
