@@ -94,20 +94,20 @@ __device__ __forceinline__ void LoadPanelsSwizzled(uint32_t tile, const T* rows,
 
 // One step of a double-buffered K/V pipeline read by wgmma: when `has_next`,
 // starts loading the next tiles (selected rows [next_first, next_first +
-// kRows) of K and V, kPanels panels of 64 columns each, into the free
-// buffers at `next_k` and `next_v`), then waits for every earlier copy and
-// publishes the current tiles to the whole block, including the async proxy
-// that wgmma reads through. All kThreads threads of the block call it.
-template <int kRows, int kThreads, typename T, int kPanels = 1>
+// kRows) of K and V into the free buffers at `next_k` and `next_v`), then
+// waits for every earlier copy and publishes the current tiles to the whole
+// block, including the async proxy that wgmma reads through. All kThreads
+// threads of the block call it.
+template <int kRows, int kThreads, typename T>
 __device__ __forceinline__ void AdvanceKeyValueTiles(
     bool has_next, uint32_t next_k, uint32_t next_v, const T* k_rows,
     int64_t k_step, const T* v_rows, int64_t v_step, int next_first, int limit,
     int chunks, int tid) {
   if (has_next) {
-    LoadPanelsSwizzled<kRows, kThreads, kPanels>(
-        next_k, k_rows, k_step, next_first, limit, chunks, tid);
-    LoadPanelsSwizzled<kRows, kThreads, kPanels>(
-        next_v, v_rows, v_step, next_first, limit, chunks, tid);
+    LoadRowsSwizzled<kRows, kThreads>(next_k, k_rows, k_step, next_first, limit,
+                                      chunks, tid);
+    LoadRowsSwizzled<kRows, kThreads>(next_v, v_rows, v_step, next_first, limit,
+                                      chunks, tid);
     CpAsyncCommit();
     CpAsyncWait<1>();
   } else {
