@@ -1,7 +1,8 @@
 // File: flash_backward_wgmma.cuh
 //
 // The backward kernels of flash_backward.cuh for Hopper (sm_90a), head_dim
-// <= 64, on the warpgroup tensor cores (wgmma.cuh); same contract, same
+// 64 or 128 (one or two 64-column panels per tile, as in the forward), on
+// the warpgroup tensor cores (wgmma.cuh); same contract, same
 // formulas, deterministic (no atomics). The query kernel runs first and
 // computes D = rowsum(dO * out) itself (it holds the dO rows already), for
 // its own use and, through FlashBackwardArgs::delta, for the key/value
@@ -70,22 +71,25 @@ __device__ __forceinline__ void ZeroMaskedScores(float (&s)[kScores],
 }
 
 // Shape of FlashKeyValueWgmmaKernel: 64 keys per block, kBlockM queries per
-// tile (64 or 128).
-template <DataType kDtypeT, int kBlockMT, int kMinBlocksT>
+// tile (64 or 128), head_dim padded to kHeadDim (64 or 128: one or two
+// 64-column panels per tile).
+template <DataType kDtypeT, int kBlockMT, int kMinBlocksT, int kHeadDimT = 64>
 struct WgmmaKeyValueTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
-  static constexpr int kHeadDim = 64;
+  static constexpr int kHeadDim = kHeadDimT;
+  static constexpr int kPanels = kHeadDim / 64;
   static constexpr int kBlockN = 64;  // keys per block
   static constexpr int kBlockM = kBlockMT;
   static constexpr int kMinBlocks = kMinBlocksT;
   static constexpr int kThreads = 128;
-  static constexpr int kKeyBytes = kBlockN * 128;
-  static constexpr int kQueryBytes = kBlockM * 128;
+  static constexpr int kKeyBytes = kBlockN * 128 * kPanels;
+  static constexpr int kQueryBytes = kBlockM * 128 * kPanels;
   // K, V, two Q and two dO buffers, two lse and delta rows, alignment slack.
   static constexpr size_t kSmemBytes =
       2 * kKeyBytes + 4 * kQueryBytes + 4 * kBlockM * sizeof(float) + 1024;
   static_assert(kBlockM == 64 || kBlockM == 128, "m64n64 or m64n128");
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
 };
 
 template <class Tile>
@@ -96,8 +100,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   constexpr DataType kDtype = Tile::kDtype;
   constexpr int kBlockM = Tile::kBlockM;
   constexpr int kBlockN = Tile::kBlockN;
+  constexpr int kPanels = Tile::kPanels;
   constexpr int kQueryBytes = Tile::kQueryBytes;
   constexpr int kScores = kBlockM / 2;  // accumulators of S^T per thread
+  // Bytes between the panels of a key and of a query tile.
+  constexpr uint32_t kKeyPanel = kBlockN * 128;
+  constexpr uint32_t kQueryPanel = kBlockM * 128;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = AlignedSharedBase(smem_raw);
@@ -136,11 +144,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     // Starts loading query tile `qt` into buffer `buf`.
     auto load_query_tile = [&](int qt, int buf) {
       const int q0 = qt * kBlockM;
-      LoadRowsSwizzled<kBlockM, Tile::kThreads>(
+      LoadPanelsSwizzled<kBlockM, Tile::kThreads, kPanels>(
           s_q + buf * kQueryBytes, q_rows, q_step, q0, num_rows, chunks, tid);
-      LoadRowsSwizzled<kBlockM, Tile::kThreads>(s_do + buf * kQueryBytes,
-                                                do_rows, do_step, q0, num_rows,
-                                                chunks, tid);
+      LoadPanelsSwizzled<kBlockM, Tile::kThreads, kPanels>(
+          s_do + buf * kQueryBytes, do_rows, do_step, q0, num_rows, chunks,
+          tid);
     };
     // The lse and delta rows go through registers a tile ahead: thread tid
     // fetches row tid of a tile one step before it stores it into the
@@ -162,10 +170,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       }
     };
 
-    LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+    LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
         s_k, SelectedRow0<const T>(p.k, w), RowStep(p.k, w), k_begin, num_rows,
         chunks, tid);
-    LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+    LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
         s_v, SelectedRow0<const T>(p.v, w), RowStep(p.v, w), k_begin, num_rows,
         chunks, tid);
     const TileWalk queries =
@@ -177,12 +185,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     store_statistics(0);
     if (1 < num_tiles) fetch_statistics(queries.Tile(1));
 
-    float acc_dv[32];
-    float acc_dk[32];
+    float acc_dv[kPanels][32];  // columns 64 p .. 64 p + 63 in acc_dv[p]
+    float acc_dk[kPanels][32];
 #pragma unroll
-    for (int i = 0; i < 32; ++i) acc_dv[i] = acc_dk[i] = 0.0f;
-    const SwizzledTileDescriptor k_desc(s_k);
-    const SwizzledTileDescriptor v_desc(s_v);
+    for (int panel = 0; panel < kPanels; ++panel) {
+#pragma unroll
+      for (int i = 0; i < 32; ++i) acc_dv[panel][i] = acc_dk[panel][i] = 0.0f;
+    }
     float st[kScores];   // S^T: keys x queries
     float dpt[kScores];  // dP^T / c
     const float scale_log2 = p.softmax_scale * kLog2e;
@@ -203,25 +212,18 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       __syncthreads();  // K, V (first tile), Q, dO, lse and delta landed
 
       const int q0 = qt * kBlockM;
-      const SwizzledTileDescriptor q_desc(s_q + buf * kQueryBytes);
-      const SwizzledTileDescriptor do_desc(s_do + buf * kQueryBytes);
+      const uint32_t q_tile = s_q + buf * kQueryBytes;
+      const uint32_t do_tile = s_do + buf * kQueryBytes;
       const float* tlse = s_lse + buf * kBlockM;
       const float* tdelta = s_delta + buf * kBlockM;
       // S^T, then dP^T while P^T is computed, then dV += P^T dO and
-      // dK += dS^T Q (dO and Q MN-major: 16 query rows, 2048 bytes, per k16
-      // step).
+      // dK += dS^T Q (dO and Q MN-major).
       WgmmaFence();
-#pragma unroll
-      for (int ks = 0; ks < 4; ++ks) {
-        WgmmaSS<kDtype, kBlockM>(st, k_desc.At(32 * ks), q_desc.At(32 * ks),
-                                 ks > 0);
-      }
+      WgmmaRowProducts<kDtype, kBlockM, kPanels>(st, s_k, kKeyPanel, q_tile,
+                                                 kQueryPanel);
       WgmmaCommit();
-#pragma unroll
-      for (int ks = 0; ks < 4; ++ks) {
-        WgmmaSS<kDtype, kBlockM>(dpt, v_desc.At(32 * ks), do_desc.At(32 * ks),
-                                 ks > 0);
-      }
+      WgmmaRowProducts<kDtype, kBlockM, kPanels>(dpt, s_v, kKeyPanel, do_tile,
+                                                 kQueryPanel);
       WgmmaCommit();
       WgmmaWait<1>();  // S^T landed; dP^T runs while P^T is computed
 
@@ -261,14 +263,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         PackScoreSteps<kDtype>(st, ap, half * kHalfSteps, kHalfSteps);
         PackScoreSteps<kDtype>(dpt, ads, half * kHalfSteps, kHalfSteps);
         WgmmaFence();
-#pragma unroll
-        for (int kk = half * kHalfSteps; kk < (half + 1) * kHalfSteps; ++kk) {
-          WgmmaRS64x64<kDtype>(acc_dv, ap[kk], do_desc.At(2048 * kk));
-        }
-#pragma unroll
-        for (int kk = half * kHalfSteps; kk < (half + 1) * kHalfSteps; ++kk) {
-          WgmmaRS64x64<kDtype>(acc_dk, ads[kk], q_desc.At(2048 * kk));
-        }
+        WgmmaAccumulatePanels<kDtype>(acc_dv, ap, do_tile, kQueryPanel,
+                                      half * kHalfSteps, kHalfSteps);
+        WgmmaAccumulatePanels<kDtype>(acc_dk, ads, q_tile, kQueryPanel,
+                                      half * kHalfSteps, kHalfSteps);
         WgmmaCommit();
       }
       WgmmaWait<0>();
@@ -278,17 +276,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     DrainEmptyWalk(queries);
     // Epilogue: stage dV and dK through this warp's own rows of the V and K
     // tiles (no wgmma reads them any more).
-    unsigned char* stage_v = smem + Tile::kKeyBytes + warp * 16 * 128;
-    unsigned char* stage_k = smem + warp * 16 * 128;
-    StageAccumulatorRows<kDtype>(stage_v, acc_dv, p.output_scale,
-                                 p.output_scale, group, pair);
-    StageAccumulatorRows<kDtype>(stage_k, acc_dk, p.softmax_scale,
-                                 p.softmax_scale, group, pair);
-    __syncwarp();
-    StoreStagedRows(stage_v, SelectedRow0<T>(bp.grad_v, w),
-                    RowStep(bp.grad_v, w), warp_first, num_rows, chunks, lane);
-    StoreStagedRows(stage_k, SelectedRow0<T>(bp.grad_k, w),
-                    RowStep(bp.grad_k, w), warp_first, num_rows, chunks, lane);
+    StoreAccumulatorPanels<kDtype>(
+        smem + Tile::kKeyBytes + warp * 16 * 128, kKeyPanel, acc_dv,
+        p.output_scale, p.output_scale, SelectedRow0<T>(bp.grad_v, w),
+        RowStep(bp.grad_v, w), warp_first, num_rows, chunks, lane);
+    StoreAccumulatorPanels<kDtype>(
+        smem + warp * 16 * 128, kKeyPanel, acc_dk, p.softmax_scale,
+        p.softmax_scale, SelectedRow0<T>(bp.grad_k, w), RowStep(bp.grad_k, w),
+        warp_first, num_rows, chunks, lane);
   }
   ZeroUnselectedRows(SegmentStart<T>(bp.grad_v, w), bp.grad_v.stride_n, w,
                      k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
@@ -306,50 +301,54 @@ __device__ __forceinline__ const unsigned char* SharedPointer(
   return base + (addr - SharedAddress(base));
 }
 
-// Computes D = rowsum(dO * out) of the 64 rows of two swizzled tiles (dO and
-// out of rows [first, first + 64) of a problem) into row_delta[64], and
-// writes the rows < `rows` to delta_rows[row * rate] (delta_rows: the delta
-// entry of the problem's row 0). Two threads per row, float32 sums of the
-// 16-bit products in a fixed order. kThreads == 128.
-template <typename T, int kThreads>
-__device__ __forceinline__ void WriteRowDeltas(const unsigned char* grad_out,
-                                               const unsigned char* out,
-                                               float* row_delta,
-                                               float* delta_rows, int rate,
-                                               int rows, int first, int tid) {
-  static_assert(kThreads == 128, "two threads per row of 64");
-  const int row = tid / 2;
-  float dot = 0.0f;
+// Returns D = rowsum(dO * out) of this thread's two accumulator rows, `row`
+// and `row` + 8, of two swizzled tiles of kPanels panels (`panel_bytes`
+// apart) holding dO and out. The four threads of a row (`pair` 0..3) each
+// sum two 16-byte chunks of every panel and combine by shuffles: float32
+// sums of the 16-bit products in a fixed order. All 32 lanes call it.
+template <typename T, int kPanels>
+__device__ __forceinline__ void RowDeltasOfTiles(const unsigned char* grad_out,
+                                                 const unsigned char* out,
+                                                 int panel_bytes, int row,
+                                                 int pair, float (&delta)[2]) {
 #pragma unroll
-  for (int c = (tid % 2) * 4; c < (tid % 2) * 4 + 4; ++c) {
-    dot += Dot8<T>(
-        *reinterpret_cast<const uint4*>(out + SwizzledOffset(row, c)),
-        *reinterpret_cast<const uint4*>(grad_out + SwizzledOffset(row, c)));
-  }
-  dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-  if (tid % 2 == 0) {
-    row_delta[row] = dot;
-    if (first + row < rows) delta_rows[(first + row) * rate] = dot;
+  for (int h = 0; h < 2; ++h) {
+    float dot = 0.0f;
+#pragma unroll
+    for (int panel = 0; panel < kPanels; ++panel) {
+#pragma unroll
+      for (int c = 2 * pair; c < 2 * pair + 2; ++c) {
+        const int offset = panel * panel_bytes + SwizzledOffset(row + 8 * h, c);
+        dot += Dot8<T>(*reinterpret_cast<const uint4*>(out + offset),
+                       *reinterpret_cast<const uint4*>(grad_out + offset));
+      }
+    }
+    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+    delta[h] = dot;
   }
 }
 
 // Shape of FlashQueryWgmmaKernel: 64 queries per block, kBlockN keys per
-// tile (64 or 128).
-template <DataType kDtypeT, int kBlockNT, int kMinBlocksT>
+// tile (64 or 128), head_dim padded to kHeadDim (64 or 128).
+template <DataType kDtypeT, int kBlockNT, int kMinBlocksT, int kHeadDimT = 64>
 struct WgmmaQueryTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
-  static constexpr int kHeadDim = 64;
+  static constexpr int kHeadDim = kHeadDimT;
+  static constexpr int kPanels = kHeadDim / 64;
   static constexpr int kBlockM = 64;  // queries per block
   static constexpr int kBlockN = kBlockNT;
   static constexpr int kMinBlocks = kMinBlocksT;
   static constexpr int kThreads = 128;
-  static constexpr int kQueryBytes = kBlockM * 128;
-  static constexpr int kKeyBytes = kBlockN * 128;
-  // Q, dO, two K and two V buffers, out, the row deltas, alignment slack.
-  static constexpr size_t kSmemBytes =
-      3 * kQueryBytes + 4 * kKeyBytes + kBlockM * sizeof(float) + 1024;
+  static constexpr int kQueryBytes = kBlockM * 128 * kPanels;
+  static constexpr int kKeyBytes = kBlockN * 128 * kPanels;
+  // Q, dO, out, two K and two V buffers, alignment slack. At head_dim 128
+  // this is 113 KiB: two blocks fill an SM's 228 KiB with the 1 KiB each
+  // block reserves.
+  static constexpr size_t kSmemBytes = 3 * kQueryBytes + 4 * kKeyBytes + 1024;
   static_assert(kBlockN == 64 || kBlockN == 128, "m64n64 or m64n128");
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
 };
 
 template <class Tile>
@@ -360,8 +359,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   constexpr DataType kDtype = Tile::kDtype;
   constexpr int kBlockM = Tile::kBlockM;
   constexpr int kBlockN = Tile::kBlockN;
+  constexpr int kPanels = Tile::kPanels;
   constexpr int kKeyBytes = Tile::kKeyBytes;
   constexpr int kScores = kBlockN / 2;  // accumulators of S per thread
+  // Bytes between the panels of a query and of a key tile.
+  constexpr uint32_t kQueryPanel = kBlockM * 128;
+  constexpr uint32_t kKeyPanel = kBlockN * 128;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = AlignedSharedBase(smem_raw);
@@ -369,10 +372,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const uint32_t s_do = s_q + Tile::kQueryBytes;
   const uint32_t s_k = s_do + Tile::kQueryBytes;  // [2][kKeyBytes]
   const uint32_t s_v = s_k + 2 * kKeyBytes;       // [2][kKeyBytes]
-  const int o_offset = 2 * Tile::kQueryBytes + 4 * kKeyBytes;
-  const uint32_t s_o = s_q + o_offset;
-  float* s_row_delta =
-      reinterpret_cast<float*>(smem + o_offset + Tile::kQueryBytes);
+  const uint32_t s_o = s_v + 2 * kKeyBytes;
 
   const BackwardParams& bp = args.params;
   const ForwardParams& p = bp.forward;
@@ -396,22 +396,22 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int64_t k_step = RowStep(p.k, w);
     const int64_t v_step = RowStep(p.v, w);
 
-    LoadRowsSwizzled<kBlockM, Tile::kThreads>(
+    LoadPanelsSwizzled<kBlockM, Tile::kThreads, kPanels>(
         s_q, SelectedRow0<const T>(p.q, w), RowStep(p.q, w), j_begin, num_rows,
         chunks, tid);
-    LoadRowsSwizzled<kBlockM, Tile::kThreads>(
+    LoadPanelsSwizzled<kBlockM, Tile::kThreads, kPanels>(
         s_do, SelectedRow0<const T>(bp.grad_out, w), RowStep(bp.grad_out, w),
         j_begin, num_rows, chunks, tid);
-    LoadRowsSwizzled<kBlockM, Tile::kThreads>(
+    LoadPanelsSwizzled<kBlockM, Tile::kThreads, kPanels>(
         s_o, SelectedRow0<const T>(p.out, w), RowStep(p.out, w), j_begin,
         num_rows, chunks, tid);
     const int key_limit = p.is_causal ? j_end : num_rows;
     const TileWalk keys =
         KeyTilesOf<kBlockN>(args.sparse, w, j_begin, key_limit);
     const int num_tiles = keys.count;
-    LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+    LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
         s_k, k_rows, k_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
-    LoadRowsSwizzled<kBlockN, Tile::kThreads>(
+    LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
         s_v, v_rows, v_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
     CpAsyncCommit();
 
@@ -425,11 +425,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       row_lse[h] = stats.LseLog2(warp_first + group + h * 8);
     }
 
-    float acc_dq[32];
+    float acc_dq[kPanels][32];  // columns 64 p .. 64 p + 63 in acc_dq[p]
 #pragma unroll
-    for (int i = 0; i < 32; ++i) acc_dq[i] = 0.0f;
-    const SwizzledTileDescriptor q_desc(s_q);
-    const SwizzledTileDescriptor do_desc(s_do);
+    for (int panel = 0; panel < kPanels; ++panel) {
+#pragma unroll
+      for (int i = 0; i < 32; ++i) acc_dq[panel][i] = 0.0f;
+    }
     float s[kScores];
     float dp[kScores];
     const float scale_log2 = p.softmax_scale * kLog2e;
@@ -437,39 +438,34 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     for (int tile = 0; tile < num_tiles; ++tile) {
       const int buf = tile & 1;
       // Q, dO (first tile), K and V tiles landed; the next ones are loading.
-      AdvanceKeyValueTiles<kBlockN, Tile::kThreads>(
+      AdvanceKeyValueTiles<kBlockN, Tile::kThreads, kPanels>(
           tile + 1 < num_tiles, s_k + (buf ^ 1) * kKeyBytes,
           s_v + (buf ^ 1) * kKeyBytes, k_rows, k_step, v_rows, v_step,
           keys.Tile(tile + 1) * kBlockN, num_rows, chunks, tid);
 
       const int key0 = keys.Tile(tile) * kBlockN;
-      const SwizzledTileDescriptor k_desc(s_k + buf * kKeyBytes);
-      const SwizzledTileDescriptor v_desc(s_v + buf * kKeyBytes);
-      // S, then dP while P is computed, then dQ += dS K (K MN-major: 16 key
-      // rows, 2048 bytes, per k16 step).
+      const uint32_t k_tile = s_k + buf * kKeyBytes;
+      // S, then dP while P is computed, then dQ += dS K (K MN-major).
       WgmmaFence();
-#pragma unroll
-      for (int ks = 0; ks < 4; ++ks) {
-        WgmmaSS<kDtype, kBlockN>(s, q_desc.At(32 * ks), k_desc.At(32 * ks),
-                                 ks > 0);
-      }
+      WgmmaRowProducts<kDtype, kBlockN, kPanels>(s, s_q, kQueryPanel, k_tile,
+                                                 kKeyPanel);
       WgmmaCommit();
-#pragma unroll
-      for (int ks = 0; ks < 4; ++ks) {
-        WgmmaSS<kDtype, kBlockN>(dp, do_desc.At(32 * ks), v_desc.At(32 * ks),
-                                 ks > 0);
-      }
+      WgmmaRowProducts<kDtype, kBlockN, kPanels>(
+          dp, s_do, kQueryPanel, s_v + buf * kKeyBytes, kKeyPanel);
       WgmmaCommit();
       if (tile == 0) {
-        // While the tensor cores work: D = rowsum(dO * out) of the block's
+        // While the tensor cores work: D = rowsum(dO * out) of this thread's
         // rows, for this kernel and (through args.delta) the key/value one.
-        WriteRowDeltas<T, Tile::kThreads>(
-            SharedPointer(smem, s_do), SharedPointer(smem, s_o), s_row_delta,
-            DeltaSegment(args, w) + w.first, w.step, num_rows, j_begin, tid);
-        __syncthreads();
+        RowDeltasOfTiles<T, kPanels>(SharedPointer(smem, s_do),
+                                     SharedPointer(smem, s_o), kQueryPanel,
+                                     warp * 16 + group, pair, row_delta);
+        float* delta_rows = DeltaSegment(args, w) + w.first;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          row_delta[h] = s_row_delta[warp * 16 + group + h * 8];
+          const int row = warp_first + group + h * 8;
+          if (pair == 0 && row < num_rows) {
+            delta_rows[row * w.step] = row_delta[h];
+          }
         }
       }
       WgmmaWait<1>();  // S landed
@@ -499,10 +495,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         }
         PackScoreSteps<kDtype>(dp, ads, half * kHalfSteps, kHalfSteps);
         WgmmaFence();
-#pragma unroll
-        for (int kk = half * kHalfSteps; kk < (half + 1) * kHalfSteps; ++kk) {
-          WgmmaRS64x64<kDtype>(acc_dq, ads[kk], k_desc.At(2048 * kk));
-        }
+        WgmmaAccumulatePanels<kDtype>(acc_dq, ads, k_tile, kKeyPanel,
+                                      half * kHalfSteps, kHalfSteps);
         WgmmaCommit();
       }
       WgmmaWait<0>();
@@ -511,12 +505,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
     DrainEmptyWalk(keys);
     // Epilogue through this warp's own rows of the Q tile.
-    unsigned char* stage = smem + warp * 16 * 128;
-    StageAccumulatorRows<kDtype>(stage, acc_dq, p.softmax_scale,
-                                 p.softmax_scale, group, pair);
-    __syncwarp();
-    StoreStagedRows(stage, SelectedRow0<T>(bp.grad_q, w), RowStep(bp.grad_q, w),
-                    warp_first, num_rows, chunks, lane);
+    StoreAccumulatorPanels<kDtype>(
+        smem + warp * 16 * 128, kQueryPanel, acc_dq, p.softmax_scale,
+        p.softmax_scale, SelectedRow0<T>(bp.grad_q, w), RowStep(bp.grad_q, w),
+        warp_first, num_rows, chunks, lane);
   }
   ZeroUnselectedRows(SegmentStart<T>(bp.grad_q, w), bp.grad_q.stride_n, w,
                      j_begin, j_end, chunks, nullptr, tid, Tile::kThreads);

@@ -68,9 +68,9 @@ struct FlashConfig<kDtype, 64> {
 template <DataType kDtype>
 struct FlashConfig<kDtype, 128> {
   using ForwardWgmma = WgmmaForwardTile<kDtype, 1, 64, 2, 128>;
-  using KeyValueWgmma = void;
-  using QueryWgmma = void;
-  using QueryWgmmaCausal = void;
+  using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 64, 2, 128>;
+  using QueryWgmma = WgmmaQueryTile<kDtype, 64, 2, 128>;
+  using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 2, 128>;
   using Forward = ForwardTile<kDtype, 128, 128, 32, 4, false, 2, 2>;
   using KeyValue =
       KeyValueTile<kDtype, 128, 32, 4, false, KeyValuePart::kBoth, 2>;

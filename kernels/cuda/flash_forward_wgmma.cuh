@@ -66,16 +66,8 @@ struct WgmmaForwardTile {
 template <class Tile>
 __device__ __forceinline__ void IssueScores(float (&s)[Tile::kScores],
                                             uint32_t q_rows, uint32_t k_tile) {
-#pragma unroll
-  for (int panel = 0; panel < Tile::kPanels; ++panel) {
-    const SwizzledTileDescriptor q(q_rows + panel * Tile::kBlockM * 128);
-    const SwizzledTileDescriptor k(k_tile + panel * Tile::kBlockN * 128);
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks) {
-      WgmmaSS<Tile::kDtype, Tile::kBlockN>(s, q.At(32 * ks), k.At(32 * ks),
-                                           panel > 0 || ks > 0);
-    }
-  }
+  WgmmaRowProducts<Tile::kDtype, Tile::kBlockN, Tile::kPanels>(
+      s, q_rows, Tile::kBlockM * 128, k_tile, Tile::kBlockN * 128);
   WgmmaCommit();
 }
 
@@ -86,14 +78,8 @@ template <class Tile>
 __device__ __forceinline__ void IssueValues(
     float (&acc_o)[Tile::kPanels][32],
     const uint32_t (&prob)[Tile::kBlockN / 16][4], uint32_t v_tile) {
-#pragma unroll
-  for (int panel = 0; panel < Tile::kPanels; ++panel) {
-    const SwizzledTileDescriptor v(v_tile + panel * Tile::kBlockN * 128);
-#pragma unroll
-    for (int kk = 0; kk < Tile::kBlockN / 16; ++kk) {
-      WgmmaRS64x64<Tile::kDtype>(acc_o[panel], prob[kk], v.At(2048 * kk));
-    }
-  }
+  WgmmaAccumulatePanels<Tile::kDtype>(acc_o, prob, v_tile, Tile::kBlockN * 128,
+                                      0, Tile::kBlockN / 16);
   WgmmaCommit();
 }
 
@@ -351,18 +337,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             sum > 0.0f ? (softmax.row_max[h] + __log2f(sum)) * kLn2 : kMinusInf;
       }
     }
-#pragma unroll
-    for (int panel = 0; panel < kPanels; ++panel) {
-      StageAccumulatorRows<kDtype>(stage + panel * kQPanelBytes, acc_o[panel],
-                                   inverse[0], inverse[1], group, pair);
-    }
-    __syncwarp();
-#pragma unroll
-    for (int panel = 0; panel < kPanels; ++panel) {
-      StoreStagedRows(stage + panel * kQPanelBytes, out_rows + 64 * panel,
-                      RowStep(p.out, w), warp_first, num_rows,
-                      chunks - 8 * panel, lane);
-    }
+    StoreAccumulatorPanels<kDtype>(stage, kQPanelBytes, acc_o, inverse[0],
+                                   inverse[1], out_rows, RowStep(p.out, w),
+                                   warp_first, num_rows, chunks, lane);
   }
   ZeroUnselectedRows(SegmentStart<T>(p.out, w), p.out.stride_n, w, j_begin,
                      j_end, chunks, lse_segment, tid, Tile::kThreads);

@@ -4,7 +4,7 @@
 // 64 16-bit elements; row r's 16-byte chunk c at r * 128 + ((c ^ (r % 8)) *
 // 16) of a 1024-byte aligned base): the asynchronous loader of selected rows
 // and the double-buffered K/V step built on it, and the per-warp staging of
-// 16 accumulator rows for 16-byte global stores.
+// 16 accumulator rows for 16-byte global stores (the kernels' epilogue).
 // The XOR keeps both the loader's and the stager's accesses free of bank
 // conflicts.
 
@@ -94,20 +94,20 @@ __device__ __forceinline__ void LoadPanelsSwizzled(uint32_t tile, const T* rows,
 
 // One step of a double-buffered K/V pipeline read by wgmma: when `has_next`,
 // starts loading the next tiles (selected rows [next_first, next_first +
-// kRows) of K and V into the free buffers at `next_k` and `next_v`), then
-// waits for every earlier copy and publishes the current tiles to the whole
-// block, including the async proxy that wgmma reads through. All kThreads
-// threads of the block call it.
-template <int kRows, int kThreads, typename T>
+// kRows) of K and V, kPanels panels each, into the free buffers at `next_k`
+// and `next_v`), then waits for every earlier copy and publishes the current
+// tiles to the whole block, including the async proxy that wgmma reads
+// through. All kThreads threads of the block call it.
+template <int kRows, int kThreads, int kPanels, typename T>
 __device__ __forceinline__ void AdvanceKeyValueTiles(
     bool has_next, uint32_t next_k, uint32_t next_v, const T* k_rows,
     int64_t k_step, const T* v_rows, int64_t v_step, int next_first, int limit,
     int chunks, int tid) {
   if (has_next) {
-    LoadRowsSwizzled<kRows, kThreads>(next_k, k_rows, k_step, next_first, limit,
-                                      chunks, tid);
-    LoadRowsSwizzled<kRows, kThreads>(next_v, v_rows, v_step, next_first, limit,
-                                      chunks, tid);
+    LoadPanelsSwizzled<kRows, kThreads, kPanels>(
+        next_k, k_rows, k_step, next_first, limit, chunks, tid);
+    LoadPanelsSwizzled<kRows, kThreads, kPanels>(
+        next_v, v_rows, v_step, next_first, limit, chunks, tid);
     CpAsyncCommit();
     CpAsyncWait<1>();
   } else {
@@ -166,6 +166,30 @@ __device__ __forceinline__ void StoreStagedRows(const unsigned char* stage,
       *reinterpret_cast<uint4*>(rows + (first + r) * step + c * 8) =
           *reinterpret_cast<const uint4*>(stage + SwizzledOffset(r, c));
     }
+  }
+}
+
+// The epilogue of an accumulator of kPanels m64n64 panels (acc[p]: columns
+// 64 p .. 64 p + 63): one warp stages its 16 rows, row `group` times
+// scale_low and row `group` + 8 times scale_high, through `stage` (its rows
+// of a swizzled tile no wgmma reads any more; panel p at stage + p *
+// panel_bytes) and stores them to selected rows [first, first + 16) of a
+// strided view as StoreStagedRows does. All 32 lanes call it.
+template <DataType kDtype, int kPanels, typename T>
+__device__ __forceinline__ void StoreAccumulatorPanels(
+    unsigned char* stage, int panel_bytes, const float (&acc)[kPanels][32],
+    float scale_low, float scale_high, T* rows, int64_t step, int first,
+    int limit, int chunks, int lane) {
+#pragma unroll
+  for (int panel = 0; panel < kPanels; ++panel) {
+    StageAccumulatorRows<kDtype>(stage + panel * panel_bytes, acc[panel],
+                                 scale_low, scale_high, lane / 4, lane % 4);
+  }
+  __syncwarp();
+#pragma unroll
+  for (int panel = 0; panel < kPanels; ++panel) {
+    StoreStagedRows(stage + panel * panel_bytes, rows + 64 * panel, step, first,
+                    limit, chunks - 8 * panel, lane);
   }
 }
 
