@@ -3,9 +3,10 @@
 // 2048/4096/8192, rates 1/2/4, float16) at n = 1M, causal and not, with
 // head_dim 64 and 128, so that one run on the GPU machine picks the shapes
 // kernels/cuda/flash_configs.cuh ships. CUDA-event timing (UseManualTime);
-// TFLOPs counts the kernel's own useful work (forward: the forward FLOPs of
-// docs/BASELINES.md section 1; key/value side: 4 products = 2x forward; query
-// side: 3 products = 1.5x forward).
+// blocks_per_SM is what the occupancy calculator gives the kernel (launch
+// bounds, registers, shared memory); TFLOPs counts the kernel's own useful work
+// (forward: the forward FLOPs of docs/BASELINES.md section 1; key/value side: 4
+// products = 2x forward; query side: 3 products = 1.5x forward).
 //
 //   bazel run -c opt --config=cuda //benchmarks:cuda_tile_sweep
 
@@ -136,6 +137,7 @@ void RegisterAll() {
             const kernels::BackwardParams params =
                 Params(*problem_for(v.head_dim), causal);
             Time(state, [&] { return v.run(params.forward, nullptr); });
+            state.counters["blocks_per_SM"] = v.blocks_per_sm();
             state.counters["TFLOPs"] = benchmark::Counter(
                 ForwardFlops(v.head_dim, causal) / 1e12,
                 benchmark::Counter::kIsIterationInvariantRate);
@@ -161,6 +163,7 @@ void RegisterAll() {
                   "forward");
             Check(sweep::RunDelta(params, problem.delta, nullptr), "delta");
             Time(state, [&] { return v.run(params, problem.delta, nullptr); });
+            state.counters["blocks_per_SM"] = v.blocks_per_sm();
             state.counters["TFLOPs"] = benchmark::Counter(
                 products * ForwardFlops(v.head_dim, causal) / 1e12,
                 benchmark::Counter::kIsIterationInvariantRate);

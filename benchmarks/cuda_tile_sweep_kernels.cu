@@ -59,47 +59,114 @@ cudaError_t Query(const BackwardParams& p, float* delta, cudaStream_t stream) {
   return LaunchFlashQuery<Tile>(args, stream);
 }
 
+// Thread blocks of `kernel` (shape Tile) that one SM holds at once, from the
+// occupancy calculator (launch bounds, registers and shared memory); 0 where
+// the device cannot run it.
+template <class Tile, class Args>
+int BlocksPerSm(void (*kernel)(Args)) {
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(Tile::kSmemBytes)) != cudaSuccess) {
+    return 0;
+  }
+  int blocks = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &blocks, kernel, Tile::kThreads, Tile::kSmemBytes) != cudaSuccess) {
+    return 0;
+  }
+  return blocks;
+}
+
+template <class Tile>
+int ForwardBlocks() {
+  return BlocksPerSm<Tile>(FlashForwardKernel<Tile, false>);
+}
+
+template <class Tile>
+int ForwardWgmmaBlocks() {
+  return WgmmaAvailable() ? BlocksPerSm<Tile>(FlashForwardWgmmaKernel<Tile>)
+                          : 0;
+}
+
+template <class Tile>
+int KeyValueBlocks() {
+  return BlocksPerSm<Tile>(FlashKeyValueKernel<Tile, false>);
+}
+
+template <class Tile>
+int KeyValueWgmmaBlocks() {
+  return WgmmaAvailable() ? BlocksPerSm<Tile>(FlashKeyValueWgmmaKernel<Tile>)
+                          : 0;
+}
+
+template <class Tile>
+int QueryBlocks() {
+  return BlocksPerSm<Tile>(FlashQueryKernel<Tile, false>);
+}
+
+template <class Tile>
+int QueryWgmmaBlocks() {
+  return WgmmaAvailable() ? BlocksPerSm<Tile>(FlashQueryWgmmaKernel<Tile>) : 0;
+}
+
 }  // namespace
 
 // Name: head_dim / rows per block x key rows per tile / warps / queries in
 // registers / minimum blocks per SM.
 const ForwardVariant kForwardVariants[] = {
     {"fwd d64 128x64 w4 qreg", 64,
-     &Forward<ForwardTile<kH, 64, 128, 64, 4, true, 2>>},
+     &Forward<ForwardTile<kH, 64, 128, 64, 4, true, 2>>,
+     &ForwardBlocks<ForwardTile<kH, 64, 128, 64, 4, true, 2>>},
     {"fwd d64 256x64 w8 qreg", 64,
-     &Forward<ForwardTile<kH, 64, 256, 64, 8, true, 1>>},
+     &Forward<ForwardTile<kH, 64, 256, 64, 8, true, 1>>,
+     &ForwardBlocks<ForwardTile<kH, 64, 256, 64, 8, true, 1>>},
     {"fwd d64 128x32 w4 qreg", 64,
-     &Forward<ForwardTile<kH, 64, 128, 32, 4, true, 2>>},
+     &Forward<ForwardTile<kH, 64, 128, 32, 4, true, 2>>,
+     &ForwardBlocks<ForwardTile<kH, 64, 128, 32, 4, true, 2>>},
     {"fwd d64 128x64 w4 qreg 2stage", 64,
-     &Forward<ForwardTile<kH, 64, 128, 64, 4, true, 2, 2>>},
+     &Forward<ForwardTile<kH, 64, 128, 64, 4, true, 2, 2>>,
+     &ForwardBlocks<ForwardTile<kH, 64, 128, 64, 4, true, 2, 2>>},
     {"fwd d64 128x32 w4 qreg 2stage", 64,
-     &Forward<ForwardTile<kH, 64, 128, 32, 4, true, 2, 2>>},
+     &Forward<ForwardTile<kH, 64, 128, 32, 4, true, 2, 2>>,
+     &ForwardBlocks<ForwardTile<kH, 64, 128, 32, 4, true, 2, 2>>},
     {"fwd d64 wgmma 64x128 1wg min2", 64,
-     &ForwardWgmma<WgmmaForwardTile<kH, 1, 128, 2>>},
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 128, 2>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 1, 128, 2>>},
     {"fwd d64 wgmma 64x128 1wg min3", 64,
-     &ForwardWgmma<WgmmaForwardTile<kH, 1, 128, 3>>},
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 128, 3>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 1, 128, 3>>},
     {"fwd d64 wgmma 192x128 3wg", 64,
-     &ForwardWgmma<WgmmaForwardTile<kH, 3, 128, 1>>},
+     &ForwardWgmma<WgmmaForwardTile<kH, 3, 128, 1>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 3, 128, 1>>},
     {"fwd d64 wgmma 64x64 1wg min3", 64,
-     &ForwardWgmma<WgmmaForwardTile<kH, 1, 64, 3>>},
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 64, 3>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 1, 64, 3>>},
     {"fwd d64 wgmma 64x64 1wg min4", 64,
-     &ForwardWgmma<WgmmaForwardTile<kH, 1, 64, 4>>},
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 64, 4>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 1, 64, 4>>},
     {"fwd d64 wgmma 128x64 2wg min2", 64,
-     &ForwardWgmma<WgmmaForwardTile<kH, 2, 64, 2>>},
+     &ForwardWgmma<WgmmaForwardTile<kH, 2, 64, 2>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 2, 64, 2>>},
     {"fwd d64 wgmma 192x64 3wg", 64,
-     &ForwardWgmma<WgmmaForwardTile<kH, 3, 64, 1>>},
+     &ForwardWgmma<WgmmaForwardTile<kH, 3, 64, 1>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 3, 64, 1>>},
     {"fwd d128 wgmma 64x64 1wg min2", 128,
-     &ForwardWgmma<WgmmaForwardTile<kH, 1, 64, 2, 128>>},
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 64, 2, 128>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 1, 64, 2, 128>>},
     {"fwd d128 wgmma 128x64 2wg min1", 128,
-     &ForwardWgmma<WgmmaForwardTile<kH, 2, 64, 1, 128>>},
+     &ForwardWgmma<WgmmaForwardTile<kH, 2, 64, 1, 128>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 2, 64, 1, 128>>},
     {"fwd d128 wgmma 64x128 1wg min1", 128,
-     &ForwardWgmma<WgmmaForwardTile<kH, 1, 128, 1, 128>>},
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 128, 1, 128>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 1, 128, 1, 128>>},
     {"fwd d128 128x32 w4 2stage", 128,
-     &Forward<ForwardTile<kH, 128, 128, 32, 4, false, 2, 2>>},
+     &Forward<ForwardTile<kH, 128, 128, 32, 4, false, 2, 2>>,
+     &ForwardBlocks<ForwardTile<kH, 128, 128, 32, 4, false, 2, 2>>},
     {"fwd d128 128x32 w4", 128,
-     &Forward<ForwardTile<kH, 128, 128, 32, 4, false, 2>>},
+     &Forward<ForwardTile<kH, 128, 128, 32, 4, false, 2>>,
+     &ForwardBlocks<ForwardTile<kH, 128, 128, 32, 4, false, 2>>},
     {"fwd d128 256x32 w8", 128,
-     &Forward<ForwardTile<kH, 128, 256, 32, 8, false, 1>>},
+     &Forward<ForwardTile<kH, 128, 256, 32, 8, false, 1>>,
+     &ForwardBlocks<ForwardTile<kH, 128, 256, 32, 8, false, 1>>},
 };
 const int kNumForwardVariants =
     sizeof(kForwardVariants) / sizeof(kForwardVariants[0]);
@@ -108,28 +175,48 @@ const int kNumForwardVariants =
 // Query: head_dim / key rows per tile / warps (16 queries each).
 const BackwardVariant kBackwardVariants[] = {
     {"kv d64 q64 w4 kvreg", 64,
-     &KeyValue<KeyValueTile<kH, 64, 64, 4, true, KeyValuePart::kBoth, 2>>},
+     &KeyValue<KeyValueTile<kH, 64, 64, 4, true, KeyValuePart::kBoth, 2>>,
+     &KeyValueBlocks<
+         KeyValueTile<kH, 64, 64, 4, true, KeyValuePart::kBoth, 2>>},
     {"kv d64 q64 w8 kvreg", 64,
-     &KeyValue<KeyValueTile<kH, 64, 64, 8, true, KeyValuePart::kBoth, 1>>},
-    {"kv d64 wgmma q64 min2", 64, &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 2>>},
-    {"kv d64 wgmma q64 min3", 64, &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 3>>},
+     &KeyValue<KeyValueTile<kH, 64, 64, 8, true, KeyValuePart::kBoth, 1>>,
+     &KeyValueBlocks<
+         KeyValueTile<kH, 64, 64, 8, true, KeyValuePart::kBoth, 1>>},
+    {"kv d64 wgmma q64 min2", 64, &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 2>>,
+     &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 64, 2>>},
+    {"kv d64 wgmma q64 min3", 64, &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 3>>,
+     &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 64, 3>>},
     {"kv d64 wgmma q128 min1", 64,
-     &KeyValueWgmma<WgmmaKeyValueTile<kH, 128, 1>>},
-    {"q d64 k64 w4 qreg", 64, &Query<QueryTile<kH, 64, 64, 4, true, 2>>},
-    {"q d64 wgmma k64 min3", 64, &QueryWgmma<WgmmaQueryTile<kH, 64, 3>>},
-    {"q d64 wgmma k64 min4", 64, &QueryWgmma<WgmmaQueryTile<kH, 64, 4>>},
-    {"q d64 wgmma k128 min2", 64, &QueryWgmma<WgmmaQueryTile<kH, 128, 2>>},
-    {"q d64 k64 w8 qreg", 64, &Query<QueryTile<kH, 64, 64, 8, true, 1>>},
+     &KeyValueWgmma<WgmmaKeyValueTile<kH, 128, 1>>,
+     &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 128, 1>>},
+    {"q d64 k64 w4 qreg", 64, &Query<QueryTile<kH, 64, 64, 4, true, 2>>,
+     &QueryBlocks<QueryTile<kH, 64, 64, 4, true, 2>>},
+    {"q d64 wgmma k64 min3", 64, &QueryWgmma<WgmmaQueryTile<kH, 64, 3>>,
+     &QueryWgmmaBlocks<WgmmaQueryTile<kH, 64, 3>>},
+    {"q d64 wgmma k64 min4", 64, &QueryWgmma<WgmmaQueryTile<kH, 64, 4>>,
+     &QueryWgmmaBlocks<WgmmaQueryTile<kH, 64, 4>>},
+    {"q d64 wgmma k128 min2", 64, &QueryWgmma<WgmmaQueryTile<kH, 128, 2>>,
+     &QueryWgmmaBlocks<WgmmaQueryTile<kH, 128, 2>>},
+    {"q d64 k64 w8 qreg", 64, &Query<QueryTile<kH, 64, 64, 8, true, 1>>,
+     &QueryBlocks<QueryTile<kH, 64, 64, 8, true, 1>>},
     {"kv d128 wgmma q64 min2", 128,
-     &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 2, 128>>},
+     &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 2, 128>>,
+     &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 64, 2, 128>>},
     {"kv d128 wgmma q64 min1", 128,
-     &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 1, 128>>},
-    {"q d128 wgmma k64 min2", 128, &QueryWgmma<WgmmaQueryTile<kH, 64, 2, 128>>},
-    {"q d128 wgmma k64 min1", 128, &QueryWgmma<WgmmaQueryTile<kH, 64, 1, 128>>},
+     &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 1, 128>>,
+     &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 64, 1, 128>>},
+    {"q d128 wgmma k64 min2", 128, &QueryWgmma<WgmmaQueryTile<kH, 64, 2, 128>>,
+     &QueryWgmmaBlocks<WgmmaQueryTile<kH, 64, 2, 128>>},
+    {"q d128 wgmma k64 min1", 128, &QueryWgmma<WgmmaQueryTile<kH, 64, 1, 128>>,
+     &QueryWgmmaBlocks<WgmmaQueryTile<kH, 64, 1, 128>>},
     {"kv d128 q32 w4", 128,
-     &KeyValue<KeyValueTile<kH, 128, 32, 4, false, KeyValuePart::kBoth, 2>>},
-    {"q d128 k64 w4", 128, &Query<QueryTile<kH, 128, 64, 4, false, 2>>},
-    {"q d128 k64 w8", 128, &Query<QueryTile<kH, 128, 64, 8, false, 1>>},
+     &KeyValue<KeyValueTile<kH, 128, 32, 4, false, KeyValuePart::kBoth, 2>>,
+     &KeyValueBlocks<
+         KeyValueTile<kH, 128, 32, 4, false, KeyValuePart::kBoth, 2>>},
+    {"q d128 k64 w4", 128, &Query<QueryTile<kH, 128, 64, 4, false, 2>>,
+     &QueryBlocks<QueryTile<kH, 128, 64, 4, false, 2>>},
+    {"q d128 k64 w8", 128, &Query<QueryTile<kH, 128, 64, 8, false, 1>>,
+     &QueryBlocks<QueryTile<kH, 128, 64, 8, false, 1>>},
 };
 const int kNumBackwardVariants =
     sizeof(kBackwardVariants) / sizeof(kBackwardVariants[0]);

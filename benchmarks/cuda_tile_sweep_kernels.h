@@ -19,6 +19,7 @@ struct ForwardVariant {
   const char* name;
   int head_dim;
   cudaError_t (*run)(const kernels::ForwardParams&, cudaStream_t);
+  int (*blocks_per_sm)();  // resident blocks per SM; 0 where it cannot run
 };
 
 // One backward kernel (key/value or query side); `delta` already computed.
@@ -27,6 +28,7 @@ struct BackwardVariant {
   int head_dim;
   cudaError_t (*run)(const kernels::BackwardParams&, float* delta,
                      cudaStream_t);
+  int (*blocks_per_sm)();  // resident blocks per SM; 0 where it cannot run
 };
 
 extern const ForwardVariant kForwardVariants[];
