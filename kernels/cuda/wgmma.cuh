@@ -207,6 +207,50 @@ __device__ __forceinline__ void WgmmaRS64x64(float (&d)[32],
                                              const uint32_t (&a)[4],
                                              uint64_t desc_b);
 
+// The products of every kernel, over tiles of kPanels 64-column panels
+// (wgmma.cuh layout, panel p at `tile` + p * panel_bytes). They are
+// templates: the specializations they call, defined below, precede every
+// instantiation.
+
+// Issues (does not commit) acc (64 x kN) = A B^T over the panels' columns:
+// A is the 64 rows at `a`, B the kN rows at `b`, both K-major; four k16
+// steps of 32 bytes along each panel's swizzled rows.
+template <DataType kDtype, int kN, int kPanels>
+__device__ __forceinline__ void WgmmaRowProducts(float (&acc)[kN / 2],
+                                                 uint32_t a,
+                                                 uint32_t a_panel_bytes,
+                                                 uint32_t b,
+                                                 uint32_t b_panel_bytes) {
+#pragma unroll
+  for (int panel = 0; panel < kPanels; ++panel) {
+    const SwizzledTileDescriptor a_desc(a + panel * a_panel_bytes);
+    const SwizzledTileDescriptor b_desc(b + panel * b_panel_bytes);
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {
+      WgmmaSS<kDtype, kN>(acc, a_desc.At(32 * ks), b_desc.At(32 * ks),
+                          panel > 0 || ks > 0);
+    }
+  }
+}
+
+// Issues (does not commit) acc[p] += A B_p for every panel p over k16
+// steps [first, first + count) of A: A in the register layout (rows of a
+// score-like product, PackScoreSteps), B the tile at `b`, MN-major, 16 rows
+// (2048 bytes) per k16 step.
+template <DataType kDtype, int kSteps, int kPanels>
+__device__ __forceinline__ void WgmmaAccumulatePanels(
+    float (&acc)[kPanels][32], const uint32_t (&a)[kSteps][4], uint32_t b,
+    uint32_t b_panel_bytes, int first, int count) {
+#pragma unroll
+  for (int panel = 0; panel < kPanels; ++panel) {
+    const SwizzledTileDescriptor b_desc(b + panel * b_panel_bytes);
+#pragma unroll
+    for (int kk = first; kk < first + count; ++kk) {
+      WgmmaRS64x64<kDtype>(acc[panel], a[kk], b_desc.At(2048 * kk));
+    }
+  }
+}
+
 #if DA_WGMMA_ENABLED
 #define DA_DEFINE_WGMMA_SS(DTYPE, PTX_TYPE)                                  \
   template <>                                                                \
@@ -258,6 +302,7 @@ DA_DEFINE_WGMMA_SS(DataType::kFloat16, "f16")
 DA_DEFINE_WGMMA_SS(DataType::kBFloat16, "bf16")
 DA_DEFINE_WGMMA_RS_64x64(DataType::kFloat16, "f16")
     DA_DEFINE_WGMMA_RS_64x64(DataType::kBFloat16, "bf16")
+
 #undef DA_DEFINE_WGMMA_SS
 #undef DA_DEFINE_WGMMA_RS_64x64
 #undef DA_WGMMA_ACC8
@@ -265,47 +310,6 @@ DA_DEFINE_WGMMA_RS_64x64(DataType::kFloat16, "f16")
 #undef DA_WGMMA_ACC64
 #undef DA_WGMMA_REGS32
 #undef DA_WGMMA_REGS64
-
-    // The products of every kernel, over tiles of kPanels 64-column panels
-    // (wgmma.cuh layout, panel p at `tile` + p * panel_bytes).
-
-    // Issues (does not commit) acc (64 x kN) = A B^T over the panels' columns:
-    // A is the 64 rows at `a`, B the kN rows at `b`, both K-major; four k16
-    // steps of 32 bytes along each panel's swizzled rows.
-    template <DataType kDtype, int kN, int kPanels>
-    __device__ __forceinline__
-    void WgmmaRowProducts(float (&acc)[kN / 2], uint32_t a,
-                          uint32_t a_panel_bytes, uint32_t b,
-                          uint32_t b_panel_bytes) {
-#pragma unroll
-  for (int panel = 0; panel < kPanels; ++panel) {
-    const SwizzledTileDescriptor a_desc(a + panel * a_panel_bytes);
-    const SwizzledTileDescriptor b_desc(b + panel * b_panel_bytes);
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks) {
-      WgmmaSS<kDtype, kN>(acc, a_desc.At(32 * ks), b_desc.At(32 * ks),
-                          panel > 0 || ks > 0);
-    }
-  }
-}
-
-// Issues (does not commit) acc[p] += A B_p for every panel p over k16
-// steps [first, first + count) of A: A in the register layout (rows of a
-// score-like product, PackScoreSteps), B the tile at `b`, MN-major, 16 rows
-// (2048 bytes) per k16 step.
-template <DataType kDtype, int kSteps, int kPanels>
-__device__ __forceinline__ void WgmmaAccumulatePanels(
-    float (&acc)[kPanels][32], const uint32_t (&a)[kSteps][4], uint32_t b,
-    uint32_t b_panel_bytes, int first, int count) {
-#pragma unroll
-  for (int panel = 0; panel < kPanels; ++panel) {
-    const SwizzledTileDescriptor b_desc(b + panel * b_panel_bytes);
-#pragma unroll
-    for (int kk = first; kk < first + count; ++kk) {
-      WgmmaRS64x64<kDtype>(acc[panel], a[kk], b_desc.At(2048 * kk));
-    }
-  }
-}
 
 }  // namespace gpu
 }  // namespace kernels
