@@ -67,7 +67,7 @@ struct FlashConfig<kDtype, 64> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 128> {
-  using ForwardWgmma = WgmmaForwardTile<kDtype, 1, 64, 2, 128>;
+  using ForwardWgmma = WgmmaForwardTile<kDtype, 1, 64, 2, 128, true>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 64, 2, 128>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 64, 2, 128>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 2, 128>;

@@ -37,9 +37,11 @@ namespace kernels {
 namespace gpu {
 
 // Compile-time shape: kWarpgroups x 64 query rows per block, kBlockN-key
-// tiles (64 or 128), head_dim padded to kHeadDim (64 or 128).
+// tiles (64 or 128), head_dim padded to kHeadDim (64 or 128). With
+// kQInRegisters each thread keeps its rows of Q as wgmma A operands (4
+// registers per k16 step) and S = Q K^T reads only K from shared memory.
 template <DataType kDtypeT, int kWarpgroupsT, int kBlockNT, int kMinBlocksT,
-          int kHeadDimT = 64>
+          int kHeadDimT = 64, bool kQInRegistersT = false>
 struct WgmmaForwardTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
@@ -51,6 +53,9 @@ struct WgmmaForwardTile {
   static constexpr int kBlockN = kBlockNT;
   static constexpr int kScores = kBlockN / 2;  // S accumulators per thread
   static constexpr int kThreads = 128 * kWarpgroups;
+  static constexpr bool kQInRegisters = kQInRegistersT;
+  // k16 steps of Q held in registers (one unused step without them).
+  static constexpr int kQSteps = kQInRegisters ? 4 * kPanels : 1;
   static constexpr int kRowBytes = kHeadDim * 2;  // 128 bytes per panel
   static constexpr int kQBytes = kBlockM * kRowBytes;
   static constexpr int kTileBytes = kBlockN * kRowBytes;
@@ -61,14 +66,45 @@ struct WgmmaForwardTile {
 };
 
 // Issues and commits S = Q K^T for one warpgroup: `q_rows` is its 64 rows of
-// the Q tile, `k_tile` a K buffer; four k16 steps of 32 bytes along the
-// swizzled rows of each 64-column panel.
+// the Q tile (or, with Tile::kQInRegisters, `q_frag` its A operands), `k_tile`
+// a K buffer; four k16 steps of 32 bytes along the swizzled rows of each
+// 64-column panel.
 template <class Tile>
-__device__ __forceinline__ void IssueScores(float (&s)[Tile::kScores],
-                                            uint32_t q_rows, uint32_t k_tile) {
-  WgmmaRowProducts<Tile::kDtype, Tile::kBlockN, Tile::kPanels>(
-      s, q_rows, Tile::kBlockM * 128, k_tile, Tile::kBlockN * 128);
+__device__ __forceinline__ void IssueScores(
+    float (&s)[Tile::kScores], uint32_t q_rows,
+    const uint32_t (&q_frag)[Tile::kQSteps][4], uint32_t k_tile) {
+  if constexpr (Tile::kQInRegisters) {
+#pragma unroll
+    for (int panel = 0; panel < Tile::kPanels; ++panel) {
+      const SwizzledTileDescriptor k(k_tile + panel * Tile::kBlockN * 128);
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        WgmmaRSKMajor<Tile::kDtype, Tile::kBlockN>(
+            s, q_frag[4 * panel + ks], k.At(32 * ks), panel > 0 || ks > 0);
+      }
+    }
+  } else {
+    WgmmaRowProducts<Tile::kDtype, Tile::kBlockN, Tile::kPanels>(
+        s, q_rows, Tile::kBlockM * 128, k_tile, Tile::kBlockN * 128);
+  }
   WgmmaCommit();
+}
+
+// Loads one warp's 16 rows of the 64 at `q_rows` (a warpgroup's rows of the
+// swizzled Q tile, panels `panel_bytes` apart) as the A operands of the
+// kSteps k16 steps of S = Q K^T, four per panel (ldmatrix: lanes 0-15 address
+// rows 0-15 at the step's first 8 columns, lanes 16-31 at its last 8).
+template <int kSteps>
+__device__ __forceinline__ void LoadQueryFragments(
+    uint32_t (&q_frag)[kSteps][4], uint32_t q_rows, int panel_bytes, int warp,
+    int lane) {
+  const int row = warp * 16 + lane % 16;
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) {
+    const int chunk = 2 * (step % 4) + lane / 16;
+    LdMatrixX4(q_frag[step],
+               q_rows + (step / 4) * panel_bytes + SwizzledOffset(row, chunk));
+  }
 }
 
 // Issues and commits O += P V: P in the A-register layout, V (the buffer at
@@ -277,13 +313,17 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
                               p.is_causal,
                               p.softmax_scale * kLog2e};
     const uint32_t q_rows_of_group = s_q + warpgroup * 64 * 128;
+    uint32_t q_frag[Tile::kQSteps][4];  // with Tile::kQInRegisters
     // Every warpgroup computes every tile of the walk: with one warpgroup
     // per block (the shipped shapes) each tile has rows of the block, and a
     // tile past a warpgroup's causal diagonal is masked to P = 0.
     wait_and_load(-1);
+    if constexpr (Tile::kQInRegisters) {
+      LoadQueryFragments(q_frag, q_rows_of_group, kQPanelBytes, warp, lane);
+    }
     if (num_key_tiles > 0) {
       WgmmaFence();
-      IssueScores<Tile>(s, q_rows_of_group, s_k);
+      IssueScores<Tile>(s, q_rows_of_group, q_frag, s_k);
       WgmmaWait<0>();
       WgmmaPinAccumulators(s);
       float alpha[2];
@@ -295,7 +335,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     for (int tile = 0; tile + 1 < num_key_tiles; ++tile) {
       wait_and_load(tile);
       WgmmaFence();
-      IssueScores<Tile>(s, q_rows_of_group,
+      IssueScores<Tile>(s, q_rows_of_group, q_frag,
                         s_k + ((tile + 1) & 1) * kTileBytes);
       IssueValues<Tile>(acc_o, prob, s_v + (tile & 1) * kTileBytes);
       WgmmaWait<1>();  // S, the older group
