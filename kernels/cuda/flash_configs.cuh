@@ -17,6 +17,7 @@
 #include "kernels/cuda/flash_backward_wgmma.cuh"
 #include "kernels/cuda/flash_forward.cuh"
 #include "kernels/cuda/flash_forward_wgmma.cuh"
+#include "kernels/cuda/flash_forward_ws.cuh"
 #include "kernels/dilated_params.h"
 
 namespace dilated {
@@ -54,7 +55,7 @@ struct FlashConfig<kDtype, 32> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 64> {
-  using ForwardWgmma = WgmmaForwardTile<kDtype, 1, 128, 3>;
+  using ForwardWgmma = WsForwardTile<kDtype, 128, 2, 64, true, true>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 128, 1>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 128, 2>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 3>;
@@ -67,7 +68,7 @@ struct FlashConfig<kDtype, 64> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 128> {
-  using ForwardWgmma = WgmmaForwardTile<kDtype, 1, 64, 2, 128, true>;
+  using ForwardWgmma = WsForwardTile<kDtype, 128, 2, 128, true, true>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 64, 2, 128>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 64, 2, 128>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 2, 128>;
@@ -117,8 +118,13 @@ cudaError_t RunFlashForward(const ForwardParams& params,
     // Dropout runs on the mma.sync kernels (the wgmma ones do not apply it).
     if (WgmmaAvailable() && !params.dropout.enabled) {
       using Tile = typename Config::ForwardWgmma;
-      return RunForwardTile<Tile>(&LaunchFlashForwardWgmma<Tile>, params,
-                                  problems, sparse, stream);
+      if constexpr (IsWsForwardTile<Tile>::value) {
+        return RunForwardTile<Tile>(&LaunchFlashForwardWs<Tile>, params,
+                                    problems, sparse, stream);
+      } else {
+        return RunForwardTile<Tile>(&LaunchFlashForwardWgmma<Tile>, params,
+                                    problems, sparse, stream);
+      }
     }
   }
   using Tile = typename Config::Forward;
