@@ -55,7 +55,7 @@ struct FlashConfig<kDtype, 32> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 64> {
-  using ForwardWgmma = WsForwardTile<kDtype, 128, 2, 64, true, true>;
+  using ForwardWgmma = WsForwardTile<kDtype, 2, 128, 2, 64, true, true>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 128, 1>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 128, 2>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 3>;
@@ -68,7 +68,7 @@ struct FlashConfig<kDtype, 64> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 128> {
-  using ForwardWgmma = WsForwardTile<kDtype, 128, 2, 128, true, true>;
+  using ForwardWgmma = WsForwardTile<kDtype, 2, 128, 2, 128, true, true>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 64, 2, 128>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 64, 2, 128>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 2, 128>;

@@ -9,7 +9,7 @@
 //    consumers have arrived on its "empty" mbarrier. It keeps few registers
 //    (setmaxnreg) and, when its copies are issued, zeroes the segment
 //    positions that are not rows of the block's group;
-//  - two consumers own 64 query rows each and run the step of the wgmma
+//  - two or three consumers own 64 query rows each and run the step of the wgmma
 //    kernel (S of the next tile and P V of this one issued back to back, the
 //    softmax between them) with the registers the producer gave up. With
 //    kPingPong they take turns issuing their products under two named
@@ -36,16 +36,17 @@ namespace dilated {
 namespace kernels {
 namespace gpu {
 
-// Compile-time shape: two consumer warpgroups of 64 query rows and one
-// producer; kBlockN-key tiles in rings of kStages K and kStages V buffers.
-template <DataType kDtypeT, int kBlockNT, int kStagesT, int kHeadDimT,
-          bool kQInRegistersT, bool kPingPongT>
+// Compile-time shape: kConsumers consumer warpgroups (2 or 3) of 64 query
+// rows and one producer; kBlockN-key tiles in rings of kStages K and kStages
+// V buffers.
+template <DataType kDtypeT, int kConsumersT, int kBlockNT, int kStagesT,
+          int kHeadDimT, bool kQInRegistersT, bool kPingPongT>
 struct WsForwardTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
   static constexpr int kHeadDim = kHeadDimT;
   static constexpr int kPanels = kHeadDim / 64;
-  static constexpr int kWarpgroups = 2;  // consumers
+  static constexpr int kWarpgroups = kConsumersT;  // consumers
   static constexpr int kBlockM = 64 * kWarpgroups;
   static constexpr int kBlockN = kBlockNT;
   static constexpr int kScores = kBlockN / 2;
@@ -59,27 +60,28 @@ struct WsForwardTile {
   static constexpr int kRowBytes = kHeadDim * 2;
   static constexpr int kQBytes = kBlockM * kRowBytes;
   static constexpr int kTileBytes = kBlockN * kRowBytes;
-  // Launched at 168 registers a thread (65536 / 384, rounded down to 8):
-  // the producer gives 128 back, which raises each consumer by 64.
-  static constexpr int kProducerRegisters = 40;
-  static constexpr int kConsumerRegisters = 232;
+  // Launched at 65536 / kThreads registers a thread (168 or 128); the
+  // producer gives all but kProducerRegisters back to the consumers.
+  static constexpr int kProducerRegisters = kWarpgroups == 2 ? 40 : 32;
+  static constexpr int kConsumerRegisters = kWarpgroups == 2 ? 232 : 160;
   // Q, the K ring, the V ring, and slack to align the base to 1024 bytes.
   static constexpr size_t kSmemBytes =
       kQBytes + 2 * kStages * kTileBytes + 1024;
+  static_assert(kWarpgroups == 2 || kWarpgroups == 3, "2 or 3 consumers");
   static_assert(kBlockN == 64 || kBlockN == 128, "m64n64 or m64n128 scores");
   static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
-  static_assert(kProducerRegisters + 2 * kConsumerRegisters <= 512,
-                "the block's 65536 registers over 3 x 128 threads");
+  static_assert(kProducerRegisters + kWarpgroups * kConsumerRegisters <= 512,
+                "the block's 65536 registers over its threads");
 };
 
 // Whether a forward tile type is a WsForwardTile (launched by
 // LaunchFlashForwardWs rather than LaunchFlashForwardWgmma).
 template <class Tile>
 struct IsWsForwardTile : std::false_type {};
-template <DataType kDtype, int kBlockN, int kStages, int kHeadDim,
-          bool kQInRegisters, bool kPingPong>
-struct IsWsForwardTile<WsForwardTile<kDtype, kBlockN, kStages, kHeadDim,
-                                     kQInRegisters, kPingPong>>
+template <DataType kDtype, int kConsumers, int kBlockN, int kStages,
+          int kHeadDim, bool kQInRegisters, bool kPingPong>
+struct IsWsForwardTile<WsForwardTile<kDtype, kConsumers, kBlockN, kStages,
+                                     kHeadDim, kQInRegisters, kPingPong>>
     : std::true_type {};
 
 // The mbarriers of one block, in static shared memory: Q's, and a full and
@@ -93,7 +95,7 @@ struct WsBarriers {
   uint64_t v_empty[kStages];
 };
 
-// Named barrier ids of the two consumers' turns (0 is __syncthreads).
+// Named barrier ids of the consumers' turns (0 is __syncthreads).
 constexpr int kTurnBarrierBase = 1;
 
 template <class Tile>
@@ -204,18 +206,21 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
     MbarrierWait(bar, (tile / kStages) & 1);
     FenceSharedForAsyncProxy();  // cp.async wrote it; wgmma reads it
   };
-  // Turns: warpgroup g issues after Sync on its barrier and passes the turn
-  // with Arrive on the other's; warpgroup 1 hands warpgroup 0 the first turn.
+  // Turns, round robin: warpgroup g issues after Sync on its barrier and
+  // passes the turn with Arrive on the next one's; the last warpgroup hands
+  // warpgroup 0 the first turn. Each barrier counts the two warpgroups that
+  // meet there.
   const int my_turn = kTurnBarrierBase + warpgroup;
-  const int other_turn = kTurnBarrierBase + (warpgroup ^ 1);
+  const int other_turn =
+      kTurnBarrierBase + (warpgroup + 1) % Tile::kWarpgroups;
   auto take_turn = [&] {
     if constexpr (Tile::kPingPong) {
-      NamedBarrierSync(my_turn, Tile::kConsumerThreads);
+      NamedBarrierSync(my_turn, 256);
     }
   };
   auto pass_turn = [&] {
     if constexpr (Tile::kPingPong) {
-      NamedBarrierArrive(other_turn, Tile::kConsumerThreads);
+      NamedBarrierArrive(other_turn, 256);
     }
   };
 
@@ -241,7 +246,7 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   if constexpr (Tile::kQInRegisters) {
     LoadQueryFragments(q_frag, q_rows_of_group, kQPanelBytes, warp, lane);
   }
-  if (Tile::kPingPong && warpgroup == 1) pass_turn();
+  if (Tile::kPingPong && warpgroup == Tile::kWarpgroups - 1) pass_turn();
   if (num_key_tiles > 0) {
     wait_full(k_full(0), 0);
     take_turn();
@@ -286,8 +291,8 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
     WgmmaWait<0>();
     WgmmaPinAccumulators(acc_o);
   }
-  // Warpgroup 0 takes the turn that warpgroup 1 passed last, so that no
-  // arrival is left on a named barrier when the block ends.
+  // Warpgroup 0 takes the turn that the last warpgroup passed last, so that
+  // no arrival is left on a named barrier when the block ends.
   if (Tile::kPingPong && warpgroup == 0) take_turn();
 
   // Epilogue, as in the wgmma kernel: through this warp's own rows of Q.
