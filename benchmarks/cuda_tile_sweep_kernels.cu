@@ -1,11 +1,10 @@
 // Tile-shape variants of the fused kernels (float16) for cuda_tile_sweep.
 
-#include "benchmarks/cuda_tile_sweep_kernels.h"
-
 #include <cuda_fp16.h>
 
 #include <cstring>
 
+#include "benchmarks/cuda_tile_sweep_kernels.h"
 #include "kernels/cuda/flash_backward.cuh"
 #include "kernels/cuda/flash_backward_wgmma.cuh"
 #include "kernels/cuda/flash_forward.cuh"
@@ -144,9 +143,8 @@ float MaxAbsDifference(const void* a, const void* b, int64_t n) {
   if (cudaMalloc(&result, sizeof(unsigned int)) != cudaSuccess) return -1.0f;
   unsigned int bits = 0;
   cudaMemset(result, 0, sizeof(bits));
-  MaxAbsDifferenceKernel<<<1024, 256>>>(static_cast<const __half*>(a),
-                                        static_cast<const __half*>(b), n,
-                                        result);
+  MaxAbsDifferenceKernel<<<1024, 256>>>(
+      static_cast<const __half*>(a), static_cast<const __half*>(b), n, result);
   const cudaError_t error =
       cudaMemcpy(&bits, result, sizeof(bits), cudaMemcpyDeviceToHost);
   cudaFree(result);
@@ -219,25 +217,35 @@ const ForwardVariant kForwardVariants[] = {
     {"fwd d128 wgmma 128x128 2wg min1 qreg", 128,
      &ForwardWgmma<WgmmaForwardTile<kH, 2, 128, 1, 128, true>>,
      &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 2, 128, 1, 128, true>>},
-    {"fwd d128 ws 128x128 s2 qreg pp", 128, &ForwardWs<WsForwardTile<kH, 2, 128, 2, 128, true, true>>,
+    {"fwd d128 ws 128x128 s2 qreg pp", 128,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 2, 128, true, true>>,
      &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 128, true, true>>},
-    {"fwd d128 ws 128x128 s2 qreg", 128, &ForwardWs<WsForwardTile<kH, 2, 128, 2, 128, true, false>>,
+    {"fwd d128 ws 128x128 s2 qreg", 128,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 2, 128, true, false>>,
      &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 128, true, false>>},
-    {"fwd d128 ws 128x128 s2 pp", 128, &ForwardWs<WsForwardTile<kH, 2, 128, 2, 128, false, true>>,
+    {"fwd d128 ws 128x128 s2 pp", 128,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 2, 128, false, true>>,
      &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 128, false, true>>},
-    {"fwd d128 ws 128x64 s3 qreg pp", 128, &ForwardWs<WsForwardTile<kH, 2, 64, 3, 128, true, true>>,
+    {"fwd d128 ws 128x64 s3 qreg pp", 128,
+     &ForwardWs<WsForwardTile<kH, 2, 64, 3, 128, true, true>>,
      &ForwardWsBlocks<WsForwardTile<kH, 2, 64, 3, 128, true, true>>},
-    {"fwd d64 ws 128x128 s2 qreg pp", 64, &ForwardWs<WsForwardTile<kH, 2, 128, 2, 64, true, true>>,
+    {"fwd d64 ws 128x128 s2 qreg pp", 64,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 2, 64, true, true>>,
      &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 64, true, true>>},
-    {"fwd d64 ws 128x128 s3 qreg pp", 64, &ForwardWs<WsForwardTile<kH, 2, 128, 3, 64, true, true>>,
+    {"fwd d64 ws 128x128 s3 qreg pp", 64,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 3, 64, true, true>>,
      &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 3, 64, true, true>>},
-    {"fwd d64 ws 128x128 s2 qreg", 64, &ForwardWs<WsForwardTile<kH, 2, 128, 2, 64, true, false>>,
+    {"fwd d64 ws 128x128 s2 qreg", 64,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 2, 64, true, false>>,
      &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 64, true, false>>},
-    {"fwd d64 ws 192x128 s2 pp", 64, &ForwardWs<WsForwardTile<kH, 3, 128, 2, 64, false, true>>,
+    {"fwd d64 ws 192x128 s2 pp", 64,
+     &ForwardWs<WsForwardTile<kH, 3, 128, 2, 64, false, true>>,
      &ForwardWsBlocks<WsForwardTile<kH, 3, 128, 2, 64, false, true>>},
-    {"fwd d64 ws 192x64 s3 qreg pp", 64, &ForwardWs<WsForwardTile<kH, 3, 64, 3, 64, true, true>>,
+    {"fwd d64 ws 192x64 s3 qreg pp", 64,
+     &ForwardWs<WsForwardTile<kH, 3, 64, 3, 64, true, true>>,
      &ForwardWsBlocks<WsForwardTile<kH, 3, 64, 3, 64, true, true>>},
-    {"fwd d64 ws 192x64 s3 qreg", 64, &ForwardWs<WsForwardTile<kH, 3, 64, 3, 64, true, false>>,
+    {"fwd d64 ws 192x64 s3 qreg", 64,
+     &ForwardWs<WsForwardTile<kH, 3, 64, 3, 64, true, false>>,
      &ForwardWsBlocks<WsForwardTile<kH, 3, 64, 3, 64, true, false>>},
     {"fwd d128 128x32 w4 2stage", 128,
      &Forward<ForwardTile<kH, 128, 128, 32, 4, false, 2, 2>>,

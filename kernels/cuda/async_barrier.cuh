@@ -47,9 +47,9 @@ __device__ __forceinline__ void MbarrierArrive(uint32_t bar) {
 // completed; the arrival counts toward the barrier's initial count.
 __device__ __forceinline__ void CpAsyncArriveOnCompletion(uint32_t bar) {
 #if DA_WGMMA_ENABLED
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
-                   bar)
-               : "memory");
+  asm volatile(
+      "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar)
+      : "memory");
 #endif
 }
 

@@ -5,16 +5,16 @@
 // taken off the consumers. A block has three warpgroups:
 //  - the producer (the last one) copies Q once and the K and V tiles of the
 //    walk into kStages-deep rings with cp.async; each copy completes on an
-//    mbarrier ("full"), and the producer reuses a buffer only after both
+//    mbarrier ("full"), and the producer reuses a buffer only after all
 //    consumers have arrived on its "empty" mbarrier. It keeps few registers
 //    (setmaxnreg) and, when its copies are issued, zeroes the segment
 //    positions that are not rows of the block's group;
-//  - two or three consumers own 64 query rows each and run the step of the wgmma
-//    kernel (S of the next tile and P V of this one issued back to back, the
-//    softmax between them) with the registers the producer gave up. With
-//    kPingPong they take turns issuing their products under two named
-//    barriers, so that one warpgroup's softmax runs while the other's
-//    products occupy the tensor cores.
+//  - two or three consumers own 64 query rows each and run the step of the
+//    wgmma kernel (S of the next tile and P V of this one issued back to
+//    back, the softmax between them) with the registers the producer gave
+//    up. With kPingPong they take turns issuing their products under named
+//    barriers, so that one warpgroup's softmax runs while another's products
+//    occupy the tensor cores.
 // No consumer waits at a block-wide barrier: each waits only for the tiles
 // it reads.
 //
@@ -211,8 +211,7 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   // warpgroup 0 the first turn. Each barrier counts the two warpgroups that
   // meet there.
   const int my_turn = kTurnBarrierBase + warpgroup;
-  const int other_turn =
-      kTurnBarrierBase + (warpgroup + 1) % Tile::kWarpgroups;
+  const int other_turn = kTurnBarrierBase + (warpgroup + 1) % Tile::kWarpgroups;
   auto take_turn = [&] {
     if constexpr (Tile::kPingPong) {
       NamedBarrierSync(my_turn, 256);
