@@ -2,7 +2,7 @@
 //
 // The warp-specialized forward kernel for Hopper (sm_90a): the contract and
 // the per-warpgroup tile step of flash_forward_wgmma.cuh, with the loads
-// taken off the consumers. A block has three warpgroups:
+// taken off the consumers. A block has three or four warpgroups:
 //  - the producer (the last one) copies Q once and the K and V tiles of the
 //    walk into kStages-deep rings with cp.async; each copy completes on an
 //    mbarrier ("full"), and the producer reuses a buffer only after all
