@@ -5,10 +5,16 @@
 // each forward pass (parameters and input already on the device); reports
 // tokens per second at n = 32K, 128K, 512K and 1M with the "auto" core (the
 // fused kernels of "improved" on CUDA), and at 32K with each other core.
+// LongNetCudaRoofline is the floor the model's forward is measured against:
+// its linear layers' products timed alone with cuBLAS (the same shapes,
+// dtype and compute type as CudaLinear, no bias) plus its three attention
+// calls alone (the "auto" core on strided q, k, v views of one fused
+// projection, as the model reads them); counters gemm_ms and attention_ms.
 //
 //   ./bazelw build -c opt --config=cuda //benchmarks:longnet_cuda_benchmark
 //   bazel-bin/benchmarks/longnet_cuda_benchmark
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -21,6 +27,7 @@
 #include "attention/registry.h"
 #include "benchmark/benchmark.h"
 #include "kernels/numeric.h"
+#include "models/attention_core.h"
 #include "models/cuda/cuda_transformer.h"
 #include "models/cuda/device_tensor.h"
 #include "models/long_net.h"
@@ -111,6 +118,136 @@ void RunLongNet(benchmark::State& state, const std::string& core,
   cudaStreamDestroy(stream);
 }
 
+// The linear layers of one LongNet forward (one encoder layer: q, k, v and
+// out projections, two feed-forward layers; one decoder layer: the same with
+// a second attention), as (in_features, out_features, count).
+struct LinearShape {
+  int in;
+  int out;
+  int count;
+};
+constexpr LinearShape kLinearShapes[] = {
+    {768, 768, 12}, {768, 3072, 2}, {3072, 768, 2}};
+
+// Times `body` (which enqueues work on `stream`) with CUDA events; returns
+// milliseconds, or a negative value on a CUDA error.
+template <class F>
+float TimeOnStream(cudaStream_t stream, F body) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  if (cudaEventCreate(&start) != cudaSuccess ||
+      cudaEventCreate(&stop) != cudaSuccess) {
+    return -1.0f;
+  }
+  cudaEventRecord(start, stream);
+  const bool ok = body();
+  cudaEventRecord(stop, stream);
+  float milliseconds = -1.0f;
+  if (ok && cudaEventSynchronize(stop) == cudaSuccess) {
+    cudaEventElapsedTime(&milliseconds, start, stop);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return milliseconds;
+}
+
+void RunRoofline(benchmark::State& state, int64_t seq_len) {
+  constexpr int kModel = 768;
+  constexpr int kWidest = 3072;
+  constexpr int64_t kHeads = 12;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  void* x = nullptr;  // [n, 3072]: a layer's input, and the fused q, k, v
+  void* weight = nullptr;
+  void* y = nullptr;  // [n, 3072]: a layer's output, and the attention's
+  const size_t activation_bytes = seq_len * kWidest * 2;
+  if (cudaStreamCreate(&stream) != cudaSuccess ||
+      cublasCreate(&cublas) != CUBLAS_STATUS_SUCCESS ||
+      cublasSetStream(cublas, stream) != CUBLAS_STATUS_SUCCESS ||
+      cudaMalloc(&x, activation_bytes) != cudaSuccess ||
+      cudaMalloc(&weight, kWidest * kWidest * 2) != cudaSuccess ||
+      cudaMalloc(&y, activation_bytes) != cudaSuccess ||
+      cudaMemset(x, 0, activation_bytes) != cudaSuccess ||
+      cudaMemset(weight, 0, kWidest * kWidest * 2) != cudaSuccess) {
+    state.SkipWithError("no CUDA stream, cuBLAS handle or device memory");
+  } else {
+    const LongNetConfig config = PaperConfig("auto");
+    absl::StatusOr<std::unique_ptr<Attention>> core = CreateAttentionCore(
+        "auto", config.segment_lengths, config.dilation_rates);
+    auto gemms = [&] {
+      const float alpha = 1.0f, beta = 0.0f;
+      for (const LinearShape& shape : kLinearShapes) {
+        for (int i = 0; i < shape.count; ++i) {
+          // As CudaLinear: y^T[out, n] = W[out, in] x^T[in, n], column-major.
+          if (cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, shape.out,
+                           static_cast<int>(seq_len), shape.in, &alpha, weight,
+                           CUDA_R_16F, shape.in, x, CUDA_R_16F, shape.in, &beta,
+                           y, CUDA_R_16F, shape.out, CUBLAS_COMPUTE_32F,
+                           CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS) {
+            return false;
+          }
+        }
+      }
+      return true;
+    };
+    auto view = [&](void* base, int64_t column, int64_t width) {
+      TensorView v;
+      v.data = static_cast<char*>(base) + column * 2;
+      v.dtype = DType::kFloat16;
+      v.device = Device::Cuda(0);
+      v.rank = 4;
+      const int64_t shape[4] = {1, seq_len, kHeads, kModel / kHeads};
+      const int64_t strides[4] = {seq_len * width, width, kModel / kHeads, 1};
+      for (int d = 0; d < 4; ++d) {
+        v.shape[d] = shape[d];
+        v.strides[d] = strides[d];
+      }
+      return v;
+    };
+    auto attention = [&] {
+      ForwardOptions options;
+      options.is_causal = true;
+      options.stream = stream;
+      for (int call = 0; call < 3; ++call) {
+        if (!(*core)
+                 ->Forward(view(x, 0, 3 * kModel), view(x, kModel, 3 * kModel),
+                           view(x, 2 * kModel, 3 * kModel), view(y, 0, kModel),
+                           options)
+                 .ok()) {
+          return false;
+        }
+      }
+      return true;
+    };
+    if (!core.ok()) {
+      state.SkipWithError(std::string(core.status().message()).c_str());
+    } else if (TimeOnStream(stream, gemms) < 0 ||
+               TimeOnStream(stream, attention) < 0) {  // warm-up
+      state.SkipWithError("a cuBLAS or attention call failed");
+    } else {
+      double gemm_total = 0.0, attention_total = 0.0;
+      for (auto _ : state) {
+        const float gemm_ms = TimeOnStream(stream, gemms);
+        const float attention_ms = TimeOnStream(stream, attention);
+        if (gemm_ms < 0 || attention_ms < 0) {
+          state.SkipWithError("a cuBLAS or attention call failed");
+          break;
+        }
+        gemm_total += gemm_ms;
+        attention_total += attention_ms;
+        state.SetIterationTime((gemm_ms + attention_ms) / 1000.0);
+      }
+      const double iterations = static_cast<double>(state.iterations());
+      state.counters["gemm_ms"] = gemm_total / iterations;
+      state.counters["attention_ms"] = attention_total / iterations;
+    }
+  }
+  cudaFree(x);
+  cudaFree(weight);
+  cudaFree(y);
+  if (cublas != nullptr) cublasDestroy(cublas);
+  if (stream != nullptr) cudaStreamDestroy(stream);
+}
+
 void RegisterAll() {
   // Keeps freed blocks in the stream-ordered pool between passes.
   cudaMemPool_t pool = nullptr;
@@ -133,6 +270,15 @@ void RegisterAll() {
           ->UseManualTime()
           ->Iterations(3);
     }
+  }
+  for (int64_t seq_len :
+       {int64_t{32768}, int64_t{131072}, int64_t{524288}, int64_t{1048576}}) {
+    benchmark::RegisterBenchmark(
+        absl::StrCat("LongNetCudaRoofline/f16/n:", seq_len).c_str(),
+        [seq_len](benchmark::State& state) { RunRoofline(state, seq_len); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseManualTime()
+        ->Iterations(3);
   }
 }
 
