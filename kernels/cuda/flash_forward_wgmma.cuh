@@ -217,6 +217,38 @@ __device__ __forceinline__ void RescaleRows(float (&acc_o)[kPanels][32],
   }
 }
 
+// The epilogue of one warp of a wgmma forward kernel: its 16 rows of out =
+// (1 / G) * O / rowsum, staged through `stage` (the warp's own 16 rows of
+// each panel of the swizzled Q tile, which no wgmma reads any more) for
+// 16-byte stores, and their log-sum-exp into `lse_segment` when it is not
+// null. All 32 lanes call it.
+template <class Tile>
+__device__ __forceinline__ void StoreForwardRows(
+    const ForwardParams& p, const WorkItem& w, const OnlineSoftmaxRows& softmax,
+    const float (&acc_o)[Tile::kPanels][32], unsigned char* stage,
+    float* lse_segment, int chunks, int lane) {
+  using T = typename Tile::T;
+  const float kMinusInf = -__int_as_float(0x7f800000);
+  float inverse[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float sum = softmax.row_sum[h];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    inverse[h] = sum > 0.0f ? p.output_scale / sum : 0.0f;
+    const int query = softmax.warp_first + softmax.group + h * 8;
+    if (lse_segment != nullptr && softmax.pair == 0 &&
+        query < softmax.num_rows) {
+      lse_segment[w.first + query * w.step] =
+          sum > 0.0f ? (softmax.row_max[h] + __log2f(sum)) * kLn2 : kMinusInf;
+    }
+  }
+  StoreAccumulatorPanels<Tile::kDtype>(
+      stage, Tile::kBlockM * 128, acc_o, inverse[0], inverse[1],
+      SelectedRow0<T>(p.out, w), RowStep(p.out, w), softmax.warp_first,
+      softmax.num_rows, chunks, lane);
+}
+
 template <class Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     FlashForwardWgmmaKernel(const __grid_constant__ FlashForwardArgs args) {
@@ -358,28 +390,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     }
 
     DrainEmptyWalk(keys);
-    // Epilogue: out = (1 / G) * O / rowsum, staged through this warp's own
-    // 16 rows of each panel of the (swizzled) Q tile for 16-byte stores.
-    const int o_offset = w.first;
-    const int rate = w.step;
-    unsigned char* stage = smem + warpgroup * 64 * 128 + warp * 16 * 128;
-    T* out_rows = SelectedRow0<T>(p.out, w);
-    float inverse[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float sum = softmax.row_sum[h];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      inverse[h] = sum > 0.0f ? p.output_scale / sum : 0.0f;
-      const int query = warp_first + group + h * 8;
-      if (lse_segment != nullptr && pair == 0 && query < num_rows) {
-        lse_segment[o_offset + query * rate] =
-            sum > 0.0f ? (softmax.row_max[h] + __log2f(sum)) * kLn2 : kMinusInf;
-      }
-    }
-    StoreAccumulatorPanels<kDtype>(stage, kQPanelBytes, acc_o, inverse[0],
-                                   inverse[1], out_rows, RowStep(p.out, w),
-                                   warp_first, num_rows, chunks, lane);
+    StoreForwardRows<Tile>(p, w, softmax, acc_o,
+                           smem + warpgroup * 64 * 128 + warp * 16 * 128,
+                           lse_segment, chunks, lane);
   }
   ZeroUnselectedRows(SegmentStart<T>(p.out, w), p.out.stride_n, w, j_begin,
                      j_end, chunks, lse_segment, tid, Tile::kThreads);
@@ -395,22 +408,8 @@ cudaError_t LaunchFlashForwardWgmma(
     const ForwardParams& p, cudaStream_t stream,
     const ProblemIndex& general = ProblemIndex{},
     const BlockLists& sparse = BlockLists{}) {
-  FlashForwardArgs args;
-  args.params = p;
-  args.general = general;
-  args.sparse = sparse;
-  const int64_t blocks =
-      LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
-  if (blocks == 0) return cudaSuccess;
-  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  auto kernel = FlashForwardWgmmaKernel<Tile>;
-  cudaError_t error =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(Tile::kSmemBytes));
-  if (error != cudaSuccess) return error;
-  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSmemBytes,
-           stream>>>(args);
-  return cudaGetLastError();
+  return LaunchForwardKernel<Tile>(FlashForwardWgmmaKernel<Tile>, p, stream,
+                                   general, sparse);
 }
 
 }  // namespace gpu

@@ -294,26 +294,9 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   // no arrival is left on a named barrier when the block ends.
   if (Tile::kPingPong && warpgroup == 0) take_turn();
 
-  // Epilogue, as in the wgmma kernel: through this warp's own rows of Q.
-  const int rate = w.step;
-  unsigned char* stage = smem + warpgroup * 64 * 128 + warp * 16 * 128;
-  T* out_rows = SelectedRow0<T>(p.out, w);
-  float inverse[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float sum = softmax.row_sum[h];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    inverse[h] = sum > 0.0f ? p.output_scale / sum : 0.0f;
-    const int query = warp_first + group + h * 8;
-    if (lse_segment != nullptr && pair == 0 && query < num_rows) {
-      lse_segment[w.first + query * rate] =
-          sum > 0.0f ? (softmax.row_max[h] + __log2f(sum)) * kLn2 : kMinusInf;
-    }
-  }
-  StoreAccumulatorPanels<kDtype>(stage, kQPanelBytes, acc_o, inverse[0],
-                                 inverse[1], out_rows, RowStep(p.out, w),
-                                 warp_first, num_rows, chunks, lane);
+  StoreForwardRows<Tile>(p, w, softmax, acc_o,
+                         smem + warpgroup * 64 * 128 + warp * 16 * 128,
+                         lse_segment, chunks, lane);
 #else
   __trap();  // never launched: WgmmaAvailable() is false without sm_90a
 #endif
@@ -325,22 +308,8 @@ template <class Tile>
 cudaError_t LaunchFlashForwardWs(const ForwardParams& p, cudaStream_t stream,
                                  const ProblemIndex& general = ProblemIndex{},
                                  const BlockLists& sparse = BlockLists{}) {
-  FlashForwardArgs args;
-  args.params = p;
-  args.general = general;
-  args.sparse = sparse;
-  const int64_t blocks =
-      LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
-  if (blocks == 0) return cudaSuccess;
-  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  auto kernel = FlashForwardWsKernel<Tile>;
-  cudaError_t error =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(Tile::kSmemBytes));
-  if (error != cudaSuccess) return error;
-  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSmemBytes,
-           stream>>>(args);
-  return cudaGetLastError();
+  return LaunchForwardKernel<Tile>(FlashForwardWsKernel<Tile>, p, stream,
+                                   general, sparse);
 }
 
 }  // namespace gpu
