@@ -131,6 +131,22 @@ struct OnlineSoftmaxRows {
   bool is_causal;
   float scale_log2;  // softmax scale * log2(e)
 
+  // The state of a warp's rows before the first key tile: rows from
+  // `warp_first`, keys at or past `num_rows` masked.
+  static __device__ __forceinline__ OnlineSoftmaxRows
+  Start(int num_rows, int warp_first, int lane, bool is_causal,
+        float softmax_scale) {
+    const float kMinusInf = -__int_as_float(0x7f800000);
+    return OnlineSoftmaxRows{{kMinusInf, kMinusInf},
+                             {0.0f, 0.0f},
+                             num_rows,
+                             warp_first,
+                             lane / 4,
+                             lane % 4,
+                             is_causal,
+                             softmax_scale * kLog2e};
+  }
+
   // Turns the raw scores `s` of the key tile at `key0` into probabilities
   // (keys >= num_rows, and keys after the query when causal, get 0) and sets
   // `alpha`, the factor the output accumulators of each row take before
@@ -199,6 +215,16 @@ struct OnlineSoftmaxRows {
   }
 };
 
+// Sets every output accumulator to 0.
+template <int kPanels>
+__device__ __forceinline__ void ZeroAccumulators(float (&acc_o)[kPanels][32]) {
+#pragma unroll
+  for (int panel = 0; panel < kPanels; ++panel) {
+#pragma unroll
+    for (int i = 0; i < 32; ++i) acc_o[panel][i] = 0.0f;
+  }
+}
+
 // Multiplies the rows of the output accumulators by `alpha` (wgmma.cuh
 // layout: elements 4 t and 4 t + 1 in row `group`, 4 t + 2 and 4 t + 3 in
 // row `group` + 8).
@@ -261,7 +287,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   constexpr int kPanels = Tile::kPanels;
   // Bytes between the 64-column panels of the Q tile.
   constexpr int kQPanelBytes = kBlockM * 128;
-  const float kMinusInf = -__int_as_float(0x7f800000);
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = AlignedSharedBase(smem_raw);
@@ -285,8 +310,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int warpgroup = tid / 128;
     const int warp = (tid % 128) / 32;  // within the warpgroup
     const int lane = tid % 32;
-    const int group = lane / 4;
-    const int pair = lane % 4;
     const int wg_first = j_begin + warpgroup * 64;  // first row of the group
     const int warp_first = wg_first + warp * 16;
 
@@ -331,19 +354,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     float acc_o[kPanels][32];  // O columns 64 p .. 64 p + 63 in acc_o[p]
     float s[Tile::kScores];
     uint32_t prob[kBlockN / 16][4];  // P of the tile whose P V is next
-#pragma unroll
-    for (int panel = 0; panel < kPanels; ++panel) {
-#pragma unroll
-      for (int i = 0; i < 32; ++i) acc_o[panel][i] = 0.0f;
-    }
-    OnlineSoftmaxRows softmax{{kMinusInf, kMinusInf},
-                              {0.0f, 0.0f},
-                              num_rows,
-                              warp_first,
-                              group,
-                              pair,
-                              p.is_causal,
-                              p.softmax_scale * kLog2e};
+    ZeroAccumulators(acc_o);
+    OnlineSoftmaxRows softmax = OnlineSoftmaxRows::Start(
+        num_rows, warp_first, lane, p.is_causal, p.softmax_scale);
     const uint32_t q_rows_of_group = s_q + warpgroup * 64 * 128;
     uint32_t q_frag[Tile::kQSteps][4];  // with Tile::kQInRegisters
     // Every warpgroup computes every tile of the walk: with one warpgroup

@@ -110,7 +110,6 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   constexpr int kPanels = Tile::kPanels;
   constexpr int kStages = Tile::kStages;
   constexpr int kQPanelBytes = kBlockM * 128;
-  const float kMinusInf = -__int_as_float(0x7f800000);
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ WsBarriers<kStages> bars;
@@ -194,8 +193,6 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   AcquireRegistersTo<Tile::kConsumerRegisters>();
   const int warp = (tid % 128) / 32;
   const int lane = tid % 32;
-  const int group = lane / 4;
-  const int pair = lane % 4;
   const int warp_first = j_begin + warpgroup * 64 + warp * 16;
   // One arrival per consumer warp on an empty barrier: lane 0 after the
   // warp's share of the products that read the buffer has completed.
@@ -226,19 +223,9 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   float acc_o[kPanels][32];
   float s[Tile::kScores];
   uint32_t prob[kBlockN / 16][4];
-#pragma unroll
-  for (int panel = 0; panel < kPanels; ++panel) {
-#pragma unroll
-    for (int i = 0; i < 32; ++i) acc_o[panel][i] = 0.0f;
-  }
-  OnlineSoftmaxRows softmax{{kMinusInf, kMinusInf},
-                            {0.0f, 0.0f},
-                            num_rows,
-                            warp_first,
-                            group,
-                            pair,
-                            p.is_causal,
-                            p.softmax_scale * kLog2e};
+  ZeroAccumulators(acc_o);
+  OnlineSoftmaxRows softmax = OnlineSoftmaxRows::Start(
+      num_rows, warp_first, lane, p.is_causal, p.softmax_scale);
   const uint32_t q_rows_of_group = s_q + warpgroup * 64 * 128;
   uint32_t q_frag[Tile::kQSteps][4];
   wait_full(q_full, 0);
