@@ -28,7 +28,9 @@ namespace gpu {
 // member is void where that kernel does not exist for the head_dim.
 //   Forward           the mma.sync forward kernel.
 //   ForwardWgmma      where not void, replaces Forward on devices that run
-//                     sm_90a code (WgmmaAvailable()).
+//                     sm_90a code (WgmmaAvailable()): a WgmmaForwardTile
+//                     (flash_forward_wgmma.cuh) or a WsForwardTile, the
+//                     warp-specialized kernel (flash_forward_ws.cuh).
 //   KeyValue          the mma.sync dK/dV kernel; dV alone when KeyOnly is not
 //                     void.
 //   KeyOnly           where not void, a second pass that computes dK.
@@ -55,7 +57,7 @@ struct FlashConfig<kDtype, 32> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 64> {
-  using ForwardWgmma = WsForwardTile<kDtype, 2, 128, 2, 64, true, true>;
+  using ForwardWgmma = WgmmaForwardTile<kDtype, 1, 128, 3>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 128, 1>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 128, 2>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 3>;
