@@ -5,6 +5,9 @@
 // kernels/cuda/flash_configs.cuh ships. CUDA-event timing (UseManualTime);
 // blocks_per_SM is what the occupancy calculator gives the kernel (launch
 // bounds, registers, shared memory); TFLOPs counts the kernel's own useful work
+// max_diff is the largest difference of a forward variant's output from
+// the first mma.sync variant's of its head_dim (the sweep's correctness check
+// for shapes not yet shipped);
 // (forward: the forward FLOPs of docs/BASELINES.md section 1; key/value side: 4
 // products = 2x forward; query side: 3 products = 1.5x forward).
 //
@@ -59,10 +62,15 @@ struct Problem {
   void* buffers[8];  // q, k, v, out, grad_out, grad_q, grad_k, grad_v
   float* lse;
   float* delta;
+  void* expected_out[2];  // non-causal, causal; null until computed
 };
 
+size_t TensorBytes(const Problem& problem) {
+  return kSeq * kHeads * problem.head_dim * 2;
+}
+
 Problem* MakeProblem(int64_t head_dim) {
-  auto* problem = new Problem{head_dim, {}, nullptr, nullptr};
+  auto* problem = new Problem{head_dim, {}, nullptr, nullptr, {}};
   const size_t bytes = kSeq * kHeads * head_dim * 2;
   std::vector<uint16_t> host(bytes / 2);
   std::mt19937 rng(7);
@@ -122,6 +130,30 @@ void Time(benchmark::State& state, F run) {
   cudaEventDestroy(stop);
 }
 
+// Returns the output of the first mma.sync forward variant of the problem's
+// head_dim, computed on first use.
+const void* ExpectedOut(Problem& problem, bool causal) {
+  void*& expected = problem.expected_out[causal ? 1 : 0];
+  if (expected != nullptr) return expected;
+  const kernels::BackwardParams params = Params(problem, causal);
+  for (int i = 0; i < sweep::kNumForwardVariants; ++i) {
+    const sweep::ForwardVariant& v = sweep::kForwardVariants[i];
+    if (v.head_dim != problem.head_dim || std::strstr(v.name, "wgmma") ||
+        std::strstr(v.name, " ws ")) {
+      continue;
+    }
+    Check(v.run(params.forward, nullptr), "reference forward");
+    Check(cudaMalloc(&expected, TensorBytes(problem)), "cudaMalloc");
+    Check(cudaMemcpy(expected, problem.buffers[3], TensorBytes(problem),
+                     cudaMemcpyDeviceToDevice),
+          "cudaMemcpy");
+    return expected;
+  }
+  std::fprintf(stderr, "no mma.sync forward variant at head_dim %lld\n",
+               static_cast<long long>(problem.head_dim));
+  std::abort();
+}
+
 void RegisterAll() {
   static Problem* problems[2] = {MakeProblem(64), MakeProblem(128)};
   auto problem_for = [](int head_dim) {
@@ -134,10 +166,13 @@ void RegisterAll() {
       benchmark::RegisterBenchmark(
           name.c_str(),
           [&v, causal, problem_for](benchmark::State& state) {
-            const kernels::BackwardParams params =
-                Params(*problem_for(v.head_dim), causal);
+            Problem& problem = *problem_for(v.head_dim);
+            const void* expected = ExpectedOut(problem, causal);
+            const kernels::BackwardParams params = Params(problem, causal);
             Time(state, [&] { return v.run(params.forward, nullptr); });
             state.counters["blocks_per_SM"] = v.blocks_per_sm();
+            state.counters["max_diff"] = sweep::MaxAbsDifference(
+                problem.buffers[3], expected, TensorBytes(problem) / 2);
             state.counters["TFLOPs"] = benchmark::Counter(
                 ForwardFlops(v.head_dim, causal) / 1e12,
                 benchmark::Counter::kIsIterationInvariantRate);

@@ -1,10 +1,15 @@
 // Tile-shape variants of the fused kernels (float16) for cuda_tile_sweep.
 
+#include <cuda_fp16.h>
+
+#include <cstring>
+
 #include "benchmarks/cuda_tile_sweep_kernels.h"
 #include "kernels/cuda/flash_backward.cuh"
 #include "kernels/cuda/flash_backward_wgmma.cuh"
 #include "kernels/cuda/flash_forward.cuh"
 #include "kernels/cuda/flash_forward_wgmma.cuh"
+#include "kernels/cuda/flash_forward_ws.cuh"
 
 namespace dilated {
 namespace sweep {
@@ -28,6 +33,12 @@ template <class Tile>
 cudaError_t ForwardWgmma(const ForwardParams& p, cudaStream_t stream) {
   if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
   return LaunchFlashForwardWgmma<Tile>(p, stream);
+}
+
+template <class Tile>
+cudaError_t ForwardWs(const ForwardParams& p, cudaStream_t stream) {
+  if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
+  return LaunchFlashForwardWs<Tile>(p, stream);
 }
 
 template <class Tile>
@@ -88,6 +99,11 @@ int ForwardWgmmaBlocks() {
 }
 
 template <class Tile>
+int ForwardWsBlocks() {
+  return WgmmaAvailable() ? BlocksPerSm<Tile>(FlashForwardWsKernel<Tile>) : 0;
+}
+
+template <class Tile>
 int KeyValueBlocks() {
   return BlocksPerSm<Tile>(FlashKeyValueKernel<Tile, false>);
 }
@@ -108,7 +124,35 @@ int QueryWgmmaBlocks() {
   return WgmmaAvailable() ? BlocksPerSm<Tile>(FlashQueryWgmmaKernel<Tile>) : 0;
 }
 
+__global__ void MaxAbsDifferenceKernel(const __half* a, const __half* b,
+                                       int64_t n, unsigned int* result) {
+  float largest = 0.0f;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float d = fabsf(__half2float(a[i]) - __half2float(b[i]));
+    largest = fmaxf(largest, d != d ? __int_as_float(0x7f800000) : d);
+  }
+  // Non-negative floats order as their bit patterns do.
+  atomicMax(result, __float_as_uint(largest));
+}
+
 }  // namespace
+
+float MaxAbsDifference(const void* a, const void* b, int64_t n) {
+  unsigned int* result = nullptr;
+  if (cudaMalloc(&result, sizeof(unsigned int)) != cudaSuccess) return -1.0f;
+  unsigned int bits = 0;
+  cudaMemset(result, 0, sizeof(bits));
+  MaxAbsDifferenceKernel<<<1024, 256>>>(
+      static_cast<const __half*>(a), static_cast<const __half*>(b), n, result);
+  const cudaError_t error =
+      cudaMemcpy(&bits, result, sizeof(bits), cudaMemcpyDeviceToHost);
+  cudaFree(result);
+  if (error != cudaSuccess) return -1.0f;
+  float largest;
+  std::memcpy(&largest, &bits, sizeof(largest));
+  return largest;
+}
 
 // Name: head_dim / rows per block x key rows per tile / warps / queries in
 // registers / minimum blocks per SM.
@@ -149,6 +193,12 @@ const ForwardVariant kForwardVariants[] = {
     {"fwd d64 wgmma 192x64 3wg", 64,
      &ForwardWgmma<WgmmaForwardTile<kH, 3, 64, 1>>,
      &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 3, 64, 1>>},
+    {"fwd d64 wgmma 128x128 2wg min1", 64,
+     &ForwardWgmma<WgmmaForwardTile<kH, 2, 128, 1>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 2, 128, 1>>},
+    {"fwd d64 wgmma 64x128 1wg min2 qreg", 64,
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 128, 2, 64, true>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 1, 128, 2, 64, true>>},
     {"fwd d128 wgmma 64x64 1wg min2", 128,
      &ForwardWgmma<WgmmaForwardTile<kH, 1, 64, 2, 128>>,
      &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 1, 64, 2, 128>>},
@@ -158,6 +208,45 @@ const ForwardVariant kForwardVariants[] = {
     {"fwd d128 wgmma 64x128 1wg min1", 128,
      &ForwardWgmma<WgmmaForwardTile<kH, 1, 128, 1, 128>>,
      &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 1, 128, 1, 128>>},
+    {"fwd d128 wgmma 128x128 2wg min1", 128,
+     &ForwardWgmma<WgmmaForwardTile<kH, 2, 128, 1, 128>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 2, 128, 1, 128>>},
+    {"fwd d128 wgmma 64x64 1wg min2 qreg", 128,
+     &ForwardWgmma<WgmmaForwardTile<kH, 1, 64, 2, 128, true>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 1, 64, 2, 128, true>>},
+    {"fwd d128 wgmma 128x128 2wg min1 qreg", 128,
+     &ForwardWgmma<WgmmaForwardTile<kH, 2, 128, 1, 128, true>>,
+     &ForwardWgmmaBlocks<WgmmaForwardTile<kH, 2, 128, 1, 128, true>>},
+    {"fwd d128 ws 128x128 s2 qreg pp", 128,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 2, 128, true, true>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 128, true, true>>},
+    {"fwd d128 ws 128x128 s2 qreg", 128,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 2, 128, true, false>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 128, true, false>>},
+    {"fwd d128 ws 128x128 s2 pp", 128,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 2, 128, false, true>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 128, false, true>>},
+    {"fwd d128 ws 128x64 s3 qreg pp", 128,
+     &ForwardWs<WsForwardTile<kH, 2, 64, 3, 128, true, true>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 2, 64, 3, 128, true, true>>},
+    {"fwd d64 ws 128x128 s2 qreg pp", 64,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 2, 64, true, true>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 64, true, true>>},
+    {"fwd d64 ws 128x128 s3 qreg pp", 64,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 3, 64, true, true>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 3, 64, true, true>>},
+    {"fwd d64 ws 128x128 s2 qreg", 64,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 2, 64, true, false>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 64, true, false>>},
+    {"fwd d64 ws 192x128 s2 pp", 64,
+     &ForwardWs<WsForwardTile<kH, 3, 128, 2, 64, false, true>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 3, 128, 2, 64, false, true>>},
+    {"fwd d64 ws 192x64 s3 qreg pp", 64,
+     &ForwardWs<WsForwardTile<kH, 3, 64, 3, 64, true, true>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 3, 64, 3, 64, true, true>>},
+    {"fwd d64 ws 192x64 s3 qreg", 64,
+     &ForwardWs<WsForwardTile<kH, 3, 64, 3, 64, true, false>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 3, 64, 3, 64, true, false>>},
     {"fwd d128 128x32 w4 2stage", 128,
      &Forward<ForwardTile<kH, 128, 128, 32, 4, false, 2, 2>>,
      &ForwardBlocks<ForwardTile<kH, 128, 128, 32, 4, false, 2, 2>>},

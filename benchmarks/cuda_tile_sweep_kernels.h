@@ -36,6 +36,11 @@ extern const int kNumForwardVariants;
 extern const BackwardVariant kBackwardVariants[];
 extern const int kNumBackwardVariants;
 
+// Returns the largest |a[i] - b[i]| over `n` float16 values in device
+// memory (infinity where either is NaN), or a negative value on a CUDA
+// error.
+float MaxAbsDifference(const void* a, const void* b, int64_t n);
+
 // Computes rowsum(grad_out * out) into `delta` (float16 tensors).
 cudaError_t RunDelta(const kernels::BackwardParams& params, float* delta,
                      cudaStream_t stream);

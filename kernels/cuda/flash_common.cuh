@@ -153,6 +153,33 @@ inline int64_t LaunchBlocks(const ForwardParams& p, const ProblemIndex& general,
   return general.total;
 }
 
+// Launches the forward kernel `kernel` of shape Tile (kBlockM rows per
+// block, kThreads threads, kSmemBytes of dynamic shared memory) over every
+// group of `p` on `stream`; `general` is the launch's problem list
+// (ProblemTable::AddBlocks(Tile::kBlockM)), or null for the closed form;
+// `sparse` the device lists of a block-sparse call, or null.
+template <class Tile>
+cudaError_t LaunchForwardKernel(void (*kernel)(FlashForwardArgs),
+                                const ForwardParams& p, cudaStream_t stream,
+                                const ProblemIndex& general,
+                                const BlockLists& sparse) {
+  FlashForwardArgs args;
+  args.params = p;
+  args.general = general;
+  args.sparse = sparse;
+  const int64_t blocks =
+      LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
+  if (blocks == 0) return cudaSuccess;
+  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  cudaError_t error =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(Tile::kSmemBytes));
+  if (error != cudaSuccess) return error;
+  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSmemBytes,
+           stream>>>(args);
+  return cudaGetLastError();
+}
+
 // Host staging of the problem table of one call: the problems once, then
 // one prefix-count array per launch, uploaded into the caller's scratch in
 // one copy. With null `problems` (the closed form) every launch gets the

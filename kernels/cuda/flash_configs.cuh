@@ -17,6 +17,7 @@
 #include "kernels/cuda/flash_backward_wgmma.cuh"
 #include "kernels/cuda/flash_forward.cuh"
 #include "kernels/cuda/flash_forward_wgmma.cuh"
+#include "kernels/cuda/flash_forward_ws.cuh"
 #include "kernels/dilated_params.h"
 
 namespace dilated {
@@ -27,7 +28,9 @@ namespace gpu {
 // member is void where that kernel does not exist for the head_dim.
 //   Forward           the mma.sync forward kernel.
 //   ForwardWgmma      where not void, replaces Forward on devices that run
-//                     sm_90a code (WgmmaAvailable()).
+//                     sm_90a code (WgmmaAvailable()): a WgmmaForwardTile
+//                     (flash_forward_wgmma.cuh) or a WsForwardTile, the
+//                     warp-specialized kernel (flash_forward_ws.cuh).
 //   KeyValue          the mma.sync dK/dV kernel; dV alone when KeyOnly is not
 //                     void.
 //   KeyOnly           where not void, a second pass that computes dK.
@@ -67,7 +70,7 @@ struct FlashConfig<kDtype, 64> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 128> {
-  using ForwardWgmma = WgmmaForwardTile<kDtype, 1, 64, 2, 128>;
+  using ForwardWgmma = WsForwardTile<kDtype, 2, 128, 2, 128, true, true>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 64, 2, 128>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 64, 2, 128>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 2, 128>;
@@ -117,8 +120,13 @@ cudaError_t RunFlashForward(const ForwardParams& params,
     // Dropout runs on the mma.sync kernels (the wgmma ones do not apply it).
     if (WgmmaAvailable() && !params.dropout.enabled) {
       using Tile = typename Config::ForwardWgmma;
-      return RunForwardTile<Tile>(&LaunchFlashForwardWgmma<Tile>, params,
-                                  problems, sparse, stream);
+      if constexpr (IsWsForwardTile<Tile>::value) {
+        return RunForwardTile<Tile>(&LaunchFlashForwardWs<Tile>, params,
+                                    problems, sparse, stream);
+      } else {
+        return RunForwardTile<Tile>(&LaunchFlashForwardWgmma<Tile>, params,
+                                    problems, sparse, stream);
+      }
     }
   }
   using Tile = typename Config::Forward;

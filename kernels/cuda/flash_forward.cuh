@@ -437,23 +437,9 @@ template <class Tile>
 cudaError_t LaunchFlashForward(const ForwardParams& p, cudaStream_t stream,
                                const ProblemIndex& general = ProblemIndex{},
                                const BlockLists& sparse = BlockLists{}) {
-  FlashForwardArgs args;
-  args.params = p;
-  args.general = general;
-  args.sparse = sparse;
-  const int64_t blocks =
-      LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
-  if (blocks == 0) return cudaSuccess;
-  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
   void (*kernel)(FlashForwardArgs) = FlashForwardKernel<Tile, false>;
   if (p.dropout.enabled) kernel = FlashForwardKernel<Tile, true>;
-  cudaError_t error =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(Tile::kSmemBytes));
-  if (error != cudaSuccess) return error;
-  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSmemBytes,
-           stream>>>(args);
-  return cudaGetLastError();
+  return LaunchForwardKernel<Tile>(kernel, p, stream, general, sparse);
 }
 
 }  // namespace gpu

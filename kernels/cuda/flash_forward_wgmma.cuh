@@ -37,9 +37,11 @@ namespace kernels {
 namespace gpu {
 
 // Compile-time shape: kWarpgroups x 64 query rows per block, kBlockN-key
-// tiles (64 or 128), head_dim padded to kHeadDim (64 or 128).
+// tiles (64 or 128), head_dim padded to kHeadDim (64 or 128). With
+// kQInRegisters each thread keeps its rows of Q as wgmma A operands (4
+// registers per k16 step) and S = Q K^T reads only K from shared memory.
 template <DataType kDtypeT, int kWarpgroupsT, int kBlockNT, int kMinBlocksT,
-          int kHeadDimT = 64>
+          int kHeadDimT = 64, bool kQInRegistersT = false>
 struct WgmmaForwardTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
@@ -51,6 +53,9 @@ struct WgmmaForwardTile {
   static constexpr int kBlockN = kBlockNT;
   static constexpr int kScores = kBlockN / 2;  // S accumulators per thread
   static constexpr int kThreads = 128 * kWarpgroups;
+  static constexpr bool kQInRegisters = kQInRegistersT;
+  // k16 steps of Q held in registers (one unused step without them).
+  static constexpr int kQSteps = kQInRegisters ? 4 * kPanels : 1;
   static constexpr int kRowBytes = kHeadDim * 2;  // 128 bytes per panel
   static constexpr int kQBytes = kBlockM * kRowBytes;
   static constexpr int kTileBytes = kBlockN * kRowBytes;
@@ -61,14 +66,45 @@ struct WgmmaForwardTile {
 };
 
 // Issues and commits S = Q K^T for one warpgroup: `q_rows` is its 64 rows of
-// the Q tile, `k_tile` a K buffer; four k16 steps of 32 bytes along the
-// swizzled rows of each 64-column panel.
+// the Q tile (or, with Tile::kQInRegisters, `q_frag` its A operands), `k_tile`
+// a K buffer; four k16 steps of 32 bytes along the swizzled rows of each
+// 64-column panel.
 template <class Tile>
-__device__ __forceinline__ void IssueScores(float (&s)[Tile::kScores],
-                                            uint32_t q_rows, uint32_t k_tile) {
-  WgmmaRowProducts<Tile::kDtype, Tile::kBlockN, Tile::kPanels>(
-      s, q_rows, Tile::kBlockM * 128, k_tile, Tile::kBlockN * 128);
+__device__ __forceinline__ void IssueScores(
+    float (&s)[Tile::kScores], uint32_t q_rows,
+    const uint32_t (&q_frag)[Tile::kQSteps][4], uint32_t k_tile) {
+  if constexpr (Tile::kQInRegisters) {
+#pragma unroll
+    for (int panel = 0; panel < Tile::kPanels; ++panel) {
+      const SwizzledTileDescriptor k(k_tile + panel * Tile::kBlockN * 128);
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        WgmmaRSKMajor<Tile::kDtype, Tile::kBlockN>(
+            s, q_frag[4 * panel + ks], k.At(32 * ks), panel > 0 || ks > 0);
+      }
+    }
+  } else {
+    WgmmaRowProducts<Tile::kDtype, Tile::kBlockN, Tile::kPanels>(
+        s, q_rows, Tile::kBlockM * 128, k_tile, Tile::kBlockN * 128);
+  }
   WgmmaCommit();
+}
+
+// Loads one warp's 16 rows of the 64 at `q_rows` (a warpgroup's rows of the
+// swizzled Q tile, panels `panel_bytes` apart) as the A operands of the
+// kSteps k16 steps of S = Q K^T, four per panel (ldmatrix: lanes 0-15 address
+// rows 0-15 at the step's first 8 columns, lanes 16-31 at its last 8).
+template <int kSteps>
+__device__ __forceinline__ void LoadQueryFragments(
+    uint32_t (&q_frag)[kSteps][4], uint32_t q_rows, int panel_bytes, int warp,
+    int lane) {
+  const int row = warp * 16 + lane % 16;
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) {
+    const int chunk = 2 * (step % 4) + lane / 16;
+    LdMatrixX4(q_frag[step],
+               q_rows + (step / 4) * panel_bytes + SwizzledOffset(row, chunk));
+  }
 }
 
 // Issues and commits O += P V: P in the A-register layout, V (the buffer at
@@ -94,6 +130,22 @@ struct OnlineSoftmaxRows {
   int pair;
   bool is_causal;
   float scale_log2;  // softmax scale * log2(e)
+
+  // The state of a warp's rows before the first key tile: rows from
+  // `warp_first`, keys at or past `num_rows` masked.
+  static __device__ __forceinline__ OnlineSoftmaxRows
+  Start(int num_rows, int warp_first, int lane, bool is_causal,
+        float softmax_scale) {
+    const float kMinusInf = -__int_as_float(0x7f800000);
+    return OnlineSoftmaxRows{{kMinusInf, kMinusInf},
+                             {0.0f, 0.0f},
+                             num_rows,
+                             warp_first,
+                             lane / 4,
+                             lane % 4,
+                             is_causal,
+                             softmax_scale * kLog2e};
+  }
 
   // Turns the raw scores `s` of the key tile at `key0` into probabilities
   // (keys >= num_rows, and keys after the query when causal, get 0) and sets
@@ -163,6 +215,16 @@ struct OnlineSoftmaxRows {
   }
 };
 
+// Sets every output accumulator to 0.
+template <int kPanels>
+__device__ __forceinline__ void ZeroAccumulators(float (&acc_o)[kPanels][32]) {
+#pragma unroll
+  for (int panel = 0; panel < kPanels; ++panel) {
+#pragma unroll
+    for (int i = 0; i < 32; ++i) acc_o[panel][i] = 0.0f;
+  }
+}
+
 // Multiplies the rows of the output accumulators by `alpha` (wgmma.cuh
 // layout: elements 4 t and 4 t + 1 in row `group`, 4 t + 2 and 4 t + 3 in
 // row `group` + 8).
@@ -181,6 +243,38 @@ __device__ __forceinline__ void RescaleRows(float (&acc_o)[kPanels][32],
   }
 }
 
+// The epilogue of one warp of a wgmma forward kernel: its 16 rows of out =
+// (1 / G) * O / rowsum, staged through `stage` (the warp's own 16 rows of
+// each panel of the swizzled Q tile, which no wgmma reads any more) for
+// 16-byte stores, and their log-sum-exp into `lse_segment` when it is not
+// null. All 32 lanes call it.
+template <class Tile>
+__device__ __forceinline__ void StoreForwardRows(
+    const ForwardParams& p, const WorkItem& w, const OnlineSoftmaxRows& softmax,
+    const float (&acc_o)[Tile::kPanels][32], unsigned char* stage,
+    float* lse_segment, int chunks, int lane) {
+  using T = typename Tile::T;
+  const float kMinusInf = -__int_as_float(0x7f800000);
+  float inverse[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float sum = softmax.row_sum[h];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    inverse[h] = sum > 0.0f ? p.output_scale / sum : 0.0f;
+    const int query = softmax.warp_first + softmax.group + h * 8;
+    if (lse_segment != nullptr && softmax.pair == 0 &&
+        query < softmax.num_rows) {
+      lse_segment[w.first + query * w.step] =
+          sum > 0.0f ? (softmax.row_max[h] + __log2f(sum)) * kLn2 : kMinusInf;
+    }
+  }
+  StoreAccumulatorPanels<Tile::kDtype>(
+      stage, Tile::kBlockM * 128, acc_o, inverse[0], inverse[1],
+      SelectedRow0<T>(p.out, w), RowStep(p.out, w), softmax.warp_first,
+      softmax.num_rows, chunks, lane);
+}
+
 template <class Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     FlashForwardWgmmaKernel(const __grid_constant__ FlashForwardArgs args) {
@@ -193,7 +287,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   constexpr int kPanels = Tile::kPanels;
   // Bytes between the 64-column panels of the Q tile.
   constexpr int kQPanelBytes = kBlockM * 128;
-  const float kMinusInf = -__int_as_float(0x7f800000);
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   unsigned char* smem = AlignedSharedBase(smem_raw);
@@ -217,8 +310,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int warpgroup = tid / 128;
     const int warp = (tid % 128) / 32;  // within the warpgroup
     const int lane = tid % 32;
-    const int group = lane / 4;
-    const int pair = lane % 4;
     const int wg_first = j_begin + warpgroup * 64;  // first row of the group
     const int warp_first = wg_first + warp * 16;
 
@@ -263,27 +354,21 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     float acc_o[kPanels][32];  // O columns 64 p .. 64 p + 63 in acc_o[p]
     float s[Tile::kScores];
     uint32_t prob[kBlockN / 16][4];  // P of the tile whose P V is next
-#pragma unroll
-    for (int panel = 0; panel < kPanels; ++panel) {
-#pragma unroll
-      for (int i = 0; i < 32; ++i) acc_o[panel][i] = 0.0f;
-    }
-    OnlineSoftmaxRows softmax{{kMinusInf, kMinusInf},
-                              {0.0f, 0.0f},
-                              num_rows,
-                              warp_first,
-                              group,
-                              pair,
-                              p.is_causal,
-                              p.softmax_scale * kLog2e};
+    ZeroAccumulators(acc_o);
+    OnlineSoftmaxRows softmax = OnlineSoftmaxRows::Start(
+        num_rows, warp_first, lane, p.is_causal, p.softmax_scale);
     const uint32_t q_rows_of_group = s_q + warpgroup * 64 * 128;
+    uint32_t q_frag[Tile::kQSteps][4];  // with Tile::kQInRegisters
     // Every warpgroup computes every tile of the walk: with one warpgroup
     // per block (the shipped shapes) each tile has rows of the block, and a
     // tile past a warpgroup's causal diagonal is masked to P = 0.
     wait_and_load(-1);
+    if constexpr (Tile::kQInRegisters) {
+      LoadQueryFragments(q_frag, q_rows_of_group, kQPanelBytes, warp, lane);
+    }
     if (num_key_tiles > 0) {
       WgmmaFence();
-      IssueScores<Tile>(s, q_rows_of_group, s_k);
+      IssueScores<Tile>(s, q_rows_of_group, q_frag, s_k);
       WgmmaWait<0>();
       WgmmaPinAccumulators(s);
       float alpha[2];
@@ -295,7 +380,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     for (int tile = 0; tile + 1 < num_key_tiles; ++tile) {
       wait_and_load(tile);
       WgmmaFence();
-      IssueScores<Tile>(s, q_rows_of_group,
+      IssueScores<Tile>(s, q_rows_of_group, q_frag,
                         s_k + ((tile + 1) & 1) * kTileBytes);
       IssueValues<Tile>(acc_o, prob, s_v + (tile & 1) * kTileBytes);
       WgmmaWait<1>();  // S, the older group
@@ -318,28 +403,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     }
 
     DrainEmptyWalk(keys);
-    // Epilogue: out = (1 / G) * O / rowsum, staged through this warp's own
-    // 16 rows of each panel of the (swizzled) Q tile for 16-byte stores.
-    const int o_offset = w.first;
-    const int rate = w.step;
-    unsigned char* stage = smem + warpgroup * 64 * 128 + warp * 16 * 128;
-    T* out_rows = SelectedRow0<T>(p.out, w);
-    float inverse[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float sum = softmax.row_sum[h];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      inverse[h] = sum > 0.0f ? p.output_scale / sum : 0.0f;
-      const int query = warp_first + group + h * 8;
-      if (lse_segment != nullptr && pair == 0 && query < num_rows) {
-        lse_segment[o_offset + query * rate] =
-            sum > 0.0f ? (softmax.row_max[h] + __log2f(sum)) * kLn2 : kMinusInf;
-      }
-    }
-    StoreAccumulatorPanels<kDtype>(stage, kQPanelBytes, acc_o, inverse[0],
-                                   inverse[1], out_rows, RowStep(p.out, w),
-                                   warp_first, num_rows, chunks, lane);
+    StoreForwardRows<Tile>(p, w, softmax, acc_o,
+                           smem + warpgroup * 64 * 128 + warp * 16 * 128,
+                           lse_segment, chunks, lane);
   }
   ZeroUnselectedRows(SegmentStart<T>(p.out, w), p.out.stride_n, w, j_begin,
                      j_end, chunks, lse_segment, tid, Tile::kThreads);
@@ -355,22 +421,8 @@ cudaError_t LaunchFlashForwardWgmma(
     const ForwardParams& p, cudaStream_t stream,
     const ProblemIndex& general = ProblemIndex{},
     const BlockLists& sparse = BlockLists{}) {
-  FlashForwardArgs args;
-  args.params = p;
-  args.general = general;
-  args.sparse = sparse;
-  const int64_t blocks =
-      LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
-  if (blocks == 0) return cudaSuccess;
-  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  auto kernel = FlashForwardWgmmaKernel<Tile>;
-  cudaError_t error =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(Tile::kSmemBytes));
-  if (error != cudaSuccess) return error;
-  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSmemBytes,
-           stream>>>(args);
-  return cudaGetLastError();
+  return LaunchForwardKernel<Tile>(FlashForwardWgmmaKernel<Tile>, p, stream,
+                                   general, sparse);
 }
 
 }  // namespace gpu

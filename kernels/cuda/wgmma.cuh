@@ -207,6 +207,14 @@ __device__ __forceinline__ void WgmmaRS64x64(float (&d)[32],
                                              const uint32_t (&a)[4],
                                              uint64_t desc_b);
 
+// d (64 x kN) = A (64 x 16 in registers, four 32-bit pairs) * B (16 x kN,
+// K-major: kN rows of 16, in shared memory) + (accumulate ? d : 0), kN = 64
+// or 128. Asynchronous as WgmmaRS64x64.
+template <DataType kDtype, int kN>
+__device__ __forceinline__ void WgmmaRSKMajor(float (&d)[kN / 2],
+                                              const uint32_t (&a)[4],
+                                              uint64_t desc_b, bool accumulate);
+
 // The products of every kernel, over tiles of kPanels 64-column panels
 // (wgmma.cuh layout, panel p at `tile` + p * panel_bytes). They are
 // templates: the specializations they call, defined below, precede every
@@ -252,6 +260,31 @@ __device__ __forceinline__ void WgmmaAccumulatePanels(
 }
 
 #if DA_WGMMA_ENABLED
+#define DA_DEFINE_WGMMA_RS_KMAJOR(DTYPE, PTX_TYPE)                           \
+  template <>                                                                \
+  __device__ __forceinline__ void WgmmaRSKMajor<DTYPE, 64>(                  \
+      float(&d)[32], const uint32_t(&a)[4], uint64_t desc_b,                 \
+      bool accumulate) {                                                     \
+    asm volatile(                                                            \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                         \
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPE "." PTX_TYPE  \
+        " " DA_WGMMA_REGS32 ", {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"  \
+        : DA_WGMMA_ACC32(d)                                                  \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b),           \
+          "r"(static_cast<int>(accumulate)));                                \
+  }                                                                          \
+  template <>                                                                \
+  __device__ __forceinline__ void WgmmaRSKMajor<DTYPE, 128>(                 \
+      float(&d)[64], const uint32_t(&a)[4], uint64_t desc_b,                 \
+      bool accumulate) {                                                     \
+    asm volatile(                                                            \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                         \
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_TYPE "." PTX_TYPE \
+        " " DA_WGMMA_REGS64 ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"  \
+        : DA_WGMMA_ACC64(d)                                                  \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b),           \
+          "r"(static_cast<int>(accumulate)));                                \
+  }
 #define DA_DEFINE_WGMMA_SS(DTYPE, PTX_TYPE)                                  \
   template <>                                                                \
   __device__ __forceinline__ void WgmmaSS<DTYPE, 128>(                       \
@@ -292,6 +325,13 @@ __device__ __forceinline__ void WgmmaAccumulatePanels(
   template <>                                                                 \
   __device__ __forceinline__ void WgmmaSS<DTYPE, 64>(float(&)[32], uint64_t,  \
                                                      uint64_t, bool) {}
+#define DA_DEFINE_WGMMA_RS_KMAJOR(DTYPE, PTX_TYPE)           \
+  template <>                                                \
+  __device__ __forceinline__ void WgmmaRSKMajor<DTYPE, 64>(  \
+      float(&)[32], const uint32_t(&)[4], uint64_t, bool) {} \
+  template <>                                                \
+  __device__ __forceinline__ void WgmmaRSKMajor<DTYPE, 128>( \
+      float(&)[64], const uint32_t(&)[4], uint64_t, bool) {}
 #define DA_DEFINE_WGMMA_RS_64x64(DTYPE, PTX_TYPE)      \
   template <>                                          \
   __device__ __forceinline__ void WgmmaRS64x64<DTYPE>( \
@@ -300,10 +340,13 @@ __device__ __forceinline__ void WgmmaAccumulatePanels(
 
 DA_DEFINE_WGMMA_SS(DataType::kFloat16, "f16")
 DA_DEFINE_WGMMA_SS(DataType::kBFloat16, "bf16")
+DA_DEFINE_WGMMA_RS_KMAJOR(DataType::kFloat16, "f16")
+DA_DEFINE_WGMMA_RS_KMAJOR(DataType::kBFloat16, "bf16")
 DA_DEFINE_WGMMA_RS_64x64(DataType::kFloat16, "f16")
     DA_DEFINE_WGMMA_RS_64x64(DataType::kBFloat16, "bf16")
 
 #undef DA_DEFINE_WGMMA_SS
+#undef DA_DEFINE_WGMMA_RS_KMAJOR
 #undef DA_DEFINE_WGMMA_RS_64x64
 #undef DA_WGMMA_ACC8
 #undef DA_WGMMA_ACC32

@@ -1,0 +1,306 @@
+// File: flash_forward_ws.cuh
+//
+// The warp-specialized forward kernel for Hopper (sm_90a): the contract and
+// the per-warpgroup tile step of flash_forward_wgmma.cuh, with the loads
+// taken off the consumers. A block has three or four warpgroups:
+//  - the producer (the last one) copies Q once and the K and V tiles of the
+//    walk into kStages-deep rings with cp.async; each copy completes on an
+//    mbarrier ("full"), and the producer reuses a buffer only after all
+//    consumers have arrived on its "empty" mbarrier. It keeps few registers
+//    (setmaxnreg) and, when its copies are issued, zeroes the segment
+//    positions that are not rows of the block's group;
+//  - two or three consumers own 64 query rows each and run the step of the
+//    wgmma kernel (S of the next tile and P V of this one issued back to
+//    back, the softmax between them) with the registers the producer gave
+//    up. With kPingPong they take turns issuing their products under named
+//    barriers, so that one warpgroup's softmax runs while another's products
+//    occupy the tensor cores.
+// No consumer waits at a block-wide barrier: each waits only for the tiles
+// it reads.
+//
+// Included by the per-(head_dim, dtype) instantiation files and the tile
+// sweep only.
+
+#ifndef KERNELS_CUDA_FLASH_FORWARD_WS_CUH_
+#define KERNELS_CUDA_FLASH_FORWARD_WS_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/cuda/async_barrier.cuh"
+#include "kernels/cuda/flash_forward_wgmma.cuh"
+
+namespace dilated {
+namespace kernels {
+namespace gpu {
+
+// Compile-time shape: kConsumers consumer warpgroups (2 or 3) of 64 query
+// rows and one producer; kBlockN-key tiles in rings of kStages K and kStages
+// V buffers.
+template <DataType kDtypeT, int kConsumersT, int kBlockNT, int kStagesT,
+          int kHeadDimT, bool kQInRegistersT, bool kPingPongT>
+struct WsForwardTile {
+  using T = typename Element<kDtypeT>::Type;
+  static constexpr DataType kDtype = kDtypeT;
+  static constexpr int kHeadDim = kHeadDimT;
+  static constexpr int kPanels = kHeadDim / 64;
+  static constexpr int kWarpgroups = kConsumersT;  // consumers
+  static constexpr int kBlockM = 64 * kWarpgroups;
+  static constexpr int kBlockN = kBlockNT;
+  static constexpr int kScores = kBlockN / 2;
+  static constexpr int kStages = kStagesT;
+  static constexpr int kConsumerThreads = 128 * kWarpgroups;
+  static constexpr int kThreads = kConsumerThreads + 128;
+  static constexpr int kMinBlocks = 1;
+  static constexpr bool kQInRegisters = kQInRegistersT;
+  static constexpr bool kPingPong = kPingPongT;
+  static constexpr int kQSteps = kQInRegisters ? 4 * kPanels : 1;
+  static constexpr int kRowBytes = kHeadDim * 2;
+  static constexpr int kQBytes = kBlockM * kRowBytes;
+  static constexpr int kTileBytes = kBlockN * kRowBytes;
+  // Launched at 65536 / kThreads registers a thread (168 or 128); the
+  // producer gives all but kProducerRegisters back to the consumers.
+  static constexpr int kProducerRegisters = kWarpgroups == 2 ? 40 : 32;
+  static constexpr int kConsumerRegisters = kWarpgroups == 2 ? 232 : 160;
+  // Q, the K ring, the V ring, and slack to align the base to 1024 bytes.
+  static constexpr size_t kSmemBytes =
+      kQBytes + 2 * kStages * kTileBytes + 1024;
+  static_assert(kWarpgroups == 2 || kWarpgroups == 3, "2 or 3 consumers");
+  static_assert(kBlockN == 64 || kBlockN == 128, "m64n64 or m64n128 scores");
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
+  static_assert(kProducerRegisters + kWarpgroups * kConsumerRegisters <= 512,
+                "the block's 65536 registers over its threads");
+};
+
+// Whether a forward tile type is a WsForwardTile (launched by
+// LaunchFlashForwardWs rather than LaunchFlashForwardWgmma).
+template <class Tile>
+struct IsWsForwardTile : std::false_type {};
+template <DataType kDtype, int kConsumers, int kBlockN, int kStages,
+          int kHeadDim, bool kQInRegisters, bool kPingPong>
+struct IsWsForwardTile<WsForwardTile<kDtype, kConsumers, kBlockN, kStages,
+                                     kHeadDim, kQInRegisters, kPingPong>>
+    : std::true_type {};
+
+// The mbarriers of one block, in static shared memory: Q's, and a full and
+// an empty one per K and per V buffer.
+template <int kStages>
+struct WsBarriers {
+  uint64_t q_full;
+  uint64_t k_full[kStages];
+  uint64_t v_full[kStages];
+  uint64_t k_empty[kStages];
+  uint64_t v_empty[kStages];
+};
+
+// Named barrier ids of the consumers' turns (0 is __syncthreads).
+constexpr int kTurnBarrierBase = 1;
+
+template <class Tile>
+__global__ void __launch_bounds__(Tile::kThreads, 1)
+    FlashForwardWsKernel(const __grid_constant__ FlashForwardArgs args) {
+#if DA_WGMMA_ENABLED
+  using T = typename Tile::T;
+  constexpr DataType kDtype = Tile::kDtype;
+  constexpr int kBlockM = Tile::kBlockM;
+  constexpr int kBlockN = Tile::kBlockN;
+  constexpr int kTileBytes = Tile::kTileBytes;
+  constexpr int kPanels = Tile::kPanels;
+  constexpr int kStages = Tile::kStages;
+  constexpr int kQPanelBytes = kBlockM * 128;
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ WsBarriers<kStages> bars;
+  unsigned char* smem = AlignedSharedBase(smem_raw);
+  const uint32_t s_q = SharedAddress(smem);
+  const uint32_t s_k = s_q + Tile::kQBytes;
+  const uint32_t s_v = s_k + kStages * kTileBytes;
+  const uint32_t q_full = SharedAddress(&bars.q_full);
+  auto k_full = [&](int s) { return SharedAddress(&bars.k_full[s]); };
+  auto v_full = [&](int s) { return SharedAddress(&bars.v_full[s]); };
+  auto k_empty = [&](int s) { return SharedAddress(&bars.k_empty[s]); };
+  auto v_empty = [&](int s) { return SharedAddress(&bars.v_empty[s]); };
+
+  const int tid = threadIdx.x;
+  if (tid == 0) {
+    // Full: one arrival per producer thread. Empty: one per consumer warp.
+    MbarrierInit(q_full, 128);
+    for (int s = 0; s < kStages; ++s) {
+      MbarrierInit(k_full(s), 128);
+      MbarrierInit(v_full(s), 128);
+      MbarrierInit(k_empty(s), Tile::kConsumerThreads / 32);
+      MbarrierInit(v_empty(s), Tile::kConsumerThreads / 32);
+    }
+  }
+  __syncthreads();
+
+  const ForwardParams& p = args.params;
+  const WorkItem w = DecodeBlock(args.block_begin, args.general, p, blockIdx.x,
+                                 kBlockM, p.is_causal);
+  const int num_rows = w.length;
+  const int chunks = static_cast<int>(p.head_dim / 8);
+  const int j_begin = w.block * kBlockM;
+  const int j_end = min(j_begin + kBlockM, num_rows);
+  float* lse_segment =
+      p.lse == nullptr ? nullptr
+                       : SegmentStart(p.lse, p.lse_stride_b, p.lse_stride_h, w);
+  const int key_limit = p.is_causal ? j_end : num_rows;
+  const TileWalk keys =
+      num_rows > 0 ? KeyTilesOf<kBlockN>(args.sparse, w, j_begin, key_limit)
+                   : ContiguousTiles(0, 0);
+  const int num_key_tiles = keys.count;
+  const int warpgroup = tid / 128;
+
+  if (warpgroup == Tile::kWarpgroups) {
+    // The producer.
+    ReleaseRegistersTo<Tile::kProducerRegisters>();
+    const int ptid = tid - Tile::kConsumerThreads;
+    if (num_rows > 0) {
+      const T* k_rows = SelectedRow0<const T>(p.k, w);
+      const T* v_rows = SelectedRow0<const T>(p.v, w);
+      const int64_t k_step = RowStep(p.k, w);
+      const int64_t v_step = RowStep(p.v, w);
+      LoadPanelsSwizzled<kBlockM, 128, kPanels>(
+          s_q, SelectedRow0<const T>(p.q, w), RowStep(p.q, w), j_begin,
+          num_rows, chunks, ptid);
+      CpAsyncArriveOnCompletion(q_full);
+      for (int tile = 0; tile < num_key_tiles; ++tile) {
+        const int stage = tile % kStages;
+        const uint32_t reuse_parity = ((tile / kStages) & 1) ^ 1;
+        const int first = keys.Tile(tile) * kBlockN;
+        if (tile >= kStages) MbarrierWait(k_empty(stage), reuse_parity);
+        LoadPanelsSwizzled<kBlockN, 128, kPanels>(s_k + stage * kTileBytes,
+                                                  k_rows, k_step, first,
+                                                  num_rows, chunks, ptid);
+        CpAsyncArriveOnCompletion(k_full(stage));
+        if (tile >= kStages) MbarrierWait(v_empty(stage), reuse_parity);
+        LoadPanelsSwizzled<kBlockN, 128, kPanels>(s_v + stage * kTileBytes,
+                                                  v_rows, v_step, first,
+                                                  num_rows, chunks, ptid);
+        CpAsyncArriveOnCompletion(v_full(stage));
+      }
+      CpAsyncWait<0>();
+    }
+    ZeroUnselectedRows(SegmentStart<T>(p.out, w), p.out.stride_n, w, j_begin,
+                       j_end, chunks, lse_segment, ptid, 128);
+    return;
+  }
+  if (num_rows == 0) return;
+
+  // A consumer.
+  AcquireRegistersTo<Tile::kConsumerRegisters>();
+  const int warp = (tid % 128) / 32;
+  const int lane = tid % 32;
+  const int warp_first = j_begin + warpgroup * 64 + warp * 16;
+  // One arrival per consumer warp on an empty barrier: lane 0 after the
+  // warp's share of the products that read the buffer has completed.
+  auto release = [&](uint32_t bar) {
+    if (lane == 0) MbarrierArrive(bar);
+  };
+  auto wait_full = [&](uint32_t bar, int tile) {
+    MbarrierWait(bar, (tile / kStages) & 1);
+    FenceSharedForAsyncProxy();  // cp.async wrote it; wgmma reads it
+  };
+  // Turns, round robin: warpgroup g issues after Sync on its barrier and
+  // passes the turn with Arrive on the next one's; the last warpgroup hands
+  // warpgroup 0 the first turn. Each barrier counts the two warpgroups that
+  // meet there.
+  const int my_turn = kTurnBarrierBase + warpgroup;
+  const int other_turn = kTurnBarrierBase + (warpgroup + 1) % Tile::kWarpgroups;
+  auto take_turn = [&] {
+    if constexpr (Tile::kPingPong) {
+      NamedBarrierSync(my_turn, 256);
+    }
+  };
+  auto pass_turn = [&] {
+    if constexpr (Tile::kPingPong) {
+      NamedBarrierArrive(other_turn, 256);
+    }
+  };
+
+  float acc_o[kPanels][32];
+  float s[Tile::kScores];
+  uint32_t prob[kBlockN / 16][4];
+  ZeroAccumulators(acc_o);
+  OnlineSoftmaxRows softmax = OnlineSoftmaxRows::Start(
+      num_rows, warp_first, lane, p.is_causal, p.softmax_scale);
+  const uint32_t q_rows_of_group = s_q + warpgroup * 64 * 128;
+  uint32_t q_frag[Tile::kQSteps][4];
+  wait_full(q_full, 0);
+  if constexpr (Tile::kQInRegisters) {
+    LoadQueryFragments(q_frag, q_rows_of_group, kQPanelBytes, warp, lane);
+  }
+  if (Tile::kPingPong && warpgroup == Tile::kWarpgroups - 1) pass_turn();
+  if (num_key_tiles > 0) {
+    wait_full(k_full(0), 0);
+    take_turn();
+    WgmmaFence();
+    IssueScores<Tile>(s, q_rows_of_group, q_frag, s_k);
+    pass_turn();
+    WgmmaWait<0>();
+    WgmmaPinAccumulators(s);
+    release(k_empty(0));
+    float alpha[2];
+    softmax.Update(s, keys.Tile(0) * kBlockN, alpha);  // O is still 0
+    PackScores<kDtype>(s, prob);
+  }
+  for (int tile = 0; tile + 1 < num_key_tiles; ++tile) {
+    const int next = tile + 1;
+    wait_full(k_full(next % kStages), next);
+    wait_full(v_full(tile % kStages), tile);
+    take_turn();
+    WgmmaFence();
+    IssueScores<Tile>(s, q_rows_of_group, q_frag,
+                      s_k + (next % kStages) * kTileBytes);
+    IssueValues<Tile>(acc_o, prob, s_v + (tile % kStages) * kTileBytes);
+    pass_turn();
+    WgmmaWait<1>();  // S, the older group
+    WgmmaPinAccumulators(s);
+    release(k_empty(next % kStages));
+    float alpha[2];
+    const bool rescale = softmax.Update(s, keys.Tile(next) * kBlockN, alpha);
+    WgmmaWait<0>();  // P V: O and the P registers are free again
+    WgmmaPinAccumulators(acc_o);
+    release(v_empty(tile % kStages));
+    if (rescale) RescaleRows(acc_o, alpha);
+    PackScores<kDtype>(s, prob);
+  }
+  if (num_key_tiles > 0) {
+    const int last = num_key_tiles - 1;
+    wait_full(v_full(last % kStages), last);
+    take_turn();
+    WgmmaFence();
+    IssueValues<Tile>(acc_o, prob, s_v + (last % kStages) * kTileBytes);
+    pass_turn();
+    WgmmaWait<0>();
+    WgmmaPinAccumulators(acc_o);
+  }
+  // Warpgroup 0 takes the turn that the last warpgroup passed last, so that
+  // no arrival is left on a named barrier when the block ends.
+  if (Tile::kPingPong && warpgroup == 0) take_turn();
+
+  StoreForwardRows<Tile>(p, w, softmax, acc_o,
+                         smem + warpgroup * 64 * 128 + warp * 16 * 128,
+                         lse_segment, chunks, lane);
+#else
+  __trap();  // never launched: WgmmaAvailable() is false without sm_90a
+#endif
+}
+
+// Launches the warp-specialized forward kernel over every group of `p` on
+// `stream`; `general` and `sparse` as for LaunchFlashForward.
+template <class Tile>
+cudaError_t LaunchFlashForwardWs(const ForwardParams& p, cudaStream_t stream,
+                                 const ProblemIndex& general = ProblemIndex{},
+                                 const BlockLists& sparse = BlockLists{}) {
+  return LaunchForwardKernel<Tile>(FlashForwardWsKernel<Tile>, p, stream,
+                                   general, sparse);
+}
+
+}  // namespace gpu
+}  // namespace kernels
+}  // namespace dilated
+
+#endif  // KERNELS_CUDA_FLASH_FORWARD_WS_CUH_
