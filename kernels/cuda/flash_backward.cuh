@@ -747,20 +747,6 @@ inline int64_t FillRowBegin(const ForwardParams& p, int64_t* row_begin) {
   return total;
 }
 
-template <class Tile, class Args>
-cudaError_t LaunchWithSmem(void (*kernel)(Args), const Args& args,
-                           int64_t blocks, cudaStream_t stream) {
-  if (blocks == 0) return cudaSuccess;
-  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  const cudaError_t error =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(Tile::kSmemBytes));
-  if (error != cudaSuccess) return error;
-  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSmemBytes,
-           stream>>>(args);
-  return cudaGetLastError();
-}
-
 // Launches FlashDeltaKernel; `general` is the launch's problem list
 // (ProblemTable::AddRows()), or null for the closed form.
 template <DataType kDtype>

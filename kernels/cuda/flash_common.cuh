@@ -153,11 +153,26 @@ inline int64_t LaunchBlocks(const ForwardParams& p, const ProblemIndex& general,
   return general.total;
 }
 
+// Launches `blocks` thread blocks of `kernel` (shape Tile: kThreads threads,
+// kSmemBytes of dynamic shared memory) with `args` on `stream`.
+template <class Tile, class Args>
+cudaError_t LaunchWithSmem(void (*kernel)(Args), const Args& args,
+                           int64_t blocks, cudaStream_t stream) {
+  if (blocks == 0) return cudaSuccess;
+  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  const cudaError_t error =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(Tile::kSmemBytes));
+  if (error != cudaSuccess) return error;
+  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSmemBytes,
+           stream>>>(args);
+  return cudaGetLastError();
+}
+
 // Launches the forward kernel `kernel` of shape Tile (kBlockM rows per
-// block, kThreads threads, kSmemBytes of dynamic shared memory) over every
-// group of `p` on `stream`; `general` is the launch's problem list
-// (ProblemTable::AddBlocks(Tile::kBlockM)), or null for the closed form;
-// `sparse` the device lists of a block-sparse call, or null.
+// block) over every group of `p` on `stream`; `general` is the launch's
+// problem list (ProblemTable::AddBlocks(Tile::kBlockM)), or null for the
+// closed form; `sparse` the device lists of a block-sparse call, or null.
 template <class Tile>
 cudaError_t LaunchForwardKernel(void (*kernel)(FlashForwardArgs),
                                 const ForwardParams& p, cudaStream_t stream,
@@ -169,15 +184,7 @@ cudaError_t LaunchForwardKernel(void (*kernel)(FlashForwardArgs),
   args.sparse = sparse;
   const int64_t blocks =
       LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
-  if (blocks == 0) return cudaSuccess;
-  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  cudaError_t error =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(Tile::kSmemBytes));
-  if (error != cudaSuccess) return error;
-  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSmemBytes,
-           stream>>>(args);
-  return cudaGetLastError();
+  return LaunchWithSmem<Tile>(kernel, args, blocks, stream);
 }
 
 // Host staging of the problem table of one call: the problems once, then
