@@ -6,10 +6,14 @@
 // tokens per second at n = 32K, 128K, 512K and 1M with the "auto" core (the
 // fused kernels of "improved" on CUDA), and at 32K with each other core.
 // LongNetCudaRoofline is the floor the model's forward is measured against:
-// its linear layers' products timed alone with cuBLAS (the same shapes,
-// dtype and compute type as CudaLinear, no bias) plus its three attention
-// calls alone (the "auto" core on strided q, k, v views of one fused
-// projection, as the model reads them); counters gemm_ms and attention_ms.
+// its linear layers' products timed alone with cublasGemmEx (the shapes the
+// model multiplies, with q, k and v stacked as it stacks them; its dtype and
+// compute type; no bias) plus its three attention calls alone (the "auto"
+// core on strided q, k, v views of one stacked projection, as the model
+// reads them); counters gemm_ms and attention_ms. The same run times the
+// forward's other stages alone, as the model runs them: stage_gemm_ms (the
+// products through LinearProducts, bias and residual in the epilogue) and
+// stage_layer_norm_ms (its nine LayerNorms, two with the activation fused).
 //
 //   ./bazelw build -c opt --config=cuda //benchmarks:longnet_cuda_benchmark
 //   bazel-bin/benchmarks/longnet_cuda_benchmark
@@ -29,7 +33,9 @@
 #include "kernels/numeric.h"
 #include "models/attention_core.h"
 #include "models/cuda/cuda_transformer.h"
+#include "models/cuda/device_ops.h"
 #include "models/cuda/device_tensor.h"
+#include "models/cuda/linear_products.h"
 #include "models/long_net.h"
 
 namespace dilated {
@@ -118,16 +124,31 @@ void RunLongNet(benchmark::State& state, const std::string& core,
   cudaStreamDestroy(stream);
 }
 
-// The linear layers of one LongNet forward (one encoder layer: q, k, v and
-// out projections, two feed-forward layers; one decoder layer: the same with
-// a second attention), as (in_features, out_features, count).
+// The products of one LongNet forward as the model runs them (one encoder
+// layer: the stacked q, k, v projection, the out projection with the
+// residual, two feed-forward layers, the second with the residual; one
+// decoder layer: the same, plus a cross-attention whose q and stacked k, v
+// are projected apart), as (in_features, out_features, count, residual).
 struct LinearShape {
   int in;
   int out;
   int count;
+  bool residual;
 };
 constexpr LinearShape kLinearShapes[] = {
-    {768, 768, 12}, {768, 3072, 2}, {3072, 768, 2}};
+    {768, 2304, 2, false}, {768, 1536, 1, false}, {768, 768, 1, false},
+    {768, 768, 3, true},   {768, 3072, 2, false}, {3072, 768, 2, true}};
+
+// The LayerNorms of one LongNet forward, as (features, count, activation):
+// the layers' norms and the attentions' sub-norms, and the feed-forward
+// sub-norms with the activation in their kernel.
+struct NormShape {
+  int features;
+  int count;
+  gpu::RowActivation activation;
+};
+constexpr NormShape kNormShapes[] = {{768, 7, gpu::RowActivation::kNone},
+                                     {3072, 2, gpu::RowActivation::kRelu}};
 
 // Times `body` (which enqueues work on `stream`) with CUDA events; returns
 // milliseconds, or a negative value on a CUDA error.
@@ -160,6 +181,8 @@ void RunRoofline(benchmark::State& state, int64_t seq_len) {
   void* weight = nullptr;
   void* y = nullptr;  // [n, 3072]: a layer's output, and the attention's
   const size_t activation_bytes = seq_len * kWidest * 2;
+  absl::StatusOr<std::shared_ptr<LinearProducts>> products =
+      LinearProducts::Create(0);
   if (cudaStreamCreate(&stream) != cudaSuccess ||
       cublasCreate(&cublas) != CUBLAS_STATUS_SUCCESS ||
       cublasSetStream(cublas, stream) != CUBLAS_STATUS_SUCCESS ||
@@ -169,6 +192,8 @@ void RunRoofline(benchmark::State& state, int64_t seq_len) {
       cudaMemset(x, 0, activation_bytes) != cudaSuccess ||
       cudaMemset(weight, 0, kWidest * kWidest * 2) != cudaSuccess) {
     state.SkipWithError("no CUDA stream, cuBLAS handle or device memory");
+  } else if (!products.ok()) {
+    state.SkipWithError(std::string(products.status().message()).c_str());
   } else {
     const LongNetConfig config = PaperConfig("auto");
     absl::StatusOr<std::unique_ptr<Attention>> core = CreateAttentionCore(
@@ -185,6 +210,45 @@ void RunRoofline(benchmark::State& state, int64_t seq_len) {
                            CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS) {
             return false;
           }
+        }
+      }
+      return true;
+    };
+    // The weight buffer's first 3072 halves stand in for every bias, its
+    // first 3072 floats for every LayerNorm weight and bias.
+    auto stage_gemms = [&] {
+      for (const LinearShape& shape : kLinearShapes) {
+        for (int i = 0; i < shape.count; ++i) {
+          LinearProduct product;
+          product.dtype = DType::kFloat16;
+          product.rows = seq_len;
+          product.in = shape.in;
+          product.out = shape.out;
+          product.x = x;
+          product.weight = weight;
+          product.bias = weight;
+          product.residual = shape.residual ? x : nullptr;
+          product.y = y;
+          if (!(*products)->Run(product, stream).ok()) return false;
+        }
+      }
+      return true;
+    };
+    auto stage_norms = [&] {
+      for (const NormShape& shape : kNormShapes) {
+        for (int i = 0; i < shape.count; ++i) {
+          gpu::LayerNormArgs args;
+          args.x = x;
+          args.x_row_stride = shape.features;
+          args.y = y;
+          args.y_row_stride = shape.features;
+          args.rows = seq_len;
+          args.features = shape.features;
+          args.weight = static_cast<const float*>(weight);
+          args.bias = static_cast<const float*>(weight);
+          args.activation = shape.activation;
+          args.dtype = gpu::DataType::kFloat16;
+          if (gpu::LayerNormRows(args, stream) != cudaSuccess) return false;
         }
       }
       return true;
@@ -221,24 +285,34 @@ void RunRoofline(benchmark::State& state, int64_t seq_len) {
     if (!core.ok()) {
       state.SkipWithError(std::string(core.status().message()).c_str());
     } else if (TimeOnStream(stream, gemms) < 0 ||
-               TimeOnStream(stream, attention) < 0) {  // warm-up
-      state.SkipWithError("a cuBLAS or attention call failed");
+               TimeOnStream(stream, attention) < 0 ||
+               TimeOnStream(stream, stage_gemms) < 0 ||
+               TimeOnStream(stream, stage_norms) < 0) {  // warm-up
+      state.SkipWithError("a cuBLAS, LayerNorm or attention call failed");
     } else {
       double gemm_total = 0.0, attention_total = 0.0;
+      double stage_gemm_total = 0.0, stage_norm_total = 0.0;
       for (auto _ : state) {
         const float gemm_ms = TimeOnStream(stream, gemms);
         const float attention_ms = TimeOnStream(stream, attention);
-        if (gemm_ms < 0 || attention_ms < 0) {
-          state.SkipWithError("a cuBLAS or attention call failed");
+        const float stage_gemm_ms = TimeOnStream(stream, stage_gemms);
+        const float stage_norm_ms = TimeOnStream(stream, stage_norms);
+        if (gemm_ms < 0 || attention_ms < 0 || stage_gemm_ms < 0 ||
+            stage_norm_ms < 0) {
+          state.SkipWithError("a cuBLAS, LayerNorm or attention call failed");
           break;
         }
         gemm_total += gemm_ms;
         attention_total += attention_ms;
+        stage_gemm_total += stage_gemm_ms;
+        stage_norm_total += stage_norm_ms;
         state.SetIterationTime((gemm_ms + attention_ms) / 1000.0);
       }
       const double iterations = static_cast<double>(state.iterations());
       state.counters["gemm_ms"] = gemm_total / iterations;
       state.counters["attention_ms"] = attention_total / iterations;
+      state.counters["stage_gemm_ms"] = stage_gemm_total / iterations;
+      state.counters["stage_layer_norm_ms"] = stage_norm_total / iterations;
     }
   }
   cudaFree(x);

@@ -1,9 +1,11 @@
 #include "models/cuda/cuda_layers.h"
 
-#include <climits>
+#include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/cuda_util.h"
 #include "factory/status_macros.h"
 #include "models/cuda/device_ops.h"
@@ -12,39 +14,40 @@ namespace dilated {
 namespace models {
 namespace {
 
-cudaDataType CudaType(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat16:
-      return CUDA_R_16F;
-    case DType::kBFloat16:
-      return CUDA_R_16BF;
-    case DType::kFloat32:
-    default:  // int32 and bool tensors never reach a float conversion
-      break;
+// Returns the parameters `prefix` + `suffix` for every prefix stacked along
+// their first axis; InvalidArgument naming the first whose trailing axes
+// differ from the first parameter's.
+absl::StatusOr<Parameter> StackRows(const ParameterLookup& params,
+                                    const std::vector<std::string>& prefixes,
+                                    const std::string& suffix) {
+  Parameter stacked;
+  for (const std::string& prefix : prefixes) {
+    DA_ASSIGN_OR_RETURN(const Parameter* part,
+                        FindParameter(params, prefix + suffix));
+    if (stacked.shape.empty()) {
+      stacked.shape = part->shape;
+      stacked.shape[0] = 0;
+    } else if (!std::equal(part->shape.begin() + 1, part->shape.end(),
+                           stacked.shape.begin() + 1, stacked.shape.end())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          prefix, suffix, " does not stack with ", prefixes.front(), suffix,
+          ": their shapes differ beyond the first axis"));
+    }
+    stacked.shape[0] += part->shape[0];
+    stacked.values.insert(stacked.values.end(), part->values.begin(),
+                          part->values.end());
   }
-  return CUDA_R_32F;
+  return stacked;
 }
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<CublasHandle>> CublasHandle::Create(int device) {
-  ScopedCudaDevice scoped(device);
-  DA_RETURN_IF_ERROR(scoped.status());
-  cublasHandle_t handle = nullptr;
-  DA_RETURN_IF_ERROR(CublasStatus(cublasCreate(&handle), "cublasCreate"));
-  std::shared_ptr<CublasHandle> result(new CublasHandle(handle));
-  // Float32 products in full float32: TF32 tensor cores stay off.
-  DA_RETURN_IF_ERROR(CublasStatus(
-      cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH), "cublasSetMathMode"));
-  return result;
-}
-
-CublasHandle::~CublasHandle() { cublasDestroy(handle_); }
-
-absl::StatusOr<cublasHandle_t> CublasHandle::On(cudaStream_t stream) const {
-  DA_RETURN_IF_ERROR(
-      CublasStatus(cublasSetStream(handle_, stream), "cublasSetStream"));
-  return handle_;
+absl::StatusOr<CudaPlacement> PlaceOn(int device, DType dtype) {
+  CudaPlacement placement;
+  placement.device = device;
+  placement.dtype = dtype;
+  DA_ASSIGN_OR_RETURN(placement.products, LinearProducts::Create(device));
+  return placement;
 }
 
 ParameterLookup LookupParameters(Module& module) {
@@ -70,21 +73,39 @@ absl::StatusOr<CudaLinear> CudaLinear::Upload(const ParameterLookup& params,
                                               bool bias,
                                               const CudaPlacement& placement,
                                               cudaStream_t stream) {
-  CudaLinear linear;
-  linear.placement_ = placement;
   DA_ASSIGN_OR_RETURN(const Parameter* weight,
                       FindParameter(params, prefix + "weight"));
-  linear.out_features_ = weight->shape[0];
-  linear.in_features_ = weight->shape[1];
-  DA_ASSIGN_OR_RETURN(linear.weight_,
-                      DeviceTensor::UploadParameter(*weight, placement.dtype,
-                                                    placement.device, stream));
-  linear.has_bias_ = bias;
+  const Parameter* b = nullptr;
   if (bias) {
-    DA_ASSIGN_OR_RETURN(const Parameter* b,
-                        FindParameter(params, prefix + "bias"));
+    DA_ASSIGN_OR_RETURN(b, FindParameter(params, prefix + "bias"));
+  }
+  return UploadParameters(*weight, b, placement, stream);
+}
+
+absl::StatusOr<CudaLinear> CudaLinear::UploadStacked(
+    const ParameterLookup& params, const std::vector<std::string>& prefixes,
+    bool bias, const CudaPlacement& placement, cudaStream_t stream) {
+  DA_ASSIGN_OR_RETURN(const Parameter weight,
+                      StackRows(params, prefixes, "weight"));
+  if (!bias) return UploadParameters(weight, nullptr, placement, stream);
+  DA_ASSIGN_OR_RETURN(const Parameter b, StackRows(params, prefixes, "bias"));
+  return UploadParameters(weight, &b, placement, stream);
+}
+
+absl::StatusOr<CudaLinear> CudaLinear::UploadParameters(
+    const Parameter& weight, const Parameter* bias,
+    const CudaPlacement& placement, cudaStream_t stream) {
+  CudaLinear linear;
+  linear.placement_ = placement;
+  linear.out_features_ = weight.shape[0];
+  linear.in_features_ = weight.shape[1];
+  DA_ASSIGN_OR_RETURN(linear.weight_,
+                      DeviceTensor::UploadParameter(weight, placement.dtype,
+                                                    placement.device, stream));
+  linear.has_bias_ = bias != nullptr;
+  if (bias != nullptr) {
     DA_ASSIGN_OR_RETURN(
-        linear.bias_, DeviceTensor::UploadParameter(*b, DType::kFloat32,
+        linear.bias_, DeviceTensor::UploadParameter(*bias, placement.dtype,
                                                     placement.device, stream));
   }
   return linear;
@@ -92,52 +113,40 @@ absl::StatusOr<CudaLinear> CudaLinear::Upload(const ParameterLookup& params,
 
 absl::StatusOr<DeviceTensor> CudaLinear::ForwardSlice(
     const DeviceTensor& x, int64_t begin, int64_t end,
-    cudaStream_t stream) const {
+    const DeviceTensor* residual, cudaStream_t stream) const {
   DA_CHECK(x.rank() >= 1 && x.dim(-1) == in_features_,
            "Linear input's last axis must be in_features");
   DA_CHECK(0 <= begin && begin < end && end <= out_features_,
            "Linear output slice out of range");
   DA_CHECK(x.dtype() == placement_.dtype, "Linear input dtype mismatch");
-  const int64_t out = end - begin;
-  const int64_t rows = x.NumElements() / in_features_;
-  if (rows > INT_MAX || out > INT_MAX || in_features_ > INT_MAX) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a linear layer of ", rows, " rows, ", in_features_,
-                     " inputs and ", out,
-                     " outputs exceeds cuBLAS's int "
-                     "dimensions"));
-  }
   std::vector<int64_t> shape = x.shape();
-  shape.back() = out;
+  shape.back() = end - begin;
+  if (residual != nullptr &&
+      (residual->shape() != shape || residual->dtype() != x.dtype() ||
+       residual->device() != x.device())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the residual of a linear layer must be ", DTypeName(x.dtype()), " ",
+        "[", absl::StrJoin(shape, ", "), "]", " on cuda:", x.device(), ", got ",
+        DTypeName(residual->dtype()), " ", residual->ShapeString(),
+        " on cuda:", residual->device()));
+  }
   DA_ASSIGN_OR_RETURN(DeviceTensor y, DeviceTensor::Empty(x.dtype(), shape,
                                                           x.device(), stream));
-  if (rows == 0) return y;
-  ScopedCudaDevice scoped(x.device());
-  DA_RETURN_IF_ERROR(scoped.status());
-  const float* bias =
-      has_bias_ ? static_cast<const float*>(bias_.data()) + begin : nullptr;
-  float beta = 0.0f;
-  if (bias != nullptr) {
-    DA_RETURN_IF_ERROR(CudaStatus(gpu::BroadcastRows(bias, rows, out, x.dtype(),
-                                                     y.mutable_data(), stream),
-                                  "bias broadcast kernel"));
-    beta = 1.0f;
-  }
-  DA_ASSIGN_OR_RETURN(cublasHandle_t handle, placement_.cublas->On(stream));
-  const float alpha = 1.0f;
-  // Row-major y[rows, out] = x[rows, in] W[out, in]^T is, column-major,
-  // y^T[out, rows] = (W^T)^T x^T with W^T stored [in, out], ld in.
-  const char* w = static_cast<const char*>(weight_.data()) +
-                  begin * in_features_ * DTypeSize(x.dtype());
-  const cudaDataType type = CudaType(x.dtype());
-  DA_RETURN_IF_ERROR(CublasStatus(
-      cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out),
-                   static_cast<int>(rows), static_cast<int>(in_features_),
-                   &alpha, w, type, static_cast<int>(in_features_), x.data(),
-                   type, static_cast<int>(in_features_), &beta,
-                   y.mutable_data(), type, static_cast<int>(out),
-                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-      "cublasGemmEx"));
+  const int64_t element = DTypeSize(x.dtype());
+  LinearProduct product;
+  product.dtype = x.dtype();
+  product.rows = x.NumElements() / in_features_;
+  product.in = in_features_;
+  product.out = end - begin;
+  product.x = x.data();
+  product.weight =
+      static_cast<const char*>(weight_.data()) + begin * in_features_ * element;
+  product.bias = has_bias_
+                     ? static_cast<const char*>(bias_.data()) + begin * element
+                     : nullptr;
+  product.residual = residual != nullptr ? residual->data() : nullptr;
+  product.y = y.mutable_data();
+  DA_RETURN_IF_ERROR(placement_.products->Run(product, stream));
   return y;
 }
 
@@ -160,35 +169,54 @@ absl::StatusOr<CudaLayerNorm> CudaLayerNorm::Upload(
   return norm;
 }
 
-absl::StatusOr<DeviceTensor> CudaLayerNorm::Forward(const DeviceTensor& x,
-                                                    cudaStream_t stream) const {
-  DA_ASSIGN_OR_RETURN(DeviceTensor y, DeviceTensor::Empty(x.dtype(), x.shape(),
-                                                          x.device(), stream));
-  DA_CHECK(x.rank() >= 1 && x.dim(-1) == features_,
-           "LayerNorm input's last axis must be features");
+absl::Status CudaLayerNorm::Run(const DeviceTensor& x, int64_t column,
+                                DeviceTensor* y, gpu::RowActivation activation,
+                                cudaStream_t stream) const {
+  DA_CHECK(x.rank() >= 1 && column >= 0 && column + features_ <= x.dim(-1),
+           "LayerNorm columns must lie in the input's last axis");
+  DA_CHECK(y->shape() == x.shape() && y->dtype() == x.dtype(),
+           "LayerNorm output must have the input's shape and dtype");
   ScopedCudaDevice scoped(x.device());
   DA_RETURN_IF_ERROR(scoped.status());
-  DA_RETURN_IF_ERROR(CudaStatus(
-      gpu::LayerNormRows(x.data(), x.NumElements() / features_, features_,
-                         static_cast<const float*>(weight_.data()),
-                         static_cast<const float*>(bias_.data()), eps_,
-                         x.dtype(), y.mutable_data(), stream),
-      "LayerNorm kernel"));
+  const int64_t width = x.dim(-1);
+  const int64_t offset = column * DTypeSize(x.dtype());
+  gpu::LayerNormArgs args;
+  args.x = static_cast<const char*>(x.data()) + offset;
+  args.x_row_stride = width;
+  args.y = static_cast<char*>(y->mutable_data()) + offset;
+  args.y_row_stride = width;
+  args.rows = x.NumElements() / width;
+  args.features = features_;
+  args.weight = static_cast<const float*>(weight_.data());
+  args.bias = static_cast<const float*>(bias_.data());
+  args.eps = eps_;
+  args.activation = activation;
+  args.dtype = x.dtype();
+  return CudaStatus(gpu::LayerNormRows(args, stream), "LayerNorm kernel");
+}
+
+absl::StatusOr<DeviceTensor> CudaLayerNorm::Forward(
+    const DeviceTensor& x, cudaStream_t stream,
+    gpu::RowActivation activation) const {
+  DA_CHECK(x.rank() >= 1 && x.dim(-1) == features_,
+           "LayerNorm input's last axis must be features");
+  DA_ASSIGN_OR_RETURN(DeviceTensor y, DeviceTensor::Empty(x.dtype(), x.shape(),
+                                                          x.device(), stream));
+  DA_RETURN_IF_ERROR(Run(x, 0, &y, activation, stream));
   return y;
 }
 
-absl::Status CudaLayerNorm::ForwardInPlace(DeviceTensor* x,
-                                           cudaStream_t stream) const {
+absl::Status CudaLayerNorm::ForwardInPlace(
+    DeviceTensor* x, cudaStream_t stream, gpu::RowActivation activation) const {
   DA_CHECK(x->rank() >= 1 && x->dim(-1) == features_,
            "LayerNorm input's last axis must be features");
-  ScopedCudaDevice scoped(x->device());
-  DA_RETURN_IF_ERROR(scoped.status());
-  return CudaStatus(
-      gpu::LayerNormRows(x->data(), x->NumElements() / features_, features_,
-                         static_cast<const float*>(weight_.data()),
-                         static_cast<const float*>(bias_.data()), eps_,
-                         x->dtype(), x->mutable_data(), stream),
-      "LayerNorm kernel");
+  return Run(*x, 0, x, activation, stream);
+}
+
+absl::Status CudaLayerNorm::ForwardColumnsInPlace(DeviceTensor* x,
+                                                  int64_t column,
+                                                  cudaStream_t stream) const {
+  return Run(*x, column, x, gpu::RowActivation::kNone, stream);
 }
 
 }  // namespace models

@@ -1,51 +1,36 @@
 // File: cuda_layers.h
 //
-// The building blocks of the models on CUDA: a cuBLAS handle shared by the
-// layers of one model, the state dict of a host module as a name lookup,
-// Linear (cublasGemmEx: float32, float16 or bfloat16 operands, float32
-// compute, TF32 off) and LayerNorm (float32 parameters). Each is made from
-// the parameters of a host module (module.h) under their state-dict names.
+// The building blocks of the models on CUDA: the state dict of a host
+// module as a name lookup, Linear (cuBLASLt through LinearProducts: float32,
+// float16 or bfloat16 operands, float32 compute, TF32 off, the bias and an
+// optional residual added in the product's epilogue) and LayerNorm (float32
+// parameters, optionally after an activation). Each is made from the
+// parameters of a host module (module.h) under their state-dict names.
 //
 //   ParameterLookup params = LookupParameters(host_module);
 //   absl::StatusOr<CudaLinear> q_proj = CudaLinear::Upload(
-//       params, "q_proj.", /*bias=*/true, DType::kFloat16, 0, stream);
+//       params, "q_proj.", /*bias=*/true, placement, stream);
 
 #ifndef MODELS_CUDA_CUDA_LAYERS_H_
 #define MODELS_CUDA_CUDA_LAYERS_H_
 
-#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "models/cuda/device_ops.h"
 #include "models/cuda/device_tensor.h"
+#include "models/cuda/linear_products.h"
 #include "models/module.h"
 
 namespace dilated {
 namespace models {
-
-// A cuBLAS handle on one device. Not safe for concurrent use: one forward
-// pass of a model at a time.
-class CublasHandle {
- public:
-  // Returns a handle on `device` in cuBLAS's default math mode (no TF32).
-  static absl::StatusOr<std::shared_ptr<CublasHandle>> Create(int device);
-  ~CublasHandle();
-  CublasHandle(const CublasHandle&) = delete;
-  CublasHandle& operator=(const CublasHandle&) = delete;
-
-  // Returns the handle with its stream set to `stream`.
-  absl::StatusOr<cublasHandle_t> On(cudaStream_t stream) const;
-
- private:
-  explicit CublasHandle(cublasHandle_t handle) : handle_(handle) {}
-  cublasHandle_t handle_;
-};
 
 // Parameters of a host module by full state-dict name.
 using ParameterLookup = absl::flat_hash_map<std::string, const Parameter*>;
@@ -62,37 +47,62 @@ struct CudaPlacement {
   int device = 0;
   // The storage type of weights and activations.
   DType dtype = DType::kFloat32;
-  std::shared_ptr<CublasHandle> cublas;
+  // Shared by the layers of one model.
+  std::shared_ptr<LinearProducts> products;
 };
+
+// Returns placement on `device` in `dtype` with a new LinearProducts.
+absl::StatusOr<CudaPlacement> PlaceOn(int device, DType dtype);
 
 class CudaLinear {
  public:
   CudaLinear() = default;
 
-  // Returns `prefix`weight (and `prefix`bias) uploaded; the weight in
-  // placement.dtype, the bias in float32. The copies are queued on `stream`.
+  // Returns `prefix`weight (and `prefix`bias) uploaded in placement.dtype.
+  // The copies are queued on `stream`.
   static absl::StatusOr<CudaLinear> Upload(const ParameterLookup& params,
                                            const std::string& prefix, bool bias,
                                            const CudaPlacement& placement,
                                            cudaStream_t stream);
 
+  // Returns one layer whose outputs are those of the layers under
+  // `prefixes`, in order (their weights stacked along the output axis), so
+  // that inputs they share are multiplied once. The layers must have the
+  // same in_features.
+  static absl::StatusOr<CudaLinear> UploadStacked(
+      const ParameterLookup& params, const std::vector<std::string>& prefixes,
+      bool bias, const CudaPlacement& placement, cudaStream_t stream);
+
   // Returns x W^T + b, [..., out_features], in x's dtype (which must be the
-  // weight's). The bias is written first and the product accumulated onto it
-  // in float32, so every output is rounded once.
+  // weight's), every output rounded once.
   absl::StatusOr<DeviceTensor> Forward(const DeviceTensor& x,
                                        cudaStream_t stream) const {
-    return ForwardSlice(x, 0, out_features_, stream);
+    return ForwardSlice(x, 0, out_features_, nullptr, stream);
   }
 
-  // Returns outputs [begin, end) of Forward(x) only.
+  // Returns x W^T + b + residual (residual of the output's shape and dtype),
+  // rounded once.
+  absl::StatusOr<DeviceTensor> ForwardAdd(const DeviceTensor& x,
+                                          const DeviceTensor& residual,
+                                          cudaStream_t stream) const {
+    return ForwardSlice(x, 0, out_features_, &residual, stream);
+  }
+
+  // Returns outputs [begin, end) of Forward(x) only, plus `residual` when it
+  // is not null.
   absl::StatusOr<DeviceTensor> ForwardSlice(const DeviceTensor& x,
                                             int64_t begin, int64_t end,
+                                            const DeviceTensor* residual,
                                             cudaStream_t stream) const;
 
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
 
  private:
+  static absl::StatusOr<CudaLinear> UploadParameters(
+      const Parameter& weight, const Parameter* bias,
+      const CudaPlacement& placement, cudaStream_t stream);
+
   CudaPlacement placement_;
   int64_t in_features_ = 0;
   int64_t out_features_ = 0;
@@ -112,14 +122,26 @@ class CudaLayerNorm {
                                               const CudaPlacement& placement,
                                               cudaStream_t stream);
 
-  // Returns the normalised rows of x.
-  absl::StatusOr<DeviceTensor> Forward(const DeviceTensor& x,
-                                       cudaStream_t stream) const;
+  // Returns the normalised rows of activation(x).
+  absl::StatusOr<DeviceTensor> Forward(
+      const DeviceTensor& x, cudaStream_t stream,
+      gpu::RowActivation activation = gpu::RowActivation::kNone) const;
 
-  // Normalises the rows of *x in place.
-  absl::Status ForwardInPlace(DeviceTensor* x, cudaStream_t stream) const;
+  // Normalises the rows of activation(*x) in place.
+  absl::Status ForwardInPlace(
+      DeviceTensor* x, cudaStream_t stream,
+      gpu::RowActivation activation = gpu::RowActivation::kNone) const;
+
+  // Normalises, in place, columns [column, column + features) of every row
+  // of *x (a column range of a wider tensor, e.g. the queries of a stacked
+  // q, k, v projection).
+  absl::Status ForwardColumnsInPlace(DeviceTensor* x, int64_t column,
+                                     cudaStream_t stream) const;
 
  private:
+  absl::Status Run(const DeviceTensor& x, int64_t column, DeviceTensor* y,
+                   gpu::RowActivation activation, cudaStream_t stream) const;
+
   int64_t features_ = 0;
   float eps_ = 1e-5f;
   DeviceTensor weight_;

@@ -79,10 +79,7 @@ absl::Status CheckDeviceInput(const char* name, const DeviceTensor& t,
 absl::StatusOr<std::unique_ptr<CudaMultiheadAttention>>
 CudaMultiheadAttention::Upload(MultiheadAttention& host, DType dtype,
                                int device, cudaStream_t stream) {
-  CudaPlacement placement;
-  placement.device = device;
-  placement.dtype = dtype;
-  DA_ASSIGN_OR_RETURN(placement.cublas, CublasHandle::Create(device));
+  DA_ASSIGN_OR_RETURN(const CudaPlacement placement, PlaceOn(device, dtype));
   const bool fused =
       dynamic_cast<FusedMultiheadDilatedAttention*>(&host) != nullptr;
   return Create(host.config(), fused, LookupParameters(host), "", placement,
@@ -99,7 +96,6 @@ CudaMultiheadAttention::Create(const MultiheadConfig& config, bool fused,
   std::unique_ptr<CudaMultiheadAttention> module(new CudaMultiheadAttention());
   module->config_ = config;
   module->placement_ = placement;
-  module->fused_ = fused;
   DA_ASSIGN_OR_RETURN(
       module->core_,
       CreateAttentionCore(config.attention_core.empty()
@@ -107,18 +103,19 @@ CudaMultiheadAttention::Create(const MultiheadConfig& config, bool fused,
                               : config.attention_core,
                           config.segment_lengths, config.dilation_rates));
   const bool bias = config.bias;
+  // The separate projections are stacked into one layer: a self-attention
+  // then multiplies its input once, as the fused module does.
   if (fused) {
     DA_ASSIGN_OR_RETURN(module->qkv_proj_,
                         CudaLinear::Upload(params, prefix + "qkv_proj.", bias,
                                            placement, stream));
   } else {
-    for (const auto& [name, linear] :
-         {std::pair<const char*, CudaLinear*>{"q_proj.", &module->q_proj_},
-          {"k_proj.", &module->k_proj_},
-          {"v_proj.", &module->v_proj_}}) {
-      DA_ASSIGN_OR_RETURN(*linear, CudaLinear::Upload(params, prefix + name,
-                                                      bias, placement, stream));
-    }
+    DA_ASSIGN_OR_RETURN(
+        module->qkv_proj_,
+        CudaLinear::UploadStacked(
+            params,
+            {prefix + "q_proj.", prefix + "k_proj.", prefix + "v_proj."}, bias,
+            placement, stream));
   }
   DA_ASSIGN_OR_RETURN(module->out_proj_,
                       CudaLinear::Upload(params, prefix + "out_proj.", bias,
@@ -143,7 +140,8 @@ CudaMultiheadAttention::Create(const MultiheadConfig& config, bool fused,
 
 absl::StatusOr<DeviceTensor> CudaMultiheadAttention::Forward(
     const DeviceTensor& query, const DeviceTensor& key,
-    const DeviceTensor& value, bool is_causal, cudaStream_t stream) {
+    const DeviceTensor& value, bool is_causal, cudaStream_t stream,
+    const DeviceTensor* residual) {
   const int64_t e = config_.embed_dim;
   for (const auto& [name, t] :
        {std::pair<const char*, const DeviceTensor*>{"query", &query},
@@ -160,34 +158,43 @@ absl::StatusOr<DeviceTensor> CudaMultiheadAttention::Forward(
           ", value=", value.ShapeString()));
     }
   }
-  const bool self_attention = &key == &query && &value == &query;
   absl::StatusOr<DeviceTensor> x;
-  if (fused_ && self_attention) {
-    DA_ASSIGN_OR_RETURN(const DeviceTensor qkv,
-                        qkv_proj_.Forward(query, stream));
+  if (&key == &query && &value == &query) {
+    DA_ASSIGN_OR_RETURN(DeviceTensor qkv, qkv_proj_.Forward(query, stream));
+    // The fork's QK-LayerNorm (the fused module has none).
+    if (q_ln_.has_value()) {
+      DA_RETURN_IF_ERROR(q_ln_->ForwardColumnsInPlace(&qkv, 0, stream));
+      DA_RETURN_IF_ERROR(k_ln_->ForwardColumnsInPlace(&qkv, e, stream));
+    }
     x = Attend(qkv, 0, qkv, e, qkv, 2 * e, is_causal, stream);
   } else {
-    DeviceTensor q, k, v;
-    if (fused_) {
-      DA_ASSIGN_OR_RETURN(q, qkv_proj_.ForwardSlice(query, 0, e, stream));
-      DA_ASSIGN_OR_RETURN(k, qkv_proj_.ForwardSlice(key, e, 2 * e, stream));
-      DA_ASSIGN_OR_RETURN(v,
-                          qkv_proj_.ForwardSlice(value, 2 * e, 3 * e, stream));
+    DA_ASSIGN_OR_RETURN(DeviceTensor q,
+                        qkv_proj_.ForwardSlice(query, 0, e, nullptr, stream));
+    if (q_ln_.has_value())
+      DA_RETURN_IF_ERROR(q_ln_->ForwardInPlace(&q, stream));
+    if (&value == &key) {
+      DA_ASSIGN_OR_RETURN(DeviceTensor kv, qkv_proj_.ForwardSlice(
+                                               key, e, 3 * e, nullptr, stream));
+      if (k_ln_.has_value()) {
+        DA_RETURN_IF_ERROR(k_ln_->ForwardColumnsInPlace(&kv, 0, stream));
+      }
+      x = Attend(q, 0, kv, 0, kv, e, is_causal, stream);
     } else {
-      DA_ASSIGN_OR_RETURN(q, q_proj_.Forward(query, stream));
-      DA_ASSIGN_OR_RETURN(k, k_proj_.Forward(key, stream));
-      DA_ASSIGN_OR_RETURN(v, v_proj_.Forward(value, stream));
-      // The fork's QK-LayerNorm (the fused module has none).
-      if (q_ln_.has_value()) {
-        DA_RETURN_IF_ERROR(q_ln_->ForwardInPlace(&q, stream));
+      DA_ASSIGN_OR_RETURN(DeviceTensor k, qkv_proj_.ForwardSlice(
+                                              key, e, 2 * e, nullptr, stream));
+      DA_ASSIGN_OR_RETURN(
+          DeviceTensor v,
+          qkv_proj_.ForwardSlice(value, 2 * e, 3 * e, nullptr, stream));
+      if (k_ln_.has_value()) {
         DA_RETURN_IF_ERROR(k_ln_->ForwardInPlace(&k, stream));
       }
+      x = Attend(q, 0, k, 0, v, 0, is_causal, stream);
     }
-    x = Attend(q, 0, k, 0, v, 0, is_causal, stream);
   }
   if (!x.ok()) return x.status();
   if (q_ln_.has_value()) DA_RETURN_IF_ERROR(q_ln_->ForwardInPlace(&*x, stream));
   if (norm_.has_value()) DA_RETURN_IF_ERROR(norm_->ForwardInPlace(&*x, stream));
+  if (residual != nullptr) return out_proj_.ForwardAdd(*x, *residual, stream);
   return out_proj_.Forward(*x, stream);
 }
 
@@ -203,11 +210,6 @@ absl::StatusOr<DeviceTensor> CudaMultiheadAttention::Attend(
                           q.device(), stream));
   ScopedCudaDevice scoped(q.device());
   DA_RETURN_IF_ERROR(scoped.status());
-  // Rows no group selects stay zero, as on the CPU.
-  DA_RETURN_IF_ERROR(
-      CudaStatus(cudaMemsetAsync(out.mutable_data(), 0,
-                                 static_cast<size_t>(out.NumBytes()), stream),
-                 "cudaMemsetAsync"));
   ForwardOptions options;
   options.is_causal = is_causal;
   options.stream = stream;

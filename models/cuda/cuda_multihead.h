@@ -4,7 +4,7 @@
 // attention module (multihead_attention.h), either the separate-projection
 // MultiheadDilatedAttention (fork or upstream variant) or the fused-qkv
 // FusedMultiheadDilatedAttention, computing what the host module computes
-// on CUDA tensors: projections through cuBLAS, LayerNorms and the group-sum
+// on CUDA tensors: projections through cuBLASLt, LayerNorms and the group-sum
 // step as CUDA kernels, the attention core from the attention factory on the
 // tensors' device and the caller's stream (the config's attention_core, or
 // DefaultCudaAttentionCoreName() when it is empty).
@@ -45,19 +45,23 @@ class CudaMultiheadAttention {
       const std::string& prefix, const CudaPlacement& placement,
       cudaStream_t stream);
 
-  // As MultiheadAttention::Forward on device tensors, queued on `stream`;
-  // `key_is_query` and `value_is_query` say whether key and value are
-  // query's tensor (the fused module then projects once). InvalidArgument
-  // for shapes, dtypes or devices that do not fit.
+  // As MultiheadAttention::Forward on device tensors, queued on `stream`,
+  // plus `residual` (the output's shape) when it is not null, added in the
+  // output projection's epilogue. Key and value that are query's tensor (by
+  // address) are projected with it in one product, a value that is key's
+  // tensor with the key. InvalidArgument for shapes, dtypes or devices that
+  // do not fit.
   absl::StatusOr<DeviceTensor> Forward(const DeviceTensor& query,
                                        const DeviceTensor& key,
                                        const DeviceTensor& value,
-                                       bool is_causal, cudaStream_t stream);
+                                       bool is_causal, cudaStream_t stream,
+                                       const DeviceTensor* residual = nullptr);
 
   // Self-attention.
   absl::StatusOr<DeviceTensor> Forward(const DeviceTensor& x, bool is_causal,
-                                       cudaStream_t stream) {
-    return Forward(x, x, x, is_causal, stream);
+                                       cudaStream_t stream,
+                                       const DeviceTensor* residual = nullptr) {
+    return Forward(x, x, x, is_causal, stream, residual);
   }
 
   const MultiheadConfig& config() const { return config_; }
@@ -73,9 +77,10 @@ class CudaMultiheadAttention {
 
   MultiheadConfig config_;
   CudaPlacement placement_;
-  bool fused_ = false;
   std::unique_ptr<Attention> core_;
-  CudaLinear q_proj_, k_proj_, v_proj_, qkv_proj_, out_proj_;
+  // The q, k and v projections stacked: outputs [0, e), [e, 2e), [2e, 3e).
+  CudaLinear qkv_proj_;
+  CudaLinear out_proj_;
   std::optional<CudaLayerNorm> q_ln_, k_ln_, norm_;
 };
 

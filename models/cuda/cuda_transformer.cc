@@ -10,29 +10,6 @@
 
 namespace dilated {
 namespace models {
-namespace {
-
-// *x += delta.
-absl::Status AddInPlace(const DeviceTensor& delta, DeviceTensor* x,
-                        cudaStream_t stream) {
-  DA_CHECK(delta.shape() == x->shape() && delta.dtype() == x->dtype(),
-           "AddInPlace needs tensors of the same shape and dtype");
-  ScopedCudaDevice scoped(x->device());
-  DA_RETURN_IF_ERROR(scoped.status());
-  return CudaStatus(gpu::AddInto(delta.data(), x->mutable_data(),
-                                 x->NumElements(), x->dtype(), stream),
-                    "residual addition kernel");
-}
-
-absl::StatusOr<CudaPlacement> Place(DType dtype, int device) {
-  CudaPlacement placement;
-  placement.device = device;
-  placement.dtype = dtype;
-  DA_ASSIGN_OR_RETURN(placement.cublas, CublasHandle::Create(device));
-  return placement;
-}
-
-}  // namespace
 
 absl::StatusOr<CudaFeedForward> CudaFeedForward::Create(
     const TransformerLayerConfig& config, const ParameterLookup& params,
@@ -57,7 +34,7 @@ absl::StatusOr<CudaFeedForward> CudaFeedForward::Create(
   return block;
 }
 
-absl::StatusOr<DeviceTensor> CudaFeedForward::Forward(
+absl::StatusOr<DeviceTensor> CudaFeedForward::ForwardResidual(
     const DeviceTensor& x, cudaStream_t stream) const {
   DeviceTensor hidden;
   {
@@ -65,22 +42,17 @@ absl::StatusOr<DeviceTensor> CudaFeedForward::Forward(
                         pre_norm_.Forward(x, stream));
     DA_ASSIGN_OR_RETURN(hidden, linear1_.Forward(normed, stream));
   }
-  {
-    ScopedCudaDevice scoped(hidden.device());
-    DA_RETURN_IF_ERROR(scoped.status());
-    DA_RETURN_IF_ERROR(CudaStatus(
-        gpu::Activate(activation_ == Activation::kGelu, hidden.mutable_data(),
-                      hidden.NumElements(), hidden.dtype(), stream),
-        "activation kernel"));
-  }
-  DA_RETURN_IF_ERROR(sub_norm_.ForwardInPlace(&hidden, stream));
-  return linear2_.Forward(hidden, stream);
+  DA_RETURN_IF_ERROR(sub_norm_.ForwardInPlace(&hidden, stream,
+                                              activation_ == Activation::kGelu
+                                                  ? gpu::RowActivation::kGelu
+                                                  : gpu::RowActivation::kRelu));
+  return linear2_.ForwardAdd(hidden, x, stream);
 }
 
 absl::StatusOr<std::unique_ptr<CudaEncoderLayer>> CudaEncoderLayer::Upload(
     DilatedTransformerEncoderLayer& host, DType dtype, int device,
     cudaStream_t stream) {
-  DA_ASSIGN_OR_RETURN(const CudaPlacement placement, Place(dtype, device));
+  DA_ASSIGN_OR_RETURN(const CudaPlacement placement, PlaceOn(device, dtype));
   return Create(host.config(), LookupParameters(host), "", placement, stream);
 }
 
@@ -116,20 +88,16 @@ absl::StatusOr<DeviceTensor> CudaEncoderLayer::Forward(const DeviceTensor& src,
   DeviceTensor x;
   {
     DA_ASSIGN_OR_RETURN(const DeviceTensor normed, norm1_.Forward(src, stream));
-    DA_ASSIGN_OR_RETURN(const DeviceTensor attended,
-                        self_attn_->Forward(normed, is_causal, stream));
-    DA_ASSIGN_OR_RETURN(x, src.Clone(stream));
-    DA_RETURN_IF_ERROR(AddInPlace(attended, &x, stream));
+    DA_ASSIGN_OR_RETURN(x,
+                        self_attn_->Forward(normed, is_causal, stream, &src));
   }
-  DA_ASSIGN_OR_RETURN(const DeviceTensor ff, feed_forward_.Forward(x, stream));
-  DA_RETURN_IF_ERROR(AddInPlace(ff, &x, stream));
-  return x;
+  return feed_forward_.ForwardResidual(x, stream);
 }
 
 absl::StatusOr<std::unique_ptr<CudaDecoderLayer>> CudaDecoderLayer::Upload(
     DilatedTransformerDecoderLayer& host, DType dtype, int device,
     cudaStream_t stream) {
-  DA_ASSIGN_OR_RETURN(const CudaPlacement placement, Place(dtype, device));
+  DA_ASSIGN_OR_RETURN(const CudaPlacement placement, PlaceOn(device, dtype));
   return Create(host.config(), LookupParameters(host), "", placement, stream);
 }
 
@@ -176,30 +144,26 @@ absl::StatusOr<DeviceTensor> CudaDecoderLayer::Forward(
                      tgt.ShapeString(), " ", DTypeName(tgt.dtype()), ", got ",
                      memory.ShapeString(), " ", DTypeName(memory.dtype())));
   }
-  DA_ASSIGN_OR_RETURN(DeviceTensor x, tgt.Clone(stream));
+  DeviceTensor x;
   {
-    DA_ASSIGN_OR_RETURN(const DeviceTensor normed, norm1_.Forward(x, stream));
-    DA_ASSIGN_OR_RETURN(const DeviceTensor attended,
-                        self_attn_->Forward(normed, tgt_is_causal, stream));
-    DA_RETURN_IF_ERROR(AddInPlace(attended, &x, stream));
+    DA_ASSIGN_OR_RETURN(const DeviceTensor normed, norm1_.Forward(tgt, stream));
+    DA_ASSIGN_OR_RETURN(
+        x, self_attn_->Forward(normed, tgt_is_causal, stream, &tgt));
   }
   {
     DA_ASSIGN_OR_RETURN(const DeviceTensor normed, norm2_.Forward(x, stream));
-    DA_ASSIGN_OR_RETURN(const DeviceTensor attended,
-                        multihead_attn_->Forward(normed, memory, memory,
-                                                 memory_is_causal, stream));
-    DA_RETURN_IF_ERROR(AddInPlace(attended, &x, stream));
+    DA_ASSIGN_OR_RETURN(
+        x, multihead_attn_->Forward(normed, memory, memory, memory_is_causal,
+                                    stream, &x));
   }
-  DA_ASSIGN_OR_RETURN(const DeviceTensor ff, feed_forward_.Forward(x, stream));
-  DA_RETURN_IF_ERROR(AddInPlace(ff, &x, stream));
-  return x;
+  return feed_forward_.ForwardResidual(x, stream);
 }
 
 absl::StatusOr<std::unique_ptr<CudaLongNet>> CudaLongNet::Upload(
     LongNet& host, DType dtype, int device, cudaStream_t stream) {
   std::unique_ptr<CudaLongNet> model(new CudaLongNet());
   model->config_ = host.config();
-  DA_ASSIGN_OR_RETURN(model->placement_, Place(dtype, device));
+  DA_ASSIGN_OR_RETURN(model->placement_, PlaceOn(device, dtype));
   const ParameterLookup params = LookupParameters(host);
   const LongNetConfig& config = model->config_;
   for (int64_t i = 0; i < config.num_encoder_layers; ++i) {

@@ -5,8 +5,8 @@
 // CUDA tensors in the model's storage type (float32, float16 or bfloat16)
 // with float32 accumulation. Made once from a host model whose parameters
 // are loaded (Upload), then run any number of times on any stream of its
-// device; one forward pass at a time per model (the layers share a cuBLAS
-// handle).
+// device; one forward pass at a time per model (the layers share one
+// LinearProducts).
 //
 //   absl::StatusOr<std::unique_ptr<CudaLongNet>> gpu_model =
 //       CudaLongNet::Upload(*model, DType::kFloat16, /*device=*/0, stream);
@@ -32,7 +32,8 @@
 namespace dilated {
 namespace models {
 
-// linear2(sub_norm(act(linear1(pre_norm(x))))).
+// x + linear2(sub_norm(act(linear1(pre_norm(x))))): the activation runs
+// inside sub_norm's kernel and the residual in linear2's epilogue.
 class CudaFeedForward {
  public:
   static absl::StatusOr<CudaFeedForward> Create(
@@ -41,8 +42,8 @@ class CudaFeedForward {
       const std::string& sub_norm_name, const CudaPlacement& placement,
       cudaStream_t stream);
 
-  absl::StatusOr<DeviceTensor> Forward(const DeviceTensor& x,
-                                       cudaStream_t stream) const;
+  absl::StatusOr<DeviceTensor> ForwardResidual(const DeviceTensor& x,
+                                               cudaStream_t stream) const;
 
  private:
   Activation activation_ = Activation::kRelu;

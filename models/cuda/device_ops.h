@@ -1,17 +1,21 @@
 // File: device_ops.h
 //
-// The element-wise and row-wise steps of the models on CUDA tensors: bias
-// broadcast (the GEMM then accumulates onto it), LayerNorm, ReLU/GELU,
-// residual addition and upstream's group-sum normalisation. Tensors are
-// row-major and stored as float32, float16 or bfloat16; every kernel computes
-// in float32 and rounds once to the storage type, as the CPU path does.
-// Parameters (bias, LayerNorm weight and bias) are float32.
+// The row-wise steps of the models on CUDA tensors that cuBLAS does not fuse
+// into its products: LayerNorm (optionally after a ReLU or GELU of its input,
+// so the feed-forward activation costs no pass of its own) and upstream's
+// group-sum normalisation. Tensors are row-major and stored as float32,
+// float16 or bfloat16; every kernel computes in float32 and rounds once to
+// the storage type, as the CPU path does. Parameters (LayerNorm weight and
+// bias) are float32.
 //
 // Every function queues its work on `stream` and returns the launch error
 // (cudaSuccess when queued); none synchronises.
 //
-//   cudaError_t error = dilated::models::gpu::LayerNormRows(
-//       x, rows, 768, weight, bias, 1e-5f, DataType::kFloat16, y, stream);
+//   LayerNormArgs args;
+//   args.x = x; args.y = y; args.rows = rows; args.features = 768;
+//   args.x_row_stride = args.y_row_stride = 768;
+//   args.weight = weight; args.bias = bias; args.dtype = DataType::kFloat16;
+//   cudaError_t error = dilated::models::gpu::LayerNormRows(args, stream);
 
 #ifndef MODELS_CUDA_DEVICE_OPS_H_
 #define MODELS_CUDA_DEVICE_OPS_H_
@@ -28,24 +32,32 @@ namespace gpu {
 
 using ::dilated::kernels::DataType;
 
-// Writes bias[c] (rounded to `dtype`), or zero when `bias` is null, into
-// every row of the [rows, cols] tensor y.
-cudaError_t BroadcastRows(const float* bias, int64_t rows, int64_t cols,
-                          DataType dtype, void* y, cudaStream_t stream);
+// What LayerNormRows applies to every input element before normalising.
+enum class RowActivation { kNone, kRelu, kGelu };
 
-// y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * weight + bias over rows of
-// `features` elements (two float32 passes, biased variance). y may be x.
-cudaError_t LayerNormRows(const void* x, int64_t rows, int64_t features,
-                          const float* weight, const float* bias, float eps,
-                          DataType dtype, void* y, cudaStream_t stream);
+// y[r, :] = (a[r, :] - mean) / sqrt(var + eps) * weight + bias, where
+// a = activation(x[r, :]) over `features` elements, mean and biased
+// variance in float32. Row r of x starts at element r * x_row_stride, of y
+// at r * y_row_stride (a column range of a wider tensor is a row-strided
+// view); y may be x.
+struct LayerNormArgs {
+  const void* x = nullptr;
+  int64_t x_row_stride = 0;
+  void* y = nullptr;
+  int64_t y_row_stride = 0;
+  int64_t rows = 0;
+  int64_t features = 0;
+  const float* weight = nullptr;
+  const float* bias = nullptr;
+  float eps = 1e-5f;
+  RowActivation activation = RowActivation::kNone;
+  DataType dtype = DataType::kFloat32;
+};
 
-// x = max(x, 0) (gelu == false) or the exact erf GELU (gelu == true).
-cudaError_t Activate(bool gelu, void* x, int64_t count, DataType dtype,
-                     cudaStream_t stream);
-
-// x += delta element-wise.
-cudaError_t AddInto(const void* delta, void* x, int64_t count, DataType dtype,
-                    cudaStream_t stream);
+// Rows whose 16-byte vectors fit one warp's registers (up to 4096 float16 or
+// 2048 float32 features, aligned rows) take one warp each and are read once;
+// other rows take one block each and are read three times.
+cudaError_t LayerNormRows(const LayerNormArgs& args, cudaStream_t stream);
 
 // Divides every (batch, channel) column of the [batch, seq, width] tensor x
 // by num_groups times its sum over the sequence (sums in float64).
