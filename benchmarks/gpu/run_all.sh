@@ -21,7 +21,8 @@ status=0
 export MODEL_GOLDEN_DIR=${MODEL_GOLDEN_DIR:-$PWD/tests/data/models/}
 for test in device_check_test cuda_allocator_test dilated_attention_cuda_test \
             flash_work_test conformance_cuda_test golden_cuda_test \
-            models_golden_cuda_test block_sparse_cuda_test longnet_cuda_test \
+            models_golden_cuda_test cuda_layers_test block_sparse_cuda_test \
+            longnet_cuda_test \
             golden_sparse_cuda_test dropout_cuda_test dropout_layout_cuda_test; do
   "$dir/$test" --gtest_brief=1 > "$out/$test.log" 2>&1 || status=1
   echo "$test:"; tail -2 "$out/$test.log"

@@ -13,6 +13,7 @@ dst=${1:-.gpu}
   //tests/cuda:dilated_attention_cuda_test //tests/cuda:flash_work_test \
   //tests/attention:conformance_cuda_test \
   //tests/attention:golden_cuda_test //tests/models:golden_cuda_test \
+  //tests/models:cuda_layers_test \
   //tests/attention:block_sparse_cuda_test //tests/attention:longnet_cuda_test \
   //tests/attention:golden_sparse_cuda_test //tests/attention:dropout_cuda_test \
   //tests/attention:dropout_layout_cuda_test \
@@ -25,6 +26,7 @@ cp bazel-bin/tests/cuda/dilated_attention_cuda_test \
   bazel-bin/tests/cuda/flash_work_test \
   bazel-bin/tests/attention/conformance_cuda_test \
   bazel-bin/tests/attention/golden_cuda_test \
+  bazel-bin/tests/models/cuda_layers_test \
   bazel-bin/tests/attention/block_sparse_cuda_test \
   bazel-bin/tests/attention/longnet_cuda_test \
   bazel-bin/tests/attention/golden_sparse_cuda_test \

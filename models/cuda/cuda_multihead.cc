@@ -96,6 +96,7 @@ CudaMultiheadAttention::Create(const MultiheadConfig& config, bool fused,
   std::unique_ptr<CudaMultiheadAttention> module(new CudaMultiheadAttention());
   module->config_ = config;
   module->placement_ = placement;
+  module->qk_norms_ = !fused;
   DA_ASSIGN_OR_RETURN(
       module->core_,
       CreateAttentionCore(config.attention_core.empty()
@@ -161,8 +162,7 @@ absl::StatusOr<DeviceTensor> CudaMultiheadAttention::Forward(
   absl::StatusOr<DeviceTensor> x;
   if (&key == &query && &value == &query) {
     DA_ASSIGN_OR_RETURN(DeviceTensor qkv, qkv_proj_.Forward(query, stream));
-    // The fork's QK-LayerNorm (the fused module has none).
-    if (q_ln_.has_value()) {
+    if (qk_norms_ && q_ln_.has_value()) {
       DA_RETURN_IF_ERROR(q_ln_->ForwardColumnsInPlace(&qkv, 0, stream));
       DA_RETURN_IF_ERROR(k_ln_->ForwardColumnsInPlace(&qkv, e, stream));
     }
@@ -170,12 +170,13 @@ absl::StatusOr<DeviceTensor> CudaMultiheadAttention::Forward(
   } else {
     DA_ASSIGN_OR_RETURN(DeviceTensor q,
                         qkv_proj_.ForwardSlice(query, 0, e, nullptr, stream));
-    if (q_ln_.has_value())
+    if (qk_norms_ && q_ln_.has_value()) {
       DA_RETURN_IF_ERROR(q_ln_->ForwardInPlace(&q, stream));
+    }
     if (&value == &key) {
       DA_ASSIGN_OR_RETURN(DeviceTensor kv, qkv_proj_.ForwardSlice(
                                                key, e, 3 * e, nullptr, stream));
-      if (k_ln_.has_value()) {
+      if (qk_norms_ && k_ln_.has_value()) {
         DA_RETURN_IF_ERROR(k_ln_->ForwardColumnsInPlace(&kv, 0, stream));
       }
       x = Attend(q, 0, kv, 0, kv, e, is_causal, stream);
@@ -185,7 +186,7 @@ absl::StatusOr<DeviceTensor> CudaMultiheadAttention::Forward(
       DA_ASSIGN_OR_RETURN(
           DeviceTensor v,
           qkv_proj_.ForwardSlice(value, 2 * e, 3 * e, nullptr, stream));
-      if (k_ln_.has_value()) {
+      if (qk_norms_ && k_ln_.has_value()) {
         DA_RETURN_IF_ERROR(k_ln_->ForwardInPlace(&k, stream));
       }
       x = Attend(q, 0, k, 0, v, 0, is_causal, stream);

@@ -77,6 +77,10 @@ class CudaMultiheadAttention {
 
   MultiheadConfig config_;
   CudaPlacement placement_;
+  // Whether q_ln_ and k_ln_ normalise the projected queries and keys (the
+  // fork's QK-LayerNorm); the fused module applies q_ln_ to the attention
+  // output only.
+  bool qk_norms_ = false;
   std::unique_ptr<Attention> core_;
   // The q, k and v projections stacked: outputs [0, e), [e, 2e), [2e, 3e).
   CudaLinear qkv_proj_;

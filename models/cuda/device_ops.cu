@@ -127,27 +127,60 @@ __device__ __forceinline__ float WarpSum(float value) {
   return value;
 }
 
-constexpr int kWarpRowsPerBlock = 4;
+constexpr int kRowKernelThreads = 128;
 
-// One warp per row: lane l holds the row's 16-byte vectors l, l + 32, ...
-// (at most kMaxVectors of them) in registers, so the row is read once.
-// Needs rows of whole, 16-byte aligned vectors.
-template <typename T, int kMaxVectors>
-__global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
-    LayerNormWarpKernel(LayerNormArgs a) {
+// Returns the sum of `value` over the kThreadsPerRow threads of a row (a warp,
+// or the whole block through `partials`); every thread of the row gets it.
+template <int kThreadsPerRow>
+__device__ __forceinline__ float RowSum(float value, float* partials) {
+  value = WarpSum(value);
+  if (kThreadsPerRow == 32) return value;
+  if (threadIdx.x % 32 == 0) partials[threadIdx.x / 32] = value;
+  __syncthreads();
+  float total = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kThreadsPerRow / 32; ++w) total += partials[w];
+  __syncthreads();  // `partials` is free for the next sum
+  return total;
+}
+
+// kThreadsPerRow threads per row (a warp, or the block's 128 for wide rows):
+// thread t holds the row's 16-byte vectors t, t + kThreadsPerRow, ... (at
+// most kMaxVectors of them) in registers, so the row is read once. Needs
+// rows of whole, 16-byte aligned vectors. The grid is sized to stay
+// resident: each block copies the float32 weight and bias into shared memory
+// once (2 * features floats) and then walks rows, so the parameters are read
+// as 16-byte vectors from shared memory rather than element by element.
+template <typename T, int kThreadsPerRow, int kMaxVectors>
+__global__ void __launch_bounds__(kRowKernelThreads)
+    LayerNormRowKernel(LayerNormArgs a) {
   constexpr int kPerVector = 16 / sizeof(T);
-  const int lane = threadIdx.x % 32;
+  constexpr int kFloat4s = kPerVector / 4;  // float4s of parameters a vector
+  constexpr int kRowsPerBlock = kRowKernelThreads / kThreadsPerRow;
+  extern __shared__ float4 parameters[];  // weight, then bias
+  __shared__ float partials[kRowKernelThreads / 32];
+  const int64_t features4 = a.features / 4;
+  for (int64_t i = threadIdx.x; i < features4; i += blockDim.x) {
+    parameters[i] = __ldg(reinterpret_cast<const float4*>(a.weight) + i);
+    parameters[features4 + i] =
+        __ldg(reinterpret_cast<const float4*>(a.bias) + i);
+  }
+  __syncthreads();
+  const float4* weight4 = parameters;
+  const float4* bias4 = parameters + features4;
+  const int t = threadIdx.x % kThreadsPerRow;
   const int vectors = static_cast<int>(a.features / kPerVector);
-  const int64_t warps = int64_t{gridDim.x} * kWarpRowsPerBlock;
-  for (int64_t row = int64_t{blockIdx.x} * kWarpRowsPerBlock + threadIdx.x / 32;
-       row < a.rows; row += warps) {
+  const int64_t row_step = int64_t{gridDim.x} * kRowsPerBlock;
+  for (int64_t row =
+           int64_t{blockIdx.x} * kRowsPerBlock + threadIdx.x / kThreadsPerRow;
+       row < a.rows; row += row_step) {
     const T* x = static_cast<const T*>(a.x) + row * a.x_row_stride;
     T* y = static_cast<T*>(a.y) + row * a.y_row_stride;
     float values[kMaxVectors][kPerVector];
     float sum = 0.0f;
 #pragma unroll
     for (int i = 0; i < kMaxVectors; ++i) {
-      const int vector = lane + 32 * i;
+      const int vector = t + kThreadsPerRow * i;
       if (vector < vectors) {
         const uint4 raw =
             *reinterpret_cast<const uint4*>(x + vector * kPerVector);
@@ -159,11 +192,12 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
         }
       }
     }
-    const float mean = WarpSum(sum) / static_cast<float>(a.features);
+    const float mean =
+        RowSum<kThreadsPerRow>(sum, partials) / static_cast<float>(a.features);
     float squares = 0.0f;
 #pragma unroll
     for (int i = 0; i < kMaxVectors; ++i) {
-      if (lane + 32 * i < vectors) {
+      if (t + kThreadsPerRow * i < vectors) {
 #pragma unroll
         for (int j = 0; j < kPerVector; ++j) {
           const float d = values[i][j] - mean;
@@ -171,20 +205,26 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
         }
       }
     }
-    const float variance = WarpSum(squares) / static_cast<float>(a.features);
+    const float variance = RowSum<kThreadsPerRow>(squares, partials) /
+                           static_cast<float>(a.features);
     const float inverse_std = 1.0f / sqrtf(variance + a.eps);
 #pragma unroll
     for (int i = 0; i < kMaxVectors; ++i) {
-      const int vector = lane + 32 * i;
+      const int vector = t + kThreadsPerRow * i;
       if (vector < vectors) {
         uint4 raw;
         T* elements = reinterpret_cast<T*>(&raw);
 #pragma unroll
-        for (int j = 0; j < kPerVector; ++j) {
-          const int c = vector * kPerVector + j;
-          elements[j] = FromFloat<T>((values[i][j] - mean) * inverse_std *
-                                         __ldg(a.weight + c) +
-                                     __ldg(a.bias + c));
+        for (int f = 0; f < kFloat4s; ++f) {
+          const float4 w = weight4[vector * kFloat4s + f];
+          const float4 b = bias4[vector * kFloat4s + f];
+          const float ws[4] = {w.x, w.y, w.z, w.w};
+          const float bs[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            elements[4 * f + j] = FromFloat<T>(
+                (values[i][4 * f + j] - mean) * inverse_std * ws[j] + bs[j]);
+          }
         }
         *reinterpret_cast<uint4*>(y + vector * kPerVector) = raw;
       }
@@ -192,45 +232,69 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock)
   }
 }
 
-template <typename T, int kMaxVectors>
-void LaunchWarpKernel(const LayerNormArgs& a, cudaStream_t stream) {
-  const int64_t blocks = (a.rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock;
-  LayerNormWarpKernel<T, kMaxVectors>
-      <<<static_cast<int>(blocks < kMaxBlocks * 16 ? blocks : kMaxBlocks * 16),
-         32 * kWarpRowsPerBlock, 0, stream>>>(a);
+template <typename T, int kThreadsPerRow, int kMaxVectors>
+cudaError_t LaunchRowKernel(const LayerNormArgs& a, cudaStream_t stream) {
+  const auto kernel = LayerNormRowKernel<T, kThreadsPerRow, kMaxVectors>;
+  const size_t shared_bytes = 2 * a.features * sizeof(float);
+  int device = 0, multiprocessors = 0, resident = 0;
+  cudaError_t error = cudaGetDevice(&device);
+  // Rows past 6K features need more than the default 48 KiB.
+  if (error == cudaSuccess) {
+    error = cudaFuncSetAttribute(kernel,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(shared_bytes));
+  }
+  if (error == cudaSuccess) {
+    error = cudaDeviceGetAttribute(&multiprocessors,
+                                   cudaDevAttrMultiProcessorCount, device);
+  }
+  if (error == cudaSuccess) {
+    error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &resident, kernel, kRowKernelThreads, shared_bytes);
+  }
+  if (error != cudaSuccess) return error;
+  constexpr int kRowsPerBlock = kRowKernelThreads / kThreadsPerRow;
+  const int64_t needed = (a.rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  const int64_t fit = int64_t{multiprocessors} * (resident > 0 ? resident : 1);
+  kernel<<<static_cast<int>(needed < fit ? needed : fit), kRowKernelThreads,
+           shared_bytes, stream>>>(a);
+  return cudaGetLastError();
 }
 
-// Launches the warp kernel with the fewest register vectors that hold a row;
-// false when a row needs more than 16 vectors per lane (more would spill).
+// Launches the row kernel that holds a row in the fewest registers: a warp
+// per row up to 4 vectors a lane, else the block per row up to 8 vectors a
+// thread (more would spill), and returns its launch error;
+// cudaErrorNotSupported, launching nothing, for wider rows.
 template <typename T>
-bool LaunchWarpKernelFor(const LayerNormArgs& a, cudaStream_t stream) {
+cudaError_t LaunchRowKernelFor(const LayerNormArgs& a, cudaStream_t stream) {
   constexpr int64_t kPerVector = 16 / sizeof(T);
-  const int64_t per_lane = (a.features / kPerVector + 31) / 32;
-  if (per_lane <= 1) {
-    LaunchWarpKernel<T, 1>(a, stream);
-  } else if (per_lane <= 2) {
-    LaunchWarpKernel<T, 2>(a, stream);
-  } else if (per_lane <= 4) {
-    LaunchWarpKernel<T, 4>(a, stream);
-  } else if (per_lane <= 8) {
-    LaunchWarpKernel<T, 8>(a, stream);
-  } else if (per_lane <= 16) {
-    LaunchWarpKernel<T, 16>(a, stream);
-  } else {
-    return false;
-  }
-  return true;
+  const int64_t vectors = a.features / kPerVector;
+  const int64_t per_lane = (vectors + 31) / 32;
+  if (per_lane <= 1) return LaunchRowKernel<T, 32, 1>(a, stream);
+  if (per_lane <= 2) return LaunchRowKernel<T, 32, 2>(a, stream);
+  if (per_lane <= 4) return LaunchRowKernel<T, 32, 4>(a, stream);
+  const int64_t per_thread =
+      (vectors + kRowKernelThreads - 1) / kRowKernelThreads;
+  if (per_thread <= 2)
+    return LaunchRowKernel<T, kRowKernelThreads, 2>(a, stream);
+  if (per_thread <= 4)
+    return LaunchRowKernel<T, kRowKernelThreads, 4>(a, stream);
+  if (per_thread <= 8)
+    return LaunchRowKernel<T, kRowKernelThreads, 8>(a, stream);
+  return cudaErrorNotSupported;
 }
 
 bool Aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
-// Whether every row of x and y is whole 16-byte vectors, 16-byte aligned.
+// Whether every row of x and y is whole 16-byte vectors, 16-byte aligned,
+// and the parameters are 16-byte aligned.
 bool VectorRows(const LayerNormArgs& a, int64_t element_bytes) {
   const int64_t per_vector = 16 / element_bytes;
   return a.features % per_vector == 0 && a.x_row_stride % per_vector == 0 &&
-         a.y_row_stride % per_vector == 0 && Aligned16(a.x) && Aligned16(a.y);
+         a.y_row_stride % per_vector == 0 && Aligned16(a.x) && Aligned16(a.y) &&
+         Aligned16(a.weight) && Aligned16(a.bias);
 }
 
 // One thread per (batch, channel): the column's sum, then the division.
@@ -255,28 +319,30 @@ __global__ void GroupSumsKernel(void* x, int64_t batch, int64_t seq,
 
 cudaError_t LayerNormRows(const LayerNormArgs& args, cudaStream_t stream) {
   if (args.rows == 0) return cudaSuccess;
-  bool launched = false;
+  cudaError_t warp_launch = cudaErrorNotSupported;
   switch (args.dtype) {
     case DataType::kFloat16:
-      launched =
-          VectorRows(args, 2) && LaunchWarpKernelFor<__half>(args, stream);
+      if (VectorRows(args, 2)) {
+        warp_launch = LaunchRowKernelFor<__half>(args, stream);
+      }
       break;
     case DataType::kBFloat16:
-      launched = VectorRows(args, 2) &&
-                 LaunchWarpKernelFor<__nv_bfloat16>(args, stream);
+      if (VectorRows(args, 2)) {
+        warp_launch = LaunchRowKernelFor<__nv_bfloat16>(args, stream);
+      }
       break;
     case DataType::kFloat32:
-      launched =
-          VectorRows(args, 4) && LaunchWarpKernelFor<float>(args, stream);
+      if (VectorRows(args, 4)) {
+        warp_launch = LaunchRowKernelFor<float>(args, stream);
+      }
       break;
     default:  // int32 and bool tensors never reach a LayerNorm
       break;
   }
-  if (!launched) {
-    const int blocks =
-        static_cast<int>(args.rows < kMaxBlocks ? args.rows : kMaxBlocks);
-    LayerNormBlockKernel<<<blocks, kThreads, 0, stream>>>(args);
-  }
+  if (warp_launch != cudaErrorNotSupported) return warp_launch;
+  const int blocks =
+      static_cast<int>(args.rows < kMaxBlocks ? args.rows : kMaxBlocks);
+  LayerNormBlockKernel<<<blocks, kThreads, 0, stream>>>(args);
   return cudaGetLastError();
 }
 

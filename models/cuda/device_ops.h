@@ -54,9 +54,10 @@ struct LayerNormArgs {
   DataType dtype = DataType::kFloat32;
 };
 
-// Rows whose 16-byte vectors fit one warp's registers (up to 4096 float16 or
-// 2048 float32 features, aligned rows) take one warp each and are read once;
-// other rows take one block each and are read three times.
+// Aligned rows of 16-byte vectors are read once into registers: one warp per
+// row up to 1024 float16 or 512 float32 features, 128 threads per row up to
+// 8192 float16 or 4096 float32; other rows take one block each and are read
+// three times.
 cudaError_t LayerNormRows(const LayerNormArgs& args, cudaStream_t stream);
 
 // Divides every (batch, channel) column of the [batch, seq, width] tensor x

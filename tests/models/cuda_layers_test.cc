@@ -1,9 +1,9 @@
 // CudaLinear and CudaLayerNorm on the GPU against float64 references on the
 // host fed the same (rounded) inputs: the bias and residual epilogues, the
 // stacked projections and their output slices, LayerNorm with a fused
-// activation on whole rows and on a column range, and both LayerNorm
-// kernels (the one-warp kernel for aligned rows that fit its registers, the
-// one-block kernel for the rest).
+// activation on whole rows and on a column range, and every LayerNorm
+// kernel (a warp per row and 128 threads per row for aligned rows that fit
+// their registers, the three-pass block kernel for the rest).
 
 #include "models/cuda/cuda_layers.h"
 
@@ -192,10 +192,13 @@ TEST_P(CudaLayersTest, LayerNormMatchesReference) {
   const DType dtype = GetParam();
   const std::vector<NormCase> cases = {
       {5, 768, 0, 768, gpu::RowActivation::kNone},    // one warp per row
-      {3, 3072, 0, 3072, gpu::RowActivation::kRelu},  // 16 vectors a lane
+      {3, 3072, 0, 3072, gpu::RowActivation::kRelu},  // 128 threads per row
       {4, 96, 32, 32, gpu::RowActivation::kGelu},     // a column range
-      {2, 6000, 0, 6000, gpu::RowActivation::kGelu},  // one block per row
-      {3, 60, 18, 20, gpu::RowActivation::kNone},     // unaligned columns
+      {2, 6144, 0, 6144, gpu::RowActivation::kNone},  // 8 vectors a thread
+      {2, 9000, 0, 9000, gpu::RowActivation::kGelu},  // three-pass kernel
+      // More rows than the resident grid holds: blocks walk several rows.
+      {40000, 64, 0, 64, gpu::RowActivation::kRelu},
+      {3, 60, 18, 20, gpu::RowActivation::kNone},  // unaligned columns
   };
   for (const NormCase& c : cases) {
     SCOPED_TRACE(::testing::Message() << c.features << " of " << c.width
@@ -257,7 +260,7 @@ TEST_P(CudaLayersTest, LayerNormMatchesReference) {
     }
     // Outputs reach |3| (weights and bias in [-1, 1), normalised inputs of a
     // few units): the storage type's rounding at that size, plus float32
-    // sums over up to 6000 terms.
+    // sums over up to 9000 terms.
     const Tolerance base = OutputTolerance(dtype);
     EXPECT_TRUE(
         AllClose(actual, expected, {3 * base.absolute + 1e-5, base.relative}));
