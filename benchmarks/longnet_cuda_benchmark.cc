@@ -14,6 +14,8 @@
 // forward's other stages alone, as the model runs them: stage_gemm_ms (the
 // products through LinearProducts, bias and residual in the epilogue) and
 // stage_layer_norm_ms (its nine LayerNorms, two with the activation fused).
+// LongNetCudaStages times the same stages inside the model's forward, on its
+// data, with the model's StageTimer (stage_timer.h).
 //
 //   ./bazelw build -c opt --config=cuda //benchmarks:longnet_cuda_benchmark
 //   bazel-bin/benchmarks/longnet_cuda_benchmark
@@ -36,6 +38,7 @@
 #include "models/cuda/device_ops.h"
 #include "models/cuda/device_tensor.h"
 #include "models/cuda/linear_products.h"
+#include "models/cuda/stage_timer.h"
 #include "models/long_net.h"
 
 namespace dilated {
@@ -71,8 +74,11 @@ Tensor Input(int64_t seq_len) {
   return x;
 }
 
+// With `stages`, the model's StageTimer records every stage of the timed
+// passes, and the counters give their mean device time per pass by kind
+// (in_model_*_ms) and the rest of the pass (in_model_other_ms).
 void RunLongNet(benchmark::State& state, const std::string& core,
-                int64_t seq_len) {
+                int64_t seq_len, bool stages) {
   cudaStream_t stream = nullptr;
   cudaEvent_t start = nullptr, stop = nullptr;
   if (cudaStreamCreate(&stream) != cudaSuccess ||
@@ -101,6 +107,9 @@ void RunLongNet(benchmark::State& state, const std::string& core,
       return;
     }
     *warm = DeviceTensor();
+    if (stages) (*model)->stage_timer().Enable();
+    StageTimes stage_totals;
+    double forward_total = 0.0;
     for (auto _ : state) {
       cudaEventRecord(start, stream);
       absl::StatusOr<DeviceTensor> y = (*model)->Forward(*x, true, stream);
@@ -113,6 +122,30 @@ void RunLongNet(benchmark::State& state, const std::string& core,
       float milliseconds = 0.0f;
       cudaEventElapsedTime(&milliseconds, start, stop);
       state.SetIterationTime(milliseconds / 1000.0);
+      forward_total += milliseconds;
+      if (stages) {
+        absl::StatusOr<StageTimes> times = (*model)->stage_timer().Collect();
+        if (!times.ok()) {
+          state.SkipWithError(std::string(times.status().message()).c_str());
+          break;
+        }
+        stage_totals.linear_product_ms += times->linear_product_ms;
+        stage_totals.layer_norm_ms += times->layer_norm_ms;
+        stage_totals.attention_ms += times->attention_ms;
+      }
+    }
+    if (stages && state.iterations() > 0) {
+      const double passes = static_cast<double>(state.iterations());
+      state.counters["in_model_linear_product_ms"] =
+          stage_totals.linear_product_ms / passes;
+      state.counters["in_model_layer_norm_ms"] =
+          stage_totals.layer_norm_ms / passes;
+      state.counters["in_model_attention_ms"] =
+          stage_totals.attention_ms / passes;
+      state.counters["in_model_other_ms"] =
+          (forward_total - stage_totals.linear_product_ms -
+           stage_totals.layer_norm_ms - stage_totals.attention_ms) /
+          passes;
     }
     state.counters["tokens_per_second"] =
         benchmark::Counter(static_cast<double>(seq_len),
@@ -338,12 +371,22 @@ void RegisterAll() {
       benchmark::RegisterBenchmark(
           absl::StrCat("LongNetCuda/f16/", core, "/n:", seq_len).c_str(),
           [core, seq_len](benchmark::State& state) {
-            RunLongNet(state, core, seq_len);
+            RunLongNet(state, core, seq_len, /*stages=*/false);
           })
           ->Unit(benchmark::kMillisecond)
           ->UseManualTime()
           ->Iterations(3);
     }
+  }
+  for (int64_t seq_len : {int64_t{32768}, int64_t{1048576}}) {
+    benchmark::RegisterBenchmark(
+        absl::StrCat("LongNetCudaStages/f16/auto/n:", seq_len).c_str(),
+        [seq_len](benchmark::State& state) {
+          RunLongNet(state, "auto", seq_len, /*stages=*/true);
+        })
+        ->Unit(benchmark::kMillisecond)
+        ->UseManualTime()
+        ->Iterations(3);
   }
   for (int64_t seq_len :
        {int64_t{32768}, int64_t{131072}, int64_t{524288}, int64_t{1048576}}) {

@@ -47,6 +47,7 @@ absl::StatusOr<CudaPlacement> PlaceOn(int device, DType dtype) {
   placement.device = device;
   placement.dtype = dtype;
   DA_ASSIGN_OR_RETURN(placement.products, LinearProducts::Create(device));
+  placement.stage_timer = std::make_shared<StageTimer>();
   return placement;
 }
 
@@ -146,6 +147,9 @@ absl::StatusOr<DeviceTensor> CudaLinear::ForwardSlice(
                      : nullptr;
   product.residual = residual != nullptr ? residual->data() : nullptr;
   product.y = y.mutable_data();
+  ScopedStage stage(placement_.stage_timer.get(), Stage::kLinearProduct,
+                    stream);
+  DA_RETURN_IF_ERROR(stage.status());
   DA_RETURN_IF_ERROR(placement_.products->Run(product, stream));
   return y;
 }
@@ -155,6 +159,7 @@ absl::StatusOr<CudaLayerNorm> CudaLayerNorm::Upload(
     const CudaPlacement& placement, cudaStream_t stream) {
   CudaLayerNorm norm;
   norm.eps_ = static_cast<float>(eps);
+  norm.stage_timer_ = placement.stage_timer;
   DA_ASSIGN_OR_RETURN(const Parameter* weight,
                       FindParameter(params, prefix + "weight"));
   DA_ASSIGN_OR_RETURN(const Parameter* bias,
@@ -192,6 +197,8 @@ absl::Status CudaLayerNorm::Run(const DeviceTensor& x, int64_t column,
   args.eps = eps_;
   args.activation = activation;
   args.dtype = x.dtype();
+  ScopedStage stage(stage_timer_.get(), Stage::kLayerNorm, stream);
+  DA_RETURN_IF_ERROR(stage.status());
   return CudaStatus(gpu::LayerNormRows(args, stream), "LayerNorm kernel");
 }
 

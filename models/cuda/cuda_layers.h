@@ -27,6 +27,7 @@
 #include "models/cuda/device_ops.h"
 #include "models/cuda/device_tensor.h"
 #include "models/cuda/linear_products.h"
+#include "models/cuda/stage_timer.h"
 #include "models/module.h"
 
 namespace dilated {
@@ -49,9 +50,11 @@ struct CudaPlacement {
   DType dtype = DType::kFloat32;
   // Shared by the layers of one model.
   std::shared_ptr<LinearProducts> products;
+  std::shared_ptr<StageTimer> stage_timer;
 };
 
-// Returns placement on `device` in `dtype` with a new LinearProducts.
+// Returns placement on `device` in `dtype` with a new LinearProducts and a
+// new (disabled) StageTimer.
 absl::StatusOr<CudaPlacement> PlaceOn(int device, DType dtype);
 
 class CudaLinear {
@@ -144,6 +147,7 @@ class CudaLayerNorm {
 
   int64_t features_ = 0;
   float eps_ = 1e-5f;
+  std::shared_ptr<StageTimer> stage_timer_;
   DeviceTensor weight_;
   DeviceTensor bias_;
 };

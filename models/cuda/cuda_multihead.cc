@@ -214,11 +214,15 @@ absl::StatusOr<DeviceTensor> CudaMultiheadAttention::Attend(
   ForwardOptions options;
   options.is_causal = is_causal;
   options.stream = stream;
-  DA_RETURN_IF_ERROR(
-      core_->Forward(DeviceHeadView(q, q_column, heads, head_dim),
-                     DeviceHeadView(k, k_column, heads, head_dim),
-                     DeviceHeadView(v, v_column, heads, head_dim),
-                     DeviceHeadView(out, 0, heads, head_dim), options));
+  {
+    ScopedStage stage(placement_.stage_timer.get(), Stage::kAttention, stream);
+    DA_RETURN_IF_ERROR(stage.status());
+    DA_RETURN_IF_ERROR(
+        core_->Forward(DeviceHeadView(q, q_column, heads, head_dim),
+                       DeviceHeadView(k, k_column, heads, head_dim),
+                       DeviceHeadView(v, v_column, heads, head_dim),
+                       DeviceHeadView(out, 0, heads, head_dim), options));
+  }
   if (config_.normalize_group_sums) {
     DA_RETURN_IF_ERROR(
         CudaStatus(gpu::NormalizeGroupSums(

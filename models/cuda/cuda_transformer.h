@@ -114,6 +114,10 @@ class CudaLongNet {
   absl::StatusOr<DeviceTensor> Forward(const DeviceTensor& x, bool is_causal,
                                        cudaStream_t stream);
 
+  // The timer every layer of the model records its stages on (disabled
+  // until enabled; stage_timer.h).
+  StageTimer& stage_timer() { return *placement_.stage_timer; }
+
  private:
   CudaLongNet() = default;
 

@@ -3,7 +3,8 @@
 // stacked projections and their output slices, LayerNorm with a fused
 // activation on whole rows and on a column range, and every LayerNorm
 // kernel (a warp per row and 128 threads per row for aligned rows that fit
-// their registers, the three-pass block kernel for the rest).
+// their registers, the three-pass block kernel for the rest); and the
+// StageTimer the layers of one placement record on.
 
 #include "models/cuda/cuda_layers.h"
 
@@ -17,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "models/cuda/device_ops.h"
 #include "models/cuda/device_tensor.h"
+#include "models/cuda/stage_timer.h"
 #include "tests/testing/compare.h"
 
 namespace dilated {
@@ -265,6 +267,54 @@ TEST_P(CudaLayersTest, LayerNormMatchesReference) {
     EXPECT_TRUE(
         AllClose(actual, expected, {3 * base.absolute + 1e-5, base.relative}));
   }
+}
+
+// The placement's StageTimer, once enabled, times the products and
+// LayerNorms of its layers by kind, and starts over after each Collect().
+TEST_P(CudaLayersTest, StageTimerSumsStagesByKind) {
+  Parameter w = MakeParameter({64, 64}, 9);
+  Parameter g = MakeParameter({64}, 10);
+  Parameter b = MakeParameter({64}, 11);
+  ParameterLookup params{{"l.weight", &w}, {"n.weight", &g}, {"n.bias", &b}};
+  absl::StatusOr<CudaLinear> linear =
+      CudaLinear::Upload(params, "l.", false, placement_, stream_);
+  absl::StatusOr<CudaLayerNorm> norm =
+      CudaLayerNorm::Upload(params, "n.", 1e-5, placement_, stream_);
+  absl::StatusOr<DeviceTensor> x = DeviceTensor::Upload(
+      HostTensor(GetParam(), {1, 4096, 64}, 12), 0, stream_);
+  ASSERT_TRUE(linear.ok() && norm.ok() && x.ok());
+  StageTimer& timer = *placement_.stage_timer;
+
+  // Disabled: nothing is recorded.
+  ASSERT_TRUE(linear->Forward(*x, stream_).ok());
+  absl::StatusOr<StageTimes> idle = timer.Collect();
+  ASSERT_TRUE(idle.ok()) << idle.status();
+  EXPECT_EQ(idle->linear_product_ms, 0.0);
+
+  timer.Enable();
+  ASSERT_TRUE(linear->Forward(*x, stream_).ok());
+  ASSERT_TRUE(linear->Forward(*x, stream_).ok());
+  ASSERT_TRUE(norm->ForwardInPlace(&*x, stream_).ok());
+  absl::StatusOr<StageTimes> times = timer.Collect();
+  ASSERT_TRUE(times.ok()) << times.status();
+  EXPECT_GT(times->linear_product_ms, 0.0);
+  EXPECT_GT(times->layer_norm_ms, 0.0);
+  EXPECT_EQ(times->attention_ms, 0.0);
+
+  absl::StatusOr<StageTimes> again = timer.Collect();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->linear_product_ms, 0.0);
+  EXPECT_EQ(again->layer_norm_ms, 0.0);
+
+  // Stages do not nest, and an End needs a Begin.
+  ASSERT_TRUE(timer.Begin(Stage::kAttention, stream_).ok());
+  EXPECT_EQ(timer.Begin(Stage::kAttention, stream_).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(timer.Collect().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(timer.End(stream_).ok());
+  EXPECT_EQ(timer.End(stream_).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(timer.Collect().ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaLayersTest,
