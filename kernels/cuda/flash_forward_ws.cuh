@@ -53,6 +53,7 @@ struct WsForwardTile {
   static constexpr int kStages = kStagesT;
   static constexpr int kConsumerThreads = 128 * kWarpgroups;
   static constexpr int kThreads = kConsumerThreads + 128;
+  // One block per SM: the stage rings take most of its shared memory.
   static constexpr int kMinBlocks = 1;
   static constexpr bool kQInRegisters = kQInRegistersT;
   static constexpr bool kPingPong = kPingPongT;
@@ -99,7 +100,7 @@ struct WsBarriers {
 constexpr int kTurnBarrierBase = 1;
 
 template <class Tile>
-__global__ void __launch_bounds__(Tile::kThreads, 1)
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     FlashForwardWsKernel(const __grid_constant__ FlashForwardArgs args) {
 #if DA_WGMMA_ENABLED
   using T = typename Tile::T;
