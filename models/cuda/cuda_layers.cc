@@ -15,11 +15,14 @@ namespace models {
 namespace {
 
 // Returns the parameters `prefix` + `suffix` for every prefix stacked along
-// their first axis; InvalidArgument naming the first whose trailing axes
-// differ from the first parameter's.
+// their first axis; InvalidArgument for no prefixes, or naming the first
+// parameter whose trailing axes differ from the first one's.
 absl::StatusOr<Parameter> StackRows(const ParameterLookup& params,
                                     const std::vector<std::string>& prefixes,
                                     const std::string& suffix) {
+  if (prefixes.empty()) {
+    return absl::InvalidArgumentError("stacking needs at least one layer");
+  }
   Parameter stacked;
   for (const std::string& prefix : prefixes) {
     DA_ASSIGN_OR_RETURN(const Parameter* part,
