@@ -10,7 +10,10 @@
 // model multiplies, with q, k and v stacked as it stacks them; its dtype and
 // compute type; no bias) plus its three attention calls alone (the "auto"
 // core on strided q, k, v views of one stacked projection, as the model
-// reads them); counters gemm_ms and attention_ms. The same run times the
+// reads them); counters gemm_ms and attention_ms. Its buffers hold
+// pseudo-random values (activations in [-1, 1), weights in [-1/32, 1/32));
+// the /zeros/ twins run on zero-filled buffers, on which the tensor cores
+// draw less power and the card can hold higher clocks. The same run times the
 // forward's other stages alone, as the model runs them: stage_gemm_ms (the
 // products through LinearProducts, bias and residual in the epilogue) and
 // stage_layer_norm_ms (its nine LayerNorms, two with the activation fused).
@@ -54,24 +57,46 @@ LongNetConfig PaperConfig(const std::string& core) {
   return config;
 }
 
-// Returns a float16 [1, n, 768] input with values in [-1, 1): a block of
-// 2^20 pseudo-random values repeated.
-Tensor Input(int64_t seq_len) {
-  Tensor x = Tensor::Uninitialized(DType::kFloat16, {1, seq_len, 768});
-  constexpr int64_t kBlock = int64_t{1} << 20;
-  std::vector<uint16_t> block(kBlock);
+constexpr int64_t kRandomBlock = int64_t{1} << 20;
+
+// Returns 2^20 pseudo-random float16 values in [-scale, scale).
+std::vector<uint16_t> RandomHalves(float scale) {
+  std::vector<uint16_t> block(kRandomBlock);
   uint32_t state = 12345;
   for (uint16_t& value : block) {
     state = state * 1664525u + 1013904223u;
-    value = kernels::FloatToHalf(static_cast<float>(state >> 8) / 8388608.0f -
-                                 1.0f);
+    value = kernels::FloatToHalf(
+        scale * (static_cast<float>(state >> 8) / 8388608.0f - 1.0f));
   }
+  return block;
+}
+
+// Returns a float16 [1, n, 768] input with values in [-1, 1): the block of
+// RandomHalves repeated.
+Tensor Input(int64_t seq_len) {
+  Tensor x = Tensor::Uninitialized(DType::kFloat16, {1, seq_len, 768});
+  const std::vector<uint16_t> block = RandomHalves(1.0f);
   char* data = static_cast<char*>(x.mutable_data());
-  for (int64_t i = 0; i < x.NumElements(); i += kBlock) {
-    const int64_t count = std::min(kBlock, x.NumElements() - i);
+  for (int64_t i = 0; i < x.NumElements(); i += kRandomBlock) {
+    const int64_t count = std::min(kRandomBlock, x.NumElements() - i);
     std::memcpy(data + 2 * i, block.data(), 2 * count);
   }
   return x;
+}
+
+// Fills `count` float16 values at `device` with the block of RandomHalves
+// (scale) repeated, or with zeros when `zeros`.
+bool FillDevice(void* device, int64_t count, float scale, bool zeros) {
+  if (zeros) return cudaMemset(device, 0, 2 * count) == cudaSuccess;
+  const std::vector<uint16_t> block = RandomHalves(scale);
+  for (int64_t i = 0; i < count; i += kRandomBlock) {
+    const int64_t n = std::min(kRandomBlock, count - i);
+    if (cudaMemcpy(static_cast<char*>(device) + 2 * i, block.data(), 2 * n,
+                   cudaMemcpyHostToDevice) != cudaSuccess) {
+      return false;
+    }
+  }
+  return true;
 }
 
 // With `stages`, the model's StageTimer records every stage of the timed
@@ -204,7 +229,7 @@ float TimeOnStream(cudaStream_t stream, F body) {
   return milliseconds;
 }
 
-void RunRoofline(benchmark::State& state, int64_t seq_len) {
+void RunRoofline(benchmark::State& state, int64_t seq_len, bool zeros) {
   constexpr int kModel = 768;
   constexpr int kWidest = 3072;
   constexpr int64_t kHeads = 12;
@@ -222,8 +247,8 @@ void RunRoofline(benchmark::State& state, int64_t seq_len) {
       cudaMalloc(&x, activation_bytes) != cudaSuccess ||
       cudaMalloc(&weight, kWidest * kWidest * 2) != cudaSuccess ||
       cudaMalloc(&y, activation_bytes) != cudaSuccess ||
-      cudaMemset(x, 0, activation_bytes) != cudaSuccess ||
-      cudaMemset(weight, 0, kWidest * kWidest * 2) != cudaSuccess) {
+      !FillDevice(x, seq_len * kWidest, 1.0f, zeros) ||
+      !FillDevice(weight, kWidest * kWidest, 1.0f / 32.0f, zeros)) {
     state.SkipWithError("no CUDA stream, cuBLAS handle or device memory");
   } else if (!products.ok()) {
     state.SkipWithError(std::string(products.status().message()).c_str());
@@ -388,14 +413,20 @@ void RegisterAll() {
         ->UseManualTime()
         ->Iterations(3);
   }
-  for (int64_t seq_len :
-       {int64_t{32768}, int64_t{131072}, int64_t{524288}, int64_t{1048576}}) {
-    benchmark::RegisterBenchmark(
-        absl::StrCat("LongNetCudaRoofline/f16/n:", seq_len).c_str(),
-        [seq_len](benchmark::State& state) { RunRoofline(state, seq_len); })
-        ->Unit(benchmark::kMillisecond)
-        ->UseManualTime()
-        ->Iterations(3);
+  for (const bool zeros : {false, true}) {
+    for (int64_t seq_len :
+         {int64_t{32768}, int64_t{131072}, int64_t{524288}, int64_t{1048576}}) {
+      benchmark::RegisterBenchmark(
+          absl::StrCat("LongNetCudaRoofline/f16/", zeros ? "zeros" : "random",
+                       "/n:", seq_len)
+              .c_str(),
+          [seq_len, zeros](benchmark::State& state) {
+            RunRoofline(state, seq_len, zeros);
+          })
+          ->Unit(benchmark::kMillisecond)
+          ->UseManualTime()
+          ->Iterations(3);
+    }
   }
 }
 
