@@ -194,7 +194,9 @@ TEST_P(CudaLayersTest, LayerNormMatchesReference) {
   const DType dtype = GetParam();
   const std::vector<NormCase> cases = {
       {5, 768, 0, 768, gpu::RowActivation::kNone},    // one warp per row
+      {7, 1024, 0, 1024, gpu::RowActivation::kNone},  // 4 vectors a lane
       {3, 3072, 0, 3072, gpu::RowActivation::kRelu},  // 128 threads per row
+      {3, 4096, 0, 4096, gpu::RowActivation::kGelu},  // 4 vectors a thread
       {4, 96, 32, 32, gpu::RowActivation::kGelu},     // a column range
       {2, 6144, 0, 6144, gpu::RowActivation::kNone},  // 8 vectors a thread
       {2, 9000, 0, 9000, gpu::RowActivation::kGelu},  // three-pass kernel
