@@ -1,8 +1,10 @@
 // The float32 linear layers of LongNet at the paper's width (d_model 768,
-// dim_feedforward 3072) over n = 32768 rows: models::Linear on the AVX-512
-// GEMM of kernels/cpu/linear_gemm.h, forced onto the AVX2 path (Eigen's
-// GEMM), and on AMX at the reduced matmul precisions "high" and "medium", in
-// one run. Counters:
+// dim_feedforward 3072) over n = 32768 rows: models::Linear on the GEMM of
+// kernels/cpu/linear_gemm.h on its AVX-512 path and forced onto its AVX2
+// path, on AMX at the reduced matmul precisions "high" and "medium", and
+// Eigen's GEMM on the same operands (Linear/eigen, the peer: built for the
+// library's x86-64-v3 baseline, AVX2 and FMA, on OpenMP), in one run.
+// Counters:
 // useful GFLOP/s (2 * rows * in * out per call) of wall time; the CPU
 // column is the whole process's (all threads), the measure to trust on a
 // shared machine.
@@ -10,6 +12,7 @@
 //   ./bazelw build -c opt //benchmarks:linear_benchmark
 //   OMP_NUM_THREADS=2 bazel-bin/benchmarks/linear_benchmark
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <string>
 
@@ -64,6 +67,27 @@ void RunLinear(benchmark::State& state, CpuPath path, MatmulPrecision precision,
   kernels::cpu::SetFloat32MatmulPrecision(MatmulPrecision::kHighest);
 }
 
+// Eigen's product of the same shapes: y = x W^T + b, row-major float32.
+void RunEigen(benchmark::State& state, int64_t rows, int64_t in, int64_t out) {
+  using RowMatrix =
+      Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Tensor x = Input(rows, in);
+  const Tensor w = Input(out, in);
+  const Tensor b = Input(1, out);
+  Eigen::Map<const RowMatrix> x_map(x.Float32(), rows, in);
+  Eigen::Map<const RowMatrix> w_map(w.Float32(), out, in);
+  Eigen::Map<const Eigen::RowVectorXf> b_map(b.Float32(), out);
+  for (auto _ : state) {
+    RowMatrix y(rows, out);
+    y.noalias() = x_map * w_map.transpose();
+    y.rowwise() += b_map;
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * rows * in * out * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
+}
+
 struct Case {
   CpuPath path;
   MatmulPrecision precision;
@@ -93,6 +117,16 @@ void RegisterAll() {
           ->MeasureProcessCPUTime()
           ->UseRealTime();
     }
+    const int64_t in = shape[0];
+    const int64_t out = shape[1];
+    benchmark::RegisterBenchmark(
+        absl::StrCat("Linear/eigen/highest/rows:", kRows, "/in:", in,
+                     "/out:", out)
+            .c_str(),
+        [in, out](benchmark::State& state) { RunEigen(state, kRows, in, out); })
+        ->Unit(benchmark::kMillisecond)
+        ->MeasureProcessCPUTime()
+        ->UseRealTime();
   }
 }
 

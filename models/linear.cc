@@ -15,7 +15,8 @@ using RowMatrix =
 
 // Writes x W^T + b into y (row-major float32), then max(y, 0) when `relu`:
 // x is [rows, in], w is [out, in], b (may be null) is [out], y is
-// [rows, out]. AVX-512 GEMM where the CPU has it, Eigen otherwise.
+// [rows, out]. The GEMM of kernels/cpu/linear_gemm.h; Eigen if its packed
+// weights cannot be allocated.
 void Gemm(const float* x, int64_t rows, int64_t in, const float* w,
           const float* b, int64_t out, bool relu, float* y) {
   kernels::cpu::LinearEpilogue epilogue;

@@ -1,17 +1,15 @@
 // File: linear_gemm.h
 //
 // The float32 product of a linear layer, y = x W^T + b (PyTorch's
-// nn.Linear: W is [out, in] row-major), as a blocked GEMM on AVX-512: W^T is
-// packed once per call into panels of 32 columns, 14 x 32 output tiles
-// accumulate in registers over blocks of 256 products (x read in place, its
-// rows broadcast), and the tiles of one call run on OpenMP threads by blocks
-// of rows. The sum of each output runs over the `in` products in order
-// within a block and block by block, so a result does not depend on the
-// thread count.
+// nn.Linear: W is [out, in] row-major), as a blocked GEMM: W^T is packed once
+// per call into panels of columns, output tiles accumulate in registers over
+// blocks of products (x read in place, its rows broadcast), and the tiles of
+// one call run on OpenMP threads by blocks of rows. On AVX-512 the tiles are
+// 14 x 32, on AVX2 6 x 16 (cpu_path.h chooses). The sum of each output runs
+// over the `in` products in order within a block and block by block, so a
+// result does not depend on the thread count.
 //
-// The models call it for every float32 linear layer; on CPUs without AVX-512
-// (or with DILATED_CPU_PATH=avx2, cpu_path.h) LinearGemmFloat32 returns false
-// and the caller computes the product itself.
+// The models call it for every float32 linear layer.
 //
 // Like PyTorch (torch.set_float32_matmul_precision), a process may allow
 // reduced internal precision for these products; on the AMX path
@@ -59,7 +57,7 @@ struct LinearEpilogue {
 // Writes y[rows, out] (row stride ldy) = epilogue(x[rows, in] (row stride
 // ldx) . w[out, in]^T (row stride `in`)). y must not overlap x or w; its
 // old values are never read. Returns false, touching nothing, when the
-// active CPU path has no AVX-512.
+// packed weights cannot be allocated.
 // REQUIRES: rows, in, out >= 1; ldx >= in; ldy >= out.
 bool LinearGemmFloat32(const float* x, int64_t rows, int64_t in, int64_t ldx,
                        const float* w, int64_t out,

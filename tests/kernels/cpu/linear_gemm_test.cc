@@ -27,9 +27,9 @@ struct Shape {
   int64_t out;
 };
 
-// Partial 14-row and 32-row tiles, more than one 256-row block, depth blocks
-// of 256 with a remainder, more than one 1024-column block, and the models'
-// widths.
+// Partial tiles (14 x 32 on AVX-512, 6 x 16 on AVX2), more than one block
+// of rows, depth blocks (512 and 256) with a remainder, more than one block
+// of columns (1024 and 256), and the models' widths.
 const Shape kShapes[] = {{1, 1, 1},     {37, 45, 50},     {300, 96, 70},
                          {64, 768, 33}, {129, 300, 1100}, {40, 3072, 96}};
 
@@ -110,22 +110,34 @@ double CheckAgainstReference(const Operands& ops, const std::vector<float>& y,
 // roundoff 2^-24), so the error is at most about n 2^-24 of the scale.
 double Float32SumBound(int64_t terms) { return (terms + 2) * 0x1p-24; }
 
-class PrecisionTest : public ::testing::TestWithParam<MatmulPrecision> {
+// A CPU path and the matmul precision it runs at.
+struct PathCase {
+  CpuPath path;
+  MatmulPrecision precision;
+};
+
+class PrecisionTest : public ::testing::TestWithParam<PathCase> {
  protected:
   void SetUp() override {
-    if (!CpuHasAvx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
-    if (GetParam() != MatmulPrecision::kHighest && !CpuHasAmx()) {
+    const PathCase& c = GetParam();
+    if (c.path == CpuPath::kAvx512 && !CpuHasAvx512()) {
+      GTEST_SKIP() << "no AVX-512 on this CPU";
+    }
+    if (c.path == CpuPath::kAmx && !CpuHasAmx()) {
       GTEST_SKIP() << "no AMX on this CPU";
     }
-    SetFloat32MatmulPrecision(GetParam());
+    path_before_ = ActiveCpuPath();
+    ASSERT_TRUE(SetCpuPath(c.path));
+    SetFloat32MatmulPrecision(c.precision);
   }
   void TearDown() override {
     SetFloat32MatmulPrecision(MatmulPrecision::kHighest);
+    SetCpuPath(path_before_);
   }
 
   // The bound on one product's relative error from the operands' rounding.
   double ProductBound() const {
-    switch (GetParam()) {
+    switch (GetParam().precision) {
       case MatmulPrecision::kHighest:
         return 0.0;  // products of float32 values are exact in the FMA
       case MatmulPrecision::kHigh:
@@ -138,6 +150,9 @@ class PrecisionTest : public ::testing::TestWithParam<MatmulPrecision> {
     }
     return 0.0;
   }
+
+ private:
+  CpuPath path_before_ = CpuPath::kAvx2;
 };
 
 TEST_P(PrecisionTest, MatchesFloat64Reference) {
@@ -175,12 +190,17 @@ TEST_P(PrecisionTest, ResultDoesNotDependOnThreadCount) {
   }
 }
 
+// Every path the CPU has: AVX2 (forced on wider CPUs), AVX-512 at float32,
+// AMX at the reduced precisions.
 INSTANTIATE_TEST_SUITE_P(
-    Precisions, PrecisionTest,
-    ::testing::Values(MatmulPrecision::kHighest, MatmulPrecision::kHigh,
-                      MatmulPrecision::kMedium),
-    [](const ::testing::TestParamInfo<MatmulPrecision>& info) {
-      return std::string(MatmulPrecisionName(info.param));
+    Paths, PrecisionTest,
+    ::testing::Values(PathCase{CpuPath::kAvx2, MatmulPrecision::kHighest},
+                      PathCase{CpuPath::kAvx512, MatmulPrecision::kHighest},
+                      PathCase{CpuPath::kAmx, MatmulPrecision::kHigh},
+                      PathCase{CpuPath::kAmx, MatmulPrecision::kMedium}),
+    [](const ::testing::TestParamInfo<PathCase>& info) {
+      return std::string(CpuPathName(info.param.path)) + "_" +
+             MatmulPrecisionName(info.param.precision);
     });
 
 // The reduced precisions must really run reduced: "medium" differs from the
@@ -204,15 +224,19 @@ TEST(LinearGemmTest, ReducedPrecisionsRoundTheirOperands) {
   EXPECT_LT(worst[1], worst[2] / 10);
 }
 
-TEST(LinearGemmTest, Avx2PathDeclines) {
+// The AVX2 path computes at float32 whatever the precision allows: it has no
+// reduced-precision products.
+TEST(LinearGemmTest, Avx2PathIgnoresReducedPrecision) {
   const CpuPath before = ActiveCpuPath();
   ASSERT_TRUE(SetCpuPath(CpuPath::kAvx2));
-  const Operands ops = MakeOperands({4, 4, 4}, 0, 0, 5);
-  std::vector<float> y(16, 42.0f);
-  EXPECT_FALSE(LinearGemmFloat32(ops.x.data(), 4, 4, 4, ops.w.data(), 4, {},
-                                 y.data(), 4));
-  for (float v : y) EXPECT_EQ(v, 42.0f);
+  const Operands ops = MakeOperands({20, 300, 40}, 0, 0, 5);
+  SetFloat32MatmulPrecision(MatmulPrecision::kHighest);
+  const std::vector<float> highest = Multiply(ops, true, false);
+  SetFloat32MatmulPrecision(MatmulPrecision::kMedium);
+  const std::vector<float> medium = Multiply(ops, true, false);
+  SetFloat32MatmulPrecision(MatmulPrecision::kHighest);
   SetCpuPath(before);
+  EXPECT_EQ(highest, medium);
 }
 
 TEST(LinearGemmTest, PrecisionNames) {
