@@ -4,7 +4,8 @@
 // and activations with float32 accumulation. Timed with CUDA events around
 // each forward pass (parameters and input already on the device); reports
 // tokens per second at n = 32K, 128K, 512K and 1M with the "auto" core (the
-// fused kernels of "improved" on CUDA), and at 32K with each other core.
+// fused kernels of "improved" on CUDA), and at 32K with each other core;
+// with "auto", also batch 2 at n = 32K and 512K.
 // LongNetCudaRoofline is the floor the model's forward is measured against:
 // its linear layers' products timed alone with cublasGemmEx (the shapes the
 // model multiplies, with q, k and v stacked as it stacks them; its dtype and
@@ -71,10 +72,10 @@ std::vector<uint16_t> RandomHalves(float scale) {
   return block;
 }
 
-// Returns a float16 [1, n, 768] input with values in [-1, 1): the block of
-// RandomHalves repeated.
-Tensor Input(int64_t seq_len) {
-  Tensor x = Tensor::Uninitialized(DType::kFloat16, {1, seq_len, 768});
+// Returns a float16 [batch, n, 768] input with values in [-1, 1): the block
+// of RandomHalves repeated.
+Tensor Input(int64_t batch, int64_t seq_len) {
+  Tensor x = Tensor::Uninitialized(DType::kFloat16, {batch, seq_len, 768});
   const std::vector<uint16_t> block = RandomHalves(1.0f);
   char* data = static_cast<char*>(x.mutable_data());
   for (int64_t i = 0; i < x.NumElements(); i += kRandomBlock) {
@@ -102,7 +103,7 @@ bool FillDevice(void* device, int64_t count, float scale, bool zeros) {
 // With `stages`, the model's StageTimer records every stage of the timed
 // passes, and the counters give their mean device time per pass by kind
 // (in_model_*_ms) and the rest of the pass (in_model_other_ms).
-void RunLongNet(benchmark::State& state, const std::string& core,
+void RunLongNet(benchmark::State& state, const std::string& core, int64_t batch,
                 int64_t seq_len, bool stages) {
   cudaStream_t stream = nullptr;
   cudaEvent_t start = nullptr, stop = nullptr;
@@ -119,7 +120,7 @@ void RunLongNet(benchmark::State& state, const std::string& core,
         host.ok() ? CudaLongNet::Upload(**host, DType::kFloat16, 0, stream)
                   : absl::StatusOr<std::unique_ptr<CudaLongNet>>(host.status());
     absl::StatusOr<DeviceTensor> x =
-        DeviceTensor::Upload(Input(seq_len), 0, stream);
+        DeviceTensor::Upload(Input(batch, seq_len), 0, stream);
     if (!model.ok() || !x.ok()) {
       const absl::Status error = model.ok() ? x.status() : model.status();
       state.SkipWithError(std::string(error.message()).c_str());
@@ -173,7 +174,7 @@ void RunLongNet(benchmark::State& state, const std::string& core,
           passes;
     }
     state.counters["tokens_per_second"] =
-        benchmark::Counter(static_cast<double>(seq_len),
+        benchmark::Counter(static_cast<double>(batch * seq_len),
                            benchmark::Counter::kIsIterationInvariantRate);
     cudaStreamSynchronize(stream);
   }
@@ -396,18 +397,30 @@ void RegisterAll() {
       benchmark::RegisterBenchmark(
           absl::StrCat("LongNetCuda/f16/", core, "/n:", seq_len).c_str(),
           [core, seq_len](benchmark::State& state) {
-            RunLongNet(state, core, seq_len, /*stages=*/false);
+            RunLongNet(state, core, 1, seq_len, /*stages=*/false);
           })
           ->Unit(benchmark::kMillisecond)
           ->UseManualTime()
           ->Iterations(3);
     }
   }
+  // Batch 2: the tokens of two sequences in one forward (tokens_per_second
+  // counts both), against twice the batch-1 time at the same n.
+  for (int64_t seq_len : {int64_t{32768}, int64_t{524288}}) {
+    benchmark::RegisterBenchmark(
+        absl::StrCat("LongNetCuda/f16/auto/b:2/n:", seq_len).c_str(),
+        [seq_len](benchmark::State& state) {
+          RunLongNet(state, "auto", 2, seq_len, /*stages=*/false);
+        })
+        ->Unit(benchmark::kMillisecond)
+        ->UseManualTime()
+        ->Iterations(3);
+  }
   for (int64_t seq_len : {int64_t{32768}, int64_t{1048576}}) {
     benchmark::RegisterBenchmark(
         absl::StrCat("LongNetCudaStages/f16/auto/n:", seq_len).c_str(),
         [seq_len](benchmark::State& state) {
-          RunLongNet(state, "auto", seq_len, /*stages=*/true);
+          RunLongNet(state, "auto", 1, seq_len, /*stages=*/true);
         })
         ->Unit(benchmark::kMillisecond)
         ->UseManualTime()
