@@ -38,7 +38,7 @@ struct Blocking {
 };
 
 // AVX-512: 14 x 32 tiles, 28 zmm accumulators (of 32); depth blocks of 512,
-// column blocks of 1024, row blocks of 112 (measured best on a Xeon with
+// column blocks of 1024, row blocks of 112 (chosen on a Xeon with
 // 48 KiB of L1d and 2 MiB of L2 per core).
 constexpr Blocking kAvx512Blocking{14, 32, 512, 1024, 112};
 // AVX2: 6 x 16 tiles, 12 ymm accumulators (of 16); depth blocks of 512,
