@@ -94,39 +94,41 @@ struct Case {
 };
 
 void RegisterAll() {
-  constexpr int64_t kRows = 32768;
   const int64_t shapes[][2] = {{768, 768}, {768, 3072}, {3072, 768}};
   // The AMX cases run where the CPU has AMX (else they report the skip).
   const Case cases[] = {{CpuPath::kAvx512, MatmulPrecision::kHighest},
                         {CpuPath::kAvx2, MatmulPrecision::kHighest},
                         {CpuPath::kAmx, MatmulPrecision::kHigh},
                         {CpuPath::kAmx, MatmulPrecision::kMedium}};
-  for (const auto& shape : shapes) {
-    for (const Case& c : cases) {
+  // A long sequence, and a handful of tokens (where packing the weights
+  // once per call is not spread over many rows).
+  for (const int64_t rows : {int64_t{32768}, int64_t{16}}) {
+    for (const auto& shape : shapes) {
       const int64_t in = shape[0];
       const int64_t out = shape[1];
-      benchmark::RegisterBenchmark(
-          absl::StrCat("Linear/", kernels::cpu::CpuPathName(c.path), "/",
-                       kernels::cpu::MatmulPrecisionName(c.precision),
-                       "/rows:", kRows, "/in:", in, "/out:", out)
-              .c_str(),
-          [c, in, out](benchmark::State& state) {
-            RunLinear(state, c.path, c.precision, kRows, in, out);
-          })
+      for (const Case& c : cases) {
+        benchmark::RegisterBenchmark(
+            absl::StrCat("Linear/", kernels::cpu::CpuPathName(c.path), "/",
+                         kernels::cpu::MatmulPrecisionName(c.precision),
+                         "/rows:", rows, "/in:", in, "/out:", out)
+                .c_str(),
+            [c, rows, in, out](benchmark::State& state) {
+              RunLinear(state, c.path, c.precision, rows, in, out);
+            })
+            ->Unit(benchmark::kMillisecond)
+            ->MeasureProcessCPUTime()
+            ->UseRealTime();
+      }
+      benchmark::RegisterBenchmark(absl::StrCat("Linear/eigen/highest/rows:",
+                                                rows, "/in:", in, "/out:", out)
+                                       .c_str(),
+                                   [rows, in, out](benchmark::State& state) {
+                                     RunEigen(state, rows, in, out);
+                                   })
           ->Unit(benchmark::kMillisecond)
           ->MeasureProcessCPUTime()
           ->UseRealTime();
     }
-    const int64_t in = shape[0];
-    const int64_t out = shape[1];
-    benchmark::RegisterBenchmark(
-        absl::StrCat("Linear/eigen/highest/rows:", kRows, "/in:", in,
-                     "/out:", out)
-            .c_str(),
-        [in, out](benchmark::State& state) { RunEigen(state, kRows, in, out); })
-        ->Unit(benchmark::kMillisecond)
-        ->MeasureProcessCPUTime()
-        ->UseRealTime();
   }
 }
 

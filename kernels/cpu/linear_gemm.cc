@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "kernels/cpu/cpu_path.h"
+#include "kernels/cpu/linear_direct.h"
 #include "kernels/cpu/linear_gemm_amx.h"
 
 // The file is compiled for x86-64-v3 like the rest of the library; only the
@@ -329,6 +330,10 @@ bool ParseMatmulPrecision(const char* name, MatmulPrecision* precision) {
 bool LinearGemmFloat32(const float* x, int64_t rows, int64_t in, int64_t ldx,
                        const float* w, int64_t out,
                        const LinearEpilogue& epilogue, float* y, int64_t ldy) {
+  if (rows < kLinearDirectRows) {
+    LinearDirect(x, rows, in, ldx, w, out, epilogue, y, ldy);
+    return true;
+  }
   const CpuPath path = ActiveCpuPath();
   const MatmulPrecision precision = Float32MatmulPrecision();
   if (path == CpuPath::kAmx && precision != MatmulPrecision::kHighest) {

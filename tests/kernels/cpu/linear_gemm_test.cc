@@ -28,10 +28,14 @@ struct Shape {
 };
 
 // Partial tiles (14 x 32 on AVX-512, 6 x 16 on AVX2), more than one block
-// of rows, depth blocks (512 and 256) with a remainder, more than one block
-// of columns (1024 and 256), and the models' widths.
-const Shape kShapes[] = {{1, 1, 1},     {37, 45, 50},     {300, 96, 70},
-                         {64, 768, 33}, {129, 300, 1100}, {40, 3072, 96}};
+// of rows, depth blocks (512) with a remainder, more than one block of
+// columns (1024 and 128), and the models' widths; and fewer rows than
+// kLinearDirectRows (linear_direct.h): groups of 4 rows with a remainder,
+// depths with a partial 8- and 16-wide block.
+const Shape kShapes[] = {{1, 1, 1},      {37, 45, 50},     {300, 96, 70},
+                         {64, 768, 33},  {129, 300, 1100}, {40, 3072, 96},
+                         {5, 300, 70},   {31, 3072, 96},   {2, 13, 9},
+                         {16, 768, 3072}};
 
 struct Operands {
   Shape shape;
@@ -171,22 +175,27 @@ TEST_P(PrecisionTest, MatchesFloat64Reference) {
 }
 
 TEST_P(PrecisionTest, StridedOperandsLeavePaddingAlone) {
-  const Operands ops = MakeOperands({45, 100, 70}, 7, 5, 99);
-  CheckAgainstReference(ops, Multiply(ops, true, false), true, false,
-                        ProductBound() + Float32SumBound(100));
+  for (const Shape& shape : {Shape{45, 100, 70}, Shape{6, 100, 70}}) {
+    const Operands ops = MakeOperands(shape, 7, 5, 99);
+    CheckAgainstReference(ops, Multiply(ops, true, false), true, false,
+                          ProductBound() + Float32SumBound(100));
+  }
 }
 
+// Tiled (300 rows) and direct (7 rows).
 TEST_P(PrecisionTest, ResultDoesNotDependOnThreadCount) {
-  const Operands ops = MakeOperands({300, 300, 1100}, 0, 0, 7);
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(1);
-  const std::vector<float> one = Multiply(ops, true, true);
-  omp_set_num_threads(3);
-  const std::vector<float> three = Multiply(ops, true, true);
-  omp_set_num_threads(threads);
-  ASSERT_EQ(one.size(), three.size());
-  for (size_t i = 0; i < one.size(); ++i) {
-    ASSERT_EQ(one[i], three[i]) << "element " << i;
+  for (const Shape& shape : {Shape{300, 300, 1100}, Shape{7, 300, 1100}}) {
+    const Operands ops = MakeOperands(shape, 0, 0, 7);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const std::vector<float> one = Multiply(ops, true, true);
+    omp_set_num_threads(3);
+    const std::vector<float> three = Multiply(ops, true, true);
+    omp_set_num_threads(threads);
+    ASSERT_EQ(one.size(), three.size());
+    for (size_t i = 0; i < one.size(); ++i) {
+      ASSERT_EQ(one[i], three[i]) << "rows " << shape.rows << " element " << i;
+    }
   }
 }
 
@@ -229,7 +238,7 @@ TEST(LinearGemmTest, ReducedPrecisionsRoundTheirOperands) {
 TEST(LinearGemmTest, Avx2PathIgnoresReducedPrecision) {
   const CpuPath before = ActiveCpuPath();
   ASSERT_TRUE(SetCpuPath(CpuPath::kAvx2));
-  const Operands ops = MakeOperands({20, 300, 40}, 0, 0, 5);
+  const Operands ops = MakeOperands({64, 300, 40}, 0, 0, 5);
   SetFloat32MatmulPrecision(MatmulPrecision::kHighest);
   const std::vector<float> highest = Multiply(ops, true, false);
   SetFloat32MatmulPrecision(MatmulPrecision::kMedium);
