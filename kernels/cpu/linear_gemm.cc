@@ -11,6 +11,7 @@
 #include "kernels/cpu/cpu_path.h"
 #include "kernels/cpu/linear_direct.h"
 #include "kernels/cpu/linear_gemm_amx.h"
+#include "kernels/cpu/simd_transpose.h"
 
 // The file is compiled for x86-64-v3 like the rest of the library; only the
 // functions marked DA_LINEAR_AVX512 use AVX-512, and they are reached only
@@ -51,18 +52,34 @@ inline int64_t Min(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // Packs w^T into panels of `columns` columns: element (k, j) of panel p,
 // that is w[columns * p + j][k], at packed[(p * in + k) * columns + j];
-// columns past `out` are 0.
+// columns past `out` are 0. Whole 8 x 8 blocks (eight rows of w, eight
+// products) move by in-register transposes; the edges element by element.
 void PackWeightPanel(const float* w, int64_t in, int64_t out, int columns,
                      int64_t panel, float* packed) {
   float* dst = packed + panel * in * columns;
-  for (int j = 0; j < columns; ++j) {
-    const int64_t row = panel * columns + j;
-    if (row >= out) {
-      for (int64_t k = 0; k < in; ++k) dst[k * columns + j] = 0.0f;
-      continue;
+  const int64_t first_row = panel * columns;
+  const int64_t whole_k = in / 8 * 8;
+  for (int j0 = 0; j0 < columns; j0 += 8) {
+    const int64_t rows = Min(8, out - (first_row + j0));
+    if (rows == 8) {
+      const float* src = w + (first_row + j0) * in;
+      for (int64_t k = 0; k < whole_k; k += 8) {
+        __m256 block[8];
+        for (int r = 0; r < 8; ++r)
+          block[r] = _mm256_loadu_ps(src + r * in + k);
+        Transpose8x8(block);
+        for (int c = 0; c < 8; ++c) {
+          _mm256_storeu_ps(dst + (k + c) * columns + j0, block[c]);
+        }
+      }
     }
-    const float* src = w + row * in;
-    for (int64_t k = 0; k < in; ++k) dst[k * columns + j] = src[k];
+    for (int j = j0; j < j0 + 8; ++j) {
+      const int64_t row = first_row + j;
+      const int64_t k_begin = rows == 8 ? whole_k : 0;
+      for (int64_t k = k_begin; k < in; ++k) {
+        dst[k * columns + j] = row < out ? w[row * in + k] : 0.0f;
+      }
+    }
   }
 }
 

@@ -29,13 +29,13 @@ struct Shape {
 
 // Partial tiles (14 x 32 on AVX-512, 6 x 16 on AVX2), more than one block
 // of rows, depth blocks (512) with a remainder, more than one block of
-// columns (1024 and 128), and the models' widths; and fewer rows than
+// columns (1024 and 128), and the models' widths; fewer rows than
 // kLinearDirectRows (linear_direct.h): groups of 4 rows with a remainder,
-// depths with a partial 8- and 16-wide block.
-const Shape kShapes[] = {{1, 1, 1},      {37, 45, 50},     {300, 96, 70},
-                         {64, 768, 33},  {129, 300, 1100}, {40, 3072, 96},
-                         {5, 300, 70},   {31, 3072, 96},   {2, 13, 9},
-                         {16, 768, 3072}};
+// depths with a partial 8- and 16-wide block; and more than 1024 rows.
+const Shape kShapes[] = {{1, 1, 1},       {37, 45, 50},     {300, 96, 70},
+                         {64, 768, 33},   {129, 300, 1100}, {40, 3072, 96},
+                         {5, 300, 70},    {31, 3072, 96},   {2, 13, 9},
+                         {16, 768, 3072}, {1030, 600, 150}, {1100, 64, 40}};
 
 struct Operands {
   Shape shape;
@@ -182,9 +182,10 @@ TEST_P(PrecisionTest, StridedOperandsLeavePaddingAlone) {
   }
 }
 
-// Tiled (300 rows) and direct (7 rows).
+// Tiled (1030 and 300 rows) and direct (7 rows).
 TEST_P(PrecisionTest, ResultDoesNotDependOnThreadCount) {
-  for (const Shape& shape : {Shape{300, 300, 1100}, Shape{7, 300, 1100}}) {
+  for (const Shape& shape :
+       {Shape{1030, 300, 200}, Shape{300, 300, 1100}, Shape{7, 300, 1100}}) {
     const Operands ops = MakeOperands(shape, 0, 0, 7);
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
