@@ -7,8 +7,7 @@
 // library's LongNet on the same model.
 //
 //   ./bazelw run -c opt //benchmarks:longnet_benchmark
-//   ./bazelw run -c opt //benchmarks:longnet_benchmark -- \
-//       --benchmark_filter='LongNet/standard'
+//   (append -- --benchmark_filter='LongNet/standard' for one core)
 
 #include <cstdint>
 #include <memory>

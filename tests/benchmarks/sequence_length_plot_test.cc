@@ -121,7 +121,7 @@ TEST(TakePlotFlagTest, ARelativeFileIsWhereBazelRanFrom) {
 }
 
 TEST(TakePlotFlagTest, AFlagWithoutAFileIsInvalid) {
-  for (const std::string& arg : {"--plot", "--plot="}) {
+  for (const std::string arg : {"--plot", "--plot="}) {
     const absl::StatusOr<std::string> path = Take({"bench", arg}).first;
     EXPECT_EQ(path.status().code(), absl::StatusCode::kInvalidArgument) << arg;
     EXPECT_THAT(path.status().message(), HasSubstr("--plot needs a file"));

@@ -397,7 +397,9 @@ TEST(CpuPathTest, PathsAreRefusedWithoutTheCpu) {
 
 // AMX needs AVX-512 for its softmax: a CPU reported with AMX has both.
 TEST(CpuPathTest, AmxImpliesAvx512) {
-  if (CpuHasAmx()) EXPECT_TRUE(CpuHasAvx512());
+  if (CpuHasAmx()) {
+    EXPECT_TRUE(CpuHasAvx512());
+  }
 }
 
 // The AMX kernels against the AVX-512 ones on 16-bit tensors: the same
