@@ -29,8 +29,10 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -381,6 +383,15 @@ void RunRoofline(benchmark::State& state, int64_t seq_len, bool zeros) {
   if (stream != nullptr) cudaStreamDestroy(stream);
 }
 
+// Registers `run` under `name`: CUDA-event times in milliseconds, 3 passes.
+void RegisterTimed(const std::string& name,
+                   std::function<void(benchmark::State&)> run) {
+  benchmark::RegisterBenchmark(name.c_str(), std::move(run))
+      ->Unit(benchmark::kMillisecond)
+      ->UseManualTime()
+      ->Iterations(3);
+}
+
 void RegisterAll() {
   // Keeps freed blocks in the stream-ordered pool between passes.
   cudaMemPool_t pool = nullptr;
@@ -394,51 +405,34 @@ void RegisterAll() {
     for (int64_t seq_len :
          {int64_t{32768}, int64_t{131072}, int64_t{524288}, int64_t{1048576}}) {
       if (core != "auto" && seq_len > 32768) continue;
-      benchmark::RegisterBenchmark(
-          absl::StrCat("LongNetCuda/f16/", core, "/n:", seq_len).c_str(),
-          [core, seq_len](benchmark::State& state) {
-            RunLongNet(state, core, 1, seq_len, /*stages=*/false);
-          })
-          ->Unit(benchmark::kMillisecond)
-          ->UseManualTime()
-          ->Iterations(3);
+      RegisterTimed(absl::StrCat("LongNetCuda/f16/", core, "/n:", seq_len),
+                    [core, seq_len](benchmark::State& state) {
+                      RunLongNet(state, core, 1, seq_len, /*stages=*/false);
+                    });
     }
   }
   // Batch 2: the tokens of two sequences in one forward (tokens_per_second
   // counts both), against twice the batch-1 time at the same n.
   for (int64_t seq_len : {int64_t{32768}, int64_t{524288}}) {
-    benchmark::RegisterBenchmark(
-        absl::StrCat("LongNetCuda/f16/auto/b:2/n:", seq_len).c_str(),
-        [seq_len](benchmark::State& state) {
-          RunLongNet(state, "auto", 2, seq_len, /*stages=*/false);
-        })
-        ->Unit(benchmark::kMillisecond)
-        ->UseManualTime()
-        ->Iterations(3);
+    RegisterTimed(absl::StrCat("LongNetCuda/f16/auto/b:2/n:", seq_len),
+                  [seq_len](benchmark::State& state) {
+                    RunLongNet(state, "auto", 2, seq_len, /*stages=*/false);
+                  });
   }
   for (int64_t seq_len : {int64_t{32768}, int64_t{1048576}}) {
-    benchmark::RegisterBenchmark(
-        absl::StrCat("LongNetCudaStages/f16/auto/n:", seq_len).c_str(),
-        [seq_len](benchmark::State& state) {
-          RunLongNet(state, "auto", 1, seq_len, /*stages=*/true);
-        })
-        ->Unit(benchmark::kMillisecond)
-        ->UseManualTime()
-        ->Iterations(3);
+    RegisterTimed(absl::StrCat("LongNetCudaStages/f16/auto/n:", seq_len),
+                  [seq_len](benchmark::State& state) {
+                    RunLongNet(state, "auto", 1, seq_len, /*stages=*/true);
+                  });
   }
   for (const bool zeros : {false, true}) {
     for (int64_t seq_len :
          {int64_t{32768}, int64_t{131072}, int64_t{524288}, int64_t{1048576}}) {
-      benchmark::RegisterBenchmark(
-          absl::StrCat("LongNetCudaRoofline/f16/", zeros ? "zeros" : "random",
-                       "/n:", seq_len)
-              .c_str(),
-          [seq_len, zeros](benchmark::State& state) {
-            RunRoofline(state, seq_len, zeros);
-          })
-          ->Unit(benchmark::kMillisecond)
-          ->UseManualTime()
-          ->Iterations(3);
+      RegisterTimed(absl::StrCat("LongNetCudaRoofline/f16/",
+                                 zeros ? "zeros" : "random", "/n:", seq_len),
+                    [seq_len, zeros](benchmark::State& state) {
+                      RunRoofline(state, seq_len, zeros);
+                    });
     }
   }
 }

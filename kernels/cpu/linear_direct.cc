@@ -7,12 +7,6 @@ namespace kernels {
 namespace cpu {
 namespace {
 
-// Lanes below `count` set, for masked loads of the last partial vector.
-__m256i FirstLanes(int64_t count) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
-                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 // Returns the sum of the eight lanes, in a fixed order.
 float HorizontalSum(__m256 v) {
   const __m128 half =
@@ -46,7 +40,7 @@ void DotRows(const float* x, int64_t ldx, const float* w_row, int64_t in,
     }
   }
   for (; k < in; k += 8) {
-    const __m256i lanes = FirstLanes(in - k);
+    const __m256i lanes = LanesBelow(in - k);
     const __m256 w0 = _mm256_maskload_ps(w_row + k, lanes);
 #pragma GCC unroll 4
     for (int r = 0; r < kRows; ++r) {

@@ -14,6 +14,8 @@
 #ifndef KERNELS_CPU_LINEAR_DIRECT_H_
 #define KERNELS_CPU_LINEAR_DIRECT_H_
 
+#include <immintrin.h>
+
 #include <cstdint>
 
 #include "kernels/cpu/linear_gemm.h"
@@ -21,6 +23,14 @@
 namespace dilated {
 namespace kernels {
 namespace cpu {
+
+// The lanes of an AVX2 masked load or store of `count` consecutive floats:
+// lanes below `count` set (none for count <= 0, all for count >= 8).
+inline __m256i LanesBelow(int64_t count) {
+  const int clamped = static_cast<int>(count < 0 ? 0 : count > 8 ? 8 : count);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(clamped),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
 
 // Calls with fewer rows than this take the direct path.
 constexpr int64_t kLinearDirectRows = 32;

@@ -159,13 +159,6 @@ DA_LINEAR_AVX512 void Tile512(const TileArgs& args) {
   }
 }
 
-// The lanes of an AVX2 masked load or store of `count` consecutive floats:
-// lanes below `count` set.
-__m256i ColumnMask(int count) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count),
-                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 // The AVX2 tile: kRows x 16 outputs in 2 * kRows ymm accumulators, each
 // product a broadcast of x times a 16-wide panel row.
 template <int kRows>
@@ -189,8 +182,8 @@ void Tile256(const TileArgs& args) {
       acc[r][0] = _mm256_loadu_ps(y);
       acc[r][1] = _mm256_loadu_ps(y + 8);
     } else {
-      acc[r][0] = _mm256_maskload_ps(y, ColumnMask(args.columns));
-      acc[r][1] = _mm256_maskload_ps(y + 8, ColumnMask(args.columns - 8));
+      acc[r][0] = _mm256_maskload_ps(y, LanesBelow(args.columns));
+      acc[r][1] = _mm256_maskload_ps(y + 8, LanesBelow(args.columns - 8));
     }
   }
   const float* x = args.x;
@@ -208,8 +201,8 @@ void Tile256(const TileArgs& args) {
       acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
     }
   }
-  const __m256i low_mask = ColumnMask(args.columns);
-  const __m256i high_mask = ColumnMask(args.columns - 8);
+  const __m256i low_mask = LanesBelow(args.columns);
+  const __m256i high_mask = LanesBelow(args.columns - 8);
   if (args.last) {
     if (args.bias != nullptr) {
       const __m256 bias0 = _mm256_maskload_ps(args.bias, low_mask);
