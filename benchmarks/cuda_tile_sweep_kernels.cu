@@ -16,6 +16,7 @@ namespace sweep {
 namespace {
 
 using kernels::BackwardParams;
+using kernels::BlockLists;
 using kernels::DataType;
 using kernels::ForwardParams;
 using namespace kernels::gpu;  // NOLINT: tile templates
@@ -39,6 +40,14 @@ template <class Tile>
 cudaError_t ForwardWs(const ForwardParams& p, cudaStream_t stream) {
   if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
   return LaunchFlashForwardWs<Tile>(p, stream);
+}
+
+// The same kernel with its producer on cp.async where TMA would apply.
+template <class Tile>
+cudaError_t ForwardWsCpAsync(const ForwardParams& p, cudaStream_t stream) {
+  if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
+  return LaunchFlashForwardWsCopyingBy<Tile>(false, p, stream, ProblemIndex{},
+                                             BlockLists{});
 }
 
 template <class Tile>
@@ -220,6 +229,12 @@ const ForwardVariant kForwardVariants[] = {
     {"fwd d128 ws 128x128 s2 qreg pp", 128,
      &ForwardWs<WsForwardTile<kH, 2, 128, 2, 128, true, true>>,
      &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 128, true, true>>},
+    {"fwd d128 ws 128x128 s2 qreg pp cpasync", 128,
+     &ForwardWsCpAsync<WsForwardTile<kH, 2, 128, 2, 128, true, true>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 128, true, true>>},
+    {"fwd d128 ws 128x128 s3 qreg pp", 128,
+     &ForwardWs<WsForwardTile<kH, 2, 128, 3, 128, true, true>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 3, 128, true, true>>},
     {"fwd d128 ws 128x128 s2 qreg", 128,
      &ForwardWs<WsForwardTile<kH, 2, 128, 2, 128, true, false>>,
      &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 128, true, false>>},
@@ -231,6 +246,9 @@ const ForwardVariant kForwardVariants[] = {
      &ForwardWsBlocks<WsForwardTile<kH, 2, 64, 3, 128, true, true>>},
     {"fwd d64 ws 128x128 s2 qreg pp", 64,
      &ForwardWs<WsForwardTile<kH, 2, 128, 2, 64, true, true>>,
+     &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 64, true, true>>},
+    {"fwd d64 ws 128x128 s2 qreg pp cpasync", 64,
+     &ForwardWsCpAsync<WsForwardTile<kH, 2, 128, 2, 64, true, true>>,
      &ForwardWsBlocks<WsForwardTile<kH, 2, 128, 2, 64, true, true>>},
     {"fwd d64 ws 128x128 s3 qreg pp", 64,
      &ForwardWs<WsForwardTile<kH, 2, 128, 3, 64, true, true>>,

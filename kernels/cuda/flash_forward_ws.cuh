@@ -4,11 +4,13 @@
 // the per-warpgroup tile step of flash_forward_wgmma.cuh, with the loads
 // taken off the consumers. A block has three or four warpgroups:
 //  - the producer (the last one) copies Q once and the K and V tiles of the
-//    walk into kStages-deep rings with cp.async; each copy completes on an
-//    mbarrier ("full"), and the producer reuses a buffer only after all
-//    consumers have arrived on its "empty" mbarrier. It keeps few registers
-//    (setmaxnreg) and, when its copies are issued, zeroes the segment
-//    positions that are not rows of the block's group;
+//    walk into kStages-deep rings, by TMA from one thread where the group's
+//    view has a tensor map (tensor_map.cuh) and with cp.async from all 128
+//    otherwise; each copy completes on an mbarrier ("full"), and the
+//    producer reuses a buffer only after all consumers have arrived on its
+//    "empty" mbarrier. It keeps few registers (setmaxnreg) and zeroes the
+//    segment positions that are not rows of the block's group (with TMA
+//    while the copies run, with cp.async once they are issued);
 //  - two or three consumers own 64 query rows each and run the step of the
 //    wgmma kernel (S of the next tile and P V of this one issued back to
 //    back, the softmax between them) with the registers the producer gave
@@ -31,6 +33,7 @@
 
 #include "kernels/cuda/async_barrier.cuh"
 #include "kernels/cuda/flash_forward_wgmma.cuh"
+#include "kernels/cuda/tensor_map.cuh"
 
 namespace dilated {
 namespace kernels {
@@ -99,10 +102,24 @@ struct WsBarriers {
 // Named barrier ids of the consumers' turns (0 is __syncthreads).
 constexpr int kTurnBarrierBase = 1;
 
+// Calls with more groups than this copy with cp.async (the tensor maps
+// travel in the kernel's parameters, 384 bytes a group).
+constexpr int kMaxTmaGroups = 8;
+
+// The warp-specialized kernel's launch arguments: the forward's, and where
+// `tma` is set, the tensor maps its producer copies through (group i's at
+// maps[i]).
+struct FlashForwardWsArgs {
+  FlashForwardArgs base;
+  bool tma;
+  SelectedRowMaps maps[kMaxTmaGroups];
+};
+
 template <class Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
-    FlashForwardWsKernel(const __grid_constant__ FlashForwardArgs args) {
+    FlashForwardWsKernel(const __grid_constant__ FlashForwardWsArgs ws_args) {
 #if DA_WGMMA_ENABLED
+  const FlashForwardArgs& args = ws_args.base;
   using T = typename Tile::T;
   constexpr DataType kDtype = Tile::kDtype;
   constexpr int kBlockM = Tile::kBlockM;
@@ -126,11 +143,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
   const int tid = threadIdx.x;
   if (tid == 0) {
-    // Full: one arrival per producer thread. Empty: one per consumer warp.
-    MbarrierInit(q_full, 128);
+    // Full: one arrival per producer thread (one in all with TMA, which
+    // counts the bytes instead). Empty: one per consumer warp.
+    const int producer_arrivals = ws_args.tma ? 1 : 128;
+    MbarrierInit(q_full, producer_arrivals);
     for (int s = 0; s < kStages; ++s) {
-      MbarrierInit(k_full(s), 128);
-      MbarrierInit(v_full(s), 128);
+      MbarrierInit(k_full(s), producer_arrivals);
+      MbarrierInit(v_full(s), producer_arrivals);
       MbarrierInit(k_empty(s), Tile::kConsumerThreads / 32);
       MbarrierInit(v_empty(s), Tile::kConsumerThreads / 32);
     }
@@ -158,6 +177,42 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     // The producer.
     ReleaseRegistersTo<Tile::kProducerRegisters>();
     const int ptid = tid - Tile::kConsumerThreads;
+    if (ws_args.tma) {
+      // One thread issues every copy while the other three warps zero the
+      // positions that are not rows of the group.
+      if (ptid == 0 && num_rows > 0) {
+        const SelectedRowMaps& maps = ws_args.maps[w.group];
+        const int segment = static_cast<int>(
+            w.segment_row / p.groups[w.group].segment_length);
+        auto load = [&](uint32_t dst, const CUtensorMap* map, uint32_t bar,
+                        int rows, int first) {
+          MbarrierArriveExpectBytes(bar, kPanels * rows * 128);
+#pragma unroll
+          for (int panel = 0; panel < kPanels; ++panel) {
+            TmaLoadSelectedRows(dst + panel * rows * 128, map, bar, 64 * panel,
+                                first, static_cast<int>(w.head), segment,
+                                static_cast<int>(w.batch));
+          }
+        };
+        load(s_q, &maps.q, q_full, kBlockM, j_begin);
+        for (int tile = 0; tile < num_key_tiles; ++tile) {
+          const int stage = tile % kStages;
+          const uint32_t reuse_parity = ((tile / kStages) & 1) ^ 1;
+          const int first = keys.Tile(tile) * kBlockN;
+          if (tile >= kStages) MbarrierWait(k_empty(stage), reuse_parity);
+          load(s_k + stage * kTileBytes, &maps.k, k_full(stage), kBlockN,
+               first);
+          if (tile >= kStages) MbarrierWait(v_empty(stage), reuse_parity);
+          load(s_v + stage * kTileBytes, &maps.v, v_full(stage), kBlockN,
+               first);
+        }
+      }
+      if (ptid >= 32) {
+        ZeroUnselectedRows(SegmentStart<T>(p.out, w), p.out.stride_n, w,
+                           j_begin, j_end, chunks, lse_segment, ptid - 32, 96);
+      }
+      return;
+    }
     if (num_rows > 0) {
       const T* k_rows = SelectedRow0<const T>(p.k, w);
       const T* v_rows = SelectedRow0<const T>(p.v, w);
@@ -290,14 +345,55 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #endif
 }
 
+// Encodes the tensor maps of every group of `p` for Tile's boxes; false
+// where some group cannot be copied by TMA (EncodeSelectedRowMap) or the keys
+// do not share the queries' geometry.
+template <class Tile>
+bool EncodeWsTensorMaps(const ForwardParams& p,
+                        SelectedRowMaps (&maps)[kMaxTmaGroups]) {
+  if (p.num_groups > kMaxTmaGroups || IsPacked(p) ||
+      p.key_seq_len != p.seq_len || p.key_position_offset != 0) {
+    return false;
+  }
+  for (int i = 0; i < p.num_groups; ++i) {
+    const GroupParams& g = p.groups[i];
+    if (!EncodeSelectedRowMap(p.q, p, g, Tile::kBlockM, &maps[i].q) ||
+        !EncodeSelectedRowMap(p.k, p, g, Tile::kBlockN, &maps[i].k) ||
+        !EncodeSelectedRowMap(p.v, p, g, Tile::kBlockN, &maps[i].v)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Launches the warp-specialized forward kernel over every group of `p` on
-// `stream`; `general` and `sparse` as for LaunchFlashForward.
+// `stream`; `general` and `sparse` as for LaunchFlashForward. The producer
+// copies by TMA on the closed form where `allow_tma` and every group's view
+// allows it (EncodeSelectedRowMap), by cp.async otherwise.
+template <class Tile>
+cudaError_t LaunchFlashForwardWsCopyingBy(bool allow_tma,
+                                          const ForwardParams& p,
+                                          cudaStream_t stream,
+                                          const ProblemIndex& general,
+                                          const BlockLists& sparse) {
+  FlashForwardWsArgs args;
+  args.base.params = p;
+  args.base.general = general;
+  args.base.sparse = sparse;
+  const int64_t blocks =
+      LaunchBlocks(p, general, Tile::kBlockM, args.base.block_begin);
+  args.tma = allow_tma && general.problems == nullptr &&
+             EncodeWsTensorMaps<Tile>(p, args.maps);
+  return LaunchWithSmem<Tile>(FlashForwardWsKernel<Tile>, args, blocks,
+                              stream);
+}
+
+// The kernel as it ships: TMA wherever it applies.
 template <class Tile>
 cudaError_t LaunchFlashForwardWs(const ForwardParams& p, cudaStream_t stream,
                                  const ProblemIndex& general = ProblemIndex{},
                                  const BlockLists& sparse = BlockLists{}) {
-  return LaunchForwardKernel<Tile>(FlashForwardWsKernel<Tile>, p, stream,
-                                   general, sparse);
+  return LaunchFlashForwardWsCopyingBy<Tile>(true, p, stream, general, sparse);
 }
 
 }  // namespace gpu
