@@ -182,8 +182,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       // positions that are not rows of the group.
       if (ptid == 0 && num_rows > 0) {
         const SelectedRowMaps& maps = ws_args.maps[w.group];
-        const int segment = static_cast<int>(
-            w.segment_row / p.groups[w.group].segment_length);
+        const int segment =
+            static_cast<int>(w.segment_row / p.groups[w.group].segment_length);
         auto load = [&](uint32_t dst, const CUtensorMap* map, uint32_t bar,
                         int rows, int first) {
           MbarrierArriveExpectBytes(bar, kPanels * rows * 128);
@@ -384,8 +384,7 @@ cudaError_t LaunchFlashForwardWsCopyingBy(bool allow_tma,
       LaunchBlocks(p, general, Tile::kBlockM, args.base.block_begin);
   args.tma = allow_tma && general.problems == nullptr &&
              EncodeWsTensorMaps<Tile>(p, args.maps);
-  return LaunchWithSmem<Tile>(FlashForwardWsKernel<Tile>, args, blocks,
-                              stream);
+  return LaunchWithSmem<Tile>(FlashForwardWsKernel<Tile>, args, blocks, stream);
 }
 
 // The kernel as it ships: TMA wherever it applies.

@@ -88,10 +88,9 @@ inline bool EncodeSelectedRowMap(const TensorParams& t, const ForwardParams& p,
       static_cast<cuuint64_t>(p.num_heads),
       static_cast<cuuint64_t>(p.seq_len / g.segment_length),
       static_cast<cuuint64_t>(p.batch)};
-  const int64_t strides[4] = {g.dilation_rate * t.stride_n * kBytes,
-                              t.stride_h * kBytes,
-                              g.segment_length * t.stride_n * kBytes,
-                              t.stride_b * kBytes};
+  const int64_t strides[4] = {
+      g.dilation_rate * t.stride_n * kBytes, t.stride_h * kBytes,
+      g.segment_length * t.stride_n * kBytes, t.stride_b * kBytes};
   cuuint64_t byte_strides[4];
   for (int i = 0; i < 4; ++i) {
     // A dimension of extent 1 is never stepped over; TMA still wants its
