@@ -39,7 +39,7 @@ cp bazel-bin/tests/cuda/dilated_attention_cuda_test \
   bazel-bin/benchmarks/cuda_tile_sweep \
   bazel-bin/tools/dilated_attention \
   benchmarks/gpu/compare.py benchmarks/gpu/tool_check.py benchmarks/gpu/run_all.sh benchmarks/gpu/profile.sh \
-  benchmarks/gpu/ab.sh \
+  benchmarks/gpu/ab.sh benchmarks/gpu/sdpa_profile.py \
   "$dst/"
 for lib in $(ldd "$dst"/cuda_attention_benchmark "$dst"/dilated_attention_cuda_test "$dst"/dilated_attention \
              "$dst"/conformance_cuda_test | awk '/=>/ {print $3}' | sort -u |
