@@ -73,6 +73,26 @@ cudaError_t QueryWgmma(const BackwardParams& p, float* delta,
   return LaunchFlashQueryWgmma<Tile>(args, stream);
 }
 
+// The two wgmma backward kernels with their tiles on cp.async where TMA
+// would apply.
+template <class Tile>
+cudaError_t KeyValueWgmmaCpAsync(const BackwardParams& p, float* delta,
+                                 cudaStream_t stream) {
+  if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
+  const FlashBackwardArgs args = MakeFlashBackwardArgs(p, delta);
+  return LaunchFlashKeyValueWgmmaCopyingBy<Tile>(false, args, stream,
+                                                 ProblemIndex{});
+}
+
+template <class Tile>
+cudaError_t QueryWgmmaCpAsync(const BackwardParams& p, float* delta,
+                              cudaStream_t stream) {
+  if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
+  const FlashBackwardArgs args = MakeFlashBackwardArgs(p, delta);
+  return LaunchFlashQueryWgmmaCopyingBy<Tile>(false, args, stream,
+                                              ProblemIndex{});
+}
+
 template <class Tile>
 cudaError_t Query(const BackwardParams& p, float* delta, cudaStream_t stream) {
   const FlashBackwardArgs args = MakeFlashBackwardArgs(p, delta);
@@ -296,6 +316,9 @@ const BackwardVariant kBackwardVariants[] = {
     {"kv d64 wgmma q128 min1", 64,
      &KeyValueWgmma<WgmmaKeyValueTile<kH, 128, 1>>,
      &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 128, 1>>},
+    {"kv d64 wgmma q128 min1 cpasync", 64,
+     &KeyValueWgmmaCpAsync<WgmmaKeyValueTile<kH, 128, 1>>,
+     &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 128, 1>>},
     {"q d64 k64 w4 qreg", 64, &Query<QueryTile<kH, 64, 64, 4, true, 2>>,
      &QueryBlocks<QueryTile<kH, 64, 64, 4, true, 2>>},
     {"q d64 wgmma k64 min3", 64, &QueryWgmma<WgmmaQueryTile<kH, 64, 3>>,
@@ -304,15 +327,27 @@ const BackwardVariant kBackwardVariants[] = {
      &QueryWgmmaBlocks<WgmmaQueryTile<kH, 64, 4>>},
     {"q d64 wgmma k128 min2", 64, &QueryWgmma<WgmmaQueryTile<kH, 128, 2>>,
      &QueryWgmmaBlocks<WgmmaQueryTile<kH, 128, 2>>},
+    {"q d64 wgmma k128 min2 cpasync", 64,
+     &QueryWgmmaCpAsync<WgmmaQueryTile<kH, 128, 2>>,
+     &QueryWgmmaBlocks<WgmmaQueryTile<kH, 128, 2>>},
+    {"q d64 wgmma k64 min3 cpasync", 64,
+     &QueryWgmmaCpAsync<WgmmaQueryTile<kH, 64, 3>>,
+     &QueryWgmmaBlocks<WgmmaQueryTile<kH, 64, 3>>},
     {"q d64 k64 w8 qreg", 64, &Query<QueryTile<kH, 64, 64, 8, true, 1>>,
      &QueryBlocks<QueryTile<kH, 64, 64, 8, true, 1>>},
     {"kv d128 wgmma q64 min2", 128,
      &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 2, 128>>,
      &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 64, 2, 128>>},
+    {"kv d128 wgmma q64 min2 cpasync", 128,
+     &KeyValueWgmmaCpAsync<WgmmaKeyValueTile<kH, 64, 2, 128>>,
+     &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 64, 2, 128>>},
     {"kv d128 wgmma q64 min1", 128,
      &KeyValueWgmma<WgmmaKeyValueTile<kH, 64, 1, 128>>,
      &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 64, 1, 128>>},
     {"q d128 wgmma k64 min2", 128, &QueryWgmma<WgmmaQueryTile<kH, 64, 2, 128>>,
+     &QueryWgmmaBlocks<WgmmaQueryTile<kH, 64, 2, 128>>},
+    {"q d128 wgmma k64 min2 cpasync", 128,
+     &QueryWgmmaCpAsync<WgmmaQueryTile<kH, 64, 2, 128>>,
      &QueryWgmmaBlocks<WgmmaQueryTile<kH, 64, 2, 128>>},
     {"q d128 wgmma k64 min1", 128, &QueryWgmma<WgmmaQueryTile<kH, 64, 1, 128>>,
      &QueryWgmmaBlocks<WgmmaQueryTile<kH, 64, 1, 128>>},

@@ -15,8 +15,11 @@
 //   - FlashQueryWgmmaKernel: 64 queries of a problem per block, walking key
 //     tiles of kBlockN rows: S = Q K^T, dP = dO V^T from shared memory,
 //     dQ += dS K with dS from registers.
-// Tiles are 128-byte swizzled (swizzled_tile.cuh) and double-buffered with
-// cp.async.
+// Tiles are 128-byte swizzled (swizzled_tile.cuh) and double-buffered. The
+// walked tiles (Q and dO, or K and V) travel by TMA from one thread where
+// the call's views have tensor maps (tensor_map.cuh: the closed form),
+// completing on an mbarrier per buffer; otherwise, and for the block's own
+// tiles, every thread copies with cp.async.
 //
 // Included by the per-(head_dim, dtype) instantiation files only.
 
@@ -27,10 +30,12 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/async_barrier.cuh"
 #include "kernels/cuda/device_primitives.cuh"
 #include "kernels/cuda/flash_backward.cuh"
 #include "kernels/cuda/flash_common.cuh"
 #include "kernels/cuda/swizzled_tile.cuh"
+#include "kernels/cuda/tensor_map.cuh"
 #include "kernels/cuda/wgmma.cuh"
 #include "kernels/dilated_params.h"
 
@@ -92,10 +97,22 @@ struct WgmmaKeyValueTile {
   static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
 };
 
+// The dK/dV kernel's launch arguments: the backward's, and where `tma` is
+// set, the tensor maps of every group's q and dO rows, through which thread 0
+// copies the query tiles.
+struct FlashKeyValueWgmmaArgs {
+  FlashBackwardArgs base;
+  bool tma;
+  CUtensorMap q[kMaxTmaGroups];
+  CUtensorMap grad_out[kMaxTmaGroups];
+};
+
 template <class Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
-    FlashKeyValueWgmmaKernel(const __grid_constant__ FlashBackwardArgs args) {
+    FlashKeyValueWgmmaKernel(
+        const __grid_constant__ FlashKeyValueWgmmaArgs kv_args) {
 #if DA_WGMMA_ENABLED
+  const FlashBackwardArgs& args = kv_args.base;
   using T = typename Tile::T;
   constexpr DataType kDtype = Tile::kDtype;
   constexpr int kBlockM = Tile::kBlockM;
@@ -116,6 +133,15 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   float* s_lse =
       reinterpret_cast<float*>(smem + 2 * Tile::kKeyBytes + 4 * kQueryBytes);
   float* s_delta = s_lse + 2 * kBlockM;
+  // With TMA: query buffer b's copies complete on the mbarrier at
+  // query_full0 + 8 b.
+  const uint32_t query_full0 = SlackTail(smem_raw, Tile::kSmemBytes);
+  const bool tma = kv_args.tma;
+  if (tma && threadIdx.x == 0) {
+    MbarrierInit(query_full0, 1);
+    MbarrierInit(query_full0 + 8, 1);
+  }
+  __syncthreads();
 
   const BackwardParams& bp = args.params;
   const ForwardParams& p = bp.forward;
@@ -141,9 +167,30 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int64_t do_step = RowStep(bp.grad_out, w);
     const RowStatistics stats = MakeRowStatistics(args, w);
 
-    // Starts loading query tile `qt` into buffer `buf`.
+    // Starts loading query tile `qt` into buffer `buf`: by TMA from thread 0
+    // (completing on the mbarrier of `buf`), or by cp.async from every thread.
     auto load_query_tile = [&](int qt, int buf) {
       const int q0 = qt * kBlockM;
+      if (tma) {
+        if (tid == 0) {
+          const uint32_t bar = query_full0 + 8 * buf;
+          const int segment = static_cast<int>(
+              w.segment_row / p.groups[w.group].segment_length);
+          MbarrierArriveExpectBytes(bar, 2 * kQueryBytes);
+#pragma unroll
+          for (int panel = 0; panel < kPanels; ++panel) {
+            TmaLoadSelectedRows(s_q + buf * kQueryBytes + panel * kQueryPanel,
+                                &kv_args.q[w.group], bar, 64 * panel, q0,
+                                static_cast<int>(w.head), segment,
+                                static_cast<int>(w.batch));
+            TmaLoadSelectedRows(s_do + buf * kQueryBytes + panel * kQueryPanel,
+                                &kv_args.grad_out[w.group], bar, 64 * panel, q0,
+                                static_cast<int>(w.head), segment,
+                                static_cast<int>(w.batch));
+          }
+        }
+        return;
+      }
       LoadPanelsSwizzled<kBlockM, Tile::kThreads, kPanels>(
           s_q + buf * kQueryBytes, q_rows, q_step, q0, num_rows, chunks, tid);
       LoadPanelsSwizzled<kBlockM, Tile::kThreads, kPanels>(
@@ -179,7 +226,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const TileWalk queries =
         QueryTilesOf<kBlockM>(args.sparse, w, k_begin, num_rows, p.is_causal);
     const int num_tiles = queries.count;
-    load_query_tile(queries.Tile(0), 0);
+    // A TMA copy must not outlive the block: none for an empty walk.
+    if (!tma || num_tiles > 0) load_query_tile(queries.Tile(0), 0);
     CpAsyncCommit();
     fetch_statistics(queries.Tile(0));
     store_statistics(0);
@@ -204,10 +252,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         CpAsyncCommit();
         store_statistics(buf ^ 1);
         if (t + 2 < num_tiles) fetch_statistics(queries.Tile(t + 2));
+      }
+      if (t + 1 < num_tiles && !tma) {
         CpAsyncWait<1>();
       } else {
-        CpAsyncWait<0>();
+        CpAsyncWait<0>();  // with TMA only K and V went through cp.async
       }
+      if (tma) MbarrierWait(query_full0 + 8 * buf, (t >> 1) & 1);
       FenceSharedForAsyncProxy();
       __syncthreads();  // K, V (first tile), Q, dO, lse and delta landed
 
@@ -351,10 +402,21 @@ struct WgmmaQueryTile {
   static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
 };
 
+// The dQ kernel's launch arguments: the backward's, and where `tma` is set,
+// the tensor maps of every group's k and v rows, through which thread 0
+// copies the key tiles.
+struct FlashQueryWgmmaArgs {
+  FlashBackwardArgs base;
+  bool tma;
+  CUtensorMap k[kMaxTmaGroups];
+  CUtensorMap v[kMaxTmaGroups];
+};
+
 template <class Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
-    FlashQueryWgmmaKernel(const __grid_constant__ FlashBackwardArgs args) {
+    FlashQueryWgmmaKernel(const __grid_constant__ FlashQueryWgmmaArgs q_args) {
 #if DA_WGMMA_ENABLED
+  const FlashBackwardArgs& args = q_args.base;
   using T = typename Tile::T;
   constexpr DataType kDtype = Tile::kDtype;
   constexpr int kBlockM = Tile::kBlockM;
@@ -373,6 +435,15 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const uint32_t s_k = s_do + Tile::kQueryBytes;  // [2][kKeyBytes]
   const uint32_t s_v = s_k + 2 * kKeyBytes;       // [2][kKeyBytes]
   const uint32_t s_o = s_v + 2 * kKeyBytes;
+  // With TMA: key buffer b's copies (K and V) complete on the mbarrier at
+  // key_full0 + 8 b.
+  const uint32_t key_full0 = SlackTail(smem_raw, Tile::kSmemBytes);
+  const bool tma = q_args.tma;
+  if (tma && threadIdx.x == 0) {
+    MbarrierInit(key_full0, 1);
+    MbarrierInit(key_full0 + 8, 1);
+  }
+  __syncthreads();
 
   const BackwardParams& bp = args.params;
   const ForwardParams& p = bp.forward;
@@ -409,10 +480,33 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const TileWalk keys =
         KeyTilesOf<kBlockN>(args.sparse, w, j_begin, key_limit);
     const int num_tiles = keys.count;
-    LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
-        s_k, k_rows, k_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
-    LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
-        s_v, v_rows, v_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
+    // Thread 0's TMA copies of the key tile at `key0` into buffer `buf`.
+    auto load_key_tile = [&](int key0, int buf) {
+      const uint32_t bar = key_full0 + 8 * buf;
+      const int segment =
+          static_cast<int>(w.segment_row / p.groups[w.group].segment_length);
+      MbarrierArriveExpectBytes(bar, 2 * kKeyBytes);
+#pragma unroll
+      for (int panel = 0; panel < kPanels; ++panel) {
+        TmaLoadSelectedRows(s_k + buf * kKeyBytes + panel * kKeyPanel,
+                            &q_args.k[w.group], bar, 64 * panel, key0,
+                            static_cast<int>(w.head), segment,
+                            static_cast<int>(w.batch));
+        TmaLoadSelectedRows(s_v + buf * kKeyBytes + panel * kKeyPanel,
+                            &q_args.v[w.group], bar, 64 * panel, key0,
+                            static_cast<int>(w.head), segment,
+                            static_cast<int>(w.batch));
+      }
+    };
+    if (!tma) {
+      LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
+          s_k, k_rows, k_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
+      LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
+          s_v, v_rows, v_step, keys.Tile(0) * kBlockN, num_rows, chunks, tid);
+    } else if (tid == 0 && num_tiles > 0) {
+      // A TMA copy must not outlive the block: none for an empty walk.
+      load_key_tile(keys.Tile(0) * kBlockN, 0);
+    }
     CpAsyncCommit();
 
     // Row statistics of this thread's two rows; D comes from the out and dO
@@ -438,10 +532,20 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     for (int tile = 0; tile < num_tiles; ++tile) {
       const int buf = tile & 1;
       // Q, dO (first tile), K and V tiles landed; the next ones are loading.
-      AdvanceKeyValueTiles<kBlockN, Tile::kThreads, kPanels>(
-          tile + 1 < num_tiles, s_k + (buf ^ 1) * kKeyBytes,
-          s_v + (buf ^ 1) * kKeyBytes, k_rows, k_step, v_rows, v_step,
-          keys.Tile(tile + 1) * kBlockN, num_rows, chunks, tid);
+      if (tma) {
+        if (tid == 0 && tile + 1 < num_tiles) {
+          load_key_tile(keys.Tile(tile + 1) * kBlockN, buf ^ 1);
+        }
+        CpAsyncWait<0>();  // Q, dO and out (first tile)
+        MbarrierWait(key_full0 + 8 * buf, (tile >> 1) & 1);
+        FenceSharedForAsyncProxy();
+        __syncthreads();
+      } else {
+        AdvanceKeyValueTiles<kBlockN, Tile::kThreads, kPanels>(
+            tile + 1 < num_tiles, s_k + (buf ^ 1) * kKeyBytes,
+            s_v + (buf ^ 1) * kKeyBytes, k_rows, k_step, v_rows, v_step,
+            keys.Tile(tile + 1) * kBlockN, num_rows, chunks, tid);
+      }
 
       const int key0 = keys.Tile(tile) * kBlockN;
       const uint32_t k_tile = s_k + buf * kKeyBytes;
@@ -519,30 +623,68 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
 // Launches FlashKeyValueWgmmaKernel<Tile>; `general` is the launch's problem
 // list (ProblemTable::AddBlocks(Tile::kBlockN)), or null for the closed form.
+// The query tiles travel by TMA on the closed form where `allow_tma` and
+// every group's q and dO views encode (EncodeSelectedRowMap), by cp.async
+// otherwise.
 template <class Tile>
-cudaError_t LaunchFlashKeyValueWgmma(
-    const FlashBackwardArgs& base, cudaStream_t stream,
-    const ProblemIndex& general = ProblemIndex{}) {
-  FlashBackwardArgs args = base;
-  args.general = general;
-  const int64_t blocks = LaunchBlocks(args.params.forward, general,
-                                      Tile::kBlockN, args.block_begin);
+cudaError_t LaunchFlashKeyValueWgmmaCopyingBy(bool allow_tma,
+                                              const FlashBackwardArgs& base,
+                                              cudaStream_t stream,
+                                              const ProblemIndex& general) {
+  FlashKeyValueWgmmaArgs args;
+  args.base = base;
+  args.base.general = general;
+  const ForwardParams& p = base.params.forward;
+  const int64_t blocks =
+      LaunchBlocks(p, general, Tile::kBlockN, args.base.block_begin);
+  args.tma = allow_tma && general.problems == nullptr && TmaCopiesApply(p);
+  for (int i = 0; args.tma && i < p.num_groups; ++i) {
+    args.tma =
+        EncodeSelectedRowMap(p.q, p, p.groups[i], Tile::kBlockM, &args.q[i]) &&
+        EncodeSelectedRowMap(base.params.grad_out, p, p.groups[i],
+                             Tile::kBlockM, &args.grad_out[i]);
+  }
   return LaunchWithSmem<Tile>(FlashKeyValueWgmmaKernel<Tile>, args, blocks,
                               stream);
 }
 
+template <class Tile>
+cudaError_t LaunchFlashKeyValueWgmma(
+    const FlashBackwardArgs& base, cudaStream_t stream,
+    const ProblemIndex& general = ProblemIndex{}) {
+  return LaunchFlashKeyValueWgmmaCopyingBy<Tile>(true, base, stream, general);
+}
+
 // Launches FlashQueryWgmmaKernel<Tile>; `general` as for
-// LaunchFlashKeyValueWgmma with Tile::kBlockM rows per block.
+// LaunchFlashKeyValueWgmma with Tile::kBlockM rows per block. The key tiles
+// travel by TMA under the same conditions as the key/value kernel's query
+// tiles.
+template <class Tile>
+cudaError_t LaunchFlashQueryWgmmaCopyingBy(bool allow_tma,
+                                           const FlashBackwardArgs& base,
+                                           cudaStream_t stream,
+                                           const ProblemIndex& general) {
+  FlashQueryWgmmaArgs args;
+  args.base = base;
+  args.base.general = general;
+  const ForwardParams& p = base.params.forward;
+  const int64_t blocks =
+      LaunchBlocks(p, general, Tile::kBlockM, args.base.block_begin);
+  args.tma = allow_tma && general.problems == nullptr && TmaCopiesApply(p);
+  for (int i = 0; args.tma && i < p.num_groups; ++i) {
+    args.tma =
+        EncodeSelectedRowMap(p.k, p, p.groups[i], Tile::kBlockN, &args.k[i]) &&
+        EncodeSelectedRowMap(p.v, p, p.groups[i], Tile::kBlockN, &args.v[i]);
+  }
+  return LaunchWithSmem<Tile>(FlashQueryWgmmaKernel<Tile>, args, blocks,
+                              stream);
+}
+
 template <class Tile>
 cudaError_t LaunchFlashQueryWgmma(
     const FlashBackwardArgs& base, cudaStream_t stream,
     const ProblemIndex& general = ProblemIndex{}) {
-  FlashBackwardArgs args = base;
-  args.general = general;
-  const int64_t blocks = LaunchBlocks(args.params.forward, general,
-                                      Tile::kBlockM, args.block_begin);
-  return LaunchWithSmem<Tile>(FlashQueryWgmmaKernel<Tile>, args, blocks,
-                              stream);
+  return LaunchFlashQueryWgmmaCopyingBy<Tile>(true, base, stream, general);
 }
 
 }  // namespace gpu

@@ -102,10 +102,6 @@ struct WsBarriers {
 // Named barrier ids of the consumers' turns (0 is __syncthreads).
 constexpr int kTurnBarrierBase = 1;
 
-// Calls with more groups than this copy with cp.async (the tensor maps
-// travel in the kernel's parameters, 384 bytes a group).
-constexpr int kMaxTmaGroups = 8;
-
 // The warp-specialized kernel's launch arguments: the forward's, and where
 // `tma` is set, the tensor maps its producer copies through (group i's at
 // maps[i]).
@@ -351,10 +347,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 template <class Tile>
 bool EncodeWsTensorMaps(const ForwardParams& p,
                         SelectedRowMaps (&maps)[kMaxTmaGroups]) {
-  if (p.num_groups > kMaxTmaGroups || IsPacked(p) ||
-      p.key_seq_len != p.seq_len || p.key_position_offset != 0) {
-    return false;
-  }
+  if (!TmaCopiesApply(p)) return false;
   for (int i = 0; i < p.num_groups; ++i) {
     const GroupParams& g = p.groups[i];
     if (!EncodeSelectedRowMap(p.q, p, g, Tile::kBlockM, &maps[i].q) ||

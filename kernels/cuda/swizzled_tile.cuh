@@ -30,6 +30,16 @@ __device__ __forceinline__ unsigned char* AlignedSharedBase(
   return raw + ((1024 - (SharedAddress(raw) & 1023)) & 1023);
 }
 
+// Returns the shared address of the last 16 bytes of a dynamic allocation of
+// `total` bytes at `raw` (16-byte aligned) whose last 1024 are the slack
+// AlignedSharedBase consumes: it takes at most 1008 of them, so these 16 are
+// never part of the aligned region. Kernels whose blocks fill an SM exactly
+// keep their mbarriers there, where static shared memory would cost a block.
+__device__ __forceinline__ uint32_t SlackTail(unsigned char* raw,
+                                              size_t total) {
+  return SharedAddress(raw) + static_cast<uint32_t>(total) - 16;
+}
+
 // Returns the byte offset of 16-byte chunk `chunk` of row `row`.
 __device__ __forceinline__ int SwizzledOffset(int row, int chunk) {
   return row * 128 + ((chunk ^ (row & 7)) << 4);

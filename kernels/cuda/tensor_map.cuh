@@ -29,6 +29,18 @@ namespace dilated {
 namespace kernels {
 namespace gpu {
 
+// Calls with more groups than this copy with cp.async (the tensor maps
+// travel in the kernels' parameters, 128 bytes a map).
+constexpr int kMaxTmaGroups = 8;
+
+// Whether a call's tensors may be copied by TMA at all: the closed form's
+// fixed-length layout, keys that share the queries' geometry, and few enough
+// groups. Each group's view must then still encode (EncodeSelectedRowMap).
+inline bool TmaCopiesApply(const ForwardParams& p) {
+  return p.num_groups <= kMaxTmaGroups && !IsPacked(p) &&
+         p.key_seq_len == p.seq_len && p.key_position_offset == 0;
+}
+
 // The tensor maps of one group's q, k and v.
 struct SelectedRowMaps {
   CUtensorMap q;
