@@ -31,6 +31,8 @@ namespace gpu {
 //                     sm_90a code (WgmmaAvailable()): a WgmmaForwardTile
 //                     (flash_forward_wgmma.cuh) or a WsForwardTile, the
 //                     warp-specialized kernel (flash_forward_ws.cuh).
+//   ForwardWgmmaSparse  the same for block-sparse calls, whose row tiles must
+//                     lie inside one 128-row layout block (tile_walk.h).
 //   KeyValue          the mma.sync dK/dV kernel; dV alone when KeyOnly is not
 //                     void.
 //   KeyOnly           where not void, a second pass that computes dK.
@@ -45,6 +47,7 @@ struct FlashConfig;
 template <DataType kDtype>
 struct FlashConfig<kDtype, 32> {
   using ForwardWgmma = void;
+  using ForwardWgmmaSparse = void;
   using KeyValueWgmma = void;
   using QueryWgmma = void;
   using QueryWgmmaCausal = void;
@@ -57,7 +60,8 @@ struct FlashConfig<kDtype, 32> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 64> {
-  using ForwardWgmma = WgmmaForwardTile<kDtype, 1, 128, 3>;
+  using ForwardWgmma = WsForwardTile<kDtype, 3, 128, 2, 64, false, true>;
+  using ForwardWgmmaSparse = WgmmaForwardTile<kDtype, 1, 128, 3>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 128, 1>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 128, 2>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 3>;
@@ -71,6 +75,7 @@ struct FlashConfig<kDtype, 64> {
 template <DataType kDtype>
 struct FlashConfig<kDtype, 128> {
   using ForwardWgmma = WsForwardTile<kDtype, 2, 128, 2, 128, true, true>;
+  using ForwardWgmmaSparse = ForwardWgmma;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 64, 2, 128>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 64, 2, 128>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 2, 128>;
@@ -84,6 +89,7 @@ struct FlashConfig<kDtype, 128> {
 template <DataType kDtype>
 struct FlashConfig<kDtype, 256> {
   using ForwardWgmma = void;
+  using ForwardWgmmaSparse = void;
   using KeyValueWgmma = void;
   using QueryWgmma = void;
   using QueryWgmmaCausal = void;
@@ -111,6 +117,20 @@ cudaError_t RunForwardTile(
   return launch(params, stream, index, sparse);
 }
 
+// RunForwardTile with the launcher of an sm_90a tile type.
+template <class Tile>
+cudaError_t RunForwardWgmmaTile(const ForwardParams& params,
+                                const FlashProblems* problems,
+                                const BlockLists& sparse, cudaStream_t stream) {
+  if constexpr (IsWsForwardTile<Tile>::value) {
+    return RunForwardTile<Tile>(&LaunchFlashForwardWs<Tile>, params, problems,
+                                sparse, stream);
+  } else {
+    return RunForwardTile<Tile>(&LaunchFlashForwardWgmma<Tile>, params,
+                                problems, sparse, stream);
+  }
+}
+
 template <DataType kDtype, int kHeadDim>
 cudaError_t RunFlashForward(const ForwardParams& params,
                             const FlashProblems* problems,
@@ -119,14 +139,12 @@ cudaError_t RunFlashForward(const ForwardParams& params,
   if constexpr (!std::is_void_v<typename Config::ForwardWgmma>) {
     // Dropout runs on the mma.sync kernels (the wgmma ones do not apply it).
     if (WgmmaAvailable() && !params.dropout.enabled) {
-      using Tile = typename Config::ForwardWgmma;
-      if constexpr (IsWsForwardTile<Tile>::value) {
-        return RunForwardTile<Tile>(&LaunchFlashForwardWs<Tile>, params,
-                                    problems, sparse, stream);
-      } else {
-        return RunForwardTile<Tile>(&LaunchFlashForwardWgmma<Tile>, params,
-                                    problems, sparse, stream);
+      if (sparse.row_begin != nullptr) {
+        return RunForwardWgmmaTile<typename Config::ForwardWgmmaSparse>(
+            params, problems, sparse, stream);
       }
+      return RunForwardWgmmaTile<typename Config::ForwardWgmma>(
+          params, problems, sparse, stream);
     }
   }
   using Tile = typename Config::Forward;
