@@ -60,7 +60,7 @@ struct FlashConfig<kDtype, 32> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 64> {
-  using ForwardWgmma = WsForwardTile<kDtype, 3, 128, 2, 64, false, true>;
+  using ForwardWgmma = WsForwardTile<kDtype, 3, 128, 2, 64, false, true, 4>;
   using ForwardWgmmaSparse = WgmmaForwardTile<kDtype, 1, 128, 3>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 128, 1>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 128, 2>;

@@ -31,6 +31,7 @@
 #include "kernels/cuda/swizzled_tile.cuh"
 #include "kernels/cuda/wgmma.cuh"
 #include "kernels/dilated_params.h"
+#include "kernels/exp2_on_fma.h"
 
 namespace dilated {
 namespace kernels {
@@ -151,7 +152,11 @@ struct OnlineSoftmaxRows {
   // (keys >= num_rows, and keys after the query when causal, get 0) and sets
   // `alpha`, the factor the output accumulators of each row take before
   // this tile's P V; returns whether some alpha of the warp is not 1.
-  template <int kScores>
+  // With kFmaExpEvery = k > 0, every k-th group of 8 keys takes its
+  // exponentials on the FMA pipe (Exp2OnFma), the rest on the MUFU pipe,
+  // whose 16 results per clock and SM would otherwise keep pace with the
+  // tensor cores at head_dim 64 and no faster.
+  template <int kFmaExpEvery = 0, int kScores>
   __device__ __forceinline__ bool Update(float (&s)[kScores], int key0,
                                          float (&alpha)[2]) {
     constexpr int kBlockN = 2 * kScores;
@@ -203,8 +208,10 @@ struct OnlineSoftmaxRows {
       for (int nt = 0; nt < kBlockN / 8; ++nt) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const float prob =
-              Exp2(fmaf(s[4 * nt + 2 * h + e], post_scale, -base));
+          const float exponent = fmaf(s[4 * nt + 2 * h + e], post_scale, -base);
+          const bool on_fma =
+              kFmaExpEvery > 0 && nt % kFmaExpEvery == kFmaExpEvery - 1;
+          const float prob = on_fma ? Exp2OnFma(exponent) : Exp2(exponent);
           s[4 * nt + 2 * h + e] = prob;
           sum += prob;
         }

@@ -41,9 +41,11 @@ namespace gpu {
 
 // Compile-time shape: kConsumers consumer warpgroups (2 or 3) of 64 query
 // rows and one producer; kBlockN-key tiles in rings of kStages K and kStages
-// V buffers.
+// V buffers; with kFmaExpEveryT = k > 0 the softmax takes every k-th group
+// of 8 keys' exponentials on the FMA pipe (OnlineSoftmaxRows::Update).
 template <DataType kDtypeT, int kConsumersT, int kBlockNT, int kStagesT,
-          int kHeadDimT, bool kQInRegistersT, bool kPingPongT>
+          int kHeadDimT, bool kQInRegistersT, bool kPingPongT,
+          int kFmaExpEveryT = 0>
 struct WsForwardTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
@@ -60,6 +62,7 @@ struct WsForwardTile {
   static constexpr int kMinBlocks = 1;
   static constexpr bool kQInRegisters = kQInRegistersT;
   static constexpr bool kPingPong = kPingPongT;
+  static constexpr int kFmaExpEvery = kFmaExpEveryT;
   static constexpr int kQSteps = kQInRegisters ? 4 * kPanels : 1;
   static constexpr int kRowBytes = kHeadDim * 2;
   static constexpr int kQBytes = kBlockM * kRowBytes;
@@ -83,10 +86,10 @@ struct WsForwardTile {
 template <class Tile>
 struct IsWsForwardTile : std::false_type {};
 template <DataType kDtype, int kConsumers, int kBlockN, int kStages,
-          int kHeadDim, bool kQInRegisters, bool kPingPong>
-struct IsWsForwardTile<WsForwardTile<kDtype, kConsumers, kBlockN, kStages,
-                                     kHeadDim, kQInRegisters, kPingPong>>
-    : std::true_type {};
+          int kHeadDim, bool kQInRegisters, bool kPingPong, int kFmaExpEvery>
+struct IsWsForwardTile<
+    WsForwardTile<kDtype, kConsumers, kBlockN, kStages, kHeadDim, kQInRegisters,
+                  kPingPong, kFmaExpEvery>> : std::true_type {};
 
 // The mbarriers of one block, in static shared memory: Q's, and a full and
 // an empty one per K and per V buffer.
@@ -272,6 +275,20 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     }
   };
 
+  // The key tiles this warpgroup's rows need: a prefix of the block's walk
+  // (its tiles ascend), cut where the causal mask hides a whole tile from
+  // every one of its rows; none where its rows lie past the group's last.
+  // It still waits for every tile, takes every turn and releases every
+  // buffer, so that the barriers count the same arrivals as with work.
+  const int rows_begin = j_begin + warpgroup * 64;
+  const int rows_end = min(rows_begin + 64, num_rows);
+  int my_tiles = rows_begin < num_rows ? num_key_tiles : 0;
+  if (p.is_causal) {
+    while (my_tiles > 0 && keys.Tile(my_tiles - 1) * kBlockN >= rows_end) {
+      --my_tiles;
+    }
+  }
+
   float acc_o[kPanels][32];
   float s[Tile::kScores];
   uint32_t prob[kBlockN / 16][4];
@@ -286,48 +303,77 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   }
   if (Tile::kPingPong && warpgroup == Tile::kWarpgroups - 1) pass_turn();
   if (num_key_tiles > 0) {
+    const bool scores = my_tiles > 0;
     wait_full(k_full(0), 0);
     take_turn();
-    WgmmaFence();
-    IssueScores<Tile>(s, q_rows_of_group, q_frag, s_k);
+    if (scores) {
+      WgmmaFence();
+      IssueScores<Tile>(s, q_rows_of_group, q_frag, s_k);
+    }
     pass_turn();
-    WgmmaWait<0>();
-    WgmmaPinAccumulators(s);
+    if (scores) {
+      WgmmaWait<0>();
+      WgmmaPinAccumulators(s);
+    }
     release(k_empty(0));
-    float alpha[2];
-    softmax.Update(s, keys.Tile(0) * kBlockN, alpha);  // O is still 0
-    PackScores<kDtype>(s, prob);
+    if (scores) {
+      float alpha[2];
+      // O is still 0.
+      softmax.Update<Tile::kFmaExpEvery>(s, keys.Tile(0) * kBlockN, alpha);
+      PackScores<kDtype>(s, prob);
+    }
   }
   for (int tile = 0; tile + 1 < num_key_tiles; ++tile) {
     const int next = tile + 1;
+    const bool scores = next < my_tiles;
+    const bool values = tile < my_tiles;
     wait_full(k_full(next % kStages), next);
     wait_full(v_full(tile % kStages), tile);
     take_turn();
-    WgmmaFence();
-    IssueScores<Tile>(s, q_rows_of_group, q_frag,
-                      s_k + (next % kStages) * kTileBytes);
-    IssueValues<Tile>(acc_o, prob, s_v + (tile % kStages) * kTileBytes);
+    if (values) {
+      WgmmaFence();
+      if (scores) {
+        IssueScores<Tile>(s, q_rows_of_group, q_frag,
+                          s_k + (next % kStages) * kTileBytes);
+      }
+      IssueValues<Tile>(acc_o, prob, s_v + (tile % kStages) * kTileBytes);
+    }
     pass_turn();
-    WgmmaWait<1>();  // S, the older group
-    WgmmaPinAccumulators(s);
-    release(k_empty(next % kStages));
+    bool rescale = false;
     float alpha[2];
-    const bool rescale = softmax.Update(s, keys.Tile(next) * kBlockN, alpha);
-    WgmmaWait<0>();  // P V: O and the P registers are free again
-    WgmmaPinAccumulators(acc_o);
+    if (scores) {
+      WgmmaWait<1>();  // S, the older group
+      WgmmaPinAccumulators(s);
+    }
+    release(k_empty(next % kStages));
+    if (scores) {
+      rescale = softmax.Update<Tile::kFmaExpEvery>(s, keys.Tile(next) * kBlockN,
+                                                   alpha);
+    }
+    if (values) {
+      WgmmaWait<0>();  // P V: O and the P registers are free again
+      WgmmaPinAccumulators(acc_o);
+    }
     release(v_empty(tile % kStages));
-    if (rescale) RescaleRows(acc_o, alpha);
-    PackScores<kDtype>(s, prob);
+    if (scores) {
+      if (rescale) RescaleRows(acc_o, alpha);
+      PackScores<kDtype>(s, prob);
+    }
   }
   if (num_key_tiles > 0) {
     const int last = num_key_tiles - 1;
+    const bool values = last < my_tiles;
     wait_full(v_full(last % kStages), last);
     take_turn();
-    WgmmaFence();
-    IssueValues<Tile>(acc_o, prob, s_v + (last % kStages) * kTileBytes);
+    if (values) {
+      WgmmaFence();
+      IssueValues<Tile>(acc_o, prob, s_v + (last % kStages) * kTileBytes);
+    }
     pass_turn();
-    WgmmaWait<0>();
-    WgmmaPinAccumulators(acc_o);
+    if (values) {
+      WgmmaWait<0>();
+      WgmmaPinAccumulators(acc_o);
+    }
   }
   // Warpgroup 0 takes the turn that the last warpgroup passed last, so that
   // no arrival is left on a named barrier when the block ends.
