@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "kernels/dilated_params.h"
+#include "kernels/exp2_on_fma.h"
 
 namespace dilated {
 namespace kernels {
@@ -162,6 +163,22 @@ __device__ __forceinline__ float Exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
+}
+
+// 2^x for accumulator `i` of a wgmma score tile (columns 8 (i / 4) onwards):
+// on the FMA pipe (Exp2OnFma) for the last group of 8 columns in every
+// kFmaExpEvery, on the MUFU pipe (Exp2) for the others and for all with
+// kFmaExpEvery = 0. The MUFU pipe gives 16 results per clock and SM; where
+// a tile's products take about as many tensor-core cycles as its
+// exponentials take MUFU cycles (the forward at head_dim 64), moving a
+// share to the FMA pipe keeps the MUFU pipe from setting the pace.
+template <int kFmaExpEvery>
+__device__ __forceinline__ float Exp2Spread(float x, int i) {
+  static_assert(kFmaExpEvery >= 0, "0: every exponential on MUFU");
+  if constexpr (kFmaExpEvery > 0) {
+    if ((i / 4) % kFmaExpEvery == kFmaExpEvery - 1) return Exp2OnFma(x);
+  }
+  return Exp2(x);
 }
 
 }  // namespace gpu

@@ -77,8 +77,10 @@ __device__ __forceinline__ void ZeroMaskedScores(float (&s)[kScores],
 
 // Shape of FlashKeyValueWgmmaKernel: 64 keys per block, kBlockM queries per
 // tile (64 or 128), head_dim padded to kHeadDim (64 or 128: one or two
-// 64-column panels per tile).
-template <DataType kDtypeT, int kBlockMT, int kMinBlocksT, int kHeadDimT = 64>
+// 64-column panels per tile); kFmaExpEveryT: which exponentials go to the
+// FMA pipe (Exp2Spread).
+template <DataType kDtypeT, int kBlockMT, int kMinBlocksT, int kHeadDimT = 64,
+          int kFmaExpEveryT = 0>
 struct WgmmaKeyValueTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
@@ -87,6 +89,7 @@ struct WgmmaKeyValueTile {
   static constexpr int kBlockN = 64;  // keys per block
   static constexpr int kBlockM = kBlockMT;
   static constexpr int kMinBlocks = kMinBlocksT;
+  static constexpr int kFmaExpEvery = kFmaExpEveryT;
   static constexpr int kThreads = 128;
   static constexpr int kKeyBytes = kBlockN * 128 * kPanels;
   static constexpr int kQueryBytes = kBlockM * 128 * kPanels;
@@ -292,8 +295,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       for (int i = 0; i < kScores; i += 2) {
         const float2 lse =
             *reinterpret_cast<const float2*>(tlse + (i / 4) * 8 + 2 * pair);
-        st[i] = Exp2(st[i] * scale_log2 - lse.x);
-        st[i + 1] = Exp2(st[i + 1] * scale_log2 - lse.y);
+        st[i] = Exp2Spread<Tile::kFmaExpEvery>(st[i] * scale_log2 - lse.x, i);
+        st[i + 1] = Exp2Spread<Tile::kFmaExpEvery>(
+            st[i + 1] * scale_log2 - lse.y, i + 1);
       }
       // The causal mask as a pass of its own over the diagonal tiles: tested
       // inside the loop above, its compares and selects were if-converted
@@ -381,8 +385,10 @@ __device__ __forceinline__ void RowDeltasOfTiles(const unsigned char* grad_out,
 }
 
 // Shape of FlashQueryWgmmaKernel: 64 queries per block, kBlockN keys per
-// tile (64 or 128), head_dim padded to kHeadDim (64 or 128).
-template <DataType kDtypeT, int kBlockNT, int kMinBlocksT, int kHeadDimT = 64>
+// tile (64 or 128), head_dim padded to kHeadDim (64 or 128); kFmaExpEveryT:
+// which exponentials go to the FMA pipe (Exp2Spread).
+template <DataType kDtypeT, int kBlockNT, int kMinBlocksT, int kHeadDimT = 64,
+          int kFmaExpEveryT = 0>
 struct WgmmaQueryTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
@@ -391,6 +397,7 @@ struct WgmmaQueryTile {
   static constexpr int kBlockM = 64;  // queries per block
   static constexpr int kBlockN = kBlockNT;
   static constexpr int kMinBlocks = kMinBlocksT;
+  static constexpr int kFmaExpEvery = kFmaExpEveryT;
   static constexpr int kThreads = 128;
   static constexpr int kQueryBytes = kBlockM * 128 * kPanels;
   static constexpr int kKeyBytes = kBlockN * 128 * kPanels;
@@ -578,7 +585,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
                              (p.is_causal && key0 + kBlockN - 1 > warp_first);
 #pragma unroll
       for (int i = 0; i < kScores; ++i) {
-        s[i] = Exp2(s[i] * scale_log2 - row_lse[(i >> 1) & 1]);
+        s[i] = Exp2Spread<Tile::kFmaExpEvery>(
+            s[i] * scale_log2 - row_lse[(i >> 1) & 1], i);
       }
       // Masked keys as a pass of their own (see the key/value kernel).
       if (need_mask) {

@@ -31,7 +31,6 @@
 #include "kernels/cuda/swizzled_tile.cuh"
 #include "kernels/cuda/wgmma.cuh"
 #include "kernels/dilated_params.h"
-#include "kernels/exp2_on_fma.h"
 
 namespace dilated {
 namespace kernels {
@@ -41,8 +40,10 @@ namespace gpu {
 // tiles (64 or 128), head_dim padded to kHeadDim (64 or 128). With
 // kQInRegisters each thread keeps its rows of Q as wgmma A operands (4
 // registers per k16 step) and S = Q K^T reads only K from shared memory.
+// kFmaExpEveryT: which exponentials go to the FMA pipe (Exp2Spread).
 template <DataType kDtypeT, int kWarpgroupsT, int kBlockNT, int kMinBlocksT,
-          int kHeadDimT = 64, bool kQInRegistersT = false>
+          int kHeadDimT = 64, bool kQInRegistersT = false,
+          int kFmaExpEveryT = 0>
 struct WgmmaForwardTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
@@ -55,6 +56,7 @@ struct WgmmaForwardTile {
   static constexpr int kScores = kBlockN / 2;  // S accumulators per thread
   static constexpr int kThreads = 128 * kWarpgroups;
   static constexpr bool kQInRegisters = kQInRegistersT;
+  static constexpr int kFmaExpEvery = kFmaExpEveryT;
   // k16 steps of Q held in registers (one unused step without them).
   static constexpr int kQSteps = kQInRegisters ? 4 * kPanels : 1;
   static constexpr int kRowBytes = kHeadDim * 2;  // 128 bytes per panel
@@ -152,10 +154,7 @@ struct OnlineSoftmaxRows {
   // (keys >= num_rows, and keys after the query when causal, get 0) and sets
   // `alpha`, the factor the output accumulators of each row take before
   // this tile's P V; returns whether some alpha of the warp is not 1.
-  // With kFmaExpEvery = k > 0, every k-th group of 8 keys takes its
-  // exponentials on the FMA pipe (Exp2OnFma), the rest on the MUFU pipe,
-  // whose 16 results per clock and SM would otherwise keep pace with the
-  // tensor cores at head_dim 64 and no faster.
+  // kFmaExpEvery: which exponentials go to the FMA pipe (Exp2Spread).
   template <int kFmaExpEvery = 0, int kScores>
   __device__ __forceinline__ bool Update(float (&s)[kScores], int key0,
                                          float (&alpha)[2]) {
@@ -208,11 +207,10 @@ struct OnlineSoftmaxRows {
       for (int nt = 0; nt < kBlockN / 8; ++nt) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const float exponent = fmaf(s[4 * nt + 2 * h + e], post_scale, -base);
-          const bool on_fma =
-              kFmaExpEvery > 0 && nt % kFmaExpEvery == kFmaExpEvery - 1;
-          const float prob = on_fma ? Exp2OnFma(exponent) : Exp2(exponent);
-          s[4 * nt + 2 * h + e] = prob;
+          const int i = 4 * nt + 2 * h + e;
+          const float prob =
+              Exp2Spread<kFmaExpEvery>(fmaf(s[i], post_scale, -base), i);
+          s[i] = prob;
           sum += prob;
         }
       }
@@ -379,7 +377,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       WgmmaWait<0>();
       WgmmaPinAccumulators(s);
       float alpha[2];
-      softmax.Update(s, keys.Tile(0) * kBlockN, alpha);  // O is still 0
+      // O is still 0.
+      softmax.Update<Tile::kFmaExpEvery>(s, keys.Tile(0) * kBlockN, alpha);
       PackScores<kDtype>(s, prob);
     }
     // Step `tile`: S(tile + 1) and P(tile) V(tile) are issued back to back,
@@ -393,8 +392,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       WgmmaWait<1>();  // S, the older group
       WgmmaPinAccumulators(s);
       float alpha[2];
-      const bool rescale =
-          softmax.Update(s, keys.Tile(tile + 1) * kBlockN, alpha);
+      const bool rescale = softmax.Update<Tile::kFmaExpEvery>(
+          s, keys.Tile(tile + 1) * kBlockN, alpha);
       WgmmaWait<0>();  // P V: O and the P registers are free again
       WgmmaPinAccumulators(acc_o);
       if (rescale) RescaleRows(acc_o, alpha);
