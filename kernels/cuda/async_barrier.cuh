@@ -1,8 +1,8 @@
 // File: async_barrier.cuh
 //
 // Synchronisation between the warpgroups of a warp-specialized kernel
-// (sm_90): shared-memory mbarriers that a producer's cp.async copies complete
-// and consumers wait on by phase parity, named barriers that order two
+// (sm_90): shared-memory mbarriers that a producer's cp.async or TMA copies
+// complete and consumers wait on by phase parity, named barriers that order two
 // consumer warpgroups, and warpgroup register reallocation (setmaxnreg).
 //
 // An mbarrier counts arrivals toward the count it was initialised with; when
@@ -40,6 +40,18 @@ __device__ __forceinline__ void MbarrierArrive(uint32_t bar) {
 #if DA_WGMMA_ENABLED
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar)
                : "memory");
+#endif
+}
+
+// Arrives on `bar` and raises the bytes its current phase waits for by
+// `bytes` (the TMA copies that complete it report theirs).
+__device__ __forceinline__ void MbarrierArriveExpectBytes(uint32_t bar,
+                                                          uint32_t bytes) {
+#if DA_WGMMA_ENABLED
+  asm volatile(
+      "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+      "r"(bytes)
+      : "memory");
 #endif
 }
 

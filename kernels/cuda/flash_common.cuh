@@ -169,21 +169,33 @@ cudaError_t LaunchWithSmem(void (*kernel)(Args), const Args& args,
   return cudaGetLastError();
 }
 
+// The arguments of a forward launch over every group of `p` in blocks of
+// `rows_per_block` rows, and in *blocks the number of blocks; `general` is
+// the launch's problem list (ProblemTable::AddBlocks(rows_per_block)), or
+// null for the closed form; `sparse` the device lists of a block-sparse
+// call, or null.
+inline FlashForwardArgs MakeForwardArgs(const ForwardParams& p,
+                                        const ProblemIndex& general,
+                                        const BlockLists& sparse,
+                                        int rows_per_block, int64_t* blocks) {
+  FlashForwardArgs args;
+  args.params = p;
+  args.general = general;
+  args.sparse = sparse;
+  *blocks = LaunchBlocks(p, general, rows_per_block, args.block_begin);
+  return args;
+}
+
 // Launches the forward kernel `kernel` of shape Tile (kBlockM rows per
-// block) over every group of `p` on `stream`; `general` is the launch's
-// problem list (ProblemTable::AddBlocks(Tile::kBlockM)), or null for the
-// closed form; `sparse` the device lists of a block-sparse call, or null.
+// block) over every group of `p` on `stream` (arguments as MakeForwardArgs).
 template <class Tile>
 cudaError_t LaunchForwardKernel(void (*kernel)(FlashForwardArgs),
                                 const ForwardParams& p, cudaStream_t stream,
                                 const ProblemIndex& general,
                                 const BlockLists& sparse) {
-  FlashForwardArgs args;
-  args.params = p;
-  args.general = general;
-  args.sparse = sparse;
-  const int64_t blocks =
-      LaunchBlocks(p, general, Tile::kBlockM, args.block_begin);
+  int64_t blocks = 0;
+  const FlashForwardArgs args =
+      MakeForwardArgs(p, general, sparse, Tile::kBlockM, &blocks);
   return LaunchWithSmem<Tile>(kernel, args, blocks, stream);
 }
 

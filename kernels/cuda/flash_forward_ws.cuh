@@ -416,11 +416,8 @@ cudaError_t LaunchFlashForwardWsCopyingBy(bool allow_tma,
                                           const ProblemIndex& general,
                                           const BlockLists& sparse) {
   FlashForwardWsArgs args;
-  args.base.params = p;
-  args.base.general = general;
-  args.base.sparse = sparse;
-  const int64_t blocks =
-      LaunchBlocks(p, general, Tile::kBlockM, args.base.block_begin);
+  int64_t blocks = 0;
+  args.base = MakeForwardArgs(p, general, sparse, Tile::kBlockM, &blocks);
   args.tma = allow_tma && general.problems == nullptr &&
              EncodeWsTensorMaps<Tile>(p, args.maps);
   return LaunchWithSmem<Tile>(FlashForwardWsKernel<Tile>, args, blocks, stream);

@@ -123,18 +123,6 @@ inline bool EncodeSelectedRowMap(const TensorParams& t, const ForwardParams& p,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-// Arrives on `bar` and raises the bytes its current phase waits for by
-// `bytes` (the TMA copies that complete it report theirs).
-__device__ __forceinline__ void MbarrierArriveExpectBytes(uint32_t bar,
-                                                          uint32_t bytes) {
-#if DA_WGMMA_ENABLED
-  asm volatile(
-      "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
-      "r"(bytes)
-      : "memory");
-#endif
-}
-
 // Starts the TMA copy of the box at (column, row, head, segment, batch) of
 // `map` into shared address `dst` (1024-byte aligned); its bytes complete on
 // the mbarrier `bar`. `map` is a kernel parameter (__grid_constant__).
