@@ -60,10 +60,10 @@ struct FlashConfig<kDtype, 32> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 64> {
-  using ForwardWgmma = WsForwardTile<kDtype, 3, 128, 2, 64, false, true, 4>;
+  using ForwardWgmma = WsForwardTile<kDtype, 3, 128, 2, 64, false, true>;
   using ForwardWgmmaSparse = WgmmaForwardTile<kDtype, 1, 128, 3>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 128, 1>;
-  using QueryWgmma = WgmmaQueryTile<kDtype, 128, 2>;
+  using QueryWgmma = WgmmaQueryTile<kDtype, 128, 2, 64, 4>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 3>;
   using Forward = ForwardTile<kDtype, 64, 128, 64, 4, true, 2, 2>;
   using KeyValue =

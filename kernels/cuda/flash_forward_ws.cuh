@@ -275,20 +275,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     }
   };
 
-  // The key tiles this warpgroup's rows need: a prefix of the block's walk
-  // (its tiles ascend), cut where the causal mask hides a whole tile from
-  // every one of its rows; none where its rows lie past the group's last.
-  // It still waits for every tile, takes every turn and releases every
-  // buffer, so that the barriers count the same arrivals as with work.
-  const int rows_begin = j_begin + warpgroup * 64;
-  const int rows_end = min(rows_begin + 64, num_rows);
-  int my_tiles = rows_begin < num_rows ? num_key_tiles : 0;
-  if (p.is_causal) {
-    while (my_tiles > 0 && keys.Tile(my_tiles - 1) * kBlockN >= rows_end) {
-      --my_tiles;
-    }
-  }
-
   float acc_o[kPanels][32];
   float s[Tile::kScores];
   uint32_t prob[kBlockN / 16][4];
@@ -303,77 +289,50 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   }
   if (Tile::kPingPong && warpgroup == Tile::kWarpgroups - 1) pass_turn();
   if (num_key_tiles > 0) {
-    const bool scores = my_tiles > 0;
     wait_full(k_full(0), 0);
     take_turn();
-    if (scores) {
-      WgmmaFence();
-      IssueScores<Tile>(s, q_rows_of_group, q_frag, s_k);
-    }
+    WgmmaFence();
+    IssueScores<Tile>(s, q_rows_of_group, q_frag, s_k);
     pass_turn();
-    if (scores) {
-      WgmmaWait<0>();
-      WgmmaPinAccumulators(s);
-    }
+    WgmmaWait<0>();
+    WgmmaPinAccumulators(s);
     release(k_empty(0));
-    if (scores) {
-      float alpha[2];
-      // O is still 0.
-      softmax.Update<Tile::kFmaExpEvery>(s, keys.Tile(0) * kBlockN, alpha);
-      PackScores<kDtype>(s, prob);
-    }
+    float alpha[2];
+    // O is still 0.
+    softmax.Update<Tile::kFmaExpEvery>(s, keys.Tile(0) * kBlockN, alpha);
+    PackScores<kDtype>(s, prob);
   }
   for (int tile = 0; tile + 1 < num_key_tiles; ++tile) {
     const int next = tile + 1;
-    const bool scores = next < my_tiles;
-    const bool values = tile < my_tiles;
     wait_full(k_full(next % kStages), next);
     wait_full(v_full(tile % kStages), tile);
     take_turn();
-    if (values) {
-      WgmmaFence();
-      if (scores) {
-        IssueScores<Tile>(s, q_rows_of_group, q_frag,
-                          s_k + (next % kStages) * kTileBytes);
-      }
-      IssueValues<Tile>(acc_o, prob, s_v + (tile % kStages) * kTileBytes);
-    }
+    WgmmaFence();
+    IssueScores<Tile>(s, q_rows_of_group, q_frag,
+                      s_k + (next % kStages) * kTileBytes);
+    IssueValues<Tile>(acc_o, prob, s_v + (tile % kStages) * kTileBytes);
     pass_turn();
-    bool rescale = false;
-    float alpha[2];
-    if (scores) {
-      WgmmaWait<1>();  // S, the older group
-      WgmmaPinAccumulators(s);
-    }
+    WgmmaWait<1>();  // S, the older group
+    WgmmaPinAccumulators(s);
     release(k_empty(next % kStages));
-    if (scores) {
-      rescale = softmax.Update<Tile::kFmaExpEvery>(s, keys.Tile(next) * kBlockN,
-                                                   alpha);
-    }
-    if (values) {
-      WgmmaWait<0>();  // P V: O and the P registers are free again
-      WgmmaPinAccumulators(acc_o);
-    }
+    float alpha[2];
+    const bool rescale =
+        softmax.Update<Tile::kFmaExpEvery>(s, keys.Tile(next) * kBlockN, alpha);
+    WgmmaWait<0>();  // P V: O and the P registers are free again
+    WgmmaPinAccumulators(acc_o);
     release(v_empty(tile % kStages));
-    if (scores) {
-      if (rescale) RescaleRows(acc_o, alpha);
-      PackScores<kDtype>(s, prob);
-    }
+    if (rescale) RescaleRows(acc_o, alpha);
+    PackScores<kDtype>(s, prob);
   }
   if (num_key_tiles > 0) {
     const int last = num_key_tiles - 1;
-    const bool values = last < my_tiles;
     wait_full(v_full(last % kStages), last);
     take_turn();
-    if (values) {
-      WgmmaFence();
-      IssueValues<Tile>(acc_o, prob, s_v + (last % kStages) * kTileBytes);
-    }
+    WgmmaFence();
+    IssueValues<Tile>(acc_o, prob, s_v + (last % kStages) * kTileBytes);
     pass_turn();
-    if (values) {
-      WgmmaWait<0>();
-      WgmmaPinAccumulators(acc_o);
-    }
+    WgmmaWait<0>();
+    WgmmaPinAccumulators(acc_o);
   }
   // Warpgroup 0 takes the turn that the last warpgroup passed last, so that
   // no arrival is left on a named barrier when the block ends.
