@@ -645,13 +645,9 @@ cudaError_t LaunchFlashKeyValueWgmmaCopyingBy(bool allow_tma,
   const ForwardParams& p = base.params.forward;
   const int64_t blocks =
       LaunchBlocks(p, general, Tile::kBlockN, args.base.block_begin);
-  args.tma = allow_tma && general.problems == nullptr && TmaCopiesApply(p);
-  for (int i = 0; args.tma && i < p.num_groups; ++i) {
-    args.tma =
-        EncodeSelectedRowMap(p.q, p, p.groups[i], Tile::kBlockM, &args.q[i]) &&
-        EncodeSelectedRowMap(base.params.grad_out, p, p.groups[i],
-                             Tile::kBlockM, &args.grad_out[i]);
-  }
+  args.tma = allow_tma && general.problems == nullptr &&
+             EncodeSelectedRowMapPairs(p, p.q, base.params.grad_out,
+                                       Tile::kBlockM, args.q, args.grad_out);
   return LaunchWithSmem<Tile>(FlashKeyValueWgmmaKernel<Tile>, args, blocks,
                               stream);
 }
@@ -678,12 +674,9 @@ cudaError_t LaunchFlashQueryWgmmaCopyingBy(bool allow_tma,
   const ForwardParams& p = base.params.forward;
   const int64_t blocks =
       LaunchBlocks(p, general, Tile::kBlockM, args.base.block_begin);
-  args.tma = allow_tma && general.problems == nullptr && TmaCopiesApply(p);
-  for (int i = 0; args.tma && i < p.num_groups; ++i) {
-    args.tma =
-        EncodeSelectedRowMap(p.k, p, p.groups[i], Tile::kBlockN, &args.k[i]) &&
-        EncodeSelectedRowMap(p.v, p, p.groups[i], Tile::kBlockN, &args.v[i]);
-  }
+  args.tma =
+      allow_tma && general.problems == nullptr &&
+      EncodeSelectedRowMapPairs(p, p.k, p.v, Tile::kBlockN, args.k, args.v);
   return LaunchWithSmem<Tile>(FlashQueryWgmmaKernel<Tile>, args, blocks,
                               stream);
 }

@@ -123,6 +123,27 @@ inline bool EncodeSelectedRowMap(const TensorParams& t, const ForwardParams& p,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// Encodes, for every group of `p`, the maps of two tensors' selected rows
+// in boxes of `box_rows` rows (group i's into first_maps[i] and
+// second_maps[i]); false, with the maps unspecified, where the call cannot
+// be copied by TMA (TmaCopiesApply) or some group's view does not encode.
+inline bool EncodeSelectedRowMapPairs(const ForwardParams& p,
+                                      const TensorParams& first,
+                                      const TensorParams& second, int box_rows,
+                                      CUtensorMap* first_maps,
+                                      CUtensorMap* second_maps) {
+  if (!TmaCopiesApply(p)) return false;
+  for (int i = 0; i < p.num_groups; ++i) {
+    if (!EncodeSelectedRowMap(first, p, p.groups[i], box_rows,
+                              &first_maps[i]) ||
+        !EncodeSelectedRowMap(second, p, p.groups[i], box_rows,
+                              &second_maps[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Starts the TMA copy of the box at (column, row, head, segment, batch) of
 // `map` into shared address `dst` (1024-byte aligned); its bytes complete on
 // the mbarrier `bar`. `map` is a kernel parameter (__grid_constant__).
