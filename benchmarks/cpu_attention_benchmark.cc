@@ -19,7 +19,9 @@
 // "fma_peak" measures the FMA ceiling of the same threads (AVX2, float32),
 // "fma_peak_avx512" the 16-lane one where the CPU has AVX-512: on CPUs with
 // two 512-bit FMA pipes it is twice fma_peak, and the AVX-512 step of
-// "improved" is read against it. "amx_peak", registered where the CPU has
+// "improved" is read against it. "dpbf16_peak_avx512", where the CPU has
+// AVX512-BF16, runs the same chains as bfloat16 dot products (VDPBF16PS).
+// "amx_peak", registered where the CPU has
 // AMX (cpu_path.h), measures the bfloat16 tile-product ceiling (TDPBF16PS on
 // resident tiles), against which the bf16 and fp16 cases of the AMX path
 // are read.
@@ -219,6 +221,33 @@ __attribute__((target("avx512f"))) float FmaChainsAvx512(int64_t iterations) {
   return sum;
 }
 
+// The same chains as bfloat16 dot products (VDPBF16PS: per lane, two
+// products of bfloat16 pairs added to a float32 sum; call only where the CPU
+// has AVX512-BF16). Without AMX, this is the only bfloat16 product the CPU
+// has; where it multiplies no faster than float32 FMAs (half their rate on
+// the Xeon of docs/PERFORMANCE_CPU.md), the 16-bit dtypes keep the float32
+// path (cpu_path.h).
+__attribute__((target("avx512f,avx512bf16"))) float DotBf16Chains(
+    int64_t iterations) {
+  __m512 x[10];
+#pragma GCC unroll 10
+  for (int i = 0; i < 10; ++i) x[i] = _mm512_set1_ps(0.01f * i);
+  // Pairs of bfloat16 1.0 and 2^-14: the sums grow slowly and stay normal.
+  const __m512bh a = reinterpret_cast<__m512bh>(_mm512_set1_epi32(0x3f803f80));
+  const __m512bh b = reinterpret_cast<__m512bh>(_mm512_set1_epi32(0x38803880));
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 10
+    for (int i = 0; i < 10; ++i) x[i] = _mm512_dpbf16_ps(x[i], a, b);
+    asm volatile(""
+                 : "+v"(x[0]), "+v"(x[1]), "+v"(x[2]), "+v"(x[3]), "+v"(x[4]),
+                   "+v"(x[5]), "+v"(x[6]), "+v"(x[7]), "+v"(x[8]), "+v"(x[9]));
+  }
+  float sum = 0.0f;
+#pragma GCC unroll 10
+  for (int i = 0; i < 10; ++i) sum += x[i][0];
+  return sum;
+}
+
 // Runs `chains` (10 chains of `lanes`-wide FMAs per iteration) on every
 // OpenMP thread and reports the GFLOP/s of all threads together.
 void RunFmaPeak(benchmark::State& state, float (*chains)(int64_t), int lanes) {
@@ -334,6 +363,13 @@ void RegisterAll() {
   if (kernels::cpu::CpuHasAvx512()) {
     benchmark::RegisterBenchmark("fma_peak_avx512", RunFmaPeak,
                                  &FmaChainsAvx512, 16)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+  if (kernels::cpu::CpuHasAvx512() && __builtin_cpu_supports("avx512bf16")) {
+    // Two multiply-adds per lane and instruction: counted as 32 lanes.
+    benchmark::RegisterBenchmark("dpbf16_peak_avx512", RunFmaPeak,
+                                 &DotBf16Chains, 32)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
   }
