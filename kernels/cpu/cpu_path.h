@@ -11,7 +11,11 @@
 //            tile state (arch_prctl ARCH_REQ_XCOMP_PERM, asked for once).
 //            bfloat16 and float16 run the AMX kernels (flash_amx.h); float32
 //            runs the AVX-512 ones, since AMX multiplies 16-bit values only.
-//   kAvx512  AVX-512 present.
+//   kAvx512  AVX-512 present. bfloat16 and float16 are widened to float32
+//            and run the float32 kernels: without AMX the only 16-bit
+//            product, AVX512-BF16's VDPBF16PS, multiplies at half the
+//            float32 FMA rate on the Xeons measured
+//            (docs/PERFORMANCE_CPU.md).
 //   kAvx2    otherwise.
 //
 // The environment variable DILATED_CPU_PATH=avx2 or =avx512, read once, or
