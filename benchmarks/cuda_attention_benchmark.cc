@@ -4,9 +4,9 @@
 // 1/2/4) from 32K to 32M tokens (32M where the card holds its 128 GiB of
 // inputs; skipped elsewhere), forward and forward+backward, causal or
 // not; config B (b=4, n=2048, h=12, d=64, segments 512/1024/2048); config
-// D128 (config A's segments and rates at b=1, h=16, d=128) at 128K and 1M
-// tokens, "improved" only; config INNER (one group: segments 2048, rate 1,
-// b=1, h=8, d=64) at 1M tokens, "improved" only.
+// D128 (config A's segments and rates at b=1, h=16, d=128) and D256 (the
+// same at h=8, d=256) at 128K and 1M tokens, "improved" only; config INNER (one
+// group: segments 2048, rate 1, b=1, h=8, d=64) at 1M tokens, "improved" only.
 //
 // Sequence layouts at config A's heads, beside the fixed-length run of the
 // same tokens: <name>/A/packed16/n:1048576 (16 sequences of 4K to 128K
@@ -98,6 +98,11 @@ Shape ConfigA(int64_t seq) {
 // Config A's segments and rates at head_dim 128 with 16 heads.
 Shape ConfigD128(int64_t seq) {
   return {"D128", 1, seq, 16, 128, {2048, 4096, 8192}, {1, 2, 4}};
+}
+
+// Config A's segments and rates at head_dim 256 with 8 heads.
+Shape ConfigD256(int64_t seq) {
+  return {"D256", 1, seq, 8, 256, {2048, 4096, 8192}, {1, 2, 4}};
 }
 
 // One group: config A's first segment length at rate 1 on all 8 heads (the
@@ -355,6 +360,7 @@ void RegisterAll() {
     for (bool causal : {false, true}) {
       for (bool backward : {false, true}) {
         Register("improved", ConfigD128(n), causal, backward);
+        Register("improved", ConfigD256(n), causal, backward);
       }
     }
   }

@@ -1,7 +1,7 @@
 // Times alternative tile shapes of the fused kernels
 // (cuda_tile_sweep_kernels.h) on config A (b=1, h=8, segments
 // 2048/4096/8192, rates 1/2/4, float16) at n = 1M, causal and not, with
-// head_dim 64 and 128, so that one run on the GPU machine picks the shapes
+// head_dim 64, 128 and 256, so that one run on the GPU machine picks the shapes
 // kernels/cuda/flash_configs.cuh ships. CUDA-event timing (UseManualTime);
 // blocks_per_SM is what the occupancy calculator gives the kernel (launch
 // bounds, registers, shared memory); TFLOPs counts the kernel's own useful work
@@ -15,10 +15,12 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -69,17 +71,24 @@ size_t TensorBytes(const Problem& problem) {
   return kSeq * kHeads * problem.head_dim * 2;
 }
 
+// Every buffer holds the same normal(0, 1) values: a block of at most 2^24
+// of them, repeated (drawing billions on the host would dominate the run).
 Problem* MakeProblem(int64_t head_dim) {
   auto* problem = new Problem{head_dim, {}, nullptr, nullptr, {}};
   const size_t bytes = kSeq * kHeads * head_dim * 2;
-  std::vector<uint16_t> host(bytes / 2);
+  const size_t block_bytes = std::min<size_t>(bytes, size_t{1} << 25);
+  std::vector<uint16_t> host(block_bytes / 2);
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (uint16_t& x : host) x = kernels::FloatToHalf(normal(rng));
   for (void*& buffer : problem->buffers) {
     Check(cudaMalloc(&buffer, bytes), "cudaMalloc");
-    Check(cudaMemcpy(buffer, host.data(), bytes, cudaMemcpyHostToDevice),
-          "cudaMemcpy");
+    for (size_t offset = 0; offset < bytes; offset += block_bytes) {
+      Check(cudaMemcpy(static_cast<char*>(buffer) + offset, host.data(),
+                       std::min(block_bytes, bytes - offset),
+                       cudaMemcpyHostToDevice),
+            "cudaMemcpy");
+    }
   }
   Check(cudaMalloc(reinterpret_cast<void**>(&problem->lse), kSeq * kHeads * 4),
         "cudaMalloc");
@@ -154,11 +163,18 @@ const void* ExpectedOut(Problem& problem, bool causal) {
   std::abort();
 }
 
+// The inputs of `head_dim`, made on first use (only the head_dims of the
+// variants a filter selects take memory and set-up time).
+Problem* ProblemOf(int64_t head_dim) {
+  static std::map<int64_t, Problem*>* problems =
+      new std::map<int64_t, Problem*>();
+  Problem*& problem = (*problems)[head_dim];
+  if (problem == nullptr) problem = MakeProblem(head_dim);
+  return problem;
+}
+
 void RegisterAll() {
-  static Problem* problems[2] = {MakeProblem(64), MakeProblem(128)};
-  auto problem_for = [](int head_dim) {
-    return problems[head_dim == 64 ? 0 : 1];
-  };
+  auto problem_for = [](int head_dim) { return ProblemOf(head_dim); };
   for (bool causal : {false, true}) {
     for (int i = 0; i < sweep::kNumForwardVariants; ++i) {
       const sweep::ForwardVariant& v = sweep::kForwardVariants[i];

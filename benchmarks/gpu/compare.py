@@ -14,7 +14,8 @@ Shapes (docs/BASELINES.md): config A (b=1, h=8, d=64, segments 2048/4096/8192,
 rates 1/2/4) at n = 32K..1M, forward and forward+backward, causal or not;
 config B (b=4, n=2048, h=12, d=64, segments 512/1024/2048) forward; config
 D128 (config A's segments and rates at b=1, h=16, d=128) at n = 128K and 1M,
-forward and forward+backward, causal or not; config INNER (one group:
+forward and forward+backward, causal or not; config D256 (the same at
+h=8, d=256); config INNER (one group:
 segments 2048, rate 1, b=1, h=8, d=64: the dense shape inside config A) at
 n = 1M, whose "torch dense" column is plain SDPA on the [n / 2048, 8, 2048,
 64] batch of segments, per backend, the fastest counted (--configs picks).
@@ -42,6 +43,8 @@ CONFIG_A = dict(batch=1, heads=8, head_dim=64, segments=[2048, 4096, 8192],
 CONFIG_B = dict(batch=4, heads=12, head_dim=64, segments=[512, 1024, 2048],
                 rates=[1, 2, 4])
 CONFIG_D128 = dict(batch=1, heads=16, head_dim=128,
+                   segments=[2048, 4096, 8192], rates=[1, 2, 4])
+CONFIG_D256 = dict(batch=1, heads=8, head_dim=256,
                    segments=[2048, 4096, 8192], rates=[1, 2, 4])
 CONFIG_INNER = dict(batch=1, heads=8, head_dim=64, segments=[2048],
                     rates=[1])
@@ -198,9 +201,9 @@ def main():
   parser.add_argument("--binary", required=True)
   parser.add_argument("--out", default=None)
   parser.add_argument("--quick", action="store_true",
-                      help="only n = 1M of config A and D128, and config B")
+                      help="only n = 1M of config A, D128 and D256, and config B")
   parser.add_argument("--configs", default="A,B",
-                      help="comma-separated: A, B, D128, INNER")
+                      help="comma-separated: A, B, D128, D256, INNER")
   parser.add_argument("--backends", default="flash,cudnn,efficient",
                       help="SDPA backends the reference runs on, each timed")
   args = parser.parse_args()
@@ -222,6 +225,11 @@ def main():
       for backward in (False, True):
         for causal in (False, True):
           cases.append(("D128", CONFIG_D128, n, causal, backward))
+  if "D256" in configs:
+    for n in [1 << 20] if args.quick else [1 << 17, 1 << 20]:
+      for backward in (False, True):
+        for causal in (False, True):
+          cases.append(("D256", CONFIG_D256, n, causal, backward))
 
   if "INNER" in configs:
     for backward in (False, True):
@@ -235,6 +243,8 @@ def main():
     filters.append("B/")
   if "D128" in configs:
     filters.append("D128/n:1048576/" if args.quick else "D128/")
+  if "D256" in configs:
+    filters.append("D256/n:1048576/" if args.quick else "D256/")
   if "INNER" in configs:
     filters.append("INNER/")
   ours = run_binary(args.binary,
@@ -254,7 +264,7 @@ def main():
     if name == "INNER":
       row["torch_dense_by_backend"], row["torch_dense"] = fastest(
           "inner", cfg, n, causal, backward, backends)
-    elif n <= 1 << 17 and name != "D128":
+    elif n <= 1 << 17 and name not in ("D128", "D256"):
       row["torch_dense"] = dict(zip(("ms", "extra_mib"),
                                     torch_case("dense", cfg, n, causal,
                                                backward)))

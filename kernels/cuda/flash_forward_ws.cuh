@@ -41,8 +41,10 @@ namespace gpu {
 
 // Compile-time shape: kConsumers consumer warpgroups (2 or 3) of 64 query
 // rows and one producer; kBlockN-key tiles in rings of kStages K and kStages
-// V buffers; with kFmaExpEveryT = k > 0 the softmax takes every k-th group
-// of 8 keys' exponentials on the FMA pipe (Exp2Spread).
+// V buffers; head_dim padded to kHeadDim, one, two or four 64-column panels
+// (at 256, 128 rows of Q and two stages of 64-key K and V tiles take 192 KiB
+// of shared memory); with kFmaExpEveryT = k > 0 the softmax takes every k-th
+// group of 8 keys' exponentials on the FMA pipe (Exp2Spread).
 template <DataType kDtypeT, int kConsumersT, int kBlockNT, int kStagesT,
           int kHeadDimT, bool kQInRegistersT, bool kPingPongT,
           int kFmaExpEveryT = 0>
@@ -76,7 +78,12 @@ struct WsForwardTile {
       kQBytes + 2 * kStages * kTileBytes + 1024;
   static_assert(kWarpgroups == 2 || kWarpgroups == 3, "2 or 3 consumers");
   static_assert(kBlockN == 64 || kBlockN == 128, "m64n64 or m64n128 scores");
-  static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
+                "one, two or four panels");
+  // At head_dim 256 the 64 x 256 output accumulators alone take 128
+  // registers a thread, so Q stays in shared memory.
+  static_assert(!(kQInRegisters && kHeadDim == 256),
+                "Q in registers only up to head_dim 128");
   static_assert(kProducerRegisters + kWarpgroups * kConsumerRegisters <= 512,
                 "the block's 65536 registers over its threads");
 };

@@ -519,6 +519,9 @@ std::vector<Case> FusedCases() {
       {"d72_bf16_causal", 1, 256, 2, 72, {128, 256}, {2, 4}, kBF16, true},
       {"d256_f16_causal", 1, 256, 2, 256, {128, 256}, {1, 2}, kF16, true},
       {"d160_bf16", 1, 128, 2, 160, {64, 128}, {1, 2}, kBF16, false},
+      // Several query blocks and key tiles per problem at head_dim 256,
+      // without the mask.
+      {"d256_b2_f16", 2, 512, 4, 256, {256, 512}, {1, 2}, kF16, false},
       {"long_segments_f16", 1, 1024, 2, 64, {512, 1024}, {1, 4}, kF16, false},
       // Sequences of 300 and 200 selected rows: several 64-row tiles, the
       // last one partial.
