@@ -200,25 +200,41 @@ __attribute__((target("avx2,fma"))) float FmaChains(int64_t iterations) {
   return sum;
 }
 
+// Ten 16-lane chains (AVX-512F): their start values, the statement that
+// keeps them in registers and the loop from being folded, their sum.
+#define DA_CHAINS512_TARGET __attribute__((target("avx512f"), always_inline))
+DA_CHAINS512_TARGET inline void StartChains512(__m512 (&x)[10]) {
+#pragma GCC unroll 10
+  for (int i = 0; i < 10; ++i) x[i] = _mm512_set1_ps(0.01f * i);
+}
+
+DA_CHAINS512_TARGET inline void PinChains512(__m512 (&x)[10]) {
+  asm volatile(""
+               : "+v"(x[0]), "+v"(x[1]), "+v"(x[2]), "+v"(x[3]), "+v"(x[4]),
+                 "+v"(x[5]), "+v"(x[6]), "+v"(x[7]), "+v"(x[8]), "+v"(x[9]));
+}
+
+DA_CHAINS512_TARGET inline float SumChains512(const __m512 (&x)[10]) {
+  float sum = 0.0f;
+#pragma GCC unroll 10
+  for (int i = 0; i < 10; ++i) sum += x[i][0];
+  return sum;
+}
+#undef DA_CHAINS512_TARGET
+
 // The same chains on 16-lane AVX-512 registers (call only where the CPU has
 // AVX-512F).
 __attribute__((target("avx512f"))) float FmaChainsAvx512(int64_t iterations) {
   __m512 x[10];
-#pragma GCC unroll 10
-  for (int i = 0; i < 10; ++i) x[i] = _mm512_set1_ps(0.01f * i);
+  StartChains512(x);
   const __m512 a = _mm512_set1_ps(0.9999f);
   const __m512 b = _mm512_set1_ps(0.0001f);
   for (int64_t it = 0; it < iterations; ++it) {
 #pragma GCC unroll 10
     for (int i = 0; i < 10; ++i) x[i] = _mm512_fmadd_ps(x[i], a, b);
-    asm volatile(""
-                 : "+v"(x[0]), "+v"(x[1]), "+v"(x[2]), "+v"(x[3]), "+v"(x[4]),
-                   "+v"(x[5]), "+v"(x[6]), "+v"(x[7]), "+v"(x[8]), "+v"(x[9]));
+    PinChains512(x);
   }
-  float sum = 0.0f;
-#pragma GCC unroll 10
-  for (int i = 0; i < 10; ++i) sum += x[i][0];
-  return sum;
+  return SumChains512(x);
 }
 
 // The same chains as bfloat16 dot products (VDPBF16PS: per lane, two
@@ -230,22 +246,16 @@ __attribute__((target("avx512f"))) float FmaChainsAvx512(int64_t iterations) {
 __attribute__((target("avx512f,avx512bf16"))) float DotBf16Chains(
     int64_t iterations) {
   __m512 x[10];
-#pragma GCC unroll 10
-  for (int i = 0; i < 10; ++i) x[i] = _mm512_set1_ps(0.01f * i);
+  StartChains512(x);
   // Pairs of bfloat16 1.0 and 2^-14: the sums grow slowly and stay normal.
   const __m512bh a = reinterpret_cast<__m512bh>(_mm512_set1_epi32(0x3f803f80));
   const __m512bh b = reinterpret_cast<__m512bh>(_mm512_set1_epi32(0x38803880));
   for (int64_t it = 0; it < iterations; ++it) {
 #pragma GCC unroll 10
     for (int i = 0; i < 10; ++i) x[i] = _mm512_dpbf16_ps(x[i], a, b);
-    asm volatile(""
-                 : "+v"(x[0]), "+v"(x[1]), "+v"(x[2]), "+v"(x[3]), "+v"(x[4]),
-                   "+v"(x[5]), "+v"(x[6]), "+v"(x[7]), "+v"(x[8]), "+v"(x[9]));
+    PinChains512(x);
   }
-  float sum = 0.0f;
-#pragma GCC unroll 10
-  for (int i = 0; i < 10; ++i) sum += x[i][0];
-  return sum;
+  return SumChains512(x);
 }
 
 // Runs `chains` (10 chains of `lanes`-wide FMAs per iteration) on every
