@@ -85,7 +85,8 @@ void StoreRows(const ForwardParams& p, const TileShape& s, int64_t b, int64_t h,
     for (int64_t a = 0; a < s.dim; ++a) {
       row[a] = tile[i * s.padded_dim + a] * factor;
     }
-    StoreRow(row, p.dtype, s.dim, RowAddress(t, p.dtype, b, first_row + i, h));
+    StoreRowFast(row, p.dtype, s.dim,
+                 RowAddress(t, p.dtype, b, first_row + i, h));
   }
 }
 

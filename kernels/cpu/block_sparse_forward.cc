@@ -16,6 +16,7 @@
 #include "kernels/cpu/cpu_path.h"
 #include "kernels/cpu/flash_forward_tile.h"
 #include "kernels/cpu/row_io.h"
+#include "kernels/cpu/simd_convert.h"
 #include "kernels/cpu/simd_exp.h"
 #include "kernels/cpu/tile_gemm.h"
 #include "kernels/cpu/tile_gemm_avx512.h"
@@ -96,8 +97,8 @@ void StoreQueryBlock(const ForwardParams& p, const TileShape& s,
     for (int64_t a = 0; a < s.dim; ++a) {
       tiles->row[a] = tiles->ot[a * lanes + i] * factor;
     }
-    StoreRow(tiles->row, p.dtype, s.dim,
-             RowAddress(p.out, p.dtype, at.b, position, at.h));
+    StoreRowFast(tiles->row, p.dtype, s.dim,
+                 RowAddress(p.out, p.dtype, at.b, position, at.h));
     if (p.lse != nullptr) {
       p.lse[at.b * p.lse_stride_b + at.h * p.lse_stride_h + position] =
           empty ? kMinusInf : (tiles->row_max[i] + std::log2(sum)) * kLn2;

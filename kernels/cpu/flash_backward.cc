@@ -196,7 +196,7 @@ void StoreRows(const ForwardParams& p, const TensorParams& t, const Segment& s,
       PrefetchRow<_MM_HINT_T0>(t, p.dtype, p.head_dim, s, j0 + j + kRowsAhead);
     }
     for (int64_t a = 0; a < p.head_dim; ++a) row[a] = src[j * dim + a] * factor;
-    StoreRow(row, p.dtype, p.head_dim, SegmentRow(t, p.dtype, s, j0 + j));
+    StoreRowFast(row, p.dtype, p.head_dim, SegmentRow(t, p.dtype, s, j0 + j));
   }
 }
 

@@ -170,7 +170,8 @@ void StoreBlock(const ForwardParams& p, const Segment& s,
     }
     for (int64_t r = 0; r < 8 && i8 + r < block.rows; ++r) {
       const int64_t i = block.i0 + i8 + r;
-      StoreRow(rows + r * padded, p.dtype, d, SegmentRow(p.out, p.dtype, s, i));
+      StoreRowFast(rows + r * padded, p.dtype, d,
+                   SegmentRow(p.out, p.dtype, s, i));
       if (lse_row != nullptr) {
         lse_row[s.problem->Position(i)] =
             (block.row_max[i8 + r] + std::log2(block.row_sum[i8 + r])) * kLn2;
