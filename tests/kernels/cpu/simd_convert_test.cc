@@ -61,7 +61,8 @@ class SimdConvertTest : public ::testing::TestWithParam<DataType> {};
 
 TEST_P(SimdConvertTest, StoreRowFastMatchesStoreRow) {
   const std::vector<float> values = Values();
-  // Every length up to 40 (tails of every size), then all of them.
+  // Lengths around the 8- and 16-wide steps (tails of several sizes), then
+  // all of the values.
   for (size_t count : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{15},
                        size_t{16}, size_t{17}, size_t{40}, values.size()}) {
     std::vector<uint16_t> fast(count + 1, 0xabcd), scalar(count + 1, 0xabcd);
