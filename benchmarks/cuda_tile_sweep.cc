@@ -6,10 +6,12 @@
 // blocks_per_SM is what the occupancy calculator gives the kernel (launch
 // bounds, registers, shared memory); TFLOPs counts the kernel's own useful work
 // max_diff is the largest difference of a forward variant's output from
-// the first mma.sync variant's of its head_dim (the sweep's correctness check
-// for shapes not yet shipped);
+// the first mma.sync variant's of its head_dim, and of a fused backward's
+// gradients from the shipped two-kernel backward's (the sweep's correctness
+// check for kernels not yet shipped);
 // (forward: the forward FLOPs of docs/BASELINES.md section 1; key/value side: 4
-// products = 2x forward; query side: 3 products = 1.5x forward).
+// products = 2x forward; query side: 3 products = 1.5x forward; fused "kvq":
+// 5 products = 2.5x forward, its float32 dQ zeroed and rounded included).
 //
 //   bazel run -c opt --config=cuda //benchmarks:cuda_tile_sweep
 
@@ -173,6 +175,49 @@ Problem* ProblemOf(int64_t head_dim) {
   return problem;
 }
 
+const sweep::BackwardVariant& BackwardVariantNamed(const char* name) {
+  for (int i = 0; i < sweep::kNumBackwardVariants; ++i) {
+    if (std::strcmp(sweep::kBackwardVariants[i].name, name) == 0) {
+      return sweep::kBackwardVariants[i];
+    }
+  }
+  std::fprintf(stderr, "no backward variant %s\n", name);
+  std::abort();
+}
+
+// Returns the largest difference of the gradients now in the problem's
+// grad_q, grad_k and grad_v from those of the shipped two-kernel backward
+// of its head_dim (64 or 128: dK/dV, then dQ), which it then computes.
+float GradientDifference(Problem& problem,
+                         const kernels::BackwardParams& params, bool causal) {
+  const bool d64 = problem.head_dim == 64;
+  const char* key_value =
+      d64 ? "kv d64 wgmma q128 min1" : "kv d128 wgmma q64 min2";
+  const char* query = !d64     ? "q d128 wgmma k64 min2"
+                      : causal ? "q d64 wgmma k64 min3"
+                               : "q d64 wgmma k128 min2";
+  const size_t bytes = TensorBytes(problem);
+  void* saved[3];
+  for (int i = 0; i < 3; ++i) {
+    Check(cudaMalloc(&saved[i], bytes), "cudaMalloc");
+    Check(cudaMemcpy(saved[i], problem.buffers[5 + i], bytes,
+                     cudaMemcpyDeviceToDevice),
+          "cudaMemcpy");
+  }
+  Check(BackwardVariantNamed(key_value).run(params, problem.delta, nullptr),
+        "reference dK/dV");
+  Check(BackwardVariantNamed(query).run(params, problem.delta, nullptr),
+        "reference dQ");
+  float largest = 0.0f;
+  for (int i = 0; i < 3; ++i) {
+    largest = std::max(
+        largest,
+        sweep::MaxAbsDifference(saved[i], problem.buffers[5 + i], bytes / 2));
+    cudaFree(saved[i]);
+  }
+  return largest;
+}
+
 void RegisterAll() {
   auto problem_for = [](int head_dim) { return ProblemOf(head_dim); };
   for (bool causal : {false, true}) {
@@ -199,10 +244,11 @@ void RegisterAll() {
     for (int i = 0; i < sweep::kNumBackwardVariants; ++i) {
       const sweep::BackwardVariant& v = sweep::kBackwardVariants[i];
       const std::string name = absl::StrCat(v.name, causal ? " causal" : "");
-      const double products = v.name[0] == 'k' ? 2.0 : 1.5;
+      const bool fused = std::strncmp(v.name, "kvq", 3) == 0;
+      const double products = fused ? 2.5 : v.name[0] == 'k' ? 2.0 : 1.5;
       benchmark::RegisterBenchmark(
           name.c_str(),
-          [&v, causal, products, problem_for](benchmark::State& state) {
+          [&v, causal, products, fused, problem_for](benchmark::State& state) {
             Problem& problem = *problem_for(v.head_dim);
             const kernels::BackwardParams params = Params(problem, causal);
             // Forward first so that lse (and out) are consistent.
@@ -214,6 +260,10 @@ void RegisterAll() {
                   "forward");
             Check(sweep::RunDelta(params, problem.delta, nullptr), "delta");
             Time(state, [&] { return v.run(params, problem.delta, nullptr); });
+            if (fused) {
+              state.counters["max_diff"] =
+                  GradientDifference(problem, params, causal);
+            }
             state.counters["blocks_per_SM"] = v.blocks_per_sm();
             state.counters["TFLOPs"] = benchmark::Counter(
                 products * ForwardFlops(v.head_dim, causal) / 1e12,

@@ -6,6 +6,7 @@
 
 #include "benchmarks/cuda_tile_sweep_kernels.h"
 #include "kernels/cuda/flash_backward.cuh"
+#include "kernels/cuda/flash_backward_fused.cuh"
 #include "kernels/cuda/flash_backward_wgmma.cuh"
 #include "kernels/cuda/flash_forward.cuh"
 #include "kernels/cuda/flash_forward_wgmma.cuh"
@@ -93,6 +94,59 @@ cudaError_t QueryWgmmaCpAsync(const BackwardParams& p, float* delta,
                                               ProblemIndex{});
 }
 
+// Rounds the float32 dQ sums to float16 (contiguous tensors).
+__global__ void RoundGradQKernel(const float* sums, __half* grad_q, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    grad_q[i] = __float2half(sums[i]);
+  }
+}
+
+// A device buffer kept across calls, grown to at least `bytes`.
+cudaError_t Scratch(void** buffer, size_t* capacity, size_t bytes) {
+  if (bytes <= *capacity) return cudaSuccess;
+  if (*buffer != nullptr) cudaFree(*buffer);
+  *capacity = 0;
+  const cudaError_t error = cudaMalloc(buffer, bytes);
+  if (error == cudaSuccess) *capacity = bytes;
+  return error;
+}
+
+// The fused backward as a whole: zero the float32 dQ sums and the turn
+// counters (buffers kept across calls), the kernel, then dQ rounded to
+// float16.
+template <class Tile>
+cudaError_t FusedBackward(const BackwardParams& p, float* delta,
+                          cudaStream_t stream) {
+  if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
+  const ForwardParams& f = p.forward;
+  const int64_t rows = f.batch * f.seq_len * f.num_heads;
+  const int64_t n = rows * f.head_dim;
+  static void* sums = nullptr;
+  static size_t sums_capacity = 0;
+  static void* turns = nullptr;
+  static size_t turns_capacity = 0;
+  cudaError_t error = Scratch(&sums, &sums_capacity, n * sizeof(float));
+  if (error == cudaSuccess) {
+    error = Scratch(&turns, &turns_capacity, rows * sizeof(int));
+  }
+  if (error == cudaSuccess) {
+    error = cudaMemsetAsync(sums, 0, n * sizeof(float), stream);
+  }
+  if (error == cudaSuccess && Tile::kOrdered) {
+    error = cudaMemsetAsync(turns, 0, rows * sizeof(int), stream);
+  }
+  if (error == cudaSuccess) {
+    error = LaunchFlashFusedBackward<Tile>(MakeFlashBackwardArgs(p, delta),
+                                           static_cast<float*>(sums),
+                                           static_cast<int*>(turns), stream);
+  }
+  if (error != cudaSuccess) return error;
+  RoundGradQKernel<<<1024, 256, 0, stream>>>(
+      static_cast<const float*>(sums), static_cast<__half*>(p.grad_q.data), n);
+  return cudaGetLastError();
+}
+
 template <class Tile>
 cudaError_t Query(const BackwardParams& p, float* delta, cudaStream_t stream) {
   const FlashBackwardArgs args = MakeFlashBackwardArgs(p, delta);
@@ -143,6 +197,11 @@ int KeyValueWgmmaBlocks() {
                           : 0;
 }
 
+template <class Tile>
+int FusedBlocks() {
+  return WgmmaAvailable() ? BlocksPerSm<Tile>(FlashFusedBackwardKernel<Tile>)
+                          : 0;
+}
 template <class Tile>
 int QueryBlocks() {
   return BlocksPerSm<Tile>(FlashQueryKernel<Tile, false>);
@@ -355,6 +414,18 @@ const BackwardVariant kBackwardVariants[] = {
     {"kv d64 wgmma q128 min1 cpasync", 64,
      &KeyValueWgmmaCpAsync<WgmmaKeyValueTile<kH, 128, 1>>,
      &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 128, 1>>},
+    {"kvq d64 fused k128 q128", 64,
+     &FusedBackward<FusedBackwardTile<kH, 64, false>>,
+     &FusedBlocks<FusedBackwardTile<kH, 64, false>>},
+    {"kvq d64 fused k128 q128 ordered", 64,
+     &FusedBackward<FusedBackwardTile<kH, 64, true>>,
+     &FusedBlocks<FusedBackwardTile<kH, 64, true>>},
+    {"kvq d128 fused k128 q64", 128,
+     &FusedBackward<FusedBackwardTile<kH, 128, false>>,
+     &FusedBlocks<FusedBackwardTile<kH, 128, false>>},
+    {"kvq d128 fused k128 q64 ordered", 128,
+     &FusedBackward<FusedBackwardTile<kH, 128, true>>,
+     &FusedBlocks<FusedBackwardTile<kH, 128, true>>},
     {"q d64 k64 w4 qreg", 64, &Query<QueryTile<kH, 64, 64, 4, true, 2>>,
      &QueryBlocks<QueryTile<kH, 64, 64, 4, true, 2>>},
     {"q d64 wgmma k64 min3", 64, &QueryWgmma<WgmmaQueryTile<kH, 64, 3>>,

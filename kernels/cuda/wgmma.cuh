@@ -215,6 +215,16 @@ __device__ __forceinline__ void WgmmaRSKMajor(float (&d)[kN / 2],
                                               const uint32_t (&a)[4],
                                               uint64_t desc_b, bool accumulate);
 
+// d (64 x 64) = A (64 x 16) * B (16 x 64) + (accumulate ? d : 0), both
+// MN-major in shared memory (A's 64 rows along a swizzled row of 128 bytes,
+// its 16 columns down 16 rows: the layout of a tile that holds A^T).
+// Asynchronous as WgmmaSS.
+template <DataType kDtype>
+__device__ __forceinline__ void WgmmaSSTransposed64x64(float (&d)[32],
+                                                       uint64_t desc_a,
+                                                       uint64_t desc_b,
+                                                       bool accumulate);
+
 // The products of every kernel, over tiles of kPanels 64-column panels
 // (wgmma.cuh layout, panel p at `tile` + p * panel_bytes). They are
 // templates: the specializations they call, defined below, precede every
@@ -306,6 +316,17 @@ __device__ __forceinline__ void WgmmaAccumulatePanels(
         : DA_WGMMA_ACC32(d)                                                  \
         : "l"(desc_a), "l"(desc_b), "r"(static_cast<int>(accumulate)));      \
   }
+#define DA_DEFINE_WGMMA_SS_TRANSPOSED(DTYPE, PTX_TYPE)                      \
+  template <>                                                               \
+  __device__ __forceinline__ void WgmmaSSTransposed64x64<DTYPE>(            \
+      float(&d)[32], uint64_t desc_a, uint64_t desc_b, bool accumulate) {   \
+    asm volatile(                                                           \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                        \
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPE "." PTX_TYPE \
+        " " DA_WGMMA_REGS32 ", %32, %33, p, 1, 1, 1, 1;\n}\n"               \
+        : DA_WGMMA_ACC32(d)                                                 \
+        : "l"(desc_a), "l"(desc_b), "r"(static_cast<int>(accumulate)));     \
+  }
 #define DA_DEFINE_WGMMA_RS_64x64(DTYPE, PTX_TYPE)                           \
   template <>                                                               \
   __device__ __forceinline__ void WgmmaRS64x64<DTYPE>(                      \
@@ -336,6 +357,10 @@ __device__ __forceinline__ void WgmmaAccumulatePanels(
   template <>                                          \
   __device__ __forceinline__ void WgmmaRS64x64<DTYPE>( \
       float(&)[32], const uint32_t(&)[4], uint64_t) {}
+#define DA_DEFINE_WGMMA_SS_TRANSPOSED(DTYPE, PTX_TYPE)           \
+  template <>                                                    \
+  __device__ __forceinline__ void WgmmaSSTransposed64x64<DTYPE>( \
+      float(&)[32], uint64_t, uint64_t, bool) {}
 #endif
 
 DA_DEFINE_WGMMA_SS(DataType::kFloat16, "f16")
@@ -344,10 +369,13 @@ DA_DEFINE_WGMMA_RS_KMAJOR(DataType::kFloat16, "f16")
 DA_DEFINE_WGMMA_RS_KMAJOR(DataType::kBFloat16, "bf16")
 DA_DEFINE_WGMMA_RS_64x64(DataType::kFloat16, "f16")
     DA_DEFINE_WGMMA_RS_64x64(DataType::kBFloat16, "bf16")
+        DA_DEFINE_WGMMA_SS_TRANSPOSED(DataType::kFloat16, "f16")
+            DA_DEFINE_WGMMA_SS_TRANSPOSED(DataType::kBFloat16, "bf16")
 
 #undef DA_DEFINE_WGMMA_SS
 #undef DA_DEFINE_WGMMA_RS_KMAJOR
 #undef DA_DEFINE_WGMMA_RS_64x64
+#undef DA_DEFINE_WGMMA_SS_TRANSPOSED
 #undef DA_WGMMA_ACC8
 #undef DA_WGMMA_ACC32
 #undef DA_WGMMA_ACC64
