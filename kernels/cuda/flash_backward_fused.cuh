@@ -27,7 +27,9 @@
 // counter reads t / R, adds, and sets it to t / R + 1. Blocks that run side
 // by side reach their steps together, so the wait is short; it relies on
 // the blocks of a problem being scheduled in index order (a waiting block
-// only waits for the next one up, modulo the problem's blocks).
+// only waits for the next one up, modulo the problem's blocks) and on every
+// problem's rows being a multiple of kBlockN (the turns of a tile then run
+// 0, 1, ... without gaps).
 //
 // Included by the per-(head_dim, dtype) instantiation files only.
 
