@@ -6,7 +6,6 @@
 
 #include "benchmarks/cuda_tile_sweep_kernels.h"
 #include "kernels/cuda/flash_backward.cuh"
-#include "kernels/cuda/flash_backward_fused.cuh"
 #include "kernels/cuda/flash_backward_wgmma.cuh"
 #include "kernels/cuda/flash_forward.cuh"
 #include "kernels/cuda/flash_forward_wgmma.cuh"
@@ -133,7 +132,7 @@ cudaError_t FusedBackward(const BackwardParams& p, float* delta,
   if (error == cudaSuccess) {
     error = cudaMemsetAsync(sums, 0, n * sizeof(float), stream);
   }
-  if (error == cudaSuccess && Tile::kOrdered) {
+  if (error == cudaSuccess && Tile::kFusedQuery == FusedQuery::kOrdered) {
     error = cudaMemsetAsync(turns, 0, rows * sizeof(int), stream);
   }
   if (error == cudaSuccess) {
@@ -197,11 +196,6 @@ int KeyValueWgmmaBlocks() {
                           : 0;
 }
 
-template <class Tile>
-int FusedBlocks() {
-  return WgmmaAvailable() ? BlocksPerSm<Tile>(FlashFusedBackwardKernel<Tile>)
-                          : 0;
-}
 template <class Tile>
 int QueryBlocks() {
   return BlocksPerSm<Tile>(FlashQueryKernel<Tile, false>);
@@ -390,6 +384,16 @@ const ForwardVariant kForwardVariants[] = {
 const int kNumForwardVariants =
     sizeof(kForwardVariants) / sizeof(kForwardVariants[0]);
 
+// The fused backward (flash_backward_wgmma.cuh): two warpgroups of 64 keys,
+// 128-query tiles at head_dim 64, 64-query tiles at 128.
+using Fused64 = WgmmaKeyValueTile<kH, 128, 1, 64, 0, 2, FusedQuery::kUnordered>;
+using Fused64Ordered =
+    WgmmaKeyValueTile<kH, 128, 1, 64, 0, 2, FusedQuery::kOrdered>;
+using Fused128 =
+    WgmmaKeyValueTile<kH, 64, 1, 128, 0, 2, FusedQuery::kUnordered>;
+using Fused128Ordered =
+    WgmmaKeyValueTile<kH, 64, 1, 128, 0, 2, FusedQuery::kOrdered>;
+
 // Key/value: head_dim / query rows per tile / warps (16 keys each).
 // Query: head_dim / key rows per tile / warps (16 queries each).
 const BackwardVariant kBackwardVariants[] = {
@@ -414,18 +418,14 @@ const BackwardVariant kBackwardVariants[] = {
     {"kv d64 wgmma q128 min1 cpasync", 64,
      &KeyValueWgmmaCpAsync<WgmmaKeyValueTile<kH, 128, 1>>,
      &KeyValueWgmmaBlocks<WgmmaKeyValueTile<kH, 128, 1>>},
-    {"kvq d64 fused k128 q128", 64,
-     &FusedBackward<FusedBackwardTile<kH, 64, false>>,
-     &FusedBlocks<FusedBackwardTile<kH, 64, false>>},
-    {"kvq d64 fused k128 q128 ordered", 64,
-     &FusedBackward<FusedBackwardTile<kH, 64, true>>,
-     &FusedBlocks<FusedBackwardTile<kH, 64, true>>},
-    {"kvq d128 fused k128 q64", 128,
-     &FusedBackward<FusedBackwardTile<kH, 128, false>>,
-     &FusedBlocks<FusedBackwardTile<kH, 128, false>>},
-    {"kvq d128 fused k128 q64 ordered", 128,
-     &FusedBackward<FusedBackwardTile<kH, 128, true>>,
-     &FusedBlocks<FusedBackwardTile<kH, 128, true>>},
+    {"kvq d64 fused k128 q128", 64, &FusedBackward<Fused64>,
+     &KeyValueWgmmaBlocks<Fused64>},
+    {"kvq d64 fused k128 q128 ordered", 64, &FusedBackward<Fused64Ordered>,
+     &KeyValueWgmmaBlocks<Fused64Ordered>},
+    {"kvq d128 fused k128 q64", 128, &FusedBackward<Fused128>,
+     &KeyValueWgmmaBlocks<Fused128>},
+    {"kvq d128 fused k128 q64 ordered", 128, &FusedBackward<Fused128Ordered>,
+     &KeyValueWgmmaBlocks<Fused128Ordered>},
     {"q d64 k64 w4 qreg", 64, &Query<QueryTile<kH, 64, 64, 4, true, 2>>,
      &QueryBlocks<QueryTile<kH, 64, 64, 4, true, 2>>},
     {"q d64 wgmma k64 min3", 64, &QueryWgmma<WgmmaQueryTile<kH, 64, 3>>,

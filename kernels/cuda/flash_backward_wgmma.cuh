@@ -7,11 +7,13 @@
 // computes D = rowsum(dO * out) itself (it holds the dO rows already), for
 // its own use and, through FlashBackwardArgs::delta, for the key/value
 // kernel, so FlashDeltaKernel's extra pass over dO and out is not needed.
-// One warpgroup per block:
+// One warpgroup per block as the library runs them:
 //   - FlashKeyValueWgmmaKernel: 64 keys of a problem per block, walking
 //     query tiles of kBlockM rows. S^T = K Q^T and dP^T = V dO^T are
 //     m64 x kBlockM products with every operand in shared memory;
 //     dV += P^T dO and dK += dS^T Q take P^T and dS^T from registers.
+//     With a FusedQuery mode (a shape measured in cuda_tile_sweep, not yet
+//     run by the library) it also computes dQ, below.
 //   - FlashQueryWgmmaKernel: 64 queries of a problem per block, walking key
 //     tiles of kBlockN rows: S = Q K^T, dP = dO V^T from shared memory,
 //     dQ += dS K with dS from registers.
@@ -20,6 +22,31 @@
 // the call's views have tensor maps (tensor_map.cuh: the closed form),
 // completing on an mbarrier per buffer; otherwise, and for the block's own
 // tiles, every thread copies with cp.async.
+//
+// The fused mode: two warpgroups of 64 keys per block (128 keys) walk query
+// tiles of 128 rows (64 at head_dim 128), and dS^T also goes to shared
+// memory, where each warpgroup multiplies 64 of the tile's queries by all
+// 128 keys for 64 of the columns (dQ_part = dS K, both operands MN-major:
+// at head_dim 64 one warpgroup per half of the queries, at 128 one per half
+// of the columns) and adds its 64 x 64 float32 result into a float32 dQ
+// buffer with two-float atomics: five products per tile pair instead of the
+// seven of the two kernels. The delta rows (FlashDeltaKernel) must be
+// computed first, the dQ buffer zeroed before and rounded to the output
+// dtype after (it has grad_q's element offsets).
+//   - FusedQuery::kUnordered: the additions into dQ arrive in no fixed
+//     order; dQ is not bit-for-bit reproducible.
+//   - FusedQuery::kOrdered (dense problems): with R = kBlockN / kBlockM
+//     query tiles per key block, key block j of a problem walks the query
+//     tiles R j, R j + 1, ... modulo their count (from its diagonal on,
+//     without wrapping, under the causal mask), so query tile m takes its
+//     additions from key blocks floor(m / R), floor(m / R) - 1, ... in that
+//     order: a block waits, at its step t, until the tile's turn counter
+//     reads t / R, adds, and sets it to t / R + 1. Blocks that run side by
+//     side reach their steps together, so the wait is short. It relies on
+//     the blocks of a problem being scheduled in index order (a waiting
+//     block only waits for the next one up, modulo the problem's blocks)
+//     and on every problem's rows being a multiple of kBlockN (the turns of
+//     a tile then run 0, 1, ... without gaps).
 //
 // Included by the per-(head_dim, dtype) instantiation files only.
 
@@ -75,40 +102,166 @@ __device__ __forceinline__ void ZeroMaskedScores(float (&s)[kScores],
   }
 }
 
-// Shape of FlashKeyValueWgmmaKernel: 64 keys per block, kBlockM queries per
+// Whether and how FlashKeyValueWgmmaKernel also computes dQ (above).
+enum class FusedQuery { kNone, kUnordered, kOrdered };
+
+// Shape of FlashKeyValueWgmmaKernel: 64 keys per warpgroup, kWarpgroupsT
+// warpgroups per block (1, or 2 with a FusedQuery mode), kBlockM queries per
 // tile (64 or 128), head_dim padded to kHeadDim (64 or 128: one or two
 // 64-column panels per tile); kFmaExpEveryT: which exponentials go to the
 // FMA pipe (Exp2Spread).
 template <DataType kDtypeT, int kBlockMT, int kMinBlocksT, int kHeadDimT = 64,
-          int kFmaExpEveryT = 0>
+          int kFmaExpEveryT = 0, int kWarpgroupsT = 1,
+          FusedQuery kFusedQueryT = FusedQuery::kNone>
 struct WgmmaKeyValueTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
   static constexpr int kHeadDim = kHeadDimT;
   static constexpr int kPanels = kHeadDim / 64;
-  static constexpr int kBlockN = 64;  // keys per block
+  static constexpr int kWarpgroups = kWarpgroupsT;
+  static constexpr int kBlockN = 64 * kWarpgroups;  // keys per block
   static constexpr int kBlockM = kBlockMT;
   static constexpr int kMinBlocks = kMinBlocksT;
   static constexpr int kFmaExpEvery = kFmaExpEveryT;
-  static constexpr int kThreads = 128;
+  static constexpr FusedQuery kFusedQuery = kFusedQueryT;
+  static constexpr bool kFused = kFusedQuery != FusedQuery::kNone;
+  static constexpr int kThreads = 128 * kWarpgroups;
   static constexpr int kKeyBytes = kBlockN * 128 * kPanels;
   static constexpr int kQueryBytes = kBlockM * 128 * kPanels;
-  // K, V, two Q and two dO buffers, two lse and delta rows, alignment slack.
+  static constexpr int kStatisticsBytes = 4 * kBlockM * sizeof(float);
+  // Fused: dS^T, kBlockN key rows of kBlockM queries as kQueryBlocks
+  // panels; warpgroup g computes dQ's 64-query block g % kQueryBlocks, panel
+  // g / kQueryBlocks.
+  static constexpr int kQueryBlocks = kBlockM / 64;
+  static constexpr int kScoreBytes = kFused ? kBlockN * kBlockM * 2 : 0;
+  // K, V, two Q and two dO buffers, two lse and delta rows, dS^T, alignment
+  // slack.
   static constexpr size_t kSmemBytes =
-      2 * kKeyBytes + 4 * kQueryBytes + 4 * kBlockM * sizeof(float) + 1024;
+      2 * kKeyBytes + 4 * kQueryBytes + kStatisticsBytes + kScoreBytes + 1024;
   static_assert(kBlockM == 64 || kBlockM == 128, "m64n64 or m64n128");
   static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
+  static_assert(kFused ? kQueryBlocks * kPanels == kWarpgroups
+                       : kWarpgroups == 1,
+                "one warpgroup, or one per part of dQ");
+  static_assert(kStatisticsBytes % 1024 == 0, "dS^T 1024-byte aligned");
 };
 
 // The dK/dV kernel's launch arguments: the backward's, and where `tma` is
 // set, the tensor maps of every group's q and dO rows, through which thread 0
-// copies the query tiles.
+// copies the query tiles. Fused: the float32 dQ buffer (grad_q's element
+// offsets) and, ordered, the turn counters, one per grad_q row (element
+// offset / head_dim) of which those of each query tile's first row are
+// used; both zeroed before the launch.
 struct FlashKeyValueWgmmaArgs {
   FlashBackwardArgs base;
   bool tma;
   CUtensorMap q[kMaxTmaGroups];
   CUtensorMap grad_out[kMaxTmaGroups];
+  float* grad_q_sum;
+  int* turns;
 };
+
+__device__ __forceinline__ int LoadAcquire(const int* address) {
+  int value;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n"
+               : "=r"(value)
+               : "l"(address)
+               : "memory");
+  return value;
+}
+
+__device__ __forceinline__ void StoreRelease(int* address, int value) {
+  asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(address),
+               "r"(value)
+               : "memory");
+}
+
+// Writes this thread's packed dS^T pairs of k16 steps [first, first +
+// count) into the swizzled dS^T tile at `tile` (kRows key rows per 64-query
+// panel): a[kk][e] holds key row `row` + 8 (e & 1), queries 16 kk + 8 (e >>
+// 1) + 2 pair and the next one.
+template <int kRows, int kSteps>
+__device__ __forceinline__ void StoreScoreSteps(uint32_t tile,
+                                                const uint32_t (&a)[kSteps][4],
+                                                int row, int pair, int first,
+                                                int count) {
+#pragma unroll
+  for (int kk = first; kk < first + count; ++kk) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = row + 8 * (e & 1);
+      const int chunk = (2 * kk + (e >> 1)) % 8;
+      const uint32_t addr = tile + (kk / 4) * (kRows * 128) + r * 128 +
+                            ((chunk ^ (r % 8)) * 16) + 4 * pair;
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(a[kk][e])
+                   : "memory");
+    }
+  }
+}
+
+// The fused mode's dQ step of one query tile (tile `q0`, the block's step
+// `t`) once both warpgroups' dS^T are in shared memory at `s_ds`: this
+// warpgroup's 64 x 64 part of dS K (K at `s_k`, `key_panel` bytes per
+// panel), times `scale`, added into the float32 rows `dq_rows` (`dq_step`
+// apart, `num_rows` of them); ordered, in the tile's turn. Every thread of
+// the block calls it.
+template <class Tile>
+__device__ __forceinline__ void AddQueryTileSums(
+    const FlashKeyValueWgmmaArgs& kv_args, uint32_t s_ds, uint32_t s_k,
+    uint32_t key_panel, float* dq_rows, int64_t dq_step, int q0, int t,
+    int num_rows, float scale) {
+  const int tid = threadIdx.x;
+  const int warpgroup = tid / 128;
+  const int warp = (tid / 32) % 4;
+  const int group = (tid % 32) / 4;
+  const int pair = tid % 4;
+  const int dq_block = warpgroup % Tile::kQueryBlocks;
+  const int dq_panel = warpgroup / Tile::kQueryBlocks;
+  float acc[32];
+  const SwizzledTileDescriptor a_desc(s_ds + dq_block * (Tile::kBlockN * 128));
+  const SwizzledTileDescriptor b_desc(s_k + dq_panel * key_panel);
+  WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < Tile::kBlockN / 16; ++kk) {
+    WgmmaSSTransposed64x64<Tile::kDtype>(acc, a_desc.At(2048 * kk),
+                                         b_desc.At(2048 * kk), kk > 0);
+  }
+  WgmmaCommit();
+  WgmmaWait<0>();
+  WgmmaPinAccumulators(acc);
+  constexpr bool kOrdered = Tile::kFusedQuery == FusedQuery::kOrdered;
+  constexpr int kTilesPerBlock = Tile::kBlockN / Tile::kBlockM;  // R above
+  int* turn = nullptr;
+  if (kOrdered) {
+    turn = kv_args.turns +
+           (dq_rows - kv_args.grad_q_sum + q0 * dq_step) / Tile::kHeadDim;
+    if (tid == 0) {
+      while (LoadAcquire(turn) != t / kTilesPerBlock) {
+      }
+    }
+    __syncthreads();
+  }
+  // Accumulator 4 c + e: query row + 8 (e / 2), columns 64 dq_panel + 8 c +
+  // 2 pair and the next one (e even).
+  const int row = q0 + dq_block * 64 + warp * 16 + group;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (row + 8 * h < num_rows) {
+      float* out = dq_rows + (row + 8 * h) * dq_step + 64 * dq_panel + 2 * pair;
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {
+        atomicAdd(reinterpret_cast<float2*>(out + 8 * c),
+                  make_float2(acc[4 * c + 2 * h] * scale,
+                              acc[4 * c + 2 * h + 1] * scale));
+      }
+    }
+  }
+  if (kOrdered) {
+    __threadfence();  // the additions before the turn
+    __syncthreads();
+    if (tid == 0) StoreRelease(turn, t / kTilesPerBlock + 1);
+  }
+}
 
 template <class Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
@@ -136,6 +289,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   float* s_lse =
       reinterpret_cast<float*>(smem + 2 * Tile::kKeyBytes + 4 * kQueryBytes);
   float* s_delta = s_lse + 2 * kBlockM;
+  const uint32_t s_ds = s_do + 2 * kQueryBytes + Tile::kStatisticsBytes;
   // With TMA: query buffer b's copies complete on the mbarrier at
   // query_full0 + 8 b.
   const uint32_t query_full0 = SlackTail(smem_raw, Tile::kSmemBytes);
@@ -163,6 +317,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int group = lane / 4;
     const int pair = lane % 4;
     const int warp_first = k_begin + warp * 16;  // first key of the warp
+    // This warpgroup's 64 keys of the K and V tiles.
+    const int warpgroup = Tile::kWarpgroups == 1 ? 0 : tid / 128;
+    const uint32_t my_k = s_k + warpgroup * 64 * 128;
+    const uint32_t my_v = s_v + warpgroup * 64 * 128;
 
     const T* q_rows = SelectedRow0<const T>(p.q, w);
     const T* do_rows = SelectedRow0<const T>(bp.grad_out, w);
@@ -229,12 +387,27 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const TileWalk queries =
         QueryTilesOf<kBlockM>(args.sparse, w, k_begin, num_rows, p.is_causal);
     const int num_tiles = queries.count;
+    // Ordered: step t visits query tile (R w.block + t) mod query_tiles (the
+    // causal walk starts there and ends before it would wrap).
+    const int query_tiles = (num_rows + kBlockM - 1) / kBlockM;
+    auto tile_at = [&](int t) {
+      return Tile::kFusedQuery == FusedQuery::kOrdered
+                 ? (kBlockN / kBlockM * w.block + t) % query_tiles
+                 : queries.Tile(t);
+    };
+    float* dq_rows = nullptr;
+    int64_t dq_step = 0;
+    if (Tile::kFused) {
+      dq_rows = kv_args.grad_q_sum + (SelectedRow0<T>(bp.grad_q, w) -
+                                      static_cast<T*>(bp.grad_q.data));
+      dq_step = RowStep(bp.grad_q, w);
+    }
     // A TMA copy must not outlive the block: none for an empty walk.
-    if (!tma || num_tiles > 0) load_query_tile(queries.Tile(0), 0);
+    if (!tma || num_tiles > 0) load_query_tile(tile_at(0), 0);
     CpAsyncCommit();
-    fetch_statistics(queries.Tile(0));
+    fetch_statistics(tile_at(0));
     store_statistics(0);
-    if (1 < num_tiles) fetch_statistics(queries.Tile(1));
+    if (1 < num_tiles) fetch_statistics(tile_at(1));
 
     float acc_dv[kPanels][32];  // columns 64 p .. 64 p + 63 in acc_dv[p]
     float acc_dk[kPanels][32];
@@ -248,13 +421,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const float scale_log2 = p.softmax_scale * kLog2e;
 
     for (int t = 0; t < num_tiles; ++t) {
-      const int qt = queries.Tile(t);
+      const int qt = tile_at(t);
       const int buf = t & 1;
       if (t + 1 < num_tiles) {
-        load_query_tile(queries.Tile(t + 1), buf ^ 1);
+        load_query_tile(tile_at(t + 1), buf ^ 1);
         CpAsyncCommit();
         store_statistics(buf ^ 1);
-        if (t + 2 < num_tiles) fetch_statistics(queries.Tile(t + 2));
+        if (t + 2 < num_tiles) fetch_statistics(tile_at(t + 2));
       }
       if (t + 1 < num_tiles && !tma) {
         CpAsyncWait<1>();
@@ -273,10 +446,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       // S^T, then dP^T while P^T is computed, then dV += P^T dO and
       // dK += dS^T Q (dO and Q MN-major).
       WgmmaFence();
-      WgmmaRowProducts<kDtype, kBlockM, kPanels>(st, s_k, kKeyPanel, q_tile,
+      WgmmaRowProducts<kDtype, kBlockM, kPanels>(st, my_k, kKeyPanel, q_tile,
                                                  kQueryPanel);
       WgmmaCommit();
-      WgmmaRowProducts<kDtype, kBlockM, kPanels>(dpt, s_v, kKeyPanel, do_tile,
+      WgmmaRowProducts<kDtype, kBlockM, kPanels>(dpt, my_v, kKeyPanel, do_tile,
                                                  kQueryPanel);
       WgmmaCommit();
       WgmmaWait<1>();  // S^T landed; dP^T runs while P^T is computed
@@ -317,12 +490,22 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         }
         PackScoreSteps<kDtype>(st, ap, half * kHalfSteps, kHalfSteps);
         PackScoreSteps<kDtype>(dpt, ads, half * kHalfSteps, kHalfSteps);
+        if (Tile::kFused) {
+          StoreScoreSteps<kBlockN>(s_ds, ads, warp * 16 + group, pair,
+                                   half * kHalfSteps, kHalfSteps);
+        }
         WgmmaFence();
         WgmmaAccumulatePanels<kDtype>(acc_dv, ap, do_tile, kQueryPanel,
                                       half * kHalfSteps, kHalfSteps);
         WgmmaAccumulatePanels<kDtype>(acc_dk, ads, q_tile, kQueryPanel,
                                       half * kHalfSteps, kHalfSteps);
         WgmmaCommit();
+      }
+      if (Tile::kFused) {
+        FenceSharedForAsyncProxy();
+        __syncthreads();  // both warpgroups' dS^T written
+        AddQueryTileSums<Tile>(kv_args, s_ds, s_k, kKeyPanel, dq_rows, dq_step,
+                               q0, t, num_rows, p.softmax_scale);
       }
       WgmmaWait<0>();
       __syncthreads();  // every warp is done with `buf` before it is refilled
@@ -642,6 +825,8 @@ cudaError_t LaunchFlashKeyValueWgmmaCopyingBy(bool allow_tma,
   FlashKeyValueWgmmaArgs args;
   args.base = base;
   args.base.general = general;
+  args.grad_q_sum = nullptr;
+  args.turns = nullptr;
   const ForwardParams& p = base.params.forward;
   const int64_t blocks =
       LaunchBlocks(p, general, Tile::kBlockN, args.base.block_begin);
@@ -657,6 +842,27 @@ cudaError_t LaunchFlashKeyValueWgmma(
     const FlashBackwardArgs& base, cudaStream_t stream,
     const ProblemIndex& general = ProblemIndex{}) {
   return LaunchFlashKeyValueWgmmaCopyingBy<Tile>(true, base, stream, general);
+}
+
+// Launches FlashKeyValueWgmmaKernel<Tile> in a fused mode on the closed
+// form, adding dQ into `grad_q_sum` (`turns`: FlashKeyValueWgmmaArgs).
+template <class Tile>
+cudaError_t LaunchFlashFusedBackward(const FlashBackwardArgs& base,
+                                     float* grad_q_sum, int* turns,
+                                     cudaStream_t stream) {
+  static_assert(Tile::kFused, "a FusedQuery mode");
+  FlashKeyValueWgmmaArgs args;
+  args.base = base;
+  args.base.general = ProblemIndex{};
+  const ForwardParams& p = base.params.forward;
+  const int64_t blocks =
+      LaunchBlocks(p, ProblemIndex{}, Tile::kBlockN, args.base.block_begin);
+  args.tma = EncodeSelectedRowMapPairs(p, p.q, base.params.grad_out,
+                                       Tile::kBlockM, args.q, args.grad_out);
+  args.grad_q_sum = grad_q_sum;
+  args.turns = turns;
+  return LaunchWithSmem<Tile>(FlashKeyValueWgmmaKernel<Tile>, args, blocks,
+                              stream);
 }
 
 // Launches FlashQueryWgmmaKernel<Tile>; `general` as for
