@@ -93,14 +93,6 @@ cudaError_t QueryWgmmaCpAsync(const BackwardParams& p, float* delta,
                                               ProblemIndex{});
 }
 
-// Rounds the float32 dQ sums to float16 (contiguous tensors).
-__global__ void RoundGradQKernel(const float* sums, __half* grad_q, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    grad_q[i] = __float2half(sums[i]);
-  }
-}
-
 // A device buffer kept across calls, grown to at least `bytes`.
 cudaError_t Scratch(void** buffer, size_t* capacity, size_t bytes) {
   if (bytes <= *capacity) return cudaSuccess;
@@ -111,9 +103,9 @@ cudaError_t Scratch(void** buffer, size_t* capacity, size_t bytes) {
   return error;
 }
 
-// The fused backward as a whole: zero the float32 dQ sums and the turn
-// counters (buffers kept across calls), the kernel, then dQ rounded to
-// float16.
+// The fused backward as a whole (RunFusedBackward: the float32 dQ sums and
+// turn counters zeroed, the kernel, the sums rounded into grad_q), its
+// buffers kept across calls.
 template <class Tile>
 cudaError_t FusedBackward(const BackwardParams& p, float* delta,
                           cudaStream_t stream) {
@@ -129,21 +121,10 @@ cudaError_t FusedBackward(const BackwardParams& p, float* delta,
   if (error == cudaSuccess) {
     error = Scratch(&turns, &turns_capacity, rows * sizeof(int));
   }
-  if (error == cudaSuccess) {
-    error = cudaMemsetAsync(sums, 0, n * sizeof(float), stream);
-  }
-  if (error == cudaSuccess && Tile::kFusedQuery == FusedQuery::kOrdered) {
-    error = cudaMemsetAsync(turns, 0, rows * sizeof(int), stream);
-  }
-  if (error == cudaSuccess) {
-    error = LaunchFlashFusedBackward<Tile>(MakeFlashBackwardArgs(p, delta),
-                                           static_cast<float*>(sums),
-                                           static_cast<int*>(turns), stream);
-  }
   if (error != cudaSuccess) return error;
-  RoundGradQKernel<<<1024, 256, 0, stream>>>(
-      static_cast<const float*>(sums), static_cast<__half*>(p.grad_q.data), n);
-  return cudaGetLastError();
+  return RunFusedBackward<Tile>(MakeFlashBackwardArgs(p, delta),
+                                static_cast<float*>(sums),
+                                static_cast<int*>(turns), stream);
 }
 
 template <class Tile>

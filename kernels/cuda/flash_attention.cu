@@ -8,6 +8,7 @@
 #include "kernels/cuda/flash_attention_instances.h"
 #include "kernels/cuda/flash_common.cuh"
 #include "kernels/cuda/flash_forward_wgmma.cuh"
+#include "kernels/cuda/fused_backward.h"
 
 namespace dilated {
 namespace kernels {
@@ -159,9 +160,13 @@ cudaError_t FlashForward(const ForwardParams& params,
 }
 
 size_t FlashBackwardWorkspaceBytes(const BackwardParams& params) {
-  const ForwardParams& p = params.forward;
-  return static_cast<size_t>(StorageBatch(p) * p.num_heads * p.seq_len) *
-         sizeof(float);
+  const size_t delta_bytes = FlashDeltaBytes(params);
+  const int padded = PaddedHeadDim(params.forward.head_dim);
+  if ((padded == 64 || padded == 128) && WgmmaAvailable() &&
+      FusedBackwardApplies(params)) {
+    return FusedBackwardLayoutOf(params, delta_bytes).total_bytes;
+  }
+  return delta_bytes;
 }
 
 cudaError_t FlashBackward(const BackwardParams& params,

@@ -115,12 +115,14 @@ bool WgmmaAvailable();
 
 // Returns the scratch bytes FlashBackward needs: one float per (storage
 // batch entry, head, row), laid out like the lse (a single batch entry when
-// packed).
+// packed); where the one-kernel backward runs (fused_backward.h), also a
+// float per element of grad_q and an int per row of it.
 size_t FlashBackwardWorkspaceBytes(const BackwardParams& params);
 
 // Writes grad_q, grad_k and grad_v (every element) on `stream`, recomputing
 // the probabilities from forward.lse, and with dropout their factors (the
-// same as FlashForward's). Deterministic (no atomics).
+// same as FlashForward's). Deterministic: no atomics, or (the one-kernel
+// backward, fused_backward.h) atomics in a fixed order.
 // REQUIRES: as FlashForward (`problems` the call's, as there); forward.lse
 // is not null; `workspace` holds
 // FlashBackwardWorkspaceBytes(params) bytes, 4-byte aligned, on the device.

@@ -48,6 +48,9 @@
 //     and on every problem's rows being a multiple of kBlockN (the turns of
 //     a tile then run 0, 1, ... without gaps).
 //
+// FlashBackward runs the ordered mode where fused_backward.h allows it
+// (opt-in while it is being measured).
+//
 // Included by the per-(head_dim, dtype) instantiation files only.
 
 #ifndef KERNELS_CUDA_FLASH_BACKWARD_WGMMA_CUH_
@@ -231,10 +234,11 @@ __device__ __forceinline__ void AddQueryTileSums(
   WgmmaPinAccumulators(acc);
   constexpr bool kOrdered = Tile::kFusedQuery == FusedQuery::kOrdered;
   constexpr int kTilesPerBlock = Tile::kBlockN / Tile::kBlockM;  // R above
+  const int head_dim = static_cast<int>(kv_args.base.params.forward.head_dim);
   int* turn = nullptr;
   if (kOrdered) {
     turn = kv_args.turns +
-           (dq_rows - kv_args.grad_q_sum + q0 * dq_step) / Tile::kHeadDim;
+           (dq_rows - kv_args.grad_q_sum + q0 * dq_step) / head_dim;
     if (tid == 0) {
       while (LoadAcquire(turn) != t / kTilesPerBlock) {
       }
@@ -250,9 +254,12 @@ __device__ __forceinline__ void AddQueryTileSums(
       float* out = dq_rows + (row + 8 * h) * dq_step + 64 * dq_panel + 2 * pair;
 #pragma unroll
       for (int c = 0; c < 8; ++c) {
-        atomicAdd(reinterpret_cast<float2*>(out + 8 * c),
-                  make_float2(acc[4 * c + 2 * h] * scale,
-                              acc[4 * c + 2 * h + 1] * scale));
+        // Columns past head_dim (a multiple of 8) belong to the next row.
+        if (64 * dq_panel + 8 * c < head_dim) {
+          atomicAdd(reinterpret_cast<float2*>(out + 8 * c),
+                    make_float2(acc[4 * c + 2 * h] * scale,
+                                acc[4 * c + 2 * h + 1] * scale));
+        }
       }
     }
   }
@@ -863,6 +870,43 @@ cudaError_t LaunchFlashFusedBackward(const FlashBackwardArgs& base,
   args.turns = turns;
   return LaunchWithSmem<Tile>(FlashKeyValueWgmmaKernel<Tile>, args, blocks,
                               stream);
+}
+
+// Rounds `pairs` pairs of float32 dQ sums to grad_q's dtype, element for
+// element.
+template <DataType kDtype>
+__global__ void RoundQuerySumsKernel(const float2* sums, uint32_t* grad_q,
+                                     int64_t pairs) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       i < pairs; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float2 sum = sums[i];
+    grad_q[i] = PackPair<kDtype>(sum.x, sum.y);
+  }
+}
+
+// The whole fused backward on `stream`: zeroes the float32 dQ sums and the
+// turn counters, runs FlashKeyValueWgmmaKernel<Tile> in its fused mode and
+// rounds the sums into grad_q (contiguous: fused_backward.h). `delta` holds
+// the delta rows already.
+template <class Tile>
+cudaError_t RunFusedBackward(const FlashBackwardArgs& args, float* grad_q_sum,
+                             int* turns, cudaStream_t stream) {
+  const ForwardParams& p = args.params.forward;
+  const int64_t rows = p.batch * p.seq_len * p.num_heads;
+  const int64_t count = rows * p.head_dim;
+  cudaError_t error =
+      cudaMemsetAsync(grad_q_sum, 0, count * sizeof(float), stream);
+  if (error == cudaSuccess && Tile::kFusedQuery == FusedQuery::kOrdered) {
+    error = cudaMemsetAsync(turns, 0, rows * sizeof(int), stream);
+  }
+  if (error == cudaSuccess) {
+    error = LaunchFlashFusedBackward<Tile>(args, grad_q_sum, turns, stream);
+  }
+  if (error != cudaSuccess) return error;
+  RoundQuerySumsKernel<Tile::kDtype><<<1024, 256, 0, stream>>>(
+      reinterpret_cast<const float2*>(grad_q_sum),
+      static_cast<uint32_t*>(args.params.grad_q.data), count / 2);
+  return cudaGetLastError();
 }
 
 // Launches FlashQueryWgmmaKernel<Tile>; `general` as for

@@ -18,6 +18,7 @@
 #include "kernels/cuda/flash_forward.cuh"
 #include "kernels/cuda/flash_forward_wgmma.cuh"
 #include "kernels/cuda/flash_forward_ws.cuh"
+#include "kernels/cuda/fused_backward.h"
 #include "kernels/dilated_params.h"
 
 namespace dilated {
@@ -40,12 +41,16 @@ namespace gpu {
 //   QueryWgmma,       where KeyValueWgmma is not void, the sm_90a backward:
 //   QueryWgmmaCausal, dQ (QueryWgmmaCausal under the causal mask) runs first
 //   KeyValueWgmma     and writes the delta rows that dK/dV then reads.
+//   FusedBackward     where not void, the one-kernel sm_90a backward (a
+//                     FusedQuery mode of the dK/dV kernel), run where
+//                     fused_backward.h allows it.
 // Why these shapes: docs/PERFORMANCE_CUDA.md, "FlashConfig tile shapes".
 template <DataType kDtype, int kHeadDim>
 struct FlashConfig;
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 32> {
+  using FusedBackward = void;
   using ForwardWgmma = void;
   using ForwardWgmmaSparse = void;
   using KeyValueWgmma = void;
@@ -63,6 +68,8 @@ struct FlashConfig<kDtype, 64> {
   using ForwardWgmma = WsForwardTile<kDtype, 3, 128, 2, 64, false, true>;
   using ForwardWgmmaSparse = WgmmaForwardTile<kDtype, 1, 128, 3>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 128, 1>;
+  using FusedBackward =
+      WgmmaKeyValueTile<kDtype, 128, 1, 64, 0, 2, FusedQuery::kOrdered>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 128, 2, 64, 4>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 3>;
   using Forward = ForwardTile<kDtype, 64, 128, 64, 4, true, 2, 2>;
@@ -77,6 +84,8 @@ struct FlashConfig<kDtype, 128> {
   using ForwardWgmma = WsForwardTile<kDtype, 2, 128, 2, 128, true, true>;
   using ForwardWgmmaSparse = ForwardWgmma;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 64, 2, 128>;
+  using FusedBackward =
+      WgmmaKeyValueTile<kDtype, 64, 1, 128, 0, 2, FusedQuery::kOrdered>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 64, 2, 128>;
   using QueryWgmmaCausal = WgmmaQueryTile<kDtype, 64, 2, 128>;
   using Forward = ForwardTile<kDtype, 128, 128, 32, 4, false, 2, 2>;
@@ -88,6 +97,7 @@ struct FlashConfig<kDtype, 128> {
 
 template <DataType kDtype>
 struct FlashConfig<kDtype, 256> {
+  using FusedBackward = void;
   using ForwardWgmma = void;
   using ForwardWgmmaSparse = void;
   using KeyValueWgmma = void;
@@ -176,6 +186,20 @@ cudaError_t RunFlashBackward(const BackwardParams& params,
   using Config = FlashConfig<kDtype, kHeadDim>;
   FlashBackwardArgs args = MakeFlashBackwardArgs(params, delta);
   args.sparse = sparse;
+  if constexpr (!std::is_void_v<typename Config::FusedBackward>) {
+    if (WgmmaAvailable() && problems == nullptr &&
+        sparse.row_begin == nullptr && FusedBackwardApplies(params)) {
+      // The workspace holds the delta rows, then the dQ sums and turns.
+      const FusedBackwardLayout layout =
+          FusedBackwardLayoutOf(params, FlashDeltaBytes(params));
+      unsigned char* workspace = reinterpret_cast<unsigned char*>(delta);
+      cudaError_t error = LaunchFlashDelta<kDtype>(params, delta, stream);
+      if (error != cudaSuccess) return error;
+      return RunFusedBackward<typename Config::FusedBackward>(
+          args, reinterpret_cast<float*>(workspace + layout.sums_offset),
+          reinterpret_cast<int*>(workspace + layout.turns_offset), stream);
+    }
+  }
   if constexpr (!std::is_void_v<typename Config::KeyValueWgmma>) {
     if (WgmmaAvailable() && !params.forward.dropout.enabled) {
       using KeyValue = typename Config::KeyValueWgmma;
