@@ -53,7 +53,8 @@ inline bool FusedBackwardApplies(const BackwardParams& params) {
   }
   for (int i = 0; i < p.num_groups; ++i) {
     const GroupParams& group = p.groups[i];
-    if (p.seq_len % group.segment_length != 0 ||
+    if (group.segment_length <= 0 || group.positions <= 0 ||
+        p.seq_len % group.segment_length != 0 ||
         group.positions % kFusedBackwardRows != 0) {
       return false;
     }
