@@ -35,15 +35,15 @@ inline bool FusedBackwardRequested() {
 // Whether a dense call of the closed form (no problem list, no block
 // layout) may run the fused backward, given that its head_dim has one and
 // the device runs sm_90a code: requested, fixed-length tensors with the
-// keys' geometry equal to the queries', at most 8 groups (the query tiles
-// travel by TMA), no dropout, grad_q contiguous (its float32 sums share its
+// keys' geometry equal to the queries' (square problems for the ordered
+// walk), no dropout, grad_q contiguous (its float32 sums share its
 // element offsets) and every group's selected rows per segment a multiple
 // of kFusedBackwardRows.
 inline bool FusedBackwardApplies(const BackwardParams& params) {
   const ForwardParams& p = params.forward;
   if (!FusedBackwardRequested() || IsPacked(p) || p.dropout.enabled ||
       p.key_seq_len != p.seq_len || p.key_position_offset != 0 ||
-      p.num_groups > 8 || p.sequence.key_padding_mask != nullptr) {
+      p.sequence.key_padding_mask != nullptr) {
     return false;
   }
   const TensorParams& g = params.grad_q;
