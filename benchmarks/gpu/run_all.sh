@@ -2,9 +2,10 @@
 # Runs on the GPU machine, from the folder benchmarks/gpu/stage.sh fills (the
 # CUDA test and benchmark binaries, their shared libraries, compare.py):
 #   1. the GPU tests (the CUDA suite, also with the sm_90a wgmma kernels
-#      switched off, the conformance suite, the golden files, block_sparse,
-#      longnet, dropout and the allocators on CUDA; run from the repository
-#      root, where tests/data is);
+#      switched off and with the one-kernel backward switched on, the
+#      conformance suite, the golden files, block_sparse, longnet, dropout
+#      and the allocators on CUDA; run from the repository root, where
+#      tests/data is);
 #   2. the dilated_attention command on CUDA (tool_check.py);
 #      compute-sanitizer memcheck and racecheck on a few small test cases
 #      (fixed-length and every sequence layout);
@@ -20,6 +21,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
 status=0
 export MODEL_GOLDEN_DIR=${MODEL_GOLDEN_DIR:-$PWD/tests/data/models/}
 for test in device_check_test cuda_allocator_test dilated_attention_cuda_test \
+            fused_backward_cuda_test \
             flash_work_test conformance_cuda_test golden_cuda_test \
             models_golden_cuda_test cuda_layers_test block_sparse_cuda_test \
             longnet_cuda_test \

@@ -10,7 +10,8 @@
 set -euo pipefail
 dst=${1:-.gpu}
 ./bazelw build -c opt --config=cuda --dynamic_mode=off \
-  //tests/cuda:dilated_attention_cuda_test //tests/cuda:flash_work_test \
+  //tests/cuda:dilated_attention_cuda_test //tests/cuda:fused_backward_cuda_test \
+  //tests/cuda:flash_work_test \
   //tests/attention:conformance_cuda_test \
   //tests/attention:golden_cuda_test //tests/models:golden_cuda_test \
   //tests/models:cuda_layers_test \
@@ -23,6 +24,7 @@ dst=${1:-.gpu}
 rm -rf "$dst"
 mkdir -p "$dst"
 cp bazel-bin/tests/cuda/dilated_attention_cuda_test \
+  bazel-bin/tests/cuda/fused_backward_cuda_test \
   bazel-bin/tests/cuda/flash_work_test \
   bazel-bin/tests/attention/conformance_cuda_test \
   bazel-bin/tests/attention/golden_cuda_test \

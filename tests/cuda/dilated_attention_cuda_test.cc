@@ -9,11 +9,17 @@
 // poisoned with NaN before each call, so an element the kernels fail to
 // write fails the comparison. What "improved" refuses on CUDA (float32,
 // padding between kept positions) is checked to be Unimplemented.
+//
+// Built a second time as fused_backward_cuda_test, with
+// DA_TEST_FUSED_BACKWARD defined: the same cases with DA_FUSED_BACKWARD=1,
+// so that those whose groups select multiples of 128 rows per segment at
+// head_dim 64 and 128 run the one-kernel backward (fused_backward.h).
 
 #include <cuda_runtime_api.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -33,6 +39,12 @@
 
 namespace dilated {
 namespace {
+
+#ifdef DA_TEST_FUSED_BACKWARD
+// The switch is read once, at the first backward call: set before any runs.
+[[maybe_unused]] const int kFusedBackwardSwitch =
+    setenv("DA_FUSED_BACKWARD", "1", 1);
+#endif
 
 using testing::OracleBackward;
 using testing::OracleForward;
@@ -523,6 +535,17 @@ std::vector<Case> FusedCases() {
       // without the mask.
       {"d256_b2_f16", 2, 512, 4, 256, {256, 512}, {1, 2}, kF16, false},
       {"long_segments_f16", 1, 1024, 2, 64, {512, 1024}, {1, 4}, kF16, false},
+      // Every group 128 rows or a multiple per segment, b = 2: the
+      // one-kernel backward's shape (fused_backward_cuda_test).
+      {"rows128_b2_f16_causal",
+       2,
+       1024,
+       4,
+       64,
+       {256, 1024},
+       {1, 2},
+       kF16,
+       true},
       // Sequences of 300 and 200 selected rows: several 64-row tiles, the
       // last one partial.
       {"partial_tiles_f16", 1, 600, 3, 64, {300, 600}, {1, 3}, kF16, false},
