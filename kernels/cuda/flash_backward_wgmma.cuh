@@ -202,25 +202,18 @@ __device__ __forceinline__ void StoreScoreSteps(uint32_t tile,
   }
 }
 
-// The fused mode's dQ step of one query tile (tile `q0`, the block's step
-// `t`) once both warpgroups' dS^T are in shared memory at `s_ds`: this
-// warpgroup's 64 x 64 part of dS K (K at `s_k`, `key_panel` bytes per
-// panel), times `scale`, added into the float32 rows `dq_rows` (`dq_step`
-// apart, `num_rows` of them); ordered, in the tile's turn. Every thread of
-// the block calls it.
+// The fused mode's dQ product of one query tile, once both warpgroups' dS^T
+// are in shared memory at `s_ds`: issues (one commit group) this
+// warpgroup's 64 x 64 part of dS K over all the block's keys (K at `s_k`,
+// `key_panel` bytes per panel) into `acc`.
 template <class Tile>
-__device__ __forceinline__ void AddQueryTileSums(
-    const FlashKeyValueWgmmaArgs& kv_args, uint32_t s_ds, uint32_t s_k,
-    uint32_t key_panel, float* dq_rows, int64_t dq_step, int q0, int t,
-    int num_rows, float scale) {
-  const int tid = threadIdx.x;
-  const int warpgroup = tid / 128;
-  const int warp = (tid / 32) % 4;
-  const int group = (tid % 32) / 4;
-  const int pair = tid % 4;
+__device__ __forceinline__ void IssueQueryTileProduct(float (&acc)[32],
+                                                      uint32_t s_ds,
+                                                      uint32_t s_k,
+                                                      uint32_t key_panel) {
+  const int warpgroup = threadIdx.x / 128;
   const int dq_block = warpgroup % Tile::kQueryBlocks;
   const int dq_panel = warpgroup / Tile::kQueryBlocks;
-  float acc[32];
   const SwizzledTileDescriptor a_desc(s_ds + dq_block * (Tile::kBlockN * 128));
   const SwizzledTileDescriptor b_desc(s_k + dq_panel * key_panel);
   WgmmaFence();
@@ -230,8 +223,23 @@ __device__ __forceinline__ void AddQueryTileSums(
                                          b_desc.At(2048 * kk), kk > 0);
   }
   WgmmaCommit();
-  WgmmaWait<0>();
-  WgmmaPinAccumulators(acc);
+}
+
+// The fused mode's dQ step of one query tile (tile `q0`, the block's step
+// `t`) once IssueQueryTileProduct's `acc` has landed: `acc` times `scale`
+// added into the float32 rows `dq_rows` (`dq_step` apart, `num_rows` of
+// them); ordered, in the tile's turn. Every thread of the block calls it.
+template <class Tile>
+__device__ __forceinline__ void AddQueryTileSums(
+    const FlashKeyValueWgmmaArgs& kv_args, const float (&acc)[32],
+    float* dq_rows, int64_t dq_step, int q0, int t, int num_rows, float scale) {
+  const int tid = threadIdx.x;
+  const int warpgroup = tid / 128;
+  const int warp = (tid / 32) % 4;
+  const int group = (tid % 32) / 4;
+  const int pair = tid % 4;
+  const int dq_block = warpgroup % Tile::kQueryBlocks;
+  const int dq_panel = warpgroup / Tile::kQueryBlocks;
   constexpr bool kOrdered = Tile::kFusedQuery == FusedQuery::kOrdered;
   constexpr int kTilesPerBlock = Tile::kBlockN / Tile::kBlockM;  // R above
   const int head_dim = static_cast<int>(kv_args.base.params.forward.head_dim);
@@ -423,8 +431,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
       for (int i = 0; i < 32; ++i) acc_dv[panel][i] = acc_dk[panel][i] = 0.0f;
     }
-    float st[kScores];   // S^T: keys x queries
-    float dpt[kScores];  // dP^T / c
+    float st[kScores];                    // S^T: keys x queries
+    float dpt[kScores];                   // dP^T / c
+    float dq_acc[Tile::kFused ? 32 : 1];  // the fused mode's part of dS K
     const float scale_log2 = p.softmax_scale * kLog2e;
 
     for (int t = 0; t < num_tiles; ++t) {
@@ -497,9 +506,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         }
         PackScoreSteps<kDtype>(st, ap, half * kHalfSteps, kHalfSteps);
         PackScoreSteps<kDtype>(dpt, ads, half * kHalfSteps, kHalfSteps);
-        if (Tile::kFused) {
+        if constexpr (Tile::kFused) {
           StoreScoreSteps<kBlockN>(s_ds, ads, warp * 16 + group, pair,
                                    half * kHalfSteps, kHalfSteps);
+          if (half == 1) {
+            // dS K ahead of the second half's dV and dK products, so that
+            // its sums are added while those run.
+            FenceSharedForAsyncProxy();
+            __syncthreads();  // both warpgroups' dS^T written
+            IssueQueryTileProduct<Tile>(dq_acc, s_ds, s_k, kKeyPanel);
+          }
         }
         WgmmaFence();
         WgmmaAccumulatePanels<kDtype>(acc_dv, ap, do_tile, kQueryPanel,
@@ -508,11 +524,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
                                       half * kHalfSteps, kHalfSteps);
         WgmmaCommit();
       }
-      if (Tile::kFused) {
-        FenceSharedForAsyncProxy();
-        __syncthreads();  // both warpgroups' dS^T written
-        AddQueryTileSums<Tile>(kv_args, s_ds, s_k, kKeyPanel, dq_rows, dq_step,
-                               q0, t, num_rows, p.softmax_scale);
+      if constexpr (Tile::kFused) {
+        WgmmaWait<1>();  // dS K landed (groups retire in order)
+        WgmmaPinAccumulators(dq_acc);
+        AddQueryTileSums<Tile>(kv_args, dq_acc, dq_rows, dq_step, q0, t,
+                               num_rows, p.softmax_scale);
       }
       WgmmaWait<0>();
       __syncthreads();  // every warp is done with `buf` before it is refilled
