@@ -98,8 +98,8 @@ struct FlashConfig<kDtype, 128> {
 template <DataType kDtype>
 struct FlashConfig<kDtype, 256> {
   using FusedBackward = void;
-  using ForwardWgmma = void;
-  using ForwardWgmmaSparse = void;
+  using ForwardWgmma = WsForwardTile<kDtype, 2, 64, 2, 256, false, true>;
+  using ForwardWgmmaSparse = ForwardWgmma;
   using KeyValueWgmma = void;
   using QueryWgmma = void;
   using QueryWgmmaCausal = void;
