@@ -374,6 +374,10 @@ using Fused128 =
     WgmmaKeyValueTile<kH, 64, 1, 128, 0, 2, FusedQuery::kUnordered>;
 using Fused128Ordered =
     WgmmaKeyValueTile<kH, 64, 1, 128, 0, 2, FusedQuery::kOrdered>;
+using Fused64Bulk =
+    WgmmaKeyValueTile<kH, 128, 1, 64, 0, 2, FusedQuery::kUnorderedBulk>;
+using Fused128Bulk =
+    WgmmaKeyValueTile<kH, 64, 1, 128, 0, 2, FusedQuery::kUnorderedBulk>;
 
 // Key/value: head_dim / query rows per tile / warps (16 keys each).
 // Query: head_dim / key rows per tile / warps (16 queries each).
@@ -407,6 +411,10 @@ const BackwardVariant kBackwardVariants[] = {
      &KeyValueWgmmaBlocks<Fused128>},
     {"kvq d128 fused k128 q64 ordered", 128, &FusedBackward<Fused128Ordered>,
      &KeyValueWgmmaBlocks<Fused128Ordered>},
+    {"kvq d64 fused k128 q128 bulk", 64, &FusedBackward<Fused64Bulk>,
+     &KeyValueWgmmaBlocks<Fused64Bulk>},
+    {"kvq d128 fused k128 q64 bulk", 128, &FusedBackward<Fused128Bulk>,
+     &KeyValueWgmmaBlocks<Fused128Bulk>},
     {"q d64 k64 w4 qreg", 64, &Query<QueryTile<kH, 64, 64, 4, true, 2>>,
      &QueryBlocks<QueryTile<kH, 64, 64, 4, true, 2>>},
     {"q d64 wgmma k64 min3", 64, &QueryWgmma<WgmmaQueryTile<kH, 64, 3>>,

@@ -61,6 +61,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/async_barrier.cuh"
+#include "kernels/cuda/bulk_reduce.cuh"
 #include "kernels/cuda/device_primitives.cuh"
 #include "kernels/cuda/flash_backward.cuh"
 #include "kernels/cuda/flash_common.cuh"
@@ -105,8 +106,11 @@ __device__ __forceinline__ void ZeroMaskedScores(float (&s)[kScores],
   }
 }
 
-// Whether and how FlashKeyValueWgmmaKernel also computes dQ (above).
-enum class FusedQuery { kNone, kUnordered, kOrdered };
+// Whether and how FlashKeyValueWgmmaKernel also computes dQ (above): not,
+// by atomics from the consumer warps in any order or in each query tile's
+// turn, or by the TMA unit's bulk additions from a shared staging tile in
+// any order.
+enum class FusedQuery { kNone, kUnordered, kOrdered, kUnorderedBulk };
 
 // Shape of FlashKeyValueWgmmaKernel: 64 keys per warpgroup, kWarpgroupsT
 // warpgroups per block (1, or 2 with a FusedQuery mode), kBlockM queries per
@@ -137,10 +141,18 @@ struct WgmmaKeyValueTile {
   // g / kQueryBlocks.
   static constexpr int kQueryBlocks = kBlockM / 64;
   static constexpr int kScoreBytes = kFused ? kBlockN * kBlockM * 2 : 0;
-  // K, V, two Q and two dO buffers, two lse and delta rows, dS^T, alignment
-  // slack.
-  static constexpr size_t kSmemBytes =
-      2 * kKeyBytes + 4 * kQueryBytes + kStatisticsBytes + kScoreBytes + 1024;
+  // Bulk: each warpgroup's 64 x 64 part of dQ staged as 64 rows of
+  // kStageRowFloats floats (8 floats of padding per row keep the float2
+  // stores of a half-warp on distinct banks).
+  static constexpr bool kBulkSums = kFusedQuery == FusedQuery::kUnorderedBulk;
+  static constexpr int kStageRowFloats = 72;
+  static constexpr int kStageBytes =
+      kBulkSums ? kWarpgroups * 64 * kStageRowFloats * 4 : 0;
+  // K, V, two Q and two dO buffers, two lse and delta rows, dS^T, the dQ
+  // staging tiles, alignment slack.
+  static constexpr size_t kSmemBytes = 2 * kKeyBytes + 4 * kQueryBytes +
+                                       kStatisticsBytes + kScoreBytes +
+                                       kStageBytes + 1024;
   static_assert(kBlockM == 64 || kBlockM == 128, "m64n64 or m64n128");
   static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
   static_assert(kFused ? kQueryBlocks * kPanels == kWarpgroups
@@ -278,6 +290,61 @@ __device__ __forceinline__ void AddQueryTileSums(
   }
 }
 
+// The bulk mode's dQ step of one query tile (tile `q0`) once
+// IssueQueryTileProduct's `acc` has landed: `acc` times `scale` through this
+// warpgroup's staging tile at `s_stage` (Tile::kStageRowFloats floats a row)
+// into the float32 rows `dq_rows` (`dq_step` apart, `num_rows` of them), one
+// bulk addition per row issued by the warpgroup's first warp, in any order.
+// Every thread of the block calls it; the first warp of each warpgroup waits
+// for its copies before the kernel ends (BulkWait).
+template <class Tile>
+__device__ __forceinline__ void BulkAddQueryTileSums(
+    const float (&acc)[32], uint32_t s_stage, float* dq_rows, int64_t dq_step,
+    int q0, int num_rows, int head_dim, float scale) {
+  constexpr int kRowBytes = Tile::kStageRowFloats * 4;
+  const int warpgroup = threadIdx.x / 128;
+  const int warp = (threadIdx.x / 32) % 4;
+  const int lane = threadIdx.x % 32;
+  const int group = lane / 4;
+  const int pair = lane % 4;
+  const int dq_block = warpgroup % Tile::kQueryBlocks;
+  const int dq_panel = warpgroup / Tile::kQueryBlocks;
+  const uint32_t stage = s_stage + warpgroup * (64 * kRowBytes);
+  // The previous tile's copies have read the staging tile.
+  if (warp == 0) BulkWaitRead<0>();
+  NamedBarrierSync(1 + warpgroup, 128);
+  // Accumulator 4 c + e: row warp 16 + group + 8 (e / 2), columns 8 c +
+  // 2 pair and the next one (e even).
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint32_t row = stage + (warp * 16 + group + 8 * h) * kRowBytes;
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+      asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
+                       row + (8 * c + 2 * pair) * 4),
+                   "f"(acc[4 * c + 2 * h] * scale),
+                   "f"(acc[4 * c + 2 * h + 1] * scale)
+                   : "memory");
+    }
+  }
+  FenceSharedForAsyncProxy();
+  NamedBarrierSync(1 + warpgroup, 128);
+  if (warp == 0) {
+    // Columns past head_dim (a multiple of 8) belong to the next row.
+    const int bytes = 4 * min(64, head_dim - 64 * dq_panel);
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int r = lane + 32 * i;
+      const int row = q0 + dq_block * 64 + r;
+      if (row < num_rows) {
+        BulkAddFloats(dq_rows + row * dq_step + 64 * dq_panel,
+                      stage + r * kRowBytes, bytes);
+      }
+    }
+    BulkCommitGroup();
+  }
+}
+
 template <class Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     FlashKeyValueWgmmaKernel(
@@ -305,6 +372,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       reinterpret_cast<float*>(smem + 2 * Tile::kKeyBytes + 4 * kQueryBytes);
   float* s_delta = s_lse + 2 * kBlockM;
   const uint32_t s_ds = s_do + 2 * kQueryBytes + Tile::kStatisticsBytes;
+  const uint32_t s_stage = s_ds + Tile::kScoreBytes;
   // With TMA: query buffer b's copies complete on the mbarrier at
   // query_full0 + 8 b.
   const uint32_t query_full0 = SlackTail(smem_raw, Tile::kSmemBytes);
@@ -527,13 +595,22 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       if constexpr (Tile::kFused) {
         WgmmaWait<1>();  // dS K landed (groups retire in order)
         WgmmaPinAccumulators(dq_acc);
-        AddQueryTileSums<Tile>(kv_args, dq_acc, dq_rows, dq_step, q0, t,
-                               num_rows, p.softmax_scale);
+        if constexpr (Tile::kBulkSums) {
+          BulkAddQueryTileSums<Tile>(dq_acc, s_stage, dq_rows, dq_step, q0,
+                                     num_rows, static_cast<int>(p.head_dim),
+                                     p.softmax_scale);
+        } else {
+          AddQueryTileSums<Tile>(kv_args, dq_acc, dq_rows, dq_step, q0, t,
+                                 num_rows, p.softmax_scale);
+        }
       }
       WgmmaWait<0>();
       __syncthreads();  // every warp is done with `buf` before it is refilled
     }
 
+    if constexpr (Tile::kBulkSums) {
+      if (warp % 4 == 0) BulkWait<0>();  // the staging tiles outlive no copy
+    }
     DrainEmptyWalk(queries);
     // Epilogue: stage dV and dK through this warp's own rows of the V and K
     // tiles (no wgmma reads them any more).
