@@ -49,7 +49,8 @@
 //     a tile then run 0, 1, ... without gaps).
 //
 // FlashBackward runs the ordered mode where fused_backward.h allows it
-// (opt-in while it is being measured).
+// (opt-in: slower than the dK/dV and dQ kernels as measured, in
+// docs/PERFORMANCE_CUDA.md).
 //
 // Included by the per-(head_dim, dtype) instantiation files only.
 

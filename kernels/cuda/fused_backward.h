@@ -2,8 +2,9 @@
 //
 // When FlashBackward runs the one-kernel backward (the FusedQuery mode of
 // flash_backward_wgmma.cuh, ordered: dQ summed in a fixed order) instead of
-// the dK/dV and dQ kernels, and the workspace it then takes. Opt-in while it
-// is being measured: DA_FUSED_BACKWARD=1 in the environment.
+// the dK/dV and dQ kernels, and the workspace it then takes. Opt-in, since it
+// measured slower than those kernels (docs/PERFORMANCE_CUDA.md):
+// DA_FUSED_BACKWARD=1 in the environment.
 
 #ifndef KERNELS_CUDA_FUSED_BACKWARD_H_
 #define KERNELS_CUDA_FUSED_BACKWARD_H_
