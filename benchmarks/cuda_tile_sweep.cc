@@ -10,7 +10,8 @@
 // gradients from the shipped two-kernel backward's (the sweep's correctness
 // check for kernels not yet shipped);
 // (forward: the forward FLOPs of docs/BASELINES.md section 1; key/value side: 4
-// products = 2x forward; query side: 3 products = 1.5x forward; fused "kvq":
+// products = 2x forward, "dV only" 2 = 1x, "dK only" 3 = 1.5x; query side: 3
+// products = 1.5x forward; fused "kvq":
 // 5 products = 2.5x forward, its float32 dQ zeroed and rounded included).
 //
 //   bazel run -c opt --config=cuda //benchmarks:cuda_tile_sweep
@@ -245,7 +246,12 @@ void RegisterAll() {
       const sweep::BackwardVariant& v = sweep::kBackwardVariants[i];
       const std::string name = absl::StrCat(v.name, causal ? " causal" : "");
       const bool fused = std::strncmp(v.name, "kvq", 3) == 0;
-      const double products = fused ? 2.5 : v.name[0] == 'k' ? 2.0 : 1.5;
+      // "dV only": S^T and dV; "dK only": S^T, dP^T and dK.
+      const double products = fused                            ? 2.5
+                              : std::strstr(v.name, "dV only") ? 1.0
+                              : std::strstr(v.name, "dK only") ? 1.5
+                              : v.name[0] == 'k'               ? 2.0
+                                                               : 1.5;
       benchmark::RegisterBenchmark(
           name.c_str(),
           [&v, causal, products, fused, problem_for](benchmark::State& state) {

@@ -379,6 +379,15 @@ using Fused64Bulk =
 using Fused128Bulk =
     WgmmaKeyValueTile<kH, 64, 1, 128, 0, 2, FusedQuery::kUnorderedBulk>;
 
+// Head_dim 256 computes dV and dK in launches of their own.
+constexpr KeyValuePart kValueOnly = KeyValuePart::kValueOnly;
+constexpr KeyValuePart kKeyOnly = KeyValuePart::kKeyOnly;
+template <KeyValuePart kPart>
+using KeyValueD256 = KeyValueTile<kH, 256, 32, 4, false, kPart, 1>;
+template <KeyValuePart kPart>
+using KeyValueWgmmaD256 =
+    WgmmaKeyValueTile<kH, 64, 1, 256, 0, 1, FusedQuery::kNone, kPart>;
+
 // Key/value: head_dim / query rows per tile / warps (16 keys each).
 // Query: head_dim / key rows per tile / warps (16 queries each).
 const BackwardVariant kBackwardVariants[] = {
@@ -464,6 +473,20 @@ const BackwardVariant kBackwardVariants[] = {
      &QueryBlocks<QueryTile<kH, 128, 64, 4, false, 2>>},
     {"q d128 k64 w8", 128, &Query<QueryTile<kH, 128, 64, 8, false, 1>>,
      &QueryBlocks<QueryTile<kH, 128, 64, 8, false, 1>>},
+    {"kv d256 q32 w4 dV only", 256, &KeyValue<KeyValueD256<kValueOnly>>,
+     &KeyValueBlocks<KeyValueD256<kValueOnly>>},
+    {"kv d256 q32 w4 dK only", 256, &KeyValue<KeyValueD256<kKeyOnly>>,
+     &KeyValueBlocks<KeyValueD256<kKeyOnly>>},
+    {"q d256 k32 w4", 256, &Query<QueryTile<kH, 256, 32, 4, false, 1>>,
+     &QueryBlocks<QueryTile<kH, 256, 32, 4, false, 1>>},
+    {"kv d256 wgmma q64 dV only", 256,
+     &KeyValueWgmma<KeyValueWgmmaD256<kValueOnly>>,
+     &KeyValueWgmmaBlocks<KeyValueWgmmaD256<kValueOnly>>},
+    {"kv d256 wgmma q64 dK only", 256,
+     &KeyValueWgmma<KeyValueWgmmaD256<kKeyOnly>>,
+     &KeyValueWgmmaBlocks<KeyValueWgmmaD256<kKeyOnly>>},
+    {"q d256 wgmma k64", 256, &QueryWgmma<WgmmaQueryTile<kH, 64, 1, 256>>,
+     &QueryWgmmaBlocks<WgmmaQueryTile<kH, 64, 1, 256>>},
 };
 const int kNumBackwardVariants =
     sizeof(kBackwardVariants) / sizeof(kBackwardVariants[0]);

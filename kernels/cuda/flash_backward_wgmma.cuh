@@ -1,7 +1,8 @@
 // File: flash_backward_wgmma.cuh
 //
 // The backward kernels of flash_backward.cuh for Hopper (sm_90a), head_dim
-// 64 or 128 (one or two 64-column panels per tile, as in the forward), on
+// 64, 128 or 256 (one, two or four 64-column panels per tile, as in the
+// forward), on
 // the warpgroup tensor cores (wgmma.cuh); same contract, same
 // formulas, deterministic (no atomics). The query kernel runs first and
 // computes D = rowsum(dO * out) itself (it holds the dO rows already), for
@@ -12,6 +13,10 @@
 //     query tiles of kBlockM rows. S^T = K Q^T and dP^T = V dO^T are
 //     m64 x kBlockM products with every operand in shared memory;
 //     dV += P^T dO and dK += dS^T Q take P^T and dS^T from registers.
+//     At head_dim 256 two launches share the work (KeyValuePart): one
+//     accumulates dV (S^T and dV products), the other dK (S^T, dP^T and dK
+//     products), as 2 x 128 float32 accumulators would not fit a thread's
+//     registers beside the scores.
 //     With a FusedQuery mode (a shape measured in cuda_tile_sweep, not yet
 //     run by the library) it also computes dQ, below.
 //   - FlashQueryWgmmaKernel: 64 queries of a problem per block, walking key
@@ -115,12 +120,14 @@ enum class FusedQuery { kNone, kUnordered, kOrdered, kUnorderedBulk };
 
 // Shape of FlashKeyValueWgmmaKernel: 64 keys per warpgroup, kWarpgroupsT
 // warpgroups per block (1, or 2 with a FusedQuery mode), kBlockM queries per
-// tile (64 or 128), head_dim padded to kHeadDim (64 or 128: one or two
-// 64-column panels per tile); kFmaExpEveryT: which exponentials go to the
-// FMA pipe (Exp2Spread).
+// tile (64 or 128), head_dim padded to kHeadDim (64, 128 or 256: one, two or
+// four 64-column panels per tile); kFmaExpEveryT: which exponentials go to
+// the FMA pipe (Exp2Spread); kPartT: both gradients, or one of them per
+// launch (at head_dim 256 the two accumulators would take every register).
 template <DataType kDtypeT, int kBlockMT, int kMinBlocksT, int kHeadDimT = 64,
           int kFmaExpEveryT = 0, int kWarpgroupsT = 1,
-          FusedQuery kFusedQueryT = FusedQuery::kNone>
+          FusedQuery kFusedQueryT = FusedQuery::kNone,
+          KeyValuePart kPartT = KeyValuePart::kBoth>
 struct WgmmaKeyValueTile {
   using T = typename Element<kDtypeT>::Type;
   static constexpr DataType kDtype = kDtypeT;
@@ -133,6 +140,9 @@ struct WgmmaKeyValueTile {
   static constexpr int kFmaExpEvery = kFmaExpEveryT;
   static constexpr FusedQuery kFusedQuery = kFusedQueryT;
   static constexpr bool kFused = kFusedQuery != FusedQuery::kNone;
+  static constexpr KeyValuePart kPart = kPartT;
+  static constexpr bool kValue = kPart != KeyValuePart::kKeyOnly;  // dV
+  static constexpr bool kKey = kPart != KeyValuePart::kValueOnly;  // dK
   static constexpr int kThreads = 128 * kWarpgroups;
   static constexpr int kKeyBytes = kBlockN * 128 * kPanels;
   static constexpr int kQueryBytes = kBlockM * 128 * kPanels;
@@ -155,10 +165,13 @@ struct WgmmaKeyValueTile {
                                        kStatisticsBytes + kScoreBytes +
                                        kStageBytes + 1024;
   static_assert(kBlockM == 64 || kBlockM == 128, "m64n64 or m64n128");
-  static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
+                "one, two or four panels");
   static_assert(kFused ? kQueryBlocks * kPanels == kWarpgroups
                        : kWarpgroups == 1,
                 "one warpgroup, or one per part of dQ");
+  static_assert(!kFused || kPart == KeyValuePart::kBoth,
+                "the fused modes compute both gradients");
   static_assert(kStatisticsBytes % 1024 == 0, "dS^T 1024-byte aligned");
 };
 
@@ -452,7 +465,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     auto fetch_statistics = [&](int qt) {
       if (tid < kBlockM) {
         next_lse = stats.LseLog2(qt * kBlockM + tid);
-        next_delta = stats.Delta(qt * kBlockM + tid);
+        if (Tile::kKey) next_delta = stats.Delta(qt * kBlockM + tid);
       }
     };
     auto store_statistics = [&](int buf) {
@@ -465,9 +478,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
         s_k, SelectedRow0<const T>(p.k, w), RowStep(p.k, w), k_begin, num_rows,
         chunks, tid);
-    LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
-        s_v, SelectedRow0<const T>(p.v, w), RowStep(p.v, w), k_begin, num_rows,
-        chunks, tid);
+    if constexpr (Tile::kKey) {  // dP^T = V dO^T
+      LoadPanelsSwizzled<kBlockN, Tile::kThreads, kPanels>(
+          s_v, SelectedRow0<const T>(p.v, w), RowStep(p.v, w), k_begin,
+          num_rows, chunks, tid);
+    }
     const TileWalk queries =
         QueryTilesOf<kBlockM>(args.sparse, w, k_begin, num_rows, p.is_causal);
     const int num_tiles = queries.count;
@@ -529,15 +544,19 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       const float* tlse = s_lse + buf * kBlockM;
       const float* tdelta = s_delta + buf * kBlockM;
       // S^T, then dP^T while P^T is computed, then dV += P^T dO and
-      // dK += dS^T Q (dO and Q MN-major).
+      // dK += dS^T Q (dO and Q MN-major); each only where the part needs it.
       WgmmaFence();
       WgmmaRowProducts<kDtype, kBlockM, kPanels>(st, my_k, kKeyPanel, q_tile,
                                                  kQueryPanel);
       WgmmaCommit();
-      WgmmaRowProducts<kDtype, kBlockM, kPanels>(dpt, my_v, kKeyPanel, do_tile,
-                                                 kQueryPanel);
-      WgmmaCommit();
-      WgmmaWait<1>();  // S^T landed; dP^T runs while P^T is computed
+      if constexpr (Tile::kKey) {
+        WgmmaRowProducts<kDtype, kBlockM, kPanels>(dpt, my_v, kKeyPanel,
+                                                   do_tile, kQueryPanel);
+        WgmmaCommit();
+        WgmmaWait<1>();  // S^T landed; dP^T runs while P^T is computed
+      } else {
+        WgmmaWait<0>();
+      }
 
       // P^T into st; then dS^T into dpt in two halves of the query tile: a
       // half's dV += P^T dO and dK += dS^T Q are issued as soon as it is
@@ -566,15 +585,19 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       WgmmaWait<0>();  // dP^T landed
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
+        if constexpr (Tile::kKey) {
 #pragma unroll
-        for (int i = half * kHalf; i < (half + 1) * kHalf; i += 2) {
-          const float2 delta =
-              *reinterpret_cast<const float2*>(tdelta + (i / 4) * 8 + 2 * pair);
-          dpt[i] = st[i] * (dpt[i] * p.output_scale - delta.x);
-          dpt[i + 1] = st[i + 1] * (dpt[i + 1] * p.output_scale - delta.y);
+          for (int i = half * kHalf; i < (half + 1) * kHalf; i += 2) {
+            const float2 delta = *reinterpret_cast<const float2*>(
+                tdelta + (i / 4) * 8 + 2 * pair);
+            dpt[i] = st[i] * (dpt[i] * p.output_scale - delta.x);
+            dpt[i + 1] = st[i + 1] * (dpt[i + 1] * p.output_scale - delta.y);
+          }
+          PackScoreSteps<kDtype>(dpt, ads, half * kHalfSteps, kHalfSteps);
         }
-        PackScoreSteps<kDtype>(st, ap, half * kHalfSteps, kHalfSteps);
-        PackScoreSteps<kDtype>(dpt, ads, half * kHalfSteps, kHalfSteps);
+        if constexpr (Tile::kValue) {
+          PackScoreSteps<kDtype>(st, ap, half * kHalfSteps, kHalfSteps);
+        }
         if constexpr (Tile::kFused) {
           StoreScoreSteps<kBlockN>(s_ds, ads, warp * 16 + group, pair,
                                    half * kHalfSteps, kHalfSteps);
@@ -587,10 +610,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
           }
         }
         WgmmaFence();
-        WgmmaAccumulatePanels<kDtype>(acc_dv, ap, do_tile, kQueryPanel,
-                                      half * kHalfSteps, kHalfSteps);
-        WgmmaAccumulatePanels<kDtype>(acc_dk, ads, q_tile, kQueryPanel,
-                                      half * kHalfSteps, kHalfSteps);
+        if constexpr (Tile::kValue) {
+          WgmmaAccumulatePanels<kDtype>(acc_dv, ap, do_tile, kQueryPanel,
+                                        half * kHalfSteps, kHalfSteps);
+        }
+        if constexpr (Tile::kKey) {
+          WgmmaAccumulatePanels<kDtype>(acc_dk, ads, q_tile, kQueryPanel,
+                                        half * kHalfSteps, kHalfSteps);
+        }
         WgmmaCommit();
       }
       if constexpr (Tile::kFused) {
@@ -615,19 +642,27 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     DrainEmptyWalk(queries);
     // Epilogue: stage dV and dK through this warp's own rows of the V and K
     // tiles (no wgmma reads them any more).
-    StoreAccumulatorPanels<kDtype>(
-        smem + Tile::kKeyBytes + warp * 16 * 128, kKeyPanel, acc_dv,
-        p.output_scale, p.output_scale, SelectedRow0<T>(bp.grad_v, w),
-        RowStep(bp.grad_v, w), warp_first, num_rows, chunks, lane);
-    StoreAccumulatorPanels<kDtype>(
-        smem + warp * 16 * 128, kKeyPanel, acc_dk, p.softmax_scale,
-        p.softmax_scale, SelectedRow0<T>(bp.grad_k, w), RowStep(bp.grad_k, w),
-        warp_first, num_rows, chunks, lane);
+    if constexpr (Tile::kValue) {
+      StoreAccumulatorPanels<kDtype>(
+          smem + Tile::kKeyBytes + warp * 16 * 128, kKeyPanel, acc_dv,
+          p.output_scale, p.output_scale, SelectedRow0<T>(bp.grad_v, w),
+          RowStep(bp.grad_v, w), warp_first, num_rows, chunks, lane);
+    }
+    if constexpr (Tile::kKey) {
+      StoreAccumulatorPanels<kDtype>(
+          smem + warp * 16 * 128, kKeyPanel, acc_dk, p.softmax_scale,
+          p.softmax_scale, SelectedRow0<T>(bp.grad_k, w), RowStep(bp.grad_k, w),
+          warp_first, num_rows, chunks, lane);
+    }
   }
-  ZeroUnselectedRows(SegmentStart<T>(bp.grad_v, w), bp.grad_v.stride_n, w,
-                     k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
-  ZeroUnselectedRows(SegmentStart<T>(bp.grad_k, w), bp.grad_k.stride_n, w,
-                     k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
+  if constexpr (Tile::kValue) {
+    ZeroUnselectedRows(SegmentStart<T>(bp.grad_v, w), bp.grad_v.stride_n, w,
+                       k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
+  }
+  if constexpr (Tile::kKey) {
+    ZeroUnselectedRows(SegmentStart<T>(bp.grad_k, w), bp.grad_k.stride_n, w,
+                       k_begin, k_end, chunks, nullptr, tid, Tile::kThreads);
+  }
 #else
   __trap();  // never launched: WgmmaAvailable() is false without sm_90a
 #endif
@@ -669,7 +704,8 @@ __device__ __forceinline__ void RowDeltasOfTiles(const unsigned char* grad_out,
 }
 
 // Shape of FlashQueryWgmmaKernel: 64 queries per block, kBlockN keys per
-// tile (64 or 128), head_dim padded to kHeadDim (64 or 128); kFmaExpEveryT:
+// tile (64 or 128), head_dim padded to kHeadDim (64, 128 or 256);
+// kFmaExpEveryT:
 // which exponentials go to the FMA pipe (Exp2Spread).
 template <DataType kDtypeT, int kBlockNT, int kMinBlocksT, int kHeadDimT = 64,
           int kFmaExpEveryT = 0>
@@ -687,10 +723,12 @@ struct WgmmaQueryTile {
   static constexpr int kKeyBytes = kBlockN * 128 * kPanels;
   // Q, dO, out, two K and two V buffers, alignment slack. At head_dim 128
   // this is 113 KiB: two blocks fill an SM's 228 KiB with the 1 KiB each
-  // block reserves.
+  // block reserves; at head_dim 256 with 64-key tiles, 225 KiB: one block.
   static constexpr size_t kSmemBytes = 3 * kQueryBytes + 4 * kKeyBytes + 1024;
   static_assert(kBlockN == 64 || kBlockN == 128, "m64n64 or m64n128");
-  static_assert(kHeadDim == 64 || kHeadDim == 128, "one or two panels");
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
+                "one, two or four panels");
+  static_assert(kSmemBytes <= 227 * 1024, "an SM's shared memory per block");
 };
 
 // The dQ kernel's launch arguments: the backward's, and where `tma` is set,

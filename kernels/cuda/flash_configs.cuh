@@ -40,7 +40,9 @@ namespace gpu {
 //   Query             the mma.sync dQ kernel.
 //   QueryWgmma,       where KeyValueWgmma is not void, the sm_90a backward:
 //   QueryWgmmaCausal, dQ (QueryWgmmaCausal under the causal mask) runs first
-//   KeyValueWgmma     and writes the delta rows that dK/dV then reads.
+//   KeyValueWgmma     and writes the delta rows that dK/dV then reads;
+//   KeyOnlyWgmma      where not void, KeyValueWgmma computes dV alone and
+//                     this second launch dK.
 //   FusedBackward     where not void, the one-kernel sm_90a backward (a
 //                     FusedQuery mode of the dK/dV kernel), run where
 //                     fused_backward.h allows it.
@@ -54,6 +56,7 @@ struct FlashConfig<kDtype, 32> {
   using ForwardWgmma = void;
   using ForwardWgmmaSparse = void;
   using KeyValueWgmma = void;
+  using KeyOnlyWgmma = void;
   using QueryWgmma = void;
   using QueryWgmmaCausal = void;
   using Forward = ForwardTile<kDtype, 32, 128, 64, 4, true, 2, 2>;
@@ -68,6 +71,7 @@ struct FlashConfig<kDtype, 64> {
   using ForwardWgmma = WsForwardTile<kDtype, 3, 128, 2, 64, false, true>;
   using ForwardWgmmaSparse = WgmmaForwardTile<kDtype, 1, 128, 3>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 128, 1>;
+  using KeyOnlyWgmma = void;
   using FusedBackward =
       WgmmaKeyValueTile<kDtype, 128, 1, 64, 0, 2, FusedQuery::kOrdered>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 128, 2, 64, 4>;
@@ -84,6 +88,7 @@ struct FlashConfig<kDtype, 128> {
   using ForwardWgmma = WsForwardTile<kDtype, 2, 128, 2, 128, true, true>;
   using ForwardWgmmaSparse = ForwardWgmma;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 64, 2, 128>;
+  using KeyOnlyWgmma = void;
   using FusedBackward =
       WgmmaKeyValueTile<kDtype, 64, 1, 128, 0, 2, FusedQuery::kOrdered>;
   using QueryWgmma = WgmmaQueryTile<kDtype, 64, 2, 128>;
@@ -100,9 +105,14 @@ struct FlashConfig<kDtype, 256> {
   using FusedBackward = void;
   using ForwardWgmma = WsForwardTile<kDtype, 2, 64, 2, 256, false, true>;
   using ForwardWgmmaSparse = ForwardWgmma;
-  using KeyValueWgmma = void;
-  using QueryWgmma = void;
-  using QueryWgmmaCausal = void;
+  using KeyValueWgmma =
+      WgmmaKeyValueTile<kDtype, 64, 1, 256, 0, 1, FusedQuery::kNone,
+                        KeyValuePart::kValueOnly>;
+  using KeyOnlyWgmma =
+      WgmmaKeyValueTile<kDtype, 64, 1, 256, 0, 1, FusedQuery::kNone,
+                        KeyValuePart::kKeyOnly>;
+  using QueryWgmma = WgmmaQueryTile<kDtype, 64, 1, 256>;
+  using QueryWgmmaCausal = QueryWgmma;
   using Forward = ForwardTile<kDtype, 256, 64, 32, 4, false, 1>;
   using KeyValue =
       KeyValueTile<kDtype, 256, 32, 4, false, KeyValuePart::kValueOnly, 1>;
@@ -163,8 +173,8 @@ cudaError_t RunFlashForward(const ForwardParams& params,
 }
 
 // The sm_90a backward: the query kernel writes the delta rows the key/value
-// kernel reads.
-template <class QueryTile, class KeyValueTile>
+// kernel reads; a KeyOnlyTile, where not void, computes dK after it.
+template <class QueryTile, class KeyValueTile, class KeyOnlyTile>
 cudaError_t RunBackwardWgmma(const FlashBackwardArgs& args,
                              const FlashProblems* problems,
                              cudaStream_t stream) {
@@ -175,7 +185,14 @@ cudaError_t RunBackwardWgmma(const FlashBackwardArgs& args,
   if (error != cudaSuccess) return error;
   error = LaunchFlashQueryWgmma<QueryTile>(args, stream, query);
   if (error != cudaSuccess) return error;
-  return LaunchFlashKeyValueWgmma<KeyValueTile>(args, stream, key_value);
+  error = LaunchFlashKeyValueWgmma<KeyValueTile>(args, stream, key_value);
+  if constexpr (!std::is_void_v<KeyOnlyTile>) {
+    static_assert(KeyOnlyTile::kBlockN == KeyValueTile::kBlockN,
+                  "both launches walk the same key blocks");
+    if (error != cudaSuccess) return error;
+    error = LaunchFlashKeyValueWgmma<KeyOnlyTile>(args, stream, key_value);
+  }
+  return error;
 }
 
 template <DataType kDtype, int kHeadDim>
@@ -203,11 +220,12 @@ cudaError_t RunFlashBackward(const BackwardParams& params,
   if constexpr (!std::is_void_v<typename Config::KeyValueWgmma>) {
     if (WgmmaAvailable() && !params.forward.dropout.enabled) {
       using KeyValue = typename Config::KeyValueWgmma;
+      using KeyOnly = typename Config::KeyOnlyWgmma;
       return params.forward.is_causal
-                 ? RunBackwardWgmma<typename Config::QueryWgmmaCausal,
-                                    KeyValue>(args, problems, stream)
-                 : RunBackwardWgmma<typename Config::QueryWgmma, KeyValue>(
-                       args, problems, stream);
+                 ? RunBackwardWgmma<typename Config::QueryWgmmaCausal, KeyValue,
+                                    KeyOnly>(args, problems, stream)
+                 : RunBackwardWgmma<typename Config::QueryWgmma, KeyValue,
+                                    KeyOnly>(args, problems, stream);
     }
   }
   using KeyValue = typename Config::KeyValue;
