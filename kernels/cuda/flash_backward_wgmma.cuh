@@ -65,6 +65,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/async_barrier.cuh"
 #include "kernels/cuda/bulk_reduce.cuh"
@@ -703,6 +704,24 @@ __device__ __forceinline__ void RowDeltasOfTiles(const unsigned char* grad_out,
   }
 }
 
+// Runs step(t, parity) for the tiles t of [0, count), parity = t & 1 (the
+// double buffer a tile uses). With kConstantParity the loop is unrolled by
+// two and each call's parity is a compile-time constant: ptxas then builds
+// the wgmma descriptors of the tile's buffers in uniform registers, where
+// from a run-time parity it builds them in ordinary registers and moves
+// each to a uniform one before its wgmma (40-80 moves a tile).
+template <bool kConstantParity, class Step>
+__device__ __forceinline__ void ForEachTile(int count, Step&& step) {
+  if constexpr (kConstantParity) {
+    for (int t = 0; t < count; t += 2) {
+      step(t, std::integral_constant<int, 0>{});
+      if (t + 1 < count) step(t + 1, std::integral_constant<int, 1>{});
+    }
+  } else {
+    for (int t = 0; t < count; ++t) step(t, t & 1);
+  }
+}
+
 // Shape of FlashQueryWgmmaKernel: 64 queries per block, kBlockN keys per
 // tile (64 or 128), head_dim padded to kHeadDim (64, 128 or 256);
 // kFmaExpEveryT:
@@ -721,6 +740,9 @@ struct WgmmaQueryTile {
   static constexpr int kThreads = 128;
   static constexpr int kQueryBytes = kBlockM * 128 * kPanels;
   static constexpr int kKeyBytes = kBlockN * 128 * kPanels;
+  // ForEachTile's constant parities: 3% faster at head_dim 64 and 128 on an
+  // H100, 3% slower at 256 (docs/PERFORMANCE_CUDA.md).
+  static constexpr bool kConstantParity = kPanels <= 2;
   // Q, dO, out, two K and two V buffers, alignment slack. At head_dim 128
   // this is 113 KiB: two blocks fill an SM's 228 KiB with the 1 KiB each
   // block reserves; at head_dim 256 with 64-key tiles, 225 KiB: one block.
@@ -858,8 +880,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     float dp[kScores];
     const float scale_log2 = p.softmax_scale * kLog2e;
 
-    for (int tile = 0; tile < num_tiles; ++tile) {
-      const int buf = tile & 1;
+    ForEachTile<Tile::kConstantParity>(num_tiles, [&](const int tile,
+                                                      auto parity) {
+      const int buf = parity;
       // Q, dO (first tile), K and V tiles landed; the next ones are loading.
       if (tma) {
         if (tid == 0 && tile + 1 < num_tiles) {
@@ -935,7 +958,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       }
       WgmmaWait<0>();
       __syncthreads();  // every warp is done with `buf` before it is refilled
-    }
+    });
 
     DrainEmptyWalk(keys);
     // Epilogue through this warp's own rows of the Q tile.
