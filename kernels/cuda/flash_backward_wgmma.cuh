@@ -238,7 +238,7 @@ __device__ __forceinline__ void IssueQueryTileProduct(float (&acc)[32],
                                                       uint32_t s_ds,
                                                       uint32_t s_k,
                                                       uint32_t key_panel) {
-  const int warpgroup = threadIdx.x / 128;
+  const int warpgroup = WarpUniform(threadIdx.x / 128);
   const int dq_block = warpgroup % Tile::kQueryBlocks;
   const int dq_panel = warpgroup / Tile::kQueryBlocks;
   const SwizzledTileDescriptor a_desc(s_ds + dq_block * (Tile::kBlockN * 128));
@@ -416,7 +416,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     const int pair = lane % 4;
     const int warp_first = k_begin + warp * 16;  // first key of the warp
     // This warpgroup's 64 keys of the K and V tiles.
-    const int warpgroup = Tile::kWarpgroups == 1 ? 0 : tid / 128;
+    const int warpgroup = Tile::kWarpgroups == 1 ? 0 : WarpUniform(tid / 128);
     const uint32_t my_k = s_k + warpgroup * 64 * 128;
     const uint32_t my_v = s_v + warpgroup * 64 * 128;
 
@@ -523,7 +523,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
     for (int t = 0; t < num_tiles; ++t) {
       const int qt = tile_at(t);
-      const int buf = t & 1;
+      const int buf = WarpUniform(t & 1);
       if (t + 1 < num_tiles) {
         load_query_tile(tile_at(t + 1), buf ^ 1);
         CpAsyncCommit();
@@ -705,11 +705,10 @@ __device__ __forceinline__ void RowDeltasOfTiles(const unsigned char* grad_out,
 }
 
 // Runs step(t, parity) for the tiles t of [0, count), parity = t & 1 (the
-// double buffer a tile uses). With kConstantParity the loop is unrolled by
-// two and each call's parity is a compile-time constant: ptxas then builds
-// the wgmma descriptors of the tile's buffers in uniform registers, where
-// from a run-time parity it builds them in ordinary registers and moves
-// each to a uniform one before its wgmma (40-80 moves a tile).
+// double buffer a tile uses), warp-uniform (WarpUniform) so that the wgmma
+// descriptors of the tile's buffers stay in uniform registers. With
+// kConstantParity the loop is unrolled by two and each call's parity is a
+// compile-time constant instead.
 template <bool kConstantParity, class Step>
 __device__ __forceinline__ void ForEachTile(int count, Step&& step) {
   if constexpr (kConstantParity) {
@@ -718,7 +717,7 @@ __device__ __forceinline__ void ForEachTile(int count, Step&& step) {
       if (t + 1 < count) step(t + 1, std::integral_constant<int, 1>{});
     }
   } else {
-    for (int t = 0; t < count; ++t) step(t, t & 1);
+    for (int t = 0; t < count; ++t) step(t, WarpUniform(t & 1));
   }
 }
 
@@ -740,8 +739,9 @@ struct WgmmaQueryTile {
   static constexpr int kThreads = 128;
   static constexpr int kQueryBytes = kBlockM * 128 * kPanels;
   static constexpr int kKeyBytes = kBlockN * 128 * kPanels;
-  // ForEachTile's constant parities: 3% faster at head_dim 64 and 128 on an
-  // H100, 3% slower at 256 (docs/PERFORMANCE_CUDA.md).
+  // ForEachTile's constant parities: 2-3% faster than a warp-uniform one at
+  // head_dim 64 and 128 on an H100, 3% slower at 256
+  // (docs/PERFORMANCE_CUDA.md).
   static constexpr bool kConstantParity = kPanels <= 2;
   // Q, dO, out, two K and two V buffers, alignment slack. At head_dim 128
   // this is 113 KiB: two blocks fill an SM's 228 KiB with the 1 KiB each

@@ -384,11 +384,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     // Step `tile`: S(tile + 1) and P(tile) V(tile) are issued back to back,
     // and the softmax of S(tile + 1) runs while P V is on the tensor cores.
     for (int tile = 0; tile + 1 < num_key_tiles; ++tile) {
+      const int buf = WarpUniform(tile & 1);
       wait_and_load(tile);
       WgmmaFence();
       IssueScores<Tile>(s, q_rows_of_group, q_frag,
-                        s_k + ((tile + 1) & 1) * kTileBytes);
-      IssueValues<Tile>(acc_o, prob, s_v + (tile & 1) * kTileBytes);
+                        s_k + (buf ^ 1) * kTileBytes);
+      IssueValues<Tile>(acc_o, prob, s_v + buf * kTileBytes);
       WgmmaWait<1>();  // S, the older group
       WgmmaPinAccumulators(s);
       float alpha[2];

@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       num_rows > 0 ? KeyTilesOf<kBlockN>(args.sparse, w, j_begin, key_limit)
                    : ContiguousTiles(0, 0);
   const int num_key_tiles = keys.count;
-  const int warpgroup = tid / 128;
+  const int warpgroup = WarpUniform(tid / 128);
 
   if (warpgroup == Tile::kWarpgroups) {
     // The producer.

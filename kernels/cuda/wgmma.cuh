@@ -44,6 +44,18 @@ namespace dilated {
 namespace kernels {
 namespace gpu {
 
+// Returns `value`, which the caller knows to be the same in every lane of
+// the warp (a warpgroup index, a tile's buffer parity), as lane 0's: a
+// broadcast ptxas treats as warp-uniform. The shared addresses of wgmma
+// operands computed from it then stay in uniform registers, where wgmma
+// takes its descriptors; from a value ptxas cannot prove uniform it builds
+// every descriptor in ordinary registers and moves it to a uniform one
+// before each wgmma (40-90 extra instructions per tile in the backward
+// kernels, read off cuobjdump -sass).
+__device__ __forceinline__ int WarpUniform(int value) {
+  return __shfl_sync(0xffffffffu, value, 0);
+}
+
 // Returns the descriptor of a 128-byte-swizzled operand at shared address
 // `addr` (1024-byte aligned, or advanced from such a base by whole k16
 // steps). `leading_bytes` and `stride_bytes` are the PTX "leading dimension"
