@@ -300,6 +300,19 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   if constexpr (Tile::kQInRegisters) {
     LoadQueryFragments(q_frag, q_rows_of_group, kQPanelBytes, warp, lane);
   }
+  // Under a causal mask on the dense walk (key tiles 0, 1, ...), the key
+  // tiles that start after this warpgroup's last row hide every key from all
+  // of its rows: it runs the products of its first `my_tiles` tiles only and
+  // then takes its remaining turns without issuing, releasing those tiles'
+  // buffers once they are full (an earlier arrival could complete the
+  // previous fill's phase for warps still reading it). The trip counts are
+  // uniform over the warpgroup (WarpUniform), so no wgmma is serialized.
+  int my_tiles = num_key_tiles;
+  if (p.is_causal && args.sparse.row_begin == nullptr && num_key_tiles > 0) {
+    const int my_end = min(j_begin + 64 * (warpgroup + 1), j_end);
+    my_tiles = WarpUniform(
+        max(1, min(num_key_tiles, (my_end + kBlockN - 1) / kBlockN)));
+  }
   if (Tile::kPingPong && warpgroup == Tile::kWarpgroups - 1) pass_turn();
   if (num_key_tiles > 0) {
     wait_full(k_full(0), 0);
@@ -315,7 +328,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     softmax.Update<Tile::kFmaExpEvery>(s, keys.Tile(0) * kBlockN, alpha);
     PackScores<kDtype>(s, prob);
   }
-  for (int tile = 0; tile + 1 < num_key_tiles; ++tile) {
+  for (int tile = 0; tile + 1 < my_tiles; ++tile) {
     const int next = tile + 1;
     wait_full(k_full(next % kStages), next);
     wait_full(v_full(tile % kStages), tile);
@@ -338,7 +351,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     PackScores<kDtype>(s, prob);
   }
   if (num_key_tiles > 0) {
-    const int last = num_key_tiles - 1;
+    const int last = my_tiles - 1;
     wait_full(v_full(last % kStages), last);
     take_turn();
     WgmmaFence();
@@ -346,6 +359,18 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     pass_turn();
     WgmmaWait<0>();
     WgmmaPinAccumulators(acc_o);
+    // The producer refills this buffer where this warpgroup skips kStages
+    // or more tiles.
+    release(v_empty(last % kStages));
+  }
+  for (int tile = my_tiles; tile < num_key_tiles; ++tile) {
+    const int stage = tile % kStages;
+    take_turn();
+    pass_turn();
+    wait_full(k_full(stage), tile);
+    release(k_empty(stage));
+    wait_full(v_full(stage), tile);
+    release(v_empty(stage));
   }
   // Warpgroup 0 takes the turn that the last warpgroup passed last, so that
   // no arrival is left on a named barrier when the block ends.
