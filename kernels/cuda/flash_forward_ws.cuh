@@ -63,6 +63,11 @@ struct WsForwardTile {
   // One block per SM: the stage rings take most of its shared memory.
   static constexpr int kMinBlocks = 1;
   static constexpr bool kQInRegisters = kQInRegistersT;
+  // Whether, under a causal mask, a consumer can meet key tiles that start
+  // after its last row while its block still walks them (the kernel's
+  // consumer loop).
+  static constexpr bool kCausalSkips =
+      kBlockM > kBlockN || kBlockN % kBlockM != 0;
   static constexpr bool kPingPong = kPingPongT;
   static constexpr int kFmaExpEvery = kFmaExpEveryT;
   static constexpr int kQSteps = kQInRegisters ? 4 * kPanels : 1;
@@ -265,11 +270,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     MbarrierWait(bar, (tile / kStages) & 1);
     FenceSharedForAsyncProxy();  // cp.async wrote it; wgmma reads it
   };
-  // Every consumer issues the same wgmma sequence, one per key tile of the
-  // block, with no branch around it: where a branch that ptxas cannot prove
-  // warpgroup-uniform guards a wgmma, it serializes every wgmma of the kernel
-  // (ptxas -v reports C7520), which cost this kernel 20-30%. Rows the causal
-  // mask hides from a whole tile are masked, not skipped.
+  // A consumer's wgmma run in loops whose trip counts ptxas can prove
+  // uniform over the warpgroup, with no other branch around them: where a
+  // branch it cannot prove warpgroup-uniform guards a wgmma, it serializes
+  // every wgmma of the kernel (ptxas -v reports C7520), which cost this kernel
+  // 20-30%. Rows the causal mask hides from part of a tile are masked.
   //
   // Turns, round robin: warpgroup g issues after Sync on its barrier and
   // passes the turn with Arrive on the next one's; the last warpgroup hands
@@ -307,8 +312,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   // buffers once they are full (an earlier arrival could complete the
   // previous fill's phase for warps still reading it). The trip counts are
   // uniform over the warpgroup (WarpUniform), so no wgmma is serialized.
+  // Blocks whose rows start at multiples of the key tile's length (kBlockM a
+  // divisor of kBlockN) have no such tile, and keep the plain loop.
   int my_tiles = num_key_tiles;
-  if (p.is_causal && args.sparse.row_begin == nullptr && num_key_tiles > 0) {
+  if (Tile::kCausalSkips && p.is_causal && args.sparse.row_begin == nullptr &&
+      num_key_tiles > 0) {
     const int my_end = min(j_begin + 64 * (warpgroup + 1), j_end);
     my_tiles = WarpUniform(
         max(1, min(num_key_tiles, (my_end + kBlockN - 1) / kBlockN)));
@@ -361,16 +369,18 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     WgmmaPinAccumulators(acc_o);
     // The producer refills this buffer where this warpgroup skips kStages
     // or more tiles.
-    release(v_empty(last % kStages));
+    if constexpr (Tile::kCausalSkips) release(v_empty(last % kStages));
   }
-  for (int tile = my_tiles; tile < num_key_tiles; ++tile) {
-    const int stage = tile % kStages;
-    take_turn();
-    pass_turn();
-    wait_full(k_full(stage), tile);
-    release(k_empty(stage));
-    wait_full(v_full(stage), tile);
-    release(v_empty(stage));
+  if constexpr (Tile::kCausalSkips) {
+    for (int tile = my_tiles; tile < num_key_tiles; ++tile) {
+      const int stage = tile % kStages;
+      take_turn();
+      pass_turn();
+      wait_full(k_full(stage), tile);
+      release(k_empty(stage));
+      wait_full(v_full(stage), tile);
+      release(v_empty(stage));
+    }
   }
   // Warpgroup 0 takes the turn that the last warpgroup passed last, so that
   // no arrival is left on a named barrier when the block ends.
