@@ -32,6 +32,7 @@
 
 #include "kernels/cuda/device_primitives.cuh"
 #include "kernels/cuda/flash_common.cuh"
+#include "kernels/cuda/warp_mma.cuh"
 #include "kernels/dilated_params.h"
 
 namespace dilated {
@@ -190,6 +191,48 @@ struct KeyValueTile {
   static_assert(kThreads >= kBlockM, "one thread per query row statistic");
 };
 
+// x = A_x B_x^T and y = A_y B_y^T over the head dimension, for the warp's 16
+// rows: A_x and A_y are rows [a_row0, a_row0 + 16) of the panels a_x and a_y
+// or, with kAInRegisters, their fragments frag_x and frag_y (one per k16
+// step); B_x and B_y are tiles of kTiles * 8 rows. One walk over the k16
+// steps serves both products (S and dP in both backward kernels).
+template <class Tile, bool kAInRegisters, int kTiles, int kFragSteps,
+          typename T>
+__device__ __forceinline__ void TwoProducts(
+    float (&x)[kTiles][4], float (&y)[kTiles][4],
+    const uint32_t (&frag_x)[kFragSteps][4],
+    const uint32_t (&frag_y)[kFragSteps][4], const T* a_x, const T* a_y,
+    int a_row0, const T* b_x, const T* b_y, const MmaLane& l) {
+  constexpr int kStride = Tile::kStride;
+  ZeroTiles(x);
+  ZeroTiles(y);
+#pragma unroll
+  for (int ks = 0; ks < Tile::kDSteps; ++ks) {
+    uint32_t ax[4];
+    uint32_t ay[4];
+    if constexpr (kAInRegisters) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        ax[e] = frag_x[ks][e];
+        ay[e] = frag_y[ks][e];
+      }
+    } else {
+      LdMatrixX4(ax, FragmentAddressX<kStride>(a_x, a_row0, ks * 16, l));
+      LdMatrixX4(ay, FragmentAddressX<kStride>(a_y, a_row0, ks * 16, l));
+    }
+#pragma unroll
+    for (int nt = 0; nt < kTiles; nt += 2) {
+      uint32_t b[4];
+      LdMatrixX4(b, FragmentAddressY<kStride>(b_x, nt * 8, ks * 16, l));
+      Mma<Tile::kDtype>(x[nt], ax, b[0], b[1]);
+      Mma<Tile::kDtype>(x[nt + 1], ax, b[2], b[3]);
+      LdMatrixX4(b, FragmentAddressY<kStride>(b_y, nt * 8, ks * 16, l));
+      Mma<Tile::kDtype>(y[nt], ay, b[0], b[1]);
+      Mma<Tile::kDtype>(y[nt + 1], ay, b[2], b[3]);
+    }
+  }
+}
+
 // kDropout: as for FlashForwardKernel.
 template <class Tile, bool kDropout>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
@@ -226,12 +269,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   if (num_rows > 0) {
     const int warp = tid / 32;
     const int lane = tid % 32;
-    const int group = lane / 4;
-    const int pair = lane % 4;
-    const int x_row = (lane & 7) + ((lane >> 3) & 1) * 8;
-    const int x_col = (lane >> 4) * 8;
-    const int y_row = (lane & 7) + (lane >> 4) * 8;
-    const int y_col = ((lane >> 3) & 1) * 8;
+    const MmaLane l = MmaLaneOf(lane);
     const int warp_row0 = warp * 16;
     const int warp_first = k_begin + warp_row0;  // first key of the warp
 
@@ -301,11 +339,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
           for (int ks = 0; ks < Tile::kDSteps; ++ks) {
             LdMatrixX4(k_frag[ks],
-                       SharedAddress(s_k + (warp_row0 + x_row) * kStride +
-                                     ks * 16 + x_col));
+                       FragmentAddressX<kStride>(s_k, warp_row0, ks * 16, l));
             LdMatrixX4(v_frag[ks],
-                       SharedAddress(s_v + (warp_row0 + x_row) * kStride +
-                                     ks * 16 + x_col));
+                       FragmentAddressX<kStride>(s_v, warp_row0, ks * 16, l));
           }
         }
       }
@@ -319,57 +355,25 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         const float* tdelta = s_delta + buf * kBlockM;
         float st[kQTiles][4];   // S^T: keys x queries
         float dpt[kQTiles][4];  // dP^T / c
-#pragma unroll
-        for (int nt = 0; nt < kQTiles; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) st[nt][e] = dpt[nt][e] = 0.0f;
-        }
-#pragma unroll
-        for (int ks = 0; ks < Tile::kDSteps; ++ks) {
-          uint32_t ak[4];
-          uint32_t av[4];
-          if constexpr (Tile::kKeyValueInRegisters) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              ak[e] = k_frag[ks][e];
-              av[e] = v_frag[ks][e];
-            }
-          } else {
-            LdMatrixX4(ak, SharedAddress(s_k + (warp_row0 + x_row) * kStride +
-                                         ks * 16 + x_col));
-            LdMatrixX4(av, SharedAddress(s_v + (warp_row0 + x_row) * kStride +
-                                         ks * 16 + x_col));
-          }
-#pragma unroll
-          for (int nt = 0; nt < kQTiles; nt += 2) {
-            uint32_t b[4];
-            LdMatrixX4(b, SharedAddress(tq + (nt * 8 + y_row) * kStride +
-                                        ks * 16 + y_col));
-            Mma<kDtype>(st[nt], ak, b[0], b[1]);
-            Mma<kDtype>(st[nt + 1], ak, b[2], b[3]);
-            LdMatrixX4(b, SharedAddress(tdo + (nt * 8 + y_row) * kStride +
-                                        ks * 16 + y_col));
-            Mma<kDtype>(dpt[nt], av, b[0], b[1]);
-            Mma<kDtype>(dpt[nt + 1], av, b[2], b[3]);
-          }
-        }
+        TwoProducts<Tile, Tile::kKeyValueInRegisters>(
+            st, dpt, k_frag, v_frag, s_k, s_v, warp_row0, tq, tdo, l);
         // P^T into st, dS^T into dpt.
         const bool need_mask = p.is_causal && q0 < warp_first + 15;
 #pragma unroll
         for (int nt = 0; nt < kQTiles; ++nt) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const int col = nt * 8 + 2 * pair + (e & 1);
+            const int col = nt * 8 + 2 * l.pair + (e & 1);
             float prob = Exp2(st[nt][e] * scale_log2 - tlse[col]);
             if (need_mask) {
-              const int key = warp_first + group + (e >> 1) * 8;
+              const int key = warp_first + l.group + (e >> 1) * 8;
               if (key > q0 + col) prob = 0.0f;
             }
             float factor = 1.0f;
             if constexpr (kDropout) {
               if (prob != 0.0f) {
-                factor = FlashDropoutFactor(p, w, q0 + col,
-                                            warp_first + group + (e >> 1) * 8);
+                factor = FlashDropoutFactor(
+                    p, w, q0 + col, warp_first + l.group + (e >> 1) * 8);
               }
             }
             st[nt][e] = prob * factor;
@@ -382,32 +386,20 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         for (int kk = 0; kk < Tile::kQSteps; ++kk) {
           uint32_t ap[4];
           uint32_t ads[4];
-          if constexpr (kValue) {
-            ap[0] = PackPair<kDtype>(st[2 * kk][0], st[2 * kk][1]);
-            ap[1] = PackPair<kDtype>(st[2 * kk][2], st[2 * kk][3]);
-            ap[2] = PackPair<kDtype>(st[2 * kk + 1][0], st[2 * kk + 1][1]);
-            ap[3] = PackPair<kDtype>(st[2 * kk + 1][2], st[2 * kk + 1][3]);
-          }
-          if constexpr (kKey) {
-            ads[0] = PackPair<kDtype>(dpt[2 * kk][0], dpt[2 * kk][1]);
-            ads[1] = PackPair<kDtype>(dpt[2 * kk][2], dpt[2 * kk][3]);
-            ads[2] = PackPair<kDtype>(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]);
-            ads[3] = PackPair<kDtype>(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3]);
-          }
+          if constexpr (kValue) PackAFragment<kDtype>(ap, st, kk);
+          if constexpr (kKey) PackAFragment<kDtype>(ads, dpt, kk);
 #pragma unroll
           for (int ot = 0; ot < kOTiles; ot += 2) {
             uint32_t b[4];
             if constexpr (kValue) {
               LdMatrixX4Trans(
-                  b, SharedAddress(tdo + (kk * 16 + x_row) * kStride + ot * 8 +
-                                   x_col));
+                  b, FragmentAddressX<kStride>(tdo, kk * 16, ot * 8, l));
               Mma<kDtype>(acc_dv[ot], ap, b[0], b[1]);
               Mma<kDtype>(acc_dv[ot + 1], ap, b[2], b[3]);
             }
             if constexpr (kKey) {
               LdMatrixX4Trans(
-                  b, SharedAddress(tq + (kk * 16 + x_row) * kStride + ot * 8 +
-                                   x_col));
+                  b, FragmentAddressX<kStride>(tq, kk * 16, ot * 8, l));
               Mma<kDtype>(acc_dk[ot], ads, b[0], b[1]);
               Mma<kDtype>(acc_dk[ot + 1], ads, b[2], b[3]);
             }
@@ -418,51 +410,31 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     }
 
     DrainEmptyWalk(queries);
-    // Epilogue: stage through this warp's own rows of s_k / s_v.
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = warp_row0 + group + h * 8;
-#pragma unroll
-      for (int ot = 0; ot < kOTiles; ++ot) {
-        if constexpr (kValue) {
-          *reinterpret_cast<uint32_t*>(s_v + row * kStride + ot * 8 +
-                                       2 * pair) =
-              PackPair<kDtype>(acc_dv[ot][2 * h] * p.output_scale,
-                               acc_dv[ot][2 * h + 1] * p.output_scale);
-        }
-        if constexpr (kKey) {
-          *reinterpret_cast<uint32_t*>(s_k + row * kStride + ot * 8 +
-                                       2 * pair) =
-              PackPair<kDtype>(acc_dk[ot][2 * h] * p.softmax_scale,
-                               acc_dk[ot][2 * h + 1] * p.softmax_scale);
-        }
-      }
+    // Epilogue: staged through this warp's own rows of s_k and s_v.
+    if constexpr (kValue) {
+      StageRows<kDtype, kOTiles, kStride>(s_v, warp_row0, acc_dv,
+                                          p.output_scale, l);
+    }
+    if constexpr (kKey) {
+      StageRows<kDtype, kOTiles, kStride>(s_k, warp_row0, acc_dk,
+                                          p.softmax_scale, l);
     }
     __syncwarp();
     T* dk_rows = SelectedRow0<T>(bp.grad_k, w);
     T* dv_rows = SelectedRow0<T>(bp.grad_v, w);
     const int64_t dk_step = RowStep(bp.grad_k, w);
     const int64_t dv_step = RowStep(bp.grad_v, w);
-    static_assert((16 * Tile::kChunks) % 32 == 0, "uneven store");
-#pragma unroll
-    for (int it = 0; it < 16 * Tile::kChunks / 32; ++it) {
-      const int i = it * 32 + lane;
-      const int r = i / Tile::kChunks;
-      const int c = i % Tile::kChunks;
-      const int key = warp_first + r;
-      if (key < num_rows && c < chunks) {
-        if constexpr (kValue) {
-          *reinterpret_cast<uint4*>(dv_rows + key * dv_step + c * 8) =
-              *reinterpret_cast<const uint4*>(s_v + (warp_row0 + r) * kStride +
-                                              c * 8);
-        }
-        if constexpr (kKey) {
-          *reinterpret_cast<uint4*>(dk_rows + key * dk_step + c * 8) =
-              *reinterpret_cast<const uint4*>(s_k + (warp_row0 + r) * kStride +
-                                              c * 8);
-        }
-      }
-    }
+    ForEachStoredChunk<16, Tile::kChunks>(
+        warp_first, num_rows, chunks, lane, [&](int r, int c) {
+          if constexpr (kValue) {
+            CopyStagedChunk<kStride>(dv_rows, dv_step, warp_first + r, s_v,
+                                     warp_row0, r, c);
+          }
+          if constexpr (kKey) {
+            CopyStagedChunk<kStride>(dk_rows, dk_step, warp_first + r, s_k,
+                                     warp_row0, r, c);
+          }
+        });
   }
   if constexpr (kValue) {
     ZeroUnselectedRows(SegmentStart<T>(bp.grad_v, w), bp.grad_v.stride_n, w,
@@ -532,12 +504,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   if (num_rows > 0) {
     const int warp = tid / 32;
     const int lane = tid % 32;
-    const int group = lane / 4;
-    const int pair = lane % 4;
-    const int x_row = (lane & 7) + ((lane >> 3) & 1) * 8;
-    const int x_col = (lane >> 4) * 8;
-    const int y_row = (lane & 7) + (lane >> 4) * 8;
-    const int y_col = ((lane >> 3) & 1) * 8;
+    const MmaLane l = MmaLaneOf(lane);
     const int warp_row0 = warp * 16;
     const int warp_first = j_begin + warp_row0;
 
@@ -568,8 +535,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     float row_delta[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      row_lse[h] = stats.LseLog2(warp_first + group + h * 8);
-      row_delta[h] = stats.Delta(warp_first + group + h * 8);
+      row_lse[h] = stats.LseLog2(warp_first + l.group + h * 8);
+      row_delta[h] = stats.Delta(warp_first + l.group + h * 8);
     }
 
     constexpr int kFragSteps = Tile::kQInRegisters ? Tile::kDSteps : 1;
@@ -605,11 +572,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
           for (int ks = 0; ks < Tile::kDSteps; ++ks) {
             LdMatrixX4(q_frag[ks],
-                       SharedAddress(s_q + (warp_row0 + x_row) * kStride +
-                                     ks * 16 + x_col));
+                       FragmentAddressX<kStride>(s_q, warp_row0, ks * 16, l));
             LdMatrixX4(do_frag[ks],
-                       SharedAddress(s_do + (warp_row0 + x_row) * kStride +
-                                     ks * 16 + x_col));
+                       FragmentAddressX<kStride>(s_do, warp_row0, ks * 16, l));
           }
         }
       }
@@ -620,41 +585,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         const T* tk = s_k + buf * kBlockN * kStride;
         const T* tv = s_v + buf * kBlockN * kStride;
         float s[kSTiles][4];
-        float dp[kSTiles][4];
-#pragma unroll
-        for (int nt = 0; nt < kSTiles; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) s[nt][e] = dp[nt][e] = 0.0f;
-        }
-#pragma unroll
-        for (int ks = 0; ks < Tile::kDSteps; ++ks) {
-          uint32_t aq[4];
-          uint32_t ado[4];
-          if constexpr (Tile::kQInRegisters) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              aq[e] = q_frag[ks][e];
-              ado[e] = do_frag[ks][e];
-            }
-          } else {
-            LdMatrixX4(aq, SharedAddress(s_q + (warp_row0 + x_row) * kStride +
-                                         ks * 16 + x_col));
-            LdMatrixX4(ado, SharedAddress(s_do + (warp_row0 + x_row) * kStride +
-                                          ks * 16 + x_col));
-          }
-#pragma unroll
-          for (int nt = 0; nt < kSTiles; nt += 2) {
-            uint32_t b[4];
-            LdMatrixX4(b, SharedAddress(tk + (nt * 8 + y_row) * kStride +
-                                        ks * 16 + y_col));
-            Mma<kDtype>(s[nt], aq, b[0], b[1]);
-            Mma<kDtype>(s[nt + 1], aq, b[2], b[3]);
-            LdMatrixX4(b, SharedAddress(tv + (nt * 8 + y_row) * kStride +
-                                        ks * 16 + y_col));
-            Mma<kDtype>(dp[nt], ado, b[0], b[1]);
-            Mma<kDtype>(dp[nt + 1], ado, b[2], b[3]);
-          }
-        }
+        float dp[kSTiles][4];  // dP / c
+        TwoProducts<Tile, Tile::kQInRegisters>(s, dp, q_frag, do_frag, s_q,
+                                               s_do, warp_row0, tk, tv, l);
         const bool need_mask = key0 + kBlockN > num_rows ||
                                (p.is_causal && key0 + kBlockN - 1 > warp_first);
 #pragma unroll
@@ -663,16 +596,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
           for (int e = 0; e < 4; ++e) {
             float prob = Exp2(s[nt][e] * scale_log2 - row_lse[e >> 1]);
             if (need_mask) {
-              const int key = key0 + nt * 8 + 2 * pair + (e & 1);
-              const int query = warp_first + group + (e >> 1) * 8;
+              const int key = key0 + nt * 8 + 2 * l.pair + (e & 1);
+              const int query = warp_first + l.group + (e >> 1) * 8;
               if (key >= num_rows || (p.is_causal && key > query)) prob = 0.0f;
             }
             float factor = 1.0f;
             if constexpr (kDropout) {
               if (prob != 0.0f) {
-                factor =
-                    FlashDropoutFactor(p, w, warp_first + group + (e >> 1) * 8,
-                                       key0 + nt * 8 + 2 * pair + (e & 1));
+                factor = FlashDropoutFactor(
+                    p, w, warp_first + l.group + (e >> 1) * 8,
+                    key0 + nt * 8 + 2 * l.pair + (e & 1));
               }
             }
             dp[nt][e] = prob * (dp[nt][e] * factor * p.output_scale -
@@ -683,15 +616,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
         for (int kk = 0; kk < Tile::kKeySteps; ++kk) {
           uint32_t a[4];
-          a[0] = PackPair<kDtype>(dp[2 * kk][0], dp[2 * kk][1]);
-          a[1] = PackPair<kDtype>(dp[2 * kk][2], dp[2 * kk][3]);
-          a[2] = PackPair<kDtype>(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
-          a[3] = PackPair<kDtype>(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+          PackAFragment<kDtype>(a, dp, kk);
 #pragma unroll
           for (int ot = 0; ot < kOTiles; ot += 2) {
             uint32_t b[4];
-            LdMatrixX4Trans(b, SharedAddress(tk + (kk * 16 + x_row) * kStride +
-                                             ot * 8 + x_col));
+            LdMatrixX4Trans(b,
+                            FragmentAddressX<kStride>(tk, kk * 16, ot * 8, l));
             Mma<kDtype>(acc_dq[ot], a, b[0], b[1]);
             Mma<kDtype>(acc_dq[ot + 1], a, b[2], b[3]);
           }
@@ -702,32 +632,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
     DrainEmptyWalk(keys);
     // Epilogue through this warp's own rows of s_q.
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = warp_row0 + group + h * 8;
-#pragma unroll
-      for (int ot = 0; ot < kOTiles; ++ot) {
-        *reinterpret_cast<uint32_t*>(s_q + row * kStride + ot * 8 + 2 * pair) =
-            PackPair<kDtype>(acc_dq[ot][2 * h] * p.softmax_scale,
-                             acc_dq[ot][2 * h + 1] * p.softmax_scale);
-      }
-    }
+    StageRows<kDtype, kOTiles, kStride>(s_q, warp_row0, acc_dq, p.softmax_scale,
+                                        l);
     __syncwarp();
-    T* dq_rows = SelectedRow0<T>(bp.grad_q, w);
-    const int64_t dq_step = RowStep(bp.grad_q, w);
-    static_assert((16 * Tile::kChunks) % 32 == 0, "uneven store");
-#pragma unroll
-    for (int it = 0; it < 16 * Tile::kChunks / 32; ++it) {
-      const int i = it * 32 + lane;
-      const int r = i / Tile::kChunks;
-      const int c = i % Tile::kChunks;
-      const int query = warp_first + r;
-      if (query < num_rows && c < chunks) {
-        *reinterpret_cast<uint4*>(dq_rows + query * dq_step + c * 8) =
-            *reinterpret_cast<const uint4*>(s_q + (warp_row0 + r) * kStride +
-                                            c * 8);
-      }
-    }
+    StoreStagedRows<16, Tile::kChunks, kStride>(
+        SelectedRow0<T>(bp.grad_q, w), RowStep(bp.grad_q, w), s_q, warp_row0,
+        warp_first, num_rows, chunks, lane);
   }
   ZeroUnselectedRows(SegmentStart<T>(bp.grad_q, w), bp.grad_q.stride_n, w,
                      j_begin, j_end, chunks, nullptr, tid, Tile::kThreads);

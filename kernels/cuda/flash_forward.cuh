@@ -24,6 +24,7 @@
 
 #include "kernels/cuda/device_primitives.cuh"
 #include "kernels/cuda/flash_common.cuh"
+#include "kernels/cuda/warp_mma.cuh"
 #include "kernels/dilated_params.h"
 
 namespace dilated {
@@ -103,14 +104,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   if (num_rows > 0) {
     const int warp = tid / 32;
     const int lane = tid % 32;
-    const int group = lane / 4;
-    const int pair = lane % 4;
-    // ldmatrix row/column offsets: "x" for A operands and transposed B
-    // operands, "y" for B operands covering two n8 tiles.
-    const int x_row = (lane & 7) + ((lane >> 3) & 1) * 8;
-    const int x_col = (lane >> 4) * 8;
-    const int y_row = (lane & 7) + (lane >> 4) * 8;
-    const int y_col = ((lane >> 3) & 1) * 8;
+    const MmaLane l = MmaLaneOf(lane);
     const int warp_row0 = warp * Tile::kWarpRows;
     const int warp_first = j_begin + warp_row0;  // first query row of the warp
     const int warp_last = warp_first + Tile::kWarpRows - 1;
@@ -147,10 +141,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
         for (int ks = 0; ks < Tile::kDSteps; ++ks) {
-          LdMatrixX4(
-              q_frag[mt][ks],
-              SharedAddress(s_q + (warp_row0 + mt * 16 + x_row) * kStride +
-                            ks * 16 + x_col));
+          LdMatrixX4(q_frag[mt][ks], FragmentAddressX<kStride>(
+                                         s_q, warp_row0 + mt * 16, ks * 16, l));
         }
       }
     }
@@ -206,14 +198,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       float s[kMTiles][kSTiles][4];
       if (active) {
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-#pragma unroll
-          for (int nt = 0; nt < kSTiles; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.0f;
-          }
-        }
-        // S = Q K^T.
+        for (int mt = 0; mt < kMTiles; ++mt) ZeroTiles(s[mt]);
+          // S = Q K^T.
 #pragma unroll
         for (int ks = 0; ks < Tile::kDSteps; ++ks) {
           uint32_t a[kMTiles][4];
@@ -223,17 +209,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
               for (int e = 0; e < 4; ++e) a[mt][e] = q_frag[mt][ks][e];
             } else {
-              LdMatrixX4(
-                  a[mt],
-                  SharedAddress(s_q + (warp_row0 + mt * 16 + x_row) * kStride +
-                                ks * 16 + x_col));
+              LdMatrixX4(a[mt], FragmentAddressX<kStride>(
+                                    s_q, warp_row0 + mt * 16, ks * 16, l));
             }
           }
 #pragma unroll
           for (int nt = 0; nt < kSTiles; nt += 2) {
             uint32_t b[4];
-            LdMatrixX4(b, SharedAddress(t_k + (nt * 8 + y_row) * kStride +
-                                        ks * 16 + y_col));
+            LdMatrixX4(b, FragmentAddressY<kStride>(t_k, nt * 8, ks * 16, l));
 #pragma unroll
             for (int mt = 0; mt < kMTiles; ++mt) {
               Mma<kDtype>(s[mt][nt], a[mt], b[0], b[1]);
@@ -263,8 +246,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             for (int nt = 0; nt < kSTiles; ++nt) {
 #pragma unroll
               for (int e = 0; e < 4; ++e) {
-                const int key = key0 + nt * 8 + 2 * pair + (e & 1);
-                const int query = warp_first + mt * 16 + group + (e >> 1) * 8;
+                const int key = key0 + nt * 8 + 2 * l.pair + (e & 1);
+                const int query = warp_first + mt * 16 + l.group + (e >> 1) * 8;
                 if (key >= num_rows || (p.is_causal && key > query)) {
                   s[mt][nt][e] = kMinusInf;
                 }
@@ -314,8 +297,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             for (int nt = 0; nt < kSTiles; ++nt) {
 #pragma unroll
               for (int e = 0; e < 4; ++e) {
-                const int key = key0 + nt * 8 + 2 * pair + (e & 1);
-                const int query = warp_first + mt * 16 + group + (e >> 1) * 8;
+                const int key = key0 + nt * 8 + 2 * l.pair + (e & 1);
+                const int query = warp_first + mt * 16 + l.group + (e >> 1) * 8;
                 if (s[mt][nt][e] != 0.0f) {
                   s[mt][nt][e] *= FlashDropoutFactor(p, w, query, key);
                 }
@@ -354,18 +337,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
           uint32_t a[kMTiles][4];
 #pragma unroll
           for (int mt = 0; mt < kMTiles; ++mt) {
-            a[mt][0] = PackPair<kDtype>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-            a[mt][1] = PackPair<kDtype>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-            a[mt][2] =
-                PackPair<kDtype>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-            a[mt][3] =
-                PackPair<kDtype>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            PackAFragment<kDtype>(a[mt], s[mt], kk);
           }
 #pragma unroll
           for (int ot = 0; ot < kOTiles; ot += 2) {
             uint32_t b[4];
-            LdMatrixX4Trans(b, SharedAddress(t_v + (kk * 16 + x_row) * kStride +
-                                             ot * 8 + x_col));
+            LdMatrixX4Trans(b,
+                            FragmentAddressX<kStride>(t_v, kk * 16, ot * 8, l));
 #pragma unroll
             for (int mt = 0; mt < kMTiles; ++mt) {
               Mma<kDtype>(acc_o[mt][ot], a[mt], b[0], b[1]);
@@ -393,37 +371,25 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         sum += __shfl_xor_sync(0xffffffffu, sum, 1);
         sum += __shfl_xor_sync(0xffffffffu, sum, 2);
         const float inverse = sum > 0.0f ? p.output_scale / sum : 0.0f;
-        const int row = warp_row0 + mt * 16 + group + h * 8;
+        const int row = warp_row0 + mt * 16 + l.group + h * 8;
 #pragma unroll
         for (int ot = 0; ot < kOTiles; ++ot) {
           *reinterpret_cast<uint32_t*>(s_q + row * kStride + ot * 8 +
-                                       2 * pair) =
+                                       2 * l.pair) =
               PackPair<kDtype>(acc_o[mt][ot][2 * h] * inverse,
                                acc_o[mt][ot][2 * h + 1] * inverse);
         }
         const int query = j_begin + row;
-        if (lse_segment != nullptr && pair == 0 && query < num_rows) {
+        if (lse_segment != nullptr && l.pair == 0 && query < num_rows) {
           lse_segment[o_offset + query * rate] =
               sum > 0.0f ? (row_max[mt][h] + __log2f(sum)) * kLn2 : kMinusInf;
         }
       }
     }
     __syncwarp();
-    T* out_rows = SelectedRow0<T>(p.out, w);
-    const int64_t out_step = RowStep(p.out, w);
-    static_assert((Tile::kWarpRows * Tile::kChunks) % 32 == 0, "uneven store");
-#pragma unroll
-    for (int it = 0; it < Tile::kWarpRows * Tile::kChunks / 32; ++it) {
-      const int i = it * 32 + lane;
-      const int r = i / Tile::kChunks;
-      const int c = i % Tile::kChunks;
-      const int query = warp_first + r;
-      if (query < num_rows && c < chunks) {
-        *reinterpret_cast<uint4*>(out_rows + query * out_step + c * 8) =
-            *reinterpret_cast<const uint4*>(s_q + (warp_row0 + r) * kStride +
-                                            c * 8);
-      }
-    }
+    StoreStagedRows<Tile::kWarpRows, Tile::kChunks, kStride>(
+        SelectedRow0<T>(p.out, w), RowStep(p.out, w), s_q, warp_row0,
+        warp_first, num_rows, chunks, lane);
   }
   ZeroUnselectedRows(SegmentStart<T>(p.out, w), p.out.stride_n, w, j_begin,
                      j_end, chunks, lse_segment, tid, Tile::kThreads);
