@@ -202,7 +202,7 @@ __device__ __forceinline__ void TwoProducts(
     float (&x)[kTiles][4], float (&y)[kTiles][4],
     const uint32_t (&frag_x)[kFragSteps][4],
     const uint32_t (&frag_y)[kFragSteps][4], const T* a_x, const T* a_y,
-    int a_row0, const T* b_x, const T* b_y, const MmaLane& l) {
+    int a_row0, const T* b_x, const T* b_y, const MmaLane& mma_lane) {
   constexpr int kStride = Tile::kStride;
   ZeroTiles(x);
   ZeroTiles(y);
@@ -217,16 +217,16 @@ __device__ __forceinline__ void TwoProducts(
         ay[e] = frag_y[ks][e];
       }
     } else {
-      LdMatrixX4(ax, FragmentAddressX<kStride>(a_x, a_row0, ks * 16, l));
-      LdMatrixX4(ay, FragmentAddressX<kStride>(a_y, a_row0, ks * 16, l));
+      LdMatrixX4(ax, FragmentAddressX<kStride>(a_x, a_row0, ks * 16, mma_lane));
+      LdMatrixX4(ay, FragmentAddressX<kStride>(a_y, a_row0, ks * 16, mma_lane));
     }
 #pragma unroll
     for (int nt = 0; nt < kTiles; nt += 2) {
       uint32_t b[4];
-      LdMatrixX4(b, FragmentAddressY<kStride>(b_x, nt * 8, ks * 16, l));
+      LdMatrixX4(b, FragmentAddressY<kStride>(b_x, nt * 8, ks * 16, mma_lane));
       Mma<Tile::kDtype>(x[nt], ax, b[0], b[1]);
       Mma<Tile::kDtype>(x[nt + 1], ax, b[2], b[3]);
-      LdMatrixX4(b, FragmentAddressY<kStride>(b_y, nt * 8, ks * 16, l));
+      LdMatrixX4(b, FragmentAddressY<kStride>(b_y, nt * 8, ks * 16, mma_lane));
       Mma<Tile::kDtype>(y[nt], ay, b[0], b[1]);
       Mma<Tile::kDtype>(y[nt + 1], ay, b[2], b[3]);
     }
@@ -269,7 +269,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   if (num_rows > 0) {
     const int warp = tid / 32;
     const int lane = tid % 32;
-    const MmaLane l = MmaLaneOf(lane);
+    const MmaLane mma_lane = MmaLaneOf(lane);
     const int warp_row0 = warp * 16;
     const int warp_first = k_begin + warp_row0;  // first key of the warp
 
@@ -338,10 +338,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         if (t == 0) {
 #pragma unroll
           for (int ks = 0; ks < Tile::kDSteps; ++ks) {
-            LdMatrixX4(k_frag[ks],
-                       FragmentAddressX<kStride>(s_k, warp_row0, ks * 16, l));
-            LdMatrixX4(v_frag[ks],
-                       FragmentAddressX<kStride>(s_v, warp_row0, ks * 16, l));
+            LdMatrixX4(k_frag[ks], FragmentAddressX<kStride>(
+                                       s_k, warp_row0, ks * 16, mma_lane));
+            LdMatrixX4(v_frag[ks], FragmentAddressX<kStride>(
+                                       s_v, warp_row0, ks * 16, mma_lane));
           }
         }
       }
@@ -356,24 +356,24 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         float st[kQTiles][4];   // S^T: keys x queries
         float dpt[kQTiles][4];  // dP^T / c
         TwoProducts<Tile, Tile::kKeyValueInRegisters>(
-            st, dpt, k_frag, v_frag, s_k, s_v, warp_row0, tq, tdo, l);
+            st, dpt, k_frag, v_frag, s_k, s_v, warp_row0, tq, tdo, mma_lane);
         // P^T into st, dS^T into dpt.
         const bool need_mask = p.is_causal && q0 < warp_first + 15;
 #pragma unroll
         for (int nt = 0; nt < kQTiles; ++nt) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const int col = nt * 8 + 2 * l.pair + (e & 1);
+            const int col = nt * 8 + 2 * mma_lane.pair + (e & 1);
             float prob = Exp2(st[nt][e] * scale_log2 - tlse[col]);
             if (need_mask) {
-              const int key = warp_first + l.group + (e >> 1) * 8;
+              const int key = warp_first + mma_lane.group + (e >> 1) * 8;
               if (key > q0 + col) prob = 0.0f;
             }
             float factor = 1.0f;
             if constexpr (kDropout) {
               if (prob != 0.0f) {
                 factor = FlashDropoutFactor(
-                    p, w, q0 + col, warp_first + l.group + (e >> 1) * 8);
+                    p, w, q0 + col, warp_first + mma_lane.group + (e >> 1) * 8);
               }
             }
             st[nt][e] = prob * factor;
@@ -393,13 +393,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             uint32_t b[4];
             if constexpr (kValue) {
               LdMatrixX4Trans(
-                  b, FragmentAddressX<kStride>(tdo, kk * 16, ot * 8, l));
+                  b, FragmentAddressX<kStride>(tdo, kk * 16, ot * 8, mma_lane));
               Mma<kDtype>(acc_dv[ot], ap, b[0], b[1]);
               Mma<kDtype>(acc_dv[ot + 1], ap, b[2], b[3]);
             }
             if constexpr (kKey) {
               LdMatrixX4Trans(
-                  b, FragmentAddressX<kStride>(tq, kk * 16, ot * 8, l));
+                  b, FragmentAddressX<kStride>(tq, kk * 16, ot * 8, mma_lane));
               Mma<kDtype>(acc_dk[ot], ads, b[0], b[1]);
               Mma<kDtype>(acc_dk[ot + 1], ads, b[2], b[3]);
             }
@@ -413,11 +413,11 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     // Epilogue: staged through this warp's own rows of s_k and s_v.
     if constexpr (kValue) {
       StageRows<kDtype, kOTiles, kStride>(s_v, warp_row0, acc_dv,
-                                          p.output_scale, l);
+                                          p.output_scale, mma_lane);
     }
     if constexpr (kKey) {
       StageRows<kDtype, kOTiles, kStride>(s_k, warp_row0, acc_dk,
-                                          p.softmax_scale, l);
+                                          p.softmax_scale, mma_lane);
     }
     __syncwarp();
     T* dk_rows = SelectedRow0<T>(bp.grad_k, w);
@@ -504,7 +504,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   if (num_rows > 0) {
     const int warp = tid / 32;
     const int lane = tid % 32;
-    const MmaLane l = MmaLaneOf(lane);
+    const MmaLane mma_lane = MmaLaneOf(lane);
     const int warp_row0 = warp * 16;
     const int warp_first = j_begin + warp_row0;
 
@@ -535,8 +535,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     float row_delta[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      row_lse[h] = stats.LseLog2(warp_first + l.group + h * 8);
-      row_delta[h] = stats.Delta(warp_first + l.group + h * 8);
+      row_lse[h] = stats.LseLog2(warp_first + mma_lane.group + h * 8);
+      row_delta[h] = stats.Delta(warp_first + mma_lane.group + h * 8);
     }
 
     constexpr int kFragSteps = Tile::kQInRegisters ? Tile::kDSteps : 1;
@@ -571,10 +571,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         if (tile == 0) {
 #pragma unroll
           for (int ks = 0; ks < Tile::kDSteps; ++ks) {
-            LdMatrixX4(q_frag[ks],
-                       FragmentAddressX<kStride>(s_q, warp_row0, ks * 16, l));
-            LdMatrixX4(do_frag[ks],
-                       FragmentAddressX<kStride>(s_do, warp_row0, ks * 16, l));
+            LdMatrixX4(q_frag[ks], FragmentAddressX<kStride>(
+                                       s_q, warp_row0, ks * 16, mma_lane));
+            LdMatrixX4(do_frag[ks], FragmentAddressX<kStride>(
+                                        s_do, warp_row0, ks * 16, mma_lane));
           }
         }
       }
@@ -586,8 +586,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         const T* tv = s_v + buf * kBlockN * kStride;
         float s[kSTiles][4];
         float dp[kSTiles][4];  // dP / c
-        TwoProducts<Tile, Tile::kQInRegisters>(s, dp, q_frag, do_frag, s_q,
-                                               s_do, warp_row0, tk, tv, l);
+        TwoProducts<Tile, Tile::kQInRegisters>(
+            s, dp, q_frag, do_frag, s_q, s_do, warp_row0, tk, tv, mma_lane);
         const bool need_mask = key0 + kBlockN > num_rows ||
                                (p.is_causal && key0 + kBlockN - 1 > warp_first);
 #pragma unroll
@@ -596,16 +596,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
           for (int e = 0; e < 4; ++e) {
             float prob = Exp2(s[nt][e] * scale_log2 - row_lse[e >> 1]);
             if (need_mask) {
-              const int key = key0 + nt * 8 + 2 * l.pair + (e & 1);
-              const int query = warp_first + l.group + (e >> 1) * 8;
+              const int key = key0 + nt * 8 + 2 * mma_lane.pair + (e & 1);
+              const int query = warp_first + mma_lane.group + (e >> 1) * 8;
               if (key >= num_rows || (p.is_causal && key > query)) prob = 0.0f;
             }
             float factor = 1.0f;
             if constexpr (kDropout) {
               if (prob != 0.0f) {
                 factor = FlashDropoutFactor(
-                    p, w, warp_first + l.group + (e >> 1) * 8,
-                    key0 + nt * 8 + 2 * l.pair + (e & 1));
+                    p, w, warp_first + mma_lane.group + (e >> 1) * 8,
+                    key0 + nt * 8 + 2 * mma_lane.pair + (e & 1));
               }
             }
             dp[nt][e] = prob * (dp[nt][e] * factor * p.output_scale -
@@ -620,8 +620,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
           for (int ot = 0; ot < kOTiles; ot += 2) {
             uint32_t b[4];
-            LdMatrixX4Trans(b,
-                            FragmentAddressX<kStride>(tk, kk * 16, ot * 8, l));
+            LdMatrixX4Trans(
+                b, FragmentAddressX<kStride>(tk, kk * 16, ot * 8, mma_lane));
             Mma<kDtype>(acc_dq[ot], a, b[0], b[1]);
             Mma<kDtype>(acc_dq[ot + 1], a, b[2], b[3]);
           }
@@ -633,7 +633,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     DrainEmptyWalk(keys);
     // Epilogue through this warp's own rows of s_q.
     StageRows<kDtype, kOTiles, kStride>(s_q, warp_row0, acc_dq, p.softmax_scale,
-                                        l);
+                                        mma_lane);
     __syncwarp();
     StoreStagedRows<16, Tile::kChunks, kStride>(
         SelectedRow0<T>(bp.grad_q, w), RowStep(bp.grad_q, w), s_q, warp_row0,

@@ -104,7 +104,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   if (num_rows > 0) {
     const int warp = tid / 32;
     const int lane = tid % 32;
-    const MmaLane l = MmaLaneOf(lane);
+    const MmaLane mma_lane = MmaLaneOf(lane);
     const int warp_row0 = warp * Tile::kWarpRows;
     const int warp_first = j_begin + warp_row0;  // first query row of the warp
     const int warp_last = warp_first + Tile::kWarpRows - 1;
@@ -141,8 +141,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
         for (int ks = 0; ks < Tile::kDSteps; ++ks) {
-          LdMatrixX4(q_frag[mt][ks], FragmentAddressX<kStride>(
-                                         s_q, warp_row0 + mt * 16, ks * 16, l));
+          LdMatrixX4(q_frag[mt][ks],
+                     FragmentAddressX<kStride>(s_q, warp_row0 + mt * 16,
+                                               ks * 16, mma_lane));
         }
       }
     }
@@ -209,14 +210,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
               for (int e = 0; e < 4; ++e) a[mt][e] = q_frag[mt][ks][e];
             } else {
-              LdMatrixX4(a[mt], FragmentAddressX<kStride>(
-                                    s_q, warp_row0 + mt * 16, ks * 16, l));
+              LdMatrixX4(a[mt],
+                         FragmentAddressX<kStride>(s_q, warp_row0 + mt * 16,
+                                                   ks * 16, mma_lane));
             }
           }
 #pragma unroll
           for (int nt = 0; nt < kSTiles; nt += 2) {
             uint32_t b[4];
-            LdMatrixX4(b, FragmentAddressY<kStride>(t_k, nt * 8, ks * 16, l));
+            LdMatrixX4(
+                b, FragmentAddressY<kStride>(t_k, nt * 8, ks * 16, mma_lane));
 #pragma unroll
             for (int mt = 0; mt < kMTiles; ++mt) {
               Mma<kDtype>(s[mt][nt], a[mt], b[0], b[1]);
@@ -246,8 +249,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             for (int nt = 0; nt < kSTiles; ++nt) {
 #pragma unroll
               for (int e = 0; e < 4; ++e) {
-                const int key = key0 + nt * 8 + 2 * l.pair + (e & 1);
-                const int query = warp_first + mt * 16 + l.group + (e >> 1) * 8;
+                const int key = key0 + nt * 8 + 2 * mma_lane.pair + (e & 1);
+                const int query =
+                    warp_first + mt * 16 + mma_lane.group + (e >> 1) * 8;
                 if (key >= num_rows || (p.is_causal && key > query)) {
                   s[mt][nt][e] = kMinusInf;
                 }
@@ -297,8 +301,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             for (int nt = 0; nt < kSTiles; ++nt) {
 #pragma unroll
               for (int e = 0; e < 4; ++e) {
-                const int key = key0 + nt * 8 + 2 * l.pair + (e & 1);
-                const int query = warp_first + mt * 16 + l.group + (e >> 1) * 8;
+                const int key = key0 + nt * 8 + 2 * mma_lane.pair + (e & 1);
+                const int query =
+                    warp_first + mt * 16 + mma_lane.group + (e >> 1) * 8;
                 if (s[mt][nt][e] != 0.0f) {
                   s[mt][nt][e] *= FlashDropoutFactor(p, w, query, key);
                 }
@@ -342,8 +347,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
           for (int ot = 0; ot < kOTiles; ot += 2) {
             uint32_t b[4];
-            LdMatrixX4Trans(b,
-                            FragmentAddressX<kStride>(t_v, kk * 16, ot * 8, l));
+            LdMatrixX4Trans(
+                b, FragmentAddressX<kStride>(t_v, kk * 16, ot * 8, mma_lane));
 #pragma unroll
             for (int mt = 0; mt < kMTiles; ++mt) {
               Mma<kDtype>(acc_o[mt][ot], a[mt], b[0], b[1]);
@@ -371,16 +376,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         sum += __shfl_xor_sync(0xffffffffu, sum, 1);
         sum += __shfl_xor_sync(0xffffffffu, sum, 2);
         const float inverse = sum > 0.0f ? p.output_scale / sum : 0.0f;
-        const int row = warp_row0 + mt * 16 + l.group + h * 8;
+        const int row = warp_row0 + mt * 16 + mma_lane.group + h * 8;
 #pragma unroll
         for (int ot = 0; ot < kOTiles; ++ot) {
           *reinterpret_cast<uint32_t*>(s_q + row * kStride + ot * 8 +
-                                       2 * l.pair) =
+                                       2 * mma_lane.pair) =
               PackPair<kDtype>(acc_o[mt][ot][2 * h] * inverse,
                                acc_o[mt][ot][2 * h + 1] * inverse);
         }
         const int query = j_begin + row;
-        if (lse_segment != nullptr && l.pair == 0 && query < num_rows) {
+        if (lse_segment != nullptr && mma_lane.pair == 0 && query < num_rows) {
           lse_segment[o_offset + query * rate] =
               sum > 0.0f ? (row_max[mt][h] + __log2f(sum)) * kLn2 : kMinusInf;
         }

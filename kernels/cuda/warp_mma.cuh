@@ -31,14 +31,14 @@ struct MmaLane {
 };
 
 __device__ __forceinline__ MmaLane MmaLaneOf(int lane) {
-  MmaLane l;
-  l.group = lane / 4;
-  l.pair = lane % 4;
-  l.x_row = (lane & 7) + ((lane >> 3) & 1) * 8;
-  l.x_col = (lane >> 4) * 8;
-  l.y_row = (lane & 7) + (lane >> 4) * 8;
-  l.y_col = ((lane >> 3) & 1) * 8;
-  return l;
+  MmaLane m;
+  m.group = lane / 4;
+  m.pair = lane % 4;
+  m.x_row = (lane & 7) + ((lane >> 3) & 1) * 8;
+  m.x_col = (lane >> 4) * 8;
+  m.y_row = (lane & 7) + (lane >> 4) * 8;
+  m.y_col = ((lane >> 3) & 1) * 8;
+  return m;
 }
 
 // The shared address this lane gives ldmatrix for the 16 x 16 block at
@@ -47,15 +47,17 @@ __device__ __forceinline__ MmaLane MmaLaneOf(int lane) {
 template <int kStride, typename T>
 __device__ __forceinline__ uint32_t FragmentAddressX(const T* panel, int row0,
                                                      int col0,
-                                                     const MmaLane& l) {
-  return SharedAddress(panel + (row0 + l.x_row) * kStride + col0 + l.x_col);
+                                                     const MmaLane& mma_lane) {
+  return SharedAddress(panel + (row0 + mma_lane.x_row) * kStride + col0 +
+                       mma_lane.x_col);
 }
 
 template <int kStride, typename T>
 __device__ __forceinline__ uint32_t FragmentAddressY(const T* panel, int row0,
                                                      int col0,
-                                                     const MmaLane& l) {
-  return SharedAddress(panel + (row0 + l.y_row) * kStride + col0 + l.y_col);
+                                                     const MmaLane& mma_lane) {
+  return SharedAddress(panel + (row0 + mma_lane.y_row) * kStride + col0 +
+                       mma_lane.y_col);
 }
 
 template <int kTiles>
@@ -85,13 +87,15 @@ __device__ __forceinline__ void PackAFragment(uint32_t (&a)[4],
 template <DataType kDtype, int kTiles, int kStride, typename T>
 __device__ __forceinline__ void StageRows(T* panel, int row0,
                                           const float (&c)[kTiles][4],
-                                          float scale, const MmaLane& l) {
+                                          float scale,
+                                          const MmaLane& mma_lane) {
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int row = row0 + l.group + h * 8;
+    const int row = row0 + mma_lane.group + h * 8;
 #pragma unroll
     for (int t = 0; t < kTiles; ++t) {
-      *reinterpret_cast<uint32_t*>(panel + row * kStride + t * 8 + 2 * l.pair) =
+      *reinterpret_cast<uint32_t*>(panel + row * kStride + t * 8 +
+                                   2 * mma_lane.pair) =
           PackPair<kDtype>(c[t][2 * h] * scale, c[t][2 * h + 1] * scale);
     }
   }
