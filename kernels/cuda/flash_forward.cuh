@@ -199,8 +199,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
       float s[kMTiles][kSTiles][4];
       if (active) {
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) ZeroTiles(s[mt]);
-          // S = Q K^T.
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          ZeroTiles(s[mt]);
+        }
+        // S = Q K^T.
 #pragma unroll
         for (int ks = 0; ks < Tile::kDSteps; ++ks) {
           uint32_t a[kMTiles][4];
