@@ -5,6 +5,9 @@ Backward, at tiny shapes) and, in the same run, the same calls through
 dilated_attention_torch: the functional API without autograd, and forward +
 backward through autograd. Prints each time and the difference, which is what
 the package adds (dispatch, argument checks, output allocation, autograd).
+The fwd_bwd cases are timed twice: through the functional API, and with the
+operator torch.ops.dilated_attention.forward called directly (its autograd
+registered with torch.library).
 
   ./bazelw run -c opt //benchmarks:torch_call_overhead
 """
@@ -38,12 +41,19 @@ def cpp_times(binary, threads):
     return times
 
 
-def python_time(function, repeat=5):
-    """Median microseconds per call."""
-    function()
-    number = max(1, int(0.2 / max(timeit.timeit(function, number=1), 1e-6)))
-    runs = sorted(timeit.repeat(function, number=number, repeat=repeat))
-    return runs[len(runs) // 2] / number * 1e6
+def python_times(*functions, repeat=5):
+    """Median microseconds per call of each function, their runs taken in
+    turn (A B A B ...) so that a change in the machine's load reaches all."""
+    numbers = []
+    for function in functions:
+        function()
+        numbers.append(max(1, int(
+            0.2 / max(timeit.timeit(function, number=1), 1e-6))))
+    runs = [[] for _ in functions]
+    for _ in range(repeat):
+        for function, number, times in zip(functions, numbers, runs):
+            times.append(timeit.timeit(function, number=number) / number)
+    return [sorted(times)[len(times) // 2] * 1e6 for times in runs]
 
 
 def main():
@@ -56,8 +66,8 @@ def main():
     torch.set_num_threads(threads)
     cpp = cpp_times(binary, threads)
     print(f"torch {torch.__version__}, {threads} thread(s); "
-          "microseconds per call (median of 5)")
-    print(f"{'case':32} {'C++':>10} {'PyTorch':>10} {'overhead':>10}")
+          "microseconds per call (median of 7, the cases of a shape in turn)")
+    print(f"{'case':38} {'C++':>10} {'PyTorch':>10} {'overhead':>10}")
     for impl in ("standard", "improved"):
         for seq, heads in SHAPES:
             segments, rates = [seq // 2, seq], [1, 2]
@@ -74,12 +84,20 @@ def main():
                                             impl=impl)
                 out.backward(grad)
 
-            for suffix, function in (("fwd", forward),
-                                     ("fwd_bwd", forward_backward)):
-                name = f"{impl}/n:{seq}/h:{heads}/{suffix}"
-                ours = python_time(function)
-                print(f"{name:32} {cpp[name]:10.2f} {ours:10.2f} "
-                      f"{ours - cpp[name]:10.2f}")
+            def operator_forward_backward():
+                out, _ = torch.ops.dilated_attention.forward(
+                    *leaves, segments, rates, False, None, impl, None, None)
+                out.backward(grad)
+
+            prefix = f"{impl}/n:{seq}/h:{heads}/"
+            rows = [("fwd", "fwd"), ("fwd_bwd", "fwd_bwd"),
+                    ("fwd_bwd", "fwd_bwd (operator)")]
+            times = python_times(forward, forward_backward,
+                                 operator_forward_backward, repeat=7)
+            for (case, label), ours in zip(rows, times):
+                cpp_time = cpp[prefix + case]
+                print(f"{prefix + label:38} {cpp_time:10.2f} {ours:10.2f} "
+                      f"{ours - cpp_time:10.2f}")
     return 0
 
 

@@ -103,6 +103,46 @@ torch.library.register_autograd("dilated_attention::forward", _backward,
                                 setup_context=_setup_context)
 
 
+class _Attention(torch.autograd.Function):
+    """The operator's forward with the same backward, as the functional API
+    runs it when a gradient is needed. The operator's own autograd (above)
+    serves direct callers; it binds the operator's long argument list to its
+    schema on every call (torch._library.utils.fill_defaults, quadratic in
+    the argument count: about 70 us on the 2-core development machine, a
+    sixth of a small forward and backward, docs/PYTHON.md)."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        # ctx in forward: a separate setup_context makes every call bind its
+        # arguments to this signature with inspect.
+        output = _OPS.forward(*inputs)
+        _setup_context(ctx, inputs, output)
+        return output
+
+    backward = staticmethod(_backward)
+
+
+# The operator's arguments after v, by name, with their schema defaults: the
+# functional API passes them positionally (autograd.Function takes no
+# keyword arguments).
+_FORWARD_ARGUMENTS = _OPS.forward.default._schema.arguments[3:]
+_FORWARD_DEFAULTS = {
+    argument.name: argument.default_value
+    for argument in _FORWARD_ARGUMENTS if argument.has_default_value()}
+
+
+def _run_forward(q, k, v, **named):
+    """out, lse of the operator, through _Attention when q, k or v needs a
+    gradient; `named`: the arguments after v by name, the schema's default
+    for those left out."""
+    arguments = [named[a.name] if a.name in named else
+                 _FORWARD_DEFAULTS[a.name] for a in _FORWARD_ARGUMENTS]
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or
+                                    v.requires_grad):
+        return _Attention.apply(q, k, v, *arguments)
+    return _OPS.forward(q, k, v, *arguments)
+
+
 # Read once at import: the registry does not change after the libraries
 # load, and a plain list keeps the check below out of torch.compile's graph.
 _IMPLEMENTATIONS = tuple(_OPS.implementations())
@@ -210,12 +250,13 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
             block_size, block_pattern, block_window, global_tokens,
             sparse_dilation_rates, hierarchical_levels, block_layout)
     try:
-        out, lse = _OPS.forward(q, k, v, list(segment_lengths),
-                                list(dilation_rates), bool(is_causal),
-                                softmax_scale, impl, key_padding_mask,
-                                cu_seqlens,
-                                _handle_of(communicator), dropout_p=dropout_p,
-                                seed=seed, offset=offset, **block_sparse)
+        out, lse = _run_forward(
+            q, k, v, segment_lengths=list(segment_lengths),
+            dilation_rates=list(dilation_rates), is_causal=bool(is_causal),
+            softmax_scale=softmax_scale, impl=impl,
+            key_padding_mask=key_padding_mask, cu_seqlens=cu_seqlens,
+            communicator=_handle_of(communicator), dropout_p=dropout_p,
+            seed=seed, offset=offset, **block_sparse)
     except RuntimeError as error:
         raise _translate(error) from None
     return (out, lse) if return_lse else out

@@ -236,6 +236,35 @@ class OpcheckTest(unittest.TestCase):
              "improved", None, None))
 
 
+class OperatorAutogradTest(unittest.TestCase):
+    """The functional API runs its own autograd.Function; the operator's
+    registered autograd serves direct callers. Both run the same kernels."""
+
+    def test_direct_operator_call_gives_the_functional_gradients(self):
+        q, k, v, grad_out = random_inputs((1, 16, 3, 8), seed=12)
+        functional = [t.clone().requires_grad_() for t in (q, k, v)]
+        direct = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = da.dilated_attention(*functional, [8, 16], [1, 2],
+                                   is_causal=True, impl="improved")
+        out.backward(grad_out)
+        direct_out, lse = torch.ops.dilated_attention.forward(
+            *direct, [8, 16], [1, 2], True, None, "improved", None, None)
+        self.assertFalse(lse.requires_grad)
+        direct_out.backward(grad_out)
+        torch.testing.assert_close(direct_out, out, atol=0, rtol=0)
+        for name, a, b in zip("qkv", functional, direct):
+            self.assertIsNotNone(b.grad, name)
+            torch.testing.assert_close(b.grad, a.grad, atol=0, rtol=0,
+                                       msg=lambda m, name=name: f"{name}: {m}")
+
+    def test_lse_carries_no_gradient(self):
+        q, k, v, _ = random_inputs((1, 16, 2, 8), seed=13)
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        out, lse = da.dilated_attention(*leaves, [16], [1], return_lse=True)
+        self.assertTrue(out.requires_grad)
+        self.assertFalse(lse.requires_grad)
+
+
 class CompileTest(unittest.TestCase):
 
     def test_compiled_forward_and_backward_equal_eager(self):
