@@ -108,8 +108,8 @@ class _Attention(torch.autograd.Function):
     runs it when a gradient is needed. The operator's own autograd (above)
     serves direct callers; it binds the operator's long argument list to its
     schema on every call (torch._library.utils.fill_defaults, quadratic in
-    the argument count: about 70 us on the 2-core development machine, a
-    sixth of a small forward and backward, docs/PYTHON.md)."""
+    the argument count: 68 us timed alone on a 2-core machine, plus the
+    garbage collection its short-lived objects bring; docs/PYTHON.md)."""
 
     @staticmethod
     def forward(ctx, *inputs):
