@@ -13,6 +13,11 @@
 // products = 2x forward, "dV only" 2 = 1x, "dK only" 3 = 1.5x; query side: 3
 // products = 1.5x forward; fused "kvq":
 // 5 products = 2.5x forward, its float32 dQ zeroed and rounded included).
+// The "sparse fwd" variants walk a banded block-sparse layout over the whole
+// sequence instead (blocks of 128, 2w + 1 key blocks a row: w = 2 and 16 are
+// the rows of local_window 512 and 4096), their max_diff taken against the
+// library's FlashBlockSparseForward and their TFLOPs counting the active
+// blocks only.
 //
 //   bazel run -c opt --config=cuda //benchmarks:cuda_tile_sweep
 
@@ -25,6 +30,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -100,7 +106,10 @@ Problem* MakeProblem(int64_t head_dim) {
   return problem;
 }
 
-kernels::BackwardParams Params(const Problem& problem, bool causal) {
+// The problem's params under `config` (by default config A: segments 2048,
+// 4096, 8192 at rates 1, 2, 4).
+kernels::BackwardParams Params(const Problem& problem, bool causal,
+                               const AttentionConfig& config = {}) {
   const Device device = Device::Cuda(0);
   auto view = [&](int i) {
     return TensorView::Contiguous(problem.buffers[i], DType::kFloat16,
@@ -108,7 +117,6 @@ kernels::BackwardParams Params(const Problem& problem, bool causal) {
   };
   const TensorView lse = TensorView::Contiguous(problem.lse, DType::kFloat32,
                                                 {1, kHeads, kSeq}, device);
-  AttentionConfig config;  // segments {2048, 4096, 8192}, rates {1, 2, 4}
   ForwardOptions options;
   options.is_causal = causal;
   absl::StatusOr<kernels::BackwardParams> params =
@@ -139,6 +147,51 @@ void Time(benchmark::State& state, F run) {
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+}
+
+// A banded block-sparse layout on the device: query block i of every head
+// attends to key blocks [i - half_width, i + half_width] inside the sequence.
+struct BandLayout {
+  kernels::BlockLists lists;
+  int64_t active_blocks;
+};
+
+constexpr int64_t kSparseBlock = 128;
+
+const BandLayout& BandOf(int half_width) {
+  static std::vector<std::pair<int, BandLayout*>> made;
+  for (const auto& [width, layout] : made) {
+    if (width == half_width) return *layout;
+  }
+  const int64_t blocks = kSeq / kSparseBlock;
+  std::vector<int32_t> begin = {0};
+  std::vector<int32_t> columns;
+  for (int64_t i = 0; i < blocks; ++i) {
+    for (int64_t j = std::max<int64_t>(0, i - half_width);
+         j <= std::min<int64_t>(blocks - 1, i + half_width); ++j) {
+      columns.push_back(static_cast<int32_t>(j));
+    }
+    begin.push_back(static_cast<int32_t>(columns.size()));
+  }
+  auto upload = [](const std::vector<int32_t>& host) {
+    int32_t* device = nullptr;
+    Check(cudaMalloc(reinterpret_cast<void**>(&device),
+                     host.size() * sizeof(int32_t)),
+          "cudaMalloc");
+    Check(cudaMemcpy(device, host.data(), host.size() * sizeof(int32_t),
+                     cudaMemcpyHostToDevice),
+          "cudaMemcpy");
+    return device;
+  };
+  // The band is symmetric: the column lists equal the row lists.
+  const int32_t* device_begin = upload(begin);
+  const int32_t* device_columns = upload(columns);
+  auto* layout = new BandLayout{
+      kernels::BlockLists{kSparseBlock, blocks, /*heads=*/1, device_begin,
+                          device_columns, device_begin, device_columns},
+      static_cast<int64_t>(columns.size())};
+  made.emplace_back(half_width, layout);
+  return *layout;
 }
 
 // Returns the output of the first mma.sync forward variant of the problem's
@@ -230,8 +283,49 @@ float GradientDifference(Problem& problem,
   return largest;
 }
 
+// Times sparse forward variant `v` on the band of `half_width`; its output
+// is compared with the library's block-sparse forward on the same layout.
+void TimeSparseForward(benchmark::State& state,
+                       const sweep::SparseForwardVariant& v, int half_width) {
+  Problem& problem = *ProblemOf(v.head_dim);
+  const BandLayout& band = BandOf(half_width);
+  AttentionConfig whole_sequence;
+  whole_sequence.segment_lengths = {kSeq};
+  whole_sequence.dilation_rates = {1};
+  const kernels::ForwardParams params =
+      Params(problem, /*causal=*/false, whole_sequence).forward;
+  void* expected = nullptr;
+  Check(kernels::gpu::FlashBlockSparseForward(params, band.lists, nullptr),
+        "reference block-sparse forward");
+  Check(cudaMalloc(&expected, TensorBytes(problem)), "cudaMalloc");
+  Check(cudaMemcpy(expected, problem.buffers[3], TensorBytes(problem),
+                   cudaMemcpyDeviceToDevice),
+        "cudaMemcpy");
+  Time(state, [&] { return v.run(params, band.lists, nullptr); });
+  state.counters["blocks_per_SM"] = v.blocks_per_sm();
+  state.counters["max_diff"] = sweep::MaxAbsDifference(
+      problem.buffers[3], expected, TensorBytes(problem) / 2);
+  cudaFree(expected);
+  const double flops = 4.0 * kHeads * band.active_blocks * kSparseBlock *
+                       kSparseBlock * v.head_dim;
+  state.counters["TFLOPs"] = benchmark::Counter(
+      flops / 1e12, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void RegisterAll() {
   auto problem_for = [](int head_dim) { return ProblemOf(head_dim); };
+  for (int half_width : {2, 16}) {
+    for (int i = 0; i < sweep::kNumSparseForwardVariants; ++i) {
+      const sweep::SparseForwardVariant& v = sweep::kSparseForwardVariants[i];
+      benchmark::RegisterBenchmark(
+          absl::StrCat(v.name, " band", 2 * half_width + 1).c_str(),
+          [&v, half_width](benchmark::State& state) {
+            TimeSparseForward(state, v, half_width);
+          })
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
   for (bool causal : {false, true}) {
     for (int i = 0; i < sweep::kNumForwardVariants; ++i) {
       const sweep::ForwardVariant& v = sweep::kForwardVariants[i];

@@ -42,6 +42,17 @@ cudaError_t ForwardWs(const ForwardParams& p, cudaStream_t stream) {
   return LaunchFlashForwardWs<Tile>(p, stream);
 }
 
+template <class Tile>
+cudaError_t SparseForward(const ForwardParams& p, const BlockLists& lists,
+                          cudaStream_t stream) {
+  if (!WgmmaAvailable()) return cudaErrorNoKernelImageForDevice;
+  if constexpr (IsWsForwardTile<Tile>::value) {
+    return LaunchFlashForwardWs<Tile>(p, stream, ProblemIndex{}, lists);
+  } else {
+    return LaunchFlashForwardWgmma<Tile>(p, stream, ProblemIndex{}, lists);
+  }
+}
+
 // The same kernel with its producer on cp.async where TMA would apply.
 template <class Tile>
 cudaError_t ForwardWsCpAsync(const ForwardParams& p, cudaStream_t stream) {
@@ -364,6 +375,59 @@ const ForwardVariant kForwardVariants[] = {
 };
 const int kNumForwardVariants =
     sizeof(kForwardVariants) / sizeof(kForwardVariants[0]);
+
+template <class Tile>
+int SparseForwardBlocks() {
+  if constexpr (IsWsForwardTile<Tile>::value) {
+    return ForwardWsBlocks<Tile>();
+  } else {
+    return ForwardWgmmaBlocks<Tile>();
+  }
+}
+
+template <class Tile>
+constexpr SparseForwardVariant Sparse(const char* name) {
+  return {name, Tile::kHeadDim, &SparseForward<Tile>,
+          &SparseForwardBlocks<Tile>};
+}
+
+// Row tiles of 64 or 128 rows only: a 192-row tile would straddle layout
+// blocks. The first of each head_dim is the shape the library ships
+// (FlashConfig::ForwardWgmmaSparse).
+const SparseForwardVariant kSparseForwardVariants[] = {
+    Sparse<WgmmaForwardTile<kH, 1, 128, 3>>(
+        "sparse fwd d64 wgmma 64x128 1wg min3"),
+    Sparse<WgmmaForwardTile<kH, 1, 128, 2>>(
+        "sparse fwd d64 wgmma 64x128 1wg min2"),
+    Sparse<WgmmaForwardTile<kH, 1, 128, 2, 64, true>>(
+        "sparse fwd d64 wgmma 64x128 1wg min2 qreg"),
+    Sparse<WgmmaForwardTile<kH, 1, 128, 3, 64, false, 4>>(
+        "sparse fwd d64 wgmma 64x128 1wg min3 fmaexp4"),
+    Sparse<WgmmaForwardTile<kH, 1, 64, 3>>(
+        "sparse fwd d64 wgmma 64x64 1wg min3"),
+    Sparse<WgmmaForwardTile<kH, 1, 64, 4>>(
+        "sparse fwd d64 wgmma 64x64 1wg min4"),
+    Sparse<WgmmaForwardTile<kH, 2, 64, 2>>(
+        "sparse fwd d64 wgmma 128x64 2wg min2"),
+    Sparse<WgmmaForwardTile<kH, 2, 128, 1>>(
+        "sparse fwd d64 wgmma 128x128 2wg min1"),
+    Sparse<WsForwardTile<kH, 2, 128, 2, 64, true, true>>(
+        "sparse fwd d64 ws 128x128 s2 qreg pp"),
+    Sparse<WsForwardTile<kH, 2, 128, 3, 64, true, true>>(
+        "sparse fwd d64 ws 128x128 s3 qreg pp"),
+    Sparse<WsForwardTile<kH, 2, 128, 2, 128, true, true>>(
+        "sparse fwd d128 ws 128x128 s2 qreg pp"),
+    Sparse<WsForwardTile<kH, 2, 64, 3, 128, true, true>>(
+        "sparse fwd d128 ws 128x64 s3 qreg pp"),
+    Sparse<WgmmaForwardTile<kH, 1, 64, 2, 128>>(
+        "sparse fwd d128 wgmma 64x64 1wg min2"),
+    Sparse<WgmmaForwardTile<kH, 1, 128, 1, 128>>(
+        "sparse fwd d128 wgmma 64x128 1wg min1"),
+    Sparse<WgmmaForwardTile<kH, 2, 64, 1, 128>>(
+        "sparse fwd d128 wgmma 128x64 2wg min1"),
+};
+const int kNumSparseForwardVariants =
+    sizeof(kSparseForwardVariants) / sizeof(kSparseForwardVariants[0]);
 
 // The fused backward (flash_backward_wgmma.cuh): two warpgroups of 64 keys,
 // 128-query tiles at head_dim 64, 64-query tiles at 128.

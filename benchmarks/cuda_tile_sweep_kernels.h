@@ -10,6 +10,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernels/block_sparse_params.h"
 #include "kernels/dilated_params.h"
 
 namespace dilated {
@@ -31,8 +32,21 @@ struct BackwardVariant {
   int (*blocks_per_sm)();  // resident blocks per SM; 0 where it cannot run
 };
 
+// A forward kernel walking the active blocks of a block-sparse layout: its
+// row tiles (64 or 128 rows) lie inside one 128-row layout block
+// (kernels/tile_walk.h). `lists` point to device memory.
+struct SparseForwardVariant {
+  const char* name;
+  int head_dim;
+  cudaError_t (*run)(const kernels::ForwardParams&,
+                     const kernels::BlockLists& lists, cudaStream_t);
+  int (*blocks_per_sm)();  // resident blocks per SM; 0 where it cannot run
+};
+
 extern const ForwardVariant kForwardVariants[];
 extern const int kNumForwardVariants;
+extern const SparseForwardVariant kSparseForwardVariants[];
+extern const int kNumSparseForwardVariants;
 extern const BackwardVariant kBackwardVariants[];
 extern const int kNumBackwardVariants;
 
