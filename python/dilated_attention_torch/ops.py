@@ -3,8 +3,9 @@
 ``dilated_attention(q, k, v, segment_lengths, dilation_rates, ...)`` runs one
 of the library's implementations on tensors of shape [batch, seq, heads,
 head_dim] (or [total, heads, head_dim] with ``cu_seqlens``) and is
-differentiable with respect to q, k and v. The operators behind it have fake
-kernels (meta tensors, torch.compile) and autograd registered here.
+differentiable (to first order) with respect to q, k and v. The operators
+behind it have fake kernels (meta tensors, torch.compile) and autograd
+registered here.
 
 The function is the one of LongNet's dilated attention as the Python library
 dilated-attention-pytorch documents it: heads split into len(segment_lengths)
@@ -85,15 +86,37 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(lse)
 
 
+def _below_autograd(overload, *arguments):
+    """overload(*arguments) dispatched below the Autograd key. The forward
+    operator's autograd is a Python function (register_autograd below) that
+    the dispatcher runs on every call, gradient or not (~30 us); callers
+    that record the graph themselves, or need none, skip it. torch.compile
+    traces the plain call (the guard is not traceable, and a compiled graph
+    has no per-call dispatch to save)."""
+    if torch.compiler.is_compiling():
+        return overload(*arguments)
+    with torch._C._AutoDispatchBelowAutograd():
+        return overload(*arguments)
+
+
 def _backward(ctx, grad_out, grad_lse):
+    # Grad mode is on in a backward pass only with create_graph=True, which
+    # asks for gradients that are themselves differentiable: the backward
+    # operator has no gradient, and torch would treat its results as
+    # constants, so the second-order terms would be silently wrong.
+    if torch.is_grad_enabled():
+        raise NotImplementedError(
+            "dilated_attention has no second-order gradient: backward with "
+            "create_graph=True is not supported")
     out, lse, *tensors = ctx.saved_tensors
     inputs = list(ctx.arguments)
     for position, tensor in zip(_TENSOR_POSITIONS, tensors):
         inputs[position] = tensor
     q, k, v, *arguments = inputs
     try:
-        grad_q, grad_k, grad_v = _OPS.backward(
-            grad_out.contiguous(), q, k, v, out, lse, *arguments)
+        grad_q, grad_k, grad_v = _below_autograd(
+            _OPS.backward.default, grad_out.contiguous(), q, k, v, out, lse,
+            *arguments)
     except RuntimeError as error:
         raise _translate(error) from None
     return (grad_q, grad_k, grad_v) + (None,) * len(arguments)
@@ -115,7 +138,7 @@ class _Attention(torch.autograd.Function):
     def forward(ctx, *inputs):
         # ctx in forward: a separate setup_context makes every call bind its
         # arguments to this signature with inspect.
-        output = _OPS.forward.default(*inputs)
+        output = _below_autograd(_OPS.forward.default, *inputs)
         _setup_context(ctx, inputs, output)
         return output
 
@@ -141,7 +164,7 @@ def _run_forward(q, k, v, **named):
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or
                                     v.requires_grad):
         return _Attention.apply(q, k, v, *arguments)
-    return _OPS.forward.default(q, k, v, *arguments)
+    return _below_autograd(_OPS.forward.default, q, k, v, *arguments)
 
 
 # Read once at import: the registry does not change after the libraries
@@ -235,7 +258,8 @@ def dilated_attention(q, k, v, segment_lengths, dilation_rates,
     Raises:
       ValueError: a tensor or argument the library refuses; the message
         names it and its value.
-      NotImplementedError: a call an implementation cannot run.
+      NotImplementedError: a call an implementation cannot run; in the
+        backward pass, create_graph=True (no second-order gradient).
     """
     _check_lengths(segment_lengths, dilation_rates)
     if impl not in _IMPLEMENTATIONS:

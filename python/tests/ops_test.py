@@ -264,6 +264,31 @@ class OperatorAutogradTest(unittest.TestCase):
         self.assertTrue(out.requires_grad)
         self.assertFalse(lse.requires_grad)
 
+    def test_no_graph_without_a_gradient(self):
+        q, k, v, _ = random_inputs((1, 16, 2, 8), seed=14)
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        with torch.no_grad():
+            self.assertFalse(da.dilated_attention(*leaves, [16], [1])
+                             .requires_grad)
+        with torch.inference_mode():
+            out = da.dilated_attention(q, k, v, [16], [1])
+        self.assertTrue(out.is_inference())
+        torch.testing.assert_close(
+            out, da.dilated_attention(*leaves, [16], [1]).detach(),
+            atol=0, rtol=0)
+
+    def test_second_order_gradients_are_refused(self):
+        # Without the refusal torch would differentiate through the backward
+        # operator as if its results were constants (only a warning).
+        q, k, v, _ = random_inputs((1, 16, 2, 8), seed=15)
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        for out in (da.dilated_attention(*leaves, [16], [1]),
+                    torch.ops.dilated_attention.forward(
+                        *leaves, [16], [1], False, None, "auto", None,
+                        None)[0]):
+            with self.assertRaisesRegex(NotImplementedError, "second-order"):
+                torch.autograd.grad(out.sum(), leaves[0], create_graph=True)
+
 
 class CompileTest(unittest.TestCase):
 
