@@ -3,17 +3,22 @@ the GPU machine: the PyTorch package's functional API (impl="block_sparse")
 and torch.nn.attention.flex_attention (compiled) on the layout the package
 reports (dilated_attention_torch.block_layout), float16, b = 1, block 128,
 forward and forward + backward, CUDA-event times (median of --repeats).
+With --calls 1 (the default) a time is that of one call after a
+synchronisation, the host's work before its first kernel included; with
+--calls N, of N calls in a row divided by N, which leaves out what the GPU
+overlaps, and the host's own time per call (in that loop) is printed too.
 
 Useful TFLOP/s count the active blocks only (4 n_active d per head forward,
 2.5 times that again for the backward pass) and are set beside our dense
 kernel's ("improved" with one segment of n_dense tokens, rate 1: plain
 attention) measured in the same run.
 
-  python3 sparse_compare.py [--n 32768 131072] [--head_dim 64 128]
+  python3 sparse_compare.py [--n 32768 131072] [--head_dim 64 128] [--calls 10]
 """
 
 import argparse
 import statistics
+import time
 
 import torch
 from torch.nn.attention.flex_attention import BlockMask
@@ -24,19 +29,28 @@ import dilated_attention_torch as dat
 BLOCK = 128
 
 
-def cuda_ms(fn, repeats):
+def timed_ms(fn, repeats, calls=1):
+  """Medians over `repeats` of (GPU ms, host ms) per call of `calls` calls
+  of fn in a row between two events recorded after a synchronisation."""
   fn()
   torch.cuda.synchronize()
-  times = []
+  gpu, host = [], []
   for _ in range(repeats):
     start = torch.cuda.Event(enable_timing=True)
     end = torch.cuda.Event(enable_timing=True)
     start.record()
-    fn()
+    began = time.perf_counter()
+    for _ in range(calls):
+      fn()
+    host.append((time.perf_counter() - began) * 1e3 / calls)
     end.record()
     torch.cuda.synchronize()
-    times.append(start.elapsed_time(end))
-  return statistics.median(times)
+    gpu.append(start.elapsed_time(end) / calls)
+  return statistics.median(gpu), statistics.median(host)
+
+
+def cuda_ms(fn, repeats):
+  return timed_ms(fn, repeats)[0]
 
 
 def useful_tflops(active_pairs, heads, head_dim, ms, backward):
@@ -71,12 +85,15 @@ def main():
                       default=[512, 4096])
   parser.add_argument("--n_dense", type=int, default=32768)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--calls", type=int, default=1,
+                      help="calls in a row per timing")
   args = parser.parse_args()
   flex = torch.compile(flex_attention)
   patterns = [("local_window", {"block_window": w}) for w in args.windows]
   patterns.append(("dilated_sparse", {}))
   print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, "
-        f"float16, h={args.heads}, block {BLOCK}")
+        f"float16, h={args.heads}, block {BLOCK}, {args.calls} call(s) in a "
+        "row per timing")
   dense = {}
   for d in args.head_dim:
     dense[d] = dense_tflops(args.n_dense, args.heads, d, args.repeats)
@@ -84,8 +101,9 @@ def main():
           f"TFLOP/s, fwd+bwd {dense[d][1]:.0f} TFLOP/s", flush=True)
   print("| d | n | pattern | density | ours fwd ms | flex fwd ms | fwd ratio "
         "| ours fwd+bwd ms | flex fwd+bwd ms | fwd+bwd ratio "
-        "| ours TFLOP/s fwd, fwd+bwd (of dense) | max abs difference |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        "| ours TFLOP/s fwd, fwd+bwd (of dense) | max abs difference "
+        "| host ms per fwd+bwd call, ours / flex |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
   for d in args.head_dim:
     for n in args.n:
       shape = (1, n, args.heads, d)
@@ -119,10 +137,12 @@ def main():
 
         with torch.no_grad():
           difference = (ours() - theirs().transpose(1, 2)).abs().max().item()
-          ours_fwd = cuda_ms(ours, args.repeats)
-          flex_fwd = cuda_ms(theirs, args.repeats)
-        ours_bwd = cuda_ms(lambda: ours().backward(grad), args.repeats)
-        flex_bwd = cuda_ms(lambda: theirs().backward(gradt), args.repeats)
+          ours_fwd, _ = timed_ms(ours, args.repeats, args.calls)
+          flex_fwd, _ = timed_ms(theirs, args.repeats, args.calls)
+        ours_bwd, ours_host = timed_ms(lambda: ours().backward(grad),
+                                       args.repeats, args.calls)
+        flex_bwd, flex_host = timed_ms(lambda: theirs().backward(gradt),
+                                       args.repeats, args.calls)
         fwd_tflops = useful_tflops(active_pairs, args.heads, d, ours_fwd,
                                    False)
         bwd_tflops = useful_tflops(active_pairs, args.heads, d, ours_bwd,
@@ -133,7 +153,8 @@ def main():
               f"{ours_bwd:.3f} | {flex_bwd:.3f} | "
               f"{flex_bwd / ours_bwd:.2f}x | {fwd_tflops:.0f} "
               f"({fwd_tflops / dense[d][0]:.0%}), {bwd_tflops:.0f} "
-              f"({bwd_tflops / dense[d][1]:.0%}) | {difference:.1e} |",
+              f"({bwd_tflops / dense[d][1]:.0%}) | {difference:.1e} | "
+              f"{ours_host:.3f} / {flex_host:.3f} |",
               flush=True)
 
 
