@@ -53,6 +53,17 @@ def cuda_ms(fn, repeats):
   return timed_ms(fn, repeats)[0]
 
 
+def flex_block_mask(layout):
+  """FlexAttention's BlockMask of a [nb, nb] bool block layout: the same
+  blocks, every one of them whole (no per-element mask)."""
+  counts = layout.sum(-1, dtype=torch.int32)
+  indices = torch.argsort(layout.to(torch.int8), dim=-1, descending=True,
+                          stable=True).to(torch.int32)
+  return BlockMask.from_kv_blocks(
+      torch.zeros_like(counts)[None, None], indices[None, None],
+      counts[None, None], indices[None, None], BLOCK_SIZE=BLOCK)
+
+
 def useful_tflops(active_pairs, heads, head_dim, ms, backward):
   flops = 4.0 * active_pairs * heads * head_dim * (3.5 if backward else 1.0)
   return flops / (ms * 1e-3) / 1e12
@@ -116,14 +127,7 @@ def main():
         density = layout.float().mean().item()
         active_pairs = layout.sum().item() * BLOCK * BLOCK
 
-        # The same blocks, every one of them whole (no per-element mask).
-        counts = layout.sum(-1, dtype=torch.int32)
-        indices = torch.argsort(layout.to(torch.int8), dim=-1,
-                                descending=True, stable=True).to(torch.int32)
-        block_mask = BlockMask.from_kv_blocks(
-            torch.zeros_like(counts)[None, None],
-            indices[None, None], counts[None, None], indices[None, None],
-            BLOCK_SIZE=BLOCK)
+        block_mask = flex_block_mask(layout)
         qt, kt, vt = (t.detach().transpose(1, 2).requires_grad_()
                       for t in (q, k, v))
         gradt = grad.transpose(1, 2)
