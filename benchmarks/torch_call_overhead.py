@@ -5,9 +5,10 @@ Backward, at tiny shapes) and, in the same run, the same calls through
 dilated_attention_torch: the functional API without autograd, and forward +
 backward through autograd. Prints each time and the difference, which is what
 the package adds (dispatch, argument checks, output allocation, autograd).
-The fwd_bwd cases are timed twice: through the functional API, and with the
+Each case is timed twice: through the functional API, and with the
 operator torch.ops.dilated_attention.forward called directly (its autograd
-registered with torch.library).
+registered with torch.library, which the dispatcher runs on every call, also
+without a gradient; the functional API dispatches below it).
 
   ./bazelw run -c opt //benchmarks:torch_call_overhead
 """
@@ -79,6 +80,12 @@ def main():
                 with torch.no_grad():
                     dat.dilated_attention(q, k, v, segments, rates, impl=impl)
 
+            def operator_forward():
+                with torch.no_grad():
+                    torch.ops.dilated_attention.forward(
+                        q, k, v, segments, rates, False, None, impl, None,
+                        None)
+
             def forward_backward():
                 out = dat.dilated_attention(*leaves, segments, rates,
                                             impl=impl)
@@ -90,9 +97,9 @@ def main():
                 out.backward(grad)
 
             prefix = f"{impl}/n:{seq}/h:{heads}/"
-            rows = [("fwd", "fwd"), ("fwd_bwd", "fwd_bwd"),
-                    ("fwd_bwd", "fwd_bwd (operator)")]
-            times = python_times(forward, forward_backward,
+            rows = [("fwd", "fwd"), ("fwd", "fwd (operator)"),
+                    ("fwd_bwd", "fwd_bwd"), ("fwd_bwd", "fwd_bwd (operator)")]
+            times = python_times(forward, operator_forward, forward_backward,
                                  operator_forward_backward, repeat=7)
             for (case, label), ours in zip(rows, times):
                 cpp_time = cpp[prefix + case]
