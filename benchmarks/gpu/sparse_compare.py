@@ -49,10 +49,6 @@ def timed_ms(fn, repeats, calls=1):
   return statistics.median(gpu), statistics.median(host)
 
 
-def cuda_ms(fn, repeats):
-  return timed_ms(fn, repeats)[0]
-
-
 def flex_block_mask(layout):
   """FlexAttention's BlockMask of a [nb, nb] bool block layout: the same
   blocks, every one of them whole (no per-element mask)."""
@@ -69,7 +65,7 @@ def useful_tflops(active_pairs, heads, head_dim, ms, backward):
   return flops / (ms * 1e-3) / 1e12
 
 
-def dense_tflops(n, heads, head_dim, repeats):
+def dense_tflops(n, heads, head_dim, repeats, calls):
   """Our dense kernel (one whole-sequence segment) forward and fwd+bwd."""
   shape = (1, n, heads, head_dim)
   q, k, v = (torch.randn(shape, device="cuda", dtype=torch.float16,
@@ -80,8 +76,8 @@ def dense_tflops(n, heads, head_dim, repeats):
     return dat.dilated_attention(q, k, v, [n], [1], impl="improved")
 
   with torch.no_grad():
-    fwd = cuda_ms(dense, repeats)
-  both = cuda_ms(lambda: dense().backward(grad), repeats)
+    fwd, _ = timed_ms(dense, repeats, calls)
+  both, _ = timed_ms(lambda: dense().backward(grad), repeats, calls)
   pairs = n * n
   return (useful_tflops(pairs, heads, head_dim, fwd, False),
           useful_tflops(pairs, heads, head_dim, both, True))
@@ -107,7 +103,8 @@ def main():
         "row per timing")
   dense = {}
   for d in args.head_dim:
-    dense[d] = dense_tflops(args.n_dense, args.heads, d, args.repeats)
+    dense[d] = dense_tflops(args.n_dense, args.heads, d, args.repeats,
+                            args.calls)
     print(f"dense improved, n={args.n_dense}, d={d}: fwd {dense[d][0]:.0f} "
           f"TFLOP/s, fwd+bwd {dense[d][1]:.0f} TFLOP/s", flush=True)
   print("| d | n | pattern | density | ours fwd ms | flex fwd ms | fwd ratio "

@@ -15,7 +15,7 @@ DA_BAZEL_FLAGS="${DA_BAZEL_FLAGS:--c opt --config=cuda}" \
   pip wheel --no-build-isolation --no-deps -w "$dst" .
 cp python/tests/*.py benchmarks/gpu/run_python.sh \
   benchmarks/gpu/torch_module_timing.py benchmarks/gpu/sparse_compare.py \
-  benchmarks/gpu/sparse_ncu.py \
+  benchmarks/gpu/sparse_ncu.py benchmarks/gpu/torch_host_time.py \
   benchmarks/python_library_peer.py \
   benchmarks/longnet_torch_peer.py "$dst/"
 # The Python library's LongNet as the models' peer: its wheels, installed
