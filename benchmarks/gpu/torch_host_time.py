@@ -8,33 +8,20 @@ launches), not by the kernels.
   python3 torch_host_time.py [label]      (after run_python.sh installed the wheel)
 """
 
-import statistics
 import sys
-import time
 
 import torch
 
 import dilated_attention_torch as dat
+from sparse_compare import timed_ms
 
 
-def in_a_row_ms(fn, calls=10, repeats=15):
-  """Medians of (GPU ms, host ms) per call of `calls` calls in a row."""
+def in_a_row_ms(fn):
+  """Medians of (GPU ms, host ms) per call of ten calls in a row, after
+  twenty warm-up calls."""
   for _ in range(20):
     fn()
-  torch.cuda.synchronize()
-  gpu, host = [], []
-  for _ in range(repeats):
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-    start.record()
-    began = time.perf_counter()
-    for _ in range(calls):
-      fn()
-    host.append((time.perf_counter() - began) * 1e3 / calls)
-    end.record()
-    torch.cuda.synchronize()
-    gpu.append(start.elapsed_time(end) / calls)
-  return statistics.median(gpu), statistics.median(host)
+  return timed_ms(fn, repeats=15, calls=10)
 
 
 def main():
