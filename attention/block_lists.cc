@@ -33,10 +33,14 @@ BlockListStorage::BlockListStorage(const BlockLayout& layout,
 }
 
 kernels::BlockLists BlockListStorage::Lists() const {
-  return kernels::BlockLists{
-      block_size_,          num_blocks_,        heads_,
-      row_begin_.data(),    row_blocks_.data(), column_begin_.data(),
-      column_blocks_.data()};
+  return kernels::BlockLists{block_size_,
+                             num_blocks_,
+                             heads_,
+                             row_begin_.data(),
+                             row_blocks_.data(),
+                             column_begin_.data(),
+                             column_blocks_.data(),
+                             static_cast<int64_t>(row_blocks_.size())};
 }
 
 absl::StatusOr<BlockListStorage::DeviceCopy> BlockListStorage::CopyFor(

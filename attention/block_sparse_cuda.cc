@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "attention/block_lists_cuda.h"
 #include "attention/block_sparse_device.h"
 #include "attention/cuda_scratch.h"
 #include "base/cuda_util.h"
@@ -25,53 +26,6 @@
 
 namespace dilated {
 namespace {
-
-// The device copy of a storage's lists: one allocation holding row_begin,
-// row_blocks, column_begin and column_blocks, in that order.
-absl::StatusOr<BlockListStorage::DeviceCopy> CopyToDevice(
-    const kernels::BlockLists& host) {
-  const int64_t begins = host.heads * host.num_blocks + 1;
-  const int64_t entries = host.row_begin[begins - 1];
-  void* memory = nullptr;
-  DA_RETURN_IF_ERROR(CudaStatus(
-      cudaMalloc(&memory, (2 * begins + 2 * entries) * sizeof(int32_t)),
-      "allocating the device block lists"));
-  BlockListStorage::DeviceCopy copy(
-      memory, [](const void* p) { cudaFree(const_cast<void*>(p)); });
-  int32_t* base = static_cast<int32_t*>(memory);
-  for (const auto& [piece, count] :
-       {std::pair<const int32_t*, int64_t>{host.row_begin, begins},
-        {host.row_blocks, entries},
-        {host.column_begin, begins},
-        {host.column_blocks, entries}}) {
-    // Synchronous: the copy is complete on every stream when this returns.
-    DA_RETURN_IF_ERROR(
-        CudaStatus(cudaMemcpy(base, piece, count * sizeof(int32_t),
-                              cudaMemcpyHostToDevice),
-                   "copying the block lists to the device"));
-    base += count;
-  }
-  return copy;
-}
-
-// Returns the lists as the device kernels read them: the storage's device
-// copy, made on the first call on this device.
-absl::StatusOr<kernels::BlockLists> DeviceLists(
-    const BlockListStorage& storage, const ExecutionContext& context) {
-  const kernels::BlockLists host = storage.Lists();
-  DA_ASSIGN_OR_RETURN(const BlockListStorage::DeviceCopy copy,
-                      storage.CopyFor(context.device.index,
-                                      [&] { return CopyToDevice(host); }));
-  const int64_t begins = host.heads * host.num_blocks + 1;
-  const int64_t entries = host.row_begin[begins - 1];
-  const int32_t* base = static_cast<const int32_t*>(copy.get());
-  kernels::BlockLists device = host;
-  device.row_begin = base;
-  device.row_blocks = base + begins;
-  device.column_begin = base + begins + entries;
-  device.column_blocks = base + 2 * begins + entries;
-  return device;
-}
 
 absl::Status CheckHeadDim(const kernels::ForwardParams& p) {
   if (p.head_dim > kernels::gpu::kBlockSparseMaxHeadDim) {
@@ -100,7 +54,7 @@ absl::Status ForwardCuda(const kernels::ForwardParams& params,
   DA_RETURN_IF_ERROR(device.status());
   const auto stream = static_cast<cudaStream_t>(context.stream);
   DA_ASSIGN_OR_RETURN(const kernels::BlockLists lists,
-                      DeviceLists(storage, context));
+                      DeviceBlockLists(storage, context.device.index));
   if (UsesFusedKernels(params, nullptr, lists)) {
     return CudaStatus(
         kernels::gpu::FlashBlockSparseForward(params, lists, stream),
@@ -118,7 +72,7 @@ absl::Status BackwardCuda(const kernels::BackwardParams& params,
   DA_RETURN_IF_ERROR(device.status());
   const auto stream = static_cast<cudaStream_t>(context.stream);
   DA_ASSIGN_OR_RETURN(const kernels::BlockLists lists,
-                      DeviceLists(storage, context));
+                      DeviceBlockLists(storage, context.device.index));
   const bool fused = UsesFusedKernels(params.forward, &params, lists);
   DA_ASSIGN_OR_RETURN(
       CudaScratch delta,

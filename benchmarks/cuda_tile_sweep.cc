@@ -13,11 +13,10 @@
 // products = 2x forward, "dV only" 2 = 1x, "dK only" 3 = 1.5x; query side: 3
 // products = 1.5x forward; fused "kvq":
 // 5 products = 2.5x forward, its float32 dQ zeroed and rounded included).
-// The "sparse fwd" variants walk a banded block-sparse layout over the whole
-// sequence instead (blocks of 128, 2w + 1 key blocks a row: w = 2 and 16 are
-// the rows of local_window 512 and 4096), their max_diff taken against the
-// library's FlashBlockSparseForward and their TFLOPs counting the active
-// blocks only.
+// The "sparse fwd" variants walk a block-sparse layout of the library's
+// builders over the whole sequence instead (blocks of 128: local_window 512
+// to 4096, dilated_sparse), their max_diff taken against the library's
+// FlashBlockSparseForward and their TFLOPs counting the active blocks only.
 //
 //   bazel run -c opt --config=cuda //benchmarks:cuda_tile_sweep
 
@@ -33,7 +32,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "attention/block_layout.h"
+#include "attention/block_lists.h"
+#include "attention/block_lists_cuda.h"
 #include "attention/config.h"
 #include "attention/params_builder.h"
 #include "attention/tensor.h"
@@ -149,49 +152,61 @@ void Time(benchmark::State& state, F run) {
   cudaEventDestroy(stop);
 }
 
-// A banded block-sparse layout on the device: query block i of every head
-// attends to key blocks [i - half_width, i + half_width] inside the sequence.
-struct BandLayout {
+// A block-sparse layout of the library's builders over the whole sequence
+// (blocks of kSparseBlock tokens, one layout for every head), its lists on
+// the device.
+struct SparseLayout {
   kernels::BlockLists lists;
+  // Active (query block, key block) pairs of one head.
   int64_t active_blocks;
 };
 
 constexpr int64_t kSparseBlock = 128;
 
-const BandLayout& BandOf(int half_width) {
-  static std::vector<std::pair<int, BandLayout*>> made;
-  for (const auto& [width, layout] : made) {
-    if (width == half_width) return *layout;
+// The layouts the "sparse fwd" variants run on: local_window with each
+// window (5, 9, 17 and 33 key blocks a row) and dilated_sparse (blocks i,
+// i +- 1, i +- 2, i +- 4: 7 a row).
+struct SparseCase {
+  const char* name;
+  BlockPattern pattern;
+  int64_t window;
+};
+constexpr SparseCase kSparseCases[] = {
+    {"local_window 512", BlockPattern::kLocalWindow, 512},
+    {"local_window 1024", BlockPattern::kLocalWindow, 1024},
+    {"local_window 2048", BlockPattern::kLocalWindow, 2048},
+    {"local_window 4096", BlockPattern::kLocalWindow, 4096},
+    {"dilated_sparse", BlockPattern::kDilatedSparse, 0},
+};
+
+// Returns the layout of `sparse_case`, built and copied to the device on
+// first use and kept for the run.
+const SparseLayout& LayoutOf(const SparseCase& sparse_case) {
+  static std::vector<std::pair<const SparseCase*, const SparseLayout*>> made;
+  for (const auto& [which, layout] : made) {
+    if (which == &sparse_case) return *layout;
   }
-  const int64_t blocks = kSeq / kSparseBlock;
-  std::vector<int32_t> begin = {0};
-  std::vector<int32_t> columns;
-  for (int64_t i = 0; i < blocks; ++i) {
-    for (int64_t j = std::max<int64_t>(0, i - half_width);
-         j <= std::min<int64_t>(blocks - 1, i + half_width); ++j) {
-      columns.push_back(static_cast<int32_t>(j));
-    }
-    begin.push_back(static_cast<int32_t>(columns.size()));
+  BlockSparseConfig config;
+  config.block_size = kSparseBlock;
+  config.pattern = sparse_case.pattern;
+  if (sparse_case.window > 0) config.window = sparse_case.window;
+  absl::StatusOr<BlockLayout> layout =
+      BuildBlockLayout(config, kSeq, /*num_heads=*/kHeads);
+  if (!layout.ok()) {
+    std::fprintf(stderr, "%s\n", layout.status().ToString().c_str());
+    std::abort();
   }
-  auto upload = [](const std::vector<int32_t>& host) {
-    int32_t* device = nullptr;
-    Check(cudaMalloc(reinterpret_cast<void**>(&device),
-                     host.size() * sizeof(int32_t)),
-          "cudaMalloc");
-    Check(cudaMemcpy(device, host.data(), host.size() * sizeof(int32_t),
-                     cudaMemcpyHostToDevice),
-          "cudaMemcpy");
-    return device;
-  };
-  // The band is symmetric: the column lists equal the row lists.
-  const int32_t* device_begin = upload(begin);
-  const int32_t* device_columns = upload(columns);
-  auto* layout = new BandLayout{
-      kernels::BlockLists{kSparseBlock, blocks, /*heads=*/1, device_begin,
-                          device_columns, device_begin, device_columns},
-      static_cast<int64_t>(columns.size())};
-  made.emplace_back(half_width, layout);
-  return *layout;
+  auto* storage = new BlockListStorage(*layout, kSparseBlock);
+  absl::StatusOr<kernels::BlockLists> lists =
+      DeviceBlockLists(*storage, /*device_index=*/0);
+  if (!lists.ok()) {
+    std::fprintf(stderr, "%s\n", lists.status().ToString().c_str());
+    std::abort();
+  }
+  const auto* made_layout =
+      new SparseLayout{*lists, storage->active_blocks() / layout->heads};
+  made.emplace_back(&sparse_case, made_layout);
+  return *made_layout;
 }
 
 // Returns the output of the first mma.sync forward variant of the problem's
@@ -283,30 +298,32 @@ float GradientDifference(Problem& problem,
   return largest;
 }
 
-// Times sparse forward variant `v` on the band of `half_width`; its output
-// is compared with the library's block-sparse forward on the same layout.
+// Times sparse forward variant `v` on the layout of `sparse_case`; its
+// output is compared with the library's block-sparse forward on the same
+// layout.
 void TimeSparseForward(benchmark::State& state,
-                       const sweep::SparseForwardVariant& v, int half_width) {
+                       const sweep::SparseForwardVariant& v,
+                       const SparseCase& sparse_case) {
   Problem& problem = *ProblemOf(v.head_dim);
-  const BandLayout& band = BandOf(half_width);
+  const SparseLayout& layout = LayoutOf(sparse_case);
   AttentionConfig whole_sequence;
   whole_sequence.segment_lengths = {kSeq};
   whole_sequence.dilation_rates = {1};
   const kernels::ForwardParams params =
       Params(problem, /*causal=*/false, whole_sequence).forward;
   void* expected = nullptr;
-  Check(kernels::gpu::FlashBlockSparseForward(params, band.lists, nullptr),
+  Check(kernels::gpu::FlashBlockSparseForward(params, layout.lists, nullptr),
         "reference block-sparse forward");
   Check(cudaMalloc(&expected, TensorBytes(problem)), "cudaMalloc");
   Check(cudaMemcpy(expected, problem.buffers[3], TensorBytes(problem),
                    cudaMemcpyDeviceToDevice),
         "cudaMemcpy");
-  Time(state, [&] { return v.run(params, band.lists, nullptr); });
+  Time(state, [&] { return v.run(params, layout.lists, nullptr); });
   state.counters["blocks_per_SM"] = v.blocks_per_sm();
   state.counters["max_diff"] = sweep::MaxAbsDifference(
       problem.buffers[3], expected, TensorBytes(problem) / 2);
   cudaFree(expected);
-  const double flops = 4.0 * kHeads * band.active_blocks * kSparseBlock *
+  const double flops = 4.0 * kHeads * layout.active_blocks * kSparseBlock *
                        kSparseBlock * v.head_dim;
   state.counters["TFLOPs"] = benchmark::Counter(
       flops / 1e12, benchmark::Counter::kIsIterationInvariantRate);
@@ -314,13 +331,13 @@ void TimeSparseForward(benchmark::State& state,
 
 void RegisterAll() {
   auto problem_for = [](int head_dim) { return ProblemOf(head_dim); };
-  for (int half_width : {2, 16}) {
+  for (const SparseCase& sparse_case : kSparseCases) {
     for (int i = 0; i < sweep::kNumSparseForwardVariants; ++i) {
       const sweep::SparseForwardVariant& v = sweep::kSparseForwardVariants[i];
       benchmark::RegisterBenchmark(
-          absl::StrCat(v.name, " band", 2 * half_width + 1).c_str(),
-          [&v, half_width](benchmark::State& state) {
-            TimeSparseForward(state, v, half_width);
+          absl::StrCat(v.name, " ", sparse_case.name).c_str(),
+          [&v, &sparse_case](benchmark::State& state) {
+            TimeSparseForward(state, v, sparse_case);
           })
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);

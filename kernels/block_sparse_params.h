@@ -32,6 +32,10 @@ struct BlockLists {
   // column_blocks[column_begin[h * num_blocks + j] .. ... + 1]).
   const int32_t* column_begin;  // heads * num_blocks + 1 entries.
   const int32_t* column_blocks;
+  // The length of row_blocks (and of column_blocks): the active (layout
+  // head, query block, key block) triples, known on the host wherever the
+  // lists are, so that a launch can choose its kernel by the rows' lengths.
+  int64_t entries = 0;
 };
 
 // Returns the list index of call head `head` (0 when the layout is shared).

@@ -34,6 +34,10 @@ namespace gpu {
 //                     warp-specialized kernel (flash_forward_ws.cuh).
 //   ForwardWgmmaSparse  the same for block-sparse calls, whose row tiles must
 //                     lie inside one 128-row layout block (tile_walk.h).
+//   ForwardWgmmaSparseLongRows  where not void, replaces ForwardWgmmaSparse
+//                     for layouts whose query blocks walk, on average, at
+//                     least kSparseLongRowBlocks key blocks
+//                     (SparseRowsAreLong).
 //   KeyValue          the mma.sync dK/dV kernel; dV alone when KeyOnly is not
 //                     void.
 //   KeyOnly           where not void, a second pass that computes dK.
@@ -50,11 +54,28 @@ namespace gpu {
 template <DataType kDtype, int kHeadDim>
 struct FlashConfig;
 
+// Where the head_dim 64 block-sparse forward changes tiles: one warpgroup of
+// 64 rows per block (three blocks an SM) is fastest on short rows, the
+// warp-specialized tile of two 64-row consumers sharing a producer on long
+// ones (docs/BLOCK_SPARSE.md, "The forward tiles on block-sparse walks").
+constexpr int64_t kSparseLongRowBlocks = 24;
+
+// Returns whether the query blocks of `sparse` walk at least
+// kSparseLongRowBlocks key blocks on average; under the causal mask half of
+// a row's blocks are counted, as about half of them lie past the diagonal
+// (and are skipped) for the symmetric patterns.
+inline bool SparseRowsAreLong(const BlockLists& sparse, bool causal) {
+  const int64_t rows = sparse.heads * sparse.num_blocks;
+  const int64_t walked = causal ? sparse.entries / 2 : sparse.entries;
+  return rows > 0 && walked >= kSparseLongRowBlocks * rows;
+}
+
 template <DataType kDtype>
 struct FlashConfig<kDtype, 32> {
   using FusedBackward = void;
   using ForwardWgmma = void;
   using ForwardWgmmaSparse = void;
+  using ForwardWgmmaSparseLongRows = void;
   using KeyValueWgmma = void;
   using KeyOnlyWgmma = void;
   using QueryWgmma = void;
@@ -70,6 +91,8 @@ template <DataType kDtype>
 struct FlashConfig<kDtype, 64> {
   using ForwardWgmma = WsForwardTile<kDtype, 3, 128, 2, 64, false, true>;
   using ForwardWgmmaSparse = WgmmaForwardTile<kDtype, 1, 128, 3>;
+  using ForwardWgmmaSparseLongRows =
+      WsForwardTile<kDtype, 2, 128, 2, 64, true, true>;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 128, 1>;
   using KeyOnlyWgmma = void;
   using FusedBackward =
@@ -87,6 +110,7 @@ template <DataType kDtype>
 struct FlashConfig<kDtype, 128> {
   using ForwardWgmma = WsForwardTile<kDtype, 2, 128, 2, 128, true, true>;
   using ForwardWgmmaSparse = ForwardWgmma;
+  using ForwardWgmmaSparseLongRows = void;
   using KeyValueWgmma = WgmmaKeyValueTile<kDtype, 64, 2, 128>;
   using KeyOnlyWgmma = void;
   using FusedBackward =
@@ -105,6 +129,7 @@ struct FlashConfig<kDtype, 256> {
   using FusedBackward = void;
   using ForwardWgmma = WsForwardTile<kDtype, 2, 64, 2, 256, false, true>;
   using ForwardWgmmaSparse = ForwardWgmma;
+  using ForwardWgmmaSparseLongRows = void;
   using KeyValueWgmma =
       WgmmaKeyValueTile<kDtype, 64, 1, 256, 0, 1, FusedQuery::kNone,
                         KeyValuePart::kValueOnly>;
@@ -160,6 +185,13 @@ cudaError_t RunFlashForward(const ForwardParams& params,
     // Dropout runs on the mma.sync kernels (the wgmma ones do not apply it).
     if (WgmmaAvailable() && !params.dropout.enabled) {
       if (sparse.row_begin != nullptr) {
+        using LongRows = typename Config::ForwardWgmmaSparseLongRows;
+        if constexpr (!std::is_void_v<LongRows>) {
+          if (SparseRowsAreLong(sparse, params.is_causal)) {
+            return RunForwardWgmmaTile<LongRows>(params, problems, sparse,
+                                                 stream);
+          }
+        }
         return RunForwardWgmmaTile<typename Config::ForwardWgmmaSparse>(
             params, problems, sparse, stream);
       }
