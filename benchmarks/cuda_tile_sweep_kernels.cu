@@ -393,7 +393,8 @@ constexpr SparseForwardVariant Sparse(const char* name) {
 
 // Row tiles of 64 or 128 rows only: a 192-row tile would straddle layout
 // blocks. The first of each head_dim is the shape the library ships
-// (FlashConfig::ForwardWgmmaSparse).
+// (FlashConfig::ForwardWgmmaSparse); at head_dim 64 "ws 128x128 s2 qreg pp"
+// is the one it ships for long rows (ForwardWgmmaSparseLongRows).
 const SparseForwardVariant kSparseForwardVariants[] = {
     Sparse<WgmmaForwardTile<kH, 1, 128, 3>>(
         "sparse fwd d64 wgmma 64x128 1wg min3"),

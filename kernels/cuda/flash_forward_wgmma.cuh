@@ -260,6 +260,10 @@ __device__ __forceinline__ void StoreForwardRows(
     float* lse_segment, int chunks, int lane) {
   using T = typename Tile::T;
   const float kMinusInf = -__int_as_float(0x7f800000);
+  // With Q in registers the staging rows were last read by this warp's
+  // ldmatrix, whose lanes read rows that other lanes now write; on a walk
+  // with no key tile no warpgroup-wide wgmma wait lies between the two.
+  __syncwarp();
   float inverse[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
