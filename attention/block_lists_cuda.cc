@@ -4,6 +4,8 @@
 
 #include <utility>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "base/cuda_util.h"
 #include "factory/status_macros.h"
 
@@ -48,6 +50,11 @@ absl::StatusOr<BlockListStorage::DeviceCopy> CopyToDevice(
 absl::StatusOr<kernels::BlockLists> DeviceBlockLists(
     const BlockListStorage& storage, int64_t device_index) {
   const kernels::BlockLists host = storage.Lists();
+  if (host.entries != host.row_begin[BeginCount(host) - 1]) {
+    return absl::InternalError(absl::StrCat(
+        "block lists: entries ", host.entries, " but row_begin ends at ",
+        host.row_begin[BeginCount(host) - 1]));
+  }
   DA_ASSIGN_OR_RETURN(
       const BlockListStorage::DeviceCopy copy,
       storage.CopyFor(device_index, [&] { return CopyToDevice(host); }));

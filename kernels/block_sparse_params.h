@@ -34,7 +34,8 @@ struct BlockLists {
   const int32_t* column_blocks;
   // The length of row_blocks (and of column_blocks): the active (layout
   // head, query block, key block) triples, known on the host wherever the
-  // lists are, so that a launch can choose its kernel by the rows' lengths.
+  // lists are. A launch chooses its kernel by it (the rows' mean length),
+  // and the device copy is sized by it.
   int64_t entries = 0;
 };
 

@@ -57,8 +57,9 @@ struct FlashConfig;
 // Where the head_dim 64 block-sparse forward changes tiles: one warpgroup of
 // 64 rows per block (three blocks an SM) is fastest on short rows, the
 // warp-specialized tile of two 64-row consumers sharing a producer on long
-// ones (docs/BLOCK_SPARSE.md, "The forward tiles on block-sparse walks").
-constexpr int64_t kSparseLongRowBlocks = 24;
+// ones (docs/BLOCK_SPARSE.md, "Choosing the head_dim 64 forward tile by the
+// rows' length": the two cross between 17 and 33 key blocks a row).
+inline constexpr int64_t kSparseLongRowBlocks = 24;
 
 // Returns whether the query blocks of `sparse` walk at least
 // kSparseLongRowBlocks key blocks on average; under the causal mask half of

@@ -89,8 +89,8 @@ def _setup_context(ctx, inputs, output):
 def _below_autograd(overload, *arguments):
     """overload(*arguments) dispatched below the Autograd key. The forward
     operator's autograd is a Python function (register_autograd below) that
-    the dispatcher runs on every call, gradient or not (its cost: docs/
-    PYTHON.md, "Per-call overhead"); callers that record the graph
+    the dispatcher runs on every call, gradient or not (its cost:
+    docs/PYTHON.md, "Per-call overhead"); callers that record the graph
     themselves, or need none, skip it. torch.compile traces the plain call
     (the guard is not traceable, and a compiled graph has no per-call
     dispatch to save)."""

@@ -2,7 +2,8 @@
 // oracle (tests/testing/masked_oracle.h) with the layout expanded to a token
 // mask: every pattern and custom layouts (shared and per head, rows with no
 // key), causal and not, three dtypes, key padding; forward output, lse and
-// the three gradients; packed sequences (cu_seqlens) against the oracle of
+// the three gradients; on CUDA a layout of long rows (the head_dim 64
+// forward's other tile); packed sequences (cu_seqlens) against the oracle of
 // each sequence alone. Then the refusals, the probabilities of the debugging
 // output, and that inactive blocks are never read.
 
@@ -169,10 +170,11 @@ struct Param {
   TestDevice* device;
 };
 
-// Rows of about 29 key blocks of 128 at head_dim 64: on CUDA in 16-bit
+// Rows of about 28 key blocks of 128 at head_dim 64: on Hopper in 16-bit
 // dtypes the forward runs the tile of long rows (kernels/cuda/
-// flash_configs.cuh, SparseRowsAreLong), under the causal mask the tile of
-// short ones. Only there: the float64 oracle of 4096 tokens takes seconds.
+// flash_configs.cuh, SparseRowsAreLong), under the causal mask (14 counted)
+// the tile of short ones. CUDA only: the float64 oracle of 4096 tokens takes
+// seconds.
 Case LongRowsCase() {
   BlockSparseConfig long_rows = Pattern(BlockPattern::kCustom, 128);
   long_rows.custom_layout = RandomLayout(1, 32, 17, /*density=*/0.9);

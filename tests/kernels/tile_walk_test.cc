@@ -87,6 +87,8 @@ TEST(TileWalkTest, SparseWalksVisitExactlyTheActiveTiles) {
     const BlockLayout layout = RandomLayout(heads, 9, 7 + block_size);
     const BlockListStorage storage(layout, block_size);
     const BlockLists lists = storage.Lists();
+    EXPECT_EQ(lists.entries, layout.CountActive());
+    EXPECT_EQ(lists.entries, lists.row_begin[heads * layout.num_blocks]);
     const int n = static_cast<int>(layout.num_blocks * block_size);
     // The kernels' query-row and key-row tile sizes.
     for (int rows : {64, 128}) {
