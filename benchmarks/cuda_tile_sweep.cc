@@ -164,8 +164,9 @@ struct SparseLayout {
 constexpr int64_t kSparseBlock = 128;
 
 // The layouts the "sparse fwd" variants run on: local_window with each
-// window (5, 9, 17 and 33 key blocks a row) and dilated_sparse (blocks i,
-// i +- 1, i +- 2, i +- 4: 7 a row).
+// window (5, 9, 17, 25 and 33 key blocks a row: 25 lies just past the
+// forward's change of tile at 24) and dilated_sparse (blocks i, i +- 1,
+// i +- 2, i +- 4: 7 a row).
 struct SparseCase {
   const char* name;
   BlockPattern pattern;
@@ -175,6 +176,7 @@ constexpr SparseCase kSparseCases[] = {
     {"local_window 512", BlockPattern::kLocalWindow, 512},
     {"local_window 1024", BlockPattern::kLocalWindow, 1024},
     {"local_window 2048", BlockPattern::kLocalWindow, 2048},
+    {"local_window 3072", BlockPattern::kLocalWindow, 3072},
     {"local_window 4096", BlockPattern::kLocalWindow, 4096},
     {"dilated_sparse", BlockPattern::kDilatedSparse, 0},
 };
