@@ -1,5 +1,7 @@
 // The float32 linear layers of LongNet at the paper's width (d_model 768,
-// dim_feedforward 3072) over n = 32768 rows: models::Linear on the GEMM of
+// dim_feedforward 3072) over n = 32768 rows, and over 16 to 256 rows (a few
+// tokens, where calls below LinearDirectRows() skip packing the weights:
+// kernels/cpu/linear_direct.h): models::Linear on the GEMM of
 // kernels/cpu/linear_gemm.h on its AVX-512 path and forced onto its AVX2
 // path, on AMX at the reduced matmul precisions "high" and "medium", and
 // Eigen's GEMM on the same operands (Linear/eigen, the peer: built for the
@@ -11,6 +13,7 @@
 //
 //   ./bazelw build -c opt //benchmarks:linear_benchmark
 //   OMP_NUM_THREADS=2 bazel-bin/benchmarks/linear_benchmark
+//   python3 benchmarks/linear_torch_peer.py --threads 2   # PyTorch's F.linear
 
 #include <Eigen/Core>
 #include <cstdint>
@@ -100,9 +103,10 @@ void RegisterAll() {
                         {CpuPath::kAvx2, MatmulPrecision::kHighest},
                         {CpuPath::kAmx, MatmulPrecision::kHigh},
                         {CpuPath::kAmx, MatmulPrecision::kMedium}};
-  // A long sequence, and a handful of tokens (where packing the weights
-  // once per call is not spread over many rows).
-  for (const int64_t rows : {int64_t{32768}, int64_t{16}}) {
+  // A long sequence, and a few to a few hundred tokens (where packing the
+  // weights once per call is spread over few rows).
+  for (const int64_t rows : {int64_t{32768}, int64_t{16}, int64_t{64},
+                             int64_t{128}, int64_t{192}, int64_t{256}}) {
     for (const auto& shape : shapes) {
       const int64_t in = shape[0];
       const int64_t out = shape[1];

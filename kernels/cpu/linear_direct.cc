@@ -7,6 +7,25 @@ namespace kernels {
 namespace cpu {
 namespace {
 
+// A tile of outputs: up to kTileRows rows of x against up to kTileColumns
+// rows of w. 4 x 3 keeps 12 accumulators, three w vectors and one x vector
+// in the 16 ymm registers: 7 loads per 12 FMAs, and 12 independent FMA
+// chains, more than the FMA latency times the FMA pipes.
+constexpr int kTileRows = 4;
+constexpr int kTileColumns = 3;
+
+// The x rows one pass over the column groups reads (a row block): about
+// kRowBlockBytes, so that they stay in the core's L2 while every column
+// group reads them (L2 is 512 KiB a core on the AMD EPYC it was measured
+// on, more on recent Xeons). A multiple of kTileRows. W is read from memory
+// once per row block.
+constexpr int64_t kRowBlockBytes = 384 * 1024;
+
+int64_t RowBlock(int64_t in) {
+  const int64_t rows = kRowBlockBytes / (in * int64_t{sizeof(float)});
+  return rows < kTileRows ? kTileRows : rows / kTileRows * kTileRows;
+}
+
 // Returns the sum of the eight lanes, in a fixed order.
 float HorizontalSum(__m256 v) {
   const __m128 half =
@@ -15,65 +34,100 @@ float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)));
 }
 
-// Writes y[r][j] for kRows rows (x and y at their first row) and one column
-// j (w_row = w[j]): two sets of kRows accumulators over alternate 8-wide
-// blocks of k, so that each FMA chain waits on itself only every other
-// block.
-template <int kRows>
-void DotRows(const float* x, int64_t ldx, const float* w_row, int64_t in,
-             float bias, bool relu, float* y, int64_t ldy) {
-  __m256 even[kRows];
-  __m256 odd[kRows];
+// Writes y[r][c] for kRows rows and kColumns columns (x, w, bias and y at
+// the tile's first row and column): one accumulator per output, lane l
+// summing the products k = l (mod 8) in order, then the lanes.
+template <int kRows, int kColumns>
+void DotTile(const float* x, int64_t ldx, const float* w, int64_t in,
+             const float* bias, bool relu, float* y, int64_t ldy) {
+  // The loops over rows and columns unroll fully at any optimisation level,
+  // so that the accumulators live in registers.
+  __m256 acc[kRows][kColumns];
+#pragma GCC unroll 4
   for (int r = 0; r < kRows; ++r) {
-    even[r] = _mm256_setzero_ps();
-    odd[r] = _mm256_setzero_ps();
+#pragma GCC unroll 3
+    for (int c = 0; c < kColumns; ++c) acc[r][c] = _mm256_setzero_ps();
   }
   int64_t k = 0;
-  for (; k + 16 <= in; k += 16) {
-    const __m256 w0 = _mm256_loadu_ps(w_row + k);
-    const __m256 w1 = _mm256_loadu_ps(w_row + k + 8);
+  for (; k + 8 <= in; k += 8) {
+    __m256 wv[kColumns];
+#pragma GCC unroll 3
+    for (int c = 0; c < kColumns; ++c) wv[c] = _mm256_loadu_ps(w + c * in + k);
 #pragma GCC unroll 4
     for (int r = 0; r < kRows; ++r) {
-      even[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + k), w0, even[r]);
-      odd[r] =
-          _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + k + 8), w1, odd[r]);
+      const __m256 xv = _mm256_loadu_ps(x + r * ldx + k);
+#pragma GCC unroll 3
+      for (int c = 0; c < kColumns; ++c) {
+        acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
+      }
     }
   }
-  for (; k < in; k += 8) {
+  if (k < in) {
     const __m256i lanes = LanesBelow(in - k);
-    const __m256 w0 = _mm256_maskload_ps(w_row + k, lanes);
+    __m256 wv[kColumns];
+#pragma GCC unroll 3
+    for (int c = 0; c < kColumns; ++c) {
+      wv[c] = _mm256_maskload_ps(w + c * in + k, lanes);
+    }
 #pragma GCC unroll 4
     for (int r = 0; r < kRows; ++r) {
-      even[r] = _mm256_fmadd_ps(_mm256_maskload_ps(x + r * ldx + k, lanes), w0,
-                                even[r]);
+      const __m256 xv = _mm256_maskload_ps(x + r * ldx + k, lanes);
+#pragma GCC unroll 3
+      for (int c = 0; c < kColumns; ++c) {
+        acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
+      }
     }
   }
+#pragma GCC unroll 4
   for (int r = 0; r < kRows; ++r) {
-    float value = HorizontalSum(_mm256_add_ps(even[r], odd[r])) + bias;
-    if (relu && value < 0.0f) value = 0.0f;
-    y[r * ldy] = value;
+#pragma GCC unroll 3
+    for (int c = 0; c < kColumns; ++c) {
+      float value = HorizontalSum(acc[r][c]);
+      if (bias != nullptr) value += bias[c];
+      if (relu && value < 0.0f) value = 0.0f;
+      y[r * ldy + c] = value;
+    }
   }
 }
 
-using DotFunction = void (*)(const float*, int64_t, const float*, int64_t,
-                             float, bool, float*, int64_t);
+using TileFunction = void (*)(const float*, int64_t, const float*, int64_t,
+                              const float*, bool, float*, int64_t);
 
-// kDots[r - 1] handles r rows at a time.
-constexpr DotFunction kDots[4] = {DotRows<1>, DotRows<2>, DotRows<3>,
-                                  DotRows<4>};
+// kTiles[r - 1][c - 1] computes a tile of r rows and c columns.
+constexpr TileFunction kTiles[kTileRows][kTileColumns] = {
+    {DotTile<1, 1>, DotTile<1, 2>, DotTile<1, 3>},
+    {DotTile<2, 1>, DotTile<2, 2>, DotTile<2, 3>},
+    {DotTile<3, 1>, DotTile<3, 2>, DotTile<3, 3>},
+    {DotTile<4, 1>, DotTile<4, 2>, DotTile<4, 3>}};
+
+inline int64_t Min(int64_t a, int64_t b) { return a < b ? a : b; }
 
 }  // namespace
+
+int64_t LinearDirectRows(CpuPath path) {
+  return path == CpuPath::kAvx2 ? 160 : 32;
+}
 
 void LinearDirect(const float* x, int64_t rows, int64_t in, int64_t ldx,
                   const float* w, int64_t out, const LinearEpilogue& epilogue,
                   float* y, int64_t ldy) {
-#pragma omp parallel for schedule(static)
-  for (int64_t j = 0; j < out; ++j) {
-    const float bias = epilogue.bias == nullptr ? 0.0f : epilogue.bias[j];
-    for (int64_t r = 0; r < rows; r += 4) {
-      const int count = static_cast<int>(rows - r < 4 ? rows - r : 4);
-      kDots[count - 1](x + r * ldx, ldx, w + j * in, in, bias, epilogue.relu,
-                       y + r * ldy + j, ldy);
+  const int64_t row_block = RowBlock(in);
+  const int64_t groups = (out + kTileColumns - 1) / kTileColumns;
+#pragma omp parallel
+  for (int64_t block = 0; block < rows; block += row_block) {
+    const int64_t block_end = Min(rows, block + row_block);
+#pragma omp for schedule(static)
+    for (int64_t group = 0; group < groups; ++group) {
+      const int64_t column = group * kTileColumns;
+      const int columns = static_cast<int>(Min(kTileColumns, out - column));
+      const float* bias =
+          epilogue.bias == nullptr ? nullptr : epilogue.bias + column;
+      for (int64_t row = block; row < block_end; row += kTileRows) {
+        const int count = static_cast<int>(Min(kTileRows, block_end - row));
+        kTiles[count - 1][columns - 1](x + row * ldx, ldx, w + column * in, in,
+                                       bias, epilogue.relu,
+                                       y + row * ldy + column, ldy);
+      }
     }
   }
 }

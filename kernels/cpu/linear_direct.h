@@ -1,10 +1,11 @@
 // File: linear_direct.h
 //
 // The path of linear_gemm.h for a few rows: y = x W^T + b as dot products of
-// x's rows with W's rows, read in place. Packing W (what the tiled path does
-// once per call) costs as much as multiplying a few rows by it, so below
-// kLinearDirectRows rows the product skips it. AVX2 and FMA (the library's
-// baseline), so every CPU path takes it.
+// x's rows with W's rows, read in place, in tiles of 4 rows x 3 columns.
+// Packing W (what the tiled path does once per call) costs as much as
+// multiplying a few rows by it, so below LinearDirectRows() rows the product
+// skips it. AVX2 and FMA (the library's baseline), so every CPU path can
+// take it.
 //
 // Each output is the sum of its `in` products in a fixed order (eight
 // interleaved partial sums over k, added pairwise), whatever the thread
@@ -18,6 +19,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/cpu_path.h"
 #include "kernels/cpu/linear_gemm.h"
 
 namespace dilated {
@@ -32,8 +34,12 @@ inline __m256i LanesBelow(int64_t count) {
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// Calls with fewer rows than this take the direct path.
-constexpr int64_t kLinearDirectRows = 32;
+// Calls with fewer rows than this take the direct path. On the AVX2 path
+// 160: with linear_benchmark on an AMD EPYC (2 threads, the models' widths)
+// the direct path was faster at 128 rows and the 6 x 16 tiles at 192. Where
+// the tiles are 512 bits wide (AVX-512, AMX) 32, where the direct path
+// measured faster on AVX2 before it had its 4 x 3 tiles (not measured since).
+int64_t LinearDirectRows(CpuPath path);
 
 // As LinearGemmFloat32, on OpenMP threads by ranges of output columns.
 // REQUIRES: the arguments as LinearGemmFloat32.

@@ -340,11 +340,11 @@ bool ParseMatmulPrecision(const char* name, MatmulPrecision* precision) {
 bool LinearGemmFloat32(const float* x, int64_t rows, int64_t in, int64_t ldx,
                        const float* w, int64_t out,
                        const LinearEpilogue& epilogue, float* y, int64_t ldy) {
-  if (rows < kLinearDirectRows) {
+  const CpuPath path = ActiveCpuPath();
+  if (rows < LinearDirectRows(path)) {
     LinearDirect(x, rows, in, ldx, w, out, epilogue, y, ldy);
     return true;
   }
-  const CpuPath path = ActiveCpuPath();
   const MatmulPrecision precision = Float32MatmulPrecision();
   if (path == CpuPath::kAmx && precision != MatmulPrecision::kHighest) {
     LinearGemmAmx(x, rows, in, ldx, w, out, epilogue,

@@ -30,12 +30,15 @@ struct Shape {
 // Partial tiles (14 x 32 on AVX-512, 6 x 16 on AVX2), more than one block
 // of rows, depth blocks (512) with a remainder, more than one block of
 // columns (1024 and 128), and the models' widths; fewer rows than
-// kLinearDirectRows (linear_direct.h): groups of 4 rows with a remainder,
-// depths with a partial 8- and 16-wide block; and more than 1024 rows.
+// LinearDirectRows() (linear_direct.h: 160 on AVX2, 32 elsewhere): tiles of
+// 4 rows x 3 columns with remainders of rows and columns, depths with a
+// partial 8-wide block, and several blocks of rows (32 rows of 3072
+// products each); and more than 1024 rows.
 const Shape kShapes[] = {{1, 1, 1},       {37, 45, 50},     {300, 96, 70},
                          {64, 768, 33},   {129, 300, 1100}, {40, 3072, 96},
                          {5, 300, 70},    {31, 3072, 96},   {2, 13, 9},
-                         {16, 768, 3072}, {1030, 600, 150}, {1100, 64, 40}};
+                         {16, 768, 3072}, {1030, 600, 150}, {1100, 64, 40},
+                         {155, 3072, 22}};
 
 struct Operands {
   Shape shape;
@@ -182,10 +185,11 @@ TEST_P(PrecisionTest, StridedOperandsLeavePaddingAlone) {
   }
 }
 
-// Tiled (1030 and 300 rows) and direct (7 rows).
+// Tiled (1030 and 300 rows), direct (7 rows), and 70 rows of 3072 products
+// (direct in three blocks of rows on AVX2, tiled elsewhere).
 TEST_P(PrecisionTest, ResultDoesNotDependOnThreadCount) {
-  for (const Shape& shape :
-       {Shape{1030, 300, 200}, Shape{300, 300, 1100}, Shape{7, 300, 1100}}) {
+  for (const Shape& shape : {Shape{1030, 300, 200}, Shape{300, 300, 1100},
+                             Shape{7, 300, 1100}, Shape{70, 3072, 50}}) {
     const Operands ops = MakeOperands(shape, 0, 0, 7);
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
