@@ -3,8 +3,10 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "base/cuda_util.h"
 #include "factory/status_macros.h"
@@ -13,27 +15,35 @@ namespace dilated {
 namespace {
 
 // Where the four lists lie inside the one device allocation of a storage's
-// copy, in int32 elements from its start: row_begin, row_blocks,
-// column_begin and column_blocks, in that order. CopyToDevice writes them
-// there and DeviceBlockLists points at them.
-struct PieceLayout {
+// copy, in int32 elements from its start, in this order. CopyToDevice
+// writes them there and DeviceBlockLists points at them.
+struct PieceOffsets {
   int64_t begins;   // entries of row_begin and of column_begin
   int64_t entries;  // entries of row_blocks and of column_blocks
-  int64_t RowBlocks() const { return begins; }
-  int64_t ColumnBegin() const { return begins + entries; }
-  int64_t ColumnBlocks() const { return 2 * begins + entries; }
-  int64_t Total() const { return 2 * begins + 2 * entries; }
+  int64_t row_begin;
+  int64_t row_blocks;
+  int64_t column_begin;
+  int64_t column_blocks;
+  int64_t total;  // int32 elements of the allocation
 };
 
-PieceLayout LayoutOf(const kernels::BlockLists& lists) {
-  return PieceLayout{lists.heads * lists.num_blocks + 1, lists.entries};
+PieceOffsets OffsetsOf(const kernels::BlockLists& lists) {
+  PieceOffsets offsets;
+  offsets.begins = lists.heads * lists.num_blocks + 1;
+  offsets.entries = lists.entries;
+  offsets.row_begin = 0;
+  offsets.row_blocks = offsets.row_begin + offsets.begins;
+  offsets.column_begin = offsets.row_blocks + offsets.entries;
+  offsets.column_blocks = offsets.column_begin + offsets.begins;
+  offsets.total = offsets.column_blocks + offsets.entries;
+  return offsets;
 }
 
 absl::StatusOr<BlockListStorage::DeviceCopy> CopyToDevice(
-    const kernels::BlockLists& host, const PieceLayout& layout) {
+    const kernels::BlockLists& host, const PieceOffsets& offsets) {
   void* memory = nullptr;
   DA_RETURN_IF_ERROR(
-      CudaStatus(cudaMalloc(&memory, layout.Total() * sizeof(int32_t)),
+      CudaStatus(cudaMalloc(&memory, offsets.total * sizeof(int32_t)),
                  "allocating the device block lists"));
   BlockListStorage::DeviceCopy copy(
       memory, [](const void* p) { cudaFree(const_cast<void*>(p)); });
@@ -44,10 +54,10 @@ absl::StatusOr<BlockListStorage::DeviceCopy> CopyToDevice(
     int64_t count;
   };
   for (const Piece& piece :
-       {Piece{host.row_begin, 0, layout.begins},
-        Piece{host.row_blocks, layout.RowBlocks(), layout.entries},
-        Piece{host.column_begin, layout.ColumnBegin(), layout.begins},
-        Piece{host.column_blocks, layout.ColumnBlocks(), layout.entries}}) {
+       {Piece{host.row_begin, offsets.row_begin, offsets.begins},
+        Piece{host.row_blocks, offsets.row_blocks, offsets.entries},
+        Piece{host.column_begin, offsets.column_begin, offsets.begins},
+        Piece{host.column_blocks, offsets.column_blocks, offsets.entries}}) {
     // Synchronous: the copy is complete on every stream when this returns.
     DA_RETURN_IF_ERROR(CudaStatus(
         cudaMemcpy(base + piece.offset, piece.source,
@@ -62,8 +72,8 @@ absl::StatusOr<BlockListStorage::DeviceCopy> CopyToDevice(
 absl::StatusOr<kernels::BlockLists> DeviceBlockLists(
     const BlockListStorage& storage, int64_t device_index) {
   const kernels::BlockLists host = storage.Lists();
-  const PieceLayout layout = LayoutOf(host);
-  const int32_t row_begin_end = host.row_begin[layout.begins - 1];
+  const PieceOffsets offsets = OffsetsOf(host);
+  const int32_t row_begin_end = host.row_begin[offsets.begins - 1];
   if (host.entries != row_begin_end) {
     return absl::InternalError(
         absl::StrCat("block lists: entries ", host.entries,
@@ -71,14 +81,14 @@ absl::StatusOr<kernels::BlockLists> DeviceBlockLists(
   }
   DA_ASSIGN_OR_RETURN(const BlockListStorage::DeviceCopy copy,
                       storage.CopyFor(device_index, [&] {
-                        return CopyToDevice(host, layout);
+                        return CopyToDevice(host, offsets);
                       }));
   const int32_t* base = static_cast<const int32_t*>(copy.get());
   kernels::BlockLists device = host;
-  device.row_begin = base;
-  device.row_blocks = base + layout.RowBlocks();
-  device.column_begin = base + layout.ColumnBegin();
-  device.column_blocks = base + layout.ColumnBlocks();
+  device.row_begin = base + offsets.row_begin;
+  device.row_blocks = base + offsets.row_blocks;
+  device.column_begin = base + offsets.column_begin;
+  device.column_blocks = base + offsets.column_blocks;
   return device;
 }
 

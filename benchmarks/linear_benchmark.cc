@@ -13,7 +13,8 @@
 //
 //   ./bazelw build -c opt //benchmarks:linear_benchmark
 //   OMP_NUM_THREADS=2 bazel-bin/benchmarks/linear_benchmark
-//   python3 benchmarks/linear_torch_peer.py --threads 2   # PyTorch's F.linear
+//   python3 benchmarks/linear_cpu_compare.py --threads 2 --path avx2
+//     (this benchmark and PyTorch's F.linear, alternating, in one table)
 
 #include <Eigen/Core>
 #include <cstdint>

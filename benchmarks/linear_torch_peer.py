@@ -7,9 +7,11 @@ CPU with the same number of threads.
     OMP_NUM_THREADS=2 bazel-bin/benchmarks/linear_benchmark
     python3 benchmarks/linear_torch_peer.py --threads 2
 
-Prints, per case, the median and the best wall time of --repeats timed calls
-(each call allocates its output, as the library's Linear does) and the
-GFLOP/s of the median.
+Each sample times a loop of calls long enough to last about 50 ms (one call
+at the longest shapes), as Google Benchmark times a loop of iterations; each
+call allocates its output, as the library's Linear does. Prints, per case,
+the median and the best time per call over --repeats samples and the GFLOP/s
+of the median.
 """
 
 import argparse
@@ -22,18 +24,26 @@ import torch.nn.functional as F
 SHAPES = ((768, 768), (768, 3072), (3072, 768))
 
 
+SAMPLE_SECONDS = 0.05
+
+
 def time_linear(rows, features_in, features_out, repeats):
-  """Returns the wall times in seconds of `repeats` calls, after one warm-up."""
+  """Returns the wall time in seconds per call of each of `repeats` samples."""
   generator = torch.Generator().manual_seed(1)
   x = torch.rand(rows, features_in, generator=generator) * 2 - 1
   w = torch.rand(features_out, features_in, generator=generator) * 2 - 1
   b = torch.rand(features_out, generator=generator) * 2 - 1
+  for _ in range(3):
+    F.linear(x, w, b)
+  start = time.perf_counter()
   F.linear(x, w, b)
+  calls = max(1, int(SAMPLE_SECONDS / (time.perf_counter() - start)))
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
-    F.linear(x, w, b)
-    times.append(time.perf_counter() - start)
+    for _ in range(calls):
+      F.linear(x, w, b)
+    times.append((time.perf_counter() - start) / calls)
   return times
 
 
@@ -41,9 +51,9 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--rows", type=int, nargs="+",
-                      default=[16, 64, 128, 256, 32768])
-  parser.add_argument("--repeats", type=int, default=20,
-                      help="timed calls per case (at most 5 at 32768 rows)")
+                      default=[16, 64, 128, 192, 256, 32768])
+  parser.add_argument("--repeats", type=int, default=5,
+                      help="timed samples per case (at most 3 from 4096 rows)")
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
   torch.set_float32_matmul_precision("highest")
@@ -51,7 +61,7 @@ def main():
         f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
   for rows in args.rows:
     for features_in, features_out in SHAPES:
-      repeats = min(args.repeats, 5) if rows >= 4096 else args.repeats
+      repeats = min(args.repeats, 3) if rows >= 4096 else args.repeats
       times = time_linear(rows, features_in, features_out, repeats)
       median = statistics.median(times)
       gflops = 2.0 * rows * features_in * features_out / median * 1e-9

@@ -2,26 +2,32 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstdint>
+
 namespace dilated {
 namespace kernels {
 namespace cpu {
 namespace {
 
 // A tile of outputs: up to kTileRows rows of x against up to kTileColumns
-// rows of w. 4 x 3 keeps 12 accumulators, three w vectors and one x vector
-// in the 16 ymm registers: 7 loads per 12 FMAs, and 12 independent FMA
-// chains, more than the FMA latency times the FMA pipes.
+// rows of w. In the loop over whole 8-wide blocks of products, 4 x 3 keeps
+// 12 accumulators, three w vectors and one x vector in the 16 ymm
+// registers: 7 loads per 12 FMAs, and 12 independent FMA chains, more than
+// the FMA latency times the FMA pipes.
 constexpr int kTileRows = 4;
 constexpr int kTileColumns = 3;
 
-// The x rows one pass over the column groups reads (a row block): about
-// kRowBlockBytes, so that they stay in the core's L2 while every column
-// group reads them (L2 is 512 KiB a core on the AMD EPYC it was measured
-// on, more on recent Xeons). A multiple of kTileRows. W is read from memory
+// The x rows one pass over the column groups reads (a row block) take about
+// kRowBlockBytes, sized for an L2 of 512 KiB a core or more, so that they
+// stay there while every column group reads them. W is read from memory
 // once per row block.
 constexpr int64_t kRowBlockBytes = 384 * 1024;
 
-int64_t RowBlock(int64_t in) {
+// Returns the rows of a row block for `in` products a row: a multiple of
+// kTileRows, at least kTileRows.
+// REQUIRES: in >= 1.
+int64_t RowsPerBlock(int64_t in) {
   const int64_t rows = kRowBlockBytes / (in * int64_t{sizeof(float)});
   return rows < kTileRows ? kTileRows : rows / kTileRows * kTileRows;
 }
@@ -40,7 +46,7 @@ float HorizontalSum(__m256 v) {
 template <int kRows, int kColumns>
 void DotTile(const float* x, int64_t ldx, const float* w, int64_t in,
              const float* bias, bool relu, float* y, int64_t ldy) {
-  // The loops over rows and columns unroll fully at any optimisation level,
+  // The loops over rows and columns unroll fully (at the library's -O3),
   // so that the accumulators live in registers.
   __m256 acc[kRows][kColumns];
 #pragma GCC unroll 4
@@ -100,30 +106,30 @@ constexpr TileFunction kTiles[kTileRows][kTileColumns] = {
     {DotTile<3, 1>, DotTile<3, 2>, DotTile<3, 3>},
     {DotTile<4, 1>, DotTile<4, 2>, DotTile<4, 3>}};
 
-inline int64_t Min(int64_t a, int64_t b) { return a < b ? a : b; }
-
 }  // namespace
 
 int64_t LinearDirectRows(CpuPath path) {
-  return path == CpuPath::kAvx2 ? 160 : 32;
+  return path == CpuPath::kAvx2 ? kAvx2DirectRows : kWideDirectRows;
 }
 
 void LinearDirect(const float* x, int64_t rows, int64_t in, int64_t ldx,
                   const float* w, int64_t out, const LinearEpilogue& epilogue,
                   float* y, int64_t ldy) {
-  const int64_t row_block = RowBlock(in);
+  const int64_t row_block = RowsPerBlock(in);
   const int64_t groups = (out + kTileColumns - 1) / kTileColumns;
 #pragma omp parallel
   for (int64_t block = 0; block < rows; block += row_block) {
-    const int64_t block_end = Min(rows, block + row_block);
+    const int64_t block_end = std::min(rows, block + row_block);
 #pragma omp for schedule(static)
     for (int64_t group = 0; group < groups; ++group) {
       const int64_t column = group * kTileColumns;
-      const int columns = static_cast<int>(Min(kTileColumns, out - column));
+      const int columns =
+          static_cast<int>(std::min<int64_t>(kTileColumns, out - column));
       const float* bias =
           epilogue.bias == nullptr ? nullptr : epilogue.bias + column;
       for (int64_t row = block; row < block_end; row += kTileRows) {
-        const int count = static_cast<int>(Min(kTileRows, block_end - row));
+        const int count =
+            static_cast<int>(std::min<int64_t>(kTileRows, block_end - row));
         kTiles[count - 1][columns - 1](x + row * ldx, ldx, w + column * in, in,
                                        bias, epilogue.relu,
                                        y + row * ldy + column, ldy);

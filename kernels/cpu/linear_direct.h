@@ -34,14 +34,20 @@ inline __m256i LanesBelow(int64_t count) {
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// Calls with fewer rows than this take the direct path. On the AVX2 path
-// 160: with linear_benchmark on an AMD EPYC (2 threads, the models' widths)
-// the direct path was faster at 128 rows and the 6 x 16 tiles at 192. Where
-// the tiles are 512 bits wide (AVX-512, AMX) 32, where the direct path
-// measured faster on AVX2 before it had its 4 x 3 tiles (not measured since).
+// Calls with fewer rows than this take the direct path: kAvx2DirectRows on
+// the AVX2 path, kWideDirectRows where the packed tiles are 512 bits wide
+// (AVX-512, AMX). docs/PERFORMANCE_MODELS.md has the measurements behind
+// them.
 int64_t LinearDirectRows(CpuPath path);
 
-// As LinearGemmFloat32, on OpenMP threads by ranges of output columns.
+// On AVX2 the packed 6 x 16 tiles overtake the direct path between 128 and
+// 192 rows (2 threads, the models' widths).
+constexpr int64_t kAvx2DirectRows = 160;
+// Not measured against the packed 14 x 32 tiles with the 4 x 3 direct tiles.
+constexpr int64_t kWideDirectRows = 32;
+
+// As LinearGemmFloat32, on OpenMP threads by groups of 3 output columns
+// (with fewer than 3 * threads columns, some threads have none).
 // REQUIRES: the arguments as LinearGemmFloat32.
 void LinearDirect(const float* x, int64_t rows, int64_t in, int64_t ldx,
                   const float* w, int64_t out, const LinearEpilogue& epilogue,

@@ -7,9 +7,9 @@
 // one call run on OpenMP threads by blocks of rows. On AVX-512 the tiles are
 // 14 x 32, on AVX2 6 x 16 (cpu_path.h chooses). The sum of each output runs
 // over the `in` products in order within a block and block by block, so a
-// result does not depend on the thread count. Calls with few rows (below
-// 160 on AVX2, 32 elsewhere) skip the packing and run as dot products
-// (linear_direct.h), in an order of their own.
+// result does not depend on the thread count. Calls with few rows
+// (LinearDirectRows() in linear_direct.h) skip the packing and run as dot
+// products, in an order of their own.
 //
 // The models call it for every float32 linear layer.
 //

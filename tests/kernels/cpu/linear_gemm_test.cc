@@ -30,15 +30,16 @@ struct Shape {
 // Partial tiles (14 x 32 on AVX-512, 6 x 16 on AVX2), more than one block
 // of rows, depth blocks (512) with a remainder, more than one block of
 // columns (1024 and 128), and the models' widths; fewer rows than
-// LinearDirectRows() (linear_direct.h: 160 on AVX2, 32 elsewhere): tiles of
-// 4 rows x 3 columns with remainders of rows and columns, depths with a
-// partial 8-wide block, and several blocks of rows (32 rows of 3072
-// products each); and more than 1024 rows.
-const Shape kShapes[] = {{1, 1, 1},       {37, 45, 50},     {300, 96, 70},
-                         {64, 768, 33},   {129, 300, 1100}, {40, 3072, 96},
-                         {5, 300, 70},    {31, 3072, 96},   {2, 13, 9},
-                         {16, 768, 3072}, {1030, 600, 150}, {1100, 64, 40},
-                         {155, 3072, 22}};
+// LinearDirectRows() (linear_direct.h): every tile shape of the direct path
+// (1 to 4 rows x 1 to 3 columns), depths below one 8-wide block and with a
+// partial one, several blocks of rows (32 rows of 3072 products each), and
+// the rows on both sides of the AVX2 switch; and more than 1024 rows.
+const Shape kShapes[] = {
+    {1, 1, 1},        {37, 45, 50},    {300, 96, 70},    {64, 768, 33},
+    {129, 300, 1100}, {40, 3072, 96},  {5, 300, 70},     {31, 3072, 96},
+    {2, 13, 9},       {16, 768, 3072}, {1030, 600, 150}, {1100, 64, 40},
+    {155, 3072, 22},  {7, 5, 8},       {6, 13, 5},       {11, 45, 2},
+    {10, 20, 4},      {159, 96, 10},   {160, 96, 10}};
 
 struct Operands {
   Shape shape;
@@ -57,8 +58,15 @@ Operands MakeOperands(const Shape& shape, int64_t x_padding, int64_t y_padding,
   ops.ldy = shape.out + y_padding;
   std::mt19937 engine(seed);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  // x's padding is NaN: a kernel that read it would spread NaN into y.
   ops.x.resize(shape.rows * ops.ldx);
-  for (float& v : ops.x) v = uniform(engine);
+  for (int64_t i = 0; i < shape.rows; ++i) {
+    for (int64_t k = 0; k < ops.ldx; ++k) {
+      ops.x[i * ops.ldx + k] = k < shape.in
+                                   ? uniform(engine)
+                                   : std::numeric_limits<float>::quiet_NaN();
+    }
+  }
   ops.w.resize(shape.out * shape.in);
   for (float& v : ops.w) v = uniform(engine);
   ops.bias.resize(shape.out);
