@@ -38,6 +38,8 @@ def run_ours(binary, path, rows, threads):
       env=env, check=True, capture_output=True, text=True)
   times = {}
   for entry in json.loads(result.stdout)["benchmarks"]:
+    if entry.get("error_occurred"):
+      raise SystemExit(f"{entry['name']}: {entry.get('error_message')}")
     if entry.get("aggregate_name") != "median":
       continue
     fields = dict(part.split(":") for part in entry["run_name"].split("/")
